@@ -1,0 +1,73 @@
+"""The ``jetson-deploy`` command: a click group whose commands load on demand.
+
+Each command lives in ``jetson_deploy.commands.<module>`` and is imported only when
+invoked (or when its help is shown), so ``jetson-deploy --help`` needs only click.
+Errors raised by the API as :class:`~jetson_deploy.errors.JetsonDeployError` become
+one ``Error:`` line and the exit code they carry.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import click
+
+from . import __version__
+from .errors import JetsonDeployError
+
+# name -> (module, attribute, one-line help shown in the group listing without importing)
+COMMANDS: Dict[str, Tuple[str, str, str]] = {
+    "info": ("jetson_deploy.commands.info", "info", "Describe this machine: Jetson model, JetPack, TensorRT, CUDA, GPU."),
+    "demo": ("jetson_deploy.commands.demo", "demo", "Run the whole path on the embedded demo model (no GPU, no downloads)."),
+    "calibrate": ("jetson_deploy.commands.calibrate", "calibrate", "Build an INT8 calibration set and ranges from images/videos."),
+    "convert": ("jetson_deploy.commands.convert", "convert", "Convert a PyTorch/ONNX model into a bundle (ONNX, engines)."),
+    "bundle": ("jetson_deploy.commands.bundle", "bundle", "Inspect, verify, sign and pack bundles."),
+    "deploy": ("jetson_deploy.commands.deploy", "deploy", "Push a bundle to Jetsons over SSH and activate it atomically."),
+    "rollback": ("jetson_deploy.commands.deploy", "rollback", "Switch hosts back to the previously active bundle version."),
+    "devices": ("jetson_deploy.commands.deploy", "devices", "List installed and active bundle versions on hosts."),
+    "run": ("jetson_deploy.commands.run", "run", "Run a bundle on a live source (camera, RTSP, video, images)."),
+    "bench": ("jetson_deploy.commands.run", "bench", "Benchmark engine-only vs full-pipeline throughput and latency."),
+    "selftest": ("jetson_deploy.commands.selftest", "selftest", "Exercise the real device path (TensorRT, CUDA, camera) and report."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in COMMANDS:
+            return cmd
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx) if name in COMMANDS]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except JetsonDeployError as exc:
+            click.echo("Error: {}".format(exc), err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="jetson-deploy")
+def cli() -> None:
+    """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson."""
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    cli.main(args=argv, prog_name="jetson-deploy")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Click commands: thin wrappers over the Python API, imported lazily by ``cli.py``."""
