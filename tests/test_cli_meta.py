@@ -1,0 +1,141 @@
+"""Meta-tests: every command has help, is in the README, and works on the base install."""
+import os
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import jetson_deploy
+from jetson_deploy.cli import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ["torch", "cv2", "onnxruntime", "onnx", "onnxscript", "tensorrt", "pycuda", "torch2trt", "yaml", "jsonschema", "cryptography"]
+
+
+def all_commands():
+    """(path, command) for every command and subcommand."""
+    out = []
+    ctx = click.Context(cli)
+
+    def walk(prefix, group):
+        for name in group.list_commands(ctx):
+            cmd = group.get_command(ctx, name)
+            out.append((prefix + [name], cmd))
+            if isinstance(cmd, click.Group):
+                walk(prefix + [name], cmd)
+
+    walk([], cli)
+    return out
+
+
+def test_every_command_loads_and_has_help():
+    cmds = all_commands()
+    assert {p[0] for p, _ in cmds} >= set(COMMANDS)
+    for path, cmd in cmds:
+        assert cmd is not None, path
+        assert (cmd.help or "").strip(), "command {} has no help text".format(" ".join(path))
+        r = CliRunner().invoke(cli, path + ["--help"])
+        assert r.exit_code == 0, (path, r.output)
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, "option {} of {} has no help".format(param.opts, " ".join(path))
+
+
+def test_every_top_level_command_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for name in COMMANDS:
+        assert re.search(r"jetson-deploy {}\b".format(name), readme), "README does not show `jetson-deploy {}`".format(name)
+
+
+def test_version_and_help():
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and jetson_deploy.__version__ in r.output
+    r = CliRunner().invoke(cli, ["-h"])
+    assert r.exit_code == 0 and "calibrate" in r.output
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import sys, importlib.abc
+    BLOCK = set({heavy!r})
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCK:
+                raise ImportError("blocked for the base-install test: " + name)
+            return None
+    sys.meta_path.insert(0, Blocker())
+    """
+)
+
+
+def run_blocked(code):
+    script = BLOCKER.format(heavy=HEAVY) + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(ROOT), timeout=120)
+
+
+def test_base_install_imports_every_module_and_shows_every_help():
+    """With no optional dependency importable: every submodule imports, every --help works."""
+    r = run_blocked(
+        """
+        import importlib, pkgutil, jetson_deploy
+        bad = []
+        for m in pkgutil.walk_packages(jetson_deploy.__path__, "jetson_deploy."):
+            try:
+                importlib.import_module(m.name)
+            except Exception as e:
+                bad.append("%s: %s" % (m.name, e))
+        from click.testing import CliRunner
+        from jetson_deploy.cli import cli
+        import click
+        ctx = click.Context(cli)
+        def walk(prefix, group):
+            for name in group.list_commands(ctx):
+                cmd = group.get_command(ctx, name)
+                r = CliRunner().invoke(cli, prefix + [name, "--help"])
+                if r.exit_code != 0:
+                    bad.append("help %s: %s %s" % (prefix + [name], r.output, r.exception))
+                if isinstance(cmd, click.Group):
+                    walk(prefix + [name], cmd)
+        walk([], cli)
+        print("\\n".join(bad))
+        sys.exit(1 if bad else 0)
+        """
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_missing_dependency_message_says_what_to_install():
+    r = run_blocked(
+        """
+        from jetson_deploy._lazy import require
+        from jetson_deploy.errors import MissingDependency
+        try:
+            require("torch", "model export")
+        except MissingDependency as e:
+            print(e)
+        """
+    )
+    assert "torch is needed for model export" in r.stdout and "pip install" in r.stdout
+
+
+def test_no_heavy_import_at_module_top():
+    pat = re.compile(r"^(import|from) (tensorrt|pycuda|torch|torch2trt|onnxruntime|onnx|cv2)\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "jetson_deploy").rglob("*.py") if pat.search(p.read_text())]
+    assert not offenders, offenders
+
+
+@pytest.mark.skipif(shutil.which("vermin") is None, reason="vermin not installed (pip install vermin)")
+def test_package_runs_on_python_38():
+    """JetPack 5 ships Python 3.8: the whole package must parse and run there."""
+    r = subprocess.run(
+        ["vermin", "-t=3.8-", "--no-tips", "--violations", "--backport", "dataclasses", "jetson_deploy"],
+        capture_output=True, text=True, cwd=str(ROOT),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr

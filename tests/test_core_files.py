@@ -1,0 +1,45 @@
+import hashlib
+import os
+
+import pytest
+
+from jetson_deploy._files import atomic_dir, atomic_output, atomic_write_json, sha256_file
+
+
+def test_sha256_streams_large_files(tmp_path):
+    p = tmp_path / "big.bin"
+    data = os.urandom(3 * (1 << 20) + 17)
+    p.write_bytes(data)
+    assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as f:
+            f.write(b"partial")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_dir_swaps_in_and_keeps_old_on_error(tmp_path):
+    target = tmp_path / "bundle"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("v1")
+    assert (target / "a.txt").read_text() == "v1"
+    with pytest.raises(ValueError):
+        with atomic_dir(target) as d:
+            (d / "a.txt").write_text("v2-half")
+            raise ValueError("boom")
+    assert (target / "a.txt").read_text() == "v1"
+    with atomic_dir(target) as d:
+        (d / "b.txt").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_atomic_json_is_sorted_and_complete(tmp_path):
+    p = atomic_write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
+    assert p.read_text().startswith('{\n  "a"') and p.read_text().endswith("}\n")
