@@ -1,0 +1,48 @@
+"""Bundles: the versioned, verifiable, signable unit that users flash and devices trust.
+
+Format: docs/bundle-format.md.  Reading and verifying needs only the standard
+library plus ``jsonschema`` (and ``cryptography`` for signatures): no torch, no onnx.
+
+::
+
+    from jetson_deploy.bundle import BundleWriter, open_bundle, add_engine, engine_filename
+
+    with BundleWriter("out/demo-0.1.0", name="demo", version="0.1.0") as w:
+        w.add_file("model.onnx", "model.onnx", kind="onnx")
+        w.manifest["spec"] = spec.to_dict()
+    b = open_bundle("out/demo-0.1.0")          # verifies sizes + sha256 of every artifact
+    onnx_path = b.path("onnx")
+"""
+from __future__ import annotations
+
+from .manifest import (
+    KINDS,
+    SCHEMA_VERSION,
+    calib_cache_filename,
+    engine_filename,
+    load_schema,
+    manifest_bytes,
+    normalize_trt_version,
+    validate_manifest,
+)
+from .pack import pack_bundle, unpack_archive
+from .reader import Bundle, check_files, open_bundle
+from .writer import BundleWriter, add_engine
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "BundleWriter",
+    "add_engine",
+    "calib_cache_filename",
+    "check_files",
+    "engine_filename",
+    "load_schema",
+    "manifest_bytes",
+    "normalize_trt_version",
+    "open_bundle",
+    "pack_bundle",
+    "unpack_archive",
+    "validate_manifest",
+]

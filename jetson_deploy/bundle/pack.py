@@ -1,0 +1,270 @@
+"""Packing a bundle into one file and unpacking it safely.
+
+The packed form is a plain POSIX tar (GNU header format, no compression, no pax
+records) whose members all sit under ``NAME-VERSION/``:
+``manifest.json`` first, then ``manifest.sig`` if present, then the artifacts
+sorted by path; every member has mtime 0, uid/gid 0, empty user/group names and
+mode 0644; no directory entries.  Same bundle, same bytes.
+
+Unpacking never trusts the archive: members are streamed one at a time and
+refused when they are absolute, contain ``..`` or odd characters, are links,
+devices, FIFOs or sparse files, are duplicated, or exceed the size bounds.
+Files are created with ``O_EXCL|O_NOFOLLOW`` inside a temporary directory that
+is swapped into place only when the whole archive was read.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import IO, Any, Dict, Optional, Set, Union
+
+from .._files import CHUNK, atomic_dir, atomic_output
+from ..errors import BadInput, CheckFailed
+from .manifest import MANIFEST, SIGNATURE, check_relpath
+
+#: Defaults for unpacking; pass other bounds to :func:`unpack_archive`.
+MAX_MEMBER_BYTES = 16 << 30
+MAX_TOTAL_BYTES = 32 << 30
+MAX_MEMBERS = 10000
+FIXED_MTIME = 0
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class _HashingReader:
+    """File wrapper that hashes what tarfile reads through it (one pass, streamed)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = FIXED_MTIME
+    ti.mode = 0o644
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.type = tarfile.REGTYPE
+    return ti
+
+
+def pack_bundle(bundle_dir: PathLike, out_file: PathLike) -> Dict[str, Any]:
+    """Pack a bundle directory into one deterministic tar file; return a summary.
+
+    The bundle is checked while it is streamed (each artifact hashed as it is
+    written), so a bundle that does not match its manifest is never packed:
+    CheckFailed names the artifact and no output file is left behind.
+    """
+    from .reader import open_bundle
+
+    b = open_bundle(bundle_dir, verify=False)
+    if b.packed:
+        b.close()
+        raise BadInput("{} is already a packed bundle; pack takes a bundle directory".format(bundle_dir))
+    out = Path(out_file)
+    try:
+        out.resolve().relative_to(b.root.resolve())
+        raise BadInput("output {} is inside the bundle directory {}; write it elsewhere".format(out, b.root))
+    except ValueError:
+        pass
+    probs = b.problems(hash_files=False)
+    if probs:
+        raise CheckFailed("{}: {}".format(b.source, probs[0]["message"]))
+    prefix = "{}-{}".format(b.name, b.version)
+    files = [MANIFEST] + ([SIGNATURE] if b.signed else []) + sorted(a["path"] for a in b.artifacts)
+    expected = {a["path"]: a for a in b.artifacts}
+    total = 0
+    with atomic_output(out, "wb") as f:
+        tar = tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT)
+        try:
+            for rel in files:
+                path = b.root / rel
+                size = os.stat(str(path)).st_size
+                with open(str(path), "rb") as src:
+                    reader = _HashingReader(src)
+                    tar.addfile(_tarinfo(prefix + "/" + rel, size), reader)
+                total += size
+                art = expected.get(rel)
+                if art is not None and (reader.n != art["size"] or reader.h.hexdigest() != art["sha256"]):
+                    raise CheckFailed(
+                        "{}: artifact {}: sha256 mismatch (manifest {}..., file {}...); not packed".format(
+                            b.source, rel, art["sha256"][:12], reader.h.hexdigest()[:12]
+                        )
+                    )
+                if rel == MANIFEST and reader.h.hexdigest() != b.sha256:
+                    raise CheckFailed("{}: manifest.json changed while packing".format(b.source))
+        finally:
+            tar.close()
+    return {"path": str(out), "bundle": prefix, "files": len(files), "content_bytes": total, "size": out.stat().st_size, "manifest_sha256": b.sha256}
+
+
+def is_archive(path: PathLike) -> bool:
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        return tarfile.is_tarfile(str(p))
+    except OSError:
+        return False
+
+
+def _mkdirs(root: Path, parts: list, made: Set[str]) -> Path:
+    cur = root
+    for i, seg in enumerate(parts):
+        cur = cur / seg
+        key = "/".join(parts[: i + 1])
+        if key in made:
+            continue
+        try:
+            os.mkdir(str(cur), 0o755)
+        except FileExistsError:
+            st = os.lstat(str(cur))
+            if not stat.S_ISDIR(st.st_mode):
+                raise CheckFailed("member directory {} collides with a file".format(key))
+        made.add(key)
+    return cur
+
+
+def unpack_archive(
+    archive: PathLike,
+    dest: PathLike,
+    verify: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_members: int = MAX_MEMBERS,
+    overwrite: bool = False,
+) -> Path:
+    """Extract a packed bundle into the directory ``dest`` (created atomically); return it.
+
+    Members must all sit under one top-level directory (stripped) or all at the
+    top level.  Refused (CheckFailed, nothing written at ``dest``): absolute
+    paths, ``.``/``..`` segments, characters outside ``A-Za-z0-9._+-/``,
+    symlinks, hard links, devices, FIFOs, sparse or other special members,
+    duplicate names, a member over ``max_member_bytes``, more than
+    ``max_total_bytes`` in all or more than ``max_members`` members.  With
+    ``verify`` the extracted bundle is then checked against its manifest.
+    """
+    archive = Path(archive)
+    source = str(archive)
+    if not archive.exists():
+        raise BadInput("bundle archive {} does not exist".format(source))
+    if archive.is_dir():
+        raise BadInput("{} is a directory; unpack takes a packed .jdb/.tar file".format(source))
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise BadInput("{} already exists; pick a new output directory".format(dest))
+    try:
+        f = open(str(archive), "rb")
+    except OSError as exc:
+        raise BadInput("cannot read {}: {}".format(source, exc.strerror))
+    try:
+        try:
+            tar = tarfile.open(fileobj=f, mode="r|*")
+        except tarfile.TarError as exc:
+            raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
+        with atomic_dir(dest, overwrite=overwrite) as tmp:
+            _extract_members(tar, tmp, source, max_member_bytes, max_total_bytes, max_members)
+    finally:
+        f.close()
+    if verify:
+        from .reader import open_bundle
+
+        open_bundle(dest, verify=True)
+    return dest
+
+
+def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: int, max_total: int, max_members: int) -> None:
+    seen: Set[str] = set()
+    made: Set[str] = set()
+    mode: Optional[str] = None  # "flat" or the top-level directory name
+    total = 0
+    count = 0
+
+    def refuse(name: str, why: str) -> CheckFailed:
+        return CheckFailed("{}: archive member {!r}: {}; refusing to unpack".format(source, name, why))
+
+    try:
+        for m in tar:
+            count += 1
+            if count > max_members:
+                raise CheckFailed("{}: more than {} members; refusing to unpack".format(source, max_members))
+            name = m.name
+            if name.startswith("./"):
+                name = name[2:]
+            name = name.rstrip("/") if m.type == tarfile.DIRTYPE else name
+            if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+                raise refuse(m.name, "absolute path")
+            if ".." in name.split("/"):
+                raise refuse(m.name, "'..' in path")
+            if m.type in (tarfile.SYMTYPE,):
+                raise refuse(m.name, "symbolic link")
+            if m.type in (tarfile.LNKTYPE,):
+                raise refuse(m.name, "hard link")
+            if m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+                raise refuse(m.name, "device file")
+            if m.type == tarfile.FIFOTYPE:
+                raise refuse(m.name, "FIFO")
+            if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE) or m.issparse():
+                raise refuse(m.name, "special member type {!r}".format(m.type))
+            try:
+                check_relpath(name, "path")
+            except BadInput as exc:
+                raise refuse(m.name, str(exc))
+            if name in seen:
+                raise refuse(m.name, "duplicate name")
+            seen.add(name)
+            parts = name.split("/")
+            if m.type == tarfile.DIRTYPE:
+                continue  # directories are created as files need them
+            if m.size < 0 or m.size > max_member:
+                raise refuse(m.name, "{} bytes is over the {}-byte member limit".format(m.size, max_member))
+            total += m.size
+            if total > max_total:
+                raise refuse(m.name, "archive content over the {}-byte total limit".format(max_total))
+            if mode is None:
+                mode = "flat" if len(parts) == 1 else parts[0]
+            if mode != "flat":
+                if len(parts) < 2 or parts[0] != mode:
+                    raise refuse(m.name, "not under the top-level directory {}/".format(mode))
+                parts = parts[1:]
+            parent = _mkdirs(tmp, parts[:-1], made)
+            target = parent / parts[-1]
+            src = tar.extractfile(m)
+            if src is None:
+                raise refuse(m.name, "cannot be read")
+            try:
+                fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except FileExistsError:
+                raise refuse(m.name, "duplicate name")
+            except (IsADirectoryError, NotADirectoryError):
+                raise refuse(m.name, "collides with a directory")
+            written = 0
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    block = src.read(CHUNK)
+                    if not block:
+                        break
+                    written += len(block)
+                    if written > m.size:
+                        raise refuse(m.name, "more data than its header says")
+                    out.write(block)
+            if written != m.size:
+                raise refuse(m.name, "truncated ({} of {} bytes)".format(written, m.size))
+    except tarfile.TarError as exc:
+        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
+    except EOFError:
+        raise CheckFailed("{}: truncated archive".format(source))
+    if count == 0:
+        raise CheckFailed("{}: empty archive".format(source))
