@@ -1,0 +1,39 @@
+"""Calibration: build calibration sets, compute INT8 ranges without TensorRT, gate accuracy.
+
+Modules (each one job; none imports onnxruntime/cv2/tensorrt at import time):
+
+- :mod:`.sources`   find images/videos, read frames, near-duplicate hashes
+- :mod:`.dataset`   ``build_calibration_set`` / ``load_calibration_set`` / ``CalibrationSet``
+- :mod:`.cache`     TensorRT calibration cache text format (write/read)
+- :mod:`.ranges`    per-tensor ranges with ONNX Runtime calibrators; ``ranges.json``
+- :mod:`.qdq`       Q/DQ ONNX model for explicit INT8 (TensorRT 8.5+/10)
+- :mod:`.gate`      INT8 vs FP32 agreement on held-out samples
+- :mod:`.auto_exclude`  accuracy-driven mixed precision
+- :mod:`.api`       ``compute_int8``: everything above for one model
+- :mod:`.trt_calibrator`  TensorRT IInt8 calibrator adapter (device side)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "build_calibration_set": "dataset",
+    "load_calibration_set": "dataset",
+    "CalibrationSet": "dataset",
+    "is_calibration_set": "dataset",
+    "read_cache": "cache",
+    "write_cache": "cache",
+    "compute_int8": "api",
+    "Int8Result": "api",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: submodules load on first use
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module("{}.{}".format(__name__, mod)), name)
