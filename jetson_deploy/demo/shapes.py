@@ -341,3 +341,62 @@ def label_of(name: str, labels: Sequence[str] = LABELS) -> Optional[int]:
     stem = Path(name).stem
     tail = stem.rsplit("_", 1)[-1]
     return list(labels).index(tail) if tail in labels else None
+
+
+# Source frame sizes (W, H) used for training and evaluation: several aspect ratios,
+# so the model is robust to the stretch of a plain (non-letterboxed) resize to 64x64.
+MIXED_SIZES: List[Tuple[int, int]] = [
+    (64, 64),
+    (96, 72),
+    (72, 96),
+    (96, 96),
+    (128, 128),
+    (160, 120),
+    (128, 72),
+    (160, 90),
+    (200, 150),
+    (256, 144),
+    (320, 240),
+    (640, 360),
+]
+
+
+def dataset(
+    n: int,
+    seed: int,
+    sizes: Optional[Sequence[Tuple[int, int]]] = None,
+    spec=None,
+    jpeg: float = 0.0,
+    progress=None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``n`` labelled model inputs, preprocessed by :func:`jetson_deploy.preprocess.preprocess`.
+
+    Frames come from ``ShapeGenerator(seed)`` at sizes drawn (with their own seeded
+    stream) from ``sizes`` (default :data:`MIXED_SIZES`).  ``jpeg`` is the fraction
+    of frames passed through JPEG compression first (quality 25-90), as a video
+    codec would.  ``spec`` defaults to the demo spec.  Returns (inputs (N,C,H,W)
+    float32, labels (N,) int64).  ``progress(k)`` is called after each frame.
+    """
+    from ..preprocess import numpy_dtype, preprocess
+
+    if spec is None:
+        from . import load_spec
+
+        spec = load_spec()
+    cv2 = _cv2()
+    sizes = list(sizes or MIXED_SIZES)
+    gen = ShapeGenerator(seed)
+    pick = np.random.RandomState((int(seed) * 7919 + 17) % (2**32))
+    x = np.empty((int(n),) + tuple(spec.shape[1:]), dtype=numpy_dtype(spec))
+    y = np.empty(int(n), dtype=np.int64)
+    for i in range(int(n)):
+        w, h = sizes[int(pick.randint(len(sizes)))]
+        frame, label = gen.frame(w, h)
+        if jpeg > 0 and pick.rand() < jpeg:
+            ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(pick.randint(25, 91))])
+            frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        preprocess(frame, spec, out=x[i])
+        y[i] = label
+        if progress is not None:
+            progress(1)
+    return x, y
