@@ -46,3 +46,20 @@ __all__ = [
     "unpack_archive",
     "validate_manifest",
 ]
+
+from .engine_cache import EngineCache, default_cache_dir  # noqa: E402
+from .report import inspect_bundle, verify_bundle  # noqa: E402
+from .select import resolve_engine  # noqa: E402
+from .sign import keygen, sign_bundle, signature_state, verify_signature  # noqa: E402
+
+__all__ += [
+    "EngineCache",
+    "default_cache_dir",
+    "inspect_bundle",
+    "keygen",
+    "resolve_engine",
+    "sign_bundle",
+    "signature_state",
+    "verify_bundle",
+    "verify_signature",
+]

@@ -1,0 +1,255 @@
+"""The on-device engine cache: TensorRT plans built on the device, reused next time.
+
+Entries are keyed by what makes a plan valid: the bundle's identity (sha256 of its
+manifest.json), the TensorRT version, the GPU's SM, the precision and the input
+shapes.  Layout under the cache root (``JETSON_DEPLOY_CACHE``, default
+``~/.cache/jetson-deploy/engines``)::
+
+    <key>.engine    the plan, written atomically (temp + rename)
+    <key>.json      {"sha256", "size", "last_used", bundle name/version/sha, target, shapes}
+    <key>.lock      flock so two processes never build the same key at once
+
+Every hit re-checks size and sha256: a corrupt or truncated plan is removed and
+reported as a miss (the caller rebuilds), never loaded.  The cache is bounded in
+bytes (``JETSON_DEPLOY_CACHE_MAX``, e.g. ``2G``; default 4 GiB); the least recently
+used entries are evicted after each store.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+from .._files import CHUNK, atomic_write_bytes, atomic_write_json
+from ..errors import BadInput
+
+log = logging.getLogger("jetson_deploy.bundle")
+
+DEFAULT_MAX_BYTES = 4 << 30
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("JETSON_DEPLOY_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "jetson-deploy" / "engines"
+
+
+def parse_size(text: Union[str, int]) -> int:
+    """'4G', '512M', '100k', '123' -> bytes."""
+    if isinstance(text, int):
+        return text
+    t = str(text).strip().upper().rstrip("B").rstrip("I")
+    mult = 1
+    if t and t[-1] in "KMGT":
+        mult = 1 << (10 * ("KMGT".index(t[-1]) + 1))
+        t = t[:-1]
+    try:
+        value = float(t)
+    except ValueError:
+        raise BadInput("cache size {!r} must look like 4G, 512M or a number of bytes".format(text))
+    if value <= 0:
+        raise BadInput("cache size {!r} must be positive".format(text))
+    return int(value * mult)
+
+
+def canonical_shapes(shapes: Optional[Dict[str, Any]]) -> Optional[Dict[str, List[int]]]:
+    if shapes is None:
+        return None
+    if not isinstance(shapes, dict):
+        raise BadInput("shapes must map input names to shapes, e.g. {'input': [1, 3, 224, 224]}")
+    return {str(k): [int(x) for x in v] for k, v in sorted(shapes.items())}
+
+
+def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes: Optional[Dict[str, Any]]) -> str:
+    blob = json.dumps(
+        {"bundle": bundle_sha256, "tensorrt": tensorrt, "sm": int(sm), "precision": precision, "shapes": canonical_shapes(shapes)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(str(path), "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class EngineCache:
+    """Size-bounded, checksummed, LRU store of built engines."""
+
+    def __init__(self, root: Optional[PathLike] = None, max_bytes: Optional[Union[int, str]] = None) -> None:
+        self.root = Path(root).expanduser() if root else default_cache_dir()
+        if max_bytes is None:
+            env = os.environ.get("JETSON_DEPLOY_CACHE_MAX")
+            max_bytes = parse_size(env) if env else DEFAULT_MAX_BYTES
+        self.max_bytes = parse_size(max_bytes)
+        self.last_event: Optional[str] = None  # "hit" | "miss" | "corrupt: <why>" (for reports and tests)
+
+    # ---- paths -------------------------------------------------------------------------
+    def engine_path(self, key: str) -> Path:
+        return self.root / (key + ".engine")
+
+    def meta_path(self, key: str) -> Path:
+        return self.root / (key + ".json")
+
+    def _ensure(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput("engine cache {} cannot be created ({}); set JETSON_DEPLOY_CACHE to a writable directory".format(self.root, exc.strerror))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Exclusive lock on one key (flock), so concurrent loads build once."""
+        self._ensure()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        fd = os.open(str(self.root / (key + ".lock")), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    # ---- entries -----------------------------------------------------------------------
+    def _read_meta(self, key: str) -> Optional[Dict[str, Any]]:
+        try:
+            meta = json.loads(self.meta_path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or not isinstance(meta.get("size"), int):
+            return None
+        return meta
+
+    def remove(self, key: str) -> None:
+        for p in (self.engine_path(key), self.meta_path(key)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def get(self, key: str) -> Optional[Path]:
+        """The checked plan for ``key``, or None (missing or corrupt: then removed)."""
+        eng = self.engine_path(key)
+        meta = self._read_meta(key)
+        if meta is None and not eng.exists():
+            self.last_event = "miss"
+            return None
+        why = None
+        if meta is None:
+            why = "no or unreadable metadata"
+        elif not eng.is_file() or eng.is_symlink():
+            why = "plan file missing"
+        else:
+            size = eng.stat().st_size
+            if size != meta["size"]:
+                why = "size {} bytes, recorded {} (truncated?)".format(size, meta["size"])
+            elif _hash(eng) != meta["sha256"]:
+                why = "sha256 mismatch"
+        if why:
+            log.warning("cached engine %s is corrupt (%s): removed, it will be rebuilt", eng, why)
+            self.remove(key)
+            self.last_event = "corrupt: " + why
+            return None
+        assert meta is not None
+        meta["last_used"] = time.time()
+        meta["hits"] = int(meta.get("hits", 0)) + 1
+        try:
+            atomic_write_json(self.meta_path(key), meta)
+        except OSError:  # a read-only cache still serves hits
+            pass
+        self.last_event = "hit"
+        return eng
+
+    def put(self, key: str, data: bytes, info: Optional[Dict[str, Any]] = None) -> Path:
+        """Store a plan atomically with its sha256, then evict LRU entries over the bound."""
+        try:  # bytes, bytearray, memoryview or TensorRT's IHostMemory (buffer protocol)
+            data = data if isinstance(data, bytes) else memoryview(data).tobytes()
+        except TypeError:
+            raise BadInput("engine build returned {} instead of plan bytes; nothing cached".format(type(data).__name__))
+        if len(data) == 0:
+            raise BadInput("engine build returned an empty plan; nothing cached")
+        if len(data) > self.max_bytes:
+            log.warning("engine (%d bytes) is larger than the cache bound (%d bytes); raise JETSON_DEPLOY_CACHE_MAX", len(data), self.max_bytes)
+        self._ensure()
+        now = time.time()
+        meta = dict(info or {})
+        meta.update(key=key, sha256=hashlib.sha256(data).hexdigest(), size=len(data), created=now, last_used=now, hits=0)
+        self.remove(key)  # metadata never describes another plan, even for a moment
+        path = atomic_write_bytes(self.engine_path(key), data)
+        atomic_write_json(self.meta_path(key), meta)
+        self.evict(keep=key)
+        return path
+
+    def entries(self) -> List[Dict[str, Any]]:
+        """Metadata of every entry, most recently used first."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for p in self.root.glob("*.json"):
+            key = p.stem
+            meta = self._read_meta(key)
+            if meta is None:
+                continue
+            meta["key"] = key
+            out.append(meta)
+        out.sort(key=lambda m: m.get("last_used", 0), reverse=True)
+        return out
+
+    def total_bytes(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.root.glob("*.engine") if p.is_file())
+
+    def evict(self, keep: Optional[str] = None) -> List[str]:
+        """Remove least recently used entries until the total fits ``max_bytes``; return removed keys."""
+        removed: List[str] = []
+        if not self.root.is_dir():
+            return removed
+        # orphans first: plans without metadata, metadata without plans
+        metas = {p.stem for p in self.root.glob("*.json")}
+        for p in self.root.glob("*.engine"):
+            if p.stem not in metas and p.stem != keep:
+                p.unlink()
+                removed.append(p.stem)
+        total = self.total_bytes()
+        for meta in reversed(self.entries()):  # oldest first
+            if total <= self.max_bytes:
+                break
+            if meta["key"] == keep:
+                continue
+            size = self.engine_path(meta["key"]).stat().st_size if self.engine_path(meta["key"]).exists() else 0
+            self.remove(meta["key"])
+            total -= size
+            removed.append(meta["key"])
+            log.info("evicted cached engine %s (%d bytes) to stay under %d bytes", meta["key"][:12], size, self.max_bytes)
+        return removed
+
+    def clear(self) -> int:
+        n = 0
+        if not self.root.is_dir():
+            return 0
+        for p in list(self.root.glob("*.engine")):
+            self.remove(p.stem)
+            n += 1
+        for p in list(self.root.glob("*.json")) + list(self.root.glob("*.lock")):
+            p.unlink()
+        return n

@@ -1,0 +1,156 @@
+"""Engine selection on load: bundled plan, else the local engine cache, else build.
+
+1. A bundled engine whose target has exactly this TensorRT version
+   (MAJOR.MINOR.PATCH), SM and precision (and shapes, when the target records
+   them or the caller asks for other shapes than the spec's) -> ``"bundled"``.
+2. Else the engine cache (:mod:`.engine_cache`) keyed by bundle sha256, TensorRT
+   version, SM, precision and shapes -> ``"cache-hit"``.
+3. Else build from ``model.onnx`` (INT8: the Q/DQ model on TensorRT >= 8.5,
+   otherwise the calibration cache for this TensorRT version), store in the cache
+   -> ``"built"``.  A corrupt cached plan is removed and rebuilt, never loaded.
+
+Every bundle artifact used is checked against the manifest first; a mismatch is
+CheckFailed, never a silent rebuild.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from ..errors import BadInput, MissingDependency
+from .engine_cache import EngineCache, cache_key, canonical_shapes
+from .manifest import normalize_precision, normalize_sm, normalize_target, normalize_trt_version, trt_tuple
+from .reader import Bundle, open_bundle
+
+log = logging.getLogger("jetson_deploy.bundle")
+
+BuildFn = Callable[[str, str, Optional[str], Optional[str]], bytes]
+BUNDLED, CACHE_HIT, BUILT = "bundled", "cache-hit", "built"
+
+
+def int8_supported(sm: int) -> bool:
+    """Fast INT8 needs SM 6.1 or >= 7.0 (Nano SM 5.3 and TX2 SM 6.2 have none)."""
+    return sm == 61 or sm >= 70
+
+
+def _spec_shapes(b: Bundle) -> Optional[Dict[str, List[int]]]:
+    spec = b.manifest.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    inp = spec.get("input") or {}
+    if "shape" not in inp:
+        return None
+    return canonical_shapes({inp.get("name", "input"): inp["shape"]})
+
+
+def find_bundled_engine(b: Bundle, tensorrt: str, sm: int, precision: str, shapes: Optional[Dict[str, List[int]]] = None) -> Optional[Dict[str, Any]]:
+    """The bundled engine artifact for exactly this target, or None."""
+    default = _spec_shapes(b)
+    want = shapes if shapes is not None else default
+    for art in sorted(b.engines, key=lambda a: a["path"]):
+        t = normalize_target(art.get("target")) or {}
+        if (t.get("tensorrt"), t.get("sm"), t.get("precision")) != (tensorrt, sm, precision):
+            continue
+        have = canonical_shapes(t["shapes"]) if t.get("shapes") else default
+        if want is not None and have is not None and have != want:
+            continue
+        return art
+    return None
+
+
+def build_inputs(b: Bundle, tensorrt: str, precision: str) -> Tuple[Path, Optional[Path], Optional[Path]]:
+    """(onnx, calibration cache or None, Q/DQ onnx or None) to build this target, all checked."""
+    onnx = b.path("onnx")
+    if onnx is None:
+        raise BadInput("{}: bundle has no model.onnx to build a TensorRT {} engine from; add an engine built for this device with 'bundle add-engine'".format(b.source, tensorrt))
+    if precision != "int8":
+        return onnx, None, None
+    ver = trt_tuple(tensorrt)
+    qdq_art = b.artifact("onnx-qdq")
+    if qdq_art is not None and ver >= (8, 5, 0):
+        return onnx, None, b.verify_artifact(qdq_art)
+    calib_art = b.artifact("calib-cache", {"tensorrt": tensorrt})
+    if calib_art is None:
+        same_minor = [
+            a for a in b.artifacts
+            if a["kind"] == "calib-cache" and trt_tuple((a.get("target") or {}).get("tensorrt", "0"))[:2] == ver[:2]
+        ]
+        if same_minor:
+            calib_art = sorted(same_minor, key=lambda a: a["path"])[-1]
+            log.warning("%s: no calibration cache for TensorRT %s; using %s (same %d.%d release)", b.source, tensorrt, calib_art["path"], ver[0], ver[1])
+    if calib_art is not None:
+        return onnx, b.verify_artifact(calib_art), None
+    if qdq_art is not None and ver >= (8, 0, 0):
+        log.warning("%s: using the Q/DQ model on TensorRT %s (explicit INT8 is reliable from 8.5)", b.source, tensorrt)
+        return onnx, None, b.verify_artifact(qdq_art)
+    raise BadInput(
+        "{}: no INT8 data for TensorRT {}: the bundle has neither a Q/DQ model (onnx-qdq, TensorRT >= 8.5) nor "
+        "calibration/{}.cache; use precision fp16, or re-convert with --calib".format(b.source, tensorrt, tensorrt)
+    )
+
+
+def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str], qdq_onnx: Optional[str]) -> bytes:
+    """Build with :func:`jetson_deploy.convert.tensorrt_build.build_engine` (imported lazily)."""
+    try:
+        from ..convert import tensorrt_build as tb  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise MissingDependency("building an engine on this device needs jetson_deploy.convert.tensorrt_build and TensorRT ({})".format(exc))
+    kwargs: Dict[str, Any] = {}
+    if calib_cache:
+        kwargs["calib_cache"] = calib_cache
+    return tb.build_engine(qdq_onnx or onnx_path, precision, **kwargs)
+
+
+def resolve_engine(
+    bundle: Union[Bundle, str, "os.PathLike[str]"],
+    tensorrt_version: Any,
+    sm: Any,
+    precision: Any,
+    shapes: Optional[Dict[str, Any]] = None,
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    build_fn: Optional[BuildFn] = None,
+    cache: Optional[EngineCache] = None,
+) -> Tuple[Path, str]:
+    """Return ``(engine_path, how)`` with how in ``"bundled" | "cache-hit" | "built"``.
+
+    ``bundle``: a :class:`Bundle` or a path (opened with full verification).
+    ``shapes``: {input name: shape}; default the spec's input shape.
+    ``build_fn(onnx_path, precision, calib_cache_path_or_None, qdq_onnx_path_or_None) -> bytes``
+    builds a plan; default :func:`default_build_fn`.  ``cache`` overrides ``cache_dir``.
+    """
+    b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, verify=True)
+    trt = normalize_trt_version(tensorrt_version)
+    sm_i = normalize_sm(sm)
+    prec = normalize_precision(precision)
+    if prec == "int8" and not int8_supported(sm_i):
+        raise BadInput("SM {} has no fast INT8 (Jetson Nano/TX2): use precision fp16".format(sm_i))
+    want_shapes = canonical_shapes(shapes) if shapes is not None else _spec_shapes(b)
+
+    art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
+    if art is not None:
+        return b.verify_artifact(art), BUNDLED
+
+    c = cache if cache is not None else EngineCache(cache_dir)
+    key = cache_key(b.sha256, trt, sm_i, prec, want_shapes)
+    with c.lock(key):
+        hit = c.get(key)
+        if hit is not None:
+            return hit, CACHE_HIT
+        onnx, calib, qdq = build_inputs(b, trt, prec)
+        fn = build_fn or default_build_fn
+        log.info("building a TensorRT %s sm%d %s engine for %s-%s (no bundled or cached plan)", trt, sm_i, prec, b.name, b.version)
+        data = fn(str(onnx), prec, str(calib) if calib else None, str(qdq) if qdq else None)
+        info = {
+            "bundle_name": b.name,
+            "bundle_version": b.version,
+            "bundle_sha256": b.sha256,
+            "tensorrt": trt,
+            "sm": sm_i,
+            "precision": prec,
+            "shapes": want_shapes,
+            "int8_source": "qdq" if qdq else ("calib-cache" if calib else None),
+        }
+        path = c.put(key, data, info)
+    return path, BUILT

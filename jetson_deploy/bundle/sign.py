@@ -1,0 +1,173 @@
+"""Ed25519 signatures over ``manifest.json`` (detached, ``manifest.sig``).
+
+The manifest lists every artifact's sha256, so signing its exact bytes signs the
+whole bundle.  ``manifest.sig`` holds the raw 64-byte Ed25519 signature, so it can
+also be checked with standard tools::
+
+    openssl pkeyutl -verify -pubin -inkey key.pub.pem -rawin -in manifest.json -sigfile manifest.sig
+
+Keys are standard files written and read with the ``cryptography`` package:
+private keys PEM (PKCS#8; an OpenSSH private key is accepted too), public keys
+OpenSSH (``ssh-ed25519 AAAA... comment``) or PEM (SubjectPublicKeyInfo).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+from .._files import atomic_write_bytes
+from .._lazy import require
+from ..errors import BadInput, CheckFailed
+from .manifest import SIGNATURE
+
+PathLike = Union[str, "os.PathLike[str]"]
+SIG_BYTES = 64
+
+UNSIGNED = "unsigned"
+SIGNED_UNVERIFIED = "signed-unverified"
+VALID = "valid"
+INVALID = "INVALID"
+
+
+def _crypto() -> Any:
+    require("cryptography", "bundle signatures")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return serialization, ed25519
+
+
+def _read_key_file(path: PathLike, what: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput("{} file {} does not exist".format(what, p))
+    data = p.read_bytes()
+    if len(data) > 64 * 1024:
+        raise BadInput("{} file {} is too large to be a key".format(what, p))
+    return data
+
+
+def fingerprint(public_key: Any) -> str:
+    """OpenSSH-style fingerprint ``SHA256:...`` (what ``ssh-keygen -lf key.pub`` prints)."""
+    serialization, _ = _crypto()
+    line = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    blob = base64.b64decode(line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+
+
+def keygen(prefix: PathLike, comment: str = "jetson-deploy", password: Optional[bytes] = None, overwrite: bool = False, public_format: str = "openssh") -> Dict[str, str]:
+    """Write ``PREFIX`` (PEM PKCS#8 private key, mode 0600) and ``PREFIX.pub``.
+
+    ``public_format``: ``openssh`` (one line, ``ssh-ed25519 ...``) or ``pem``.
+    """
+    serialization, ed25519 = _crypto()
+    priv_path = Path(prefix)
+    pub_path = Path(str(prefix) + ".pub")
+    for p in (priv_path, pub_path):
+        if p.exists() and not overwrite:
+            raise BadInput("{} already exists; pick another -o PREFIX or remove it".format(p))
+    if public_format not in ("openssh", "pem"):
+        raise BadInput("public key format must be openssh or pem, got {!r}".format(public_format))
+    key = ed25519.Ed25519PrivateKey.generate()
+    enc = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    pub_key = key.public_key()
+    if public_format == "openssh":
+        pub = pub_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        if comment:
+            pub += b" " + comment.encode("utf-8")
+        pub += b"\n"
+    else:
+        pub = pub_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    priv_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(priv_path, priv)
+    os.chmod(str(priv_path), 0o600)
+    atomic_write_bytes(pub_path, pub)
+    return {"private_key": str(priv_path), "public_key": str(pub_path), "fingerprint": fingerprint(pub_key)}
+
+
+def load_private_key(path: PathLike, password: Optional[bytes] = None) -> Any:
+    serialization, ed25519 = _crypto()
+    data = _read_key_file(path, "private key")
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, password=password)
+        else:
+            key = serialization.load_pem_private_key(data, password=password)
+    except TypeError as exc:  # password missing / given for an unencrypted key
+        raise BadInput("private key {}: {} (set JETSON_DEPLOY_KEY_PASSWORD for encrypted keys)".format(path, exc))
+    except ValueError as exc:
+        raise BadInput("private key {} cannot be read ({}); expected an Ed25519 PEM or OpenSSH private key".format(path, exc))
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise BadInput("private key {} is not an Ed25519 key; create one with 'jetson-deploy bundle keygen'".format(path))
+    return key
+
+
+def load_public_key(path: PathLike) -> Any:
+    serialization, ed25519 = _crypto()
+    data = _read_key_file(path, "public key")
+    try:
+        if data.lstrip().startswith(b"ssh-"):
+            key = serialization.load_ssh_public_key(b" ".join(data.split()[:2]))
+        elif b"PRIVATE KEY" in data:
+            raise BadInput("{} is a private key; pass the public key (.pub) to --key".format(path))
+        else:
+            key = serialization.load_pem_public_key(data)
+    except (ValueError, IndexError) as exc:
+        raise BadInput("public key {} cannot be read ({}); expected an OpenSSH or PEM Ed25519 public key".format(path, exc))
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise BadInput("public key {} is not an Ed25519 key".format(path))
+    return key
+
+
+def _password() -> Optional[bytes]:
+    pw = os.environ.get("JETSON_DEPLOY_KEY_PASSWORD")
+    return pw.encode("utf-8") if pw else None
+
+
+def sign_bundle(bundle: Any, key_path: PathLike, password: Optional[bytes] = None) -> Dict[str, str]:
+    """Verify the bundle, then write ``manifest.sig`` (Ed25519 over manifest.json's bytes)."""
+    from .reader import open_bundle
+
+    key = load_private_key(key_path, password if password is not None else _password())
+    b = open_bundle(bundle, verify=True)
+    if b.packed:
+        b.close()
+        raise BadInput("sign needs a bundle directory: unpack {} first (then pack it again)".format(bundle))
+    sig = key.sign(b.manifest_raw)
+    atomic_write_bytes(b.signature_path, sig)
+    return {"bundle": str(b.root), "signature": str(b.signature_path), "fingerprint": fingerprint(key.public_key()), "manifest_sha256": b.sha256}
+
+
+def signature_state(bundle: Any, public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
+    """(state, detail): unsigned | signed-unverified | valid | INVALID."""
+    sig_path = Path(bundle.root) / SIGNATURE
+    if not sig_path.is_file():
+        return UNSIGNED, None
+    if public_key is None:
+        return SIGNED_UNVERIFIED, "pass --key PUBKEY to check the signature"
+    key = load_public_key(public_key)
+    fp = fingerprint(key)
+    sig = sig_path.read_bytes()
+    if len(sig) != SIG_BYTES:
+        return INVALID, "manifest.sig is {} bytes, an Ed25519 signature is {}".format(len(sig), SIG_BYTES)
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(sig, bundle.manifest_raw)
+    except InvalidSignature:
+        return INVALID, "manifest.json does not match manifest.sig for key {} (edited after signing, or another key)".format(fp)
+    return VALID, "signed by key {}".format(fp)
+
+
+def verify_signature(bundle: Any, public_key: PathLike) -> str:
+    """Raise CheckFailed unless manifest.sig is a valid signature by ``public_key``."""
+    state, detail = signature_state(bundle, public_key)
+    if state == UNSIGNED:
+        raise CheckFailed("{}: bundle is not signed (no manifest.sig); sign it with 'jetson-deploy bundle sign'".format(bundle.source))
+    if state != VALID:
+        raise CheckFailed("{}: signature INVALID: {}".format(bundle.source, detail))
+    return detail or ""

@@ -1,0 +1,213 @@
+"""``jetson-deploy bundle ...``: inspect, verify, sign, keygen, pack, unpack, add-engine, cache.
+
+Thin wrappers over :mod:`jetson_deploy.bundle`; exit 0 ok, 1 failed check, 2 bad input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Optional
+
+import click
+
+from ._options import json_option
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _style(text: str, **kw: Any) -> str:
+    return click.style(text, **kw)
+
+
+def _stderr_logging() -> None:
+    log = logging.getLogger("jetson_deploy.bundle")
+    if not log.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("warning: %(message)s"))
+        log.addHandler(h)
+        log.propagate = False
+
+
+key_option_pub = click.option("--key", "key", type=click.Path(dir_okay=False), default=None,
+                              help="Ed25519 public key (OpenSSH .pub or PEM) to check manifest.sig against.")
+
+
+@click.group()
+def bundle() -> None:
+    """Inspect, verify, sign, pack and extend bundles (see docs/bundle-format.md)."""
+
+
+@bundle.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@key_option_pub
+@json_option()
+def inspect(bundle_path: str, key: Optional[str], as_json: bool) -> None:
+    """Show what BUNDLE holds: name, version, spec, precision, accuracy, calibration,
+    engine targets, artifacts with sizes, signature state (fast: sizes only, no hashing)."""
+    from ..bundle.report import inspect_bundle, render_inspect
+
+    info = inspect_bundle(bundle_path, public_key=key)
+    if as_json:
+        _echo_json(info)
+    else:
+        click.echo(render_inspect(info, style=_style))
+
+
+@bundle.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@key_option_pub
+@json_option()
+@click.pass_context
+def verify(ctx: click.Context, bundle_path: str, key: Optional[str], as_json: bool) -> None:
+    """Check BUNDLE: manifest schema, every artifact's size and sha256, no unlisted
+    files, and with --key the Ed25519 signature. Exit 1 naming each mismatch."""
+    from ..bundle.report import render_verify, verify_bundle
+
+    report = verify_bundle(bundle_path, public_key=key)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(render_verify(report, style=_style))
+    if not report["ok"]:
+        ctx.exit(1)
+
+
+@bundle.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--key", "key", required=True, type=click.Path(dir_okay=False),
+              help="Ed25519 private key (PEM or OpenSSH); encrypted keys read JETSON_DEPLOY_KEY_PASSWORD.")
+@json_option()
+def sign(bundle_path: str, key: str, as_json: bool) -> None:
+    """Verify BUNDLE, then write manifest.sig: a detached Ed25519 signature over manifest.json."""
+    from ..bundle.sign import sign_bundle
+
+    out = sign_bundle(bundle_path, key)
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo("signed {} with key {}".format(out["bundle"], out["fingerprint"]))
+
+
+@bundle.command()
+@click.option("-o", "--output", "prefix", required=True, type=click.Path(dir_okay=False),
+              help="Write the private key to PREFIX and the public key to PREFIX.pub.")
+@click.option("--comment", default="jetson-deploy", show_default=True, help="Comment at the end of the OpenSSH public key line.")
+@click.option("--pem-public", is_flag=True, help="Write the public key as PEM instead of one OpenSSH line.")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@json_option()
+def keygen(prefix: str, comment: str, pem_public: bool, force: bool, as_json: bool) -> None:
+    """Create an Ed25519 signing key pair: PREFIX (PEM PKCS#8, mode 0600) and PREFIX.pub.
+    Set JETSON_DEPLOY_KEY_PASSWORD to encrypt the private key."""
+    from ..bundle.sign import keygen as _keygen
+
+    pw = os.environ.get("JETSON_DEPLOY_KEY_PASSWORD")
+    out = _keygen(prefix, comment=comment, password=pw.encode("utf-8") if pw else None, overwrite=force,
+                  public_format="pem" if pem_public else "openssh")
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo("private key  {}\npublic key   {}\nfingerprint  {}".format(out["private_key"], out["public_key"], out["fingerprint"]))
+
+
+@bundle.command()
+@click.argument("bundle_dir", metavar="BUNDLE_DIR", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Packed bundle file to write (.jdb or .tar).")
+@json_option()
+def pack(bundle_dir: str, out: str, as_json: bool) -> None:
+    """Pack BUNDLE_DIR into one deterministic tar file (same bundle, same bytes),
+    checking every artifact's sha256 while streaming it."""
+    from ..bundle.pack import pack_bundle
+    from ..bundle.report import human_size
+
+    res = pack_bundle(bundle_dir, out)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo("packed {} -> {} ({}, {} files)".format(res["bundle"], res["path"], human_size(res["size"]), res["files"]))
+
+
+@bundle.command()
+@click.argument("archive", metavar="FILE", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Directory to create for the bundle.")
+@click.option("--max-size", type=int, default=None, help="Refuse archives whose content exceeds this many bytes (default 32 GiB).")
+@json_option()
+def unpack(archive: str, out: str, max_size: Optional[int], as_json: bool) -> None:
+    """Unpack a packed bundle FILE safely into a new directory and verify it
+    (absolute paths, '..', links, devices and oversized members are refused)."""
+    from ..bundle.pack import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, unpack_archive
+
+    total = max_size if max_size is not None else MAX_TOTAL_BYTES
+    root = unpack_archive(archive, out, verify=True, max_total_bytes=total, max_member_bytes=min(total, MAX_MEMBER_BYTES))
+    if as_json:
+        _echo_json({"path": str(root), "archive": archive})
+    else:
+        click.echo("unpacked {} -> {} (verified)".format(archive, root))
+
+
+@bundle.command("add-engine")
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path())
+@click.argument("engine", metavar="ENGINE", type=click.Path(dir_okay=False))
+@click.option("--tensorrt", required=True, help="TensorRT version the engine was built with, e.g. 8.6.2.")
+@click.option("--sm", required=True, help="GPU compute capability, e.g. 87 (Orin) or 8.7.")
+@click.option("--precision", required=True, type=click.Choice(["fp32", "fp16", "int8"]), help="Engine precision.")
+@click.option("--jetpack", default=None, help="JetPack version, recorded in the target.")
+@click.option("--platform", "platform_name", default=None, help="Platform name (orin, xavier, nano, x86_64), recorded in the target.")
+@json_option()
+def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: str, jetpack: Optional[str],
+               platform_name: Optional[str], as_json: bool) -> None:
+    """Add (or replace) one TensorRT ENGINE in BUNDLE for a target; other artifacts
+    and their checksums stay as they are. A signature must be redone afterwards."""
+    from ..bundle.reader import open_bundle
+    from ..bundle.writer import add_engine as _add
+
+    _stderr_logging()
+    was_signed = open_bundle(bundle_dir, verify=False).signed
+    target = {"tensorrt": tensorrt, "sm": sm, "precision": precision}
+    if jetpack:
+        target["jetpack"] = jetpack
+    if platform_name:
+        target["platform"] = platform_name
+    art = _add(bundle_dir, engine, target)
+    if as_json:
+        _echo_json({"artifact": art, "signature_removed": was_signed})
+    else:
+        click.echo("added {} ({} bytes, sha256 {}...); other artifacts unchanged".format(art["path"], art["size"], art["sha256"][:12]))
+
+
+@bundle.group()
+def cache() -> None:
+    """The on-device engine cache (JETSON_DEPLOY_CACHE, default ~/.cache/jetson-deploy/engines)."""
+
+
+@cache.command("list")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
+@json_option()
+def cache_list(cache_dir: Optional[str], as_json: bool) -> None:
+    """List cached engines, most recently used first."""
+    from ..bundle.engine_cache import EngineCache
+    from ..bundle.report import human_size
+
+    c = EngineCache(cache_dir)
+    entries = c.entries()
+    if as_json:
+        _echo_json({"cache_dir": str(c.root), "max_bytes": c.max_bytes, "total_bytes": c.total_bytes(), "entries": entries})
+        return
+    click.echo("{}  ({} of {} used)".format(c.root, human_size(c.total_bytes()), human_size(c.max_bytes)))
+    for e in entries:
+        click.echo("  {}  {:>9}  {}-{}  TensorRT {} sm{} {}".format(
+            e["key"][:12], human_size(e.get("size")), e.get("bundle_name", "?"), e.get("bundle_version", "?"),
+            e.get("tensorrt", "?"), e.get("sm", "?"), e.get("precision", "?")))
+
+
+@cache.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
+def cache_clear(cache_dir: Optional[str]) -> None:
+    """Remove every cached engine."""
+    from ..bundle.engine_cache import EngineCache
+
+    n = EngineCache(cache_dir).clear()
+    click.echo("removed {} cached engines".format(n))
