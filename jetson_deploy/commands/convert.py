@@ -1,0 +1,109 @@
+"""``jetson-deploy convert``: a PyTorch/ONNX model + ModelSpec -> a bundle."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Tuple
+
+import click
+
+from ._options import json_option
+
+
+def _build_choice(value: Optional[bool]) -> Any:
+    return "auto" if value is None else bool(value)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--spec", "spec", required=True, type=click.Path(dir_okay=False), help="ModelSpec file (YAML or JSON): input, preprocessing, task, outputs, labels.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write (replaced atomically if it exists).")
+@click.option("--name", default=None, help="Bundle name (default: from the model file or module).")
+@click.option("--version", "version", default="0.1.0", show_default=True, help="Bundle version, semantic (X.Y.Z).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Engine precision the bundle is for.")
+@click.option("--calib", type=click.Path(exists=True), default=None, help="Calibration set directory (from 'jetson-deploy calibrate'); needed for --precision int8.")
+@click.option("--converter", type=click.Choice(["onnx", "torch2trt"]), default="onnx", show_default=True, help="Engine path: TensorRT's ONNX parser, or torch2trt (needs torch2trt and TensorRT here).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="State dict to load strictly into a file.py:factory / module:factory model.")
+@click.option(
+    "--build-engine/--no-build-engine",
+    "build_engine",
+    default=None,
+    help="Build a TensorRT engine now (needs TensorRT here) or never; default: build when TensorRT is importable, else the device builds it at first load.",
+)
+@click.option("--output", "outputs", multiple=True, help="Model output to keep, by name (dict key, dataclass field, dotted path) or index; repeat for several. Default: all.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 13: read by TensorRT 8.2, 8.5, 8.6 and 10).")
+@click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch axis (engines get an optimization profile).")
+@click.option("--fold-preprocess", is_flag=True, help="Fold normalisation and layout change into the graph: the engine takes uint8 NHWC BGR camera frames.")
+@click.option("--fold-postprocess", is_flag=True, help="Fold softmax/top-k (classify) or an argmax mask (segment) into the graph.")
+@click.option("--top-k", type=int, default=None, help="k for --fold-postprocess on classifiers (default min(5, classes)).")
+@click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Parity tolerance: fail (exit 1) when |onnx - torch| > tol * (1 + |torch|) anywhere.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True, help="INT8: minimum top-1 agreement with FP32 (exit 1 below it unless --force).")
+@click.option("--force", is_flag=True, help="Write the bundle even when parity or the INT8 agreement gate fails (recorded in the manifest).")
+@click.option("--auto-exclude", is_flag=True, help="INT8: keep layers that hurt agreement in higher precision.")
+@click.option("--samples", "parity_samples", type=int, default=4, show_default=True, help="Number of input batches for the parity check.")
+@click.option("--workspace-mb", type=int, default=1024, show_default=True, help="TensorRT builder workspace limit in MiB.")
+@json_option()
+def convert(
+    model: str,
+    spec: str,
+    out: str,
+    name: Optional[str],
+    version: str,
+    precision: str,
+    calib: Optional[str],
+    converter: str,
+    weights: Optional[str],
+    build_engine: Optional[bool],
+    outputs: Tuple[str, ...],
+    opset: Optional[int],
+    dynamic_batch: bool,
+    fold_preprocess: bool,
+    fold_postprocess: bool,
+    top_k: Optional[int],
+    tolerance: float,
+    min_agreement: float,
+    force: bool,
+    auto_exclude: bool,
+    parity_samples: int,
+    workspace_mb: int,
+    as_json: bool,
+) -> None:
+    """Convert MODEL into a bundle: ONNX export, parity check against PyTorch in ONNX
+    Runtime, optional folding and INT8 data, and a TensorRT engine when TensorRT is here.
+
+    MODEL is path/to/file.py:factory, package.module:factory, a TorchScript file,
+    a torch.export .pt2 file or an .onnx file.
+    """
+    from ..convert.api import convert as run_convert
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    result = run_convert(
+        model,
+        spec,
+        out,
+        name=name,
+        version=version,
+        precision=precision,
+        calib=calib,
+        converter=converter,
+        weights=weights,
+        build_engine=_build_choice(build_engine),
+        outputs=list(outputs) or None,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        fold_preprocess=fold_preprocess,
+        fold_postprocess=fold_postprocess,
+        top_k=top_k,
+        tolerance=tolerance,
+        min_agreement=min_agreement,
+        force=force,
+        auto_exclude=auto_exclude,
+        parity_samples=parity_samples,
+        workspace_mb=workspace_mb,
+        log=log,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        click.echo("wrote {} ({})".format(result.bundle, result.engine_note))

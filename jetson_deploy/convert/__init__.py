@@ -1,0 +1,19 @@
+"""Conversion: a PyTorch (or ONNX) model + ModelSpec -> a bundle.
+
+``from jetson_deploy.convert import convert`` is the entry point; see
+:mod:`jetson_deploy.convert.api` and docs/convert.md.  Nothing heavy is imported
+here: torch, onnx and onnxruntime load inside the functions that need them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["convert", "ConvertResult"]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the API module (numpy only) on first use
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))
