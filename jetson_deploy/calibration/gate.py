@@ -1,0 +1,135 @@
+"""Accuracy gate: INT8 (Q/DQ model in ONNX Runtime) vs FP32 on held-out samples.
+
+Classifiers: top-1 agreement of the first output (argmax over the last axis).
+Other tasks: mean cosine similarity of the flattened outputs, per sample.
+Both report max/mean absolute error and cosine statistics as well.  The gate
+passes when the metric's value is at least ``min_agreement``.
+
+Held-out samples were never used to compute ranges.  When a set has none (built
+with ``holdout=0``) the calibration samples are used and the result says so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from .._lazy import require
+from .ranges import DEFAULT_BATCH, iter_model_batches, model_input, numpy_input_dtype
+
+REFERENCE_CACHE_BYTES = 256 << 20  # keep FP32 outputs in memory up to this size
+
+
+def _session(path: Union[str, Path]) -> Any:
+    ort = require("onnxruntime", "the INT8 accuracy gate")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 0
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+class Gate:
+    """Runs candidate INT8 models against FP32 reference outputs (computed once)."""
+
+    def __init__(self, fp32_path: Union[str, Path], cs: Any, task: Optional[str] = None, max_samples: int = 2000) -> None:
+        onnx = require("onnx", "the INT8 accuracy gate")
+        self.fp32_path = Path(fp32_path)
+        self.cs = cs
+        self.task = task or cs.spec.task
+        model = onnx.load(str(self.fp32_path), load_external_data=False)
+        self.fixed_batch, elem = model_input(model, cs.input_name, str(self.fp32_path))
+        self.dtype = numpy_input_dtype(elem)
+        self.batch = self.fixed_batch or DEFAULT_BATCH
+        self.on = "holdout"
+        if cs.num_holdout == 0:
+            self.on = "calibration (the set has no held-out samples)"
+        self.max_samples = max_samples
+        self._ref: Optional[List[List[np.ndarray]]] = None
+        self._fp32 = _session(self.fp32_path)
+
+    def _batches(self):
+        it = self.cs.iter_holdout(self.batch) if self.cs.num_holdout else self.cs.iter_batches(self.batch)
+        n = 0
+        for b in iter_model_batches(it, self.fixed_batch, self.dtype):
+            if n >= self.max_samples:
+                break
+            n += len(b)
+            yield b
+
+    def _run(self, sess: Any, x: np.ndarray) -> List[np.ndarray]:
+        return [np.asarray(o, dtype=np.float32) for o in sess.run(None, {self.cs.input_name: x})]
+
+    def _reference(self):
+        """FP32 outputs per batch; cached when small enough, else recomputed."""
+        if self._ref is not None:
+            for x, ref in zip(self._batches(), self._ref):
+                yield x, ref
+            return
+        cache: Optional[List[List[np.ndarray]]] = []
+        size = 0
+        for x in self._batches():
+            ref = self._run(self._fp32, x)
+            if cache is not None:
+                size += sum(r.nbytes for r in ref)
+                if size > REFERENCE_CACHE_BYTES:
+                    cache = None
+                else:
+                    cache.append(ref)
+            yield x, ref
+        if cache is not None:
+            self._ref = cache
+
+    def evaluate(self, int8_path: Union[str, Path], min_agreement: float = 0.99) -> Dict[str, Any]:
+        """Compare one INT8 model with FP32; returns the agreement record."""
+        sess = _session(int8_path)
+        n = 0
+        agree = 0
+        cos: List[float] = []
+        max_abs = 0.0
+        sum_abs = 0.0
+        count_abs = 0
+        for x, ref in self._reference():
+            out = self._run(sess, x)
+            b = len(x)
+            n += b
+            if self.task == "classify":
+                agree += int(np.sum(np.argmax(ref[0].reshape(b, -1), axis=1) == np.argmax(out[0].reshape(b, -1), axis=1)))
+            r = np.concatenate([o.reshape(b, -1) for o in ref], axis=1).astype(np.float64)
+            q = np.concatenate([o.reshape(b, -1) for o in out], axis=1).astype(np.float64)
+            num = np.sum(r * q, axis=1)
+            den = np.linalg.norm(r, axis=1) * np.linalg.norm(q, axis=1)
+            c = np.where(den > 0, num / np.maximum(den, 1e-30), np.where(np.all(r == q, axis=1), 1.0, 0.0))
+            cos.extend(float(v) for v in c)
+            d = np.abs(r - q)
+            max_abs = max(max_abs, float(d.max()) if d.size else 0.0)
+            sum_abs += float(d.sum())
+            count_abs += d.size
+        if n == 0:
+            return {"metric": "none", "value": 0.0, "samples": 0, "passed": False, "on": self.on, "threshold": float(min_agreement)}
+        res: Dict[str, Any] = {
+            "samples": n,
+            "on": self.on,
+            "cosine_mean": round(float(np.mean(cos)), 6),
+            "cosine_min": round(float(np.min(cos)), 6),
+            "max_abs_error": float(max_abs),
+            "mean_abs_error": float(sum_abs / max(1, count_abs)),
+            "threshold": float(min_agreement),
+        }
+        if self.task == "classify":
+            res["metric"] = "top1_agreement"
+            res["value"] = round(agree / float(n), 6)
+        else:
+            res["metric"] = "cosine"
+            res["value"] = res["cosine_mean"]
+        res["passed"] = bool(res["value"] >= min_agreement)
+        return res
+
+
+def better(a: Dict[str, Any], b: Optional[Dict[str, Any]]) -> bool:
+    """True when record ``a`` is better than ``b`` (value, then cosine, then error)."""
+    if b is None:
+        return True
+    ka = (a["value"], a.get("cosine_mean", 0.0), -a.get("mean_abs_error", 0.0))
+    kb = (b["value"], b.get("cosine_mean", 0.0), -b.get("mean_abs_error", 0.0))
+    return ka > kb
