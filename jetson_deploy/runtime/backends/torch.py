@@ -1,0 +1,161 @@
+"""torch backend: a ``torch.export`` program (``model.pt2``) or TorchScript, on CUDA or the CPU.
+
+This is the GPU path that can be measured on a discrete GPU without TensorRT.  Besides the
+host-level :meth:`infer`, it offers:
+
+* :meth:`TorchEngine.forward` -- device tensors in, device tensors out (the pipeline's torch CUDA
+  executor wraps it with GPU preprocessing and captures both in a CUDA graph);
+* :meth:`TorchEngine.enqueue` -- the device-pointer interface TensorRT has (``{name: device_ptr}``
+  and a ``cudaStream_t`` handle), so the pycuda memory path runs on it unchanged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..._lazy import require
+from ...errors import BadInput
+from ..engine import Engine, TensorInfo
+
+_NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8, "int32": np.int32,
+       "int64": np.int64, "bool": np.bool_, "bfloat16": np.float32}
+
+
+def _np_dtype(tdtype: Any) -> np.dtype:
+    return np.dtype(_NP.get(str(tdtype).replace("torch.", ""), np.float32))
+
+
+class _DevicePointer:
+    """Wraps a raw device pointer for ``torch.as_tensor`` (``__cuda_array_interface__``)."""
+
+    _TYPESTR = {"float32": "<f4", "float16": "<f2", "uint8": "|u1", "int8": "|i1", "int32": "<i4", "int64": "<i8",
+                "bool": "|b1"}
+
+    def __init__(self, ptr: int, shape: Sequence[int], dtype: Any, stream: Optional[int] = None) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": tuple(int(s) for s in shape),
+            "typestr": self._TYPESTR[np.dtype(dtype).name],
+            "data": (int(ptr), False),
+            "version": 2,
+            "strides": None,
+        }
+
+
+def _flatten(out: Any) -> List[Any]:
+    if isinstance(out, (list, tuple)):
+        res: List[Any] = []
+        for o in out:
+            res.extend(_flatten(o))
+        return res
+    if isinstance(out, dict):
+        return _flatten(list(out.values()))
+    return [out]
+
+
+class TorchEngine(Engine):
+    """A torch module (exported program / TorchScript / ``nn.Module``) on one device."""
+
+    backend = "torch"
+
+    def __init__(self, model: Any, device: Optional[str] = None, input_name: str = "input",
+                 input_shape: Optional[Sequence[int]] = None, input_dtype: str = "float32",
+                 output_names: Optional[Sequence[str]] = None, artifact_kind: str = "module",
+                 half: bool = False) -> None:
+        super().__init__()
+        self.model_src = model
+        self.device_name = device
+        self.input_name = input_name
+        self.input_shape = tuple(int(s) for s in input_shape) if input_shape else None
+        self.input_dtype = input_dtype
+        self.output_name_hint = list(output_names or [])
+        self.artifact_kind = artifact_kind
+        self.half = half
+        self.module: Any = None
+        self.device: Any = None
+        self._torch: Any = None
+
+    # ---- loading -------------------------------------------------------------------------
+    def _load(self) -> Any:
+        torch = self._torch
+        src = self.model_src
+        if not isinstance(src, (str, Path)):
+            return src
+        path = Path(src)
+        if not path.is_file():
+            raise BadInput("torch model {} not found".format(path))
+        if path.suffix == ".pt2" or self.artifact_kind == "exported-program":
+            ep = torch.export.load(str(path))
+            return ep.module()
+        return torch.jit.load(str(path), map_location="cpu")
+
+    def activate_impl(self) -> None:
+        torch = self._torch = require("torch", "the torch backend")
+        want = self.device_name or ("cuda" if torch.cuda.is_available() else "cpu")
+        if str(want).startswith("cuda") and not torch.cuda.is_available():
+            raise BadInput("torch backend: device {} asked for but torch sees no CUDA GPU; use --device cpu".format(want))
+        self.device = torch.device(want)
+        self.is_gpu = self.device.type == "cuda"
+        mod = self._load()
+        try:
+            mod = mod.to(self.device)
+        except Exception:  # exported-program modules move fine; be lenient with exotic ones
+            pass
+        if hasattr(mod, "eval"):
+            try:
+                mod.eval()
+            except Exception:  # torch.export modules may refuse train/eval switching
+                pass
+        self.module = mod
+        if self.input_shape is None:
+            raise BadInput("torch backend needs the input shape (the bundle's spec gives it)")
+        dt = getattr(torch, self.input_dtype)
+        with torch.inference_mode():
+            outs = _flatten(self.module(torch.zeros(self.input_shape, dtype=dt, device=self.device)))
+        names = self.output_name_hint if len(self.output_name_hint) == len(outs) else ["output{}".format(i) for i in range(len(outs))]
+        self.inputs = [TensorInfo(self.input_name, self.input_shape, np.dtype(_NP[self.input_dtype]))]
+        self.outputs = [TensorInfo(n, tuple(o.shape), _np_dtype(o.dtype)) for n, o in zip(names, outs)]
+
+    def deactivate_impl(self) -> None:
+        self.module = None
+
+    # ---- running ---------------------------------------------------------------------------
+    def forward(self, x: Any) -> Dict[str, Any]:
+        """Device tensor in -> ``{output name: device tensor}`` (no host sync; call in inference mode)."""
+        outs = _flatten(self.module(x))
+        return {t.name: o for t, o in zip(self.outputs, outs)}
+
+    def infer_impl(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
+        with torch.inference_mode():
+            outs = self.forward(x)
+        return {k: v.detach().cpu().numpy() for k, v in outs.items()}
+
+    def enqueue_impl(self, buffers: Dict[str, Any], stream: Any) -> None:
+        """``buffers``: name -> device pointer (int) or CUDA tensor; ``stream``: handle or torch stream."""
+        torch = self._torch
+
+        def as_tensor(name: str, info: TensorInfo) -> Any:
+            b = buffers[name]
+            if isinstance(b, int):
+                return torch.as_tensor(_DevicePointer(b, info.shape, info.dtype), device=self.device)
+            return b
+
+        if stream is None:
+            s = torch.cuda.current_stream(self.device)
+        elif isinstance(stream, int):
+            s = torch.cuda.ExternalStream(stream, device=self.device)
+        else:
+            s = stream
+        with torch.cuda.stream(s), torch.inference_mode():
+            x = as_tensor(self.input_name, self.inputs[0])
+            outs = self.forward(x)
+            for t in self.outputs:
+                as_tensor(t.name, t).copy_(outs[t.name].reshape(t.shape))
+
+    def describe(self) -> Dict[str, Any]:
+        d = super().describe()
+        d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind)
+        return d

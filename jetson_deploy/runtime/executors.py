@@ -1,0 +1,440 @@
+"""Executors: how one frame goes through an engine, with up to ``depth`` frames in flight.
+
+The pipeline owns a ring of ``depth`` slots.  For each frame it calls ``submit(slot, frame)``,
+which enqueues copy-in -> infer -> copy-out and records an event; later it asks ``query(slot)``
+(non-blocking) or, only when the ring is full, ``wait(slot)`` on the *oldest* slot -- the one
+host synchronisation the loop allows -- and then reads ``outputs(slot)``.
+
+* :class:`HostExecutor` -- CPU backends (ONNX Runtime, torch CPU): preprocessing runs on the
+  capture thread (``prepare``), inference is synchronous; depth 1.
+* :class:`TorchCudaExecutor` -- torch on CUDA: the uint8 BGR frame (already in pinned memory,
+  captured there) is copied to the GPU on its own stream; resize/colour/normalise run on the GPU in
+  front of the model, and reductions (softmax + top-k, argmax mask) after it, so copies stay small;
+  preprocess + model + reduction are captured in one CUDA graph; outputs come back to pinned
+  memory; one event per frame.
+* :class:`PycudaExecutor` -- the design default on a Jetson (TensorRT engines): pycuda pinned or
+  mapped (zero-copy) buffers, device-pointer ``enqueue`` on a compute stream, H2D on a copy stream,
+  every host synchronisation counted by a :class:`~jetson_deploy.runtime.memory.SyncCounter`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .._lazy import require
+from ..preprocess import numpy_dtype, preprocess
+from ..spec import ModelSpec
+from .memory import HostAllocator, NumpyAllocator, SyncCounter
+
+
+class Prepared:
+    """A preprocessed model input living in a pooled buffer; ``release()`` returns it."""
+
+    __slots__ = ("buffer", "_pool")
+
+    def __init__(self, buffer: Any, pool: Any = None) -> None:
+        self.buffer = buffer
+        self._pool = pool
+
+    def release(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.put(self.buffer)
+
+
+def release_frame(frame: Any) -> None:
+    data = getattr(frame, "data", None)
+    if isinstance(data, Prepared):
+        data.release()
+        frame.data = None
+    frame.release()
+
+
+class Executor:
+    """Base: ``depth`` slots; subclasses implement submit/query/wait/outputs."""
+
+    name = "base"
+    depth = 1
+    #: allocator the source should capture frames into (pinned/mapped for GPU executors)
+    frame_allocator: Optional[HostAllocator] = None
+    sync_counter: Optional[SyncCounter] = None
+    graph = False
+
+    def setup(self, frame_shape: Tuple[int, int, int]) -> None:
+        """Allocate for frames of ``frame_shape`` (H, W, C) before the loop (may capture graphs)."""
+
+    def prepare(self, frame: Any) -> None:
+        """Runs on the capture thread right after capture (CPU work that overlaps inference)."""
+
+    def submit(self, slot: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def query(self, slot: int) -> bool:
+        return True
+
+    def wait(self, slot: int) -> None:
+        pass
+
+    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"executor": self.name, "depth": self.depth, "cuda_graph": self.graph}
+        if self.frame_allocator is not None:
+            d["memory"] = self.frame_allocator.kind
+        return d
+
+
+class _InputPool:
+    """Free list of model-input buffers the capture thread preprocesses into."""
+
+    def __init__(self, allocator: HostAllocator, shape: Tuple[int, ...], dtype: Any, count: int) -> None:
+        from ..io.sources import BufferPool
+
+        self.pool = BufferPool(allocator, shape, count, dtype)
+
+    def take(self) -> Prepared:
+        buf = self.pool.get(timeout=1.0)
+        if buf is None:  # consumer holds them all: a plain array keeps things moving
+            buf = NumpyAllocator().empty(self.pool.shape, self.pool.dtype)
+            return Prepared(buf, None)
+        return Prepared(buf, self.pool)
+
+
+class HostExecutor(Executor):
+    """Synchronous CPU inference; host preprocessing overlaps it on the capture thread."""
+
+    name = "host"
+
+    def __init__(self, engine: Any, spec: ModelSpec, pool_size: int = 8) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.input_name = engine.inputs[0].name if engine.inputs else spec.input_name
+        shape = tuple(engine.inputs[0].shape) if engine.inputs else tuple(spec.shape)
+        shape = tuple(s if s > 0 else d for s, d in zip(shape, spec.shape))
+        dtype = engine.inputs[0].dtype if engine.inputs else numpy_dtype(spec)
+        self._inputs = _InputPool(NumpyAllocator(), shape, dtype, pool_size)
+        self._out: List[Optional[Dict[str, np.ndarray]]] = [None] * self.depth
+
+    def prepare(self, frame: Any) -> None:
+        p = self._inputs.take()
+        preprocess(frame.image, self.spec, out=p.buffer.array[0])
+        frame.data = p
+
+    def submit(self, slot: int, frame: Any) -> None:
+        if not isinstance(frame.data, Prepared):
+            self.prepare(frame)
+        self._out[slot] = self.engine.infer({self.input_name: frame.data.buffer.array})
+        frame.data.release()
+        frame.data = None
+
+    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+        return self._out[slot] or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# torch CUDA
+# ---------------------------------------------------------------------------------------------
+class TorchCudaExecutor(Executor):
+    """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
+
+    ``fold_post``: classify -> softmax + top-k on the GPU (outputs ``topk_scores``/``topk_ids``),
+    segment -> argmax mask; detect/raw -> outputs copied as they are.
+    """
+
+    name = "torch-cuda"
+
+    def __init__(self, engine: Any, spec: ModelSpec, depth: int = 3, graph: bool = True, topk: int = 5,
+                 fold_post: bool = True) -> None:
+        from .memory import TorchPinnedAllocator
+
+        self.torch = require("torch", "the torch CUDA executor")
+        self.engine = engine
+        self.spec = spec
+        self.depth = max(2, int(depth))
+        self.graph = bool(graph)
+        self.topk = topk
+        self.fold_post = fold_post
+        self.frame_allocator = TorchPinnedAllocator()
+        self.device = engine.device
+        self.frame_shape: Optional[Tuple[int, int, int]] = None
+        self._graph: Any = None
+        self.eager_reason = ""
+
+    # GPU preprocessing: same maths as jetson_deploy.preprocess (resize, colour, scale/mean/std, layout)
+    def _pre(self, frame_u8: Any) -> Any:
+        torch = self.torch
+        F = torch.nn.functional
+        spec = self.spec
+        h, w = frame_u8.shape[0], frame_u8.shape[1]
+        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,C,H,W (BGR)
+        dst_w, dst_h = spec.resize_wh
+        if (w, h) != (dst_w, dst_h):
+            if spec.keep_aspect:
+                from ..preprocess import LETTERBOX_FILL, letterbox_params
+
+                r, px, py = letterbox_params(w, h, spec)
+                nw, nh = int(round(w * r)), int(round(h * r))
+                small = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
+                x = F.pad(small, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
+            else:
+                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False)
+            x = x.round_().clamp_(0, 255)  # the host path resizes uint8 images
+        if spec.color == "rgb":
+            x = x.flip(1)
+        elif spec.color == "gray":
+            wts = torch.tensor([0.114, 0.587, 0.299], device=x.device).view(1, 3, 1, 1)
+            x = (x * wts).sum(1, keepdim=True).round_()
+        if spec.dtype == "uint8":
+            x = x.to(torch.uint8)
+        else:
+            from ..preprocess import normalize_constants
+
+            mul, off = normalize_constants(spec)
+            x = x * self._mul + self._off
+            if spec.dtype == "float16":
+                x = x.half()
+        if spec.layout == "nhwc":
+            x = x.permute(0, 2, 3, 1)
+        return x.contiguous()
+
+    def _post(self, outs: Dict[str, Any]) -> Dict[str, Any]:
+        torch = self.torch
+        if not self.fold_post:
+            return outs
+        first = next(iter(outs.values()))
+        if self.spec.task == "classify" and first.dim() == 2 and first.shape[0] == 1:
+            p = torch.softmax(first.float(), dim=1)[0]
+            k = min(self.topk, p.shape[0])
+            s, i = torch.topk(p, k)
+            return {"topk_scores": s, "topk_ids": i.to(torch.int32)}
+        if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
+            return {"mask": first[0].argmax(0).to(torch.int32)}
+        return outs
+
+    def _step(self, dev_frame: Any) -> Dict[str, Any]:
+        return self._post(self.engine.forward(self._pre(dev_frame)))
+
+    def setup(self, frame_shape: Tuple[int, int, int]) -> None:
+        torch = self.torch
+        if self.frame_shape == tuple(frame_shape):
+            return
+        self.frame_shape = tuple(frame_shape)
+        dev = self.device
+        from ..preprocess import normalize_constants
+
+        mul, off = normalize_constants(self.spec)
+        self._mul = torch.from_numpy(mul).to(dev).view(1, -1, 1, 1)
+        self._off = torch.from_numpy(off).to(dev).view(1, -1, 1, 1)
+        if self.spec.color == "gray":
+            self._mul, self._off = self._mul[:, :1], self._off[:, :1]
+        self.copy_stream = torch.cuda.Stream(dev)
+        self.compute_stream = torch.cuda.Stream(dev)
+        self.dev_frames = [torch.empty(frame_shape, dtype=torch.uint8, device=dev) for _ in range(self.depth)]
+        self.staging = [torch.empty(frame_shape, dtype=torch.uint8, pin_memory=True) for _ in range(self.depth)]
+        self.static_in = torch.zeros(frame_shape, dtype=torch.uint8, device=dev)
+        self.copied = [torch.cuda.Event() for _ in range(self.depth)]
+        self.done = [torch.cuda.Event() for _ in range(self.depth)]
+        with torch.inference_mode():
+            # warm up on the compute stream (cuDNN autotune, allocator) before any capture
+            with torch.cuda.stream(self.compute_stream):
+                for _ in range(3):
+                    outs = self._step(self.static_in)
+            self.compute_stream.synchronize()
+            self.static_out = outs
+            self._graph = None
+            if self.graph:
+                try:
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g, stream=self.compute_stream):
+                        self.static_out = self._step(self.static_in)
+                    self._graph = g
+                except Exception as exc:  # some models (data-dependent shapes) cannot be captured
+                    self.graph = False
+                    self.eager_reason = "CUDA graph capture failed ({}); running eagerly".format(
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    torch.cuda.synchronize(dev)
+        self.host_out = [{k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in self.static_out.items()}
+                         for _ in range(self.depth)]
+        self.host_np = [{k: v.numpy() for k, v in ho.items()} for ho in self.host_out]
+
+    def submit(self, slot: int, frame: Any) -> None:
+        torch = self.torch
+        img = frame.image
+        if tuple(img.shape) != self.frame_shape:
+            self.setup(tuple(img.shape))  # new frame size: re-plan (outside steady state)
+        buf = getattr(frame, "buffer", None)
+        src = getattr(buf, "tensor", None)
+        if src is None:  # not captured into pinned memory: one host copy into staging
+            src = self.staging[slot]
+            np.copyto(src.numpy(), img)
+        with torch.cuda.stream(self.copy_stream):
+            self.dev_frames[slot].copy_(src, non_blocking=True)
+            self.copied[slot].record(self.copy_stream)
+        cs = self.compute_stream
+        cs.wait_event(self.copied[slot])
+        with torch.cuda.stream(cs), torch.inference_mode():
+            if self._graph is not None:
+                self.static_in.copy_(self.dev_frames[slot], non_blocking=True)
+                self._graph.replay()
+                outs = self.static_out
+            else:
+                outs = self._step(self.dev_frames[slot])
+            ho = self.host_out[slot]
+            for k, v in outs.items():
+                ho[k].copy_(v, non_blocking=True)
+            self.done[slot].record(cs)
+
+    def query(self, slot: int) -> bool:
+        return bool(self.done[slot].query())
+
+    def wait(self, slot: int) -> None:
+        self.done[slot].synchronize()
+
+    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+        return self.host_np[slot]
+
+    # engine-only work for the benchmark: device-resident frame, same graph, no copies
+    def engine_only_step(self) -> None:
+        torch = self.torch
+        with torch.cuda.stream(self.compute_stream), torch.inference_mode():
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._step(self.static_in)
+
+    def close(self) -> None:
+        self._graph = None
+
+    def describe(self) -> Dict[str, Any]:
+        d = super().describe()
+        d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post)
+        if self.eager_reason:
+            d["note"] = self.eager_reason
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# pycuda (TensorRT-style device-pointer engines)
+# ---------------------------------------------------------------------------------------------
+class _CountingEvent:
+    def __init__(self, ev: Any, counter: SyncCounter) -> None:
+        self.ev = ev
+        self.counter = counter
+
+    def record(self, stream: Any) -> None:
+        self.ev.record(stream)
+
+    def query(self) -> bool:
+        return bool(self.ev.query())
+
+    def synchronize(self) -> None:
+        self.counter.hit("event.synchronize")
+        self.ev.synchronize()
+
+
+class PycudaExecutor(Executor):
+    """pycuda memory path: pinned (discrete GPU) or mapped zero-copy (integrated GPU) buffers.
+
+    The engine needs ``enqueue(buffers={name: device_ptr}, stream=handle)`` (TensorRT's, or the
+    torch backend's).  Host preprocessing into pinned input buffers runs on the capture thread;
+    the H2D copy runs on a copy stream (or nothing at all with mapped memory: the engine reads the
+    host buffer's device pointer); D2H copies and the frame's event follow on the compute stream.
+    Only ``event.synchronize`` on the oldest slot ever blocks, counted by ``sync_counter``.
+    """
+
+    name = "pycuda"
+
+    def __init__(self, engine: Any, spec: ModelSpec, depth: int = 3, mapped: Optional[bool] = None,
+                 cuda: Any = None, counter: Optional[SyncCounter] = None, pool_size: int = 8) -> None:
+        from .memory import PycudaAllocator, is_integrated
+
+        self.cuda = cuda if cuda is not None else require("pycuda.driver", "the pycuda memory path")
+        self.engine = engine
+        self.spec = spec
+        self.depth = max(2, int(depth))
+        self.mapped = is_integrated(cuda=self.cuda) if mapped is None else bool(mapped)
+        self.sync_counter = counter or SyncCounter()
+        self.allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
+        self.frame_allocator = None  # frames stay numpy; the *model input* lives in pinned/mapped memory
+        cuda = self.cuda
+        self.copy_stream = cuda.Stream()
+        self.compute_stream = cuda.Stream()
+        inp = engine.inputs[0]
+        self.input_name = inp.name
+        shape = tuple(s if s > 0 else d for s, d in zip(inp.shape, spec.shape))
+        self.in_shape = shape
+        self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
+        nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
+        self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
+        self.dev_out: List[Dict[str, Any]] = []
+        self.host_out: List[Dict[str, np.ndarray]] = []
+        for _ in range(self.depth):
+            d: Dict[str, Any] = {}
+            h: Dict[str, np.ndarray] = {}
+            for t in engine.outputs:
+                oshape = tuple(max(int(s), 1) for s in t.shape)
+                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
+                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
+            self.dev_out.append(d)
+            self.host_out.append(h)
+        self.copied = [cuda.Event() for _ in range(self.depth)]
+        self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
+        self._inflight: List[Optional[Prepared]] = [None] * self.depth
+
+    def prepare(self, frame: Any) -> None:
+        p = self._inputs.take()
+        preprocess(frame.image, self.spec, out=p.buffer.array[0])
+        frame.data = p
+
+    def submit(self, slot: int, frame: Any) -> None:
+        cuda = self.cuda
+        if not isinstance(frame.data, Prepared):
+            self.prepare(frame)
+        p = frame.data
+        frame.data = None  # the executor owns it until the slot completes
+        old = self._inflight[slot]
+        if old is not None:
+            old.release()
+        self._inflight[slot] = p
+        buf = p.buffer
+        if self.mapped and buf.device_ptr is not None:
+            in_ptr = buf.device_ptr  # zero copy: the GPU reads the mapped host buffer
+        else:
+            cuda.memcpy_htod_async(self.dev_in[slot], buf.array, self.copy_stream)
+            self.copied[slot].record(self.copy_stream)
+            self.compute_stream.wait_for_event(self.copied[slot])
+            in_ptr = int(self.dev_in[slot])
+        bindings = {self.input_name: in_ptr}
+        bindings.update({k: int(v) for k, v in self.dev_out[slot].items()})
+        self.engine.enqueue(bindings, self.compute_stream.handle)
+        for k, v in self.dev_out[slot].items():
+            cuda.memcpy_dtoh_async(self.host_out[slot][k], v, self.compute_stream)
+        self.done[slot].record(self.compute_stream)
+
+    def query(self, slot: int) -> bool:
+        return self.done[slot].query()
+
+    def wait(self, slot: int) -> None:
+        self.done[slot].synchronize()
+
+    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+        p = self._inflight[slot]
+        if p is not None:
+            p.release()
+            self._inflight[slot] = None
+        return self.host_out[slot]
+
+    def engine_only_step(self) -> None:
+        bindings = {self.input_name: int(self.dev_in[0])}
+        bindings.update({k: int(v) for k, v in self.dev_out[0].items()})
+        self.engine.enqueue(bindings, self.compute_stream.handle)
+
+    def describe(self) -> Dict[str, Any]:
+        d = super().describe()
+        d.update(memory=self.allocator.kind, syncs=self.sync_counter.to_dict())
+        return d

@@ -1,0 +1,353 @@
+"""The frame loop: source -> (capture thread) -> executor ring -> postprocess -> sinks.
+
+::
+
+    from jetson_deploy.runtime.pipeline import run_pipeline
+    summary = run_pipeline("bundle/", "synthetic://1280x720@30", "out.mp4", backend="onnxruntime", max_frames=300)
+    print(summary.fps, summary.latency_ms, summary.dropped)
+
+The loop keeps up to ``depth`` frames in flight.  Each iteration takes the next captured frame,
+and only if the ring is full waits for the *oldest* in-flight frame's event; everything else is
+non-blocking (``query``), so the host never synchronises with the GPU inside the loop otherwise.
+Results are post-processed and handed to the sinks a frame or more after submission.
+
+Never hangs: the capture thread has a bounded queue and the loop polls it with timeouts; a source
+that stops delivering for ``stall_timeout`` seconds ends the run with a message; Ctrl-C ends it
+cleanly with a summary.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+
+from ..errors import BadInput
+from .metrics import Metrics, percentiles, stderr_printer
+from .postprocess import Postprocessor, Result
+
+log = logging.getLogger("jetson_deploy.runtime")
+
+
+@dataclass
+class RunSummary:
+    """What a run did.  ``to_dict()`` is what ``run --json`` prints."""
+
+    frames: int = 0
+    fps: float = 0.0
+    seconds: float = 0.0
+    latency_ms: Dict[str, float] = field(default_factory=dict)
+    dropped: int = 0
+    captured: int = 0
+    backend: str = ""
+    source: str = ""
+    sinks: List[str] = field(default_factory=list)
+    end_reason: str = ""
+    executor: Dict[str, Any] = field(default_factory=dict)
+    host_ms_per_frame: float = 0.0
+    accuracy: Optional[float] = None
+    bundle: str = ""
+    results: Optional[List[Dict[str, Any]]] = None
+    syncs: Optional[Dict[str, Any]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {
+            "frames": self.frames, "fps": round(self.fps, 3), "seconds": round(self.seconds, 4),
+            "latency_ms": self.latency_ms, "dropped": self.dropped, "captured": self.captured,
+            "backend": self.backend, "source": self.source, "sinks": self.sinks, "end_reason": self.end_reason,
+            "executor": self.executor, "host_ms_per_frame": round(self.host_ms_per_frame, 4), "bundle": self.bundle,
+        }
+        if self.accuracy is not None:
+            d["accuracy"] = round(self.accuracy, 5)
+        if self.syncs is not None:
+            d["syncs"] = self.syncs
+        if self.results is not None:
+            d["results"] = self.results
+        return d
+
+
+def load_bundle(bundle: Any, verify: bool = True) -> Any:
+    """An opened, verified :class:`~jetson_deploy.bundle.Bundle` (checksums checked before loading)."""
+    from ..bundle import open_bundle
+
+    return open_bundle(bundle, verify=verify)
+
+
+def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, graph: bool = True,
+                  topk: int = 5, **kw: Any) -> Any:
+    """The executor for an activated engine.
+
+    ``memory``: ``auto`` (torch CUDA engines -> torch pinned + GPU preprocessing; TensorRT -> pycuda;
+    CPU engines -> numpy), ``numpy``, ``torch`` / ``torch-pinned``, ``pycuda`` (pinned, or mapped on an
+    integrated GPU), ``pycuda-pinned``, ``pycuda-mapped``.
+    """
+    from .executors import HostExecutor, PycudaExecutor, TorchCudaExecutor
+
+    backend = getattr(engine, "backend", "")
+    gpu = bool(getattr(engine, "is_gpu", False))
+    if memory == "auto":
+        if backend == "torch" and gpu:
+            memory = "torch"
+        elif backend == "tensorrt":
+            memory = "pycuda"
+        else:
+            memory = "numpy"
+    if memory == "numpy":
+        return HostExecutor(engine, spec)
+    if memory in ("torch", "torch-pinned"):
+        if not (backend == "torch" and gpu):
+            raise BadInput("--memory torch needs the torch backend on a CUDA GPU")
+        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk)
+    if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
+        mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
+        return PycudaExecutor(engine, spec, depth=depth, mapped=mapped, **kw)
+    raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
+
+
+class Pipeline:
+    """Source -> engine -> sinks with a ring of in-flight frames.  Use :func:`run_pipeline`."""
+
+    def __init__(self, engine: Any, spec: Any, source: Any, sinks: Sequence[Any], executor: Any = None,
+                 queue_size: int = 4, metrics_interval: float = 5.0, printer: Optional[Callable[[str], None]] = None,
+                 topk: int = 5, stall_timeout: float = 10.0, keep_results: bool = False,
+                 on_result: Optional[Callable[[Any, Result], None]] = None, sync_debug: Optional[str] = None,
+                 labels: Optional[Sequence[str]] = None) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.source = source
+        self.sinks = list(sinks)
+        self.executor = executor
+        self.queue_size = queue_size
+        self.metrics = Metrics(interval=metrics_interval, printer=printer)
+        self.post = Postprocessor(spec, topk=topk)
+        if labels:
+            self.post.labels = list(labels)
+        self.stall_timeout = stall_timeout
+        self.keep_results = keep_results
+        self.on_result = on_result
+        self.sync_debug = sync_debug
+        self.results: List[Dict[str, Any]] = []
+        self.correct = 0
+        self.with_truth = 0
+        self.host_seconds = 0.0
+        self.stop_requested = False
+
+    def _finish(self, slot: int, frame: Any, wait: bool) -> None:
+        ex = self.executor
+        if wait:
+            ex.wait(slot)
+        outs = ex.outputs(slot)
+        img = frame.image
+        res = self.post(outs, (img.shape[1], img.shape[0]))
+        now = time.perf_counter()
+        res.index = frame.index
+        res.source = frame.source
+        res.truth = self._truth_label(frame.truth)
+        res.latency_ms = (now - frame.timestamp) * 1000.0
+        self.metrics.add(res.latency_ms, now)
+        if res.truth is not None and res.label is not None:
+            self.with_truth += 1
+            self.correct += int(res.truth == res.label)
+        fps = self.metrics.live_fps()
+        for s in self.sinks:
+            s.render(frame, res, fps)
+            if getattr(s, "closed_by_user", False):
+                self.stop_requested = True
+        if self.keep_results:
+            self.results.append(res.to_json())
+        if self.on_result is not None:
+            self.on_result(frame, res)
+        from .executors import release_frame
+
+        release_frame(frame)
+
+    def _truth_label(self, truth: Any) -> Any:
+        if truth is None:
+            return None
+        if isinstance(truth, (int,)) and not isinstance(truth, bool):
+            labels = self.post.labels
+            return labels[truth] if 0 <= truth < len(labels) else truth
+        try:
+            import numpy as np
+
+            if isinstance(truth, np.integer):
+                return self._truth_label(int(truth))
+        except ImportError:  # pragma: no cover
+            pass
+        return truth
+
+    def run(self, max_frames: Optional[int] = None) -> RunSummary:
+        from ..io.sources import CaptureThread
+
+        ex = self.executor
+        src = self.source
+        depth = max(1, int(getattr(ex, "depth", 1)))
+        # open in this thread: errors surface here, and the source allocates its pinned pool here
+        if ex.frame_allocator is not None:
+            src.use_allocator(ex.frame_allocator, pool_size=self.queue_size + depth + 3)
+        src.open()
+        if src.width and src.height:
+            ex.setup((src.height, src.width, 3))
+        if src.fps:
+            for s in self.sinks:
+                s.fps = src.fps
+        cap = CaptureThread(src, maxsize=self.queue_size, prepare=ex.prepare)
+        ring: Deque[Tuple[int, Any]] = deque()
+        free = list(range(depth))[::-1]
+        end_reason = ""
+        sync_mode = None
+        torch = None
+        wait_s = 0.0
+        self.metrics.start()
+        cap.start()
+        t_loop = time.perf_counter()
+        try:
+            if self.sync_debug:
+                import importlib
+
+                torch = importlib.import_module("torch")
+                sync_mode = torch.cuda.get_sync_debug_mode()
+                torch.cuda.set_sync_debug_mode(self.sync_debug)
+            last_frame = time.monotonic()
+            while True:
+                if max_frames is not None and self.metrics.frames + len(ring) >= max_frames:
+                    end_reason = "max frames reached ({})".format(max_frames)
+                    break
+                if self.stop_requested:
+                    end_reason = "stopped by the display window"
+                    break
+                t0 = time.perf_counter()
+                frame = cap.get(timeout=0.001 if ring else 0.1)
+                wait_s += time.perf_counter() - t0
+                if frame is None:
+                    # nothing new: hand over results that are already done (non-blocking)
+                    while ring and ex.query(ring[0][0]):
+                        slot, f = ring.popleft()
+                        self._finish(slot, f, wait=False)
+                        free.append(slot)
+                    if cap.finished:
+                        if cap.error is not None:
+                            raise cap.error
+                        end_reason = cap.end_reason or "end of stream"
+                        break
+                    if not ring and time.monotonic() - last_frame > self.stall_timeout:
+                        end_reason = "source stalled: no frame for {:.0f} s ({})".format(self.stall_timeout, src.uri)
+                        break
+                    continue
+                last_frame = time.monotonic()
+                if not free:  # ring full: the one allowed wait, on the oldest in-flight frame
+                    slot, f = ring.popleft()
+                    t0 = time.perf_counter()
+                    ex.wait(slot)
+                    wait_s += time.perf_counter() - t0
+                    self._finish(slot, f, wait=False)
+                    free.append(slot)
+                slot = free.pop()
+                ex.submit(slot, frame)
+                ring.append((slot, frame))
+                while len(ring) > 1 and ex.query(ring[0][0]):
+                    s0, f0 = ring.popleft()
+                    self._finish(s0, f0, wait=False)
+                    free.append(s0)
+        except KeyboardInterrupt:
+            end_reason = "interrupted"
+        finally:
+            loop_s = time.perf_counter() - t_loop
+            if torch is not None and sync_mode is not None:
+                torch.cuda.set_sync_debug_mode(sync_mode)
+            self.host_seconds = max(loop_s - wait_s, 0.0)
+            counter = getattr(ex, "sync_counter", None)
+            loop_syncs = dict(counter.loop_counts) if counter is not None else None
+            cap.stop()
+        # drain (outside the loop: blocking is fine here)
+        while ring:
+            slot, f = ring.popleft()
+            self._finish(slot, f, wait=True)
+        self.metrics.dropped = cap.dropped
+        m = self.metrics.summary()
+        summary = RunSummary(
+            frames=m["frames"], fps=m["fps"], seconds=m["seconds"], latency_ms=m["latency_ms"], dropped=cap.dropped,
+            captured=cap.captured, backend=getattr(self.engine, "backend", ""), source=str(src.uri),
+            sinks=[s.uri for s in self.sinks], end_reason=end_reason or cap.end_reason, executor=ex.describe(),
+            host_ms_per_frame=1000.0 * self.host_seconds / max(m["frames"], 1),
+            accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
+            results=self.results if self.keep_results else None,
+        )
+        if counter is not None:
+            summary.syncs = {"in_loop": loop_syncs, "total": counter.total}
+        return summary
+
+
+def run_pipeline(
+    bundle_or_path: Any,
+    source: Any,
+    sink: Any = "null://",
+    backend: str = "auto",
+    max_frames: Optional[int] = None,
+    *,
+    jsonl: Optional[str] = None,
+    device: Optional[str] = None,
+    memory: str = "auto",
+    depth: int = 3,
+    cuda_graph: bool = True,
+    queue_size: int = 4,
+    topk: int = 5,
+    metrics_interval: float = 5.0,
+    printer: Optional[Callable[[str], None]] = None,
+    stall_timeout: float = 10.0,
+    keep_results: bool = False,
+    on_result: Optional[Callable[[Any, Result], None]] = None,
+    sync_debug: Optional[str] = None,
+    verify: bool = True,
+    source_options: Optional[Dict[str, Any]] = None,
+    engine: Any = None,
+) -> RunSummary:
+    """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
+
+    ``bundle_or_path``: a bundle directory / packed file (checksums verified before loading) or an
+    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.io.Source`.  ``sink``: a URI, a Sink,
+    or a list of them; ``jsonl`` adds a ``.jsonl`` sink.  ``printer`` gets a metrics line every
+    ``metrics_interval`` seconds (default: stderr).  ``sync_debug="error"`` runs the loop under
+    ``torch.cuda.set_sync_debug_mode`` (torch CUDA path).  ``engine`` overrides the bundle's engine
+    (tests, benchmarks).
+    """
+    from ..io.sinks import open_sink
+    from ..io.sources import open_source
+    from .backends import create_engine
+
+    b = load_bundle(bundle_or_path, verify=verify)
+    spec = b.spec
+    labels = b.labels
+    src = open_source(source, **(source_options or {}))
+    sink_list = list(sink) if isinstance(sink, (list, tuple)) else [sink]
+    if jsonl:
+        sink_list.append(jsonl)
+    fps_hint = src.fps or 30.0
+    sinks = [open_sink(s, fps=fps_hint) for s in sink_list if s is not None]
+    eng = engine if engine is not None else create_engine(b, backend=backend, device=device)
+    printer = printer if printer is not None else stderr_printer
+    eng.activate()
+    executor = None
+    ok = False
+    try:
+        executor = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, topk=topk)
+        pipe = Pipeline(eng, spec, src, sinks, executor=executor, queue_size=queue_size,
+                        metrics_interval=metrics_interval, printer=printer, topk=topk, stall_timeout=stall_timeout,
+                        keep_results=keep_results, on_result=on_result, sync_debug=sync_debug, labels=labels)
+        summary = pipe.run(max_frames=max_frames)
+        ok = True
+    finally:
+        for s in sinks:
+            if ok:
+                s.close()
+            else:
+                s.abort()
+        if executor is not None:
+            executor.close()
+        eng.deactivate()
+        src.close()
+    summary.bundle = str(getattr(b, "source", bundle_or_path))
+    if summary.frames == 0 and summary.end_reason:
+        log.warning("no frames processed: %s", summary.end_reason)
+    return summary

@@ -1,0 +1,258 @@
+"""Engine outputs -> task results (classify top-k, detections, segmentation mask).
+
+Numpy only.  Detection accepts either an in-graph NMS output (TensorRT ``EfficientNMS`` style
+``num_dets/det_boxes/det_scores/det_classes``, or one ``(1, N, 6|7)`` tensor
+``[x1, y1, x2, y2, score, class(, batch)]``) or a YOLO-style raw head (``(1, 4+C, N)`` YOLOv8 or
+``(1, N, 5+C)`` YOLOv5 with objectness) decoded here with per-class NMS.  Boxes are mapped back to
+source pixels with the same letterbox numbers preprocessing used.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..preprocess import letterbox_params
+from ..spec import ModelSpec
+
+
+class Detection:
+    __slots__ = ("box", "score", "class_id", "label")
+
+    def __init__(self, box: Sequence[float], score: float, class_id: int, label: str) -> None:
+        self.box = [float(v) for v in box]  # x1, y1, x2, y2 in source pixels
+        self.score = float(score)
+        self.class_id = int(class_id)
+        self.label = label
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
+                "class_id": self.class_id, "label": self.label}
+
+
+class Result:
+    """What one frame produced.  ``to_json()`` is the ``.jsonl`` sink's line."""
+
+    __slots__ = ("index", "source", "task", "label", "score", "class_id", "topk", "detections", "mask",
+                 "latency_ms", "truth", "num_classes")
+
+    def __init__(self, task: str = "classify") -> None:
+        self.task = task
+        self.index = -1
+        self.source: Any = None
+        self.label: Optional[str] = None
+        self.score: Optional[float] = None
+        self.class_id: Optional[int] = None
+        self.topk: List[Tuple[str, float]] = []
+        self.detections: List[Detection] = []
+        self.mask: Optional[np.ndarray] = None  # HxW class ids (model resolution)
+        self.latency_ms = 0.0
+        self.truth: Any = None
+        self.num_classes = 0
+
+    def to_json(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"index": self.index, "source": self.source, "task": self.task,
+                             "latency_ms": round(self.latency_ms, 3)}
+        if self.task == "classify":
+            d.update(label=self.label, score=None if self.score is None else round(self.score, 5),
+                     class_id=self.class_id, topk=[[l, round(s, 5)] for l, s in self.topk])
+        elif self.task == "detect":
+            d["detections"] = [x.to_json() for x in self.detections]
+            top = max(self.detections, key=lambda x: x.score) if self.detections else None
+            d.update(label=top.label if top else None, score=round(top.score, 5) if top else None)
+        elif self.task == "segment" and self.mask is not None:
+            ids, counts = np.unique(self.mask, return_counts=True)
+            total = float(self.mask.size)
+            d["classes"] = {str(int(i)): round(c / total, 4) for i, c in zip(ids, counts)}
+            d.update(label=self.label, score=self.score)
+        else:
+            d.update(label=self.label, score=self.score)
+        if self.truth is not None:
+            d["truth"] = self.truth
+        return d
+
+
+def _label(labels: Sequence[str], i: int) -> str:
+    return labels[i] if 0 <= i < len(labels) else str(i)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def looks_like_probs(v: np.ndarray) -> bool:
+    return bool(v.size and v.min() >= 0.0 and v.max() <= 1.0 and abs(float(v.sum()) - 1.0) < 1e-3)
+
+
+class Postprocessor:
+    """Turns the engine's host outputs for one frame into a :class:`Result`."""
+
+    def __init__(self, spec: ModelSpec, topk: int = 5, conf: float = 0.25, iou: float = 0.45,
+                 max_det: int = 100) -> None:
+        self.spec = spec
+        self.labels = list(spec.labels)
+        self.task = spec.task
+        self.topk = max(1, int(topk))
+        self.conf = conf
+        self.iou = iou
+        self.max_det = max_det
+
+    def __call__(self, outputs: Dict[str, np.ndarray], frame_wh: Tuple[int, int]) -> Result:
+        if self.task == "classify":
+            return self.classify(outputs)
+        if self.task == "detect":
+            return self.detect(outputs, frame_wh)
+        if self.task == "segment":
+            return self.segment(outputs)
+        r = Result(self.task)
+        return r
+
+    def _first(self, outputs: Dict[str, np.ndarray]) -> np.ndarray:
+        for name in self.spec.outputs:
+            if name in outputs:
+                return outputs[name]
+        return next(iter(outputs.values()))
+
+    # ---- classify -------------------------------------------------------------------------
+    def classify(self, outputs: Dict[str, np.ndarray]) -> Result:
+        r = Result("classify")
+        if "topk_scores" in outputs and "topk_ids" in outputs:  # reduction folded into the engine
+            scores = np.asarray(outputs["topk_scores"]).reshape(-1)
+            ids = np.asarray(outputs["topk_ids"]).reshape(-1).astype(np.int64)
+            r.num_classes = len(self.labels)
+        else:
+            v = np.asarray(self._first(outputs)).reshape(-1)
+            p = v.astype(np.float32) if looks_like_probs(v) else softmax(v)
+            k = min(self.topk, p.size)
+            ids = np.argpartition(-p, k - 1)[:k] if p.size > k else np.arange(p.size)
+            ids = ids[np.argsort(-p[ids], kind="stable")]
+            scores = p[ids]
+            r.num_classes = int(p.size)
+        r.topk = [(_label(self.labels, int(i)), float(s)) for i, s in zip(ids[: self.topk], scores[: self.topk])]
+        if r.topk:
+            r.class_id = int(ids[0])
+            r.label, r.score = r.topk[0]
+        return r
+
+    # ---- detect -----------------------------------------------------------------------------
+    def detect(self, outputs: Dict[str, np.ndarray], frame_wh: Tuple[int, int]) -> Result:
+        r = Result("detect")
+        boxes, scores, classes = self._decode(outputs)
+        keep = scores >= self.conf
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        boxes = self._to_source(boxes, frame_wh)
+        order = np.argsort(-scores, kind="stable")[: self.max_det]
+        r.detections = [Detection(boxes[i], scores[i], int(classes[i]), _label(self.labels, int(classes[i])))
+                        for i in order]
+        if r.detections:
+            r.label, r.score, r.class_id = r.detections[0].label, r.detections[0].score, r.detections[0].class_id
+        return r
+
+    def _decode(self, outputs: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        names = {k.lower(): k for k in outputs}
+        nk = next((names[k] for k in ("num_dets", "num_detections") if k in names), None)
+        if nk is not None:  # EfficientNMS-style in-graph NMS
+            n = int(np.asarray(outputs[nk]).reshape(-1)[0])
+            b = np.asarray(outputs[names.get("det_boxes", names.get("detection_boxes", ""))]).reshape(-1, 4)[:n]
+            s = np.asarray(outputs[names.get("det_scores", names.get("detection_scores", ""))]).reshape(-1)[:n]
+            c = np.asarray(outputs[names.get("det_classes", names.get("detection_classes", ""))]).reshape(-1)[:n]
+            return b.astype(np.float32), s.astype(np.float32), c.astype(np.int64)
+        out = np.asarray(self._first(outputs), dtype=np.float32)
+        if out.ndim == 3:
+            out = out[0]
+        if out.ndim != 2:
+            raise ValueError("detect: cannot read an output of shape {}".format(out.shape))
+        fmt = str(self.spec.extra.get("detect_format", "auto")).lower()
+        nc = len(self.labels)
+        raw_widths = (4 + nc, 5 + nc) if nc else ()
+        if fmt == "auto":
+            if out.shape[0] in raw_widths and out.shape[1] > out.shape[0]:
+                fmt = "raw-t"
+            elif out.shape[1] in raw_widths and not (out.shape[1] in (6, 7) and out.shape[0] <= 1000):
+                fmt = "raw"
+            elif out.shape[1] in (6, 7):
+                fmt = "nms"
+            else:
+                fmt = "raw-t" if out.shape[0] < out.shape[1] else "raw"
+        if fmt == "nms":  # in-graph NMS rows: x1 y1 x2 y2 score class [batch]
+            return out[:, :4], out[:, 4], out[:, 5].astype(np.int64)
+        if fmt in ("raw-t", "yolov8") and out.shape[0] < out.shape[1]:
+            out = out.T  # (4+C, N) -> (N, 4+C)
+        c = out.shape[1]
+        if nc and c == 5 + nc:  # YOLOv5: cx cy w h obj cls...
+            cls = out[:, 5:] * out[:, 4:5]
+        else:  # YOLOv8: cx cy w h cls...
+            cls = out[:, 4:]
+        classes = cls.argmax(axis=1)
+        scores = cls[np.arange(len(cls)), classes]
+        pre = scores >= self.conf
+        xywh, scores, classes = out[pre, :4], scores[pre], classes[pre]
+        boxes = np.empty_like(xywh)
+        boxes[:, 0] = xywh[:, 0] - xywh[:, 2] / 2
+        boxes[:, 1] = xywh[:, 1] - xywh[:, 3] / 2
+        boxes[:, 2] = xywh[:, 0] + xywh[:, 2] / 2
+        boxes[:, 3] = xywh[:, 1] + xywh[:, 3] / 2
+        keep = nms(boxes, scores, classes, self.iou)
+        return boxes[keep], scores[keep], classes[keep].astype(np.int64)
+
+    def _to_source(self, boxes: np.ndarray, frame_wh: Tuple[int, int]) -> np.ndarray:
+        if boxes.size == 0:
+            return boxes.reshape(0, 4)
+        w, h = frame_wh
+        dst_w, dst_h = self.spec.resize_wh
+        out = boxes.astype(np.float32).copy()
+        if self.spec.keep_aspect:
+            r, px, py = letterbox_params(w, h, self.spec)
+            out[:, [0, 2]] = (out[:, [0, 2]] - px) / r
+            out[:, [1, 3]] = (out[:, [1, 3]] - py) / r
+        else:
+            out[:, [0, 2]] *= w / float(dst_w)
+            out[:, [1, 3]] *= h / float(dst_h)
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+        return out
+
+    # ---- segment ----------------------------------------------------------------------------
+    def segment(self, outputs: Dict[str, np.ndarray]) -> Result:
+        r = Result("segment")
+        out = np.asarray(self._first(outputs))
+        if out.ndim == 4:
+            out = out[0]
+        if out.ndim == 3 and out.shape[0] > 1 and np.issubdtype(out.dtype, np.floating):
+            mask = out.argmax(axis=0)  # (C, H, W) scores
+        else:  # already class ids (argmax folded into the engine)
+            mask = out.reshape(out.shape[-2], out.shape[-1])
+        r.mask = mask.astype(np.int32, copy=False)
+        ids, counts = np.unique(r.mask, return_counts=True)
+        fg = [(c, i) for i, c in zip(ids, counts) if i != 0] or [(c, i) for i, c in zip(ids, counts)]
+        c, i = max(fg)
+        r.class_id, r.label, r.score = int(i), _label(self.labels, int(i)), float(c) / float(r.mask.size)
+        r.num_classes = len(self.labels)
+        return r
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = 0.45) -> np.ndarray:
+    """Per-class greedy NMS (numpy); returns kept indices, highest score first."""
+    if len(boxes) == 0:
+        return np.zeros((0,), dtype=np.int64)
+    # offset boxes by class so one pass does per-class NMS
+    off = classes.astype(np.float32)[:, None] * (float(np.abs(boxes).max()) + 1.0)
+    b = boxes + off
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    area = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep: List[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(x1[i], x1[rest])
+        yy1 = np.maximum(y1[i], y1[rest])
+        xx2 = np.minimum(x2[i], x2[rest])
+        yy2 = np.minimum(y2[i], y2[rest])
+        inter = np.maximum(0, xx2 - xx1) * np.maximum(0, yy2 - yy1)
+        ov = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = rest[ov <= iou]
+    return np.asarray(keep, dtype=np.int64)
