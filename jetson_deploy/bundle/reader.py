@@ -128,7 +128,8 @@ class Bundle:
         self.source = source or str(root)
         self.packed = packed or temp_dir is not None
         self._temp_dir = temp_dir
-        self._verified: set = set()
+        # path -> (size, mtime_ns, ino, ctime_ns) when its sha256 was checked; a changed stat re-checks
+        self._verified: Dict[str, tuple] = {}
         self._spec: Any = None
 
     # ---- identity ------------------------------------------------------------------------
@@ -185,13 +186,23 @@ class Bundle:
             return a
         return None
 
+    def _stat_key(self, relpath: str) -> Optional[tuple]:
+        try:
+            st = os.lstat(str(self.root / relpath))
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
     def verify_artifact(self, art: Dict[str, Any]) -> Path:
-        """Check one artifact (size, sha256) unless already checked; return its path."""
-        if art["path"] not in self._verified:
+        """Check one artifact (size, sha256) unless checked already and unchanged since
+        (same size, mtime, ctime, inode); return its path.  CheckFailed names it."""
+        key = self._stat_key(art["path"])
+        if key is None or self._verified.get(art["path"]) != key:
             why = check_artifact(self.root, art)
             if why:
+                self._verified.pop(art["path"], None)
                 raise CheckFailed("{}: artifact {}: {}".format(self.source, art["path"], why))
-            self._verified.add(art["path"])
+            self._verified[art["path"]] = key
         return self.root / art["path"]
 
     def path(self, kind: str, **target_filter: Any) -> Optional[Path]:
@@ -217,11 +228,12 @@ class Bundle:
 
     def verify(self) -> "Bundle":
         """Check every artifact and that nothing unlisted is present; raise CheckFailed naming the first problem."""
+        stats = {a["path"]: self._stat_key(a["path"]) for a in self.artifacts}
         probs = self.problems()
         if probs:
             more = " (and {} more problems)".format(len(probs) - 1) if len(probs) > 1 else ""
             raise CheckFailed("{}: {}{}".format(self.source, probs[0]["message"], more))
-        self._verified = {a["path"] for a in self.artifacts}
+        self._verified = {p: k for p, k in stats.items() if k is not None}
         return self
 
     @property

@@ -144,12 +144,12 @@ def sign_bundle(bundle: Any, key_path: PathLike, password: Optional[bytes] = Non
 
 def signature_state(bundle: Any, public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
     """(state, detail): unsigned | signed-unverified | valid | INVALID."""
+    key = load_public_key(public_key) if public_key is not None else None  # a bad key file is BadInput either way
     sig_path = Path(bundle.root) / SIGNATURE
     if not sig_path.is_file():
         return UNSIGNED, None
-    if public_key is None:
+    if key is None:
         return SIGNED_UNVERIFIED, "pass --key PUBKEY to check the signature"
-    key = load_public_key(public_key)
     fp = fingerprint(key)
     sig = sig_path.read_bytes()
     if len(sig) != SIG_BYTES:

@@ -1,0 +1,200 @@
+"""bundle pack/unpack: determinism, streaming, and refusing hostile archives."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import time
+
+import pytest
+
+from conftest_bundle import flip_byte, make_bundle, sha
+from jetson_deploy.bundle import open_bundle, pack_bundle, unpack_archive
+from jetson_deploy.bundle import pack as packmod
+from jetson_deploy.errors import BadInput, CheckFailed
+
+
+def test_pack_is_byte_identical_across_runs_and_mtimes(tmp_path):
+    d = make_bundle(tmp_path / "a" / "demo-0.1.0")
+    r1 = pack_bundle(d, tmp_path / "one.jdb")
+    pack_bundle(d, tmp_path / "two.jdb")
+    assert (tmp_path / "one.jdb").read_bytes() == (tmp_path / "two.jdb").read_bytes()
+    # a copy elsewhere with other mtimes/permissions packs to the same bytes
+    other = tmp_path / "b" / "demo-0.1.0"
+    shutil.copytree(str(d), str(other))
+    past = time.time() - 86400 * 400
+    for root, _dirs, files in os.walk(str(other)):
+        for f in files:
+            os.utime(os.path.join(root, f), (past, past))
+            os.chmod(os.path.join(root, f), 0o600)
+    pack_bundle(other, tmp_path / "three.jdb")
+    assert sha(tmp_path / "three.jdb") == sha(tmp_path / "one.jdb")
+    assert r1["manifest_sha256"] == open_bundle(d).sha256
+    with tarfile.open(str(tmp_path / "one.jdb")) as t:
+        members = t.getmembers()
+    names = [m.name for m in members]
+    assert names[0] == "demo-0.1.0/manifest.json"
+    assert names[1:] == sorted(names[1:])
+    assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" and m.gname == "" and m.mode == 0o644 for m in members)
+    assert not any(m.pax_headers for m in members)
+
+
+def test_unpack_roundtrip_and_open_packed(tmp_path):
+    d = make_bundle(tmp_path / "demo-0.1.0")
+    pack_bundle(d, tmp_path / "d.jdb")
+    out = unpack_archive(tmp_path / "d.jdb", tmp_path / "out")
+    assert open_bundle(out).sha256 == open_bundle(d).sha256
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in d.iterdir())
+    b = open_bundle(tmp_path / "d.jdb")
+    assert b.packed and b.path("onnx").read_bytes() == (d / "model.onnx").read_bytes()
+    root = b.root
+    b.close()
+    assert not root.exists()
+    with pytest.raises(BadInput, match="already exists"):
+        unpack_archive(tmp_path / "d.jdb", tmp_path / "out")
+
+
+def test_pack_refuses_tampered_bundle_and_leaves_nothing(tmp_path):
+    d = make_bundle(tmp_path / "demo-0.1.0")
+    flip_byte(d / "model.onnx", 4321)
+    with pytest.raises(CheckFailed, match="artifact model.onnx: sha256 mismatch"):
+        pack_bundle(d, tmp_path / "x.jdb")
+    assert not (tmp_path / "x.jdb").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-0.1.0"]
+    d2 = make_bundle(tmp_path / "e")
+    (d2 / "stray.txt").write_text("x")
+    with pytest.raises(CheckFailed, match="stray.txt: unlisted file"):
+        pack_bundle(d2, tmp_path / "y.jdb")
+
+
+def test_pack_and_unpack_stream_in_chunks(tmp_path, monkeypatch):
+    big = os.urandom(3 << 20)
+    from jetson_deploy.bundle import BundleWriter
+
+    with BundleWriter(tmp_path / "big", name="big", version="1.0.0") as w:
+        w.add_bytes(big, "model.onnx", kind="onnx")
+    sizes = []
+    orig = packmod._HashingReader.read
+
+    def spy(self, size=-1):
+        sizes.append(size)
+        return orig(self, size)
+
+    monkeypatch.setattr(packmod._HashingReader, "read", spy)
+    pack_bundle(tmp_path / "big", tmp_path / "big.jdb")
+    assert sizes and all(0 < s <= packmod.CHUNK for s in sizes), "never a whole-file read"
+    out = unpack_archive(tmp_path / "big.jdb", tmp_path / "big-out")
+    assert (out / "model.onnx").read_bytes() == big
+
+
+# ---- hostile archives ----------------------------------------------------------------------
+
+
+def _tar(path, members, fmt=tarfile.GNU_FORMAT):
+    """members: list of (TarInfo, bytes or None)."""
+    with tarfile.open(str(path), "w", format=fmt) as t:
+        for ti, data in members:
+            if data is not None:
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+            else:
+                t.addfile(ti)
+    return path
+
+
+def _reg(name, data=b"x"):
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data)
+    return ti, data
+
+
+def _special(name, kind, linkname=""):
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.linkname = linkname
+    return ti, None
+
+
+def _manifest_member(tmp_path):
+    d = make_bundle(tmp_path / "good-src")
+    return _reg("demo-0.1.0/manifest.json", (d / "manifest.json").read_bytes())
+
+
+HOSTILE = {
+    "absolute": (lambda m: [m, _reg("/tmp/jd-evil-abs")], "absolute path"),
+    "dotdot": (lambda m: [m, _reg("demo-0.1.0/../../jd-evil")], r"'\.\.' in path"),
+    "symlink": (lambda m: [m, _special("demo-0.1.0/model.onnx", tarfile.SYMTYPE, "/etc/passwd")], "symbolic link"),
+    "hardlink": (lambda m: [m, _special("demo-0.1.0/model.onnx", tarfile.LNKTYPE, "/etc/passwd")], "hard link"),
+    "chardev": (lambda m: [m, _special("demo-0.1.0/tty", tarfile.CHRTYPE)], "device file"),
+    "blockdev": (lambda m: [m, _special("demo-0.1.0/sda", tarfile.BLKTYPE)], "device file"),
+    "fifo": (lambda m: [m, _special("demo-0.1.0/pipe", tarfile.FIFOTYPE)], "FIFO"),
+    "duplicate": (lambda m: [m, _reg("demo-0.1.0/labels.txt", b"a"), _reg("demo-0.1.0/labels.txt", b"b")], "duplicate name"),
+    "outside-top": (lambda m: [m, _reg("other/labels.txt")], "not under the top-level directory"),
+    "odd-chars": (lambda m: [m, _reg("demo-0.1.0/ev il\n.txt")], "may only use"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused(tmp_path, case):
+    build, expect = HOSTILE[case]
+    arc = _tar(tmp_path / "evil.jdb", build(_manifest_member(tmp_path)))
+    dest = tmp_path / "dest"
+    with pytest.raises(CheckFailed, match=expect):
+        unpack_archive(arc, dest)
+    assert not dest.exists(), "nothing is left at the destination"
+    assert not (tmp_path.parent / "jd-evil").exists() and not os.path.exists("/tmp/jd-evil-abs")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("evil.jdb", "good-src")]
+    assert leftovers == [], leftovers
+    with pytest.raises(CheckFailed):
+        open_bundle(arc)
+
+
+def test_oversized_member_and_total_are_refused(tmp_path):
+    m = _manifest_member(tmp_path)
+    arc = _tar(tmp_path / "big.jdb", [m, _reg("demo-0.1.0/model.onnx", b"x" * 5000)])
+    with pytest.raises(CheckFailed, match="over the 4096-byte member limit"):
+        unpack_archive(arc, tmp_path / "d1", max_member_bytes=4096)
+    arc2 = _tar(tmp_path / "many.jdb", [m] + [_reg("demo-0.1.0/f{}".format(i), b"y" * 3000) for i in range(5)])
+    with pytest.raises(CheckFailed, match="total limit"):
+        unpack_archive(arc2, tmp_path / "d2", max_total_bytes=10000)
+    with pytest.raises(CheckFailed, match="more than 3 members"):
+        unpack_archive(arc2, tmp_path / "d3", max_members=3)
+    assert not any((tmp_path / n).exists() for n in ("d1", "d2", "d3"))
+
+
+def test_truncated_and_non_tar_inputs(tmp_path):
+    d = make_bundle(tmp_path / "demo-0.1.0")
+    pack_bundle(d, tmp_path / "ok.jdb")
+    data = (tmp_path / "ok.jdb").read_bytes()
+    (tmp_path / "cut.jdb").write_bytes(data[: len(data) // 2 + 100])
+    with pytest.raises(CheckFailed, match="truncated|damaged"):
+        unpack_archive(tmp_path / "cut.jdb", tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()
+    (tmp_path / "junk.jdb").write_bytes(b"this is not a tar file at all" * 10)
+    with pytest.raises(BadInput, match="not a bundle directory or a packed"):
+        open_bundle(tmp_path / "junk.jdb")
+    with pytest.raises(BadInput, match="does not exist"):
+        unpack_archive(tmp_path / "missing.jdb", tmp_path / "o2")
+
+
+def test_tampered_member_inside_archive_fails_verify(tmp_path):
+    d = make_bundle(tmp_path / "demo-0.1.0")
+    pack_bundle(d, tmp_path / "ok.jdb")
+    data = bytearray((tmp_path / "ok.jdb").read_bytes())
+    idx = data.find((d / "model.onnx").read_bytes()[20000:20064])
+    assert idx > 0
+    data[idx + 10] ^= 0xFF
+    (tmp_path / "bad.jdb").write_bytes(bytes(data))
+    with pytest.raises(CheckFailed, match="artifact model.onnx: sha256 mismatch"):
+        open_bundle(tmp_path / "bad.jdb")
+    with pytest.raises(CheckFailed, match="model.onnx"):
+        unpack_archive(tmp_path / "bad.jdb", tmp_path / "o")
+
+
+def test_hand_made_tar_with_dirs_and_pax_is_accepted(tmp_path):
+    d = make_bundle(tmp_path / "src" / "demo-0.1.0")
+    with tarfile.open(str(tmp_path / "hand.tar"), "w", format=tarfile.PAX_FORMAT) as t:
+        t.add(str(d), arcname="demo-0.1.0")  # directory entries, real mtimes, pax
+    out = unpack_archive(tmp_path / "hand.tar", tmp_path / "out")
+    assert open_bundle(out).sha256 == open_bundle(d).sha256
