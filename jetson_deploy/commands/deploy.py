@@ -1,0 +1,189 @@
+"""``deploy``, ``rollback`` and ``devices status``: thin layers over :mod:`jetson_deploy.deploy`."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from ._options import json_option
+
+DEFAULT_ROOT = "/opt/jetson-deploy"
+
+
+def fleet_options(fn):
+    """--root, --hosts, --group, --ssh-config, -o, --jobs, --connect-timeout (shared by the three commands)."""
+    opts = [
+        click.option("--root", default=DEFAULT_ROOT, show_default=True, metavar="DIR",
+                     help="Directory on the device holding bundles/, active/, staging/, state/ "
+                          "(inside the image with --rootfs)."),
+        click.option("--hosts", "hosts_file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Host file: one user@host[:port] a line (# comments) or an Ansible-style INI inventory."),
+        click.option("--group", metavar="NAME", help="Only the hosts of this [group] of the --hosts inventory."),
+        click.option("--ssh-config", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="OpenSSH client config passed as -F FILE to every ssh/rsync/sftp call "
+                          "(default: your ~/.ssh/config)."),
+        click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+                     help="Extra ssh -o option, repeatable (e.g. -o ProxyJump=bastion)."),
+        click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(1, 256),
+                     help="Hosts worked on at once."),
+        click.option("--connect-timeout", default=10, show_default=True, type=click.IntRange(1, 600),
+                     help="Seconds to wait for each ssh connection."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _hosts(hosts: Sequence[str], hosts_file: Optional[str], group: Optional[str]):
+    from ..deploy import collect_hosts
+
+    return collect_hosts(hosts, hosts_file, group)
+
+
+def _progress(quiet: bool):
+    from ..deploy import StderrProgress
+
+    return None if quiet else StderrProgress()
+
+
+def _emit(results, as_json: bool, extra: Dict[str, Any], bad: Sequence[str] = ("failed",)) -> bool:
+    """Print the table (or JSON); True when every host is ok."""
+    from ..deploy import format_table
+
+    ok = not any(r.result in bad for r in results)
+    if as_json:
+        payload = dict(extra)
+        payload["ok"] = ok
+        payload["results"] = [r.to_dict() for r in results]
+        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        click.echo(format_table(results))
+    return ok
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True))
+@click.argument("hosts", nargs=-1)
+@fleet_options
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="Versions to keep per bundle on each device (the active and previous are never deleted).")
+@click.option("--health-cmd", metavar="CMD",
+              help="Shell command run on the device after the switch (cwd = the active bundle); "
+                   "non-zero exit or timeout switches back and reports the host as rolled-back.")
+@click.option("--health-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds the health command may take.")
+@click.option("--rootfs", type=click.Path(file_okay=False), metavar="DIR",
+              help="Install into a mounted SD card or Linux_for_Tegra/rootfs instead of over ssh "
+                   "(ROOTFS/<root>, relative symlinks).")
+@click.option("--transfer", type=click.Choice(["auto", "rsync", "sftp"]), default="auto", show_default=True,
+              help="Upload tool; auto uses rsync (resumable) when both sides have it, else sftp (resumes too).")
+@click.option("--bwlimit", type=click.IntRange(1, None), metavar="KIB/S",
+              help="Limit upload bandwidth per host, KiB/s (shared links).")
+@click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr.")
+@json_option()
+def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
+           ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, keep: int,
+           health_cmd: Optional[str], health_timeout: float, rootfs: Optional[str], transfer: str,
+           bwlimit: Optional[int], quiet: bool, as_json: bool) -> None:
+    """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
+
+    The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
+    and sha256 are checked there with sha256sum, then it moves to ROOT/bundles/NAME/VERSION and
+    ROOT/active/NAME is switched in one rename. An interrupted or corrupted upload never
+    touches the active version. Exit 1 when any host failed or was rolled back.
+    """
+    from ..deploy import deploy as api_deploy
+    from ..deploy import deploy_rootfs
+    from ..errors import BadInput
+
+    progress = _progress(quiet)
+    if rootfs is not None:
+        if hosts or hosts_file:
+            raise BadInput("--rootfs installs into a directory: give no HOST or --hosts with it")
+        if health_cmd:
+            raise BadInput("--health-cmd cannot run inside a --rootfs image; drop it")
+        results = [deploy_rootfs(bundle, rootfs, root=root, keep=keep, progress=progress)]
+    else:
+        host_list = _hosts(hosts, hosts_file, group)
+        results = api_deploy(bundle, host_list, root=root, keep=keep, ssh_config=ssh_config, jobs=jobs,
+                             health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
+                             bwlimit=bwlimit, connect_timeout=connect_timeout, ssh_options=ssh_options,
+                             progress=progress)
+    name = next((r.name for r in results if r.name), "")
+    if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root},
+                 bad=("failed", "rolled-back")):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("hosts", nargs=-1)
+@fleet_options
+@click.option("--to", "to_version", metavar="VERSION", help="Switch to this installed version instead of the previous one.")
+@click.option("--rootfs", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Roll back inside a mounted SD card / L4T rootfs instead of over ssh.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr.")
+@json_option()
+def rollback(name: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
+             ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int,
+             to_version: Optional[str], rootfs: Optional[str], quiet: bool, as_json: bool) -> None:
+    """Switch bundle NAME on each HOST back to its previously active version.
+
+    The previous version comes from ROOT/state/NAME.history (the activation history); it is
+    checked with sha256sum before the switch. Rolling back again goes one further back.
+    Exit 1 when any host failed.
+    """
+    from ..deploy import rollback as api_rollback
+    from ..errors import BadInput
+
+    progress = _progress(quiet)
+    if rootfs is not None:
+        if hosts or hosts_file:
+            raise BadInput("--rootfs works on a directory: give no HOST or --hosts with it")
+        results = api_rollback(name, [], root=root, to=to_version, progress=progress, rootfs=rootfs)
+    else:
+        results = api_rollback(name, _hosts(hosts, hosts_file, group), root=root, to=to_version,
+                               ssh_config=ssh_config, jobs=jobs, connect_timeout=connect_timeout,
+                               ssh_options=ssh_options, progress=progress)
+    if not _emit(results, as_json, {"command": "rollback", "name": name, "root": root}):
+        raise SystemExit(1)
+
+
+@click.group()
+def devices() -> None:
+    """Inspect devices: installed and active bundle versions."""
+
+
+@devices.command("status")
+@click.argument("hosts", nargs=-1)
+@fleet_options
+@click.option("--name", metavar="NAME", help="Only this bundle name.")
+@click.option("--verify", is_flag=True, help="Also check the active version's files with sha256sum on the device.")
+@click.option("--rootfs", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Inspect a mounted SD card / L4T rootfs instead of hosts.")
+@json_option()
+def status(hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str], ssh_config: Optional[str],
+           ssh_options: List[str], jobs: int, connect_timeout: int, name: Optional[str], verify: bool,
+           rootfs: Optional[str], as_json: bool) -> None:
+    """List installed, active and previous bundle versions on each HOST.
+
+    Exit 1 when a host cannot be reached or (with --verify) an active version fails its checksums.
+    """
+    from ..deploy import format_status
+    from ..deploy import status as api_status
+
+    if rootfs is not None:
+        statuses = api_status([], root=root, name=name, verify=verify, rootfs=rootfs)
+    else:
+        statuses = api_status(_hosts(hosts, hosts_file, group), root=root, name=name, verify=verify,
+                              ssh_config=ssh_config, jobs=jobs, connect_timeout=connect_timeout,
+                              ssh_options=ssh_options)
+    bad = any(not s.get("ok") for s in statuses) or any(
+        e.get("verified") is False for s in statuses for e in s.get("bundles", {}).values())
+    if as_json:
+        click.echo(json.dumps({"ok": not bad, "root": root, "hosts": statuses}, indent=2, sort_keys=True))
+    else:
+        click.echo(format_status(statuses))
+    if bad:
+        raise SystemExit(1)

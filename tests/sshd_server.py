@@ -1,0 +1,187 @@
+"""A real OpenSSH server on a loopback port, for the deploy tests.
+
+``SshServer.start(workdir)`` runs Debian's ``/usr/sbin/sshd -D`` on 127.0.0.1 with a
+temporary host key, a temporary user key in a temporary authorized_keys, and a temporary
+sshd_config (``StrictModes no``, ``UsePAM no``, PidFile in the temp dir).  It writes a
+client ssh_config (``IdentityFile``, ``UserKnownHostsFile``, ``StrictHostKeyChecking
+accept-new``, ``Port``) with a ``Host`` alias, for ``--ssh-config``.  Install the server with
+``bash scripts/install_system_deps.sh``; without it :func:`sshd_skip_reason` says why the
+tests skip.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import List, Optional
+
+SSHD = "/usr/sbin/sshd"
+
+
+def sshd_skip_reason() -> Optional[str]:
+    """None when a real sshd and client can run here, else why the tests must skip."""
+    sshd = SSHD if os.path.exists(SSHD) else shutil.which("sshd")
+    if not sshd:
+        return "OpenSSH server not installed (/usr/sbin/sshd): run `bash scripts/install_system_deps.sh`"
+    for tool in ("ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return "OpenSSH client tool {} not installed: run `bash scripts/install_system_deps.sh`".format(tool)
+    if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+        try:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+        except OSError as exc:
+            return "cannot create /run/sshd for sshd privilege separation: {}".format(exc)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jetson-deploy-test", "-f", str(path)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+
+
+class SshServer(object):
+    """One sshd. ``alias`` (in ``ssh_config``) and ``spec`` (``user@127.0.0.1:port``) reach it."""
+
+    def __init__(self, workdir: Path, alias: str = "jd-test") -> None:
+        self.dir = Path(workdir)
+        self.alias = alias
+        self.user = getpass.getuser()
+        self.port = 0
+        self.proc: Optional[subprocess.Popen] = None
+        self.ssh_config = self.dir / "ssh_config"
+        self.log = self.dir / "sshd.log"
+
+    @property
+    def spec(self) -> str:
+        return "{}@127.0.0.1:{}".format(self.user, self.port)
+
+    @classmethod
+    def start(cls, workdir: Path, alias: str = "jd-test", user_key: Optional[Path] = None) -> "SshServer":
+        srv = cls(workdir, alias)
+        srv._setup(user_key)
+        srv._launch()
+        return srv
+
+    def _setup(self, user_key: Optional[Path]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host_key = self.dir / "host_ed25519"
+        _keygen(self.host_key)
+        if user_key is None:
+            user_key = self.dir / "user_ed25519"
+            _keygen(user_key)
+        self.user_key = Path(user_key)
+        auth = self.dir / "authorized_keys"
+        auth.write_text(Path(str(self.user_key) + ".pub").read_text())
+        os.chmod(str(auth), 0o600)
+        self.known_hosts = self.dir / "known_hosts"
+        self.known_hosts.touch()
+
+    def _write_configs(self) -> None:
+        sftp = "/usr/lib/openssh/sftp-server"
+        (self.dir / "sshd_config").write_text("\n".join([
+            "Port {}".format(self.port),
+            "ListenAddress 127.0.0.1",
+            "HostKey {}".format(self.host_key),
+            "PidFile {}".format(self.dir / "sshd.pid"),
+            "AuthorizedKeysFile {}".format(self.dir / "authorized_keys"),
+            "StrictModes no",
+            "UsePAM no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "AllowUsers {}".format(self.user),
+            "MaxStartups 50:30:100",
+            "MaxSessions 50",
+            "LogLevel ERROR",
+            "Subsystem sftp {}".format(sftp if os.path.exists(sftp) else "internal-sftp"),
+            "",
+        ]))
+        self.ssh_config.write_text("\n".join([
+            "Host {} 127.0.0.1".format(self.alias),
+            "  HostName 127.0.0.1",
+            "  Port {}".format(self.port),
+            "  User {}".format(self.user),
+            "  IdentityFile {}".format(self.user_key),
+            "  IdentitiesOnly yes",
+            "  IdentityAgent none",
+            "  UserKnownHostsFile {}".format(self.known_hosts),
+            "  GlobalKnownHostsFile /dev/null",
+            "  StrictHostKeyChecking accept-new",
+            "  LogLevel ERROR",
+            "",
+        ]))
+
+    def _launch(self) -> None:
+        last = ""
+        for _ in range(5):  # the free port may be taken between probe and bind: retry
+            self.port = free_port()
+            self._write_configs()
+            logf = open(str(self.log), "ab")
+            self.proc = subprocess.Popen([SSHD if os.path.exists(SSHD) else "sshd", "-D", "-e",
+                                          "-f", str(self.dir / "sshd_config")],
+                                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+            logf.close()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                        s.settimeout(2)
+                        if s.recv(4).startswith(b"SSH"):
+                            return
+                except OSError:
+                    time.sleep(0.05)
+            last = self.log.read_text(errors="replace")[-2000:]
+            self.stop()
+        raise RuntimeError("sshd did not start on 127.0.0.1: " + last)
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None:
+            return
+        self.proc = None
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    p.kill()
+                p.wait(timeout=5)
+
+    def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run a command on the server with the test client config (for assertions)."""
+        return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", self.alias, command],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+
+    def __enter__(self) -> "SshServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def combined_ssh_config(servers: List[SshServer], path: Path) -> Path:
+    """One client config with every server's alias (for multi-host deploys)."""
+    path.write_text("\n".join(s.ssh_config.read_text().replace("Host {} 127.0.0.1".format(s.alias), "Host " + s.alias)
+                              for s in servers))
+    return path
