@@ -172,9 +172,27 @@ class _Reader:
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """ONNX Runtime's calibrators print to stdout; keep stdout for --json."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    """Silence ONNX Runtime's quantization chatter.
+
+    Its calibrators ``print`` to stdout (which must stay clean for ``--json``) and
+    its quantizer calls ``logging.warning`` on the root logger, which would also
+    install a root handler for the rest of the process; a temporary NullHandler
+    prevents that.
+    """
+    import logging
+    import os
+
+    root = logging.getLogger()
+    null = logging.NullHandler()
+    root.addHandler(null)
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(null)
 
 
 def compute_ranges(
@@ -231,6 +249,11 @@ def compute_ranges(
         per_chunk = max(1, chunk_samples // batch)
         chunk: List[np.ndarray] = []
         for b in iter_model_batches(cs.iter_batches(batch), fixed_batch, dtype):
+            if chunk and len(b) != len(chunk[0]):
+                # ORT stacks a chunk's outputs into one array: keep batch sizes equal
+                calibrator.collect_data(_Reader(cs.input_name, chunk))
+                seen += sum(len(x) for x in chunk)
+                chunk = []
             chunk.append(b)
             if len(chunk) >= per_chunk:
                 calibrator.collect_data(_Reader(cs.input_name, chunk))
