@@ -1,0 +1,139 @@
+"""Shared helpers for the runtime/io/bench tests (imported by tests/test_runtime_*.py etc.).
+
+The test model is a real ONNX graph built with ``onnx.helper`` (no torch needed): it averages the
+input's colour channels and scores them, so a solid-colour frame is classified by its colour.
+Spec colour order is BGR, so the labels follow OpenCV's channel order.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+LABELS = ["blue", "green", "red", "gray"]
+COLORS = {"blue": (255, 0, 0), "green": (0, 255, 0), "red": (0, 0, 255)}
+SIZE = 16
+
+
+def spec_dict(task: str = "classify", size: int = SIZE, labels: Sequence[str] = LABELS, outputs: Sequence[str] = ("logits",)) -> Dict[str, Any]:
+    return {
+        "task": task,
+        "input": {"name": "input", "shape": [1, 3, size, size], "dtype": "float32", "color": "bgr"},
+        "preprocess": {"resize": [size, size], "keep_aspect": False, "scale": 1 / 255.0, "mean": [0.0, 0.0, 0.0],
+                       "std": [1.0, 1.0, 1.0]},
+        "outputs": list(outputs),
+        "labels": list(labels),
+    }
+
+
+def color_onnx_bytes(size: int = SIZE) -> bytes:
+    """input (1,3,S,S) -> GlobalAveragePool -> Flatten -> MatMul W + b -> logits (1,4)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[10, 0, 0, 3.2], [0, 10, 0, 3.2], [0, 0, 10, 3.2]], dtype=np.float32)
+    b = np.array([0, 0, 0, 0.5], dtype=np.float32)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "B"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "color",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: Optional[Dict[str, Any]] = None) -> Path:
+    from jetson_deploy.bundle import BundleWriter
+
+    with BundleWriter(dest, name="colors", version="1.0.0") as w:
+        w.add_bytes(color_onnx_bytes(), "model.onnx", kind="onnx")
+        w.add_bytes(("\n".join(LABELS) + "\n").encode(), "labels.txt", kind="labels")
+        if pt2:
+            w.add_bytes(color_pt2_bytes(), "model.pt2", kind="exported-program")
+        w.manifest["spec"] = spec or spec_dict()
+        w.manifest["precision"] = precision
+    return dest
+
+
+def color_pt2_bytes(size: int = SIZE) -> bytes:
+    """The same model as a torch.export program (needs torch)."""
+    import io
+
+    import torch
+
+    class Color(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([[10, 0, 0, 3.2], [0, 10, 0, 3.2], [0, 0, 10, 3.2]]))
+            self.b = torch.nn.Parameter(torch.tensor([0, 0, 0, 0.5]))
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3)) @ self.w + self.b
+
+    ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+def color_sequence(n: int) -> List[str]:
+    names = ["blue", "green", "red"]
+    return [names[(i // 3) % 3] for i in range(n)]
+
+
+def write_color_video(path: Path, n: int = 18, w: int = 64, h: int = 48, fps: float = 10.0) -> List[str]:
+    """An MJPG .avi of solid-colour frames (3 frames per colour); returns the colour names."""
+    import cv2
+
+    seq = color_sequence(n)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for name in seq:
+        vw.write(np.full((h, w, 3), COLORS[name], dtype=np.uint8))
+    vw.release()
+    return seq
+
+
+def write_color_images(folder: Path, n: int = 6, w: int = 40, h: int = 30) -> List[str]:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seq = color_sequence(n)
+    for i, name in enumerate(seq):
+        cv2.imwrite(str(folder / "img_{:03d}.png".format(i)), np.full((h, w, 3), COLORS[name], dtype=np.uint8))
+    return seq
+
+
+class SlowEngine:
+    """Wraps an engine and sleeps in every inference (a slow device)."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def activate(self) -> Any:
+        self.inner.activate()
+        return self
+
+    def deactivate(self) -> None:
+        self.inner.deactivate()
+
+    def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.inner.infer(feeds)

@@ -1,0 +1,173 @@
+"""The frame loop end to end on the CPU (ONNX Runtime): every source kind that runs here, every sink."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+
+from conftest_runtime import LABELS, SlowEngine, make_bundle, write_color_images, write_color_video  # noqa: E402
+
+from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
+from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("rt") / "colors-1.0.0")
+
+
+def _rows(path: Path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_video_file_to_every_sink(bundle, tmp_path):
+    seq = write_color_video(tmp_path / "clip.avi", n=18)
+    out_v, out_j = tmp_path / "annotated.avi", tmp_path / "pred.jsonl"
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), [str(out_v), str(out_j), "null://"], backend="onnxruntime",
+                     printer=lambda m: None)
+    assert s.frames == 18 and s.dropped == 0 and s.backend == "onnxruntime"
+    rows = _rows(out_j)
+    assert [r["index"] for r in rows] == list(range(18))
+    assert [r["source"] for r in rows] == list(range(18))  # frame number for video files
+    assert [r["label"] for r in rows] == seq  # real classification of the decoded frames
+    assert all(0.5 < r["score"] <= 1.0 and r["latency_ms"] > 0 for r in rows)
+    assert _count_frames(out_v) == 18
+    assert not list(tmp_path.glob("*.partial*"))
+    assert s.latency_ms["p50"] <= s.latency_ms["p95"] <= s.latency_ms["p99"]
+
+
+def test_annotated_video_has_overlay(bundle, tmp_path):
+    write_color_video(tmp_path / "clip.avi", n=3)
+    run_pipeline(bundle, str(tmp_path / "clip.avi"), str(tmp_path / "out.avi"), backend="onnxruntime", printer=lambda m: None)
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    ok, img = cap.read()
+    assert ok
+    # the source frame is solid blue; the label box is black with white text
+    corner = img[0:30, 0:60].reshape(-1, 3)
+    assert (corner.max(axis=1) < 40).any() and (corner.min(axis=1) > 200).any()
+
+
+def test_image_folder_source_names(bundle, tmp_path):
+    seq = write_color_images(tmp_path / "imgs", n=6)
+    s = run_pipeline(bundle, str(tmp_path / "imgs"), str(tmp_path / "p.jsonl"), backend="onnxruntime", printer=lambda m: None)
+    rows = _rows(tmp_path / "p.jsonl")
+    assert s.frames == 6
+    assert [r["source"] for r in rows] == ["img_{:03d}.png".format(i) for i in range(6)]
+    assert [r["label"] for r in rows] == seq
+
+
+@pytest.mark.parametrize("sink", ["null://", "out.jsonl", "out.avi", "out.mp4"])
+def test_synthetic_source_each_sink(bundle, tmp_path, sink):
+    target = sink if sink == "null://" else str(tmp_path / sink)
+    s = run_pipeline(bundle, "synthetic://80x60?seed=3", target, backend="onnxruntime", max_frames=12, printer=lambda m: None)
+    assert s.frames == 12 and s.end_reason.startswith("max frames")
+    if sink.endswith(".jsonl"):
+        rows = _rows(target)
+        assert len(rows) == 12 and all(r["label"] in LABELS for r in rows)
+    elif sink != "null://":
+        assert _count_frames(Path(target)) == 12
+
+
+def test_max_frames_and_keep_results(bundle, tmp_path):
+    seq = write_color_video(tmp_path / "clip.avi", n=18)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", backend="onnxruntime", max_frames=5,
+                     keep_results=True, printer=lambda m: None)
+    assert s.frames == 5 and [r["label"] for r in s.results] == seq[:5]
+
+
+def test_slow_engine_on_live_source_drops_oldest(bundle):
+    """A live-like source (paced synthetic) faster than the engine: frames are dropped and counted."""
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+
+    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.03)
+    s = run_pipeline(bundle, "synthetic://32x24@200", "null://", max_frames=15, engine=slow, queue_size=2,
+                     keep_results=True, printer=lambda m: None)
+    assert s.frames == 15
+    assert s.dropped > 0
+    idx = [r["index"] for r in s.results]
+    assert idx == sorted(idx) and idx[-1] >= 15 + s.dropped - 4  # the freshest frames were kept
+    assert s.captured >= s.frames + s.dropped
+
+
+def test_slow_engine_on_file_never_drops(bundle, tmp_path):
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+
+    seq = write_color_video(tmp_path / "clip.avi", n=12)
+    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.01)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", engine=slow, queue_size=1, keep_results=True,
+                     printer=lambda m: None)
+    assert s.dropped == 0 and s.frames == 12 and [r["label"] for r in s.results] == seq
+
+
+def test_tampered_bundle_is_refused_before_loading(bundle, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(str(bundle), str(bad))
+    data = bytearray((bad / "model.onnx").read_bytes())
+    data[-3] ^= 0x01
+    (bad / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(CheckFailed, match="model.onnx"):
+        run_pipeline(bad, "synthetic://32x24", "null://", backend="onnxruntime", max_frames=1)
+
+
+def test_bad_source_and_sink(bundle, tmp_path):
+    with pytest.raises(BadInput, match="does not exist"):
+        run_pipeline(bundle, str(tmp_path / "missing.mp4"), "null://", backend="onnxruntime")
+    with pytest.raises(BadInput, match="sink"):
+        run_pipeline(bundle, "synthetic://32x24", str(tmp_path / "x.txt"), backend="onnxruntime")
+    with pytest.raises(BadInput, match="size"):
+        run_pipeline(bundle, "synthetic://big", "null://", backend="onnxruntime")
+
+
+def test_failed_run_publishes_no_output(bundle, tmp_path):
+    """A sink that raises mid-run: the jsonl/video targets are not published half-written."""
+    from jetson_deploy.io.sinks import Sink
+
+    class Boom(Sink):
+        def render_impl(self, frame, result, fps):
+            if self.frames == 3:
+                raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_pipeline(bundle, "synthetic://32x24", [str(tmp_path / "p.jsonl"), str(tmp_path / "v.avi"), Boom("boom://")],
+                     backend="onnxruntime", max_frames=10, printer=lambda m: None)
+    assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "v.avi").exists()
+
+
+def test_metrics_lines_printed(bundle):
+    lines = []
+    s = run_pipeline(bundle, "synthetic://32x24@400", "null://", backend="onnxruntime", max_frames=40,
+                     metrics_interval=0.02, printer=lines.append)
+    assert s.frames == 40
+    assert lines and all("FPS" in ln and "dropped" in ln and "p95" in ln for ln in lines)
+
+
+def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
+    pytest.importorskip("torch")
+    b = make_bundle(tmp_path / "b", pt2=True)
+    seq = write_color_video(tmp_path / "clip.avi", n=9)
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), backend="torch", device="cpu",
+                     printer=lambda m: None)
+    assert s.backend == "torch" and s.frames == 9
+    assert [r["label"] for r in _rows(tmp_path / "t.jsonl")] == seq
+    s2 = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "o.jsonl"), backend="onnxruntime", printer=lambda m: None)
+    a = [r["score"] for r in _rows(tmp_path / "t.jsonl")]
+    o = [r["score"] for r in _rows(tmp_path / "o.jsonl")]
+    assert s2.frames == 9 and np.allclose(a, o, atol=1e-4)
