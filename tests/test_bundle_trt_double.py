@@ -1,0 +1,76 @@
+"""Engine selection and the engine cache against the TensorRT test double (tests/doubles),
+through the real default builder (jetson_deploy.convert.tensorrt_build.build_engine)."""
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from conftest_bundle import flip_byte  # noqa: E402
+from doubles import onnx_models  # noqa: E402
+from doubles import tensorrt_double as td  # noqa: E402
+from jetson_deploy.bundle import BundleWriter, EngineCache, open_bundle, resolve_engine  # noqa: E402
+
+TENSORS = ["input", "conv_out", "relu_out", "gap_out", "flat_out", "logits"]
+
+
+def _calib_cache(trt_version: str) -> bytes:
+    vint = td._version_int(trt_version)
+    lines = ["TRT-{}-EntropyCalibration2".format(vint)]
+    for i, name in enumerate(TENSORS):
+        lines.append("{}: {}".format(name, struct.pack(">f", 0.01 * (i + 1)).hex()))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _bundle(tmp_path, qdq=False, calib=None):
+    onnx = onnx_models.classifier(tmp_path / "m.onnx", hw=8)
+    with BundleWriter(tmp_path / "demo-0.1.0", name="demo", version="0.1.0") as w:
+        w.add_file(onnx, "model.onnx", kind="onnx")
+        if qdq:
+            w.add_file(onnx_models.qdq_classifier(tmp_path / "q.onnx"), "model.qdq.onnx", kind="onnx-qdq")
+        if calib:
+            w.add_bytes(_calib_cache(calib), "calibration/{}.cache".format(".".join(calib.split(".")[:3])), kind="calib-cache", target={"tensorrt": calib})
+        w.manifest["spec"] = {"task": "classify", "input": {"name": "input", "shape": [1, 3, 8, 8], "dtype": "float32", "color": "rgb"},
+                              "preprocess": {"resize": [8, 8]}, "outputs": ["logits"], "labels": ["a", "b", "c", "d"]}
+    return open_bundle(tmp_path / "demo-0.1.0")
+
+
+def _sha(path):
+    return hashlib.sha256(open(str(path), "rb").read()).hexdigest()
+
+
+def test_miss_build_hit_corrupt_rebuild_with_double(tmp_path, monkeypatch):
+    trt = td.install(monkeypatch, "8.6")
+    b = _bundle(tmp_path)
+    cache = EngineCache(tmp_path / "cache")
+    p1, how = resolve_engine(b, trt.__version__, 87, "fp16", cache=cache)
+    assert how == "built" and len(trt._double.builds) == 1
+    plan = td.read_plan(p1.read_bytes())
+    assert "FP16" in plan["flags"] and plan["onnx_sha256"] == _sha(b.root / "model.onnx")
+    assert plan["inputs"][0]["shape"] == [1, 3, 8, 8]
+    p2, how = resolve_engine(b, trt.__version__, 87, "fp16", cache=cache)
+    assert (p2, how) == (p1, "cache-hit") and len(trt._double.builds) == 1
+    flip_byte(p1, 40)
+    p3, how = resolve_engine(b, trt.__version__, 87, "fp16", cache=cache)
+    assert how == "built" and len(trt._double.builds) == 2 and cache.last_event == "corrupt: sha256 mismatch"
+    assert td.read_plan(p3.read_bytes())["flags"] == plan["flags"]
+    # the plan deserializes in the double's runtime
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    assert runtime.deserialize_cuda_engine(p3.read_bytes()) is not None
+
+
+def test_int8_qdq_on_86_and_calib_cache_on_82(tmp_path, monkeypatch):
+    trt = td.install(monkeypatch, "8.6")
+    b = _bundle(tmp_path, qdq=True, calib="8.2.1.8")
+    p, how = resolve_engine(b, trt.__version__, 87, "int8", cache_dir=tmp_path / "c")
+    plan = td.read_plan(p.read_bytes())
+    assert how == "built" and plan["int8"]["mode"] == "explicit" and plan["onnx_sha256"] == _sha(b.root / "model.qdq.onnx")
+    trt82 = td.install(monkeypatch, "8.2")
+    p, how = resolve_engine(b, trt82.__version__, 72, "int8", cache_dir=tmp_path / "c")
+    plan = td.read_plan(p.read_bytes())
+    assert how == "built" and plan["int8"]["mode"] == "calibrator" and plan["onnx_sha256"] == _sha(b.root / "model.onnx")
+    assert resolve_engine(b, trt82.__version__, 72, "int8", cache_dir=tmp_path / "c")[1] == "cache-hit"
