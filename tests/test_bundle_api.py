@@ -153,3 +153,12 @@ def test_manifest_bytes_are_canonical(tmp_path):
     m = json.loads(raw)
     assert raw == json.dumps(m, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert [a["path"] for a in m["artifacts"]] == sorted(a["path"] for a in m["artifacts"])
+
+
+def test_add_engine_through_a_symlink_keeps_the_link(tmp_path):
+    real = make_bundle(tmp_path / "bundles" / "demo-0.1.0")
+    link = tmp_path / "active"
+    os.symlink(str(real), str(link))
+    add_engine(link, b"PLAN", {"tensorrt": "8.6.2", "sm": 72, "precision": "fp16"})
+    assert link.is_symlink() and os.path.realpath(str(link)) == str(real)
+    assert open_bundle(real).artifact("engine", {"sm": 72}) is not None

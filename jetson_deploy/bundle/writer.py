@@ -278,7 +278,7 @@ def add_engine(
         src = Path(engine)
         if not src.is_file():
             raise BadInput("engine file {} does not exist".format(src))
-    root = b.root
+    root = Path(os.path.realpath(str(b.root)))  # swap the real directory, never a symlink pointing at it
     manifest = copy.deepcopy(b.manifest)
     old_arts = [a for a in manifest["artifacts"] if a["path"] != relpath]
     signed = (root / SIGNATURE).exists()
