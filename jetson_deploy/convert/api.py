@@ -215,7 +215,6 @@ def _convert(
         if len(paths) > 1 or chosen != ["0"]:
             note(line)
         export_module = make_selector_module(module, chosen, single)
-        export_module.eval()
         used_opset = opset if opset is not None else DEFAULT_OPSET
         info = export_onnx(
             export_module, example, onnx_path, spec.input_name, spec.outputs, opset=used_opset, dynamic_batch=dynamic_batch,
@@ -295,6 +294,10 @@ def _convert(
     versions = _versions()
     source = dict(loaded.source)
     source.setdefault("model_sha256", None)
+    if loaded.module is not None:
+        from .load import params_sha256
+
+        source["params_sha256"] = params_sha256(loaded.module)
     source["sha256"] = source.get("weights_sha256") or source.get("model_sha256")
     source.update({"torch": versions["torch"], "onnx": versions["onnx"], "onnxruntime": versions["onnxruntime"], "opset": export_info.get("opset")})
     accuracy: Dict[str, Any] = {

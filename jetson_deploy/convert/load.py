@@ -247,6 +247,26 @@ def load_model(model: Any, weights: Any = None) -> LoadedModel:
     return LoadedModel(kind=kind, module=ts, name_hint=_safe_name(path.stem), source=source)
 
 
+def params_sha256(module: Any) -> Optional[str]:
+    """sha256 over the module's state dict (names, dtypes, shapes, bytes): identifies the weights
+    whatever file they came from (a factory may load them itself)."""
+    import hashlib
+
+    try:
+        state = module.state_dict()
+    except Exception:
+        return None
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        if not hasattr(t, "detach"):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update("{}|{}|{}\n".format(name, str(t.dtype), list(t.shape)).encode("utf-8"))
+        h.update(t.view(-1).view(__import__("torch").uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def _safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
     return name or "model"

@@ -133,6 +133,9 @@ def make_selector_module(model: Any, chosen: Sequence[str], single_tensor: bool)
             super().__init__()
             self.inner = inner
             self.paths = list(chosen)
+            # The inner model is already in eval mode; don't call .eval() (a torch.export
+            # GraphModule refuses train()), just mark the wrapper.
+            self.training = False
 
         def forward(self, x: Any) -> Any:
             out = self.inner(x)

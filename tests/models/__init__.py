@@ -22,6 +22,8 @@ def _init(model: nn.Module, seed: int) -> nn.Module:
             if p.dim() > 1:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif name.endswith("weight"):  # norm-layer scale
+                p.copy_(1.0 + torch.randn(p.shape, generator=g) * 0.1)
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
         for name, b in model.named_buffers():
@@ -139,7 +141,12 @@ class TinyUNet(nn.Module):
 
 
 def tiny_unet() -> nn.Module:
-    return _init(TinyUNet(), 3)
+    m = _init(TinyUNet(), 3)
+    with torch.no_grad():
+        # no class wins everywhere (random features share a direction): masks have structure
+        m.head.weight.sub_(m.head.weight.mean(dim=1, keepdim=True))
+        m.head.bias.zero_()
+    return m
 
 
 # ---- detection head with multiple outputs (tuple) --------------------------------------
