@@ -656,6 +656,11 @@ class RTSPSource(OpenCVSource):
                 self.cap = cap
                 self.reconnects += 1
                 return True
+            if cap is not None:
+                try:
+                    cap.release()
+                except Exception:
+                    pass
         return False
 
     def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:

@@ -1,0 +1,87 @@
+"""``jetson-deploy run`` / ``bench`` through click's CliRunner."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("cv2")
+
+from click.testing import CliRunner  # noqa: E402
+from conftest_runtime import make_bundle, write_color_video  # noqa: E402
+
+from jetson_deploy.cli import cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("cli") / "colors-1.0.0")
+
+
+def _invoke(args):
+    return CliRunner(mix_stderr=False).invoke(cli, args) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames \
+        else CliRunner().invoke(cli, args)
+
+
+def test_run_json_on_video_with_jsonl_sink(bundle, tmp_path):
+    seq = write_color_video(tmp_path / "c.avi", n=9)
+    r = _invoke(["run", str(bundle), "--source", str(tmp_path / "c.avi"), "--sink", str(tmp_path / "p.jsonl"),
+                 "--backend", "onnxruntime", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["frames"] == 9 and d["backend"] == "onnxruntime" and d["dropped"] == 0
+    assert set(d["latency_ms"]) == {"p50", "p95", "p99"}
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [x["label"] for x in rows] == seq
+
+
+def test_run_text_summary_and_max_frames(bundle, tmp_path):
+    r = _invoke(["run", str(bundle), "--source", "synthetic://64x48", "--sink", "null://", "--backend", "onnxruntime",
+                 "--max-frames", "7", "--interval", "0"])
+    assert r.exit_code == 0, r.output
+    assert "7 frames" in r.stdout and "FPS" in r.stdout
+
+
+def test_run_bad_inputs_exit_2(bundle, tmp_path):
+    r = _invoke(["run", str(bundle), "--source", "nosuch://x", "--backend", "onnxruntime"])
+    assert r.exit_code == 2 and "Error:" in r.stderr and "scheme" in r.stderr
+    r = _invoke(["run", str(bundle), "--source", "synthetic://64x48", "--sink", str(tmp_path / "a.txt")])
+    assert r.exit_code == 2 and "sink" in r.stderr
+
+
+def test_run_tampered_bundle_exit_1(bundle, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(str(bundle), str(bad))
+    (bad / "labels.txt").write_text("x\ny\nz\nw\n")
+    r = _invoke(["run", str(bad), "--source", "synthetic://64x48", "--max-frames", "1"])
+    assert r.exit_code == 1 and "labels.txt" in r.stderr
+
+
+def test_bench_json_side_by_side(bundle):
+    r = _invoke(["bench", str(bundle), "--backend", "onnxruntime", "--iterations", "40", "--warmup", "5",
+                 "--source", "synthetic://128x96", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    for k in ("engine_fps", "pipeline_fps", "ratio", "latency_ms"):
+        assert k in d
+    assert d["engine_fps"] > 0 and d["pipeline_fps"] > 0
+    assert d["ratio"] == pytest.approx(d["pipeline_fps"] / d["engine_fps"], rel=1e-3)
+    assert set(d["latency_ms"]) == {"p50", "p95", "p99"}
+    assert d["pipeline"]["frames"] == 40
+    assert len(d["engine"]["runs_fps"]) == 2
+
+
+def test_bench_text(bundle):
+    r = _invoke(["bench", str(bundle), "--backend", "onnxruntime", "--iterations", "20", "--warmup", "2",
+                 "--source", "synthetic://64x48"])
+    assert r.exit_code == 0, r.output
+    assert "engine-only" in r.stdout and "pipeline" in r.stdout and "ratio" in r.stdout
+
+
+def test_help_texts():
+    for cmd in ("run", "bench"):
+        r = _invoke([cmd, "--help"])
+        assert r.exit_code == 0 and "--backend" in r.stdout
