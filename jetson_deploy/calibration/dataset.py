@@ -8,7 +8,7 @@ A calibration set is a directory::
 
 Sampling is two-pass over *lists*, never over pixels: pass 1 lists images and
 video frame counts; pass 2 draws which candidates to read (seeded), reads them one
-at a time, drops near-duplicates (64-bit dHash), preprocesses each through
+at a time, drops near-duplicates (64-bit pHash), preprocesses each through
 :func:`jetson_deploy.preprocess.preprocess` (the runtime's own code) and appends
 it to the current shard.  Peak memory is one decoded frame plus two shard buffers.
 The directory is built under a temporary name and renamed into place at the end.
@@ -29,12 +29,12 @@ from .. import __version__
 from .._files import atomic_dir, sha256_file
 from ..errors import BadInput
 from ..spec import ModelSpec, load_spec
-from .sources import HashIndex, ScanResult, Skipped, dhash64, read_image, read_video_frames, scan_sources
+from .sources import HashIndex, ScanResult, Skipped, phash64, read_image, read_video_frames, scan_sources
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SHARD_BYTES = 32 << 20  # bound on one shard file (and on each in-memory shard buffer)
-DEFAULT_DEDUPE_BITS = 4  # Hamming distance (of 64) at or below which frames are near-duplicates
+DEFAULT_DEDUPE_BITS = 5  # Hamming distance (of 64) at or below which frames are near-duplicates
 
 PathLike = Union[str, Path]
 
@@ -233,7 +233,7 @@ def build_calibration_set(
 
             def accept(frame: np.ndarray, where: str) -> bool:
                 nonlocal accepted, n_duplicates
-                h = dhash64(frame)
+                h = phash64(frame)
                 if index.is_duplicate(h):
                     n_duplicates += 1
                     if len(duplicates) < 100:
@@ -321,7 +321,7 @@ def build_calibration_set(
             "holdout": int(hold_w.count),
             "holdout_fraction": float(holdout),
             "candidates": {"images": len(scan.images), "videos": len(scan.videos), "total": int(total)},
-            "dedupe": {"method": "dhash64", "threshold_bits": int(dedupe_bits), "dropped": int(n_duplicates), "examples": duplicates},
+            "dedupe": {"method": "phash64", "threshold_bits": int(dedupe_bits), "dropped": int(n_duplicates), "examples": duplicates},
             "stats": dict(stats.result(), channel_axis=channel_axis, note="per channel of one sample, over all samples, after preprocessing"),
             "shards": shards,
             "set_sha256": _set_sha256(spec.sha256(), shards),

@@ -1,0 +1,248 @@
+"""Calibration sets: sampling (images + evenly sampled video), dedupe, determinism,
+bad input, --num too large, atomicity, manifest contents."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+
+from calib_support import scene, write_clip, write_images, write_spec  # noqa: E402
+
+from jetson_deploy.calibration import dataset as ds  # noqa: E402
+from jetson_deploy.calibration.dataset import build_calibration_set, load_calibration_set  # noqa: E402
+from jetson_deploy.errors import BadInput  # noqa: E402
+
+
+@pytest.fixture()
+def spec(tmp_path: Path) -> Path:
+    return write_spec(tmp_path / "spec.json")
+
+
+def _all(cs, part="calib"):
+    it = cs.iter_batches(5) if part == "calib" else cs.iter_holdout(5)
+    arrs = list(it)
+    return np.concatenate(arrs, axis=0) if arrs else np.zeros((0,) + cs.shape, np.float32)
+
+
+def test_images_and_video_make_a_set_with_manifest(tmp_path: Path, spec: Path) -> None:
+    imgs = write_images(tmp_path / "imgs" / "nested", 12, seed=1)
+    clip = write_clip(tmp_path / "clip.avi", 60, seed=2)
+    cs = build_calibration_set([tmp_path / "imgs", clip], spec, tmp_path / "set", num=40, seed=0, holdout=0.25, progress=False)
+    assert len(cs) + cs.num_holdout == 40
+    assert cs.num_holdout == 10
+    assert cs.shape == (3, 32, 32) and cs.input_name == "input"
+    m = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert m["schema_version"] == 1 and m["spec_sha256"] == cs.spec_sha256
+    assert m["samples"] == len(cs) and m["holdout"] == 10 and m["seed"] == 0
+    kinds = {s["kind"] for s in m["sources"]}
+    assert kinds == {"image", "video"}
+    for s in m["sources"]:
+        data = Path(s["path"]).read_bytes()
+        assert s["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sum(s["samples"] for s in m["sources"]) == 40
+    assert {str(p) for p in imgs} >= {s["path"] for s in m["sources"] if s["kind"] == "image"}
+    # shards are bounded .npy files that hold exactly the samples
+    calib, hold = _all(cs), _all(cs, "holdout")
+    assert calib.shape == (len(cs), 3, 32, 32) and calib.dtype == np.float32
+    assert hold.shape == (10, 3, 32, 32)
+    # per-channel stats are those of the stored (preprocessed) data
+    both = np.concatenate([calib, hold]).transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(m["stats"]["mean"], both.mean(axis=1), atol=1e-4)
+    np.testing.assert_allclose(m["stats"]["std"], both.std(axis=1), atol=1e-4)
+    # batches: sizes and no overlap between calibration and held-out samples
+    assert [len(b) for b in cs.iter_batches(16)] == [16, 14]
+    flat_c = {hashlib.sha1(x.tobytes()).hexdigest() for x in calib}
+    flat_h = {hashlib.sha1(x.tobytes()).hexdigest() for x in hold}
+    assert not flat_c & flat_h
+
+
+def test_samples_are_preprocessed_with_the_runtime_code(tmp_path: Path, spec: Path) -> None:
+    from jetson_deploy.preprocess import preprocess
+    from jetson_deploy.spec import load_spec
+
+    (p,) = write_images(tmp_path / "one", 1, seed=5, exts=("png",))
+    cs = build_calibration_set([p], spec, tmp_path / "set", num=1, holdout=0.0, progress=False)
+    import cv2
+
+    want = preprocess(cv2.imread(str(p)), load_spec(spec))
+    np.testing.assert_array_equal(_all(cs)[0], want)
+
+
+def test_video_frames_are_spread_over_the_whole_clip(tmp_path: Path, spec: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", 200, seed=3)
+    cs = build_calibration_set([clip], spec, tmp_path / "set", num=20, seed=7, progress=False)
+    (src,) = cs.manifest["sources"]
+    idx = src["frame_indices"]
+    assert src["frames"] == 200 and len(idx) == 20
+    gaps = np.diff([0] + idx + [200])
+    assert idx[0] < 10 and idx[-1] >= 190  # not the first N frames
+    assert gaps.max() <= 20  # evenly spread (stride 10, jitter < 1 stride)
+    # the stored sample is really frame idx[k]: compare with a fresh decode of that frame
+    import cv2
+
+    from jetson_deploy.preprocess import preprocess
+
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    ok, f = cap.read()
+    while ok:
+        frames.append(f)
+        ok, f = cap.read()
+    data = np.concatenate([_all(cs), _all(cs, "holdout")])
+    want = {hashlib.sha1(preprocess(frames[i], cs.spec).tobytes()).hexdigest() for i in idx}
+    got = {hashlib.sha1(x.tobytes()).hexdigest() for x in data}
+    assert got == want
+
+
+def test_near_duplicates_are_dropped(tmp_path: Path, spec: Path) -> None:
+    import cv2
+
+    folder = tmp_path / "imgs"
+    originals = write_images(folder, 10, seed=11, exts=("png",))
+    for i, p in enumerate(originals[:4]):
+        shutil.copy(str(p), str(folder / "copy{}.png".format(i)))  # exact copies
+    for i, p in enumerate(originals[4:7]):
+        img = cv2.imread(str(p))
+        cv2.imwrite(str(folder / "reenc{}.jpg".format(i)), img, [cv2.IMWRITE_JPEG_QUALITY, 80])  # near copies
+    cs = build_calibration_set([folder], spec, tmp_path / "set", num=100, progress=False)
+    assert len(cs) + cs.num_holdout == 10
+    assert cs.manifest["dedupe"]["dropped"] == 7
+    # dedupe off keeps them all
+    cs2 = build_calibration_set([folder], spec, tmp_path / "set2", num=100, progress=False, dedupe_bits=-1)
+    assert len(cs2) + cs2.num_holdout == 17
+
+
+def test_same_seed_same_set_other_seed_other_set(tmp_path: Path, spec: Path) -> None:
+    write_images(tmp_path / "imgs", 30, seed=2)
+    clip = write_clip(tmp_path / "clip.avi", 50, seed=4)
+    srcs = [tmp_path / "imgs", clip]
+    a = build_calibration_set(srcs, spec, tmp_path / "a", num=20, seed=1, progress=False)
+    b = build_calibration_set(srcs, spec, tmp_path / "b", num=20, seed=1, progress=False)
+    c = build_calibration_set(srcs, spec, tmp_path / "c", num=20, seed=2, progress=False)
+    assert a.sha256 == b.sha256
+    np.testing.assert_array_equal(_all(a), _all(b))
+    assert a.manifest["sources"] == b.manifest["sources"]
+    assert c.sha256 != a.sha256
+
+
+def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "imgs"
+    good = write_images(folder, 6, seed=3, exts=("png",))
+    data = good[0].read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not an image\n")
+    (folder / "README.txt").write_text("ignored: not an image extension\n")
+    locked = folder / "locked"
+    locked.mkdir()
+    write_images(locked, 2, seed=99)
+    real_scandir = os.scandir
+
+    def scandir(path):  # root reads everything, so simulate the permission error
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    notes = []
+    cs = build_calibration_set([folder], spec, tmp_path / "set", num=50, progress=False, log=notes.append)
+    assert len(cs) + cs.num_holdout == 6
+    reasons = {Path(s["path"]).name: s["reason"] for s in cs.manifest["skipped"]}
+    assert "truncated PNG" in reasons["truncated.png"]
+    assert "empty file" in reasons["empty.jpg"]
+    assert "not a decodable image" in reasons["notes.jpg"]
+    assert "cannot list directory" in reasons["locked"]
+    assert "README.txt" not in reasons
+    assert any("skipped 4" in n for n in notes)
+
+
+def test_truncated_jpeg_is_skipped(tmp_path: Path, spec: Path) -> None:
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    ok, buf = cv2.imencode(".jpg", scene(np.random.default_rng(0)))
+    (folder / "cut.jpg").write_bytes(buf.tobytes()[: len(buf) - 300])
+    cv2.imwrite(str(folder / "fine.jpg"), scene(np.random.default_rng(1)))
+    cs = build_calibration_set([folder], spec, tmp_path / "set", num=5, holdout=0.0, progress=False)
+    assert len(cs) == 1
+    assert "truncated JPEG" in cs.manifest["skipped"][0]["reason"]
+
+
+def test_nothing_usable_is_bad_input_and_writes_nothing(tmp_path: Path, spec: Path) -> None:
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.png").write_text("nope")
+    with pytest.raises(BadInput) as e:
+        build_calibration_set([folder], spec, tmp_path / "set", progress=False)
+    msg = str(e.value)
+    assert "no usable image" in msg and "\n" not in msg
+    assert not (tmp_path / "set").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="no image"):
+        build_calibration_set([empty], spec, tmp_path / "set", progress=False)
+    with pytest.raises(BadInput, match="does not exist"):
+        build_calibration_set([tmp_path / "missing"], spec, tmp_path / "set", progress=False)
+
+
+def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Path) -> None:
+    write_images(tmp_path / "imgs", 7, seed=8)
+    notes = []
+    cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=1000, progress=False, log=notes.append)
+    assert len(cs) + cs.num_holdout == 7
+    assert any("--num 1000" in n and "using all" in n for n in notes)
+    assert cs.manifest["num_requested"] == 1000
+
+
+def test_interrupted_build_leaves_no_set_and_keeps_the_old_one(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_images(tmp_path / "imgs", 20, seed=9)
+    out = tmp_path / "set"
+    old = build_calibration_set([tmp_path / "imgs"], spec, out, num=5, progress=False)
+    import jetson_deploy.preprocess as pp
+
+    real = pp.preprocess
+    calls = {"n": 0}
+
+    def failing(frame, spec, out=None):
+        calls["n"] += 1
+        if calls["n"] > 8:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
+        return real(frame, spec, out)
+
+    monkeypatch.setattr(pp, "preprocess", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build_calibration_set([tmp_path / "imgs"], spec, out, num=15, progress=False, shard_bytes=3 * 32 * 32 * 4 * 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "set", "spec.json"]  # no partial dirs
+    again = load_calibration_set(out)
+    assert again.sha256 == old.sha256 and len(again) + again.num_holdout == 5
+    # and a fresh dir is not created at all
+    with pytest.raises(KeyboardInterrupt):
+        calls["n"] = 0
+        build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "new", num=15, progress=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_small_shards_and_load_checks(tmp_path: Path, spec: Path) -> None:
+    write_images(tmp_path / "imgs", 12, seed=10)
+    sample_bytes = 3 * 32 * 32 * 4
+    cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=12, holdout=0.0, progress=False, shard_bytes=5 * sample_bytes)
+    shards = cs.manifest["shards"]["calib"]
+    assert [s["count"] for s in shards] == [5, 5, 2]
+    assert all((tmp_path / "set" / s["file"]).stat().st_size < 5 * sample_bytes + 256 for s in shards)
+    assert [len(b) for b in cs.iter_batches(4)] == [4, 4, 4]
+    assert [len(b) for b in cs.iter_batches(5, drop_last=True)] == [5, 5]
+    cs.verify()
+    (tmp_path / "set" / shards[1]["file"]).unlink()
+    with pytest.raises(BadInput, match="missing"):
+        load_calibration_set(tmp_path / "set")
+    with pytest.raises(BadInput, match="not a calibration set"):
+        load_calibration_set(tmp_path / "imgs")
