@@ -362,8 +362,13 @@ class PycudaExecutor(Executor):
         self.allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
         self.frame_allocator = None  # frames stay numpy; the *model input* lives in pinned/mapped memory
         cuda = self.cuda
-        self.copy_stream = cuda.Stream()
         self.compute_stream = cuda.Stream()
+        self.copy_stream = cuda.Stream()
+        # Copies overlap compute on their own stream where the stream can wait on an event
+        # (pycuda's Stream.wait_for_event); otherwise they are ordered on the compute stream.
+        self.copy_overlap = hasattr(self.copy_stream, "wait_for_event")
+        if not self.copy_overlap:
+            self.copy_stream = self.compute_stream
         inp = engine.inputs[0]
         self.input_name = inp.name
         shape = tuple(s if s > 0 else d for s, d in zip(inp.shape, spec.shape))
@@ -406,8 +411,9 @@ class PycudaExecutor(Executor):
             in_ptr = buf.device_ptr  # zero copy: the GPU reads the mapped host buffer
         else:
             cuda.memcpy_htod_async(self.dev_in[slot], buf.array, self.copy_stream)
-            self.copied[slot].record(self.copy_stream)
-            self.compute_stream.wait_for_event(self.copied[slot])
+            if self.copy_overlap:
+                self.copied[slot].record(self.copy_stream)
+                self.compute_stream.wait_for_event(self.copied[slot])
             in_ptr = int(self.dev_in[slot])
         bindings = {self.input_name: in_ptr}
         bindings.update({k: int(v) for k, v in self.dev_out[slot].items()})
@@ -436,5 +442,5 @@ class PycudaExecutor(Executor):
 
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
-        d.update(memory=self.allocator.kind, syncs=self.sync_counter.to_dict())
+        d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict())
         return d

@@ -199,9 +199,12 @@ class Pipeline:
         sync_mode = None
         torch = None
         wait_s = 0.0
+        counter = getattr(ex, "sync_counter", None)
         self.metrics.start()
         cap.start()
         t_loop = time.perf_counter()
+        if counter is not None:
+            counter.inside_loop = True
         try:
             if self.sync_debug:
                 import importlib
@@ -257,7 +260,8 @@ class Pipeline:
             if torch is not None and sync_mode is not None:
                 torch.cuda.set_sync_debug_mode(sync_mode)
             self.host_seconds = max(loop_s - wait_s, 0.0)
-            counter = getattr(ex, "sync_counter", None)
+            if counter is not None:
+                counter.inside_loop = False
             loop_syncs = dict(counter.loop_counts) if counter is not None else None
             cap.stop()
         # drain (outside the loop: blocking is fine here)
