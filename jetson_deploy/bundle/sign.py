@@ -94,6 +94,9 @@ def load_private_key(path: PathLike, password: Optional[bytes] = None) -> Any:
     data = _read_key_file(path, "private key")
     try:
         if b"OPENSSH PRIVATE KEY" in data:
+            if not hasattr(serialization, "load_ssh_private_key"):
+                raise BadInput("private key {} is in OpenSSH format, which needs cryptography >= 3.0; "
+                               "use the PEM key from 'jetson-deploy bundle keygen' or upgrade cryptography".format(path))
             key = serialization.load_ssh_private_key(data, password=password)
         else:
             key = serialization.load_pem_private_key(data, password=password)
