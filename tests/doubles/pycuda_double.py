@@ -206,6 +206,9 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         def is_done(self) -> bool:
             return True
 
+        def wait_for_event(self, event: Any) -> None:
+            pass  # device-side wait: no host sync
+
     class Event:
         def __init__(self, flags: int = 0) -> None:
             self.recorded = False

@@ -1,0 +1,225 @@
+"""The TensorRT runtime backend against the TensorRT double (8.2 bindings, 8.5/10.x tensor names).
+
+Plans come from ``build_engine`` on the double; device memory is the pycuda double's
+(host memory), so ``infer``/``enqueue`` produce real numbers compared with ONNX Runtime.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
+
+from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.errors import BadInput, CheckFailed, MissingDependency  # noqa: E402
+from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine, device_pointer, stream_handle  # noqa: E402
+
+GENS = ["8.2", "8.5", "10.x"]
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    return pycuda_double.install(monkeypatch)
+
+
+def _x(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_infer_matches_onnxruntime(monkeypatch, cuda, tmp_path, gen):
+    trt = trtd.install(monkeypatch, gen)
+    model = onnx_models.classifier(tmp_path / "m.onnx", batch=2)
+    plan = tb.build_engine(model, "fp32")
+    eng = TensorRTEngine(plan)
+    assert [(t.name, t.shape, t.dtype) for t in eng.inputs] == [("input", (2, 3, 8, 8), np.dtype(np.float32))]
+    assert [(t.name, t.shape) for t in eng.outputs] == [("logits", (2, 4))]
+    assert eng.describe()["api"] == ("bindings" if gen == "8.2" else "tensor-name")
+    x = _x((2, 3, 8, 8))
+    with eng:
+        out = eng.infer({"input": x})
+        out2 = eng.infer({"input": x * 2})
+    ref = onnx_models.reference(model, {"input": x})["logits"]
+    np.testing.assert_allclose(out["logits"], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out2["logits"], onnx_models.reference(model, {"input": x * 2})["logits"], rtol=1e-5, atol=1e-6)
+    assert len(trt._double.engines) == 1  # one deserialization, reused across infer() calls
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_two_outputs_in_engine_order_from_a_file(monkeypatch, cuda, tmp_path, gen):
+    trtd.install(monkeypatch, gen)
+    model = onnx_models.two_outputs(tmp_path / "two.onnx")
+    path = tb.save_engine(tb.build_engine(model, "fp32"), tmp_path / "engines" / "two.engine")
+    eng = TensorRTEngine(path)
+    assert [t.name for t in eng.outputs] == ["scores", "boxes"]
+    x = _x((1, 4), 3)
+    with eng:
+        out = eng.infer({"x": x})
+    ref = onnx_models.reference(model, {"x": x})
+    for k in ("scores", "boxes"):
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_enqueue_uses_caller_buffers_and_never_syncs(monkeypatch, cuda, tmp_path, gen):
+    trt = trtd.install(monkeypatch, gen)
+    model = onnx_models.classifier(tmp_path / "m.onnx")
+    eng = TensorRTEngine(tb.build_engine(model, "fp32"))
+    eng.activate()
+    x = _x((1, 3, 8, 8), 1)
+    d_in, d_out = cuda.mem_alloc(x.nbytes), cuda.mem_alloc(16)
+    cuda.memcpy_htod(d_in, x)
+    stream = cuda.Stream()
+    syncs = cuda._double.syncs
+    eng.enqueue({"input": d_in, "logits": int(d_out)}, stream)  # DeviceAllocation and int both work
+    eng.enqueue({"input": int(d_in), "logits": d_out}, stream.handle)  # addresses unchanged: not re-set
+    assert cuda._double.syncs == syncs  # no host synchronisation inside enqueue
+    out = np.empty((1, 4), np.float32)
+    cuda.memcpy_dtoh(out, d_out)
+    np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=1e-5, atol=1e-6)
+    ctx = trt._double.engines[-1]
+    assert eng.context.executions == 2 and ctx is eng.engine
+    with pytest.raises(BadInput, match=r"no buffer for \['logits'\]"):
+        eng.enqueue({"input": d_in}, stream)
+    with pytest.raises(BadInput, match="not a host ndarray"):
+        eng.enqueue({"input": x, "logits": d_out}, stream)
+    with pytest.raises(RuntimeError, match="TensorRT execution failed: .*null"):
+        eng.enqueue({"input": 0, "logits": d_out}, stream)
+    eng.deactivate()
+    with pytest.raises(RuntimeError, match="activate"):
+        eng.enqueue({"input": d_in, "logits": d_out}, stream)
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+def test_dynamic_batch_within_profile(monkeypatch, cuda, tmp_path, gen):
+    trtd.install(monkeypatch, gen)
+    model = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    plan = tb.build_engine(model, "fp32", profiles={"input": ([1, 3, 8, 8], [4, 3, 8, 8], [8, 3, 8, 8])})
+    eng = TensorRTEngine(plan)
+    assert eng.dynamic and eng.inputs[0].shape == (-1, 3, 8, 8)
+    assert eng.profile_shapes("input") == [(1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8)]
+    with eng:
+        for n in (3, 5, 3):
+            x = _x((n, 3, 8, 8), n)
+            out = eng.infer({"input": x})["logits"]
+            assert out.shape == (n, 4)
+            np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=1e-5, atol=1e-6)
+        with pytest.raises(BadInput, match=r"outside optimization profile 0 \(\(1, 3, 8, 8\) .. \(8, 3, 8, 8\)\)"):
+            eng.infer({"input": _x((9, 3, 8, 8))})
+
+
+def test_second_profile_on_82_bindings(monkeypatch, cuda, tmp_path):
+    """8.x replicates bindings per profile: profile 1's pointers go at offset num_io."""
+    trt = trtd.install(monkeypatch, "8.2")
+    model = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    plan = tb.build_engine(model, "fp32", profiles=[{"input": ([1, 3, 8, 8], [1, 3, 8, 8], [2, 3, 8, 8])},
+                                                     {"input": ([4, 3, 8, 8], [8, 3, 8, 8], [16, 3, 8, 8])}])
+    eng = TensorRTEngine(plan, profile=1)
+    assert eng.engine.num_bindings == 4
+    with eng:
+        x = _x((12, 3, 8, 8))
+        out = eng.infer({"input": x})["logits"]
+        np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=1e-5, atol=1e-6)
+        assert eng.context.active_optimization_profile == 1
+    with pytest.raises(BadInput, match="profile 2 does not exist"):
+        TensorRTEngine(plan, profile=2)
+
+
+def test_bad_or_foreign_plans_are_refused_with_reason(monkeypatch, cuda, tmp_path):
+    trtd.install(monkeypatch, "10.x")
+    with pytest.raises(CheckFailed, match=r"could not be deserialized by TensorRT 10.3.0.30: .*Magic tag does not match.*rebuild"):
+        TensorRTEngine(b"\x00" * 64)
+    trt85 = trtd.make_tensorrt("8.5")
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt85)
+    plan85 = tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16")
+    trtd.install(monkeypatch, "10.x")
+    (tmp_path / "old.engine").write_bytes(plan85)
+    with pytest.raises(CheckFailed, match=r"old.engine could not be deserialized .*expecting library version 10.3.0.30 got 8.5.2.2"):
+        TensorRTEngine(tmp_path / "old.engine")
+    with pytest.raises(BadInput, match="cannot read TensorRT engine"):
+        TensorRTEngine(tmp_path / "missing.engine")
+
+
+def test_capture_graph_preconditions(monkeypatch, cuda, tmp_path):
+    trtd.install(monkeypatch, "8.2")
+    eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
+    with eng:
+        with pytest.raises(BadInput, match="execute_async_v3"):
+            eng.capture_graph({"input": 1, "logits": 2})
+    trtd.install(monkeypatch, "10.x")
+    dyn = onnx_models.classifier(tmp_path / "d.onnx", batch=None)
+    eng = TensorRTEngine(tb.build_engine(dyn, "fp16", profiles={"input": ([1, 3, 8, 8], [1, 3, 8, 8], [2, 3, 8, 8])}))
+    with eng:
+        with pytest.raises(BadInput, match="static shapes"):
+            eng.capture_graph({"input": 1, "logits": 2})
+
+
+def test_infer_without_pycuda_or_cuda_torch(monkeypatch, tmp_path):
+    trtd.install(monkeypatch, "10.x")
+    pycuda_double.uninstall(monkeypatch)
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
+    with eng:
+        with pytest.raises(MissingDependency, match="pycuda"):
+            eng.infer({"input": _x((1, 3, 8, 8))})
+
+
+def test_missing_tensorrt(monkeypatch):
+    trtd.uninstall(monkeypatch)
+    with pytest.raises(MissingDependency, match="tensorrt"):
+        TensorRTEngine(b"plan")
+
+
+def test_pointer_and_stream_helpers(cuda):
+    class TorchLike:
+        is_cuda = True
+
+        def data_ptr(self):
+            return 4096
+
+    class Mapped:
+        device_ptr = 8192
+
+    class TorchStream:
+        cuda_stream = 77
+
+    assert device_pointer(5) == 5 and device_pointer(TorchLike()) == 4096 and device_pointer(Mapped()) == 8192
+    assert stream_handle(None) == 0 and stream_handle(9) == 9 and stream_handle(TorchStream()) == 77
+    cuda.init()
+    ctx = cuda.Device(0).make_context(cuda.ctx_flags.MAP_HOST)
+    s = cuda.Stream()
+    assert stream_handle(s) == s.handle
+    ctx.pop()
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+def test_from_bundle_builds_caches_then_uses_bundled_engine(monkeypatch, cuda, tmp_path, gen):
+    """Engine selection on a device: build from model.onnx once, reuse the cache, prefer an exact bundled plan."""
+    from conftest_runtime import color_onnx_bytes, make_bundle
+
+    from jetson_deploy.bundle import add_engine, open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+
+    trt = trtd.install(monkeypatch, gen)
+    bdir = make_bundle(tmp_path / "colors-1.0.0", precision="fp16")
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    x[:, 2] = 1.0  # red
+    (tmp_path / "c.onnx").write_bytes(color_onnx_bytes())
+    ref = onnx_models.reference(tmp_path / "c.onnx", {"input": x})["logits"]
+    hows = []
+    for _ in range(2):
+        eng = create_engine(open_bundle(bdir), backend="tensorrt", cache_dir=tmp_path / "cache")
+        assert eng.target == {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"}  # SM from the pycuda double
+        hows.append(eng.resolved)
+        with eng:
+            np.testing.assert_allclose(eng.infer({"input": x})["logits"], ref, rtol=2e-3, atol=2e-3)
+    assert hows == ["built", "cache-hit"]
+    plan = tb.build_engine(open_bundle(bdir).path("onnx"), "fp16")
+    add_engine(bdir, plan, {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"})
+    eng = TensorRTEngine.from_bundle(open_bundle(bdir), device=87, cache_dir=tmp_path / "cache")
+    assert eng.resolved == "bundled"
