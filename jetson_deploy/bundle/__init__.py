@@ -49,7 +49,7 @@ __all__ = [
 
 from .engine_cache import EngineCache, default_cache_dir  # noqa: E402
 from .report import inspect_bundle, verify_bundle  # noqa: E402
-from .select import resolve_engine  # noqa: E402
+from .select import device_target, find_engine, resolve_engine  # noqa: E402
 from .sign import keygen, sign_bundle, signature_state, verify_signature  # noqa: E402
 
 __all__ += [
@@ -58,6 +58,8 @@ __all__ += [
     "inspect_bundle",
     "keygen",
     "resolve_engine",
+    "find_engine",
+    "device_target",
     "sign_bundle",
     "signature_state",
     "verify_bundle",

@@ -103,6 +103,41 @@ def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str],
     return tb.build_engine(qdq_onnx or onnx_path, precision, **kwargs)
 
 
+NOT_FOUND = "not-found"
+
+
+def _prepare(bundle: Any, tensorrt_version: Any, sm: Any, precision: Any, shapes: Optional[Dict[str, Any]]) -> tuple:
+    b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, verify=True)
+    trt = normalize_trt_version(tensorrt_version)
+    sm_i = normalize_sm(sm)
+    prec = normalize_precision(precision)
+    if prec == "int8" and not int8_supported(sm_i):
+        raise BadInput("SM {} has no fast INT8 (Jetson Nano/TX2): use precision fp16".format(sm_i))
+    want_shapes = canonical_shapes(shapes) if shapes is not None else _spec_shapes(b)
+    return b, trt, sm_i, prec, want_shapes
+
+
+def find_engine(
+    bundle: Union[Bundle, str, "os.PathLike[str]"],
+    tensorrt_version: Any,
+    sm: Any,
+    precision: Any,
+    shapes: Optional[Dict[str, Any]] = None,
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    cache: Optional[EngineCache] = None,
+) -> Tuple[Optional[Path], str]:
+    """Like :func:`resolve_engine` but never builds: ``(path, "bundled" | "cache-hit")`` or ``(None, "not-found")``."""
+    b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
+    art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
+    if art is not None:
+        return b.verify_artifact(art), BUNDLED
+    c = cache if cache is not None else EngineCache(cache_dir)
+    key = cache_key(b.sha256, trt, sm_i, prec, want_shapes)
+    with c.lock(key):
+        hit = c.get(key)
+    return (hit, CACHE_HIT) if hit is not None else (None, NOT_FOUND)
+
+
 def resolve_engine(
     bundle: Union[Bundle, str, "os.PathLike[str]"],
     tensorrt_version: Any,
@@ -120,14 +155,7 @@ def resolve_engine(
     ``build_fn(onnx_path, precision, calib_cache_path_or_None, qdq_onnx_path_or_None) -> bytes``
     builds a plan; default :func:`default_build_fn`.  ``cache`` overrides ``cache_dir``.
     """
-    b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, verify=True)
-    trt = normalize_trt_version(tensorrt_version)
-    sm_i = normalize_sm(sm)
-    prec = normalize_precision(precision)
-    if prec == "int8" and not int8_supported(sm_i):
-        raise BadInput("SM {} has no fast INT8 (Jetson Nano/TX2): use precision fp16".format(sm_i))
-    want_shapes = canonical_shapes(shapes) if shapes is not None else _spec_shapes(b)
-
+    b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
     art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
     if art is not None:
         return b.verify_artifact(art), BUNDLED
@@ -154,3 +182,25 @@ def resolve_engine(
         }
         path = c.put(key, data, info)
     return path, BUILT
+
+
+def device_target(tensorrt_version: Any = None, sm: Any = None) -> Tuple[str, int]:
+    """(TensorRT version, SM) of this machine, each overridable; BadInput when undetectable."""
+    if tensorrt_version is None:
+        from .._lazy import require
+
+        tensorrt_version = getattr(require("tensorrt", "selecting an engine for this device"), "__version__", None)
+        if not tensorrt_version:
+            raise BadInput("cannot read the TensorRT version here; pass --tensorrt X.Y.Z")
+    if sm is None:
+        gpu = None
+        try:
+            from ..platform import probe
+
+            gpu = probe(with_gpu=True).get("gpu")
+        except Exception:  # noqa: BLE001 -- probing is best effort
+            gpu = None
+        sm = gpu.get("sm") if isinstance(gpu, dict) else None
+        if sm is None:
+            raise BadInput("cannot detect this GPU's compute capability (no pycuda/torch CUDA); pass --sm NN")
+    return normalize_trt_version(tensorrt_version), normalize_sm(sm)

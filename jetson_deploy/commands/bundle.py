@@ -178,6 +178,43 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
         click.echo("added {} ({} bytes, sha256 {}...); other artifacts unchanged".format(art["path"], art["size"], art["sha256"][:12]))
 
 
+@bundle.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="Engine precision (default: the bundle's precision).")
+@click.option("--tensorrt", "tensorrt_version", default=None, help="TensorRT version (default: the installed one).")
+@click.option("--sm", default=None, help="GPU compute capability, e.g. 87 (default: detected).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory (default JETSON_DEPLOY_CACHE or ~/.cache/jetson-deploy/engines).")
+@click.option("--build/--no-build", default=True, show_default=True,
+              help="Build and cache the engine when neither the bundle nor the cache has one; --no-build only reports (exit 1 if none).")
+@json_option()
+@click.pass_context
+def engine(ctx: click.Context, bundle_path: str, precision: Optional[str], tensorrt_version: Optional[str], sm: Optional[str],
+           cache_dir: Optional[str], build: bool, as_json: bool) -> None:
+    """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
+    built now from model.onnx and cached): run it after a deploy so the first start is fast."""
+    from ..bundle.reader import open_bundle
+    from ..bundle.select import device_target, find_engine, resolve_engine
+
+    _stderr_logging()
+    b = open_bundle(bundle_path, verify=True)
+    trt, sm_i = device_target(tensorrt_version, sm)
+    prec = precision or b.precision
+    if build:
+        path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+    else:
+        path, how = find_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+    out = {"bundle": bundle_path, "tensorrt": trt, "sm": sm_i, "precision": prec, "how": how, "engine": str(path) if path else None}
+    if as_json:
+        _echo_json(out)
+    elif path is None:
+        click.echo("no engine for TensorRT {} sm{} {} in the bundle or the cache (run without --no-build to build one)".format(trt, sm_i, prec))
+    else:
+        click.echo("{}: {} (TensorRT {} sm{} {})".format(how, path, trt, sm_i, prec))
+    if path is None:
+        ctx.exit(1)
+
+
 @bundle.group()
 def cache() -> None:
     """The on-device engine cache (JETSON_DEPLOY_CACHE, default ~/.cache/jetson-deploy/engines)."""
