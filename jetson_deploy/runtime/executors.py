@@ -139,6 +139,56 @@ class HostExecutor(Executor):
 # ---------------------------------------------------------------------------------------------
 # torch CUDA
 # ---------------------------------------------------------------------------------------------
+class TorchPreprocess:
+    """GPU (or CPU) preprocessing with torch: the maths of :func:`jetson_deploy.preprocess.preprocess`.
+
+    uint8 HxWx3 BGR frame tensor -> the model input (1,C,H,W) (or NHWC): bilinear resize (or
+    letterbox) rounded to uint8 levels like the host path, colour order, ``x*scale-mean)/std``.
+    """
+
+    def __init__(self, spec: ModelSpec, device: Any) -> None:
+        torch = require("torch", "GPU preprocessing")
+        from ..preprocess import normalize_constants
+
+        self.torch = torch
+        self.spec = spec
+        mul, off = normalize_constants(spec)
+        self.mul = torch.from_numpy(mul).to(device).view(1, -1, 1, 1)
+        self.off = torch.from_numpy(off).to(device).view(1, -1, 1, 1)
+        self.gray_w = torch.tensor([0.114, 0.587, 0.299], device=device).view(1, 3, 1, 1)
+
+    def __call__(self, frame_u8: Any) -> Any:
+        torch = self.torch
+        F = torch.nn.functional
+        spec = self.spec
+        h, w = int(frame_u8.shape[0]), int(frame_u8.shape[1])
+        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,3,H,W (BGR)
+        dst_w, dst_h = spec.resize_wh
+        if (w, h) != (dst_w, dst_h):
+            if spec.keep_aspect:
+                from ..preprocess import LETTERBOX_FILL, letterbox_params
+
+                r, px, py = letterbox_params(w, h, spec)
+                nw, nh = int(round(w * r)), int(round(h * r))
+                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+                x = F.pad(x, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
+            else:
+                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+        if spec.color == "rgb":
+            x = x.flip(1)
+        elif spec.color == "gray":
+            x = (x * self.gray_w).sum(1, keepdim=True).round_()
+        if spec.dtype == "uint8":
+            x = x.to(torch.uint8)
+        else:
+            x = x * self.mul + self.off
+            if spec.dtype == "float16":
+                x = x.half()
+        if spec.layout == "nhwc":
+            x = x.permute(0, 2, 3, 1)
+        return x.contiguous()
+
+
 class TorchCudaExecutor(Executor):
     """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
 
@@ -165,43 +215,6 @@ class TorchCudaExecutor(Executor):
         self._graph: Any = None
         self.eager_reason = ""
 
-    # GPU preprocessing: same maths as jetson_deploy.preprocess (resize, colour, scale/mean/std, layout)
-    def _pre(self, frame_u8: Any) -> Any:
-        torch = self.torch
-        F = torch.nn.functional
-        spec = self.spec
-        h, w = frame_u8.shape[0], frame_u8.shape[1]
-        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,C,H,W (BGR)
-        dst_w, dst_h = spec.resize_wh
-        if (w, h) != (dst_w, dst_h):
-            if spec.keep_aspect:
-                from ..preprocess import LETTERBOX_FILL, letterbox_params
-
-                r, px, py = letterbox_params(w, h, spec)
-                nw, nh = int(round(w * r)), int(round(h * r))
-                small = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
-                x = F.pad(small, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
-            else:
-                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False)
-            x = x.round_().clamp_(0, 255)  # the host path resizes uint8 images
-        if spec.color == "rgb":
-            x = x.flip(1)
-        elif spec.color == "gray":
-            wts = torch.tensor([0.114, 0.587, 0.299], device=x.device).view(1, 3, 1, 1)
-            x = (x * wts).sum(1, keepdim=True).round_()
-        if spec.dtype == "uint8":
-            x = x.to(torch.uint8)
-        else:
-            from ..preprocess import normalize_constants
-
-            mul, off = normalize_constants(spec)
-            x = x * self._mul + self._off
-            if spec.dtype == "float16":
-                x = x.half()
-        if spec.layout == "nhwc":
-            x = x.permute(0, 2, 3, 1)
-        return x.contiguous()
-
     def _post(self, outs: Dict[str, Any]) -> Dict[str, Any]:
         torch = self.torch
         if not self.fold_post:
@@ -225,13 +238,8 @@ class TorchCudaExecutor(Executor):
             return
         self.frame_shape = tuple(frame_shape)
         dev = self.device
-        from ..preprocess import normalize_constants
-
-        mul, off = normalize_constants(self.spec)
-        self._mul = torch.from_numpy(mul).to(dev).view(1, -1, 1, 1)
-        self._off = torch.from_numpy(off).to(dev).view(1, -1, 1, 1)
-        if self.spec.color == "gray":
-            self._mul, self._off = self._mul[:, :1], self._off[:, :1]
+        torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick the fastest kernels once
+        self._pre = TorchPreprocess(self.spec, dev)
         self.copy_stream = torch.cuda.Stream(dev)
         self.compute_stream = torch.cuda.Stream(dev)
         self.dev_frames = [torch.empty(frame_shape, dtype=torch.uint8, device=dev) for _ in range(self.depth)]
