@@ -198,3 +198,34 @@ def test_hand_made_tar_with_dirs_and_pax_is_accepted(tmp_path):
         t.add(str(d), arcname="demo-0.1.0")  # directory entries, real mtimes, pax
     out = unpack_archive(tmp_path / "hand.tar", tmp_path / "out")
     assert open_bundle(out).sha256 == open_bundle(d).sha256
+
+
+def test_inspect_packed_reads_in_place(tmp_path, monkeypatch):
+    from jetson_deploy.bundle import inspect_bundle
+
+    d = make_bundle(tmp_path / "demo-0.1.0")
+    pack_bundle(d, tmp_path / "d.jdb")
+
+    def no_extract(*a, **k):
+        raise AssertionError("inspect must not extract")
+
+    monkeypatch.setattr(packmod, "unpack_archive", no_extract)
+    packed = inspect_bundle(tmp_path / "d.jdb")
+    plain = inspect_bundle(d)
+    assert packed["packed"] is True and packed["integrity"]["ok"] is True
+    for k in ("name", "version", "manifest_sha256", "artifacts", "targets", "total_size", "spec", "signature"):
+        assert packed[k] == plain[k], k
+    # a member with the wrong size and an extra member show up as problems
+    with tarfile.open(str(tmp_path / "d.jdb")) as t:
+        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+    bad = []
+    for m, data in members:
+        if m.name.endswith("labels.txt"):
+            data = data + b"more\n"
+        bad.append((m, data))
+    bad.append((tarfile.TarInfo("demo-0.1.0/extra.bin"), b"?"))
+    _tar(tmp_path / "bad.jdb", bad)
+    info = inspect_bundle(tmp_path / "bad.jdb")
+    assert info["integrity"]["ok"] is False
+    assert any("labels.txt: size mismatch" in p for p in info["integrity"]["problems"])
+    assert any("extra.bin: unlisted" in p for p in info["integrity"]["problems"])

@@ -268,3 +268,59 @@ def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: i
         raise CheckFailed("{}: truncated archive".format(source))
     if count == 0:
         raise CheckFailed("{}: empty archive".format(source))
+
+
+def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> Dict[str, Any]:
+    """Read a packed bundle's manifest, signature and member sizes without extracting it.
+
+    Returns ``{"manifest": bytes, "signature": bytes | None, "sizes": {path: size},
+    "problems": [str]}`` where problems name members that unpacking would refuse.
+    Raises BadInput when the file is not a tar, CheckFailed when it has no manifest.
+    """
+    archive = Path(archive)
+    source = str(archive)
+    try:
+        tar = tarfile.open(str(archive), "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
+    out: Dict[str, Any] = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
+    mode: Optional[str] = None
+    try:
+        for m in tar:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            if m.type == tarfile.DIRTYPE:
+                continue
+            if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or m.issparse():
+                out["problems"].append("archive member {!r}: not a regular file".format(m.name))
+                continue
+            try:
+                check_relpath(name, "archive member")
+            except BadInput as exc:
+                out["problems"].append(str(exc))
+                continue
+            parts = name.split("/")
+            if mode is None:
+                mode = "flat" if len(parts) == 1 else parts[0]
+            if mode != "flat":
+                if len(parts) < 2 or parts[0] != mode:
+                    out["problems"].append("archive member {!r}: not under the top-level directory {}/".format(m.name, mode))
+                    continue
+                parts = parts[1:]
+            rel = "/".join(parts)
+            if rel in out["sizes"]:
+                out["problems"].append("archive member {!r}: duplicate name".format(m.name))
+            out["sizes"][rel] = m.size
+            if rel in (MANIFEST, SIGNATURE):
+                if m.size > max_manifest_bytes:
+                    out["problems"].append("{}: {} bytes is too large".format(rel, m.size))
+                    continue
+                f = tar.extractfile(m)
+                data = f.read() if f is not None else b""
+                out["manifest" if rel == MANIFEST else "signature"] = data
+    except (tarfile.TarError, EOFError) as exc:
+        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
+    finally:
+        tar.close()
+    if out["manifest"] is None:
+        raise CheckFailed("{}: packed bundle has no manifest.json".format(source))
+    return out

@@ -84,10 +84,13 @@ def _spec_summary(spec: Any) -> Dict[str, Any]:
 def inspect_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dict[str, Any]:
     """What a bundle holds, fast (no hashing): identity, spec, precision, accuracy,
     calibration, engine targets, artifacts and sizes, signature state, and a size-only
-    integrity check (``bundle verify`` does the sha256s)."""
+    integrity check (``bundle verify`` does the sha256s).  A packed bundle is read in
+    place (manifest and member headers only), not extracted."""
     from .reader import open_bundle
 
     p = Path(path)
+    if p.is_file():
+        return _inspect_packed(p, public_key)
     try:
         b = open_bundle(p, verify=False)
     except CheckFailed:
@@ -97,41 +100,70 @@ def inspect_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dic
             check_schema_version(m, str(p))
         raise
     try:
-        m = b.manifest
         state, detail = signature_state(b, public_key)
-        arts = sorted(b.artifacts, key=lambda a: a["path"])
-        probs = b.problems(hash_files=False)
-        targets: List[Dict[str, Any]] = []
-        for a in arts:
-            if a["kind"] == "engine":
-                t = dict(a.get("target") or {})
-                t.update(path=a["path"], size=a["size"])
-                targets.append(t)
-        out: Dict[str, Any] = {
-            "bundle": str(path),
-            "name": b.name,
-            "version": b.version,
-            "schema_version": b.schema_version,
-            "created": m.get("created"),
-            "generator": m.get("generator"),
-            "manifest_sha256": b.sha256,
-            "packed": b.packed,
-            "precision": b.precision,
-            "spec": _spec_summary(m.get("spec")),
-            "accuracy": m.get("accuracy"),
-            "calibration": m.get("calibration"),
-            "quantization": m.get("quantization"),
-            "source": m.get("source"),
-            "conversion": m.get("conversion"),
-            "targets": targets,
-            "artifacts": [{"path": a["path"], "kind": a["kind"], "size": a["size"], "sha256": a["sha256"], "target": a.get("target")} for a in arts],
-            "total_size": sum(a["size"] for a in arts),
-            "signature": {"state": state, "detail": detail},
-            "integrity": {"checked": "sizes", "ok": not probs, "problems": [x["message"] for x in probs]},
-        }
+        probs = [x["message"] for x in b.problems(hash_files=False)]
+        return _inspect_dict(str(path), b.manifest, b.sha256, state, detail, probs, packed=False)
     finally:
         b.close()
-    return out
+
+
+def _inspect_packed(p: Path, public_key: Optional[PathLike]) -> Dict[str, Any]:
+    import hashlib
+
+    from .manifest import RESERVED, validate_manifest
+    from .pack import read_packed_index
+    from .sign import signature_state_of
+
+    idx = read_packed_index(p)
+    raw = idx["manifest"]
+    m = parse_manifest(raw, str(p))
+    validate_manifest(m, str(p), error=CheckFailed)
+    state, detail = signature_state_of(raw, idx["signature"], public_key)
+    probs = list(idx["problems"])
+    listed = {}
+    for a in m["artifacts"]:
+        listed[a["path"]] = a
+        size = idx["sizes"].get(a["path"])
+        if size is None:
+            probs.append("artifact {}: missing".format(a["path"]))
+        elif size != a["size"]:
+            probs.append("artifact {}: size mismatch (manifest {} bytes, file {} bytes)".format(a["path"], a["size"], size))
+    for rel in sorted(idx["sizes"]):
+        if rel not in listed and rel not in RESERVED:
+            probs.append("{}: unlisted file (not in manifest.json)".format(rel))
+    return _inspect_dict(str(p), m, hashlib.sha256(raw).hexdigest(), state, detail, probs, packed=True)
+
+
+def _inspect_dict(source: str, m: Dict[str, Any], sha: str, state: str, detail: Optional[str], probs: List[str], packed: bool) -> Dict[str, Any]:
+    arts = sorted(m.get("artifacts", []), key=lambda a: a["path"])
+    targets: List[Dict[str, Any]] = []
+    for a in arts:
+        if a["kind"] == "engine":
+            t = dict(a.get("target") or {})
+            t.update(path=a["path"], size=a["size"])
+            targets.append(t)
+    return {
+        "bundle": source,
+        "name": m["name"],
+        "version": m["version"],
+        "schema_version": m["schema_version"],
+        "created": m.get("created"),
+        "generator": m.get("generator"),
+        "manifest_sha256": sha,
+        "packed": packed,
+        "precision": m.get("precision", "fp32"),
+        "spec": _spec_summary(m.get("spec")),
+        "accuracy": m.get("accuracy"),
+        "calibration": m.get("calibration"),
+        "quantization": m.get("quantization"),
+        "source": m.get("source"),
+        "conversion": m.get("conversion"),
+        "targets": targets,
+        "artifacts": [{"path": a["path"], "kind": a["kind"], "size": a["size"], "sha256": a["sha256"], "target": a.get("target")} for a in arts],
+        "total_size": sum(a["size"] for a in arts),
+        "signature": {"state": state, "detail": detail},
+        "integrity": {"checked": "sizes", "ok": not probs, "problems": probs},
+    }
 
 
 # ---- human rendering ----------------------------------------------------------------------

@@ -147,20 +147,25 @@ def sign_bundle(bundle: Any, key_path: PathLike, password: Optional[bytes] = Non
 
 def signature_state(bundle: Any, public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
     """(state, detail): unsigned | signed-unverified | valid | INVALID."""
-    key = load_public_key(public_key) if public_key is not None else None  # a bad key file is BadInput either way
     sig_path = Path(bundle.root) / SIGNATURE
-    if not sig_path.is_file():
+    sig = sig_path.read_bytes() if sig_path.is_file() else None
+    return signature_state_of(bundle.manifest_raw, sig, public_key)
+
+
+def signature_state_of(manifest_raw: bytes, sig: Optional[bytes], public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
+    """:func:`signature_state` from the manifest bytes and the signature bytes (None: unsigned)."""
+    key = load_public_key(public_key) if public_key is not None else None  # a bad key file is BadInput either way
+    if sig is None:
         return UNSIGNED, None
     if key is None:
         return SIGNED_UNVERIFIED, "pass --key PUBKEY to check the signature"
     fp = fingerprint(key)
-    sig = sig_path.read_bytes()
     if len(sig) != SIG_BYTES:
         return INVALID, "manifest.sig is {} bytes, an Ed25519 signature is {}".format(len(sig), SIG_BYTES)
     from cryptography.exceptions import InvalidSignature
 
     try:
-        key.verify(sig, bundle.manifest_raw)
+        key.verify(sig, manifest_raw)
     except InvalidSignature:
         return INVALID, "manifest.json does not match manifest.sig for key {} (edited after signing, or another key)".format(fp)
     return VALID, "signed by key {}".format(fp)
