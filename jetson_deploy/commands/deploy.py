@@ -29,6 +29,7 @@ def fleet_options(fn):
                      help="Hosts worked on at once."),
         click.option("--connect-timeout", default=10, show_default=True, type=click.IntRange(1, 600),
                      help="Seconds to wait for each ssh connection."),
+        click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -80,12 +81,11 @@ def _emit(results, as_json: bool, extra: Dict[str, Any], bad: Sequence[str] = ("
               help="Upload tool; auto uses rsync (resumable) when both sides have it, else sftp (resumes too).")
 @click.option("--bwlimit", type=click.IntRange(1, None), metavar="KIB/S",
               help="Limit upload bandwidth per host, KiB/s (shared links).")
-@click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr.")
 @json_option()
 def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
-           ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, keep: int,
-           health_cmd: Optional[str], health_timeout: float, rootfs: Optional[str], transfer: str,
-           bwlimit: Optional[int], quiet: bool, as_json: bool) -> None:
+           ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool,
+           keep: int, health_cmd: Optional[str], health_timeout: float, rootfs: Optional[str], transfer: str,
+           bwlimit: Optional[int], as_json: bool) -> None:
     """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
 
     The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
@@ -123,11 +123,10 @@ def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], 
 @click.option("--to", "to_version", metavar="VERSION", help="Switch to this installed version instead of the previous one.")
 @click.option("--rootfs", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="Roll back inside a mounted SD card / L4T rootfs instead of over ssh.")
-@click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr.")
 @json_option()
 def rollback(name: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
-             ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int,
-             to_version: Optional[str], rootfs: Optional[str], quiet: bool, as_json: bool) -> None:
+             ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool,
+             to_version: Optional[str], rootfs: Optional[str], as_json: bool) -> None:
     """Switch bundle NAME on each HOST back to its previously active version.
 
     The previous version comes from ROOT/state/NAME.history (the activation history); it is
@@ -164,7 +163,7 @@ def devices() -> None:
               help="Inspect a mounted SD card / L4T rootfs instead of hosts.")
 @json_option()
 def status(hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str], ssh_config: Optional[str],
-           ssh_options: List[str], jobs: int, connect_timeout: int, name: Optional[str], verify: bool,
+           ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool, name: Optional[str], verify: bool,
            rootfs: Optional[str], as_json: bool) -> None:
     """List installed, active and previous bundle versions on each HOST.
 

@@ -109,8 +109,13 @@ def retention(history: List[str], installed: List[str], new: str, previous: str,
 def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
                 health_cmd: Optional[str] = None, health_timeout: float = 60.0, transfer: str = "auto",
                 bwlimit: Optional[int] = None, progress: Optional[ProgressFn] = None,
-                hooks: Optional[Hooks] = None) -> HostResult:
-    """Deploy one verified bundle to one device; raises RemoteError on failure."""
+                hooks: Optional[Hooks] = None, verify_retries: int = 1) -> HostResult:
+    """Deploy one verified bundle to one device; raises RemoteError on failure.
+
+    Files that fail the on-device check are removed there and re-sent up to
+    ``verify_retries`` times; nothing is activated until every file verifies.
+    ``hooks`` (tests, tooling): ``after_prepare(**ctx)`` and ``after_upload(**ctx)``.
+    """
     say = progress or _noop
     hooks = hooks or {}
     label = transport.label
@@ -168,21 +173,28 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         say(label, "uploading {} in {} files via {}{}".format(
             _mib(bundle.total_size), len(bundle.files), method,
             " (resuming: {} already on the device)".format(_mib(resumed)) if resumed else ""))
-        t_up = time.monotonic()
-        transport.upload(bundle.root, [(rel, size) for rel, size, _ in bundle.files], staging, method,
-                         staged=staged, bwlimit=bwlimit)
-        up_s = time.monotonic() - t_up
+        up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root)
         details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
         say(label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
-        if "after_upload" in hooks:
-            hooks["after_upload"](transport=transport, root=root, name=name, version=version, staging=staging)
     else:
         say(label, "{} {} is already installed and verified; switching to it".format(name, version))
     previous = active
     prune = retention(history, installed, version, previous, keep)
-    res = transport.run_script(
-        scripts.finalize(root, name, version, mode, bundle.sizes_text, prune, health_cmd, health_timeout),
-        timeout=600 + (health_timeout if health_cmd else 0))
+    script = scripts.finalize(root, name, version, mode, bundle.sizes_text, prune, health_cmd, health_timeout)
+    timeout = 600 + (health_timeout if health_cmd else 0)
+    res = transport.run_script(script, timeout=timeout)
+    attempt = 0
+    while res.rc == scripts.RC_VERIFY and attempt < verify_retries:
+        # the device removed the files that failed; send just those again (flaky links corrupt)
+        attempt += 1
+        bad = res.lines("BAD")
+        bad_paths = {b.split(" ")[0] for b in bad}
+        details.setdefault("reuploaded", []).extend(sorted(bad_paths))
+        say(label, "verification failed on the device ({}); re-uploading {} file(s)".format(
+            bad[0] if bad else "?", len(bad_paths)))
+        staged = {rel: size for rel, size, _ in bundle.files if rel not in bad_paths}
+        _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root)
+        res = transport.run_script(script, timeout=timeout)
     details["pruned"] = res.lines("PRUNED")
     extra = res.lines("EXTRA")
     if extra:
@@ -215,6 +227,16 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         msg += "; pruned " + ", ".join(details["pruned"])
     say(label, "{} {} {}".format(name, version, msg))
     return HostResult(label, "deployed", name, version, previous, time.monotonic() - t0, msg, details)
+
+
+def _upload(transport: Transport, bundle: LocalBundle, staging: str, method: str, staged: Dict[str, int],
+            bwlimit: Optional[int], hooks: Hooks, root: str) -> float:
+    t_up = time.monotonic()
+    files = [(rel, size) for rel, size, _ in bundle.files]
+    transport.upload(bundle.root, files, staging, method, staged=staged, bwlimit=bwlimit)
+    if "after_upload" in hooks:
+        hooks["after_upload"](transport=transport, root=root, name=bundle.name, version=bundle.version, staging=staging)
+    return time.monotonic() - t_up
 
 
 def rollback_host(name: str, transport: Transport, root: str = DEFAULT_ROOT, to: Optional[str] = None,

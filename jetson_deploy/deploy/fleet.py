@@ -58,7 +58,8 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
            keep: int = DEFAULT_KEEP, ssh_config: Optional[str] = None, jobs: int = 8,
            health_cmd: Optional[str] = None, health_timeout: float = 60.0, transfer: str = "auto",
            bwlimit: Optional[int] = None, connect_timeout: int = 10, ssh_options: Sequence[str] = (),
-           progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None) -> List[HostResult]:
+           progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None,
+           verify_retries: int = 1) -> List[HostResult]:
     """Verify ``bundle`` here, then deploy it to every host (see docs/deploy.md).
 
     Returns one :class:`HostResult` per host, in order. Bad input (bundle, flags) raises
@@ -82,7 +83,7 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
             t = SSHTransport(h, ssh_config=ssh_config, connect_timeout=connect_timeout, ssh_options=ssh_options)
             return core.deploy_host(lb, t, root=root, keep=keep, health_cmd=health_cmd,
                                     health_timeout=health_timeout, transfer=transfer, bwlimit=bwlimit,
-                                    progress=progress, hooks=hooks)
+                                    progress=progress, hooks=hooks, verify_retries=verify_retries)
 
         return run_fleet(host_list, work, jobs, lb.name, lb.version)
     finally:

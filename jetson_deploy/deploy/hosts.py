@@ -16,7 +16,7 @@ from ..errors import BadInput
 
 # What ssh accepts as a host name or alias without quoting tricks: no spaces, no
 # option-looking leading dash, no shell metacharacters.
-_HOST_RE = re.compile(r"^[A-Za-z0-9_.%\-]+$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.%:\-]+$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_.\-][A-Za-z0-9_.\-$]*$")
 
 

@@ -1,0 +1,141 @@
+"""Shared fixtures and helpers for tests/test_deploy_*.py (real sshd on loopback)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from sshd_server import SshServer, combined_ssh_config, sshd_skip_reason
+
+# Skip (with the reason) only when the OpenSSH server truly is not installed here.
+_SKIP = sshd_skip_reason()
+needs_sshd = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+
+
+def make_bundle(dest: Path, name: str = "demo", version: str = "1.0.0", sizes: Optional[Dict[str, int]] = None) -> Path:
+    """A small bundle of random artifacts with correct sha256/size (BundleWriter when present)."""
+    sizes = sizes or {"model.onnx": 40000, "labels.txt": 64, "engines/8.6.2_sm87_fp16.engine": 20000}
+    data = {rel: os.urandom(n) for rel, n in sizes.items()}
+    kinds = {"model.onnx": "onnx", "labels.txt": "labels"}
+    try:
+        from jetson_deploy.bundle import BundleWriter
+    except ImportError:  # pragma: no cover - the bundle package is optional for deploy
+        BundleWriter = None  # type: ignore
+    if BundleWriter is not None:
+        with BundleWriter(dest, name=name, version=version) as w:
+            for rel, blob in data.items():
+                if rel.endswith(".engine"):
+                    w.add_bytes(blob, rel, kind="engine", target={"tensorrt": "8.6.2", "sm": 87, "precision": "fp16"})
+                else:
+                    w.add_bytes(blob, rel, kind=kinds.get(rel, "onnx"))
+        return dest
+    dest.mkdir(parents=True)  # pragma: no cover
+    arts = []
+    for rel, blob in data.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(blob)
+        arts.append({"path": rel, "kind": kinds.get(rel, "engine"), "size": len(blob),
+                     "sha256": hashlib.sha256(blob).hexdigest()})
+    (dest / "manifest.json").write_text(json.dumps({"schema_version": 1, "name": name, "version": version, "artifacts": arts}))
+    return dest
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(str(path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def active_version(root: Path, name: str = "demo") -> Optional[str]:
+    link = Path(root) / "active" / name
+    if not link.is_symlink():
+        return None
+    return os.readlink(str(link)).rstrip("/").split("/")[-1]
+
+
+def assert_active_verified(root: Path, name: str, version: str, bundle: Optional[Path] = None) -> None:
+    """active/NAME is a relative symlink to bundles/NAME/VERSION whose every artifact matches its
+    manifest (and the local bundle), with nothing missing: a complete, verified bundle."""
+    link = Path(root) / "active" / name
+    assert link.is_symlink(), "active/{} is not a symlink".format(name)
+    target = os.readlink(str(link))
+    assert target == "../bundles/{}/{}".format(name, version), target
+    d = link.resolve()
+    assert d == (Path(root) / "bundles" / name / version).resolve()
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["name"] == name and manifest["version"] == version
+    assert manifest["artifacts"], "manifest lists no artifacts"
+    for art in manifest["artifacts"]:
+        p = d / art["path"]
+        assert p.is_file(), "artifact {} missing under active/{}".format(art["path"], name)
+        assert p.stat().st_size == art["size"], art["path"]
+        assert sha(p) == art["sha256"], "artifact {} fails sha256 under active/{}".format(art["path"], name)
+        if bundle is not None:
+            assert sha(Path(bundle) / art["path"]) == art["sha256"]
+    if bundle is not None:
+        assert sha(d / "manifest.json") == sha(Path(bundle) / "manifest.json")
+    # installed bundles are read-only
+    assert not os.stat(str(d / "manifest.json")).st_mode & 0o222
+
+
+def installed(root: Path, name: str = "demo") -> List[str]:
+    d = Path(root) / "bundles" / name
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")) if d.is_dir() else []
+
+
+def staged_bytes(root: Path, name: str = "demo") -> int:
+    total = 0
+    for dirpath, _, files in os.walk(str(Path(root) / "staging" / name)):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+def cli_args(srv: SshServer, root: Path) -> List[str]:
+    return ["--root", str(root), "--ssh-config", str(srv.ssh_config), "-q"]
+
+
+def jd_cmd() -> List[str]:
+    return [sys.executable, "-m", "jetson_deploy"]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
+    if _SKIP:
+        pytest.skip(_SKIP)
+    srv = SshServer.start(tmp_path_factory.mktemp("sshd"), alias="jd-a")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd_pair(tmp_path_factory):
+    """Two sshd on two ports sharing one user key, plus one client config naming both."""
+    if _SKIP:
+        pytest.skip(_SKIP)
+    base = tmp_path_factory.mktemp("sshd2")
+    a = SshServer.start(base / "a", alias="jd-a")
+    try:
+        b = SshServer.start(base / "b", alias="jd-b", user_key=a.user_key)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        cfg = combined_ssh_config([a, b], base / "ssh_config")
+        yield a, b, cfg
+    finally:
+        a.stop()
+        b.stop()

@@ -1,0 +1,132 @@
+"""Faults against a real sshd: a killed upload, a full disk. After each, the active version
+is a complete, verified bundle and the next deploy resumes or cleans up."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest_deploy import (assert_active_verified, installed, jd_cmd, make_bundle, needs_sshd, sshd,  # noqa: F401
+                             staged_bytes)
+from jetson_deploy.deploy import deploy
+
+pytestmark = needs_sshd
+
+BIG = 24 << 20  # a bundle large enough to kill mid-upload under --bwlimit
+
+
+def _kill_mid_upload(sshd, bundle: Path, root: Path, transfer: str) -> int:
+    """Start the CLI, kill its whole process group (python, rsync/sftp, ssh) once some bytes
+    arrived in staging; return how many bytes were staged at the kill."""
+    cmd = jd_cmd() + ["deploy", str(bundle), sshd.alias, "--root", str(root), "--ssh-config", str(sshd.ssh_config),
+                      "--transfer", transfer, "--bwlimit", "2048", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail("deploy finished before it could be interrupted: " + proc.stderr.read().decode())
+            if staged_bytes(root) > (1 << 20):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no upload progress within 60 s")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    # the device side sees the connection drop and keeps its partial file; wait until it settles
+    last, stable = -1, 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and stable < 4:
+        now = staged_bytes(root)
+        stable = stable + 1 if now == last else 0
+        last = now
+        time.sleep(0.1)
+    return last
+
+
+@pytest.mark.parametrize("transfer,next_version", [("rsync", "2.0.0"), ("sftp", "2.0.0"), ("rsync", "3.0.0")])
+def test_interrupted_upload_keeps_previous_and_next_deploy_recovers(sshd, tmp_path, transfer, next_version):
+    root = tmp_path / "dev"
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+    big = make_bundle(tmp_path / "big", version="2.0.0", sizes={"model.onnx": BIG, "labels.txt": 100})
+
+    staged = _kill_mid_upload(sshd, big, root, transfer)
+    assert 0 < staged < BIG, staged
+    # the previous version is still active and complete; nothing of 2.0.0 was installed
+    assert_active_verified(root, "demo", "1.0.0", b1)
+    assert installed(root) == ["1.0.0"]
+
+    if next_version == "2.0.0":
+        # the same deploy again resumes from what is on the device
+        r = deploy(str(big), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), transfer=transfer)[0]
+        assert r.result == "deployed", r
+        assert r.details["resumed_bytes"] > 0, r.details
+        assert_active_verified(root, "demo", "2.0.0", big)
+    else:
+        # a different version: the stale partial upload is cleaned away
+        b3 = make_bundle(tmp_path / "b3", version=next_version)
+        r = deploy(str(b3), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+        assert r.result == "deployed", r
+        assert "2.0.0" in r.details["cleaned"]
+        assert_active_verified(root, "demo", next_version, b3)
+        assert installed(root) == ["1.0.0", next_version]
+    assert not (root / "staging" / "demo").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs as the device root (needs root to mount; skipped otherwise)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs to fill up (needs root): " + p.stdout.decode(errors="replace").strip())
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_full_disk_gives_a_clear_error(sshd, tmp_path, small_disk):
+    root = small_disk / "jd"
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+
+    # larger than the disk: refused by the df -Pk check before any upload
+    huge = make_bundle(tmp_path / "huge", version="2.0.0", sizes={"model.onnx": 6 << 20})
+    r = deploy(str(huge), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    assert r.result == "failed"
+    assert "not enough disk space" in r.message and "df -Pk" in r.message
+    assert_active_verified(root, "demo", "1.0.0", b1)
+    assert staged_bytes(root) < 4096  # only the expected-checksums list, no artifact data
+
+    # the disk fills up during the upload (something else wrote to it): one clear line
+    mid = make_bundle(tmp_path / "mid", version="3.0.0", sizes={"model.onnx": 2 << 20})
+    filler = small_disk / "filler"
+
+    def fill(**_):
+        st = os.statvfs(str(small_disk))
+        free = st.f_bavail * st.f_frsize
+        with open(str(filler), "wb") as f:
+            f.write(b"\0" * max(0, free - (256 << 10)))
+
+    r = deploy(str(mid), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), hooks={"after_prepare": fill})[0]
+    assert r.result == "failed"
+    assert "No space left on device" in r.message and "disk space" in r.message
+    assert "\n" not in r.message
+    assert_active_verified(root, "demo", "1.0.0", b1)
+
+    # space freed: the next deploy goes through
+    filler.unlink()
+    r = deploy(str(mid), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    assert r.result == "deployed", r
+    assert_active_verified(root, "demo", "3.0.0", mid)

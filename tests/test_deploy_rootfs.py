@@ -1,0 +1,84 @@
+"""deploy --rootfs: install into a mounted SD card / L4T rootfs, no ssh, same layout and checks."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from conftest_deploy import assert_active_verified, installed, make_bundle
+from jetson_deploy.cli import cli
+
+
+def run(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_rootfs_install_rollback_status(tmp_path):
+    rootfs = tmp_path / "Linux_for_Tegra" / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "opt").mkdir()
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    b2 = make_bundle(tmp_path / "b2", version="1.1.0")
+
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "-q", "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)["results"][0]
+    assert r["result"] == "deployed" and r["details"]["transfer"] == "copy"
+    jd = rootfs / "opt" / "jetson-deploy"
+    assert_active_verified(jd, "demo", "1.0.0", b1)
+    # relative link: it resolves the same once the board boots with this rootfs as /
+    assert os.readlink(str(jd / "active" / "demo")) == "../bundles/demo/1.0.0"
+    for dirpath, dirnames, filenames in os.walk(str(jd)):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p):
+                assert not os.readlink(p).startswith("/"), p
+
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 0 and "unchanged" in res.stdout
+
+    res = run(["deploy", str(b2), "--rootfs", str(rootfs), "--root", "/opt/models", "-q"])
+    assert res.exit_code == 0, res.output
+    assert_active_verified(rootfs / "opt" / "models", "demo", "1.1.0", b2)
+    res = run(["deploy", str(b2), "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 0, res.output
+    assert_active_verified(jd, "demo", "1.1.0", b2)
+    assert installed(jd) == ["1.0.0", "1.1.0"]
+
+    res = run(["devices", "status", "--rootfs", str(rootfs), "--verify", "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.stdout)["hosts"][0]["bundles"]["demo"]
+    assert st["active"] == "1.1.0" and st["previous"] == "1.0.0" and st["verified"] is True
+
+    res = run(["rollback", "demo", "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 0, res.output
+    assert_active_verified(jd, "demo", "1.0.0", b1)
+
+
+def test_rootfs_rejects_bad_usage(tmp_path):
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    res = run(["deploy", str(b1), "--rootfs", str(tmp_path / "missing"), "-q"])
+    assert res.exit_code == 2 and "--rootfs" in res.output
+    res = run(["deploy", str(b1), "--rootfs", str(tmp_path), "--health-cmd", "true", "-q"])
+    assert res.exit_code == 2 and "--health-cmd" in res.output
+
+
+def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
+    """The on-image check is the same: a file damaged in staging never becomes active."""
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    b2 = make_bundle(tmp_path / "b2", version="2.0.0")
+    from jetson_deploy.deploy import deploy_rootfs
+
+    assert deploy_rootfs(str(b1), str(rootfs)).result == "deployed"
+
+    def corrupt(staging, **_):
+        p = Path(staging) / "model.onnx"
+        p.write_bytes(b"x" + p.read_bytes()[1:])
+
+    r = deploy_rootfs(str(b2), str(rootfs), hooks={"after_upload": corrupt})
+    assert r.result == "failed" and "model.onnx" in r.message
+    assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)
