@@ -214,7 +214,9 @@ def _convert(
         line = describe_selection(paths, chosen, spec.outputs)
         if len(paths) > 1 or chosen != ["0"]:
             note(line)
-        export_module = make_selector_module(module, chosen, single)
+        # A single-tensor model is exported as is, so ONNX node names match its module
+        # paths (parser errors then name '/layer1/conv1/Conv', not '/inner/layer1/...').
+        export_module = module if single else make_selector_module(module, chosen, single)
         used_opset = opset if opset is not None else DEFAULT_OPSET
         info = export_onnx(
             export_module, example, onnx_path, spec.input_name, spec.outputs, opset=used_opset, dynamic_batch=dynamic_batch,
@@ -255,6 +257,10 @@ def _convert(
 
     # ---- 5: folding ------------------------------------------------------------------------
     out_spec = spec
+    unfolded: Optional[Path] = None
+    if precision == "int8" and (fold_pre or fold_post):
+        unfolded = work / "unfolded.onnx"
+        shutil.copyfile(str(onnx_path), str(unfolded))  # calibration sets fit the unfolded model
     fold_record: Dict[str, Any] = {}
     fold_parity: Optional[Dict[str, Any]] = None
     if fold_pre or fold_post:
@@ -278,7 +284,18 @@ def _convert(
     if precision == "int8":
         from .int8 import prepare_int8
 
-        int8 = prepare_int8(onnx_path, spec, out_spec, calib, work, min_agreement=min_agreement, force=force, auto_exclude=auto_exclude, note=note)
+        fold_qdq = None
+        if fold_pre or fold_post:
+            from . import fold as _fold
+
+            def fold_qdq(p: Path) -> None:
+                _fold.fold_model(p, spec, preprocess=fold_pre, postprocess=fold_post, top_k=top_k)
+                check_onnx(p)
+
+        int8 = prepare_int8(
+            onnx_path, spec, out_spec, calib, work, min_agreement=min_agreement, force=force, auto_exclude=auto_exclude,
+            note=note, unfolded_onnx=unfolded, fold=fold_qdq, trt_version=_trt_version(),
+        )
 
     # ---- 7: engines ---------------------------------------------------------------------------
     from .engines import build_engines
@@ -286,6 +303,7 @@ def _convert(
     engines, engine_built, engine_note, build_record = build_engines(
         onnx_path, out_spec, precision, converter, build_engine, int8, work, workspace_mb=workspace_mb,
         dynamic_batch=dynamic_batch, torch_module=export_module, example=example, note=note,
+        min_tensorrt=fold_record.get("min_tensorrt"),
     )
 
     # ---- 8: the bundle ----------------------------------------------------------------------
@@ -355,6 +373,14 @@ def _convert(
         bundle=out, manifest=manifest, spec=out_spec, parity=parity if fold_parity is None else dict(parity, folded=fold_parity),
         outputs_kept=kept, engine_built=engine_built, engine_note=engine_note, engines=[e[0] for e in engines], messages=list(messages),
     )
+
+
+def _trt_version() -> Optional[str]:
+    """TensorRT's version when it is importable here (so an INT8 cache is written for it too)."""
+    if not has_module("tensorrt"):
+        return None
+    trt = optional("tensorrt")
+    return str(getattr(trt, "__version__", "")) or None if trt is not None else None
 
 
 def _is_dynamic(model: Any) -> bool:

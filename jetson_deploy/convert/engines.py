@@ -21,26 +21,10 @@ EngineEntry = Tuple[str, Path, Dict[str, Any]]  # (bundle path, file, target)
 
 
 def _target_now(precision: str) -> Dict[str, Any]:
-    """TensorRT version and SM of this machine (the TensorRT helper's target function when present)."""
+    """TensorRT version, SM and precision of an engine built on this machine."""
     from . import tensorrt_build as tb
 
-    for fn_name in ("current_target", "engine_target", "target_for_build", "build_target"):
-        fn = getattr(tb, fn_name, None)
-        if callable(fn):
-            try:
-                t = dict(fn(precision=precision))
-            except TypeError:
-                t = dict(fn(precision))
-            t.setdefault("precision", precision)
-            return t
-    trt = require("tensorrt", "building TensorRT engines")
-    from ..platform import probe  # type: ignore[attr-defined]
-
-    info = probe()
-    sm = getattr(info, "sm", None) or (info.get("sm") if isinstance(info, dict) else None)
-    if sm is None:
-        raise BadInput("cannot tell this machine's GPU SM to name the engine; build on the device instead (--no-build-engine)")
-    return {"tensorrt": trt.__version__, "sm": int(str(sm).replace(".", "")), "precision": precision}
+    return dict(tb.current_target(precision=precision))
 
 
 def build_engines(
@@ -56,6 +40,7 @@ def build_engines(
     torch_module: Any = None,
     example: Any = None,
     note: Optional[Callable[[str], None]] = None,
+    min_tensorrt: Optional[str] = None,
 ) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
     """Build zero or one engine; return (entries, built, one-line note, build record)."""
     say = note or (lambda m: None)
@@ -77,6 +62,15 @@ def build_engines(
                 "to write ONNX + calibration data and build on the device at first load"
             )
         return [], False, "TensorRT is not installed here: " + ON_DEVICE, {}
+    if min_tensorrt:
+        from ..trt.compat import load_tensorrt, version_tuple
+
+        here = str(getattr(load_tensorrt("building TensorRT engines"), "__version__", ""))
+        if version_tuple(here) < version_tuple(min_tensorrt):
+            raise BadInput(
+                "this model needs TensorRT >= {} (uint8 network input from --fold-preprocess) but TensorRT {} is installed here: "
+                "convert without --fold-preprocess for JetPack 4.6, or pass --no-build-engine".format(min_tensorrt, here)
+            )
     return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, say)
 
 
@@ -97,23 +91,47 @@ def _build_onnx(onnx_path: Path, spec: ModelSpec, precision: str, int8: Any, wor
     source = onnx_path
     int8_mode = None
     if precision == "int8" and int8 is not None:
+        # TensorRT 10 deprecates implicit INT8 (calibrators/caches): use the Q/DQ model there.
+        # 8.x: the calibration cache written for this version (TensorRT picks INT8 layers
+        # freely), else per-tensor ranges, else the Q/DQ model (parsed from 8.5 on).
         cache = int8.cache_for(target.get("tensorrt"))
-        if int8.qdq_path is not None and _qdq_ok(target.get("tensorrt")):
-            source = Path(int8.qdq_path)
-            int8_mode = "qdq"
+        major = _major(target.get("tensorrt"))
+        if int8.qdq_path is not None and major >= 10:
+            source, int8_mode = Path(int8.qdq_path), "qdq"
         elif cache is not None:
             kwargs["calib_cache"] = str(cache)
             int8_mode = "calib-cache"
         elif int8.ranges is not None:
-            kwargs["dynamic_ranges"] = int8.ranges
+            kwargs["dynamic_ranges"] = str(int8.ranges)
             int8_mode = "dynamic-ranges"
+        elif int8.qdq_path is not None and _qdq_ok(target.get("tensorrt")):
+            source, int8_mode = Path(int8.qdq_path), "qdq"
     say("building a TensorRT {} {} engine from {}{}".format(target.get("tensorrt"), precision, source.name, " ({})".format(int8_mode) if int8_mode else ""))
-    data = tb.build_engine(str(source), precision, **kwargs)
+    report: Dict[str, Any] = {}
+    data = tb.build_engine(str(source), precision, report=report, **kwargs)
     rel = engine_filename(target["tensorrt"], target["sm"], precision)
     path = work / Path(rel).name
     path.write_bytes(bytes(data))
     record = {"converter": "onnx", "tensorrt": target["tensorrt"], "sm": target["sm"], "workspace_mb": workspace_mb, "int8_source": int8_mode}
+    record.update({k: v for k, v in report.items() if k not in record and k != "onnx" and _jsonable(v)})
     return [(rel, path, target)], True, "engine built here: {}".format(rel), record
+
+
+def _major(version: Any) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def _jsonable(v: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _qdq_ok(version: Any) -> bool:

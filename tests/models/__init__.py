@@ -268,3 +268,23 @@ def drifting() -> nn.Module:
 
 
 SPECS["drifting"] = _spec("classify", 32, ["logits"])
+
+
+class WithUnique(nn.Module):
+    """Uses torch.unique (ONNX Unique), which TensorRT's ONNX parser does not import."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(2, 3))
+        u = torch.unique(torch.round(pooled * 4.0))
+        return self.fc(pooled) + 0.0 * u.sum()
+
+
+def with_unique() -> nn.Module:
+    return _init(WithUnique(), 8)
+
+
+SPECS["with_unique"] = _spec("classify", 32, ["logits"])
