@@ -271,7 +271,7 @@ def render_inspect(info: Dict[str, Any], style: Any = _plain) -> str:
 
 def render_verify(report: Dict[str, Any], style: Any = _plain) -> str:
     lines = []
-    head = "{} {}".format(report.get("name", "?"), report.get("version", "?"))
+    head = "{} {}".format(report["name"], report.get("version", "?")) if report.get("name") else report["bundle"]
     if report["ok"]:
         lines.append(style("OK", fg="green", bold=True) + "  {}  ({} artifacts, {} checked)".format(
             head, len(report.get("artifacts", [])), human_size(report.get("checked_bytes"))))
