@@ -98,3 +98,15 @@ def test_engine_command_builds_then_hits_with_double(tmp_path, monkeypatch):
     assert json.loads(r.stdout)["how"] == "cache-hit" and len(trt._double.builds) == 1
     r = CliRunner().invoke(cli, ["bundle", "engine", d, "--sm", "53", "--precision", "int8", "--cache-dir", cache])
     assert r.exit_code == 2 and "no fast INT8" in r.output
+
+
+def test_other_shapes_build_with_a_profile_on_a_dynamic_model(tmp_path, monkeypatch):
+    trt = td.install(monkeypatch, "8.6")
+    onnx = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None, hw=8)
+    with BundleWriter(tmp_path / "dyn-0.1.0", name="dyn", version="0.1.0") as w:
+        w.add_file(onnx, "model.onnx", kind="onnx")
+        w.manifest["spec"] = {"input": {"name": "input", "shape": [1, 3, 8, 8]}, "preprocess": {"resize": [8, 8]}, "outputs": ["logits"]}
+    b = open_bundle(tmp_path / "dyn-0.1.0")
+    p, how = resolve_engine(b, trt.__version__, 87, "fp16", shapes={"input": [4, 3, 8, 8]}, cache_dir=tmp_path / "c")
+    plan = td.read_plan(p.read_bytes())
+    assert how == "built" and plan["profiles"] == [{"input": [[4, 3, 8, 8], [4, 3, 8, 8], [4, 3, 8, 8]]}]

@@ -91,8 +91,13 @@ def build_inputs(b: Bundle, tensorrt: str, precision: str) -> Tuple[Path, Option
     )
 
 
-def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str], qdq_onnx: Optional[str]) -> bytes:
-    """Build with :func:`jetson_deploy.convert.tensorrt_build.build_engine` (imported lazily)."""
+def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str], qdq_onnx: Optional[str],
+                     shapes: Optional[Dict[str, List[int]]] = None) -> bytes:
+    """Build with :func:`jetson_deploy.convert.tensorrt_build.build_engine` (imported lazily).
+
+    ``shapes`` (only when the caller asked for other shapes than the spec's) become a
+    one-point optimization profile, for ONNX models with dynamic axes.
+    """
     try:
         from ..convert import tensorrt_build as tb  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -100,6 +105,8 @@ def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str],
     kwargs: Dict[str, Any] = {}
     if calib_cache:
         kwargs["calib_cache"] = calib_cache
+    if shapes:
+        kwargs["profiles"] = {name: (shape, shape, shape) for name, shape in shapes.items()}
     return tb.build_engine(qdq_onnx or onnx_path, precision, **kwargs)
 
 
@@ -169,7 +176,12 @@ def resolve_engine(
         onnx, calib, qdq = build_inputs(b, trt, prec)
         fn = build_fn or default_build_fn
         log.info("building a TensorRT %s sm%d %s engine for %s-%s (no bundled or cached plan)", trt, sm_i, prec, b.name, b.version)
-        data = fn(str(onnx), prec, str(calib) if calib else None, str(qdq) if qdq else None)
+        args = (str(onnx), prec, str(calib) if calib else None, str(qdq) if qdq else None)
+        custom_shapes = shapes is not None and want_shapes != _spec_shapes(b)
+        if build_fn is None and custom_shapes:
+            data = default_build_fn(*args, shapes=want_shapes)
+        else:
+            data = fn(*args)
         info = {
             "bundle_name": b.name,
             "bundle_version": b.version,
