@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Runtime benchmarks: engine-only vs full pipeline, side by side in one process.
+
+Builds two bundles in a work directory -- the embedded demo model (64x64 shapes classifier) and
+a ResNet-18-sized plain-torch model (torchvision ``resnet18``, 224x224, random seeded weights) --
+each with ``model.pt2`` (torch.export) and ``model.onnx``, then measures on a 1280x720 synthetic
+source:
+
+* torch CUDA (if a GPU is there): CUDA graph on/off; the loop under
+  ``torch.cuda.set_sync_debug_mode("error")``; Python host time per frame; GPU vs host
+  preprocessing agreement on the same frames;
+* the pycuda memory path (if pycuda imports): pinned and mapped, with the sync counter;
+* ONNX Runtime on the CPU.
+
+Usage: ``python scripts/bench_runtime.py [--out DIR] [--iterations N] [--models demo,resnet18] [--skip-ort]``.
+Writes ``bench_runtime.json`` in ``--out`` (default ``$OUT`` or ``./out``) and prints a table last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = {"env": {}, "runs": []}
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def build_bundle(work: Path, name: str, onnx: bool = True) -> Path:
+    import torch
+
+    from jetson_deploy.bundle import BundleWriter
+    from jetson_deploy.spec import ModelSpec
+
+    torch.manual_seed(0)
+    if name == "demo":
+        from jetson_deploy import demo
+
+        model = demo.load_model().eval()
+        spec = demo.load_spec()
+    else:
+        import torchvision
+
+        model = torchvision.models.resnet18(num_classes=1000).eval()
+        spec = ModelSpec.from_dict({
+            "task": "classify",
+            "input": {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "color": "rgb"},
+            "preprocess": {"resize": [224, 224], "keep_aspect": False, "scale": 1 / 255.0,
+                           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            "outputs": ["logits"],
+            "labels": ["class{}".format(i) for i in range(1000)],
+        })
+    x = torch.zeros(spec.shape)
+    tmp = work / (name + "-src")
+    tmp.mkdir(parents=True, exist_ok=True)
+    ep = torch.export.export(model, (x,))
+    torch.export.save(ep, str(tmp / "model.pt2"))
+    if onnx:
+        torch.onnx.export(model, (x,), str(tmp / "model.onnx"), input_names=["input"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+    dest = work / name
+    with BundleWriter(dest, name=name, version="1.0.0") as w:
+        w.add_file(tmp / "model.pt2", "model.pt2", kind="exported-program")
+        if onnx:
+            w.add_file(tmp / "model.onnx", "model.onnx", kind="onnx")
+        w.manifest["spec"] = spec.to_dict()
+        w.manifest["precision"] = "fp32"
+    return dest
+
+
+def record(model, what, res):
+    row = {"model": model, "what": what}
+    row.update(res)
+    RESULTS["runs"].append(row)
+    log("[{}] {}: {}".format(model, what, json.dumps({k: res.get(k) for k in (
+        "engine_fps", "pipeline_fps", "ratio", "latency_ms", "syncs") if k in res})))
+    return row
+
+
+def attempt(model, what, fn):
+    t0 = time.perf_counter()
+    try:
+        res = fn()
+        res["wall_s"] = round(time.perf_counter() - t0, 2)
+        return record(model, what, res)
+    except Exception as exc:  # keep going: one failure must not lose the other figures
+        log("[{}] {} FAILED: {}".format(model, what, exc))
+        traceback.print_exc()
+        return record(model, what, {"error": "{}: {}".format(type(exc).__name__, exc)})
+
+
+def agreement(bundle, n=64):
+    """Torch CUDA (GPU preprocessing) vs ONNX Runtime (host preprocessing) on the same frames."""
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    src = "synthetic://1280x720?seed=11&pool=32&frames={}".format(n)
+    a = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0,
+                     printer=lambda m: None)
+    b = run_pipeline(bundle, src, "null://", backend="onnxruntime", keep_results=True, metrics_interval=0,
+                     printer=lambda m: None)
+    same = sum(1 for x, y in zip(a.results, b.results) if x["label"] == y["label"])
+    dscore = max(abs(x["score"] - y["score"]) for x, y in zip(a.results, b.results))
+    return {"frames": len(a.results), "top1_agreement": same / float(len(a.results)), "max_score_diff": round(dscore, 5),
+            "accuracy_torch_cuda": a.accuracy, "accuracy_onnxruntime": b.accuracy}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    ap.add_argument("--work", default="/tmp/jd-bench")
+    ap.add_argument("--iterations", type=int, default=2000)
+    ap.add_argument("--models", default="demo,resnet18")
+    ap.add_argument("--source", default="synthetic://1280x720")
+    ap.add_argument("--skip-ort", action="store_true")
+    ap.add_argument("--skip-pycuda", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    import torch
+
+    from jetson_deploy.bench import run_bench
+
+    cuda = torch.cuda.is_available()
+    env = RESULTS["env"]
+    env.update(python=platform.python_version(), torch=torch.__version__, cuda=cuda, cpus=os.cpu_count(),
+               gpu=torch.cuda.get_device_name(0) if cuda else None, source=args.source, iterations=args.iterations)
+    try:
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        env["onnxruntime"] = None
+    try:
+        import pycuda
+
+        env["pycuda"] = getattr(pycuda, "VERSION_TEXT", str(getattr(pycuda, "VERSION", "?")))
+    except ImportError:
+        env["pycuda"] = None
+    log("env: " + json.dumps(env))
+
+    for model in [m for m in args.models.split(",") if m]:
+        t0 = time.perf_counter()
+        bundle = build_bundle(work, model, onnx=not args.skip_ort or cuda)
+        log("[{}] bundle built in {:.1f}s".format(model, time.perf_counter() - t0))
+        n = args.iterations
+        if cuda:
+            attempt(model, "torch-cuda graph", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
+            attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
+                sync_debug="error"))
+            attempt(model, "torch-cuda eager", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=False))
+            if env["onnxruntime"]:
+                attempt(model, "agreement torch-cuda vs onnxruntime", lambda: agreement(bundle))
+            if env["pycuda"] and not args.skip_pycuda:
+                from jetson_deploy.runtime.memory import make_context
+
+                ctx = make_context()
+                try:
+                    for mem in ("pycuda-pinned", "pycuda-mapped"):
+                        attempt(model, "torch engine via {}".format(mem), lambda: run_bench(
+                            bundle, backend="torch", device="cuda", memory=mem, iterations=max(n // 4, 100), source=args.source))
+                finally:
+                    ctx.pop()
+        if env["onnxruntime"] and not args.skip_ort:
+            attempt(model, "onnxruntime-cpu", lambda: run_bench(
+                bundle, backend="onnxruntime", iterations=max(n // (10 if model == "resnet18" else 2), 100), source=args.source))
+
+    (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
+    print("\n{:<9} {:<38} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}".format(
+        "model", "run", "engine_fps", "pipe_fps", "ratio", "p50_ms", "host_ms", "loop_syncs"))
+    for r in RESULTS["runs"]:
+        if "error" in r:
+            print("{:<9} {:<38} ERROR {}".format(r["model"], r["what"], r["error"][:80]))
+            continue
+        if "engine_fps" not in r:
+            print("{:<9} {:<38} {}".format(r["model"], r["what"], json.dumps({k: v for k, v in r.items() if k not in ("model", "what")})))
+            continue
+        syncs = r.get("syncs", {}).get("in_loop") if r.get("syncs") else None
+        print("{:<9} {:<38} {:>11.1f} {:>11.1f} {:>7.3f} {:>9.3f} {:>9.4f} {:>10}".format(
+            r["model"], r["what"], r["engine_fps"], r["pipeline_fps"], r["ratio"], r["latency_ms"]["p50"],
+            r["pipeline"]["host_ms_per_frame"], json.dumps(syncs) if syncs is not None else "-"))
+    print("env: " + json.dumps(env))
+
+
+if __name__ == "__main__":
+    main()
