@@ -71,6 +71,13 @@ run_sums() {
 """
 
 
+def _whole(script: str) -> str:
+    """Wrap a script in a function called on its last line: ``sh -s`` reads stdin as it goes, so
+    a link dropping mid-send would otherwise run the first half of a script. Now the shell parses
+    the whole body before anything runs, or runs nothing."""
+    return "jd_main() {\n" + script + "\n}\njd_main\n"
+
+
 def _vars(**values: Optional[str]) -> str:
     return "".join("{}={}\n".format(k, shlex.quote(v if v is not None else "")) for k, v in values.items())
 
@@ -82,7 +89,7 @@ def _heredoc(path_var: str, body: str, redirect: str = "") -> str:
 
 def prepare(root: str, name: str, version: str, sums_text: str) -> str:
     """Inspect the device and make staging ready; writes the expected checksums there."""
-    return _vars(R=root, N=name, V=version) + _PROLOGUE + r"""
+    return _whole(_vars(R=root, N=name, V=version) + _PROLOGUE + r"""
 S="$R/staging/$N/$V"; SUMS="$R/staging/$N/.$V.sha256"
 for t in sha256sum rsync stat df timeout python3; do
   command -v "$t" >/dev/null 2>&1 && say "HAVE $t"
@@ -120,13 +127,13 @@ fi
 done
 say "DF $(df -Pk "$R" 2>/dev/null | awk 'NR==2 {print $4}')"
 say "PREPARED"
-"""
+""")
 
 
 def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, prune: Iterable[str],
              health_cmd: Optional[str], health_timeout: float) -> str:
     """Verify staging (mode 'upload'), install, switch, health-check, prune."""
-    return _vars(R=root, N=name, V=version, MODE=mode, HEALTH=health_cmd or "",
+    return _whole(_vars(R=root, N=name, V=version, MODE=mode, HEALTH=health_cmd or "",
                  HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune)) + _PROLOGUE + r"""
 S="$R/staging/$N/$V"; SUMS="$R/staging/$N/.$V.sha256"; SIZES="$ST/.$N.sizes.$$"
 mkdir -p "$ST" || die "cannot create $ST"
@@ -224,12 +231,12 @@ for v in $PRUNE; do
   rmtree "$B/$v"; rm -f "$B/.$v.sha256"; say "PRUNED $v"
 done
 say "DONE"
-"""
+""")
 
 
 def rollback(root: str, name: str, to: Optional[str] = None) -> str:
     """Switch active/NAME to the previous verified version (or to TO) and fix the history."""
-    return _vars(R=root, N=name, TO=to or "") + _PROLOGUE + r"""
+    return _whole(_vars(R=root, N=name, TO=to or "") + _PROLOGUE + r"""
 mkdir -p "$ST" 2>/dev/null
 LOCK="$ST/$N.lock"; n=0
 while ! mkdir "$LOCK" 2>/dev/null; do
@@ -267,12 +274,12 @@ else
   head -n $keep "$H" > "$H.tmp.$$" && mv -f "$H.tmp.$$" "$H"
 fi
 say "ROLLED_BACK $cur $target"
-"""
+""")
 
 
 def status(root: str, name: Optional[str] = None, verify: bool = False) -> str:
     """List bundles, versions, active version, history and leftover uploads."""
-    return _vars(R=root, ONLY=name or "", VERIFY="1" if verify else "") + r"""
+    return _whole(_vars(R=root, ONLY=name or "", VERIFY="1" if verify else "") + r"""
 set -u
 LC_ALL=C; export LC_ALL
 say() { printf '%s\n' "$*"; }
@@ -302,4 +309,4 @@ for nd in "$R/bundles"/*; do
 done
 say "DF $(df -Pk "$R" 2>/dev/null | awk 'NR==2 {print $4}')"
 say "STATUS_DONE"
-"""
+""")
