@@ -1,0 +1,316 @@
+"""``jetson-deploy selftest``: exercise the real device path and say what works.
+
+Run on a Jetson after installing: it detects the platform, imports TensorRT,
+makes a pycuda context with MAP_HOST, checks a mapped pinned allocation and its
+device pointer, builds a tiny engine from an embedded ONNX model, runs it and
+compares the output with a reference (ONNX Runtime when installed, else numpy),
+and opens a camera when asked.  Every check ends PASS, FAIL or SKIP with a reason;
+nothing raises a traceback at the user.  A check whose prerequisite did not pass
+is skipped, naming the prerequisite.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import importlib.util
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+
+# The selftest model, serialized once (onnx.helper, opset 13, IR 7: every TensorRT from
+# 8.2 parses it).  Used when the onnx package is absent; _tiny_onnx_bytes() makes the
+# same graph at run time when it is present (a test checks they agree).
+# input [1,3,8,8] -> Conv 1x1 (4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (3) -> output [1,3]
+EMBEDDED_ONNX_B64 = (
+    "CAcSFmpldHNvbi1kZXBsb3ktc2VsZnRlc3QaATE6uAMKIQoFaW5wdXQKAncxCgJiMRIEY29udhoEY29udiIEQ29udgoYCgRjb252EgRyZWx1"
+    "GgRyZWx1IgRSZWx1CiMKBHJlbHUSA2dhcBoDZ2FwIhFHbG9iYWxBdmVyYWdlUG9vbAoqCgNnYXASBGZsYXQaB2ZsYXR0ZW4iB0ZsYXR0ZW4q"
+    "CwoEYXhpcxgBoAECCi8KBGZsYXQKAncyCgJiMhIGb3V0cHV0GgJmYyIER2VtbSoNCgZ0cmFuc0IYAaABAhIIc2VsZnRlc3QqQAgECAMIAQgB"
+    "EAFCAncxSjAAAAC/AACAvgAAAAAAAIA+AAAAPwAAAL8AAIC+AAAAAAAAgD4AAAA/AAAAvwAAgL4qGggEEAFCAmIxShDNzMw9zcxMvs3MTD0A"
+    "AAAAKjwIAwgEEAFCAncySjCamRm/zczMvs3MTL4AAAAAzcxMPs3MzD6amRk/mpkZv83MzL7NzEy+AAAAAM3MTD4qFggDEAFCAmIySgwAAAA/"
+    "AAAAvwAAgD5aHwoFaW5wdXQSFgoUCAESEAoCCAEKAggDCgIICAoCCAhiGAoGb3V0cHV0Eg4KDAgBEggKAggBCgIIA0IECgAQDQ=="
+)
+INPUT_SHAPE = (1, 3, 8, 8)
+
+
+def _weights():
+    w1 = ((np.arange(12, dtype=np.float32).reshape(4, 3) % 5) - 2.0) * 0.25
+    b1 = np.array([0.1, -0.2, 0.05, 0.0], np.float32)
+    w2 = ((np.arange(12, dtype=np.float32).reshape(3, 4) % 7) - 3.0) * 0.2
+    b2 = np.array([0.5, -0.5, 0.25], np.float32)
+    return w1, b1, w2, b2
+
+
+def _tiny_onnx_bytes() -> bytes:
+    """The selftest model built with onnx.helper (needs onnx)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1, b1, w2, b2 = _weights()
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["conv"], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["relu"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "w2", "b2"], ["output"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "selftest", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(INPUT_SHAPE))],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(w1.reshape(4, 3, 1, 1), "w1"), numpy_helper.from_array(b1, "b1"),
+         numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="jetson-deploy-selftest",
+                              producer_version="1")
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def selftest_onnx_bytes() -> bytes:
+    if importlib.util.find_spec("onnx") is not None:
+        try:
+            return _tiny_onnx_bytes()
+        except Exception:  # noqa: BLE001 -- an old/broken onnx: the shipped bytes are the same model
+            pass
+    return base64.b64decode(EMBEDDED_ONNX_B64)
+
+
+def selftest_input() -> np.ndarray:
+    return (np.sin(np.arange(int(np.prod(INPUT_SHAPE)), dtype=np.float32) * 0.37) * 2.0).reshape(INPUT_SHAPE)
+
+
+def numpy_reference(x: np.ndarray) -> np.ndarray:
+    w1, b1, w2, b2 = _weights()
+    conv = np.einsum("oc,nchw->nohw", w1, x) + b1[None, :, None, None]
+    pooled = np.maximum(conv, 0.0).mean(axis=(2, 3))
+    return (pooled @ w2.T + b2).astype(np.float32)
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    seconds: float = 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return "{}: {}".format(type(exc).__name__, text)[:300] if text else type(exc).__name__
+
+
+class _Skip(Exception):
+    pass
+
+
+class SelfTest:
+    """Runs the checks in order; results in ``checks``."""
+
+    def __init__(self, camera: Optional[str] = None, root: str = "/", precision: str = "auto",
+                 progress: Optional[Callable[[Check], None]] = None) -> None:
+        self.camera = camera
+        self.root = root
+        self.precision = precision
+        self.progress = progress
+        self.checks: List[Check] = []
+        self.trt: Any = None
+        self.cuda: Any = None
+        self.ctx: Any = None
+        self.plan: Optional[bytes] = None
+        self.built_precision = ""
+
+    # ---- plumbing -----------------------------------------------------------------------
+    def _status(self, name: str) -> Optional[str]:
+        for c in self.checks:
+            if c.name == name:
+                return c.status
+        return None
+
+    def _need(self, *names: str) -> None:
+        for n in names:
+            if self._status(n) != PASS:
+                why = {SKIP: "was skipped", FAIL: "failed"}.get(self._status(n) or "", "did not run")
+                raise _Skip("needs {}, which {}".format(n, why))
+
+    def _run(self, name: str, fn: Callable[[], str]) -> Check:
+        t0 = time.monotonic()
+        try:
+            detail = fn()
+            status = PASS
+        except _Skip as s:
+            status, detail = SKIP, str(s)
+        except Exception as exc:  # noqa: BLE001 -- report, never traceback
+            status, detail = FAIL, _one_line(exc)
+        check = Check(name, status, detail, round(time.monotonic() - t0, 3))
+        self.checks.append(check)
+        if self.progress is not None:
+            self.progress(check)
+        return check
+
+    # ---- checks ---------------------------------------------------------------------------
+    def check_platform(self) -> str:
+        from .platform import probe
+
+        info = probe(self.root, with_gpu=False)
+        j = info["jetson"]
+        if j["model"]:
+            return "{} (L4T {}, JetPack {})".format(j["model"], j["l4t"] or "?", j["jetpack"] or "unknown")
+        return "not a Jetson ({}, Python {})".format(info["machine"], info["python"]["version"])
+
+    def check_tensorrt(self) -> str:
+        if importlib.util.find_spec("tensorrt") is None:
+            raise _Skip("TensorRT not installed (it ships with JetPack on a Jetson)")
+        from .trt.compat import features
+
+        self.trt = importlib.import_module("tensorrt")  # a broken install raises here: FAIL with the reason
+        f = features(self.trt)
+        api = "tensor-name API, execute_async_v3" if f.execute_async_v3 else "binding API, execute_async_v2"
+        return "TensorRT {} ({})".format(f.version_string, api)
+
+    def check_cuda_context(self) -> str:
+        if importlib.util.find_spec("pycuda") is None:
+            raise _Skip("pycuda not installed (pip install pycuda)")
+        cuda = importlib.import_module("pycuda.driver")
+        cuda.init()
+        if cuda.Device.count() < 1:
+            raise RuntimeError("no CUDA device found")
+        dev = cuda.Device(0)
+        self.ctx = dev.make_context(cuda.ctx_flags.MAP_HOST)
+        self.cuda = cuda
+        major, minor = dev.compute_capability()
+        integrated = bool(dev.get_attribute(cuda.device_attribute.INTEGRATED))
+        return "{} (SM {}.{}, {}), context with MAP_HOST".format(dev.name(), major, minor, "integrated" if integrated else "discrete")
+
+    def check_mapped_memory(self) -> str:
+        self._need("cuda context")
+        cuda = self.cuda
+        host = cuda.pagelocked_empty((1024,), np.float32, mem_flags=cuda.host_alloc_flags.DEVICEMAP)
+        ptr = int(host.base.get_device_pointer())
+        if not ptr:
+            raise RuntimeError("mapped allocation has a null device pointer")
+        host[:] = np.arange(1024, dtype=np.float32)
+        back = np.empty_like(host)
+        cuda.memcpy_dtoh(back, ptr)  # read through the device pointer
+        if not np.array_equal(back, host):
+            raise RuntimeError("reading the mapped buffer through its device pointer gave different data")
+        return "4 KiB mapped pinned buffer, device pointer 0x{:x} reads back what the host wrote".format(ptr)
+
+    def check_build(self) -> str:
+        self._need("tensorrt")
+        from .convert.tensorrt_build import build_engine
+
+        builder = self.trt.Builder(self.trt.Logger(self.trt.Logger.ERROR))
+        prec = self.precision
+        if prec == "auto":
+            prec = "fp16" if getattr(builder, "platform_has_fast_fp16", False) else "fp32"
+        with tempfile.TemporaryDirectory(prefix="jd-selftest-") as tmp:
+            path = Path(tmp) / "selftest.onnx"
+            path.write_bytes(selftest_onnx_bytes())
+            t0 = time.monotonic()
+            self.plan = build_engine(path, prec, workspace_mb=64)
+            took = time.monotonic() - t0
+        self.built_precision = prec
+        return "{} engine from the embedded ONNX model, {:.1f} KiB in {:.1f} s".format(prec, len(self.plan) / 1024.0, took)
+
+    def check_run(self) -> str:
+        self._need("engine build")
+        if self.cuda is None and importlib.util.find_spec("torch") is None:
+            raise _Skip("needs pycuda (or torch with CUDA) for device buffers")
+        from .runtime.backends.tensorrt import TensorRTEngine
+
+        x = selftest_input()
+        with TensorRTEngine(self.plan) as eng:
+            got = eng.infer({"input": x})["output"]
+        ref, what = numpy_reference(x), "numpy"
+        if importlib.util.find_spec("onnxruntime") is not None:
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(selftest_onnx_bytes(), providers=["CPUExecutionProvider"])
+            ref, what = sess.run(["output"], {"input": x})[0], "ONNX Runtime"
+        diff = float(np.abs(got - ref).max())
+        tol = 2e-2 if self.built_precision == "fp16" else 1e-4
+        if not np.isfinite(diff) or diff > tol:
+            raise RuntimeError("output differs from the {} reference by {:.3g} (tolerance {:g}): {} vs {}".format(
+                what, diff, tol, np.round(got.ravel(), 4).tolist(), np.round(ref.ravel(), 4).tolist()))
+        return "output matches the {} reference (max |diff| {:.2g}, tolerance {:g})".format(what, diff, tol)
+
+    def check_camera(self) -> str:
+        if not self.camera:
+            raise _Skip("not requested (--camera SRC, e.g. csi://0 or /dev/video0)")
+        if importlib.util.find_spec("cv2") is None:
+            raise _Skip("OpenCV not installed (apt install python3-opencv on a Jetson)")
+        import cv2
+
+        src = self.camera
+        if src.startswith("csi://"):
+            sensor = int(src[len("csi://"):] or 0)
+            pipe = ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width=1280, height=720, framerate=30/1 ! "
+                    "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! appsink drop=true max-buffers=1").format(sensor)
+            cap = cv2.VideoCapture(pipe, cv2.CAP_GSTREAMER)
+        else:
+            dev: Any = src[len("v4l2://"):] if src.startswith("v4l2://") else src
+            if isinstance(dev, str) and dev.isdigit():
+                dev = int(dev)
+            cap = cv2.VideoCapture(dev)
+        try:
+            if not cap.isOpened():
+                raise RuntimeError("cannot open camera {}".format(src))
+            ok, frame = False, None
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and not ok:
+                ok, frame = cap.read()
+            if not ok or frame is None:
+                raise RuntimeError("camera {} opened but gave no frame within 5 s".format(src))
+            return "{}: {}x{} frame".format(src, frame.shape[1], frame.shape[0])
+        finally:
+            cap.release()
+
+    # ---- all ----------------------------------------------------------------------------------
+    def run(self) -> List[Check]:
+        self._run("platform", self.check_platform)
+        self._run("tensorrt", self.check_tensorrt)
+        self._run("cuda context", self.check_cuda_context)
+        try:
+            self._run("mapped memory", self.check_mapped_memory)
+            self._run("engine build", self.check_build)
+            self._run("engine run", self.check_run)
+        finally:
+            if self.ctx is not None:
+                try:
+                    self.ctx.pop()
+                except Exception:  # noqa: BLE001
+                    pass
+                self.ctx = None
+        self._run("camera", self.check_camera)
+        return self.checks
+
+
+def run_selftest(camera: Optional[str] = None, root: str = "/", precision: str = "auto",
+                 progress: Optional[Callable[[Check], None]] = None) -> Dict[str, Any]:
+    """Run every check; ``{"checks": [...], "passed", "failed", "skipped", "ok"}``."""
+    checks = SelfTest(camera=camera, root=root, precision=precision, progress=progress).run()
+    counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIP)}
+    return {
+        "checks": [asdict(c) for c in checks],
+        "passed": counts[PASS],
+        "failed": counts[FAIL],
+        "skipped": counts[SKIP],
+        "ok": counts[FAIL] == 0,
+    }
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The table a person reads: CHECK, STATUS, DETAIL; then the counts."""
+    rows = [(c["name"], c["status"], c["detail"]) for c in report["checks"]]
+    w = max(len("CHECK"), max(len(r[0]) for r in rows)) if rows else 5
+    lines = ["{}  {}  {}".format("CHECK".ljust(w), "STATUS", "DETAIL")]
+    for name, status, detail in rows:
+        lines.append("{}  {}  {}".format(name.ljust(w), status.ljust(6), detail))
+    lines.append("{} passed, {} failed, {} skipped".format(report["passed"], report["failed"], report["skipped"]))
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""``jetson-deploy selftest``: SKIPs with reasons on this machine, PASSes on the doubles, FAILs exit 1."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from doubles import pycuda_double, tensorrt_double as trtd
+
+from jetson_deploy.cli import cli
+from jetson_deploy.selftest import EMBEDDED_ONNX_B64, numpy_reference, run_selftest, selftest_input
+
+
+def _invoke(args):
+    return CliRunner().invoke(cli, ["selftest"] + args, catch_exceptions=False)
+
+
+def test_without_tensorrt_everything_skips_with_reasons(monkeypatch):
+    trtd.uninstall(monkeypatch)
+    pycuda_double.uninstall(monkeypatch)
+    res = _invoke([])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "Traceback" not in out
+    text = out
+    assert "platform       PASS    not a Jetson" in text
+    assert "tensorrt       SKIP    TensorRT not installed" in text
+    assert "cuda context   SKIP    pycuda not installed" in text
+    assert "engine build   SKIP    needs tensorrt, which was skipped" in text
+    assert "engine run     SKIP    needs engine build, which was skipped" in text
+    assert "camera         SKIP    not requested" in text
+    assert out.rstrip().endswith("1 passed, 0 failed, 6 skipped")
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    trt = trtd.install(monkeypatch, gen)
+    cuda = pycuda_double.install(monkeypatch)
+    res = _invoke(["--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)  # --json: stdout is one JSON object
+    status = {c["name"]: (c["status"], c["detail"]) for c in rep["checks"]}
+    assert status["tensorrt"] == ("PASS", "TensorRT {} ({})".format(
+        trt.__version__, "binding API, execute_async_v2" if gen == "8.2" else "tensor-name API, execute_async_v3"))
+    assert status["cuda context"] == ("PASS", "Orin (double) (SM 8.7, integrated), context with MAP_HOST")
+    assert status["mapped memory"][0] == "PASS" and "reads back" in status["mapped memory"][1]
+    assert status["engine build"][0] == "PASS" and status["engine build"][1].startswith("fp16 engine")
+    assert status["engine run"][0] == "PASS" and "ONNX Runtime reference" in status["engine run"][1]
+    assert status["camera"][0] == "SKIP"
+    assert (rep["passed"], rep["failed"], rep["skipped"], rep["ok"]) == (6, 0, 1, True)
+    assert cuda._double.contexts[0].flags & cuda.ctx_flags.MAP_HOST
+    assert cuda.Context.get_current() is None or cuda.Context.get_current().primary  # the selftest's context was popped
+
+
+def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    trt = trtd.install(monkeypatch, "10.x")
+    pycuda_double.install(monkeypatch)
+    orig = trt.IExecutionContext._run
+
+    def broken(self, addr):
+        ok = orig(self, addr)
+        trtd.write_pointer(addr["output"], np.full((1, 3), 7.0, np.float32))  # a miscompiled engine
+        return ok
+
+    monkeypatch.setattr(trt.IExecutionContext, "_run", broken)
+    res = _invoke([])
+    assert res.exit_code == 1
+    assert "engine run     FAIL    RuntimeError: output differs from the ONNX Runtime reference" in res.output
+    assert res.output.rstrip().endswith("5 passed, 1 failed, 1 skipped")
+    res = _invoke(["--json"])
+    assert res.exit_code == 1 and json.loads(res.output)["ok"] is False
+
+
+def test_camera_check(monkeypatch, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    trtd.uninstall(monkeypatch)
+    pycuda_double.uninstall(monkeypatch)
+    video = tmp_path / "cam.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (32, 24))
+    for i in range(3):
+        vw.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    vw.release()
+    rep = run_selftest(camera=str(video))
+    cam = rep["checks"][-1]
+    assert (cam["name"], cam["status"]) == ("camera", "PASS") and cam["detail"].endswith("32x24 frame")
+    res = _invoke(["--camera", str(tmp_path / "no-such-camera")])
+    assert res.exit_code == 1
+    assert "camera         FAIL    RuntimeError: cannot open camera" in res.output
+
+
+def test_platform_on_a_jetson_root(monkeypatch, tmp_path):
+    trtd.uninstall(monkeypatch)
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref\n")
+    rep = run_selftest(root=str(tmp_path))
+    assert rep["checks"][0] == {"name": "platform", "status": "PASS", "seconds": rep["checks"][0]["seconds"],
+                                "detail": "NVIDIA Jetson AGX Orin Developer Kit (L4T 35.4.1, JetPack 5.1.2)"}
+
+
+def test_embedded_model_matches_generator_and_reference():
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from jetson_deploy.selftest import _tiny_onnx_bytes
+
+    shipped = base64.b64decode(EMBEDDED_ONNX_B64)
+    assert onnx.load_from_string(shipped).graph == onnx.load_from_string(_tiny_onnx_bytes()).graph
+    x = selftest_input()
+    out = ort.InferenceSession(shipped, providers=["CPUExecutionProvider"]).run(["output"], {"input": x})[0]
+    np.testing.assert_allclose(out, numpy_reference(x), rtol=1e-5, atol=1e-6)
+    assert np.abs(out).max() > 0.1  # a reference that is not all zeros
