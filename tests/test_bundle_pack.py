@@ -229,3 +229,42 @@ def test_inspect_packed_reads_in_place(tmp_path, monkeypatch):
     assert info["integrity"]["ok"] is False
     assert any("labels.txt: size mismatch" in p for p in info["integrity"]["problems"])
     assert any("extra.bin: unlisted" in p for p in info["integrity"]["problems"])
+
+
+def test_random_corruption_never_escapes_or_crashes(tmp_path):
+    """Seeded single-byte corruptions: unpacking either refuses cleanly (CheckFailed/BadInput)
+    or yields a bundle that verifies: the original (the byte hit padding) or one whose
+    manifest.json text was edited into another valid manifest; nothing else happens."""
+    import random
+
+    d = make_bundle(tmp_path / "demo-0.1.0", onnx_size=3000)
+    pack_bundle(d, tmp_path / "ok.jdb")
+    good = (tmp_path / "ok.jdb").read_bytes()
+    want = open_bundle(d).sha256
+    rng = random.Random(7)
+    # bias half the hits towards the header blocks, where tar parsing happens
+    headers = [i for i in range(0, len(good), 512) if good[i:i + 1] not in (b"\0",)]
+    outcomes = {"refused": 0, "same": 0}
+    for n in range(60):
+        data = bytearray(good)
+        pos = rng.choice(headers) + rng.randrange(512) if n % 2 == 0 else rng.randrange(len(good))
+        data[pos] = (data[pos] + rng.randrange(1, 256)) % 256
+        arc = tmp_path / "c{}.jdb".format(n)
+        arc.write_bytes(bytes(data))
+        dest = tmp_path / "o{}".format(n)
+        try:
+            out = unpack_archive(arc, dest)
+        except (CheckFailed, BadInput):
+            outcomes["refused"] += 1
+            assert not dest.exists()
+            continue
+        got = open_bundle(out).sha256
+        if got != want:
+            # only a still-valid edit of manifest.json itself can pass verification (a signature catches that)
+            manifest_size = os.path.getsize(str(d / "manifest.json"))
+            assert 512 <= pos < 512 + manifest_size, pos
+        outcomes["same"] += 1
+    assert outcomes["refused"] > 10
+    import re
+
+    assert sorted(p.name for p in tmp_path.iterdir() if not re.match(r"^[co]\d+", p.name)) == ["demo-0.1.0", "ok.jdb"]

@@ -214,10 +214,17 @@ class EngineCache:
         out.sort(key=lambda m: m.get("last_used", 0), reverse=True)
         return out
 
+    @staticmethod
+    def _size(p: Path) -> int:
+        try:  # another process may evict it between listing and stat
+            return p.stat().st_size
+        except OSError:
+            return 0
+
     def total_bytes(self) -> int:
         if not self.root.is_dir():
             return 0
-        return sum(p.stat().st_size for p in self.root.glob("*.engine") if p.is_file())
+        return sum(self._size(p) for p in self.root.glob("*.engine"))
 
     def evict(self, keep: Optional[str] = None) -> List[str]:
         """Remove least recently used entries until the total fits ``max_bytes``; return removed keys."""
@@ -228,7 +235,10 @@ class EngineCache:
         metas = {p.stem for p in self.root.glob("*.json")}
         for p in self.root.glob("*.engine"):
             if p.stem not in metas and p.stem != keep:
-                p.unlink()
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    continue
                 removed.append(p.stem)
         total = self.total_bytes()
         for meta in reversed(self.entries()):  # oldest first
@@ -236,7 +246,7 @@ class EngineCache:
                 break
             if meta["key"] == keep:
                 continue
-            size = self.engine_path(meta["key"]).stat().st_size if self.engine_path(meta["key"]).exists() else 0
+            size = self._size(self.engine_path(meta["key"]))
             self.remove(meta["key"])
             total -= size
             removed.append(meta["key"])
@@ -251,5 +261,8 @@ class EngineCache:
             self.remove(p.stem)
             n += 1
         for p in list(self.root.glob("*.json")) + list(self.root.glob("*.lock")):
-            p.unlink()
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
         return n

@@ -176,12 +176,13 @@ def unpack_archive(
             raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
         with atomic_dir(dest, overwrite=overwrite) as tmp:
             _extract_members(tar, tmp, source, max_member_bytes, max_total_bytes, max_members)
+            if verify:  # before the swap: a bundle that does not verify never appears at dest
+                from .reader import Bundle, read_manifest
+
+                manifest, raw = read_manifest(tmp, source)
+                Bundle(tmp, manifest, raw, source=source).verify()
     finally:
         f.close()
-    if verify:
-        from .reader import open_bundle
-
-        open_bundle(dest, verify=True)
     return dest
 
 
