@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -175,3 +176,17 @@ def test_default_build_fn_without_builder_is_a_clear_error(bundle, tmp_path, mon
     with pytest.raises(BadInput, match="tensorrt_build"):
         resolve_engine(bundle, "8.6.2", 72, "fp16", cache_dir=tmp_path / "c")
     assert EngineCache(tmp_path / "c").entries() == []
+
+
+def test_orphan_plans_are_evicted_only_when_stale(tmp_path):
+    c = EngineCache(tmp_path / "c", max_bytes=10 ** 6)
+    c.put("a" * 64, b"plan-a")
+    fresh = c.engine_path("b" * 64)
+    fresh.write_bytes(b"being stored by another process")
+    stale = c.engine_path("c" * 64)
+    stale.write_bytes(b"left by a crash")
+    old = time.time() - 3600
+    os.utime(str(stale), (old, old))
+    removed = c.evict()
+    assert removed == ["c" * 64] and fresh.exists() and c.engine_path("a" * 64).exists()
+    assert c.get("b" * 64) is None and c.last_event.startswith("corrupt") and not fresh.exists()

@@ -31,6 +31,7 @@ from ..errors import BadInput
 log = logging.getLogger("jetson_deploy.bundle")
 
 DEFAULT_MAX_BYTES = 4 << 30
+ORPHAN_AGE_S = 600
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -231,10 +232,17 @@ class EngineCache:
         removed: List[str] = []
         if not self.root.is_dir():
             return removed
-        # orphans first: plans without metadata, metadata without plans
+        # orphans first: plans without metadata left by an interrupted store (old enough that
+        # no other process is between writing the plan and its metadata right now)
         metas = {p.stem for p in self.root.glob("*.json")}
+        now = time.time()
         for p in self.root.glob("*.engine"):
             if p.stem not in metas and p.stem != keep:
+                try:
+                    if now - p.stat().st_mtime < ORPHAN_AGE_S:
+                        continue
+                except OSError:
+                    continue
                 try:
                     p.unlink()
                 except FileNotFoundError:
