@@ -246,3 +246,68 @@ def test_small_shards_and_load_checks(tmp_path: Path, spec: Path) -> None:
         load_calibration_set(tmp_path / "set")
     with pytest.raises(BadInput, match="not a calibration set"):
         load_calibration_set(tmp_path / "imgs")
+
+
+def _decode_all(path: Path):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    ok, f = cap.read()
+    while ok:
+        frames.append(f)
+        ok, f = cap.read()
+    return frames
+
+
+@pytest.mark.parametrize("mode", ["seek", "no-count", "seek-fails"])
+def test_video_reader_seeks_or_streams_to_the_same_frames(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from jetson_deploy.calibration import sources
+
+    clip = write_clip(tmp_path / "clip.avi", 90, seed=6)
+    every = _decode_all(clip)
+    info, why = sources.probe_video(str(clip))
+    assert why is None and info.frames == 90
+    if mode == "no-count":
+        info = sources.VideoInfo(path=info.path, frames=90, seekable=False)
+    if mode == "seek-fails":
+        real = cv2.VideoCapture
+
+        class BadSeek:
+            def __init__(self, *a):
+                self.cap = real(*a)
+
+            def set(self, prop, value):  # a container whose seeks land elsewhere
+                if prop == cv2.CAP_PROP_POS_FRAMES:
+                    self.cap.set(prop, max(0.0, value - 3))
+                    return True
+                return self.cap.set(prop, value)
+
+            def __getattr__(self, name):
+                return getattr(self.cap, name)
+
+        monkeypatch.setattr(cv2, "VideoCapture", BadSeek)
+    wanted = [3, 40, 41, 77, 89, 95]  # 95 is past the end
+    got = list(sources.read_video_frames(info, wanted))
+    assert [i for i, f, _ in got] == wanted
+    for i, f, why in got:
+        if i == 95:
+            assert f is None and "past the end" in why
+        else:
+            np.testing.assert_array_equal(f, every[i])
+
+
+def test_gray_and_nhwc_specs(tmp_path: Path) -> None:
+    write_images(tmp_path / "imgs", 6, seed=12)
+    gray = write_spec(
+        tmp_path / "gray.json",
+        input={"name": "x", "shape": [1, 24, 32, 1], "dtype": "float32", "color": "gray", "layout": "nhwc"},
+        preprocess={"resize": [32, 24], "scale": 1.0 / 255.0, "mean": [0.5], "std": [0.5]},
+    )
+    cs = build_calibration_set([tmp_path / "imgs"], gray, tmp_path / "set", num=6, holdout=0.0, progress=False)
+    assert cs.shape == (24, 32, 1) and cs.input_name == "x"
+    data = _all(cs)
+    assert data.shape == (6, 24, 32, 1) and -1.0 <= data.min() and data.max() <= 1.0
+    assert len(cs.manifest["stats"]["mean"]) == 1 and cs.manifest["stats"]["channel_axis"] == 2
