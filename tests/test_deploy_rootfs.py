@@ -82,3 +82,16 @@ def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
     r = deploy_rootfs(str(b2), str(rootfs), hooks={"after_upload": corrupt})
     assert r.result == "failed" and "model.onnx" in r.message
     assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)
+
+
+def test_packed_bundle_deploys(tmp_path):
+    """A packed .jdb is verified and unpacked here, then installed like a directory."""
+    pack = __import__("pytest").importorskip("jetson_deploy.bundle").pack_bundle
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    jdb = tmp_path / "demo-1.0.0.jdb"
+    pack(str(b1), str(jdb))
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    res = run(["deploy", str(jdb), "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 0, res.output
+    assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)

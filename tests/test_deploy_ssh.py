@@ -265,6 +265,11 @@ def test_bad_inputs(sshd, tmp_path):
     assert res.exit_code == 2
     res = run(["deploy", str(b1), "host", "--rootfs", str(tmp_path)])
     assert res.exit_code == 2 and "--rootfs" in res.output
+    # -o reaches every ssh call: overriding the alias's port makes the host unreachable
+    res = run(["deploy", str(b1), sshd.alias, "-o", "Port=1"] + cli_args(sshd, tmp_path / "dev"))
+    assert res.exit_code == 1 and "connection refused" in res.stdout
+    res = run(["devices", "status", sshd.alias, "-o", "Port=1"] + cli_args(sshd, tmp_path / "dev"))
+    assert res.exit_code == 1 and "unreachable" in res.stdout
     # a corrupted local bundle is refused before any host is contacted
     p = b1 / "model.onnx"
     data = bytearray(p.read_bytes())
