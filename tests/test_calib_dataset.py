@@ -311,3 +311,10 @@ def test_gray_and_nhwc_specs(tmp_path: Path) -> None:
     data = _all(cs)
     assert data.shape == (6, 24, 32, 1) and -1.0 <= data.min() and data.max() <= 1.0
     assert len(cs.manifest["stats"]["mean"]) == 1 and cs.manifest["stats"]["channel_axis"] == 2
+
+
+def test_symlink_loop_is_walked_once(tmp_path: Path, spec: Path) -> None:
+    write_images(tmp_path / "imgs", 4, seed=13)
+    os.symlink(str(tmp_path / "imgs"), str(tmp_path / "imgs" / "loop"))
+    cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=50, holdout=0.0, progress=False)
+    assert len(cs) == 4

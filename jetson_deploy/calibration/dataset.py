@@ -138,7 +138,7 @@ class _Plan:
         need = min(need, total)
         if need <= 0:
             return [], []
-        alloc = self.rng.multivariate_hypergeometric(np.asarray(counts, dtype=np.int64), need)
+        alloc = _split(self.rng, counts, need)
         k = int(alloc[0])
         imgs = self.images[self.next_image : self.next_image + k]
         self.next_image += k
@@ -156,6 +156,20 @@ class _Plan:
             self.video_left[vi] = np.delete(left, pos)
             vids.append((vi, [int(c) for c in chosen]))
         return imgs, vids
+
+
+def _split(rng: np.random.Generator, counts: List[int], need: int) -> List[int]:
+    """Multivariate hypergeometric draw of ``need`` items over ``counts``, one
+    marginal at a time (``Generator.multivariate_hypergeometric`` needs numpy
+    1.18; JetPack 5's python3-numpy is 1.17)."""
+    out = []
+    left = int(sum(counts))
+    for c in counts:
+        left -= c
+        k = int(rng.hypergeometric(c, left, need)) if need > 0 and c > 0 and left > 0 else (min(c, need) if need > 0 else 0)
+        out.append(k)
+        need -= k
+    return out
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -62,8 +62,15 @@ class ScanResult:
         return len(self.images) + sum(v.frames for v in self.videos)
 
 
-def _walk(root: Path, on_error: Callable[[str, str], None]) -> Iterator[Path]:
-    """Files under ``root``, recursively, in sorted order (deterministic)."""
+def _walk(root: Path, on_error: Callable[[str, str], None], _seen: Optional[set] = None) -> Iterator[Path]:
+    """Files under ``root``, recursively, in sorted order (deterministic).
+
+    Directories reached twice through symlinks are walked once (no loops)."""
+    seen = _seen if _seen is not None else set()
+    real = os.path.realpath(str(root))
+    if real in seen:
+        return
+    seen.add(real)
     try:
         entries = sorted(os.scandir(str(root)), key=lambda e: e.name)
     except OSError as exc:
@@ -77,7 +84,7 @@ def _walk(root: Path, on_error: Callable[[str, str], None]) -> Iterator[Path]:
         except OSError:
             is_dir = False
         if is_dir:
-            for p in _walk(Path(entry.path), on_error):
+            for p in _walk(Path(entry.path), on_error, seen):
                 yield p
         else:
             yield Path(entry.path)
