@@ -1401,3 +1401,14 @@ def install(monkeypatch: Any, generation: str = "8.6", **kwargs: Any) -> types.M
 def uninstall(monkeypatch: Any) -> None:
     """Make ``import tensorrt`` fail for one test, as on a machine without it."""
     monkeypatch.setitem(sys.modules, "tensorrt", None)
+
+
+try:  # a fixture other test modules can import: ``from doubles.tensorrt_double import trt_double``
+    import pytest
+
+    @pytest.fixture
+    def trt_double(monkeypatch: Any) -> Any:
+        """``trt_double("10.x", fast_int8=False)`` installs a double as ``tensorrt`` for this test."""
+        return lambda generation="8.6", **kwargs: install(monkeypatch, generation, **kwargs)
+except ImportError:  # pragma: no cover
+    pass

@@ -21,6 +21,7 @@ import importlib.machinery
 import io
 import sys
 import types
+import warnings
 from typing import Any, List
 
 
@@ -80,7 +81,8 @@ def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
                int8_mode: bool, int8_calib_dataset: Any, int8_calib_algorithm: Any, max_workspace_size: int,
                strict_type_constraints: bool, max_batch_size: Any, dla: Any, int8_calib_batch_size: int = 1) -> Any:
         buf = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is what opset 13 needs
             torch.onnx.export(module, tuple(inputs), buf, input_names=input_names, output_names=output_names,
                               opset_version=13, dynamo=False)
         logger = trt.Logger(trt.Logger.ERROR)
