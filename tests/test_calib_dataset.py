@@ -318,3 +318,19 @@ def test_symlink_loop_is_walked_once(tmp_path: Path, spec: Path) -> None:
     os.symlink(str(tmp_path / "imgs"), str(tmp_path / "imgs" / "loop"))
     cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=50, holdout=0.0, progress=False)
     assert len(cs) == 4
+
+
+def test_cli_builds_a_set_and_keeps_stdout_for_json(tmp_path: Path, spec: Path) -> None:
+    from click.testing import CliRunner
+
+    from jetson_deploy.cli import cli
+
+    write_images(tmp_path / "imgs", 5, seed=14)
+    res = CliRunner().invoke(cli, ["calibrate", str(tmp_path / "imgs"), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "50", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # progress bars and notes went to stderr
+    assert doc["calibration_set"]["samples"] + doc["calibration_set"]["holdout"] == 5
+    assert any("using all" in n for n in doc["notes"])
+    assert "using all" in res.stderr
+    res = CliRunner().invoke(cli, ["calibrate", str(tmp_path / "nope"), "--spec", str(spec), "-o", str(tmp_path / "set2")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and res.output.startswith("Error: ")
