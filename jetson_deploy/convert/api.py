@@ -377,10 +377,12 @@ def _convert(
 
 def _trt_version() -> Optional[str]:
     """TensorRT's version when it is importable here (so an INT8 cache is written for it too)."""
-    if not has_module("tensorrt"):
+    from .engines import tensorrt_here
+
+    trt = tensorrt_here()
+    if trt is None:
         return None
-    trt = optional("tensorrt")
-    return str(getattr(trt, "__version__", "")) or None if trt is not None else None
+    return str(getattr(trt, "__version__", "")) or None
 
 
 def _is_dynamic(model: Any) -> bool:

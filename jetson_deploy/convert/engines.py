@@ -11,13 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .._lazy import has_module, require
-from ..errors import BadInput
+from .._lazy import INSTALL_HINTS, has_module, require
+from ..errors import BadInput, MissingDependency
 from ..spec import ModelSpec
 
 ON_DEVICE = "engines will be built on the device at first load"
 
 EngineEntry = Tuple[str, Path, Dict[str, Any]]  # (bundle path, file, target)
+
+
+def tensorrt_here() -> Any:
+    """The ``tensorrt`` module when it imports here, else None (``sys.modules`` first, so doubles work)."""
+    from ..trt.compat import load_tensorrt
+
+    try:
+        return load_tensorrt("building TensorRT engines")
+    except MissingDependency:
+        return None
 
 
 def _target_now(precision: str) -> Dict[str, Any]:
@@ -44,12 +54,12 @@ def build_engines(
 ) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
     """Build zero or one engine; return (entries, built, one-line note, build record)."""
     say = note or (lambda m: None)
-    have_trt = has_module("tensorrt")
+    have_trt = tensorrt_here() is not None
     if converter == "torch2trt":
         if not has_module("torch2trt"):
             require("torch2trt", "--converter torch2trt")  # raises MissingDependency (exit 2) with the install line
         if not have_trt:
-            require("tensorrt", "--converter torch2trt")
+            raise MissingDependency("tensorrt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["tensorrt"])
         if torch_module is None:
             raise BadInput("--converter torch2trt needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), not an .onnx file")
         return _build_torch2trt(torch_module, example, spec, precision, int8, work, say)

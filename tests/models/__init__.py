@@ -288,3 +288,29 @@ def with_unique() -> nn.Module:
 
 
 SPECS["with_unique"] = _spec("classify", 32, ["logits"])
+
+
+class FragileNet(nn.Module):
+    """Features ride on a large constant, and the class weights are zero-sum: the
+    decision lives in small variations that INT8 steps (sized by the constant) wipe
+    out, so INT8 top-1 disagrees with FP32 (a real accuracy-gate failure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 1, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = F.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.fc(f * 0.02 + 5.0)
+
+
+def fragile() -> nn.Module:
+    m = _init(FragileNet(), 9)
+    with torch.no_grad():
+        m.fc.weight.sub_(m.fc.weight.mean(dim=1, keepdim=True))
+        m.fc.bias.zero_()
+    return m
+
+
+SPECS["fragile"] = _spec("classify", 32, ["logits"])

@@ -1,0 +1,129 @@
+"""convert --precision int8 --calib: ranges, caches and the Q/DQ model in the bundle; the agreement gate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("cv2")
+
+from calib_support import write_images  # noqa: E402
+from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
+from doubles import tensorrt_double as trtd  # noqa: E402
+from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
+from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.demo import spec_path as demo_spec_path  # noqa: E402
+from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
+from jetson_deploy.preprocess import preprocess  # noqa: E402
+from jetson_deploy.spec import ModelSpec, load_spec  # noqa: E402
+
+DEMO = "jetson_deploy.demo:load_model"
+
+
+@pytest.fixture(scope="module")
+def demo_calib(tmp_path_factory) -> Path:
+    """A calibration set for the (trained) demo model, from synthetic shape images."""
+    d = tmp_path_factory.mktemp("int8")
+    write_images(d / "imgs", 60, seed=1)
+    build_calibration_set([d / "imgs"], demo_spec_path(), d / "calib", num=60, progress=False)
+    return d / "calib"
+
+
+def test_int8_bundle_without_tensorrt(tmp_path: Path, monkeypatch, demo_calib: Path) -> None:
+    trtd.uninstall(monkeypatch)
+    res = convert(DEMO, demo_spec_path(), tmp_path / "b", precision="int8", calib=demo_calib)
+    assert res.engine_built is False and "device at first load" in res.engine_note
+    assert_checksums(tmp_path / "b")
+    man = load_manifest(tmp_path / "b")
+    kinds = {a["path"]: a["kind"] for a in man["artifacts"]}
+    assert kinds["calibration/ranges.json"] == "ranges" and kinds["model.qdq.onnx"] == "onnx-qdq"
+    for v in ("8.2.1", "8.5.2", "8.6.2"):
+        assert kinds["calibration/{}.cache".format(v)] == "calib-cache"
+        art = [a for a in man["artifacts"] if a["path"] == "calibration/{}.cache".format(v)][0]
+        assert art["target"]["tensorrt"] == v
+    assert man["precision"] == "int8"
+    set_manifest = json.loads((demo_calib / "manifest.json").read_text())
+    assert man["calibration"]["set_sha256"] == set_manifest["set_sha256"]
+    assert man["calibration"]["method"] == "entropy"
+    q = man["quantization"]
+    assert q["passed"] is True and q["forced"] is False and q["min_agreement"] == 0.99
+    agree = man["accuracy"]["int8"]["agreement"]
+    assert agree["metric"] == "top1_agreement" and agree["value"] >= 0.99
+    # The Q/DQ model runs in ONNX Runtime and agrees with FP32 on fresh frames.
+    spec = load_spec(demo_spec_path())
+    from jetson_deploy.demo import ShapeGenerator
+
+    gen = ShapeGenerator(seed=77)
+    hits = 0
+    for img, _label in gen.frames(10, 64, 64):
+        x = preprocess(img, spec)[None]
+        a = ort_run(tmp_path / "b" / "model.onnx", x)["logits"].argmax()
+        b = ort_run(tmp_path / "b" / "model.qdq.onnx", x)["logits"].argmax()
+        hits += int(a == b)
+    assert hits >= 9
+
+
+def test_int8_with_folding_renames_the_input_range(tmp_path: Path, monkeypatch, demo_calib: Path) -> None:
+    trtd.uninstall(monkeypatch)
+    convert(DEMO, demo_spec_path(), tmp_path / "b", precision="int8", calib=demo_calib, fold_preprocess=True, fold_postprocess=True)
+    man = load_manifest(tmp_path / "b")
+    assert man["quantization"]["input_tensor_renamed"] == {"from": "input", "to": "input__normalized"}
+    ranges = json.loads((tmp_path / "b" / "calibration" / "ranges.json").read_text())["tensors"]
+    assert "input__normalized" in ranges and "input" not in ranges
+    cache = (tmp_path / "b" / "calibration" / "8.5.2.cache").read_text().splitlines()
+    assert cache[0] == "TRT-8502-EntropyCalibration2"
+    assert any(ln.startswith("input__normalized: ") for ln in cache) and not any(ln.startswith("input: ") for ln in cache)
+    # The folded Q/DQ model takes the camera frame and gives the same top-1 as the folded FP32 model.
+    bspec = ModelSpec.from_dict(man["spec"])
+    for seed in range(3):
+        bgr = frame(64, 64, seed=seed)
+        x = preprocess(bgr, bspec)[None]
+        fp = ort_run(tmp_path / "b" / "model.onnx", x)
+        q = ort_run(tmp_path / "b" / "model.qdq.onnx", x)
+        assert q["classes"].dtype == np.int32 and q["scores"].shape == fp["scores"].shape
+
+
+def test_int8_gate_fails_below_min_agreement(tmp_path: Path, monkeypatch) -> None:
+    """FragileNet decides on variations smaller than an INT8 step: the gate refuses it."""
+    trtd.uninstall(monkeypatch)
+    spec_path = spec_file(tmp_path, "fragile")
+    write_images(tmp_path / "imgs", 80, seed=2)
+    build_calibration_set([tmp_path / "imgs"], spec_path, tmp_path / "calib", num=80, progress=False)
+    with pytest.raises(CheckFailed, match=r"INT8 agreement top1_agreement 0\.\d+ is below --min-agreement 0.99: try --auto-exclude"):
+        convert(model_ref("fragile"), spec_path, tmp_path / "b", precision="int8", calib=tmp_path / "calib")
+    assert not (tmp_path / "b").exists()
+    convert(model_ref("fragile"), spec_path, tmp_path / "b", precision="int8", calib=tmp_path / "calib", force=True)
+    q = load_manifest(tmp_path / "b")["quantization"]
+    assert q["passed"] is False and q["forced"] is True
+
+
+def test_calibration_set_for_another_spec(tmp_path: Path, demo_calib: Path) -> None:
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    with pytest.raises(BadInput, match=r"calibration set .* was made with another spec \(shape, .*mean, std differ\)"):
+        convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", precision="int8", calib=demo_calib)
+
+
+@pytest.mark.parametrize("gen,source", [("8.2", "calib-cache"), ("8.6", "calib-cache"), ("10.x", "qdq")])
+def test_int8_engine_from_calibration_data(tmp_path: Path, monkeypatch, demo_calib: Path, gen: str, source: str) -> None:
+    trt = trtd.install(monkeypatch, gen)
+    monkeypatch.setattr(tb, "_detect_sm", lambda: 87)
+    res = convert(DEMO, demo_spec_path(), tmp_path / "b", precision="int8", calib=demo_calib)
+    assert res.engine_built is True
+    man = load_manifest(tmp_path / "b")
+    assert man["conversion"]["build"]["int8_source"] == source
+    plan = trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())
+    assert "INT8" in plan["flags"]
+    if source == "qdq":
+        assert plan["int8"]["mode"] in ("qdq", "explicit")
+    else:
+        assert plan["int8"]["mode"] not in (None, "qdq")
+    # A cache for the local TensorRT version is in the bundle too.
+    from jetson_deploy.bundle import normalize_trt_version
+
+    assert "calibration/{}.cache".format(normalize_trt_version(trt.__version__)) in res.to_dict()["artifacts"]
