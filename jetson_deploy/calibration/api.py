@@ -72,38 +72,38 @@ class Int8Result:
 
 
 def resolve_model(model: PathLike) -> Path:
-    """An ``.onnx`` file, or a bundle (dir or packed file) holding ``model.onnx``."""
+    """An ``.onnx`` file, a bundle (directory or packed file, checked against its
+    manifest) whose fp32 ``model.onnx`` is used, or a plain directory holding
+    ``model.onnx``."""
     p = Path(model)
     if not p.exists():
         raise BadInput("model {} does not exist: pass an .onnx file or a bundle directory".format(p))
     if p.is_file() and p.suffix.lower() == ".onnx":
         return p
-    if p.is_dir() and (p / "model.onnx").is_file():
-        return p / "model.onnx"
+    if p.is_dir() and not (p / "manifest.json").is_file():
+        if (p / "model.onnx").is_file():
+            return p / "model.onnx"
+        raise BadInput("{} holds no model.onnx and is not a bundle".format(p))
     try:
         from ..bundle import open_bundle  # type: ignore[attr-defined]
     except ImportError:
         open_bundle = None
-    if open_bundle is not None:
-        try:
-            b = open_bundle(p)
-            for attr in ("onnx_path", "model_path"):
-                v = getattr(b, attr, None)
-                if v is not None and Path(v).is_file():
-                    return Path(v)
-            path_of = getattr(b, "path_of", None) or getattr(b, "artifact_path", None)
-            if path_of is not None:
-                v = path_of("model.onnx")
-                if v is not None and Path(v).is_file():
-                    return Path(v)
-            root = getattr(b, "root", None) or getattr(b, "path", None)
-            if root is not None and (Path(root) / "model.onnx").is_file():
-                return Path(root) / "model.onnx"
-        except BadInput:
-            raise
-        except Exception as exc:  # a bundle we cannot read is the user's input problem
-            raise BadInput("cannot read model.onnx from bundle {} ({})".format(p, exc))
-    raise BadInput("{} is neither an .onnx file nor a bundle with model.onnx".format(p))
+    if open_bundle is None:
+        if (p / "model.onnx").is_file():
+            return p / "model.onnx"
+        raise BadInput("{} is neither an .onnx file nor a bundle with model.onnx".format(p))
+    b = open_bundle(p)
+    found = None
+    path_fn = getattr(b, "path", None)
+    if callable(path_fn):
+        found = path_fn("onnx")
+    if found is None:
+        root = getattr(b, "root", None)
+        if root is not None and (Path(root) / "model.onnx").is_file():
+            found = Path(root) / "model.onnx"
+    if found is None or not Path(found).is_file():
+        raise BadInput("bundle {} has no ONNX model (kind onnx) to calibrate".format(p))
+    return Path(found)
 
 
 def _same_settings(rec: Dict[str, Any], want: Dict[str, Any]) -> bool:

@@ -38,7 +38,7 @@ class Gate:
         self.cs = cs
         self.task = task or cs.spec.task
         model = onnx.load(str(self.fp32_path), load_external_data=False)
-        self.fixed_batch, elem = model_input(model, cs.input_name, str(self.fp32_path))
+        self.fixed_batch, elem = model_input(model, cs.input_name, str(self.fp32_path), cs.shape)
         self.dtype = numpy_input_dtype(elem)
         self.batch = self.fixed_batch or DEFAULT_BATCH
         self.on = "holdout"

@@ -105,8 +105,12 @@ class Ranges:
         return cal.TensorsData(getattr(cal.CalibrationMethod, method), data)
 
 
-def model_input(model: Any, input_name: str, source: str) -> Tuple[Optional[int], int]:
-    """(fixed batch or None, onnx elem type) of the model's one real input."""
+def model_input(model: Any, input_name: str, source: str, sample_shape: Optional[Tuple[int, ...]] = None) -> Tuple[Optional[int], int]:
+    """(fixed batch or None, onnx elem type) of the model's one real input.
+
+    With ``sample_shape`` (the calibration set's per-sample shape) the model's
+    static dims must match it: a model with preprocessing folded in (uint8 NHWC
+    input) cannot be calibrated with preprocessed samples."""
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -122,7 +126,22 @@ def model_input(model: Any, input_name: str, source: str) -> Tuple[Optional[int]
     batch = None
     if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
         batch = int(dims[0].dim_value)
-    return batch, int(inp.type.tensor_type.elem_type)
+    elem = int(inp.type.tensor_type.elem_type)
+    if sample_shape is not None:
+        static = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[1:]]
+        mismatch = len(static) != len(sample_shape) or any(a is not None and a != b for a, b in zip(static, sample_shape))
+        if mismatch or elem not in (1, 10):  # FLOAT, FLOAT16
+            raise BadInput(
+                "{}: input {!r} is {} {} but the calibration samples are float {}; calibrate the model before "
+                "preprocessing is folded in (convert --precision int8 --calib does this)".format(
+                    source, inp.name, "x".join(str(d or "?") for d in static), _elem_name(elem), "x".join(str(d) for d in sample_shape)
+                )
+            )
+    return batch, elem
+
+
+def _elem_name(elem: int) -> str:
+    return {1: "float32", 2: "uint8", 3: "int8", 10: "float16"}.get(elem, "type {}".format(elem))
 
 
 def numpy_input_dtype(elem_type: int) -> Any:
@@ -223,7 +242,7 @@ def compute_ranges(
     cal = require("onnxruntime.quantization.calibrate", "INT8 calibration")
     onnx_path = Path(onnx_path)
     model = onnx.load(str(onnx_path), load_external_data=False)
-    fixed_batch, elem = model_input(model, cs.input_name, str(onnx_path))
+    fixed_batch, elem = model_input(model, cs.input_name, str(onnx_path), cs.shape)
     dtype = numpy_input_dtype(elem)
     op_types = sorted({n.op_type for n in model.graph.node})
     batch = fixed_batch or DEFAULT_BATCH
