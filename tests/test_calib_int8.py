@@ -176,3 +176,15 @@ def test_cli_calibrate_exit_codes(work: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "y").exists()
     res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(tmp_path / "missing.onnx")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_model_that_does_not_take_the_samples_is_bad_input(work: Path, tmp_path: Path) -> None:
+    write_spec(
+        tmp_path / "spec.json",
+        input={"name": "input", "shape": [1, 3, 48, 48], "dtype": "float32", "color": "rgb"},
+        preprocess={"resize": [48, 48], "scale": 1.0 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    )
+    build_calibration_set([work / "imgs"], tmp_path / "spec.json", tmp_path / "set", num=8, progress=False)
+    with pytest.raises(BadInput, match="preprocessing is folded"):
+        compute_int8(work / "cnn.onnx", tmp_path / "set", progress=False)
+    assert not (tmp_path / "set" / "int8.json").exists()
