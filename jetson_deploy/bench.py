@@ -63,7 +63,8 @@ def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: 
 def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, memory: str = "auto",
               iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", depth: int = 3,
               cuda_graph: bool = True, sync_debug: Optional[str] = None, engine: Any = None,
-              source_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+              source_options: Optional[Dict[str, Any]] = None, engine_options: Optional[Dict[str, Any]] = None,
+              output_thread: Optional[bool] = None) -> Dict[str, Any]:
     """Both measurements on one engine and executor; returns the ``bench --json`` object."""
     from .io.sinks import open_sink
     from .io.sources import open_source
@@ -72,7 +73,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
 
     b = load_bundle(bundle, verify=True)
     spec = b.spec
-    eng = engine if engine is not None else create_engine(b, backend=backend, device=device)
+    eng = engine if engine is not None else create_engine(b, backend=backend, device=device, **(engine_options or {}))
     eng.activate()
     ex = None
     try:
@@ -81,7 +82,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
         def pipeline_run(n: int, debug: Optional[str]) -> Any:
             src = open_source(source, **(source_options or {}))
             pipe = Pipeline(eng, spec, src, [open_sink("null://")], executor=ex, metrics_interval=0, printer=None,
-                            sync_debug=debug, labels=b.labels)
+                            sync_debug=debug, labels=b.labels, output_thread=output_thread)
             try:
                 return pipe.run(max_frames=n)
             finally:
@@ -109,7 +110,8 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
         "latency_ms": p.latency_ms,
         "engine": {"fps": engine_fps, "runs_fps": [e1["fps"], e2["fps"]], "latency_ms": e_best["latency_ms"]},
         "pipeline": {"fps": round(p.fps, 3), "frames": p.frames, "latency_ms": p.latency_ms, "dropped": p.dropped,
-                     "host_ms_per_frame": round(p.host_ms_per_frame, 4), "seconds": round(p.seconds, 4)},
+                     "host_ms_per_frame": round(p.host_ms_per_frame, 4), "seconds": round(p.seconds, 4),
+                     "wait_ms_per_frame": p.wait_ms_per_frame},
         "bundle": str(getattr(b, "source", bundle)),
     }
     if p.syncs is not None:

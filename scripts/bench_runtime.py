@@ -178,8 +178,14 @@ def main():
                 finally:
                     ctx.pop()
         if env["onnxruntime"] and not args.skip_ort:
+            n_ort = max(n // (10 if model == "resnet18" else 2), 100)
             attempt(model, "onnxruntime-cpu", lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=max(n // (10 if model == "resnet18" else 2), 100), source=args.source))
+                bundle, backend="onnxruntime", iterations=n_ort, source=args.source))
+            attempt(model, "onnxruntime-cpu no output thread", lambda: run_bench(
+                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, output_thread=False))
+            half = max(1, (os.cpu_count() or 2) // 2)
+            attempt(model, "onnxruntime-cpu threads={}".format(half), lambda: run_bench(
+                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": half}))
 
     (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
     print("\n{:<9} {:<38} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}".format(

@@ -109,6 +109,8 @@ class HostExecutor(Executor):
     """Synchronous CPU inference; host preprocessing overlaps it on the capture thread."""
 
     name = "host"
+    #: outputs() returns fresh arrays per frame, so postprocessing may run on another thread
+    outputs_owned = True
 
     def __init__(self, engine: Any, spec: ModelSpec, pool_size: int = 8) -> None:
         self.engine = engine
@@ -255,20 +257,40 @@ class TorchCudaExecutor(Executor):
             self.compute_stream.synchronize()
             self.static_out = outs
             self._graph = None
+            self._slot_graphs: List[Any] = []
+            self._slot_outs: List[Any] = []
+            self.host_out = [{k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in outs.items()}
+                             for _ in range(self.depth)]
             if self.graph:
                 try:
-                    g = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(g, stream=self.compute_stream):
-                        self.static_out = self._step(self.static_in)
-                    self._graph = g
+                    self._capture()
                 except Exception as exc:  # some models (data-dependent shapes) cannot be captured
                     self.graph = False
+                    self._graph, self._slot_graphs, self._slot_outs = None, [], []
                     self.eager_reason = "CUDA graph capture failed ({}); running eagerly".format(
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                     torch.cuda.synchronize(dev)
-        self.host_out = [{k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in self.static_out.items()}
-                         for _ in range(self.depth)]
         self.host_np = [{k: v.numpy() for k, v in ho.items()} for ho in self.host_out]
+
+    def _capture(self) -> None:
+        """One graph per ring slot: preprocess (reading that slot's device frame) -> model ->
+        reduction -> copy-out into that slot's pinned host outputs.  Replaying one graph is then
+        all the compute stream does per frame.  Plus an engine-only graph (no copy-out) for bench."""
+        torch = self.torch
+        cs = self.compute_stream
+        pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time on one stream: share memory
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=pool, stream=cs):
+            self.static_out = self._step(self.static_in)
+        self._graph = g
+        for k in range(self.depth):
+            gk = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(gk, pool=pool, stream=cs):
+                outs = self._step(self.dev_frames[k])
+                for name, v in outs.items():
+                    self.host_out[k][name].copy_(v, non_blocking=True)
+            self._slot_graphs.append(gk)
+            self._slot_outs.append(outs)
 
     def submit(self, slot: int, frame: Any) -> None:
         torch = self.torch
@@ -285,16 +307,15 @@ class TorchCudaExecutor(Executor):
             self.copied[slot].record(self.copy_stream)
         cs = self.compute_stream
         cs.wait_event(self.copied[slot])
-        with torch.cuda.stream(cs), torch.inference_mode():
-            if self._graph is not None:
-                self.static_in.copy_(self.dev_frames[slot], non_blocking=True)
-                self._graph.replay()
-                outs = self.static_out
+        with torch.cuda.stream(cs):
+            if self._slot_graphs:
+                self._slot_graphs[slot].replay()
             else:
-                outs = self._step(self.dev_frames[slot])
-            ho = self.host_out[slot]
-            for k, v in outs.items():
-                ho[k].copy_(v, non_blocking=True)
+                with torch.inference_mode():
+                    outs = self._step(self.dev_frames[slot])
+                    ho = self.host_out[slot]
+                    for k, v in outs.items():
+                        ho[k].copy_(v, non_blocking=True)
             self.done[slot].record(cs)
 
     def query(self, slot: int) -> bool:
@@ -317,10 +338,13 @@ class TorchCudaExecutor(Executor):
 
     def close(self) -> None:
         self._graph = None
+        self._slot_graphs = []
+        self._slot_outs = []
 
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
-        d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post)
+        d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post,
+                 graphs=len(getattr(self, "_slot_graphs", [])))
         if self.eager_reason:
             d["note"] = self.eager_reason
         return d

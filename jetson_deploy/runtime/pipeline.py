@@ -18,6 +18,7 @@ cleanly with a summary.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class RunSummary:
     end_reason: str = ""
     executor: Dict[str, Any] = field(default_factory=dict)
     host_ms_per_frame: float = 0.0
+    wait_ms_per_frame: Dict[str, float] = field(default_factory=dict)
     accuracy: Optional[float] = None
     bundle: str = ""
     results: Optional[List[Dict[str, Any]]] = None
@@ -56,7 +58,8 @@ class RunSummary:
             "frames": self.frames, "fps": round(self.fps, 3), "seconds": round(self.seconds, 4),
             "latency_ms": self.latency_ms, "dropped": self.dropped, "captured": self.captured,
             "backend": self.backend, "source": self.source, "sinks": self.sinks, "end_reason": self.end_reason,
-            "executor": self.executor, "host_ms_per_frame": round(self.host_ms_per_frame, 4), "bundle": self.bundle,
+            "executor": self.executor, "host_ms_per_frame": round(self.host_ms_per_frame, 4),
+            "wait_ms_per_frame": self.wait_ms_per_frame, "bundle": self.bundle,
         }
         if self.accuracy is not None:
             d["accuracy"] = round(self.accuracy, 5)
@@ -112,7 +115,7 @@ class Pipeline:
                  queue_size: int = 4, metrics_interval: float = 5.0, printer: Optional[Callable[[str], None]] = None,
                  topk: int = 5, stall_timeout: float = 10.0, keep_results: bool = False,
                  on_result: Optional[Callable[[Any, Result], None]] = None, sync_debug: Optional[str] = None,
-                 labels: Optional[Sequence[str]] = None) -> None:
+                 labels: Optional[Sequence[str]] = None, output_thread: Optional[bool] = None) -> None:
         self.engine = engine
         self.spec = spec
         self.source = source
@@ -132,12 +135,21 @@ class Pipeline:
         self.with_truth = 0
         self.host_seconds = 0.0
         self.stop_requested = False
+        self.output_thread = output_thread
+        self._worker: Optional[_OutputWorker] = None
 
     def _finish(self, slot: int, frame: Any, wait: bool) -> None:
         ex = self.executor
         if wait:
             ex.wait(slot)
         outs = ex.outputs(slot)
+        if self._worker is not None:
+            self._worker.put((frame, outs))
+        else:
+            self._deliver(frame, outs)
+
+    def _deliver(self, frame: Any, outs: Dict[str, Any]) -> None:
+        """Postprocess one frame's outputs, update metrics, feed the sinks, release the frame."""
         img = frame.image
         res = self.post(outs, (img.shape[1], img.shape[0]))
         now = time.perf_counter()
@@ -198,8 +210,13 @@ class Pipeline:
         end_reason = ""
         sync_mode = None
         torch = None
-        wait_s = 0.0
+        wait_src = wait_dev = 0.0
+        submitted = 0
         counter = getattr(ex, "sync_counter", None)
+        use_worker = self.output_thread
+        if use_worker is None:  # CPU engines block this thread: postprocess/sinks overlap them elsewhere
+            use_worker = bool(getattr(ex, "outputs_owned", False))
+        self._worker = _OutputWorker(self._deliver) if use_worker else None
         self.metrics.start()
         cap.start()
         t_loop = time.perf_counter()
@@ -214,7 +231,7 @@ class Pipeline:
                 torch.cuda.set_sync_debug_mode(self.sync_debug)
             last_frame = time.monotonic()
             while True:
-                if max_frames is not None and self.metrics.frames + len(ring) >= max_frames:
+                if max_frames is not None and submitted >= max_frames:
                     end_reason = "max frames reached ({})".format(max_frames)
                     break
                 if self.stop_requested:
@@ -222,7 +239,7 @@ class Pipeline:
                     break
                 t0 = time.perf_counter()
                 frame = cap.get(timeout=0.001 if ring else 0.1)
-                wait_s += time.perf_counter() - t0
+                wait_src += time.perf_counter() - t0
                 if frame is None:
                     # nothing new: hand over results that are already done (non-blocking)
                     while ring and ex.query(ring[0][0]):
@@ -243,11 +260,12 @@ class Pipeline:
                     slot, f = ring.popleft()
                     t0 = time.perf_counter()
                     ex.wait(slot)
-                    wait_s += time.perf_counter() - t0
+                    wait_dev += time.perf_counter() - t0
                     self._finish(slot, f, wait=False)
                     free.append(slot)
                 slot = free.pop()
                 ex.submit(slot, frame)
+                submitted += 1
                 ring.append((slot, frame))
                 while len(ring) > 1 and ex.query(ring[0][0]):
                     s0, f0 = ring.popleft()
@@ -259,28 +277,96 @@ class Pipeline:
             loop_s = time.perf_counter() - t_loop
             if torch is not None and sync_mode is not None:
                 torch.cuda.set_sync_debug_mode(sync_mode)
-            self.host_seconds = max(loop_s - wait_s, 0.0)
+            self.host_seconds = max(loop_s - wait_src - wait_dev, 0.0)
             if counter is not None:
                 counter.inside_loop = False
             loop_syncs = dict(counter.loop_counts) if counter is not None else None
             cap.stop()
+            if sys.exc_info()[0] is not None and self._worker is not None:
+                try:  # an error is on its way out: stop the output thread, keep the original error
+                    self._worker.close(timeout=5.0)
+                except BaseException:
+                    pass
+                self._worker = None
         # drain (outside the loop: blocking is fine here)
-        while ring:
-            slot, f = ring.popleft()
-            self._finish(slot, f, wait=True)
+        try:
+            while ring:
+                slot, f = ring.popleft()
+                self._finish(slot, f, wait=True)
+        finally:
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
         self.metrics.dropped = cap.dropped
         m = self.metrics.summary()
         summary = RunSummary(
             frames=m["frames"], fps=m["fps"], seconds=m["seconds"], latency_ms=m["latency_ms"], dropped=cap.dropped,
             captured=cap.captured, backend=getattr(self.engine, "backend", ""), source=str(src.uri),
             sinks=[s.uri for s in self.sinks], end_reason=end_reason or cap.end_reason, executor=ex.describe(),
-            host_ms_per_frame=1000.0 * self.host_seconds / max(m["frames"], 1),
+            host_ms_per_frame=1000.0 * self.host_seconds / max(submitted, 1),
+            wait_ms_per_frame={"source": round(1000.0 * wait_src / max(submitted, 1), 4),
+                               "device": round(1000.0 * wait_dev / max(submitted, 1), 4)},
             accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
             results=self.results if self.keep_results else None,
         )
         if counter is not None:
             summary.syncs = {"in_loop": loop_syncs, "total": counter.total}
         return summary
+
+
+class _OutputWorker:
+    """Postprocess + sinks on their own thread (bounded queue), for engines that block the loop thread."""
+
+    def __init__(self, fn: Callable[[Any, Dict[str, Any]], None], maxsize: int = 8) -> None:
+        import threading
+
+        self.fn = fn
+        self.maxsize = maxsize
+        self.q: Deque[Tuple[Any, Dict[str, Any]]] = deque()
+        self.cond = threading.Condition()
+        self.error: Optional[BaseException] = None
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="output", daemon=True)
+        self.thread.start()
+
+    def put(self, item: Tuple[Any, Dict[str, Any]]) -> None:
+        with self.cond:
+            while len(self.q) >= self.maxsize and self.error is None:
+                self.cond.wait(0.1)
+            if self.error is not None:
+                raise self.error
+            self.q.append(item)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.q and not self.closed:
+                    self.cond.wait(0.1)
+                if not self.q:
+                    return
+                item = self.q.popleft()
+                self.cond.notify_all()
+            try:
+                self.fn(*item)
+            except BaseException as exc:  # handed to the loop thread at its next put/close
+                with self.cond:
+                    self.error = exc
+                    self.cond.notify_all()
+                    from .executors import release_frame
+
+                    release_frame(item[0])
+                    while self.q:
+                        release_frame(self.q.popleft()[0])
+                return
+
+    def close(self, timeout: float = 60.0) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def run_pipeline(
@@ -306,6 +392,8 @@ def run_pipeline(
     verify: bool = True,
     source_options: Optional[Dict[str, Any]] = None,
     engine: Any = None,
+    output_thread: Optional[bool] = None,
+    engine_options: Optional[Dict[str, Any]] = None,
 ) -> RunSummary:
     """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
 
@@ -329,7 +417,7 @@ def run_pipeline(
         sink_list.append(jsonl)
     fps_hint = src.fps or 30.0
     sinks = [open_sink(s, fps=fps_hint) for s in sink_list if s is not None]
-    eng = engine if engine is not None else create_engine(b, backend=backend, device=device)
+    eng = engine if engine is not None else create_engine(b, backend=backend, device=device, **(engine_options or {}))
     printer = printer if printer is not None else stderr_printer
     eng.activate()
     executor = None
@@ -338,7 +426,8 @@ def run_pipeline(
         executor = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, topk=topk)
         pipe = Pipeline(eng, spec, src, sinks, executor=executor, queue_size=queue_size,
                         metrics_interval=metrics_interval, printer=printer, topk=topk, stall_timeout=stall_timeout,
-                        keep_results=keep_results, on_result=on_result, sync_debug=sync_debug, labels=labels)
+                        keep_results=keep_results, on_result=on_result, sync_debug=sync_debug, labels=labels,
+                        output_thread=output_thread)
         summary = pipe.run(max_frames=max_frames)
         ok = True
     finally:
