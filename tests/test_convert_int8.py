@@ -127,3 +127,19 @@ def test_int8_engine_from_calibration_data(tmp_path: Path, monkeypatch, demo_cal
     from jetson_deploy.bundle import normalize_trt_version
 
     assert "calibration/{}.cache".format(normalize_trt_version(trt.__version__)) in res.to_dict()["artifacts"]
+
+
+def test_torch2trt_int8_gets_the_calibration_set(tmp_path: Path, monkeypatch, demo_calib: Path) -> None:
+    from doubles import torch2trt_double as t2d
+
+    trtd.install(monkeypatch, "8.5")
+    t2 = t2d.install(monkeypatch)
+    monkeypatch.setattr(tb, "_detect_sm", lambda: 72)
+    res = convert(DEMO, demo_spec_path(), tmp_path / "b", precision="int8", calib=demo_calib, converter="torch2trt")
+    assert res.engines == ["engines/8.5.2_sm72_int8.engine"]
+    call = t2._double.calls[-1]
+    assert call["int8_mode"] is True
+    from jetson_deploy.calibration.dataset import load_calibration_set
+
+    assert t2._double.calls and "INT8" in trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())["flags"]
+    assert load_manifest(tmp_path / "b")["calibration"]["samples"] == len(load_calibration_set(demo_calib))

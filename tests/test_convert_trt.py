@@ -106,3 +106,40 @@ def test_torch2trt_missing_is_exit_2_with_install_hint(tmp_path: Path, monkeypat
     spec_path = spec_file(tmp_path, "residual_cnn")
     with pytest.raises(MissingDependency, match=r"torch2trt is needed for --converter torch2trt.*git clone https://github.com/NVIDIA-AI-IOT/torch2trt"):
         convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", converter="torch2trt", precision="fp16")
+
+
+# ---- --converter torch2trt ----------------------------------------------------------------------
+@pytest.mark.parametrize("gen,legacy", [("8.2", True), ("10.x", False)])
+def test_torch2trt_engine_in_the_bundle(tmp_path: Path, monkeypatch, orin, gen: str, legacy: bool) -> None:
+    from doubles import torch2trt_double as t2d
+
+    trt = trtd.install(monkeypatch, gen)
+    t2 = t2d.install(monkeypatch, legacy_signature=legacy)
+    spec_path = spec_file(tmp_path, "tiny_detector")
+    res = convert(model_ref("tiny_detector"), spec_path, tmp_path / "b", precision="fp16", converter="torch2trt")
+    rel = "engines/{}_sm87_fp16.engine".format(VERSIONS[gen])
+    assert res.engines == [rel] and res.engine_note == "engine built here with torch2trt: " + rel
+    man = load_manifest(tmp_path / "b")
+    assert man["conversion"]["converter"] == "torch2trt" and man["conversion"]["build"]["converter"] == "torch2trt"
+    assert man["conversion"]["parity"]["passed"] is True  # the ONNX in the bundle is still checked
+    assert_checksums(tmp_path / "b")
+    call = t2._double.calls[-1]
+    assert call["fp16_mode"] is True and call["int8_mode"] is False
+    assert call["input_names"] == ["input"] and call["output_names"] == ["boxes", "scores", "objectness"]
+    plan = trtd.read_plan((tmp_path / "b" / rel).read_bytes())
+    assert "FP16" in plan["flags"] and plan["trt_version"] == trt.__version__
+    assert [o["name"] for o in plan["outputs"]] == ["boxes", "scores", "objectness"]
+
+
+def test_torch2trt_rejects_onnx_models_and_folding(tmp_path: Path, monkeypatch, orin) -> None:
+    from doubles import torch2trt_double as t2d
+
+    trtd.install(monkeypatch, "8.6")
+    t2d.install(monkeypatch)
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    torch.onnx.export(__import__("models").residual_cnn(), (torch.zeros(1, 3, 32, 32),), str(tmp_path / "r.onnx"), dynamo=False,
+                      opset_version=13, input_names=["input"], output_names=["logits"])
+    with pytest.raises(BadInput, match="--converter torch2trt needs a PyTorch model"):
+        convert(str(tmp_path / "r.onnx"), spec_path, tmp_path / "b", precision="fp16", converter="torch2trt")
+    with pytest.raises(BadInput, match="--fold-preprocess/--fold-postprocess work on the ONNX graph"):
+        convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", converter="torch2trt", fold_preprocess=True)

@@ -62,7 +62,7 @@ def build_engines(
             raise MissingDependency("tensorrt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["tensorrt"])
         if torch_module is None:
             raise BadInput("--converter torch2trt needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), not an .onnx file")
-        return _build_torch2trt(torch_module, example, spec, precision, int8, work, say)
+        return _build_torch2trt(torch_module, example, spec, precision, int8, work, workspace_mb, say)
     if build_engine is False:
         return [], False, "no engine built (--no-build-engine): " + ON_DEVICE, {}
     if not have_trt:
@@ -158,16 +158,19 @@ def _qdq_ok(version: Any) -> bool:
             return False
 
 
-def _build_torch2trt(module: Any, example: Any, spec: ModelSpec, precision: str, int8: Any, work: Path, say: Callable[[str], None]) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
+def _build_torch2trt(module: Any, example: Any, spec: ModelSpec, precision: str, int8: Any, work: Path, workspace_mb: int, say: Callable[[str], None]) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
     from ..bundle import engine_filename
     from . import torch2trt_convert as t2
 
     target = _target_now(precision)
-    dataset = int8.torch_dataset() if (precision == "int8" and int8 is not None) else None
-    say("building a {} engine with torch2trt".format(precision))
-    data = t2.convert_with_torch2trt(module, example, precision, int8_calib_dataset=dataset, max_batch_size=max(1, spec.batch))
+    dataset = int8.calib_set if (precision == "int8" and int8 is not None) else None
+    say("building a TensorRT {} {} engine with torch2trt".format(target.get("tensorrt"), precision))
+    data = t2.convert_with_torch2trt(
+        module, example, precision, int8_calib_dataset=dataset, max_batch_size=max(1, spec.batch), workspace_mb=workspace_mb,
+        input_names=[spec.input_name], output_names=list(spec.outputs),
+    )
     rel = engine_filename(target["tensorrt"], target["sm"], precision)
     path = work / Path(rel).name
     path.write_bytes(bytes(data))
-    record = {"converter": "torch2trt", "tensorrt": target["tensorrt"], "sm": target["sm"], "max_batch_size": max(1, spec.batch)}
+    record = {"converter": "torch2trt", "tensorrt": target["tensorrt"], "sm": target["sm"], "max_batch_size": max(1, spec.batch), "workspace_mb": workspace_mb}
     return [(rel, path, target)], True, "engine built here with torch2trt: {}".format(rel), record
