@@ -173,7 +173,7 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         say(label, "uploading {} in {} files via {}{}".format(
             _mib(bundle.total_size), len(bundle.files), method,
             " (resuming: {} already on the device)".format(_mib(resumed)) if resumed else ""))
-        up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root)
+        up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root, progress)
         details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
         say(label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
     else:
@@ -229,11 +229,36 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
     return HostResult(label, "deployed", name, version, previous, time.monotonic() - t0, msg, details)
 
 
+class _UploadProgress(object):
+    """Per-host progress lines for big uploads: about one per 10 % of the bundle, at most one every 2 s.
+
+    rsync reports bytes it processed in this run (files already complete in staging are skipped
+    and not counted), so the line says what was sent rather than a percentage that could lie.
+    """
+
+    def __init__(self, say: ProgressFn, label: str, total: int) -> None:
+        self.say, self.label, self.total = say, label, max(1, total)
+        self.t0 = time.monotonic()
+        self.last_step = 0
+        self.last_t = 0.0
+
+    def __call__(self, sent: int) -> None:
+        step = int(10 * min(sent, self.total) / self.total)
+        now = time.monotonic()
+        if step > self.last_step and (now - self.last_t >= 2.0 or step >= 10):
+            self.last_step, self.last_t = step, now
+            rate = sent / max(1e-6, now - self.t0)
+            self.say(self.label, "uploading: {} of {} sent ({}/s)".format(_mib(sent), _mib(self.total), _mib(rate)))
+
+
 def _upload(transport: Transport, bundle: LocalBundle, staging: str, method: str, staged: Dict[str, int],
-            bwlimit: Optional[int], hooks: Hooks, root: str) -> float:
+            bwlimit: Optional[int], hooks: Hooks, root: str, say: Optional[ProgressFn] = None) -> float:
     t_up = time.monotonic()
     files = [(rel, size) for rel, size, _ in bundle.files]
-    transport.upload(bundle.root, files, staging, method, staged=staged, bwlimit=bwlimit)
+    on_bytes = None
+    if say is not None and bundle.total_size >= (8 << 20):
+        on_bytes = _UploadProgress(say, transport.label, bundle.total_size)
+    transport.upload(bundle.root, files, staging, method, staged=staged, bwlimit=bwlimit, on_bytes=on_bytes)
     if "after_upload" in hooks:
         hooks["after_upload"](transport=transport, root=root, name=bundle.name, version=bundle.version, staging=staging)
     return time.monotonic() - t_up

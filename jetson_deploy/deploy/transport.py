@@ -8,12 +8,13 @@ ssh/rsync/sftp call.  :class:`LocalTransport` runs the same scripts against a di
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput, JetsonDeployError, MissingDependency
 from .hosts import Host
@@ -88,7 +89,9 @@ class Transport(object):
         raise NotImplementedError
 
     def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None) -> str:  # pragma: no cover
+               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
+               on_bytes: Optional[Callable[[int], None]] = None) -> str:  # pragma: no cover
+        """Copy ``files`` (relpath, size) into ``remote_dir``; ``on_bytes(n)`` reports bytes sent so far."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -145,12 +148,14 @@ class SSHTransport(Transport):
         return ScriptResult(p.returncode, out, err)
 
     def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None) -> str:
+               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
+               on_bytes: Optional[Callable[[int], None]] = None) -> str:
         if method == "rsync":
-            return self._rsync(local_root, files, remote_dir, bwlimit)
+            return self._rsync(local_root, files, remote_dir, bwlimit, on_bytes)
         return self._sftp(local_root, files, remote_dir, staged or {}, bwlimit)
 
-    def _rsync(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, bwlimit: Optional[int]) -> str:
+    def _rsync(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, bwlimit: Optional[int],
+               on_bytes: Optional[Callable[[int], None]] = None) -> str:
         ssh_cmd = " ".join(shlex.quote(a) for a in self.ssh_argv())
         with tempfile.NamedTemporaryFile("w", prefix="jetson-deploy-files-", suffix=".txt", delete=False) as lst:
             lst.write("".join(rel + "\n" for rel, _ in files))
@@ -161,13 +166,14 @@ class SSHTransport(Transport):
             ]
             if bwlimit:
                 argv.append("--bwlimit={}".format(int(bwlimit)))
+            if on_bytes is not None and rsync_has_progress2():
+                argv.append("--info=progress2")
             argv += [str(local_root) + "/", "{}:{}/".format(self.host.copy_destination, remote_dir)]
-            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            rc, err = _run_streaming(argv, on_bytes)
         finally:
             os.unlink(lst.name)
-        if p.returncode != 0:
-            err = p.stderr.decode("utf-8", "replace")
-            raise RemoteError("upload failed (rsync exit {}): {}".format(p.returncode, describe_failure(err)))
+        if rc != 0:
+            raise RemoteError("upload failed (rsync exit {}): {}".format(rc, describe_failure(err)))
         return "rsync"
 
     def _sftp(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, staged: dict,
@@ -211,6 +217,55 @@ class SSHTransport(Transport):
         return "sftp"
 
 
+_PROGRESS_RE = re.compile(rb"^\s*([0-9][0-9,.']*)\s+\d+%")
+_progress2: List[bool] = []
+
+
+def rsync_has_progress2() -> bool:
+    """rsync >= 3.1 prints whole-transfer progress with --info=progress2."""
+    if not _progress2:
+        try:
+            out = subprocess.run(["rsync", "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 timeout=10).stdout.decode("ascii", "replace")
+            m = re.search(r"version\s+(\d+)\.(\d+)", out)
+            _progress2.append(bool(m) and (int(m.group(1)), int(m.group(2))) >= (3, 1))
+        except (OSError, subprocess.SubprocessError):
+            _progress2.append(False)
+    return _progress2[0]
+
+
+def _run_streaming(argv: List[str], on_bytes: Optional[Callable[[int], None]]) -> Tuple[int, str]:
+    """Run ``argv``; feed rsync progress2 byte counts from stdout to ``on_bytes``; return (rc, stderr)."""
+    with tempfile.TemporaryFile() as errf:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
+        assert p.stdout is not None
+        buf = b""
+        try:
+            while True:
+                chunk = p.stdout.read1(4096) if hasattr(p.stdout, "read1") else p.stdout.read(4096)  # type: ignore[attr-defined]
+                if not chunk:
+                    break
+                buf += chunk
+                parts = re.split(rb"[\r\n]", buf)
+                buf = parts.pop()
+                for part in parts:
+                    m = _PROGRESS_RE.match(part)
+                    if m and on_bytes is not None:
+                        digits = re.sub(rb"[^0-9]", b"", m.group(1))
+                        if digits:
+                            try:
+                                on_bytes(int(digits))
+                            except Exception:  # noqa: BLE001 - progress must never break an upload
+                                pass
+            rc = p.wait()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        errf.seek(0)
+        return rc, errf.read().decode("utf-8", "replace")
+
+
 class LocalTransport(Transport):
     """A directory on this machine (mounted SD card, L4T rootfs): same scripts, local sh."""
 
@@ -228,7 +283,8 @@ class LocalTransport(Transport):
         return ScriptResult(p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
 
     def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None) -> str:
+               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
+               on_bytes: Optional[Callable[[int], None]] = None) -> str:
         staged = staged or {}
         dest_root = Path(remote_dir)
         for rel, size in files:
