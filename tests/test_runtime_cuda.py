@@ -1,0 +1,59 @@
+"""The GPU paths on a real CUDA device (skipped without one): torch CUDA executor (graphs, streams,
+sync-free loop) and the pycuda memory path with real pycuda."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("cv2")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+from conftest_runtime import make_bundle, write_color_video  # noqa: E402
+
+from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("cuda") / "b", pt2=True)
+
+
+def _rows(p):
+    return [json.loads(x) for x in p.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph):
+    seq = write_color_video(tmp_path / "c.avi", n=24, w=320, h=240)
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
+                     cuda_graph=graph, sync_debug="error", printer=lambda m: None)
+    assert s.frames == 24 and s.executor["executor"] == "torch-cuda" and s.executor["cuda_graph"] is graph
+    assert s.executor["memory"] == "torch-pinned"
+    assert [r["label"] for r in _rows(tmp_path / "p.jsonl")] == seq
+
+
+def test_torch_cuda_synthetic_every_sink(bundle, tmp_path):
+    s = run_pipeline(bundle, "synthetic://1280x720", [str(tmp_path / "a.avi"), str(tmp_path / "a.jsonl"), "null://"],
+                     backend="torch", device="cuda", max_frames=20, sync_debug="error", printer=lambda m: None)
+    assert s.frames == 20 and len(_rows(tmp_path / "a.jsonl")) == 20
+
+
+def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
+    pytest.importorskip("pycuda.driver")
+    from jetson_deploy.runtime.memory import make_context
+
+    seq = write_color_video(tmp_path / "c.avi", n=15, w=64, h=48)
+    ctx = make_context()
+    try:
+        for mem in ("pycuda-pinned", "pycuda-mapped"):
+            s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
+                             memory=mem, printer=lambda m: None)
+            assert s.executor["memory"] == mem and s.frames == 15
+            assert [r["label"] for r in _rows(tmp_path / "p.jsonl")] == seq
+            assert set(s.syncs["in_loop"]) <= {"event.synchronize"}
+            assert s.syncs["in_loop"].get("event.synchronize", 0) <= 15 - 3 + 1
+    finally:
+        ctx.pop()
