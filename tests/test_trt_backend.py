@@ -75,6 +75,7 @@ def test_enqueue_uses_caller_buffers_and_never_syncs(monkeypatch, cuda, tmp_path
     stream = cuda.Stream()
     syncs = cuda._double.syncs
     eng.enqueue({"input": d_in, "logits": int(d_out)}, stream)  # DeviceAllocation and int both work
+    assert eng.context.last_stream == stream.handle  # TensorRT got the caller's stream
     eng.enqueue({"input": int(d_in), "logits": d_out}, stream.handle)  # addresses unchanged: not re-set
     assert cuda._double.syncs == syncs  # no host synchronisation inside enqueue
     out = np.empty((1, 4), np.float32)

@@ -238,3 +238,17 @@ def test_torch2trt_dataset_adapter():
         ds[5]
     with pytest.raises(BadInput):
         Torch2trtCalibDataset([1, 2, 3])
+
+
+@pytest.mark.parametrize("gen", ["8.5", "10.x"])
+def test_dynamic_batch_model_calibrates_at_the_profile_opt_shape(monkeypatch, tmp_path, gen):
+    trtd.install(monkeypatch, gen)
+    pycuda_double.install(monkeypatch)
+    dyn = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    batches = _batches(3)  # (2, 3, 8, 8) each: the profile's opt batch
+    cal = make_calibrator(batches, NAMES, [[2, 3, 8, 8]], DTYPES)
+    spec = trtd.read_plan(tb.build_engine(dyn, "int8", calibrator=cal,
+                                          profiles={"input": ([1, 3, 8, 8], [2, 3, 8, 8], [4, 3, 8, 8])}))
+    assert spec["int8"]["batches"] == 3
+    expect = np.percentile(np.abs(np.concatenate([b.ravel() for b in batches])), 99.99) / 127.0
+    assert spec["int8"]["scales"]["input"] == pytest.approx(expect, rel=1e-5)

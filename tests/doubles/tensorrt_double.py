@@ -1187,6 +1187,7 @@ def make_tensorrt(
             self._profile = 0
             self._shape_cache: Dict[Any, Dict[str, Dims]] = {}
             self.executions = 0
+            self.last_stream: Optional[int] = None
             self.debug_sync = False
             self.profiler = None
 
@@ -1231,7 +1232,11 @@ def make_tensorrt(
             return True
 
         def set_binding_shape(self, binding: int, shape: Sequence[int]) -> bool:
-            i = int(binding) % len(self._engine._io)
+            k, i = divmod(int(binding), len(self._engine._io))
+            if k != self._profile:
+                _log(self._engine._logger, Severity.ERROR, "setBindingDimensions: binding {} belongs to profile {}, "
+                     "the active profile is {}".format(binding, k, self._profile))
+                return False
             return self._set_shape(self._engine._io[i][0], shape)
 
         def _output_shapes(self) -> Optional[Dict[str, Dims]]:
@@ -1316,6 +1321,7 @@ def make_tensorrt(
             return {self._engine._io[i][0]: int(bindings[base + i]) for i in range(n)}
 
         def execute_async_v2(self, bindings: Sequence[int], stream_handle: int, input_consumed: Any = None) -> bool:
+            self.last_stream = int(stream_handle)
             addr = self._bindings_to_addr(bindings)
             return addr is not None and self._run(addr)
 
@@ -1327,6 +1333,7 @@ def make_tensorrt(
             return addr is not None and self._run(addr)
 
         def execute_async_v3(self, stream_handle: int) -> bool:
+            self.last_stream = int(stream_handle)
             return self._run(self._addr)
 
     if gen == "8.2":

@@ -192,12 +192,16 @@ class TensorRTEngine(Engine):
             if self.features.set_input_shape:
                 ok = self.context.set_input_shape(name, s)
             else:
-                ok = self.context.set_binding_shape(self._binding_index[name], s)
+                ok = self.context.set_binding_shape(self._profile_binding(name), s)
             if not ok:
                 prof = self.profile_shapes(name)
                 raise BadInput("tensorrt engine: input '{}' shape {} is outside optimization profile {} ({} .. {})".format(
                     name, s, self.profile, prof[0] if prof else "?", prof[2] if prof else "?"))
             self._shapes[name] = s
+
+    def _profile_binding(self, name: str) -> int:
+        """8.x binding index of ``name`` in the active profile (bindings repeat per profile)."""
+        return self.profile * len(self._io_order) + self._binding_index[name]
 
     def output_shapes(self) -> Dict[str, Tuple[int, ...]]:
         """Output shapes for the current input shapes."""
@@ -206,7 +210,7 @@ class TensorRTEngine(Engine):
             if self.features.tensor_api and hasattr(self.context, "get_tensor_shape"):
                 s = self.context.get_tensor_shape(t.name)
             else:
-                s = self.context.get_binding_shape(self._binding_index[t.name])
+                s = self.context.get_binding_shape(self._profile_binding(t.name))
             out[t.name] = tuple(int(d) for d in s)
         return out
 
