@@ -188,3 +188,12 @@ def test_model_that_does_not_take_the_samples_is_bad_input(work: Path, tmp_path:
     with pytest.raises(BadInput, match="preprocessing is folded"):
         compute_int8(work / "cnn.onnx", tmp_path / "set", progress=False)
     assert not (tmp_path / "set" / "int8.json").exists()
+
+
+def test_minmax_cache_header_and_trt10_version(work: Path, tmp_path: Path) -> None:
+    r = compute_int8(work / "cnn.onnx", work / "set", tmp_path / "mm", method="minmax", trt_versions=("8.6.2", "10.3.0"), progress=False)
+    info, amax = read_cache(r.cache_paths["10.3.0"])
+    assert info["header"] == "TRT-100300-MinMaxCalibration"
+    assert read_cache(r.cache_paths["8.6.2"])[0]["header"] == "TRT-8602-MinMaxCalibration"
+    ranges = Ranges.load(r.ranges_path)
+    assert ranges.method == "minmax" and amax["input"] == pytest.approx(ranges.amax()["input"], rel=1e-6)
