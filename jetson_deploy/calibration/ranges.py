@@ -233,8 +233,9 @@ def compute_ranges(
     Percentile calibrator collects the |x| histograms (``num_bins`` bins, 2048 as
     in TensorRT) and the threshold is TensorRT's EntropyCalibration2 rule
     (:func:`entropy_amax`), because ORT's own Entropy calibrator searches a
-    two-sided histogram with 128 levels (7 bits) and clipped our demo model's
-    activations hard (top-1 agreement 0.71 at 2048 bins).
+    two-sided histogram (128 levels over [-t, t] by default) and clipped our demo
+    model's activations hard (top-1 agreement 0.986 at 512 bins, 0.71 at 2048
+    bins / 255 levels; 1.0 with the TensorRT rule).
     """
     if method not in METHODS:
         raise BadInput("--method must be one of {}, got {!r}".format("|".join(METHODS), method))
