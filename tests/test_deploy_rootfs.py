@@ -95,3 +95,27 @@ def test_packed_bundle_deploys(tmp_path):
     res = run(["deploy", str(jdb), "--rootfs", str(rootfs), "-q"])
     assert res.exit_code == 0, res.output
     assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)
+
+
+def test_key_requires_a_valid_signature(tmp_path):
+    import pytest
+
+    pytest.importorskip("cryptography")
+    sign = pytest.importorskip("jetson_deploy.bundle.sign")
+    keys = sign.keygen(tmp_path / "keys" / "release")
+    other = sign.keygen(tmp_path / "keys" / "other")
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", keys["public_key"], "-q"])
+    assert res.exit_code == 1 and "not signed" in res.output
+    assert not (rootfs / "opt").exists()  # refused before anything was written
+    sign.sign_bundle(str(b1), keys["private_key"])
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", other["public_key"], "-q"])
+    assert res.exit_code == 1 and "INVALID" in res.output
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", keys["public_key"], "-q"])
+    assert res.exit_code == 0, res.output
+    jd = rootfs / "opt" / "jetson-deploy"
+    assert_active_verified(jd, "demo", "1.0.0", b1)
+    # the signature travels with the bundle and is verified on the device like any file
+    assert (jd / "active" / "demo" / "manifest.sig").read_bytes() == (b1 / "manifest.sig").read_bytes()

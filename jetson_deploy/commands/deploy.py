@@ -81,11 +81,13 @@ def _emit(results, as_json: bool, extra: Dict[str, Any], bad: Sequence[str] = ("
               help="Upload tool; auto uses rsync (resumable) when both sides have it, else sftp (resumes too).")
 @click.option("--bwlimit", type=click.IntRange(1, None), metavar="KIB/S",
               help="Limit upload bandwidth per host, KiB/s (shared links).")
+@click.option("--key", "public_key", type=click.Path(exists=True, dir_okay=False), metavar="PUBKEY",
+              help="Require a valid manifest.sig by this Ed25519 public key before uploading anything.")
 @json_option()
 def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
            ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool,
            keep: int, health_cmd: Optional[str], health_timeout: float, rootfs: Optional[str], transfer: str,
-           bwlimit: Optional[int], as_json: bool) -> None:
+           bwlimit: Optional[int], public_key: Optional[str], as_json: bool) -> None:
     """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
 
     The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
@@ -103,13 +105,13 @@ def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], 
             raise BadInput("--rootfs installs into a directory: give no HOST or --hosts with it")
         if health_cmd:
             raise BadInput("--health-cmd cannot run inside a --rootfs image; drop it")
-        results = [deploy_rootfs(bundle, rootfs, root=root, keep=keep, progress=progress)]
+        results = [deploy_rootfs(bundle, rootfs, root=root, keep=keep, progress=progress, public_key=public_key)]
     else:
         host_list = _hosts(hosts, hosts_file, group)
         results = api_deploy(bundle, host_list, root=root, keep=keep, ssh_config=ssh_config, jobs=jobs,
                              health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
                              bwlimit=bwlimit, connect_timeout=connect_timeout, ssh_options=ssh_options,
-                             progress=progress)
+                             progress=progress, public_key=public_key)
     name = next((r.name for r in results if r.name), "")
     if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root},
                  bad=("failed", "rolled-back")):

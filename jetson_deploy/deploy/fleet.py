@@ -59,7 +59,7 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
            health_cmd: Optional[str] = None, health_timeout: float = 60.0, transfer: str = "auto",
            bwlimit: Optional[int] = None, connect_timeout: int = 10, ssh_options: Sequence[str] = (),
            progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None,
-           verify_retries: int = 1) -> List[HostResult]:
+           verify_retries: int = 1, public_key: Optional[str] = None) -> List[HostResult]:
     """Verify ``bundle`` here, then deploy it to every host (see docs/deploy.md).
 
     Returns one :class:`HostResult` per host, in order. Bad input (bundle, flags) raises
@@ -73,7 +73,7 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
     if health_timeout <= 0:
         raise BadInput("--health-timeout must be positive")
     host_list = _hosts(hosts)
-    lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle))
+    lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), public_key)
     try:
         if progress:
             progress("local", "verified {} {} ({} files, {:.1f} MiB)".format(
@@ -92,7 +92,8 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
 
 
 def deploy_rootfs(bundle: Union[str, LocalBundle], rootfs: str, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
-                  progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None) -> HostResult:
+                  progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None,
+                  public_key: Optional[str] = None) -> HostResult:
     """Install into a mounted SD card or ``Linux_for_Tegra/rootfs``: ``ROOTFS/<root>`` gets the same
     layout, checks and relative symlinks, so the board boots with the bundle active."""
     root = check_root(root)
@@ -104,7 +105,7 @@ def deploy_rootfs(bundle: Union[str, LocalBundle], rootfs: str, root: str = DEFA
     if not (fs / "etc").is_dir() and progress:
         progress(str(fs), "note: {} has no etc/; is it really a root filesystem?".format(fs))
     local_root = str(fs.resolve()) + "/" + root.lstrip("/")
-    lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle))
+    lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), public_key)
     try:
         t = LocalTransport("rootfs:" + str(fs))
         return safe_call(lambda: core.deploy_host(lb, t, root=local_root, keep=keep, progress=progress, hooks=hooks),

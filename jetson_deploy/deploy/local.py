@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._files import sha256_file
-from ..errors import BadInput, CheckFailed
+from ..errors import BadInput, CheckFailed, MissingDependency
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -85,8 +85,12 @@ def _file_entry(root: Path, rel: str) -> Tuple[str, int, str]:
     return (rel, p.stat().st_size, sha256_file(p))
 
 
-def open_local_bundle(path: str) -> LocalBundle:
-    """Open and verify a bundle (directory or packed file) for deployment."""
+def open_local_bundle(path: str, public_key: Optional[str] = None) -> LocalBundle:
+    """Open and verify a bundle (directory or packed file) for deployment.
+
+    With ``public_key`` the bundle must carry a valid ``manifest.sig`` by that key
+    (CheckFailed otherwise), checked before anything is uploaded anywhere.
+    """
     p = Path(path)
     if not p.exists():
         raise BadInput("bundle {} does not exist: pass a bundle directory or a packed .jdb/.tar file".format(path))
@@ -94,9 +98,15 @@ def open_local_bundle(path: str) -> LocalBundle:
         from ..bundle import open_bundle  # type: ignore
     except ImportError:  # the bundle package is optional for deploy
         open_bundle = None  # type: ignore
+    if public_key is not None and open_bundle is None:
+        raise MissingDependency("--key needs jetson_deploy.bundle (signature checks), which is not importable here")
     if open_bundle is not None:
         b = open_bundle(str(p), verify=True)
         try:
+            if public_key is not None:
+                from ..bundle.sign import verify_signature
+
+                verify_signature(b, public_key)
             return _from_verified(Path(b.root), dict(b.manifest), list(b.artifacts), b.close, str(p))
         except BaseException:
             b.close()
