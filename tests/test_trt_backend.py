@@ -224,3 +224,26 @@ def test_from_bundle_builds_caches_then_uses_bundled_engine(monkeypatch, cuda, t
     add_engine(bdir, plan, {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"})
     eng = TensorRTEngine.from_bundle(open_bundle(bdir), device=87, cache_dir=tmp_path / "cache")
     assert eng.resolved == "bundled"
+
+
+@pytest.mark.parametrize("gen,memory", [("8.2", "pycuda-pinned"), ("10.x", "pycuda-mapped")])
+def test_frame_pipeline_on_the_tensorrt_backend(monkeypatch, tmp_path, gen, memory):
+    """run_pipeline with backend=tensorrt: the engine built on the device, enqueue() per frame on the
+    executor's stream, results read a frame later -- and the host never synchronises a stream."""
+    pytest.importorskip("cv2")
+    import json
+
+    from conftest_runtime import make_bundle, write_color_video
+
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    trtd.install(monkeypatch, gen)
+    drv = pycuda_double.install(monkeypatch, integrated=(memory == "pycuda-mapped"))
+    bdir = make_bundle(tmp_path / "colors-1.0.0")
+    seq = write_color_video(tmp_path / "c.avi", n=9)
+    s = run_pipeline(str(bdir), str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="tensorrt", memory=memory,
+                     depth=3, printer=lambda m: None, engine_options={"cache_dir": str(tmp_path / "cache")})
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == seq and s.frames == 9
+    assert s.executor["memory"] == memory
+    assert drv._double.syncs == s.syncs["total"]  # only the executor's counted event waits: no stream/context syncs
