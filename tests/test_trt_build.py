@@ -336,3 +336,35 @@ def test_double_refuses_plans_from_another_version(monkeypatch, model):
     assert trt10.Runtime(logger).deserialize_cuda_engine(plan) is None
     assert any("not compatible with this version" in m for _, m in logger.messages)
     assert trt10.Runtime(logger).deserialize_cuda_engine(b"garbage") is None
+
+
+def test_all_unsupported_nodes_are_counted_on_10x_but_82_stops_at_the_first(monkeypatch, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("MyOpA", ["x"], ["a"], name="first_custom", domain="my.ops"),
+             helper.make_node("Relu", ["a"], ["b"], name="relu"),
+             helper.make_node("MyOpB", ["b"], ["y"], name="second_custom", domain="my.ops")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("my.ops", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    trtd.install(monkeypatch, "10.x")
+    with pytest.raises(BadInput, match=r"at node 'first_custom' \(op MyOpA\).*\(\+1 more: 'second_custom'\)$"):
+        tb.build_engine(path, "fp16")
+    trtd.install(monkeypatch, "8.2")
+    with pytest.raises(BadInput) as exc:
+        tb.build_engine(path, "fp16")
+    assert "node 'first_custom' (op MyOpA)" in str(exc.value) and "more" not in str(exc.value)
+
+
+def test_parser_errors_without_onnx_package_name_the_node_index(monkeypatch, tmp_path):
+    """On a device without the onnx package, TensorRT 8.x's node index is all there is."""
+    trtd.install(monkeypatch, "8.5")
+    path = onnx_models.classifier(tmp_path / "model.onnx", extra_op="Weird", extra_domain="x.y")
+    import jetson_deploy.trt.logger as lg
+
+    monkeypatch.setattr(lg, "_onnx_nodes", lambda p: [])
+    with pytest.raises(BadInput, match=r"model.onnx: TensorRT's ONNX parser failed at node #5: "):
+        tb.build_engine(path, "fp16")

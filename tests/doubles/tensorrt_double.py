@@ -1175,7 +1175,7 @@ def make_tensorrt(
             delattr(ICudaEngine, name)
     if not v8:
         for name in ("num_bindings", "get_binding_index", "get_binding_name", "binding_is_input", "get_binding_shape",
-                     "get_binding_dtype", "get_profile_shape", "has_implicit_batch_dimension", "max_batch_size"):
+                     "get_binding_dtype", "get_profile_shape", "max_batch_size"):
             delattr(ICudaEngine, name)
     mod.ICudaEngine = ICudaEngine
 
