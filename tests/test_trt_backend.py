@@ -247,3 +247,50 @@ def test_frame_pipeline_on_the_tensorrt_backend(monkeypatch, tmp_path, gen, memo
     assert [r["label"] for r in rows] == seq and s.frames == 9
     assert s.executor["memory"] == memory
     assert drv._double.syncs == s.syncs["total"]  # only the executor's counted event waits: no stream/context syncs
+
+
+class _FakeCudaTorch:
+    """torch with CUDA calls answered on the CPU: tests TorchAllocator's byte copies without a GPU."""
+
+    def __init__(self, torch):
+        import contextlib
+        import types
+
+        self._t = torch
+        self.uint8 = torch.uint8
+        self.from_numpy = torch.from_numpy
+        self.syncs = 0
+        outer = self
+
+        class Stream:
+            cuda_stream = 0xBEEF
+
+            def synchronize(self):
+                outer.syncs += 1
+
+        self.cuda = types.SimpleNamespace(is_available=lambda: True, Stream=Stream,
+                                          stream=lambda s: contextlib.nullcontext())
+
+    def empty(self, n, dtype=None, device=None, pin_memory=False):
+        return self._t.empty(n, dtype=dtype)
+
+
+def test_infer_falls_back_to_torch_cuda_memory(monkeypatch, tmp_path):
+    torch = pytest.importorskip("torch")
+    trtd.install(monkeypatch, "10.x")
+    pycuda_double.uninstall(monkeypatch)
+    fake = _FakeCudaTorch(torch)
+    import jetson_deploy.trt.cuda as tc
+
+    monkeypatch.setattr(tc, "require", lambda name, purpose=None: fake)
+    model = onnx_models.two_outputs(tmp_path / "two.onnx", batch=None)
+    eng = TensorRTEngine(tb.build_engine(model, "fp32", profiles={"x": ([1, 4], [2, 4], [4, 4])}))
+    with eng:
+        for n in (2, 4, 1):  # buffers grow once, then are reused
+            x = _x((n, 4), n)
+            out = eng.infer({"x": x})
+            ref = onnx_models.reference(model, {"x": x})
+            for k in ("scores", "boxes"):
+                np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
+        assert eng._allocator.kind == "torch" and eng.context.last_stream == 0xBEEF
+    assert fake.syncs == 3  # infer() syncs once per call (the simple API); enqueue never does

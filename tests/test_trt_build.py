@@ -368,3 +368,12 @@ def test_parser_errors_without_onnx_package_name_the_node_index(monkeypatch, tmp
     monkeypatch.setattr(lg, "_onnx_nodes", lambda p: [])
     with pytest.raises(BadInput, match=r"model.onnx: TensorRT's ONNX parser failed at node #5: "):
         tb.build_engine(path, "fp16")
+
+
+def test_loaders_compose(monkeypatch, model, tmp_path):
+    trtd.install(monkeypatch, "8.6")
+    build = tb.EngineFromOnnx(model, "fp16", workspace_mb=128)
+    save = tb.SaveEngine(build, tmp_path / "engines" / "m.engine")
+    plan = save()
+    assert (tmp_path / "engines" / "m.engine").read_bytes() == plan
+    assert build.report["flags"] == ["FP16"] and trtd.read_plan(plan)["workspace"] == 128 << 20

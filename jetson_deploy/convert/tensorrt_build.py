@@ -517,3 +517,29 @@ def save_engine(plan: bytes, path: Union[str, Path]) -> Path:
 def describe_version(trt: Any = None) -> str:
     trt = trt if trt is not None else load_tensorrt()
     return ".".join(str(x) for x in trt_version(trt))
+
+
+class EngineFromOnnx:
+    """Loader (Polygraphy style): describes a build, runs it when called; ``EngineFromOnnx(path, "int8", ...)()``."""
+
+    def __init__(self, onnx_path: Union[str, Path], precision: str = "fp16", **options: Any) -> None:
+        self.onnx_path = onnx_path
+        self.precision = precision
+        self.options = options
+        self.report: Dict[str, Any] = {}
+
+    def __call__(self) -> bytes:
+        return build_engine(self.onnx_path, self.precision, report=self.report, **self.options)
+
+
+class SaveEngine:
+    """Loader: run ``loader`` (plan bytes or a callable giving them) and write the plan atomically to ``path``."""
+
+    def __init__(self, loader: Any, path: Union[str, Path]) -> None:
+        self.loader = loader
+        self.path = path
+
+    def __call__(self) -> bytes:
+        plan = self.loader() if callable(self.loader) else self.loader
+        save_engine(plan, self.path)
+        return bytes(plan)

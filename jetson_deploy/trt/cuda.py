@@ -121,12 +121,12 @@ class TorchAllocator:
 
     def htod(self, buf: DeviceBuffer, arr: np.ndarray, stream: Any = None) -> None:
         a = np.ascontiguousarray(arr)
-        src = self.torch.from_numpy(a.view(np.uint8).reshape(-1))
+        src = self.torch.from_numpy(a.reshape(-1).view(np.uint8))
         with self.torch.cuda.stream(stream) if stream is not None else _null():
             self._view(buf, a.nbytes).copy_(src, non_blocking=stream is not None)
 
     def dtoh(self, arr: np.ndarray, buf: DeviceBuffer, stream: Any = None) -> None:
-        dst = self.torch.from_numpy(arr.view(np.uint8).reshape(-1))
+        dst = self.torch.from_numpy(arr.reshape(-1).view(np.uint8))  # arr: a contiguous array we made
         with self.torch.cuda.stream(stream) if stream is not None else _null():
             dst.copy_(self._view(buf, arr.nbytes), non_blocking=stream is not None)
 
