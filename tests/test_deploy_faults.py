@@ -130,3 +130,37 @@ def test_full_disk_gives_a_clear_error(sshd, tmp_path, small_disk):
     r = deploy(str(mid), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
     assert r.result == "deployed", r
     assert_active_verified(root, "demo", "3.0.0", mid)
+
+
+def test_link_drop_during_activation_finishes_on_the_device(sshd, tmp_path):
+    """Kill the client while the device runs the activate step (a slow health check): the device
+    finishes the step on its own; the state is consistent and the lock is released."""
+    root = tmp_path / "dev"
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    b2 = make_bundle(tmp_path / "b2", version="2.0.0")
+    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+    done = tmp_path / "health-done"
+    cmd = jd_cmd() + ["deploy", str(b2), sshd.alias, "--root", str(root), "--ssh-config", str(sshd.ssh_config), "-q",
+                      "--health-cmd", "sleep 2; touch {}".format(done)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (root / "active" / "demo").is_symlink() and os.readlink(str(root / "active" / "demo")).endswith("2.0.0"):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the switch to 2.0.0 never happened while the client ran")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not done.exists() or (root / "state" / "demo.lock").exists()):
+        time.sleep(0.1)
+    assert done.exists(), "the health check did not finish after the client was killed"
+    assert not (root / "state" / "demo.lock").exists()
+    assert_active_verified(root, "demo", "2.0.0", b2)
+    assert (root / "state" / "demo.history").read_text().split() == ["1.0.0", "2.0.0"]
+    # and the next deploy sees a consistent device
+    assert deploy(str(b2), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "unchanged"

@@ -83,6 +83,10 @@ def _mib(n: float) -> str:
 
 
 def _check_error(res: ScriptResult, what: str) -> None:
+    if res.rc == 255 and not res.lines("ERROR"):
+        # ssh itself failed after the script started: the device may have finished the step
+        raise RemoteError("{}: {}; the device completes a started step on its own, check it with "
+                          "'jetson-deploy devices status'".format(what, describe_failure(res.stderr)))
     if res.rc != 0:
         line = res.error_line()
         if res.rc == scripts.RC_NOSPACE or "no space left" in (res.stdout + res.stderr).lower():

@@ -204,7 +204,7 @@ if [ -n "$HEALTH" ]; then
     cd "$A/$N" || exit 125
     JETSON_DEPLOY_ROOT="$R"; JETSON_DEPLOY_NAME="$N"; JETSON_DEPLOY_VERSION="$V"; JETSON_DEPLOY_ACTIVE="$A/$N"
     export JETSON_DEPLOY_ROOT JETSON_DEPLOY_NAME JETSON_DEPLOY_VERSION JETSON_DEPLOY_ACTIVE
-    if command -v timeout >/dev/null 2>&1; then
+    if command -v timeout >/dev/null 2>&1 && timeout -k 1 5 true >/dev/null 2>&1; then
       exec timeout -k 5 "$HT" sh -c "$HEALTH"
     fi
     sh -c "$HEALTH" & hp=$!
