@@ -68,6 +68,8 @@ def test_entropy2_calibration_feeds_real_batches_and_writes_cache(monkeypatch, m
     spec = trtd.read_plan(tb.build_engine(model, "int8", calibrator=cal))
     assert spec["int8"]["mode"] == "calibrator" and spec["int8"]["source"] == "calibrated"
     assert spec["int8"]["batches"] == 4 and cal.batches_served == 4
+    assert cal.get_batch_size() == 1 and cal.batch_size == 2  # explicit batch: the batch lives in the shape
+    assert not [m for _, m in trt._double.events if "Explicit batch network detected" in m]
     header, scales = _cache_scales(cache.read_bytes())
     assert header == "TRT-{}-EntropyCalibration2".format(trtd._version_int(trt.__version__))
     expect = np.percentile(np.abs(np.concatenate([b.ravel() for b in batches])), 99.99) / 127.0

@@ -120,6 +120,7 @@ def make_calibrator(
         def __init__(self) -> None:
             base.__init__(self)  # pybind11 trampolines must be initialised explicitly
             self.kind = kind
+            self.batch_size = batch_size  # samples per batch (the input's batch axis)
             self.cache_path = cache_path
             self.read_only_cache = read_only_cache
             self.input_names = names
@@ -134,7 +135,10 @@ def make_calibrator(
 
         # -- TensorRT interface --------------------------------------------------------------
         def get_batch_size(self) -> int:
-            return batch_size
+            # Explicit-batch networks (all ONNX networks) take the batch from the input shape;
+            # TensorRT warns ("Explicit batch network detected and batch size specified") and
+            # mis-sizes batches when this is not 1 -- Polygraphy's calibrator returns 1 as well.
+            return 1
 
         def get_batch(self, names_: List[str], *args: Any) -> Optional[List[int]]:
             try:

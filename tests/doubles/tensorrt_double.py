@@ -840,6 +840,8 @@ def make_tensorrt(
             _log(logger, Severity.WARNING,
                  "Calibration table header '{}' does not match this calibrator ('{}'); ignoring it and calibrating.".format(hdr, header))
         batch_size = int(cal.get_batch_size())
+        if batch_size != 1 and not net.has_implicit_batch_dimension:
+            _log(logger, Severity.WARNING, "Explicit batch network detected and batch size specified, use execute without batch size instead.")
         names = [t.name for t in net._inputs]
         prof = cfg._calib_profile or (cfg._profiles[0] if cfg._profiles else None)
         shapes = {}
