@@ -160,6 +160,9 @@ def main():
         if cuda:
             attempt(model, "torch-cuda graph", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
+            attempt(model, "torch-cuda graph depth=4", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
+                depth=4))
             attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
                 sync_debug="error"))
@@ -183,9 +186,12 @@ def main():
                 bundle, backend="onnxruntime", iterations=n_ort, source=args.source))
             attempt(model, "onnxruntime-cpu no output thread", lambda: run_bench(
                 bundle, backend="onnxruntime", iterations=n_ort, source=args.source, output_thread=False))
-            half = max(1, (os.cpu_count() or 2) // 2)
-            attempt(model, "onnxruntime-cpu threads={}".format(half), lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": half}))
+            ncpu = os.cpu_count() or 2
+            for th in sorted({max(1, ncpu // 2), max(1, ncpu - 2)}):
+                attempt(model, "onnxruntime-cpu threads={}".format(th), lambda: run_bench(
+                    bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": th}))
+            attempt(model, "onnxruntime-cpu no spinning", lambda: run_bench(
+                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"spinning": False}))
 
     (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
     print("\n{:<9} {:<38} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}".format(

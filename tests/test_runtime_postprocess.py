@@ -33,6 +33,8 @@ def test_classify_topk_from_logits_and_probs():
     assert (r.label, r.score) == ("c", pytest.approx(0.7)) and r.topk[1][0] == "a"
     j = r.to_json()
     assert j["label"] == "c" and j["topk"][0] == ["c", 0.7]
+    r = pp({"topk": np.array([[0.6, 0.3], [1, 2]], np.float32)}, (64, 64))  # packed copy-out
+    assert (r.label, r.class_id, r.topk[1][0]) == ("b", 1, "c")
 
 
 def test_nms_per_class():

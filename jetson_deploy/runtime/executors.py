@@ -194,7 +194,7 @@ class TorchPreprocess:
 class TorchCudaExecutor(Executor):
     """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
 
-    ``fold_post``: classify -> softmax + top-k on the GPU (outputs ``topk_scores``/``topk_ids``),
+    ``fold_post``: classify -> softmax + top-k on the GPU (output ``topk``: scores row, ids row),
     segment -> argmax mask; detect/raw -> outputs copied as they are.
     """
 
@@ -226,7 +226,8 @@ class TorchCudaExecutor(Executor):
             p = torch.softmax(first.float(), dim=1)[0]
             k = min(self.topk, p.shape[0])
             s, i = torch.topk(p, k)
-            return {"topk_scores": s, "topk_ids": i.to(torch.int32)}
+            # one (2, k) tensor -> one small copy-out: row 0 scores, row 1 class ids (exact in float32)
+            return {"topk": torch.stack([s, i.to(torch.float32)])}
         if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
             return {"mask": first[0].argmax(0).to(torch.int32)}
         return outs

@@ -122,6 +122,10 @@ class Postprocessor:
             scores = np.asarray(outputs["topk_scores"]).reshape(-1)
             ids = np.asarray(outputs["topk_ids"]).reshape(-1).astype(np.int64)
             r.num_classes = len(self.labels)
+        elif "topk" in outputs:  # packed (2, k): scores row, ids row (the torch CUDA executor's copy-out)
+            packed = np.asarray(outputs["topk"]).reshape(2, -1)
+            scores, ids = packed[0], packed[1].astype(np.int64)
+            r.num_classes = len(self.labels)
         else:
             v = np.asarray(self._first(outputs)).reshape(-1)
             p = v.astype(np.float32) if looks_like_probs(v) else softmax(v)

@@ -37,11 +37,12 @@ class OnnxRuntimeEngine(Engine):
     is_gpu = False
 
     def __init__(self, model_path: Any, providers: Optional[List[str]] = None, threads: Optional[int] = None,
-                 artifact_kind: str = "onnx") -> None:
+                 artifact_kind: str = "onnx", spinning: Optional[bool] = None) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.providers = providers
         self.threads = threads
+        self.spinning = spinning
         self.artifact_kind = artifact_kind
         self.session: Any = None
         self._out_names: List[str] = []
@@ -54,6 +55,9 @@ class OnnxRuntimeEngine(Engine):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
+        if self.spinning is not None:
+            # idle intra-op threads busy-wait by default; that steals the cores capture/preprocess need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         providers = self.providers or ["CPUExecutionProvider"]
         avail = set(ort.get_available_providers())
         providers = [p for p in providers if p in avail] or ["CPUExecutionProvider"]
@@ -73,6 +77,6 @@ class OnnxRuntimeEngine(Engine):
 
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
-        d.update(model=str(self.model_path), artifact=self.artifact_kind,
+        d.update(model=str(self.model_path), artifact=self.artifact_kind, threads=self.threads, spinning=self.spinning,
                  providers=self.session.get_providers() if self.session is not None else self.providers)
         return d
