@@ -101,6 +101,7 @@ def convert(
         auto_exclude=auto_exclude,
         parity_samples=parity_samples,
         workspace_mb=workspace_mb,
+        progress=True,
         log=log,
     )
     if as_json:

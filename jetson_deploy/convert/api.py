@@ -128,6 +128,7 @@ def convert(
     auto_exclude: bool = False,
     parity_samples: int = _parity.DEFAULT_SAMPLES,
     workspace_mb: int = 1024,
+    progress: bool = False,
     log: Optional[Callable[[str], None]] = None,
 ) -> ConvertResult:
     """Convert MODEL with SPEC into a bundle directory ``out``; see the module docstring.
@@ -157,7 +158,7 @@ def convert(
         return _convert(
             loaded, spec, Path(out), work, bundle_name, version, precision, calib, converter, build_engine, outputs, opset,
             dynamic_batch, fold_preprocess, fold_postprocess, top_k, tolerance, min_agreement, force, auto_exclude,
-            parity_samples, workspace_mb, note, messages,
+            parity_samples, workspace_mb, progress, note, messages,
         )
     finally:
         shutil.rmtree(str(work), ignore_errors=True)
@@ -167,7 +168,7 @@ def _convert(
     loaded: LoadedModel, spec: ModelSpec, out: Path, work: Path, bundle_name: str, version: str, precision: str, calib: Any,
     converter: str, build_engine: Any, outputs: Optional[Sequence[Any]], opset: Optional[int], dynamic_batch: bool,
     fold_pre: bool, fold_post: bool, top_k: Optional[int], tolerance: float, min_agreement: float, force: bool,
-    auto_exclude: bool, parity_samples: int, workspace_mb: int, note: Callable[[str], None], messages: List[str],
+    auto_exclude: bool, parity_samples: int, workspace_mb: int, progress: bool, note: Callable[[str], None], messages: List[str],
 ) -> ConvertResult:
     onnx_path = work / "model.onnx"
     kept: List[str] = []
@@ -294,7 +295,7 @@ def _convert(
 
         int8 = prepare_int8(
             onnx_path, spec, out_spec, calib, work, min_agreement=min_agreement, force=force, auto_exclude=auto_exclude,
-            note=note, unfolded_onnx=unfolded, fold=fold_qdq, trt_version=_trt_version(),
+            note=note, unfolded_onnx=unfolded, fold=fold_qdq, trt_version=_trt_version(), progress=progress,
         )
 
     # ---- 7: engines ---------------------------------------------------------------------------

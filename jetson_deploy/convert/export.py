@@ -11,6 +11,8 @@ opset it wrote is recorded.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +73,8 @@ def export_onnx(
             dynamic_axes[n] = {0: BATCH_DIM}
     target = module
     notes: List[str] = []
-    with warnings.catch_warnings():
+    # Exporters print progress to stdout; --json promises stdout holds only the result.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in torch >= 2.9 but is the one writing opset 13
         if trace_first:
             try:

@@ -98,6 +98,7 @@ def prepare_int8(
     unfolded_onnx: Optional[Path] = None,
     fold: Optional[Callable[[Path], None]] = None,
     trt_version: Optional[str] = None,
+    progress: bool = False,
 ) -> Int8Data:
     """Compute (or reuse) INT8 data for the model; refuse below ``min_agreement`` unless ``force``.
 
@@ -122,7 +123,7 @@ def prepare_int8(
     out_dir = calib if _writable(calib) else work / "int8"
     res = compute_int8(
         source, calib, out_dir=out_dir, trt_versions=versions, min_agreement=min_agreement, auto_exclude=auto_exclude,
-        progress=False, log=say,
+        progress=progress, log=say,
     )
     agreement = dict(res.agreement)
     say("INT8 (ONNX Runtime, Q/DQ) vs FP32: {} {:.4f} on {} held-out samples{}{}".format(
