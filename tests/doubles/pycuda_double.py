@@ -19,7 +19,7 @@ import ctypes
 import importlib.machinery
 import sys
 import types
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import numpy as np
 
