@@ -175,9 +175,10 @@ def main():
 
                 ctx = make_context()
                 try:
-                    for mem in ("pycuda-pinned", "pycuda-mapped"):
-                        attempt(model, "torch engine via {}".format(mem), lambda: run_bench(
-                            bundle, backend="torch", device="cuda", memory=mem, iterations=max(n // 4, 100), source=args.source))
+                    for mem, g in (("pycuda-pinned", True), ("pycuda-pinned", False), ("pycuda-mapped", False)):
+                        attempt(model, "torch engine via {}{}".format(mem, " graph" if g else " eager"), lambda: run_bench(
+                            bundle, backend="torch", device="cuda", memory=mem, iterations=max(n // 4, 100),
+                            source=args.source, cuda_graph=g))
                 finally:
                     ctx.pop()
         if env["onnxruntime"] and not args.skip_ort:

@@ -104,7 +104,7 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
         return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk)
     if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
         mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
-        return PycudaExecutor(engine, spec, depth=depth, mapped=mapped, **kw)
+        return PycudaExecutor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
     raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
 
 

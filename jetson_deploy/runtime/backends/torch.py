@@ -155,7 +155,40 @@ class TorchEngine(Engine):
             for t in self.outputs:
                 as_tensor(t.name, t).copy_(outs[t.name].reshape(t.shape))
 
+    def capture_graph(self, buffers: Dict[str, Any], stream: Any = None) -> "TorchGraph":
+        """Capture one :meth:`enqueue` on these buffers into a CUDA graph (same contract as the
+        TensorRT backend's): the buffers must stay allocated; ``replay()`` relaunches on ``stream``."""
+        torch = self._torch
+        if not self.is_gpu:
+            raise BadInput("CUDA graph capture needs the torch backend on a CUDA device")
+        if stream is None:
+            s = torch.cuda.Stream(self.device)
+        elif isinstance(stream, int):
+            s = torch.cuda.ExternalStream(stream, device=self.device)
+        else:
+            s = stream
+        self.enqueue(buffers, s)  # warm-up outside the capture (allocator, cuDNN autotune)
+        s.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s, capture_error_mode="thread_local"):
+            self.enqueue_impl(buffers, s)
+        return TorchGraph(g, s)
+
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
         d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind)
         return d
+
+
+class TorchGraph:
+    """A captured enqueue; ``replay()`` launches it on its stream without a host sync."""
+
+    def __init__(self, graph: Any, stream: Any) -> None:
+        self.graph = graph
+        self.stream = stream
+
+    def replay(self) -> None:
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            self.graph.replay()
