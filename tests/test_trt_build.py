@@ -318,13 +318,17 @@ def test_target_and_engine_names(monkeypatch):
     trt = trtd.install(monkeypatch, "10.x")
     t = tb.target_for(trt, 87, "int8")
     assert t == {"tensorrt": "10.3.0.30", "sm": 87, "precision": "int8"}
-    assert tb.engine_relpath(t) == "engines/10.3.0.30_sm87_int8.engine"
+    assert tb.engine_relpath(t) == "engines/10.3.0_sm87_int8.engine"  # release: major.minor.patch
+    from jetson_deploy.bundle import engine_filename as bundle_engine_filename
+
+    assert tb.engine_relpath(t) == bundle_engine_filename(trt.__version__, 87, "int8")  # same name as the bundle's
     for spelling in (87, (8, 7), "8.7", "sm87", "sm_87", {"sm": 87}, {"gpu": {"sm": 87}}):
         assert tb.target_for(trt, spelling)["sm"] == 87
     assert tb.target_for(trt, 53, "fp16")["sm"] == 53
     with pytest.raises(BadInput):
         tb.target_for(trt, 87, "int4")
     assert tb.current_target("fp16", device=72) == {"tensorrt": "10.3.0.30", "sm": 72, "precision": "fp16"}
+    assert tb.release_version("8.6.2.3") == "8.6.2" and tb.release_version("10.1") == "10.1.0"
 
 
 def test_double_refuses_plans_from_another_version(monkeypatch, model):

@@ -86,6 +86,9 @@ def _detect_sm() -> Optional[int]:
 def target_for(trt: Any = None, device: Any = None, precision: str = "fp16") -> Dict[str, Any]:
     """``{"tensorrt": "8.5.2.2", "sm": 87, "precision": "fp16"}`` for this TensorRT and GPU.
 
+    The version is TensorRT's own string; engine names use its release part
+    (:func:`release_version`, as the bundle does).
+
     ``device``: the GPU's SM in any common spelling (87, (8, 7), "8.7", "sm87", a
     platform-probe dict); None probes this machine.
     """
@@ -98,14 +101,21 @@ def target_for(trt: Any = None, device: Any = None, precision: str = "fp16") -> 
     return {"tensorrt": str(trt.__version__), "sm": int(sm), "precision": precision}
 
 
+def release_version(version: Any) -> str:
+    """'8.6.2.3' -> '8.6.2': plans are tied to the TensorRT release (major.minor.patch); the 4th
+    component is a build number.  Same rule as the bundle's engine names (bundle.manifest)."""
+    v = (tuple(int(x) for x in re.findall(r"\d+", str(version).split("+")[0])[:3]) + (0, 0, 0))[:3]
+    return "{}.{}.{}".format(*v)
+
+
 def current_target(precision: str = "fp16", device: Any = None) -> Dict[str, Any]:
     """:func:`target_for` with the installed TensorRT."""
     return target_for(None, device, precision)
 
 
 def engine_filename(target: Mapping[str, Any]) -> str:
-    """'8.5.2.2_sm87_fp16.engine' (DESIGN.md bundle naming)."""
-    return "{}_sm{}_{}.engine".format(target["tensorrt"], int(target["sm"]), target["precision"])
+    """'8.5.2_sm87_fp16.engine' (DESIGN.md bundle naming; version as in :func:`release_version`)."""
+    return "{}_sm{}_{}.engine".format(release_version(target["tensorrt"]), int(target["sm"]), target["precision"])
 
 
 def engine_relpath(target: Mapping[str, Any]) -> str:

@@ -1374,7 +1374,7 @@ def make_tensorrt(
                 _log(self._logger, Severity.ERROR, "4: [runtime.cpp::deserializeCudaEngine::65] Error Code 4: Internal Error "
                      "(Engine deserialization failed.)")
                 return None
-            if spec.get("trt_version") != ver:
+            if str(spec.get("trt_version")).split(".")[:3] != ver.split(".")[:3]:  # same release (major.minor.patch)
                 _log(self._logger, Severity.ERROR,
                      "6: The engine plan file is not compatible with this version of TensorRT, expecting library version "
                      "{} got {}, please rebuild.".format(ver, spec.get("trt_version")))
