@@ -103,6 +103,10 @@ def test_dynamic_batch_within_profile(monkeypatch, cuda, tmp_path, gen):
     assert eng.dynamic and eng.inputs[0].shape == (-1, 3, 8, 8)
     assert eng.profile_shapes("input") == [(1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8)]
     with eng:
+        assert eng.output_shapes() == {"logits": (4, 4)}  # starts at the profile's opt shape
+        x4, d_out = _x((4, 3, 8, 8)), np.zeros((4, 4), np.float32)
+        eng.enqueue({"input": x4.ctypes.data, "logits": d_out.ctypes.data}, 0)  # host pointers: the double's memory
+        np.testing.assert_allclose(d_out, onnx_models.reference(model, {"input": x4})["logits"], rtol=1e-5, atol=1e-6)
         for n in (3, 5, 3):
             x = _x((n, 3, 8, 8), n)
             out = eng.infer({"input": x})["logits"]

@@ -11,7 +11,8 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
   (the frame pipeline) owns the buffers, the stream and the events.
 * :meth:`TensorRTEngine.infer` -- the simple synchronous API: device buffers from pycuda
   (lazy; torch CUDA when pycuda is missing), copy in, execute, sync, copy out.
-* Dynamic shapes: ``set_input_shape`` (8.5+) or ``set_binding_shape`` (8.x).
+* Dynamic shapes: ``set_input_shape`` (8.5+) or ``set_binding_shape`` (8.x); after activate()
+  dynamic inputs are at the active profile's opt shape until :meth:`set_input_shapes` changes them.
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
@@ -162,9 +163,16 @@ class TensorRTEngine(Engine):
                 raise CheckFailed("TensorRT refused optimization profile {}: {}".format(self.profile, self.logger.summary()))
         self._addr = {}
         self._shapes = {}
+        opt = {}
         for t in self.inputs:
             if all(d >= 0 for d in t.shape):
                 self._shapes[t.name] = t.shape
+            else:
+                prof = self.profile_shapes(t.name)
+                if prof:
+                    opt[t.name] = prof[1]
+        if opt:  # dynamic inputs start at the profile's opt shape (what the bundle's spec names)
+            self.set_input_shapes(opt)
 
     def deactivate_impl(self) -> None:
         for buf in self._dev.values():
