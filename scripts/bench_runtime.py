@@ -160,9 +160,9 @@ def main():
         if cuda:
             attempt(model, "torch-cuda graph", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
-            attempt(model, "torch-cuda graph depth=4", lambda: run_bench(
+            attempt(model, "torch-cuda graph mapped_out", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                depth=4))
+                mapped_out=True))
             attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
                 sync_debug="error"))

@@ -25,11 +25,13 @@ def _rows(p):
     return [json.loads(x) for x in p.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("graph", [True, False])
-def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph):
+@pytest.mark.parametrize("graph,mapped_out", [(True, False), (True, True), (False, False)])
+def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph, mapped_out):
     seq = write_color_video(tmp_path / "c.avi", n=24, w=320, h=240)
     s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                     cuda_graph=graph, sync_debug="error", printer=lambda m: None)
+                     cuda_graph=graph, sync_debug="error", printer=lambda m: None,
+                     executor_options={"mapped_out": mapped_out})
+    assert s.executor["mapped_out"] is mapped_out
     assert s.frames == 24 and s.executor["executor"] == "torch-cuda" and s.executor["cuda_graph"] is graph
     assert s.executor["memory"] == "torch-pinned"
     assert [r["label"] for r in _rows(tmp_path / "p.jsonl")] == seq

@@ -14,6 +14,11 @@ def _device_option():
     return click.option("--device", default=None, help="Device for the engine, e.g. cuda:0 or cpu (default: the backend's choice).")
 
 
+def _threads_option():
+    return click.option("--threads", type=click.IntRange(1, 512), default=None,
+                        help="ONNX Runtime intra-op threads (default: all CPUs but two, for capture and output).")
+
+
 def _memory_option():
     return click.option("--memory", type=click.Choice(MEMORY), default="auto", show_default=True,
                         help="Frame/IO memory: auto (mapped zero-copy on Jetson, pinned on discrete GPUs, numpy on CPU), "
@@ -29,6 +34,7 @@ def _memory_option():
 @backend_option()
 @_device_option()
 @_memory_option()
+@_threads_option()
 @click.option("--max-frames", type=click.IntRange(1, None), default=None, help="Stop after N processed frames.")
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight on the GPU (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Capture the per-frame GPU work in a CUDA graph where the backend allows.")
@@ -39,7 +45,7 @@ def _memory_option():
 @click.option("--stall-timeout", type=float, default=10.0, show_default=True,
               help="End the run when the source delivers nothing for this many seconds.")
 @json_option()
-def run(bundle, source, sinks, backend, device, memory, max_frames, depth, cuda_graph, queue_size, topk, interval,
+def run(bundle, source, sinks, backend, device, memory, threads, max_frames, depth, cuda_graph, queue_size, topk, interval,
         stall_timeout, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
@@ -54,6 +60,7 @@ def run(bundle, source, sinks, backend, device, memory, max_frames, depth, cuda_
         bundle, source, list(sinks), backend=backend, max_frames=max_frames, device=device, memory=memory, depth=depth,
         cuda_graph=cuda_graph, queue_size=queue_size, topk=topk, metrics_interval=interval,
         printer=stderr_printer if interval > 0 else (lambda m: None), stall_timeout=stall_timeout,
+        engine_options={"threads": threads} if threads else None,
     )
     d = summary.to_dict()
     if as_json:
@@ -74,6 +81,7 @@ def run(bundle, source, sinks, backend, device, memory, max_frames, depth, cuda_
 @backend_option()
 @_device_option()
 @_memory_option()
+@_threads_option()
 @click.option("--iterations", type=click.IntRange(10, None), default=300, show_default=True,
               help="Timed iterations for each of the engine-only and pipeline runs.")
 @click.option("--warmup", type=click.IntRange(0, None), default=30, show_default=True, help="Untimed iterations first.")
@@ -82,14 +90,15 @@ def run(bundle, source, sinks, backend, device, memory, max_frames, depth, cuda_
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Use CUDA graphs where the backend allows.")
 @json_option()
-def bench(bundle, backend, device, memory, iterations, warmup, source, depth, cuda_graph, as_json):
+def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
 
     res = run_bench(bundle, backend=backend, device=device, memory=memory, iterations=iterations, warmup=warmup,
-                    source=source, depth=depth, cuda_graph=cuda_graph)
+                    source=source, depth=depth, cuda_graph=cuda_graph,
+                    engine_options={"threads": threads} if threads else None)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return

@@ -78,7 +78,7 @@ def load_bundle(bundle: Any, verify: bool = True) -> Any:
 
 
 def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, graph: bool = True,
-                  topk: int = 5, **kw: Any) -> Any:
+                  topk: int = 5, mapped_out: bool = False, **kw: Any) -> Any:
     """The executor for an activated engine.
 
     ``memory``: ``auto`` (torch CUDA engines -> torch pinned + GPU preprocessing; TensorRT -> pycuda;
@@ -101,7 +101,7 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     if memory in ("torch", "torch-pinned"):
         if not (backend == "torch" and gpu):
             raise BadInput("--memory torch needs the torch backend on a CUDA GPU")
-        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk)
+        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out)
     if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
         mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
         return PycudaExecutor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
@@ -394,6 +394,7 @@ def run_pipeline(
     engine: Any = None,
     output_thread: Optional[bool] = None,
     engine_options: Optional[Dict[str, Any]] = None,
+    executor_options: Optional[Dict[str, Any]] = None,
 ) -> RunSummary:
     """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
 
@@ -423,7 +424,8 @@ def run_pipeline(
     executor = None
     ok = False
     try:
-        executor = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, topk=topk)
+        executor = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, topk=topk,
+                                 **(executor_options or {}))
         pipe = Pipeline(eng, spec, src, sinks, executor=executor, queue_size=queue_size,
                         metrics_interval=metrics_interval, printer=printer, topk=topk, stall_timeout=stall_timeout,
                         keep_results=keep_results, on_result=on_result, sync_debug=sync_debug, labels=labels,
