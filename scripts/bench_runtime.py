@@ -187,12 +187,8 @@ def main():
                 bundle, backend="onnxruntime", iterations=n_ort, source=args.source))
             attempt(model, "onnxruntime-cpu no output thread", lambda: run_bench(
                 bundle, backend="onnxruntime", iterations=n_ort, source=args.source, output_thread=False))
-            ncpu = os.cpu_count() or 2
-            for th in sorted({max(1, ncpu // 2), max(1, ncpu - 2)}):
-                attempt(model, "onnxruntime-cpu threads={}".format(th), lambda: run_bench(
-                    bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": th}))
-            attempt(model, "onnxruntime-cpu no spinning", lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"spinning": False}))
+            attempt(model, "onnxruntime-cpu ORT default threads", lambda: run_bench(
+                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": 0}))
 
     (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
     print("\n{:<9} {:<38} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}".format(
