@@ -298,3 +298,11 @@ def test_infer_falls_back_to_torch_cuda_memory(monkeypatch, tmp_path):
                 np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
         assert eng._allocator.kind == "torch" and eng.context.last_stream == 0xBEEF
     assert fake.syncs == 3  # infer() syncs once per call (the simple API); enqueue never does
+
+
+def test_plan_from_another_gpu_is_refused(monkeypatch, cuda, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trtd.make_tensorrt("8.5", sm=72))  # built on Xavier
+    plan = tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16")
+    trtd.install(monkeypatch, "8.5", sm=87)  # run on Orin
+    with pytest.raises(CheckFailed, match=r"incompatible device, expecting compute 8.7 got compute 7.2"):
+        TensorRTEngine(plan)

@@ -229,11 +229,13 @@ def make_tensorrt(
     fast_int8: bool = True,
     fast_fp16: bool = True,
     num_dla_cores: int = 0,
+    sm: int = 87,
 ) -> types.ModuleType:
     """Build a fresh module object that mirrors ``tensorrt`` of one generation.
 
     ``fast_int8=False`` models Jetson Nano/TX1 (SM 5.3), whose builder reports
-    ``platform_has_fast_int8 == False``; ``num_dla_cores=2`` models Xavier/Orin.
+    ``platform_has_fast_int8 == False``; ``num_dla_cores=2`` models Xavier/Orin.  ``sm`` is the
+    GPU the "engine" is built for and run on: plans record it and another SM refuses them.
     """
     if generation not in GENERATIONS:
         raise ValueError("generation must be one of {}".format(GENERATIONS))
@@ -246,7 +248,7 @@ def make_tensorrt(
     mod.__version__ = ver
     mod.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     state = types.SimpleNamespace(
-        generation=gen, version=ver, fast_int8=fast_int8, fast_fp16=fast_fp16, num_dla_cores=num_dla_cores,
+        generation=gen, version=ver, fast_int8=fast_int8, fast_fp16=fast_fp16, num_dla_cores=num_dla_cores, sm=int(sm),
         builds=[], events=[], engines=[],
     )
     mod._double = state
@@ -963,6 +965,7 @@ def make_tensorrt(
         spec = {
             "double": "tensorrt",
             "trt_version": ver,
+            "sm": state.sm,
             "flags": names,
             "workspace": cfg._workspace,
             "memory_pools": {str(k): v for k, v in cfg._pools.items()},
@@ -1378,6 +1381,11 @@ def make_tensorrt(
                 _log(self._logger, Severity.ERROR,
                      "6: The engine plan file is not compatible with this version of TensorRT, expecting library version "
                      "{} got {}, please rebuild.".format(ver, spec.get("trt_version")))
+                return None
+            if int(spec.get("sm", state.sm)) != state.sm:
+                _log(self._logger, Severity.ERROR,
+                     "6: The engine plan file is generated on an incompatible device, expecting compute {}.{} got compute "
+                     "{}.{}, please rebuild.".format(state.sm // 10, state.sm % 10, int(spec["sm"]) // 10, int(spec["sm"]) % 10))
                 return None
             return ICudaEngine(spec, onnx_bytes, self._logger)
 
