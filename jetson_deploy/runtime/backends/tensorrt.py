@@ -311,7 +311,11 @@ class TensorRTEngine(Engine):
         self.enqueue(buffers, s.cuda_stream)
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=s, capture_error_mode="thread_local"):
+        try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
+            capture = torch.cuda.graph(graph, stream=s, capture_error_mode="thread_local")
+        except TypeError:  # torch < 2.1 (JetPack 5 wheels)
+            capture = torch.cuda.graph(graph, stream=s)
+        with capture:
             self.enqueue_impl(buffers, s.cuda_stream)
         return CudaGraph(graph, s)
 
