@@ -177,7 +177,10 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         say(label, "uploading {} in {} files via {}{}".format(
             _mib(bundle.total_size), len(bundle.files), method,
             " (resuming: {} already on the device)".format(_mib(resumed)) if resumed else ""))
-        up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root, progress)
+        try:
+            up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root, progress)
+        except RemoteError as exc:
+            raise _diagnose_upload_failure(transport, root, exc)
         details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
         say(label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
     else:
@@ -266,6 +269,22 @@ def _upload(transport: Transport, bundle: LocalBundle, staging: str, method: str
     if "after_upload" in hooks:
         hooks["after_upload"](transport=transport, root=root, name=bundle.name, version=bundle.version, staging=staging)
     return time.monotonic() - t_up
+
+
+def _diagnose_upload_failure(transport: Transport, root: str, exc: RemoteError) -> RemoteError:
+    """A failed upload may not say why (the device's message can die with the link): if the
+    disk under ROOT is (nearly) full now, say that in one line."""
+    if "disk space" in str(exc):
+        return exc
+    try:
+        res = transport.run_script(scripts.free_space(root), timeout=60)
+    except JetsonDeployError:
+        return exc
+    kb = (res.first("DF") or "").strip()
+    if res.rc == 0 and kb.isdigit() and int(kb) < 1024:
+        return RemoteError("the device ran out of disk space under {} (No space left on device: {} KiB free after the upload failed); "
+                           "free space there or deploy with a smaller --keep".format(root, kb))
+    return exc
 
 
 def rollback_host(name: str, transport: Transport, root: str = DEFAULT_ROOT, to: Optional[str] = None,

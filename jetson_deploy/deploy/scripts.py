@@ -277,6 +277,14 @@ say "ROLLED_BACK $cur $target"
 """)
 
 
+def free_space(root: str) -> str:
+    """Free KiB under ROOT (df -Pk), for diagnosing a failed upload."""
+    return _whole(_vars(R=root) + r"""
+say() { printf '%s\n' "$*"; }
+say "DF $(df -Pk "$R" 2>/dev/null | awk 'NR==2 {print $4}')"
+""")
+
+
 def status(root: str, name: Optional[str] = None, verify: bool = False) -> str:
     """List bundles, versions, active version, history and leftover uploads."""
     return _whole(_vars(R=root, ONLY=name or "", VERIFY="1" if verify else "") + r"""

@@ -81,6 +81,19 @@ def describe_failure(text: str) -> str:
     return _last_line(text) or "failed"
 
 
+# rsync exit codes worth a word when rsync printed nothing useful (the link died first)
+RSYNC_EXIT = {
+    5: "error starting the transfer on the device (is rsync installed there?)",
+    10: "socket I/O error (connection lost?)",
+    11: "file I/O error on the device (disk full or read-only?)",
+    12: "protocol data stream error (connection lost?)",
+    20: "interrupted (SIGINT/SIGTERM)",
+    23: "partial transfer (some files could not be written on the device)",
+    30: "timeout in data send/receive (link stalled for 60 s)",
+    255: "ssh failed",
+}
+
+
 class Transport(object):
     label = ""
     kind = "ssh"
@@ -173,7 +186,10 @@ class SSHTransport(Transport):
         finally:
             os.unlink(lst.name)
         if rc != 0:
-            raise RemoteError("upload failed (rsync exit {}): {}".format(rc, describe_failure(err)))
+            why = describe_failure(err)
+            if why == "failed" and rc in RSYNC_EXIT:
+                why = RSYNC_EXIT[rc]
+            raise RemoteError("upload failed (rsync exit {}): {}".format(rc, why))
         return "rsync"
 
     def _sftp(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, staged: dict,
