@@ -102,7 +102,9 @@ def test_folded_preprocessing_needs_trt_85(tmp_path: Path, monkeypatch, orin) ->
 
 def test_torch2trt_missing_is_exit_2_with_install_hint(tmp_path: Path, monkeypatch, orin) -> None:
     trtd.install(monkeypatch, "8.6")
-    monkeypatch.setitem(__import__("sys").modules, "torch2trt", None)
+    from doubles import torch2trt_double as t2d
+
+    t2d.uninstall(monkeypatch)
     spec_path = spec_file(tmp_path, "residual_cnn")
     with pytest.raises(MissingDependency, match=r"torch2trt is needed for --converter torch2trt.*git clone https://github.com/NVIDIA-AI-IOT/torch2trt"):
         convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", converter="torch2trt", precision="fp16")

@@ -8,16 +8,28 @@ without TensorRT); ``False`` never builds.  The TensorRT work itself lives in
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .._lazy import INSTALL_HINTS, has_module, require
+from .._lazy import INSTALL_HINTS
 from ..errors import BadInput, MissingDependency
 from ..spec import ModelSpec
 
 ON_DEVICE = "engines will be built on the device at first load"
 
 EngineEntry = Tuple[str, Path, Dict[str, Any]]  # (bundle path, file, target)
+
+
+def _importable(name: str) -> bool:
+    """Like ``has_module`` but honours ``sys.modules[name] = None`` (blocked) first."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def tensorrt_here() -> Any:
@@ -56,8 +68,8 @@ def build_engines(
     say = note or (lambda m: None)
     have_trt = tensorrt_here() is not None
     if converter == "torch2trt":
-        if not has_module("torch2trt"):
-            require("torch2trt", "--converter torch2trt")  # raises MissingDependency (exit 2) with the install line
+        if not _importable("torch2trt"):
+            raise MissingDependency("torch2trt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["torch2trt"])
         if not have_trt:
             raise MissingDependency("tensorrt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["tensorrt"])
         if torch_module is None:
