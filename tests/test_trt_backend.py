@@ -306,3 +306,46 @@ def test_plan_from_another_gpu_is_refused(monkeypatch, cuda, tmp_path):
     trtd.install(monkeypatch, "8.5", sm=87)  # run on Orin
     with pytest.raises(CheckFailed, match=r"incompatible device, expecting compute 8.7 got compute 7.2"):
         TensorRTEngine(plan)
+
+
+def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
+    """Warm-up enqueue, then one enqueue inside torch.cuda.graph on the same stream; replay relaunches."""
+    import contextlib
+    import types
+
+    events = []
+
+    class Stream:
+        cuda_stream = 0x5150
+
+        def synchronize(self):
+            events.append("sync")
+
+    class CUDAGraph:
+        def replay(self):
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def graph(g, stream=None, capture_error_mode=None):
+        events.append(("capture", stream.cuda_stream, capture_error_mode))
+        yield
+        events.append("end-capture")
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(), CUDAGraph=CUDAGraph,
+        graph=graph, stream=lambda s: contextlib.nullcontext()))
+    import jetson_deploy._lazy as lazy
+
+    real_require = lazy.require
+    monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)  # CudaGraph.replay imports torch
+    trtd.install(monkeypatch, "10.x")
+    model = onnx_models.classifier(tmp_path / "m.onnx")
+    eng = TensorRTEngine(tb.build_engine(model, "fp16"))
+    x, out = _x((1, 3, 8, 8)), np.zeros((1, 4), np.float32)
+    with eng:
+        g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data})
+        assert eng.context.executions == 2 and eng.context.last_stream == 0x5150
+        g.replay()
+    assert events == ["sync", ("capture", 0x5150, "thread_local"), "end-capture", "replay"]
+    np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=2e-3, atol=2e-3)
