@@ -51,7 +51,8 @@ def _kill_mid_upload(sshd, bundle: Path, root: Path, transfer: str) -> int:
     return last
 
 
-@pytest.mark.parametrize("transfer,next_version", [("rsync", "2.0.0"), ("sftp", "2.0.0"), ("rsync", "3.0.0")])
+# (a stale partial upload of another version being cleaned is covered cheaply in test_deploy_ssh)
+@pytest.mark.parametrize("transfer,next_version", [("rsync", "2.0.0"), ("sftp", "3.0.0")])
 def test_interrupted_upload_keeps_previous_and_next_deploy_recovers(sshd, tmp_path, transfer, next_version):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")

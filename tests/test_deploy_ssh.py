@@ -163,10 +163,18 @@ def test_preplaced_bad_staging_data_is_caught(sshd, tmp_path):
     bad.write_bytes(bytes(len(src.read_bytes())))
     st = os.stat(str(src))
     os.utime(str(bad), ns=(st.st_atime_ns, st.st_mtime_ns))
+    # plus a stale partial upload of another version, and a stray file in this one
+    (root / "staging" / "demo" / "0.9.0" / "engines").mkdir(parents=True)
+    (root / "staging" / "demo" / "0.9.0" / "engines" / "x.engine").write_bytes(b"partial")
+    (stage / "stray.bin").write_bytes(b"not in the manifest")
     res = run(["deploy", str(b1), sshd.alias, "--json"] + cli_args(sshd, root))
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)["results"][0]
     assert r["result"] == "deployed" and r["details"]["reuploaded"] == ["model.onnx"]
+    assert r["details"]["cleaned"] == ["0.9.0"]
+    assert r["details"]["extra_removed"] == ["stray.bin"]
+    assert not (root / "bundles" / "demo" / "1.0.0" / "stray.bin").exists()
+    assert not (root / "staging" / "demo").exists()
     assert_active_verified(root, "demo", "1.0.0", b1)
 
 

@@ -167,7 +167,7 @@ if [ "$MODE" = upload ]; then
   awk '{ print $2 }' "$SIZES" > "$SIZES.paths"
   ( cd "$S" && find . ! -type d ) | while IFS= read -r f; do
     f=${f#./}
-    grep -qxF -- "$f" "$SIZES.paths" || { rm -f "$S/$f"; say "EXTRA $f removed"; }
+    grep -qxF -- "$f" "$SIZES.paths" || { rm -f "$S/$f"; say "EXTRA $f"; }
   done
   rm -f "$SIZES.paths"
   say "VERIFIED"
