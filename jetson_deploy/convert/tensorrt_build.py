@@ -10,7 +10,7 @@ One function, :func:`build_engine`, drives TensorRT 8.2 (JetPack 4.6), 8.5
 * precision: FP16 / INT8 flags; INT8 from a calibrator, from per-tensor dynamic
   ranges (``ranges.json`` / ``{tensor: amax}``), from a calibration cache, or from a
   Q/DQ model (explicit INT8: nothing else allowed); INT8 is refused on GPUs without
-  fast INT8 (Jetson Nano/TX1, SM 5.3);
+  fast INT8 (Jetson Nano/TX1, SM 5.3; TX2, SM 6.2);
 * workspace: ``set_memory_pool_limit(MemoryPoolType.WORKSPACE)`` (8.4+) else
   ``max_workspace_size``;
 * optimization profiles for dynamic shapes; timing cache load + atomic save;
@@ -322,7 +322,7 @@ def build_engine(
     if precision == "int8" and hasattr(builder, "platform_has_fast_int8") and not builder.platform_has_fast_int8:
         sm = _detect_sm()
         raise BadInput(
-            "this GPU{} has no fast INT8 in TensorRT (Jetson Nano/TX1 are SM 5.3): build with --precision fp16 instead".format(
+            "this GPU{} has no fast INT8 in TensorRT (Jetson Nano/TX1 are SM 5.3, TX2 SM 6.2): build with --precision fp16 instead".format(
                 " (SM {}.{})".format(sm // 10, sm % 10) if sm else ""))
     if precision in ("fp16", "int8") and hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
         logger.log(trt.Logger.WARNING, "this GPU has no fast FP16; TensorRT may run FP32 kernels")

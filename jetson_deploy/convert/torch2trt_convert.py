@@ -74,7 +74,7 @@ def convert_with_torch2trt(
         except Exception:  # noqa: BLE001 -- no GPU to ask: let torch2trt try
             fast = True
         if not fast:
-            raise BadInput("this GPU has no fast INT8 in TensorRT (Jetson Nano/TX1, SM 5.3): use --precision fp16")
+            raise BadInput("this GPU has no fast INT8 in TensorRT (Jetson Nano/TX1 SM 5.3, TX2 SM 6.2): use --precision fp16")
 
     dev = device or ("cuda" if torch.cuda.is_available() else None)
     inputs = list(example_input) if isinstance(example_input, (tuple, list)) else [example_input]
