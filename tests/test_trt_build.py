@@ -220,6 +220,8 @@ def test_int8_from_qdq_model_is_explicit(monkeypatch, tmp_path, gen):
     assert report["int8_source"] == "qdq"
     with pytest.raises(BadInput, match="already quantized"):
         tb.build_engine(path, "int8", dynamic_ranges={"input": 1.0})
+    with pytest.raises(BadInput, match=r"model.qdq.onnx is quantized \(Q/DQ nodes\): build it with --precision int8"):
+        tb.build_engine(path, "fp16")
 
 
 def test_calibration_cache_for_another_version_is_refused(monkeypatch, model, tmp_path):

@@ -338,6 +338,10 @@ def build_engine(
         ok = parser.parse(path.read_bytes(), str(path))
     if not ok:
         raise BadInput(format_parser_failure(name, parser_issues(parser, str(path)), version))
+    qdq = _is_qdq(trt, network)
+    if qdq and precision != "int8":
+        raise BadInput("{} is quantized (Q/DQ nodes): build it with --precision int8, or use the unquantized model for {}".format(
+            name, precision))
 
     config = builder.create_builder_config()
     if workspace_mb is not None:
@@ -396,7 +400,6 @@ def build_engine(
     # ---- INT8 source -----------------------------------------------------------------------
     int8_source = None
     if precision == "int8":
-        qdq = _is_qdq(trt, network)
         if qdq:
             if sources:
                 raise BadInput("{} is already quantized (Q/DQ nodes, explicit INT8): drop the {}".format(name, sources[0]))
