@@ -254,3 +254,29 @@ def test_dynamic_batch_model_calibrates_at_the_profile_opt_shape(monkeypatch, tm
     assert spec["int8"]["batches"] == 3
     expect = np.percentile(np.abs(np.concatenate([b.ravel() for b in batches])), 99.99) / 127.0
     assert spec["int8"]["scales"]["input"] == pytest.approx(expect, rel=1e-5)
+
+
+def test_real_calibration_set_feeds_the_calibrator(monkeypatch, tmp_path):
+    """End to end with the calibration helper's set: images -> preprocess -> shards -> TensorRT batches."""
+    cv2 = pytest.importorskip("cv2")
+    from jetson_deploy.calibration.dataset import build_calibration_set, load_calibration_set
+
+    rng = np.random.default_rng(11)
+    (tmp_path / "imgs").mkdir()
+    for i in range(12):
+        img = (rng.random((20, 24, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / "imgs" / "im{:02d}.png".format(i)), img)
+    spec = {"task": "classify", "input": {"name": "input", "shape": [2, 3, 8, 8], "dtype": "float32", "color": "rgb"},
+            "preprocess": {"resize": [8, 8], "scale": 1 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+            "outputs": ["logits"]}
+    build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=12, seed=0, holdout=0.0, progress=False, dedupe_bits=-1)
+    cset = load_calibration_set(tmp_path / "set")
+    n = len(cset)
+    trtd.install(monkeypatch, "8.6")
+    pycuda_double.install(monkeypatch)
+    model = onnx_models.classifier(tmp_path / "model.onnx", batch=2)
+    cal = make_calibrator(cset, NAMES, SHAPES, DTYPES, cache_path=tmp_path / "calib.cache")
+    spec_plan = trtd.read_plan(tb.build_engine(model, "int8", calibrator=cal))
+    assert cal.batches_served == n // 2 and spec_plan["int8"]["batches"] == n // 2
+    seen = np.concatenate([b.ravel() for b in cset.iter_batches(2, drop_last=True)])
+    assert spec_plan["int8"]["scales"]["input"] == pytest.approx(np.percentile(np.abs(seen), 99.99) / 127.0, rel=1e-5)
