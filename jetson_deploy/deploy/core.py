@@ -198,7 +198,7 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         bad_paths = {b.split(" ")[0] for b in bad}
         details.setdefault("reuploaded", []).extend(sorted(bad_paths))
         say(label, "verification failed on the device ({}); re-uploading {} file(s)".format(
-            bad[0] if bad else "?", len(bad_paths)))
+            _bad_text(bad[0]) if bad else "?", len(bad_paths)))
         staged = {rel: size for rel, size, _ in bundle.files if rel not in bad_paths}
         _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root)
         res = transport.run_script(script, timeout=timeout)
@@ -208,9 +208,9 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
         details["extra_removed"] = extra
     if res.rc == scripts.RC_VERIFY:
         bad = res.lines("BAD")
-        first = bad[0] if bad else "unknown file"
+        first = _bad_text(bad[0]) if bad else "an unknown file"
         more = " (+{} more)".format(len(bad) - 1) if len(bad) > 1 else ""
-        raise RemoteError("verification on the device failed, nothing activated: artifact {}{}; removed from staging, deploy again to re-upload".format(
+        raise RemoteError("verification on the device failed, nothing activated: {}{}; removed from staging, deploy again to re-upload".format(
             first, more))
     if res.rc == scripts.RC_HEALTH:
         log = res.lines("HEALTH_LOG")
@@ -269,6 +269,19 @@ def _upload(transport: Transport, bundle: LocalBundle, staging: str, method: str
     if "after_upload" in hooks:
         hooks["after_upload"](transport=transport, root=root, name=bundle.name, version=bundle.version, staging=staging)
     return time.monotonic() - t_up
+
+
+def _bad_text(line: str) -> str:
+    """``BAD`` line from the device -> 'artifact PATH: what is wrong'."""
+    parts = line.split(" ")
+    path, why = parts[0], parts[1:] if len(parts) > 1 else ["?"]
+    if why[0] == "sha256":
+        text = "sha256 mismatch"
+    elif why[0] == "size" and len(why) >= 4:
+        text = "size {} bytes, expected {}".format(why[1], why[3])
+    else:
+        text = " ".join(why)
+    return "artifact {}: {}".format(path, text)
 
 
 def _diagnose_upload_failure(transport: Transport, root: str, exc: RemoteError) -> RemoteError:
