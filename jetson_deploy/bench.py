@@ -64,7 +64,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
               iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", depth: int = 3,
               cuda_graph: bool = True, sync_debug: Optional[str] = None, engine: Any = None,
               source_options: Optional[Dict[str, Any]] = None, engine_options: Optional[Dict[str, Any]] = None,
-              output_thread: Optional[bool] = None, mapped_out: bool = False) -> Dict[str, Any]:
+              output_thread: Optional[bool] = None, mapped_out: bool = True) -> Dict[str, Any]:
     """Both measurements on one engine and executor; returns the ``bench --json`` object."""
     from .io.sinks import open_sink
     from .io.sources import open_source

@@ -160,9 +160,9 @@ def main():
         if cuda:
             attempt(model, "torch-cuda graph", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
-            attempt(model, "torch-cuda graph mapped_out", lambda: run_bench(
+            attempt(model, "torch-cuda graph, D2H copy-out", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                mapped_out=True))
+                mapped_out=False))
             attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
                 sync_debug="error"))

@@ -78,7 +78,7 @@ def load_bundle(bundle: Any, verify: bool = True) -> Any:
 
 
 def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, graph: bool = True,
-                  topk: int = 5, mapped_out: bool = False, **kw: Any) -> Any:
+                  topk: int = 5, mapped_out: bool = True, **kw: Any) -> Any:
     """The executor for an activated engine.
 
     ``memory``: ``auto`` (torch CUDA engines -> torch pinned + GPU preprocessing; TensorRT -> pycuda;
