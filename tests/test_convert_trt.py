@@ -145,3 +145,29 @@ def test_torch2trt_rejects_onnx_models_and_folding(tmp_path: Path, monkeypatch, 
         convert(str(tmp_path / "r.onnx"), spec_path, tmp_path / "b", precision="fp16", converter="torch2trt")
     with pytest.raises(BadInput, match="--fold-preprocess/--fold-postprocess work on the ONNX graph"):
         convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", converter="torch2trt", fold_preprocess=True)
+
+
+def test_dla_core_and_timing_cache_reach_the_builder(tmp_path: Path, monkeypatch, orin) -> None:
+    trtd.install(monkeypatch, "8.5", num_dla_cores=2)
+    spec_path = spec_file(tmp_path, "mobilenet_tiny")
+    cache = tmp_path / "timing.cache"
+    res = convert(model_ref("mobilenet_tiny"), spec_path, tmp_path / "b", precision="fp16", dla_core=1, timing_cache=cache, build_engine=True)
+    plan = trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())
+    assert plan["dla_core"] == 1 and plan["device"] == "DLA"
+    assert cache.is_file() and cache.stat().st_size > 0  # written back for the next build
+    art = [a for a in load_manifest(tmp_path / "b")["artifacts"] if a["kind"] == "engine"][0]
+    assert art["target"]["dla_core"] == 1
+    with pytest.raises(BadInput, match="--dla-core/--timing-cache apply to engines built here"):
+        convert(model_ref("mobilenet_tiny"), spec_path, tmp_path / "c", precision="fp16", dla_core=0, build_engine=False)
+
+
+def test_packed_bundle_output(tmp_path: Path, monkeypatch) -> None:
+    trtd.uninstall(monkeypatch)
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    res = convert(model_ref("residual_cnn"), spec_path, tmp_path / "net-1.0.0.jdb", version="1.0.0")
+    assert res.bundle == tmp_path / "net-1.0.0.jdb" and res.bundle.is_file()
+    from jetson_deploy.bundle import open_bundle
+
+    b = open_bundle(res.bundle)  # verifies every artifact against the manifest
+    assert b.manifest["version"] == "1.0.0" and b.manifest["conversion"]["parity"]["passed"] is True
+    assert not any(p.name.startswith("jetson-deploy-convert-") for p in tmp_path.iterdir())

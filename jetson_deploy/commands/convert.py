@@ -16,7 +16,7 @@ def _build_choice(value: Optional[bool]) -> Any:
 @click.command()
 @click.argument("model")
 @click.option("--spec", "spec", required=True, type=click.Path(dir_okay=False), help="ModelSpec file (YAML or JSON): input, preprocessing, task, outputs, labels.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write (replaced atomically if it exists).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Bundle directory to write (replaced atomically if it exists), or a .tar/.jdb file for a packed bundle.")
 @click.option("--name", default=None, help="Bundle name (default: from the model file or module).")
 @click.option("--version", "version", default="0.1.0", show_default=True, help="Bundle version, semantic (X.Y.Z).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Engine precision the bundle is for.")
@@ -41,6 +41,8 @@ def _build_choice(value: Optional[bool]) -> Any:
 @click.option("--auto-exclude", is_flag=True, help="INT8: keep layers that hurt agreement in higher precision.")
 @click.option("--samples", "parity_samples", type=int, default=4, show_default=True, help="Number of input batches for the parity check.")
 @click.option("--workspace-mb", type=int, default=1024, show_default=True, help="TensorRT builder workspace limit in MiB.")
+@click.option("--dla-core", type=int, default=None, help="Build for this DLA core (Xavier/Orin), with GPU fallback for layers DLA lacks.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache file: read when present, written back after the build.")
 @json_option()
 def convert(
     model: str,
@@ -65,6 +67,8 @@ def convert(
     auto_exclude: bool,
     parity_samples: int,
     workspace_mb: int,
+    dla_core: Optional[int],
+    timing_cache: Optional[str],
     as_json: bool,
 ) -> None:
     """Convert MODEL into a bundle: ONNX export, parity check against PyTorch in ONNX
@@ -101,6 +105,8 @@ def convert(
         auto_exclude=auto_exclude,
         parity_samples=parity_samples,
         workspace_mb=workspace_mb,
+        dla_core=dla_core,
+        timing_cache=timing_cache,
         progress=True,
         log=log,
     )

@@ -128,10 +128,16 @@ def convert(
     auto_exclude: bool = False,
     parity_samples: int = _parity.DEFAULT_SAMPLES,
     workspace_mb: int = 1024,
+    dla_core: Optional[int] = None,
+    timing_cache: Optional[Union[str, Path]] = None,
     progress: bool = False,
     log: Optional[Callable[[str], None]] = None,
 ) -> ConvertResult:
     """Convert MODEL with SPEC into a bundle directory ``out``; see the module docstring.
+
+    ``out`` is the bundle directory, or a ``.tar``/``.jdb`` file to get the bundle packed.
+    ``dla_core``/``timing_cache`` go to the TensorRT builder (DLA with GPU fallback; the
+    timing cache is read and written back).
 
     Raises :class:`BadInput` (exit 2) for unusable input and :class:`CheckFailed`
     (exit 1) when parity or the INT8 agreement gate fails (unless ``force``).
@@ -153,13 +159,23 @@ def convert(
     for n in loaded.notes:
         note(n)
     bundle_name = name or loaded.name_hint
+    out = Path(out)
+    packed = out.suffix.lower() in (".tar", ".jdb")
     work = Path(tempfile.mkdtemp(prefix="jetson-deploy-convert-"))
+    build_opts = {"workspace_mb": workspace_mb, "dla_core": dla_core, "timing_cache": timing_cache}
     try:
-        return _convert(
-            loaded, spec, Path(out), work, bundle_name, version, precision, calib, converter, build_engine, outputs, opset,
-            dynamic_batch, fold_preprocess, fold_postprocess, top_k, tolerance, min_agreement, force, auto_exclude,
-            parity_samples, workspace_mb, progress, note, messages,
+        res = _convert(
+            loaded, spec, work / "bundle" if packed else out, work, bundle_name, version, precision, calib, converter, build_engine,
+            outputs, opset, dynamic_batch, fold_preprocess, fold_postprocess, top_k, tolerance, min_agreement, force, auto_exclude,
+            parity_samples, build_opts, progress, note, messages,
         )
+        if packed:
+            from ..bundle import pack_bundle
+
+            pack_bundle(res.bundle, out)
+            res.bundle = out
+            note("packed into {}".format(out))
+        return res
     finally:
         shutil.rmtree(str(work), ignore_errors=True)
 
@@ -168,7 +184,7 @@ def _convert(
     loaded: LoadedModel, spec: ModelSpec, out: Path, work: Path, bundle_name: str, version: str, precision: str, calib: Any,
     converter: str, build_engine: Any, outputs: Optional[Sequence[Any]], opset: Optional[int], dynamic_batch: bool,
     fold_pre: bool, fold_post: bool, top_k: Optional[int], tolerance: float, min_agreement: float, force: bool,
-    auto_exclude: bool, parity_samples: int, workspace_mb: int, progress: bool, note: Callable[[str], None], messages: List[str],
+    auto_exclude: bool, parity_samples: int, build_opts: Dict[str, Any], progress: bool, note: Callable[[str], None], messages: List[str],
 ) -> ConvertResult:
     onnx_path = work / "model.onnx"
     kept: List[str] = []
@@ -301,8 +317,10 @@ def _convert(
     # ---- 7: engines ---------------------------------------------------------------------------
     from .engines import build_engines
 
+    workspace_mb = build_opts["workspace_mb"]
     engines, engine_built, engine_note, build_record = build_engines(
         onnx_path, out_spec, precision, converter, build_engine, int8, work, workspace_mb=workspace_mb,
+        dla_core=build_opts.get("dla_core"), timing_cache=build_opts.get("timing_cache"),
         dynamic_batch=dynamic_batch, torch_module=export_module, example=example, note=note,
         min_tensorrt=fold_record.get("min_tensorrt"),
     )
@@ -369,7 +387,8 @@ def _convert(
         if build_record:
             w.manifest["build"] = {"workspace_mb": workspace_mb}
         manifest = w.manifest
-    note("bundle written: {} ({})".format(out, engine_note))
+    if out.parent != work:
+        note("bundle written: {} ({})".format(out, engine_note))
     return ConvertResult(
         bundle=out, manifest=manifest, spec=out_spec, parity=parity if fold_parity is None else dict(parity, folded=fold_parity),
         outputs_kept=kept, engine_built=engine_built, engine_note=engine_note, engines=[e[0] for e in engines], messages=list(messages),

@@ -63,6 +63,8 @@ def build_engines(
     example: Any = None,
     note: Optional[Callable[[str], None]] = None,
     min_tensorrt: Optional[str] = None,
+    dla_core: Optional[int] = None,
+    timing_cache: Any = None,
 ) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
     """Build zero or one engine; return (entries, built, one-line note, build record)."""
     say = note or (lambda m: None)
@@ -75,6 +77,8 @@ def build_engines(
         if torch_module is None:
             raise BadInput("--converter torch2trt needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), not an .onnx file")
         return _build_torch2trt(torch_module, example, spec, precision, int8, work, workspace_mb, say)
+    if (dla_core is not None or timing_cache is not None) and (build_engine is False or converter != "onnx"):
+        raise BadInput("--dla-core/--timing-cache apply to engines built here with --converter onnx")
     if build_engine is False:
         return [], False, "no engine built (--no-build-engine): " + ON_DEVICE, {}
     if not have_trt:
@@ -93,7 +97,7 @@ def build_engines(
                 "this model needs TensorRT >= {} (uint8 network input from --fold-preprocess) but TensorRT {} is installed here: "
                 "convert without --fold-preprocess for JetPack 4.6, or pass --no-build-engine".format(min_tensorrt, here)
             )
-    return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, say)
+    return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, say, dla_core, timing_cache)
 
 
 def _profiles(spec: ModelSpec, dynamic_batch: bool) -> Optional[List[Dict[str, Any]]]:
@@ -104,12 +108,19 @@ def _profiles(spec: ModelSpec, dynamic_batch: bool) -> Optional[List[Dict[str, A
     return [{spec.input_name: ([1] + shape[1:], shape, [mx] + shape[1:])}]
 
 
-def _build_onnx(onnx_path: Path, spec: ModelSpec, precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool, say: Callable[[str], None]) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
+def _build_onnx(
+    onnx_path: Path, spec: ModelSpec, precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool,
+    say: Callable[[str], None], dla_core: Optional[int] = None, timing_cache: Any = None,
+) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
     from ..bundle import engine_filename
     from . import tensorrt_build as tb
 
     target = _target_now(precision)
     kwargs: Dict[str, Any] = {"workspace_mb": workspace_mb, "profiles": _profiles(spec, dynamic_batch)}
+    if dla_core is not None:
+        kwargs["dla_core"] = int(dla_core)
+    if timing_cache is not None:
+        kwargs["timing_cache_path"] = str(timing_cache)
     source = onnx_path
     int8_mode = None
     if precision == "int8" and int8 is not None:
@@ -131,6 +142,8 @@ def _build_onnx(onnx_path: Path, spec: ModelSpec, precision: str, int8: Any, wor
     say("building a TensorRT {} {} engine from {}{}".format(target.get("tensorrt"), precision, source.name, " ({})".format(int8_mode) if int8_mode else ""))
     report: Dict[str, Any] = {}
     data = tb.build_engine(str(source), precision, report=report, **kwargs)
+    if dla_core is not None:
+        target["dla_core"] = int(dla_core)
     rel = engine_filename(target["tensorrt"], target["sm"], precision)
     path = work / Path(rel).name
     path.write_bytes(bytes(data))
