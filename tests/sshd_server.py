@@ -10,8 +10,8 @@ tests skip.
 """
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -56,7 +56,8 @@ class SshServer(object):
     def __init__(self, workdir: Path, alias: str = "jd-test") -> None:
         self.dir = Path(workdir)
         self.alias = alias
-        self.user = getpass.getuser()
+        # the account sshd authenticates, whatever $USER/$LOGNAME say (CI runs as root)
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.port = 0
         self.proc: Optional[subprocess.Popen] = None
         self.ssh_config = self.dir / "ssh_config"
