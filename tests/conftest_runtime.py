@@ -137,3 +137,29 @@ class SlowEngine:
         self.calls += 1
         time.sleep(self.delay)
         return self.inner.infer(feeds)
+
+
+def segment_onnx_bytes(size: int = SIZE) -> bytes:
+    """input (1,3,S,S) -> per-pixel class scores = the colour channels (BGR): argmax is the colour."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["scores"])], "seg",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3, size, size])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def make_segment_bundle(dest: Path) -> Path:
+    from jetson_deploy.bundle import BundleWriter
+
+    with BundleWriter(dest, name="seg", version="1.0.0") as w:
+        w.add_bytes(segment_onnx_bytes(), "model.onnx", kind="onnx")
+        w.manifest["spec"] = spec_dict(task="segment", labels=["blue", "green", "red"], outputs=["scores"])
+        w.manifest["precision"] = "fp32"
+    return dest

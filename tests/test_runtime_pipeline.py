@@ -171,3 +171,18 @@ def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
     a = [r["score"] for r in _rows(tmp_path / "t.jsonl")]
     o = [r["score"] for r in _rows(tmp_path / "o.jsonl")]
     assert s2.frames == 9 and np.allclose(a, o, atol=1e-4)
+
+
+def test_segment_task_end_to_end(tmp_path):
+    from conftest_runtime import make_segment_bundle
+
+    b = make_segment_bundle(tmp_path / "seg")
+    seq = write_color_video(tmp_path / "clip.avi", n=9)
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "seg.avi"), str(tmp_path / "seg.jsonl")],
+                     backend="onnxruntime", printer=lambda m: None)
+    rows = _rows(tmp_path / "seg.jsonl")
+    assert s.frames == 9 and [r["label"] for r in rows] == seq
+    assert all(r["task"] == "segment" and list(r["classes"].values()) == [1.0] for r in rows)
+    cap = cv2.VideoCapture(str(tmp_path / "seg.avi"))
+    ok, first = cap.read()
+    assert ok and _count_frames(tmp_path / "seg.avi") == 9

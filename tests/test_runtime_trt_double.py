@@ -1,0 +1,45 @@
+"""The frame loop on the TensorRT backend, with the TensorRT and pycuda doubles (no GPU):
+TensorRT 8.2 bindings and 10.x tensor names, pinned and mapped (zero-copy) memory."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("cv2")
+
+from conftest_runtime import color_onnx_bytes, make_bundle, write_color_video  # noqa: E402
+from doubles import pycuda_double, tensorrt_double as trtd  # noqa: E402
+
+from jetson_deploy.runtime.memory import make_context  # noqa: E402
+from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+@pytest.mark.parametrize("memory", ["pycuda", "pycuda-pinned"])
+def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
+    from jetson_deploy.convert import tensorrt_build as tb
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+
+    drv = pycuda_double.install(monkeypatch, integrated=True)
+    trtd.install(monkeypatch, gen)
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(color_onnx_bytes())
+    plan = tb.build_engine(onnx_path, "fp32")
+    bundle = make_bundle(tmp_path / "b")
+    seq = write_color_video(tmp_path / "c.avi", n=12)
+    ctx = make_context(cuda=drv)
+    try:
+        syncs0 = drv._double.syncs
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
+                         memory=memory, printer=lambda m: None)
+    finally:
+        ctx.pop()
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == seq
+    assert s.backend == "tensorrt" and s.executor["executor"] == "pycuda"
+    assert s.executor["memory"] == ("pycuda-mapped" if memory == "pycuda" else "pycuda-pinned")
+    assert s.syncs["in_loop"] == {}  # the double's events are always done: the loop never blocked
+    assert drv._double.syncs - syncs0 == s.syncs["total"]  # all syncs went through the counter
