@@ -156,3 +156,34 @@ def test_link_drop_during_activation_finishes_on_the_device(sshd, tmp_path):
     assert (root / "state" / "demo.history").read_text().split() == ["1.0.0", "2.0.0"]
     # and the next deploy sees a consistent device
     assert deploy(str(b2), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "unchanged"
+
+
+def test_read_only_root_is_one_clear_line(sshd, tmp_path):
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs (needs root)")
+    try:
+        b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+        r = deploy(str(b1), [sshd.alias], root=str(mnt / "jd"), ssh_config=str(sshd.ssh_config))[0]
+        assert r.result == "failed"
+        assert "cannot create directories under" in r.message and "Read-only file system" in r.message
+        assert "\n" not in r.message
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_stale_lock_is_broken(sshd, tmp_path):
+    """A deploy killed at the worst moment leaves state/NAME.lock; after 10 minutes it is stale."""
+    root = tmp_path / "dev"
+    lock = root / "state" / "demo.lock"
+    lock.mkdir(parents=True)
+    old = time.time() - 3600
+    os.utime(str(lock), (old, old))
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    r = deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    assert r.result == "deployed", r
+    assert not lock.exists()
+    assert_active_verified(root, "demo", "1.0.0", b1)
