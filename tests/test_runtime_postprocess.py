@@ -94,3 +94,18 @@ def test_segment_argmax_and_folded_mask():
     assert np.array_equal(r2.mask, r.mask)
     j = r.to_json()
     assert j["classes"] == {"0": 0.5, "2": 0.5}
+
+
+def test_classify_reads_convert_folded_topk_outputs():
+    spec = _spec("classify", outputs=["scores", "classes"], postprocess={"folded": "softmax-topk", "k": 2})
+    pp = Postprocessor(spec, topk=2)
+    r = pp({"scores": np.array([[0.8, 0.15]], np.float32), "classes": np.array([[2, 0]], np.int32)}, (64, 64))
+    assert (r.label, r.class_id, r.score) == ("c", 2, pytest.approx(0.8)) and r.topk[1] == ("a", pytest.approx(0.15))
+
+
+def test_segment_reads_folded_argmax_mask():
+    spec = _spec("segment", outputs=["mask"], postprocess={"folded": "argmax"})
+    mask = np.zeros((1, 4, 4), np.int32)
+    mask[0, :, :1] = 1
+    r = Postprocessor(spec)({"mask": mask}, (64, 64))
+    assert r.mask.shape == (4, 4) and (r.label, r.score) == ("b", 0.25)

@@ -118,7 +118,13 @@ class Postprocessor:
     # ---- classify -------------------------------------------------------------------------
     def classify(self, outputs: Dict[str, np.ndarray]) -> Result:
         r = Result("classify")
-        if "topk_scores" in outputs and "topk_ids" in outputs:  # reduction folded into the engine
+        folded = (self.spec.extra.get("postprocess") or {}).get("folded") if isinstance(self.spec.extra.get("postprocess"), dict) else None
+        if folded == "softmax-topk" and len(self.spec.outputs) >= 2 and all(n in outputs for n in self.spec.outputs[:2]):
+            # convert --fold-postprocess: Softmax -> TopK in the engine; outputs (scores, classes)
+            scores = np.asarray(outputs[self.spec.outputs[0]]).reshape(-1).astype(np.float32)
+            ids = np.asarray(outputs[self.spec.outputs[1]]).reshape(-1).astype(np.int64)
+            r.num_classes = len(self.labels)
+        elif "topk_scores" in outputs and "topk_ids" in outputs:  # reduction folded into the engine
             scores = np.asarray(outputs["topk_scores"]).reshape(-1)
             ids = np.asarray(outputs["topk_ids"]).reshape(-1).astype(np.int64)
             r.num_classes = len(self.labels)
