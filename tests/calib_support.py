@@ -114,3 +114,26 @@ def make_cnn_onnx(path: Path, outlier: bool = False, seed: int = 0, task_out: in
         dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
     )
     return path
+
+
+def make_hidden_outlier_onnx(path: Path, seed: int = 0) -> Path:
+    """A CNN whose *intermediate* activation has one channel ~1000x larger than the
+    rest (compensated in the next conv, so FP32 is unaffected): per-tensor INT8 on
+    that tensor crushes the other channels."""
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+    conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    with torch.no_grad():
+        conv1.weight[0] *= 1000.0
+        conv1.bias[0] *= 1000.0
+        conv2.weight[:, 0] /= 1000.0
+    net = nn.Sequential(conv1, nn.ReLU(), conv2, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.onnx.export(
+        net, (x,), str(path), input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+    )
+    return path

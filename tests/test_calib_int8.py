@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
-from calib_support import make_cnn_onnx, write_clip, write_images, write_spec  # noqa: E402
+from calib_support import make_cnn_onnx, make_hidden_outlier_onnx, write_clip, write_images, write_spec  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from jetson_deploy.calibration.api import compute_int8  # noqa: E402
@@ -197,3 +197,17 @@ def test_minmax_cache_header_and_trt10_version(work: Path, tmp_path: Path) -> No
     assert read_cache(r.cache_paths["8.6.2"])[0]["header"] == "TRT-8602-MinMaxCalibration"
     ranges = Ranges.load(r.ranges_path)
     assert ranges.method == "minmax" and amax["input"] == pytest.approx(ranges.amax()["input"], rel=1e-6)
+
+
+def test_auto_exclude_finds_a_hidden_outlier_layer(work: Path, tmp_path: Path) -> None:
+    model = make_hidden_outlier_onnx(tmp_path / "hidden.onnx")
+    r = compute_int8(model, work / "set", tmp_path / "out", auto_exclude=True, progress=False)
+    before, after = r.agreement_before, r.agreement
+    assert before["cosine_mean"] < 0.95  # the outlier channel wrecks per-tensor INT8
+    assert after["cosine_mean"] > 0.99 and after["value"] >= before["value"] and r.passed
+    assert r.excluded_groups[0]["name"] == "/0/Conv"  # the layer producing the outlier, with its ReLU
+    import onnx
+
+    q = onnx.load(str(r.qdq_path))
+    quantized = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantized & set(r.excluded_groups[0]["tensors"])
