@@ -155,3 +155,21 @@ def test_existing_bundle_replaced_atomically(tmp_path: Path) -> None:
     with pytest.raises(CheckFailed):
         convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", version="2.0.0", tolerance=1e-15, build_engine=False)
     assert load_manifest(tmp_path / "b")["version"] == "1.0.0"  # the failed run left the old bundle intact
+
+
+def test_uint8_input_model(tmp_path: Path) -> None:
+    spec_path = spec_file(tmp_path, "raw_pixels")
+    res = convert(model_ref("raw_pixels"), spec_path, tmp_path / "b", build_engine=False)
+    assert res.parity["passed"] is True and res.parity["max_abs_error"] < 1e-5
+    import onnx
+
+    g = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
+    assert g.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    spec = load_spec(spec_path)
+    x = preprocess(frame(32, 32, seed=8), spec)[None]
+    assert x.dtype == np.uint8
+    import models
+
+    with torch.no_grad():
+        want = models.raw_pixels()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ort_run(tmp_path / "b" / "model.onnx", x)["logits"], want, rtol=1e-4, atol=1e-5)

@@ -89,6 +89,9 @@ def test_bad_spec_is_exit_2(tmp_path: Path) -> None:
     assert "field 'task' must be one of" in _error_lines(res)[0]
     res = _run([model_ref("residual_cnn"), "--spec", tmp_path / "none.yaml", "-o", tmp_path / "b"])
     assert res.exit_code == 2 and "spec file" in _error_lines(res)[0]
+    spec = spec_file(tmp_path, "residual_cnn", dtype="float16")
+    res = _run([model_ref("residual_cnn"), "--spec", spec, "-o", tmp_path / "b"])
+    assert res.exit_code == 2 and "spec input.dtype float16 is not a model input convert can export" in _error_lines(res)[0]
 
 
 def test_spec_shape_that_the_model_cannot_take(tmp_path: Path) -> None:

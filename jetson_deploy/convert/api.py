@@ -145,6 +145,11 @@ def convert(
     say = log or (lambda msg: None)
     spec = load_spec(spec)
     _check_options(precision, converter, build_engine, calib, fold_preprocess, fold_postprocess, tolerance)
+    if spec.dtype in ("float16", "int8"):
+        raise BadInput(
+            "spec input.dtype {} is not a model input convert can export: use float32 (or uint8 for models that take raw "
+            "pixels); --precision fp16/int8 sets the engine's inner precision".format(spec.dtype)
+        )
     if fold_preprocess and spec.dtype == "uint8":
         raise BadInput("--fold-preprocess: the spec's input is already uint8, there is no normalisation to fold")
     if fold_postprocess and spec.task not in ("classify", "segment"):

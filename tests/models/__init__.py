@@ -314,3 +314,23 @@ def fragile() -> nn.Module:
 
 
 SPECS["fragile"] = _spec("classify", 32, ["logits"])
+
+
+class RawPixels(nn.Module):
+    """Takes uint8 NCHW pixels and normalises inside forward (a model already 'folded' by its author)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, 2, 1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv(x.float() / 255.0 - 0.5))
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def raw_pixels() -> nn.Module:
+    return _init(RawPixels(), 10)
+
+
+SPECS["raw_pixels"] = dict(_spec("classify", 32, ["logits"]), input={"name": "input", "shape": [1, 3, 32, 32], "dtype": "uint8", "color": "rgb"})
