@@ -115,6 +115,16 @@ def agreement(bundle, n=64):
             "accuracy_torch_cuda": a.accuracy, "accuracy_onnxruntime": b.accuracy}
 
 
+def live(bundle, n=300):
+    """A camera-like paced source: end-to-end latency (capture -> result) and drops at 60 FPS."""
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    s = run_pipeline(bundle, "synthetic://1280x720@60", "null://", backend="torch", device="cuda", max_frames=n,
+                     metrics_interval=0, printer=lambda m: None)
+    return {"frames": s.frames, "fps": round(s.fps, 2), "latency_ms": s.latency_ms, "dropped": s.dropped,
+            "host_ms_per_frame": round(s.host_ms_per_frame, 4)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
@@ -168,6 +178,7 @@ def main():
                 sync_debug="error"))
             attempt(model, "torch-cuda eager", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=False))
+            attempt(model, "live synthetic://1280x720@60, 300 frames", lambda: live(bundle))
             if env["onnxruntime"]:
                 attempt(model, "agreement torch-cuda vs onnxruntime", lambda: agreement(bundle))
             if env["pycuda"] and not args.skip_pycuda:
