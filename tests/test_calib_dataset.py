@@ -325,12 +325,16 @@ def test_cli_builds_a_set_and_keeps_stdout_for_json(tmp_path: Path, spec: Path) 
 
     from jetson_deploy.cli import cli
 
+    import inspect
+
+    # click < 8.2 mixes stderr into stdout unless asked not to; 8.2 always separates them
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
     write_images(tmp_path / "imgs", 5, seed=14)
-    res = CliRunner().invoke(cli, ["calibrate", str(tmp_path / "imgs"), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "50", "--json"])
+    res = runner.invoke(cli, ["calibrate", str(tmp_path / "imgs"), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "50", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)  # progress bars and notes went to stderr
     assert doc["calibration_set"]["samples"] + doc["calibration_set"]["holdout"] == 5
     assert any("using all" in n for n in doc["notes"])
     assert "using all" in res.stderr
-    res = CliRunner().invoke(cli, ["calibrate", str(tmp_path / "nope"), "--spec", str(spec), "-o", str(tmp_path / "set2")])
-    assert res.exit_code == 2 and res.output.count("\n") == 1 and res.output.startswith("Error: ")
+    res = runner.invoke(cli, ["calibrate", str(tmp_path / "nope"), "--spec", str(spec), "-o", str(tmp_path / "set2")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("Error: ")

@@ -146,24 +146,26 @@ def test_wrong_input_name_is_bad_input(work: Path, tmp_path: Path) -> None:
 
 
 def test_cli_calibrate_exit_codes(work: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
+    import inspect
+
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
     out = tmp_path / "calib"
     base = [str(work / "imgs"), str(work / "clip.avi"), "--spec", str(work / "spec.json"), "-o", str(out), "--num", "40", "--quiet"]
     res = runner.invoke(cli, ["calibrate"] + base)
-    assert res.exit_code == 0, res.output
-    assert "calibration set" in res.output and (out / "manifest.json").is_file()
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "calibration set" in res.stdout and (out / "manifest.json").is_file()
     # ranges for the existing set, JSON on stdout only
     res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(work / "cnn.onnx"), "--json", "--quiet", "--trt-version", "8.5.2"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["int8"]["passed"] and list(doc["int8"]["caches"]) == ["8.5.2"]
     # gate fails -> exit 1, with one Error line
     res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(work / "outlier.onnx"), "--quiet"])
     assert res.exit_code == 1
-    assert "below --min-agreement" in res.output
+    assert "below --min-agreement" in res.stderr
     res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(work / "outlier.onnx"), "--quiet", "--auto-exclude"])
-    assert res.exit_code == 0, res.output
-    assert "left in float: /head/Gemm" in res.output
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "left in float: /head/Gemm" in res.stdout
     # usage errors -> exit 2
     assert runner.invoke(cli, ["calibrate", "-o", str(tmp_path / "none")]).exit_code == 2
     assert runner.invoke(cli, ["calibrate", "-o", str(tmp_path / "none"), "--model", str(work / "cnn.onnx")]).exit_code == 2
@@ -172,10 +174,10 @@ def test_cli_calibrate_exit_codes(work: Path, tmp_path: Path) -> None:
     junk.mkdir()
     (junk / "a.jpg").write_text("not a jpeg")
     res = runner.invoke(cli, ["calibrate", str(junk), "--spec", str(work / "spec.json"), "-o", str(tmp_path / "y")])
-    assert res.exit_code == 2 and "no usable image" in res.output
+    assert res.exit_code == 2 and "no usable image" in res.stderr
     assert not (tmp_path / "y").exists()
     res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(tmp_path / "missing.onnx")])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.stderr
 
 
 def test_model_that_does_not_take_the_samples_is_bad_input(work: Path, tmp_path: Path) -> None:
