@@ -173,3 +173,12 @@ def test_uint8_input_model(tmp_path: Path) -> None:
     with torch.no_grad():
         want = models.raw_pixels()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ort_run(tmp_path / "b" / "model.onnx", x)["logits"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_tracing_warnings_are_reported(tmp_path: Path) -> None:
+    spec_path = spec_file(tmp_path, "branchy")
+    res = convert(model_ref("branchy"), spec_path, tmp_path / "b", build_engine=False)
+    warned = [m for m in res.messages if m.startswith("tracing warning at __init__.py:")]
+    assert len(warned) == 1 and "Python boolean" in warned[0], res.messages
+    res = convert(model_ref("residual_cnn"), spec_file(tmp_path, "residual_cnn"), tmp_path / "c", build_engine=False)
+    assert not any("tracing warning" in m for m in res.messages)

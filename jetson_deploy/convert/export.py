@@ -74,8 +74,11 @@ def export_onnx(
     target = module
     notes: List[str] = []
     # Exporters print progress to stdout; --json promises stdout holds only the result.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in torch >= 2.9 but is the one writing opset 13
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
+        # The TorchScript exporter is deprecated in torch >= 2.9 but is the one writing opset 13:
+        # its DeprecationWarning is noise.  TracerWarnings are not: they flag Python control flow
+        # or constants frozen at trace time, so they are reported (parity then checks the result).
+        warnings.simplefilter("always")
         if trace_first:
             try:
                 with torch.no_grad():
@@ -112,7 +115,26 @@ def export_onnx(
                 )
         except Exception as exc:
             raise _export_error(exc, opset)
+    notes.extend(_tracer_notes(caught))
     return ExportInfo(path, opset, "torchscript", dynamic_batch, input_name, names, notes)
+
+
+def _tracer_notes(caught: Any, limit: int = 3) -> List[str]:
+    seen: List[str] = []
+    for w in caught or []:
+        if getattr(w.category, "__name__", "") != "TracerWarning":
+            continue
+        msg = " ".join(str(w.message).split())
+        msg = msg[:200] + ("..." if len(msg) > 200 else "")
+        where = "{}:{}".format(Path(str(w.filename)).name, w.lineno)
+        line = "tracing warning at {}: {}".format(where, msg)
+        if line not in seen:
+            seen.append(line)
+    extra = len(seen) - limit
+    out = seen[:limit]
+    if extra > 0:
+        out.append("... and {} more tracing warning(s)".format(extra))
+    return out
 
 
 def _export_error(exc: BaseException, opset: int) -> BadInput:

@@ -303,9 +303,19 @@ def _from_factory(text: str, parsed: Dict[str, str], weights: Any) -> LoadedMode
     if not isinstance(obj, torch.nn.Module):
         raise BadInput("{}:{}() returned a {}, not a torch.nn.Module".format(where, factory, type(obj).__name__))
     loaded = LoadedModel(kind=KIND_FACTORY, module=obj, name_hint=name_hint, source=source)
+    _to_cpu(loaded)
     _maybe_weights(loaded, weights)
     obj.eval()
     return loaded
+
+
+def _to_cpu(loaded: LoadedModel) -> None:
+    """Export and the parity reference run on the CPU; say so when the factory gave a GPU model."""
+    module = loaded.module
+    devices = {str(p.device) for p in list(module.parameters()) + list(module.buffers())}
+    if devices - {"cpu"}:
+        module.to("cpu")
+        loaded.notes.append("moved the model from {} to cpu for export and the parity check".format(", ".join(sorted(devices - {"cpu"}))))
 
 
 def _from_object(obj: Any, weights: Any) -> LoadedModel:

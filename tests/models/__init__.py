@@ -334,3 +334,24 @@ def raw_pixels() -> nn.Module:
 
 
 SPECS["raw_pixels"] = dict(_spec("classify", 32, ["logits"]), input={"name": "input", "shape": [1, 3, 32, 32], "dtype": "uint8", "color": "rgb"})
+
+
+class Branchy(nn.Module):
+    """Data-dependent Python control flow: tracing freezes one branch (TracerWarning)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x.mean(dim=(2, 3)))
+        if x.mean() > 100.0:
+            return y * 2.0
+        return y
+
+
+def branchy() -> nn.Module:
+    return _init(Branchy(), 11)
+
+
+SPECS["branchy"] = _spec("classify", 32, ["logits"])
