@@ -188,3 +188,20 @@ def test_factory_sibling_imports_work(tmp_path: Path) -> None:
     (tmp_path / "net.py").write_text("from blocks_xyz import Net\n\ndef make():\n    return Net()\n")
     loaded = load_model(str(tmp_path / "net.py") + ":make")
     assert type(loaded.module).__name__ == "Net" and loaded.name_hint == "net"
+
+
+def test_onnx_model_with_external_weights(tmp_path: Path) -> None:
+    import onnx
+
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    m = models.residual_cnn()
+    torch.onnx.export(m, (torch.zeros(1, 3, 32, 32),), str(tmp_path / "r.onnx"), dynamo=False, opset_version=13,
+                      input_names=["input"], output_names=["logits"])
+    src = tmp_path / "ext" / "r.onnx"
+    src.parent.mkdir()
+    onnx.save(onnx.load(str(tmp_path / "r.onnx")), str(src), save_as_external_data=True, location="r.weights", size_threshold=0)
+    assert (src.parent / "r.weights").stat().st_size > 100000
+    convert(str(src), spec_path, tmp_path / "b", build_engine=False)
+    assert {a["path"] for a in load_manifest(tmp_path / "b")["artifacts"]} == {"model.onnx", "labels.txt"}
+    x = _x(spec_path)
+    np.testing.assert_allclose(ort_run(tmp_path / "b" / "model.onnx", x)["logits"], _eager(m, x), rtol=1e-4, atol=1e-5)

@@ -204,7 +204,7 @@ def _convert(
         assert src is not None
         if opset is not None:
             raise BadInput("--opset does not apply to an .onnx MODEL (it keeps its own opset); re-export it from PyTorch to change it")
-        shutil.copyfile(str(src), str(onnx_path))
+        _copy_onnx(src, onnx_path)
         from .fold import select_onnx_outputs
 
         kept = select_onnx_outputs(onnx_path, spec, outputs, note)
@@ -398,6 +398,24 @@ def _convert(
         bundle=out, manifest=manifest, spec=out_spec, parity=parity if fold_parity is None else dict(parity, folded=fold_parity),
         outputs_kept=kept, engine_built=engine_built, engine_note=engine_note, engines=[e[0] for e in engines], messages=list(messages),
     )
+
+
+def _copy_onnx(src: Path, dst: Path) -> None:
+    """Copy an ONNX MODEL into the work dir as one self-contained file (external weights inlined)."""
+    onnx = require("onnx", "reading ONNX models")
+    try:
+        m = onnx.load(str(src), load_external_data=False)
+    except Exception as exc:
+        raise BadInput("cannot read ONNX file {}: {}".format(src, " ".join(str(exc).split())[:200] or type(exc).__name__))
+    external = any(i.HasField("data_location") and i.data_location == onnx.TensorProto.EXTERNAL for i in m.graph.initializer)
+    if not external:
+        shutil.copyfile(str(src), str(dst))
+        return
+    try:
+        m = onnx.load(str(src))  # reads the external data beside the file
+        onnx.save(m, str(dst))
+    except Exception as exc:
+        raise BadInput("cannot inline the external weights of {}: {}".format(src, " ".join(str(exc).split())[:200] or type(exc).__name__))
 
 
 def _trt_version() -> Optional[str]:
