@@ -34,3 +34,15 @@ def test_demo_writes_bundle_video_and_accurate_report(tmp_path):
     # the bundle the demo wrote verifies
     r = CliRunner().invoke(cli, ["bundle", "verify", str(work / "bundle")])
     assert r.exit_code == 0, r.output
+
+
+def test_demo_int8_calibrates_gates_and_runs_the_qdq_model(tmp_path):
+    work = tmp_path / "demo8"
+    r = CliRunner().invoke(cli, ["demo", "--workdir", str(work), "--frames", "30", "--backend", "onnxruntime", "--precision", "int8"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    report = json.loads((work / "report.json").read_text())
+    assert report["precision"] == "int8" and report["accuracy"] >= 0.95
+    assert report["int8_agreement"]["value"] >= 0.99
+    manifest = json.loads((work / "bundle" / "manifest.json").read_text())
+    kinds = [a["kind"] for a in manifest["artifacts"]]
+    assert "onnx-qdq" in kinds and kinds.count("calib-cache") >= 1 and "ranges" in kinds

@@ -36,8 +36,11 @@ def run_demo(
     spec = load_spec()
     t0 = time.perf_counter()
 
-    say("[1/3] converting {} -> {}".format(DEMO_MODEL, workdir / "bundle"))
-    conv = convert(DEMO_MODEL, spec, workdir / "bundle", name="shapes-demo", version="1.0.0", precision=precision)
+    calib = None
+    if precision == "int8":
+        calib = _calibration_set(workdir, spec, say)
+    say("[1/3] converting {} -> {} ({})".format(DEMO_MODEL, workdir / "bundle", precision))
+    conv = convert(DEMO_MODEL, spec, workdir / "bundle", name="shapes-demo", version="1.0.0", precision=precision, calib=calib)
     t_convert = time.perf_counter() - t0
 
     say("[2/3] generating a {}-frame {}x{} clip".format(frames, *CLIP_SIZE))
@@ -66,10 +69,29 @@ def run_demo(
         "accuracy": correct / float(len(rows)) if rows else 0.0,
         "ground_truth_frames": len(truth),
         "parity": _parity_of(conv),
+        "int8_agreement": _int8_agreement(workdir / "bundle") if precision == "int8" else None,
         "seconds": {"convert": round(t_convert, 2), "total": round(time.perf_counter() - t0, 2)},
     }
     atomic_write_json(workdir / "report.json", report)
     return report
+
+
+def _calibration_set(workdir: Path, spec: Any, say: Any) -> Path:
+    """INT8 needs a calibration set: generated frames, never the clip we score on."""
+    from . import write_images
+    from ..calibration.dataset import build_calibration_set
+
+    say("[0/3] building an INT8 calibration set from 240 generated frames")
+    images = workdir / "calib-images"
+    write_images(images, 240, width=160, height=120, seed=CLIP_SEED + 1)
+    out = workdir / "calib"
+    build_calibration_set([images], spec, out, num=240, seed=0, holdout=0.2, progress=False)
+    return out
+
+
+def _int8_agreement(bundle: Path) -> Optional[Any]:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return (manifest.get("quantization") or {}).get("agreement") or (manifest.get("accuracy") or {}).get("int8")
 
 
 def _parity_of(conv: Any) -> Optional[Dict[str, Any]]:
