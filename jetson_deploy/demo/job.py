@@ -91,7 +91,7 @@ def _calibration_set(workdir: Path, spec: Any, say: Any) -> Path:
 
 def _int8_agreement(bundle: Path) -> Optional[Any]:
     manifest = json.loads((bundle / "manifest.json").read_text())
-    return (manifest.get("quantization") or {}).get("agreement") or (manifest.get("accuracy") or {}).get("int8")
+    return ((manifest.get("accuracy") or {}).get("int8") or {}).get("agreement")
 
 
 def _parity_of(conv: Any) -> Optional[Dict[str, Any]]:
