@@ -88,7 +88,12 @@ def record(model, what, res):
     return row
 
 
+ONLY = [""]
+
+
 def attempt(model, what, fn):
+    if ONLY[0] and ONLY[0] not in what:
+        return None
     t0 = time.perf_counter()
     try:
         res = fn()
@@ -134,7 +139,9 @@ def main():
     ap.add_argument("--source", default="synthetic://1280x720")
     ap.add_argument("--skip-ort", action="store_true")
     ap.add_argument("--skip-pycuda", action="store_true")
+    ap.add_argument("--runs", default="", help="only runs whose name contains this text")
     args = ap.parse_args()
+    ONLY[0] = args.runs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work)

@@ -238,7 +238,9 @@ class Pipeline:
                     end_reason = "stopped by the display window"
                     break
                 t0 = time.perf_counter()
-                frame = cap.get(timeout=0.001 if ring else 0.1)
+                # frames in flight: poll briefly so finished results go out promptly (latency on
+                # paced cameras) without blocking on the GPU; nothing in flight: wait longer
+                frame = cap.get(timeout=0.00025 if ring else 0.1)
                 wait_src += time.perf_counter() - t0
                 if frame is None:
                     # nothing new: hand over results that are already done (non-blocking)
