@@ -182,3 +182,21 @@ def test_tracing_warnings_are_reported(tmp_path: Path) -> None:
     assert len(warned) == 1 and "Python boolean" in warned[0], res.messages
     res = convert(model_ref("residual_cnn"), spec_file(tmp_path, "residual_cnn"), tmp_path / "c", build_engine=False)
     assert not any("tracing warning" in m for m in res.messages)
+
+
+def test_fp16_estimate_recorded_and_overflow_refused(tmp_path: Path) -> None:
+    spec_path = spec_file(tmp_path, "mobilenet_tiny")
+    res = convert(model_ref("mobilenet_tiny"), spec_path, tmp_path / "b", precision="fp16", build_engine=False)
+    est = load_manifest(tmp_path / "b")["accuracy"]["fp16_estimate"]
+    if est.get("skipped"):
+        pytest.skip(est["skipped"])
+    assert est["finite"] is True and 0.0 < est["max_abs_error"] < 0.1  # half precision: small but not zero
+    assert est["top1_agreement"] == 1.0
+    assert any(m.startswith("FP16 estimate") for m in res.messages)
+    spec_path = spec_file(tmp_path, "half_overflow")
+    with pytest.raises(CheckFailed, match=r"FP16 overflows: activations beyond float16's 65504 at /Add_output_0 \(max 2\.\d+e\+05\)"):
+        convert(model_ref("half_overflow"), spec_path, tmp_path / "c", precision="fp16", build_engine=False)
+    convert(model_ref("half_overflow"), spec_path, tmp_path / "c", precision="fp32", build_engine=False)  # fine in FP32
+    convert(model_ref("half_overflow"), spec_path, tmp_path / "d", precision="fp16", build_engine=False, force=True)
+    over = load_manifest(tmp_path / "d")["accuracy"]["fp16_estimate"]["overflows"]
+    assert [o["tensor"] for o in over][:1] == ["/Add_output_0"] and over[0]["max_abs"] > 65504

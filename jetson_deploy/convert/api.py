@@ -277,6 +277,25 @@ def _convert(
         parity = {"reference": None, "skipped": "the model was given as ONNX: there is no PyTorch reference", "passed": None, "batches": len(inputs)}
         refs = onnx_outs  # the unfolded ONNX model is the reference for folding checks
 
+    fp16: Optional[Dict[str, Any]] = None
+    if precision == "fp16":
+        fp16 = _parity.fp16_estimate(onnx_path, work, inputs, refs, spec.outputs, spec.task)
+        if fp16.get("skipped"):
+            note("FP16 estimate skipped: " + fp16["skipped"])
+        else:
+            if fp16.get("reference") and reference is None:
+                fp16["reference"] = "onnxruntime-fp32"
+            note("FP16 estimate (ONNX Runtime, half weights/activations): max abs error {:.3g}{}".format(
+                fp16["max_abs_error"], ", top-1 agreement {:.4f}".format(fp16["top1_agreement"]) if "top1_agreement" in fp16 else ""))
+        over = _parity.half_range_overflows(onnx_path, work, inputs)
+        fp16["overflows"] = over
+        if over or (not fp16.get("skipped") and not fp16.get("finite", True)):
+            where = ", ".join("{} (max {:.3g})".format(o["tensor"], o["max_abs"]) for o in over) or "an output is inf/nan"
+            msg = "FP16 overflows: activations beyond float16's 65504 at {}; use --precision fp32 or int8, or rescale the model".format(where)
+            if not force:
+                raise CheckFailed(msg + " (--force writes the bundle anyway)")
+            note(msg + "; continuing because of --force")
+
     # ---- 5: folding ------------------------------------------------------------------------
     out_spec = spec
     unfolded: Optional[Path] = None
@@ -352,6 +371,8 @@ def _convert(
     }
     if fold_parity is not None:
         accuracy["folded"] = {k: fold_parity.get(k) for k in ("max_abs_error", "top1_agreement", "passed")}
+    if fp16 is not None:
+        accuracy["fp16_estimate"] = fp16
     conversion: Dict[str, Any] = {
         "converter": converter,
         "opset": export_info.get("opset"),

@@ -206,3 +206,76 @@ def failure_line(parity: Dict[str, Any], what: str) -> str:
         else:
             bad.append("{} max error {:.3g} (scaled {:.3g})".format(name, rec["max_abs_error"], rec["max_scaled_error"]))
     return "{} parity failed above --tolerance {}: {} (use --force to write the bundle anyway)".format(what, parity["tolerance"], "; ".join(bad))
+
+
+def fp16_estimate(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], refs: List[Dict[str, np.ndarray]], names: Sequence[str], task: str) -> Dict[str, Any]:
+    """Run an FP16 copy of the model (weights and activations in half, I/O float32) in ONNX
+    Runtime and compare it with the FP32 reference: an early look at what an FP16 engine does,
+    and a catch for activations that overflow half precision (|x| > 65504 -> inf).
+
+    Returns a record; ``{"skipped": why}`` when this ONNX Runtime cannot run it.
+    """
+    from pathlib import Path
+
+    onnx = require("onnx", "the FP16 estimate")
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except Exception as exc:  # older/smaller onnxruntime builds lack the transformers tools
+        return {"skipped": "onnxruntime.transformers.float16 is not available ({})".format(type(exc).__name__)}
+    path16 = Path(work_dir) / "fp16-estimate.onnx"
+    try:
+        m16 = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+        onnx.save(m16, str(path16))
+        sess = OrtModel(path16)
+        gots = [sess(x) for x in inputs]
+    except Exception as exc:
+        return {"skipped": "ONNX Runtime cannot run the FP16 copy here: {}".format(" ".join(str(exc).split())[:160])}
+    finite = all(bool(np.all(np.isfinite(g[n]))) for g in gots for n in names if np.issubdtype(g[n].dtype, np.floating))
+    rec = compare(refs[: len(gots)], gots, names, task, tolerance=1.0)
+    out: Dict[str, Any] = {
+        "reference": "torch-fp32",
+        "how": "onnxruntime CPU, weights and activations float16, I/O float32",
+        "max_abs_error": rec["max_abs_error"],
+        "max_scaled_error": rec["max_scaled_error"],
+        "finite": finite,
+    }
+    if "top1_agreement" in rec:
+        out["top1_agreement"] = rec["top1_agreement"]
+    return out
+
+
+FP16_MAX = 65504.0
+
+
+def half_range_overflows(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], limit: int = 5) -> List[Dict[str, Any]]:
+    """Float tensors of the FP32 model whose values exceed float16's range on ``inputs``.
+
+    Every float intermediate is exposed as an output and run in ONNX Runtime (FP32),
+    so this sees what an FP16 engine would overflow on the GPU (ONNX Runtime's CPU
+    float16 kernels saturate instead, hiding it).  Worst first.
+    """
+    from pathlib import Path
+
+    onnx = require("onnx", "the FP16 range check")
+    from onnx import TensorProto, helper
+
+    m = onnx.load(str(onnx_path))
+    inferred = onnx.shape_inference.infer_shapes(m)
+    floats = {v.name for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    existing = {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        for name in node.output:
+            if name and name in floats and name not in existing:
+                m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+                existing.add(name)
+    path = Path(work_dir) / "fp16-range.onnx"
+    onnx.save(m, str(path))
+    sess = OrtModel(path)
+    amax: Dict[str, float] = {}
+    for x in inputs:
+        for name, arr in sess(x).items():
+            if np.issubdtype(arr.dtype, np.floating) and arr.size:
+                a = float(np.max(np.abs(arr[np.isfinite(arr)]))) if np.isfinite(arr).any() else float("inf")
+                amax[name] = max(amax.get(name, 0.0), a)
+    bad = sorted(((a, n) for n, a in amax.items() if a > FP16_MAX), reverse=True)
+    return [{"tensor": n, "max_abs": a} for a, n in bad[:limit]]

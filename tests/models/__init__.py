@@ -355,3 +355,22 @@ def branchy() -> nn.Module:
 
 
 SPECS["branchy"] = _spec("classify", 32, ["logits"])
+
+
+class HalfOverflow(nn.Module):
+    """An intermediate activation beyond float16's 65504 (then scaled back): fine in FP32, inf in FP16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = self.fc(x.mean(dim=(2, 3))) * 1.0e5 + 2.0e5
+        return big * 1.0e-5
+
+
+def half_overflow() -> nn.Module:
+    return _init(HalfOverflow(), 12)
+
+
+SPECS["half_overflow"] = _spec("classify", 32, ["logits"])
