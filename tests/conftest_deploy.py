@@ -101,6 +101,25 @@ def staged_bytes(root: Path, name: str = "demo") -> int:
     return total
 
 
+def runner():
+    """A CliRunner whose ``stdout`` is stdout only (click < 8.2 mixes stderr in by default)."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2: always separate
+        return CliRunner()
+
+
+def out(res) -> str:
+    """Everything a CLI run printed, stdout and stderr (for error-message assertions)."""
+    try:
+        err = res.stderr
+    except ValueError:  # stderr mixed into output
+        err = ""
+    return res.output + err
+
+
 def cli_args(srv: SshServer, root: Path) -> List[str]:
     return ["--root", str(root), "--ssh-config", str(srv.ssh_config), "-q"]
 

@@ -5,14 +5,12 @@ import json
 import os
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from conftest_deploy import assert_active_verified, installed, make_bundle
+from conftest_deploy import assert_active_verified, installed, make_bundle, out, runner
 from jetson_deploy.cli import cli
 
 
 def run(args):
-    return CliRunner().invoke(cli, args, catch_exceptions=False)
+    return runner().invoke(cli, args, catch_exceptions=False)
 
 
 def test_rootfs_install_rollback_status(tmp_path):
@@ -60,9 +58,9 @@ def test_rootfs_install_rollback_status(tmp_path):
 def test_rootfs_rejects_bad_usage(tmp_path):
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     res = run(["deploy", str(b1), "--rootfs", str(tmp_path / "missing"), "-q"])
-    assert res.exit_code == 2 and "--rootfs" in res.output
+    assert res.exit_code == 2 and "--rootfs" in out(res)
     res = run(["deploy", str(b1), "--rootfs", str(tmp_path), "--health-cmd", "true", "-q"])
-    assert res.exit_code == 2 and "--health-cmd" in res.output
+    assert res.exit_code == 2 and "--health-cmd" in out(res)
 
 
 def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
@@ -108,11 +106,11 @@ def test_key_requires_a_valid_signature(tmp_path):
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", keys["public_key"], "-q"])
-    assert res.exit_code == 1 and "not signed" in res.output
+    assert res.exit_code == 1 and "not signed" in out(res)
     assert not (rootfs / "opt").exists()  # refused before anything was written
     sign.sign_bundle(str(b1), keys["private_key"])
     res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", other["public_key"], "-q"])
-    assert res.exit_code == 1 and "INVALID" in res.output
+    assert res.exit_code == 1 and "INVALID" in out(res)
     res = run(["deploy", str(b1), "--rootfs", str(rootfs), "--key", keys["public_key"], "-q"])
     assert res.exit_code == 0, res.output
     jd = rootfs / "opt" / "jetson-deploy"

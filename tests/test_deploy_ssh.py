@@ -5,11 +5,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
-from conftest_deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,
-                             sha, sshd, sshd_pair)  # noqa: F401  (fixtures)
+from conftest_deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,  # noqa: F401
+                             out, runner, sshd, sshd_pair)  # sshd, sshd_pair: fixtures
 from jetson_deploy.cli import cli
 from jetson_deploy.deploy import deploy, rollback, status
 
@@ -17,7 +14,7 @@ pytestmark = needs_sshd
 
 
 def run(args):
-    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    res = runner().invoke(cli, args, catch_exceptions=False)
     return res
 
 
@@ -266,13 +263,13 @@ def test_two_hosts_one_down(sshd_pair, tmp_path):
 def test_bad_inputs(sshd, tmp_path):
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     res = run(["deploy", str(b1)])
-    assert res.exit_code == 2 and "no hosts" in res.output
+    assert res.exit_code == 2 and "no hosts" in out(res)
     res = run(["deploy", str(b1), "host", "--root", "/opt/a b"])
-    assert res.exit_code == 2 and "--root" in res.output
+    assert res.exit_code == 2 and "--root" in out(res)
     res = run(["deploy", str(b1), "nvidia@host:notaport"])
     assert res.exit_code == 2
     res = run(["deploy", str(b1), "host", "--rootfs", str(tmp_path)])
-    assert res.exit_code == 2 and "--rootfs" in res.output
+    assert res.exit_code == 2 and "--rootfs" in out(res)
     # -o reaches every ssh call: overriding the alias's port makes the host unreachable
     res = run(["deploy", str(b1), sshd.alias, "-o", "Port=1"] + cli_args(sshd, tmp_path / "dev"))
     assert res.exit_code == 1 and "connection refused" in res.stdout
@@ -284,5 +281,5 @@ def test_bad_inputs(sshd, tmp_path):
     data[0] ^= 1
     p.write_bytes(bytes(data))
     res = run(["deploy", str(b1), sshd.alias] + cli_args(sshd, tmp_path / "dev"))
-    assert res.exit_code == 1 and "model.onnx" in res.output
+    assert res.exit_code == 1 and "model.onnx" in out(res)
     assert not (tmp_path / "dev").exists()
