@@ -101,6 +101,13 @@ def test_int8_gate_fails_below_min_agreement(tmp_path: Path, monkeypatch) -> Non
     convert(model_ref("fragile"), spec_path, tmp_path / "b", precision="int8", calib=tmp_path / "calib", force=True)
     q = load_manifest(tmp_path / "b")["quantization"]
     assert q["passed"] is False and q["forced"] is True
+    # --auto-exclude keeps the layer that loses the decision in float, and then the gate passes.
+    res = convert(model_ref("fragile"), spec_path, tmp_path / "c", precision="int8", calib=tmp_path / "calib", auto_exclude=True)
+    man = load_manifest(tmp_path / "c")
+    assert man["quantization"]["auto_exclude"] is True and man["quantization"]["passed"] is True
+    assert man["quantization"]["excluded"] == ["/fc/Gemm"]
+    assert man["accuracy"]["int8"]["agreement"]["value"] >= 0.99 > man["accuracy"]["int8"]["agreement_before"]["value"]
+    assert any("1 layer group(s) kept in float" in m for m in res.messages)
 
 
 def test_calibration_set_for_another_spec(tmp_path: Path, demo_calib: Path) -> None:
