@@ -1,0 +1,100 @@
+"""The local side of deploy: opening/verifying bundles (with and without jetson_deploy.bundle)
+and the remote scripts' syntax, no ssh needed."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from conftest_deploy import make_bundle, sha
+from jetson_deploy.deploy import open_local_bundle, scripts
+from jetson_deploy.errors import BadInput, CheckFailed
+
+
+@pytest.fixture(params=["bundle-package", "fallback"])
+def reader(request, monkeypatch):
+    if request.param == "fallback":
+        # as on a device install without jetson_deploy.bundle's dependencies
+        monkeypatch.setitem(sys.modules, "jetson_deploy.bundle", None)
+    return request.param
+
+
+def test_open_lists_every_file_with_checksums(tmp_path, reader):
+    b = make_bundle(tmp_path / "b", version="1.2.3")
+    with open_local_bundle(str(b)) as lb:
+        assert (lb.name, lb.version) == ("demo", "1.2.3")
+        rels = [rel for rel, _, _ in lb.files]
+        assert rels[0] == "manifest.json"
+        assert set(rels) == {"manifest.json", "model.onnx", "labels.txt", "engines/8.6.2_sm87_fp16.engine"}
+        for rel, size, digest in lb.files:
+            assert size == (b / rel).stat().st_size and digest == sha(b / rel)
+        assert lb.total_size == sum((b / r).stat().st_size for r in rels)
+        # sha256sum -c format, one line per file
+        assert lb.sums_text.splitlines()[0] == "{}  manifest.json".format(sha(b / "manifest.json"))
+
+
+def test_open_rejects_a_corrupted_artifact_by_name(tmp_path, reader):
+    b = make_bundle(tmp_path / "b")
+    p = b / "labels.txt"
+    p.write_bytes(b"X" + p.read_bytes()[1:])
+    with pytest.raises(CheckFailed, match="labels.txt"):
+        open_local_bundle(str(b))
+    with pytest.raises(BadInput):
+        open_local_bundle(str(tmp_path / "missing"))
+
+
+def test_packed_bundle_is_unpacked_safely(tmp_path, reader):
+    b = make_bundle(tmp_path / "b")
+    tar_path = tmp_path / "demo.jdb"
+    with tarfile.open(str(tar_path), "w") as tar:  # NAME-VERSION/ on top, manifest first
+        for p in sorted(b.rglob("*"), key=lambda q: (q.name != "manifest.json", str(q))):
+            if p.is_file():
+                tar.add(str(p), arcname="demo-1.0.0/" + str(p.relative_to(b)))
+    with open_local_bundle(str(tar_path)) as lb:
+        root = lb.root
+        assert root.is_dir() and sha(root / "model.onnx") == sha(b / "model.onnx")
+    assert not root.exists()  # the temporary unpack dir is removed on close
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(str(evil), "w") as tar:
+        data = b"owned"
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises((CheckFailed, BadInput)):
+        open_local_bundle(str(evil))
+    assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    m = json.loads((b / "manifest.json").read_text())
+    m["name"] = "demo; reboot"
+    (b / "manifest.json").write_text(json.dumps(m))
+    sys.modules.pop("jetson_deploy.deploy.local", None)
+    with pytest.raises((BadInput, CheckFailed)):
+        open_local_bundle(str(b))
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash", "busybox"])
+def test_remote_scripts_parse_in_posix_shells(shell):
+    argv = [shell, "sh", "-n"] if shell == "busybox" else [shell, "-n"]
+    if shutil.which(shell) is None:
+        pytest.skip("{} not installed".format(shell))
+    for text in (scripts.prepare("/opt/jd", "demo", "1.0.0", "ab  model.onnx\n"),
+                 scripts.finalize("/opt/jd", "demo", "1.0.0", "upload", "3 model.onnx\n", ["0.9.0"], "curl -f x", 5),
+                 scripts.rollback("/opt/jd", "demo", None), scripts.status("/opt/jd", "demo", True),
+                 scripts.free_space("/opt/jd")):
+        p = subprocess.run(argv, input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0, p.stderr.decode()
+        assert text.rstrip().endswith("jd_main")  # nothing runs until the whole script has arrived
+
+
+def test_health_command_is_quoted_not_interpreted(tmp_path):
+    """Values reach the device as single-quoted shell words: no injection through them."""
+    text = scripts.finalize("/opt/jd", "demo", "1.0.0", "switch", "", [], "echo '$(touch {})'".format(tmp_path / "x"), 5)
+    assert "HEALTH='echo '\"'\"'$(touch" in text
