@@ -70,13 +70,21 @@ def test_packed_bundle_is_unpacked_safely(tmp_path, reader):
     assert not (tmp_path.parent / "escape.txt").exists()
 
 
-def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path):
+def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jetson_deploy.bundle", None)  # our own checks, not the schema's
     b = make_bundle(tmp_path / "b")
     m = json.loads((b / "manifest.json").read_text())
     m["name"] = "demo; reboot"
     (b / "manifest.json").write_text(json.dumps(m))
-    sys.modules.pop("jetson_deploy.deploy.local", None)
-    with pytest.raises((BadInput, CheckFailed)):
+    with pytest.raises(BadInput, match="name"):
+        open_local_bundle(str(b))
+    m["name"] = "demo"
+    (b / "labels.txt").rename(b / "my labels.txt")
+    for art in m["artifacts"]:
+        if art["path"] == "labels.txt":
+            art["path"] = "my labels.txt"
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BadInput, match="my labels.txt"):
         open_local_bundle(str(b))
 
 
