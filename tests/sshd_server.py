@@ -189,3 +189,36 @@ def combined_ssh_config(servers: List[SshServer], path: Path) -> Path:
     path.write_text("\n".join(s.ssh_config.read_text().replace("Host {} 127.0.0.1".format(s.alias), "Host " + s.alias)
                               for s in servers))
     return path
+
+
+def main() -> None:  # pragma: no cover - a manual helper
+    """Start a throwaway sshd to try deploy without a Jetson::
+
+        python tests/sshd_server.py /tmp/fake-jetson
+        jetson-deploy deploy BUNDLE jd-test --ssh-config /tmp/fake-jetson/ssh_config --root /tmp/fake-jetson/root
+    """
+    import sys
+    import tempfile
+
+    reason = sshd_skip_reason()
+    if reason:
+        sys.exit(reason)
+    workdir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jd-sshd-"))
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    srv = SshServer.start(workdir)
+    try:
+        print("sshd on 127.0.0.1:{} (alias {}); client config: {}".format(srv.port, srv.alias, srv.ssh_config))
+        print("try: jetson-deploy deploy BUNDLE {} --ssh-config {} --root {}".format(srv.alias, srv.ssh_config, workdir / "root"))
+        print("Ctrl-C stops it.", flush=True)
+        while srv.proc is not None and srv.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
