@@ -268,6 +268,8 @@ class SyntheticSource(Source):
             self.end("synthetic source: {} frames done".format(self.limit))
             return None
         if self.fps > 0:
+            if self._n == 0:  # the clock starts at the first read, not at open (set-up can take a while)
+                self._t0 = time.perf_counter()
             due = self._t0 + self._n / self.fps
             wait = due - time.perf_counter()
             if wait > 0:
