@@ -50,6 +50,18 @@ def _keygen(path: Path) -> None:
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
+def _detach_and_die_with_parent() -> None:
+    """In the child: own session (killpg in stop()), and SIGTERM if the test process dies
+    without tearing down (Linux prctl PR_SET_PDEATHSIG), so no sshd outlives the tests."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except Exception:  # noqa: BLE001 - best effort, not Linux or no libc
+        pass
+
+
 class SshServer(object):
     """One sshd. ``alias`` (in ``ssh_config``) and ``spec`` (``user@127.0.0.1:port``) reach it."""
 
@@ -136,7 +148,7 @@ class SshServer(object):
             self.proc = subprocess.Popen([SSHD if os.path.exists(SSHD) else "sshd", "-D", "-e",
                                           "-f", str(self.dir / "sshd_config")],
                                          stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         preexec_fn=_detach_and_die_with_parent)
             logf.close()
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
