@@ -31,6 +31,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(str(path), os.O_RDONLY)
@@ -100,6 +106,7 @@ def atomic_dir(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="." + path.name + ".", suffix=".partial", dir=str(path.parent)))
+    os.chmod(str(tmp), 0o777 & ~_umask())  # mkdtemp makes 0700; a bundle must be readable like any mkdir
     try:
         yield tmp
     except BaseException:

@@ -43,3 +43,13 @@ def test_atomic_dir_swaps_in_and_keeps_old_on_error(tmp_path):
 def test_atomic_json_is_sorted_and_complete(tmp_path):
     p = atomic_write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
     assert p.read_text().startswith('{\n  "a"') and p.read_text().endswith("}\n")
+
+
+def test_atomic_dir_has_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "b") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
