@@ -50,6 +50,11 @@ def test_atomic_dir_has_normal_permissions(tmp_path):
     try:
         with atomic_dir(tmp_path / "b") as d:
             (d / "x").write_text("1")
+        atomic_write_json(tmp_path / "m.json", {})
+        with atomic_output(tmp_path / "o.bin") as f:
+            f.write(b"1")
     finally:
         os.umask(old)
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "o.bin").stat().st_mode & 0o777 == 0o644
