@@ -163,3 +163,49 @@ def make_segment_bundle(dest: Path) -> Path:
         w.manifest["spec"] = spec_dict(task="segment", labels=["blue", "green", "red"], outputs=["scores"])
         w.manifest["precision"] = "fp32"
     return dest
+
+
+DETECT_HEAD = np.array([  # (4+3, N=3) YOLOv8-style raw head in 16x16 model pixels
+    [8.0, 8.5, 4.0],   # cx
+    [8.0, 8.5, 4.0],   # cy
+    [8.0, 8.0, 4.0],   # w
+    [8.0, 8.0, 4.0],   # h
+    [0.0, 0.0, 0.6],   # class 0 ("blue")
+    [0.0, 0.0, 0.0],   # class 1
+    [0.9, 0.8, 0.0],   # class 2 ("red"); the second box overlaps the first: suppressed by NMS
+], dtype=np.float32)
+
+
+def detect_onnx_bytes(size: int = SIZE) -> bytes:
+    """A detector whose raw head is constant (plus 0 x the input's mean, so it reads the input)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Reshape", ["m", "shape3"], ["m3"]),
+        helper.make_node("Mul", ["m3", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "head"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "det",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 7, 3])],
+        initializer=[numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape3"),
+                     numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
+                     numpy_helper.from_array(DETECT_HEAD[None], "head")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def make_detect_bundle(dest: Path) -> Path:
+    from jetson_deploy.bundle import BundleWriter
+
+    with BundleWriter(dest, name="det", version="1.0.0") as w:
+        w.add_bytes(detect_onnx_bytes(), "model.onnx", kind="onnx")
+        w.manifest["spec"] = spec_dict(task="detect", labels=["blue", "green", "red"], outputs=["output0"])
+        w.manifest["precision"] = "fp32"
+    return dest

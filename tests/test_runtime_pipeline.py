@@ -104,6 +104,18 @@ def test_slow_engine_on_live_source_drops_oldest(bundle):
     assert s.captured >= s.frames + s.dropped
 
 
+def test_periodic_metrics_show_live_drops(bundle):
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+
+    lines = []
+    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.02)
+    s = run_pipeline(bundle, "synthetic://32x24@300", "null://", max_frames=12, engine=slow, queue_size=1,
+                     metrics_interval=0.05, printer=lines.append)
+    assert s.dropped > 0 and lines
+    assert int(lines[-1].rsplit("dropped", 1)[1]) > 0  # the running count, not only the final summary
+
+
 def test_slow_engine_on_file_never_drops(bundle, tmp_path):
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
@@ -186,3 +198,22 @@ def test_segment_task_end_to_end(tmp_path):
     cap = cv2.VideoCapture(str(tmp_path / "seg.avi"))
     ok, first = cap.read()
     assert ok and _count_frames(tmp_path / "seg.avi") == 9
+
+
+def test_detect_task_end_to_end(tmp_path):
+    from conftest_runtime import make_detect_bundle
+
+    b = make_detect_bundle(tmp_path / "det")
+    write_color_video(tmp_path / "clip.avi", n=4, w=64, h=48)
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "det.avi"), str(tmp_path / "det.jsonl")],
+                     backend="onnxruntime", printer=lambda m: None)
+    rows = _rows(tmp_path / "det.jsonl")
+    assert s.frames == 4 and all(r["task"] == "detect" for r in rows)
+    dets = rows[0]["detections"]
+    # NMS kept one of the two overlapping class-2 boxes; boxes mapped from 16x16 to 64x48 pixels
+    assert [(d["label"], d["score"]) for d in dets] == [("red", 0.9), ("blue", 0.6)]
+    assert dets[0]["box"] == [16.0, 12.0, 48.0, 36.0] and dets[1]["box"] == [8.0, 6.0, 24.0, 18.0]
+    assert rows[0]["label"] == "red"
+    cap = cv2.VideoCapture(str(tmp_path / "det.avi"))
+    ok, img = cap.read()
+    assert ok and _count_frames(tmp_path / "det.avi") == 4

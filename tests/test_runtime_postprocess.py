@@ -109,3 +109,18 @@ def test_segment_reads_folded_argmax_mask():
     mask[0, :, :1] = 1
     r = Postprocessor(spec)({"mask": mask}, (64, 64))
     assert r.mask.shape == (4, 4) and (r.label, r.score) == ("b", 0.25)
+
+
+def test_detect_layout_ambiguity_two_classes():
+    """Two classes: a YOLOv8 row (4+2 = 6 wide) and an NMS row (6 wide) look alike; class ids decide."""
+    spec = ModelSpec.from_dict({
+        "task": "detect", "input": {"name": "input", "shape": [1, 3, 64, 64], "dtype": "float32", "color": "rgb"},
+        "outputs": ["out"], "labels": ["x", "y"]})
+    pp = Postprocessor(spec, conf=0.3)
+    nms_rows = np.array([[[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.5, 0]]], np.float32)
+    r = pp({"out": nms_rows}, (64, 64))
+    assert [(d.label, d.box) for d in r.detections] == [("y", [0, 0, 10, 10]), ("x", [20, 20, 30, 30])]
+    raw = np.zeros((1, 50, 6), np.float32)
+    raw[0, 0] = [32, 32, 10, 10, 0.2, 0.7]
+    r = pp({"out": raw}, (64, 64))
+    assert [(d.label, d.box) for d in r.detections] == [("y", [27, 27, 37, 37])]

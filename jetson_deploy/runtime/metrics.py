@@ -39,6 +39,8 @@ class Metrics:
         self._win_n = 0
         self.window_fps = 0.0
         self.reports = 0
+        #: where live drop counts come from (the capture thread) for the periodic lines
+        self.dropped_fn: Optional[Callable[[], int]] = None
 
     def start(self) -> None:
         self.t_start = self._win_t = self.t_last = time.perf_counter()
@@ -75,6 +77,8 @@ class Metrics:
             return
         p = percentiles(self.samples[-1000:])
         self.reports += 1
+        if self.dropped_fn is not None:
+            self.dropped = int(self.dropped_fn())
         self.printer("frames {} | {:.1f} FPS | latency p50 {:.2f} ms p95 {:.2f} ms p99 {:.2f} ms | dropped {}".format(
             self.frames, self.window_fps, p["p50"], p["p95"], p["p99"], self.dropped))
 

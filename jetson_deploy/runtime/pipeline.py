@@ -205,6 +205,7 @@ class Pipeline:
             for s in self.sinks:
                 s.fps = src.fps
         cap = CaptureThread(src, maxsize=self.queue_size, prepare=ex.prepare)
+        self.metrics.dropped_fn = lambda: cap.dropped
         ring: Deque[Tuple[int, Any]] = deque()
         free = list(range(depth))[::-1]
         end_reason = ""

@@ -178,17 +178,22 @@ class Postprocessor:
         nc = len(self.labels)
         raw_widths = (4 + nc, 5 + nc) if nc else ()
         if fmt == "auto":
-            if out.shape[0] in raw_widths and out.shape[1] > out.shape[0]:
+            rows_match, cols_match = out.shape[0] in raw_widths, out.shape[1] in raw_widths
+            nms_like = out.shape[1] in (6, 7) and out.shape[0] > 0 and bool(
+                np.all(out[:, 5] == np.round(out[:, 5])) and out[:, 5].min() >= 0)
+            if rows_match and not cols_match:
+                fmt = "raw-t"  # YOLOv8 export: (4+C, N)
+            elif cols_match and not rows_match:
+                fmt = "nms" if nms_like else "raw"
+            elif rows_match and cols_match:
                 fmt = "raw-t"
-            elif out.shape[1] in raw_widths and not (out.shape[1] in (6, 7) and out.shape[0] <= 1000):
-                fmt = "raw"
             elif out.shape[1] in (6, 7):
                 fmt = "nms"
             else:
                 fmt = "raw-t" if out.shape[0] < out.shape[1] else "raw"
         if fmt == "nms":  # in-graph NMS rows: x1 y1 x2 y2 score class [batch]
             return out[:, :4], out[:, 4], out[:, 5].astype(np.int64)
-        if fmt in ("raw-t", "yolov8") and out.shape[0] < out.shape[1]:
+        if fmt == "raw-t" or (fmt == "yolov8" and out.shape[0] < out.shape[1]):
             out = out.T  # (4+C, N) -> (N, 4+C)
         c = out.shape[1]
         if nc and c == 5 + nc:  # YOLOv5: cx cy w h obj cls...
