@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from conftest_deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,  # noqa: F401
@@ -283,3 +284,28 @@ def test_bad_inputs(sshd, tmp_path):
     res = run(["deploy", str(b1), sshd.alias] + cli_args(sshd, tmp_path / "dev"))
     assert res.exit_code == 1 and "model.onnx" in out(res)
     assert not (tmp_path / "dev").exists()
+
+
+def test_relative_root_is_under_the_remote_home(sshd, tmp_path):
+    """--root without a leading / lands in the login directory, for ssh and rsync alike."""
+    import pwd
+    import shutil
+    import uuid
+
+    rel = "jd-test-{}".format(uuid.uuid4().hex[:8])
+    home = Path(pwd.getpwuid(os.geteuid()).pw_dir)
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    b2 = make_bundle(tmp_path / "b2", version="2.0.0")
+    try:
+        for b in (b1, b2):
+            r = deploy(str(b), [sshd.alias], root=rel, ssh_config=str(sshd.ssh_config))[0]
+            assert r.result == "deployed", r
+        assert_active_verified(home / rel, "demo", "2.0.0", b2)
+        st = status([sshd.alias], root=rel, ssh_config=str(sshd.ssh_config), verify=True)[0]
+        assert st["bundles"]["demo"]["verified"] is True and st["bundles"]["demo"]["previous"] == "1.0.0"
+        assert rollback("demo", [sshd.alias], root=rel, ssh_config=str(sshd.ssh_config))[0].result == "rolled-back"
+        assert_active_verified(home / rel, "demo", "1.0.0", b1)
+    finally:
+        if (home / rel).exists():
+            subprocess.run(["chmod", "-R", "u+w", str(home / rel)])
+            shutil.rmtree(str(home / rel), ignore_errors=True)

@@ -34,6 +34,9 @@ set -u
 trap '' HUP PIPE
 umask 022
 LC_ALL=C; export LC_ALL
+# a relative --root is relative to the login directory (the remote home); make it absolute
+# because checks run after cd
+case "$R" in /*) ;; *) R="$(pwd -P)/$R" ;; esac
 B="$R/bundles/$N"; A="$R/active"; ST="$R/state"; H="$ST/$N.history"
 say() { printf '%s\n' "$*"; }
 die() { printf 'ERROR %s\n' "$1"; exit "${2:-10}"; }
@@ -59,8 +62,9 @@ run_sums() {
   if [ $rc -ne 0 ]; then
     grep -v ': OK$' "$out" | while IFS= read -r line; do
       case "$line" in
+        sha256sum:*) ;;
+        *": FAILED open"*) say "BAD ${line%%: FAILED*} missing" ;;
         *": FAILED"*) say "BAD ${line%%: FAILED*} sha256" ;;
-        *"No such file"*|*"FAILED open"*) say "BAD ${line%%: *} missing" ;;
         *) say "CHECKMSG $line" ;;
       esac
     done
@@ -290,6 +294,7 @@ def status(root: str, name: Optional[str] = None, verify: bool = False) -> str:
     return _whole(_vars(R=root, ONLY=name or "", VERIFY="1" if verify else "") + r"""
 set -u
 LC_ALL=C; export LC_ALL
+case "$R" in /*) ;; *) R="$(pwd -P)/$R" ;; esac
 say() { printf '%s\n' "$*"; }
 [ -d "$R" ] || { say "NOROOT"; exit 0; }
 for nd in "$R/bundles"/*; do
