@@ -59,8 +59,8 @@ def test_csi_and_rtsp_pipeline_strings():
     assert p.startswith("nvarguscamerasrc sensor-id=1 ") and "width=(int)1920" in p and "framerate=(fraction)30/1" in p
     assert "flip-method=2" in p and p.rstrip().endswith("sync=false") and "appsink" in p
     assert CSISource("csi://0", {"width": "640", "height": "480", "fps": "15"}).pipeline() == csi_pipeline(0, 640, 480, 15)
-    hw = rtsp_pipeline("rtsp://h/s", 100, hw=True)
-    assert "nvv4l2decoder" in hw and "latency=100" in hw and "appsink" in hw
+    hw = rtsp_pipeline("rtsp://h/s", 100, hw=True, timeout_s=2)
+    assert "nvv4l2decoder" in hw and "latency=100" in hw and "appsink" in hw and "tcp-timeout=2000000" in hw
     sw = rtsp_pipeline("rtsp://h/s", codec="h265", hw=False)
     assert "avdec_h265" in sw and "rtph265depay" in sw and "nvv4l2decoder" not in sw
 
@@ -321,3 +321,20 @@ def test_stop_is_prompt_even_when_blocked():
     cap.stop(join_timeout=0.2)
     assert time.perf_counter() - t0 < 1.0
     release.set()
+
+
+def test_pipeline_waits_for_a_reconnecting_rtsp_source(tmp_path):
+    """A stream that drops and needs longer than stall_timeout to come back is not ended as stalled."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("cv2")
+    from conftest_runtime import make_bundle
+
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    src = RTSPSource("rtsp://cam/s", {"backoff": "0.4", "reconnects": "3", "gstreamer": False})
+    caps = [_FakeCap(2), _FakeCap(3)]
+    src._open_capture = lambda: caps.pop(0) if caps else _FakeCap(0, opened=False)
+    s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", backend="onnxruntime", stall_timeout=0.2,
+                     printer=lambda m: None)
+    assert s.frames == 5 and src.reconnects == 1  # recovered after a 0.4 s backoff > 0.2 s stall timeout
+    assert "gave up" in s.end_reason

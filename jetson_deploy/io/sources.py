@@ -105,6 +105,8 @@ class Source:
 
     scheme = ""
     live = False
+    #: a source that is busy recovering by itself (RTSP reconnect) is not stalled
+    recovering = False
 
     def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
         self.uri = uri
@@ -531,17 +533,22 @@ def csi_pipeline(sensor: int = 0, width: int = 1280, height: int = 720, fps: flo
     ).format(s=int(sensor), w=int(width), h=int(height), f=int(round(fps)), flip=int(flip))
 
 
-def rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264", hw: bool = True) -> str:
-    """GStreamer pipeline for RTSP: ``nvv4l2decoder`` (hardware) on a Jetson, ``avdec`` elsewhere."""
+def rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264", hw: bool = True, timeout_s: float = 5.0) -> str:
+    """GStreamer pipeline for RTSP: ``nvv4l2decoder`` (hardware) on a Jetson, ``avdec`` elsewhere.
+
+    ``rtspsrc`` gets TCP and UDP timeouts so a stalled server makes the pipeline fail (the read
+    returns, the source reconnects) instead of blocking the appsink forever.
+    """
     depay = "rtph265depay ! h265parse" if codec == "h265" else "rtph264depay ! h264parse"
     if hw:
         dec = "nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert"
     else:
         dec = ("avdec_h265" if codec == "h265" else "avdec_h264") + " ! videoconvert"
+    us = int(timeout_s * 1e6)
     return (
-        "rtspsrc location={u} latency={l} protocols=tcp ! {d} ! {dec} ! video/x-raw, format=(string)BGR ! "
-        "appsink drop=true max-buffers=2 sync=false"
-    ).format(u=url, l=int(latency_ms), d=depay, dec=dec)
+        "rtspsrc location={u} latency={l} protocols=tcp tcp-timeout={us} timeout={us} ! {d} ! {dec} ! "
+        "video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=2 sync=false"
+    ).format(u=url, l=int(latency_ms), us=us, d=depay, dec=dec)
 
 
 class CSISource(OpenCVSource):
@@ -622,6 +629,8 @@ class RTSPSource(OpenCVSource):
         self.codec = str(self.options.get("codec", "h264"))
         self.reconnects = 0
         self._fails = 0
+        #: True while reconnecting: the pipeline does not count this as a stall (the source gives up itself)
+        self.recovering = False
         gst = self.options.get("gstreamer")
         self.use_gst = (has_gstreamer() and is_jetson()) if gst is None else bool(gst)
         self._sleep: Callable[[float], None] = time.sleep
@@ -629,7 +638,7 @@ class RTSPSource(OpenCVSource):
     def target(self) -> Tuple[Any, Optional[int]]:
         cv2 = _cv2()
         if self.use_gst:
-            return rtsp_pipeline(self.uri, self.latency, self.codec, hw=is_jetson()), cv2.CAP_GSTREAMER
+            return rtsp_pipeline(self.uri, self.latency, self.codec, hw=is_jetson(), timeout_s=self.read_timeout), cv2.CAP_GSTREAMER
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS",
                               "rtsp_transport;tcp|stimeout;{}".format(int(self.read_timeout * 1e6)))
         return self.uri, cv2.CAP_FFMPEG
@@ -638,6 +647,13 @@ class RTSPSource(OpenCVSource):
         return "cannot connect to {} (check the URL, credentials and that the camera is reachable)".format(self.uri)
 
     def _reconnect(self) -> bool:
+        self.recovering = True
+        try:
+            return self._reconnect_loop()
+        finally:
+            self.recovering = False
+
+    def _reconnect_loop(self) -> bool:
         while self.max_reconnects <= 0 or self._fails < self.max_reconnects:
             delay = min(self.backoff * (2 ** self._fails), self.backoff_max)
             self._fails += 1

@@ -254,7 +254,9 @@ class Pipeline:
                             raise cap.error
                         end_reason = cap.end_reason or "end of stream"
                         break
-                    if not ring and time.monotonic() - last_frame > self.stall_timeout:
+                    if getattr(src, "recovering", False):  # reconnecting with backoff: it ends itself if it must
+                        last_frame = time.monotonic()
+                    elif not ring and time.monotonic() - last_frame > self.stall_timeout:
                         end_reason = "source stalled: no frame for {:.0f} s ({})".format(self.stall_timeout, src.uri)
                         break
                     continue
