@@ -144,6 +144,8 @@ class Pipeline:
             ex.wait(slot)
         outs = ex.outputs(slot)
         if self._worker is not None:
+            if not getattr(ex, "outputs_owned", False):  # slot buffers are reused: hand over copies (small)
+                outs = {k: v.copy() for k, v in outs.items()}
             self._worker.put((frame, outs))
         else:
             self._deliver(frame, outs)
@@ -195,9 +197,16 @@ class Pipeline:
         ex = self.executor
         src = self.source
         depth = max(1, int(getattr(ex, "depth", 1)))
+        use_worker = self.output_thread
+        if use_worker is None:
+            # CPU engines block this thread, and drawing/encoding/showing frames is slow: run
+            # postprocess + sinks on their own thread so they overlap inference
+            use_worker = bool(getattr(ex, "outputs_owned", False)) or any(
+                getattr(s, "needs_image", True) for s in self.sinks)
         # open in this thread: errors surface here, and the source allocates its pinned pool here
         if ex.frame_allocator is not None:
-            src.use_allocator(ex.frame_allocator, pool_size=self.queue_size + depth + 3)
+            held = self.queue_size + depth + 3 + (_OutputWorker.MAXSIZE if use_worker else 0)
+            src.use_allocator(ex.frame_allocator, pool_size=held)
         src.open()
         if src.width and src.height:
             ex.setup((src.height, src.width, 3))
@@ -214,9 +223,6 @@ class Pipeline:
         wait_src = wait_dev = 0.0
         submitted = 0
         counter = getattr(ex, "sync_counter", None)
-        use_worker = self.output_thread
-        if use_worker is None:  # CPU engines block this thread: postprocess/sinks overlap them elsewhere
-            use_worker = bool(getattr(ex, "outputs_owned", False))
         self._worker = _OutputWorker(self._deliver) if use_worker else None
         self.metrics.start()
         cap.start()
@@ -322,7 +328,9 @@ class Pipeline:
 class _OutputWorker:
     """Postprocess + sinks on their own thread (bounded queue), for engines that block the loop thread."""
 
-    def __init__(self, fn: Callable[[Any, Dict[str, Any]], None], maxsize: int = 8) -> None:
+    MAXSIZE = 8
+
+    def __init__(self, fn: Callable[[Any, Dict[str, Any]], None], maxsize: int = MAXSIZE) -> None:
         import threading
 
         self.fn = fn
