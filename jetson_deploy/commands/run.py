@@ -44,9 +44,11 @@ def _memory_option():
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between metrics lines on stderr (0: none).")
 @click.option("--stall-timeout", type=float, default=10.0, show_default=True,
               help="End the run when the source delivers nothing for this many seconds.")
+@click.option("--sync-debug", type=click.Choice(["warn", "error"]), default=None,
+              help="torch CUDA path: run the loop under torch.cuda.set_sync_debug_mode (error: any host sync raises).")
 @json_option()
 def run(bundle, source, sinks, backend, device, memory, threads, max_frames, depth, cuda_graph, queue_size, topk, interval,
-        stall_timeout, as_json):
+        stall_timeout, sync_debug, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
@@ -60,7 +62,7 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
         bundle, source, list(sinks), backend=backend, max_frames=max_frames, device=device, memory=memory, depth=depth,
         cuda_graph=cuda_graph, queue_size=queue_size, topk=topk, metrics_interval=interval,
         printer=stderr_printer if interval > 0 else (lambda m: None), stall_timeout=stall_timeout,
-        engine_options={"threads": threads} if threads else None,
+        engine_options={"threads": threads} if threads else None, sync_debug=sync_debug,
     )
     d = summary.to_dict()
     if as_json:

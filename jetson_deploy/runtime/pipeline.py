@@ -230,12 +230,14 @@ class Pipeline:
         if counter is not None:
             counter.inside_loop = True
         try:
-            if self.sync_debug:
-                import importlib
+            if self.sync_debug and getattr(self.engine, "is_gpu", False):
+                from .._lazy import require
 
-                torch = importlib.import_module("torch")
+                torch = require("torch", "--sync-debug")
                 sync_mode = torch.cuda.get_sync_debug_mode()
                 torch.cuda.set_sync_debug_mode(self.sync_debug)
+            elif self.sync_debug:
+                log.warning("--sync-debug applies to GPU engines; %s runs on the CPU", getattr(self.engine, "backend", "?"))
             last_frame = time.monotonic()
             while True:
                 if max_frames is not None and submitted >= max_frames:
