@@ -41,7 +41,8 @@ def test_open_lists_every_file_with_checksums(tmp_path, reader):
 def test_open_rejects_a_corrupted_artifact_by_name(tmp_path, reader):
     b = make_bundle(tmp_path / "b")
     p = b / "labels.txt"
-    p.write_bytes(b"X" + p.read_bytes()[1:])
+    data = p.read_bytes()
+    p.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
     with pytest.raises(CheckFailed, match="labels.txt"):
         open_local_bundle(str(b))
     with pytest.raises(BadInput):

@@ -75,7 +75,8 @@ def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
 
     def corrupt(staging, **_):
         p = Path(staging) / "model.onnx"
-        p.write_bytes(b"x" + p.read_bytes()[1:])
+        data = p.read_bytes()
+        p.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
 
     r = deploy_rootfs(str(b2), str(rootfs), hooks={"after_upload": corrupt})
     assert r.result == "failed" and "model.onnx" in r.message
