@@ -39,10 +39,19 @@ def sshd_skip_reason() -> Optional[str]:
     return None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(listen: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((listen, 0))
         return s.getsockname()[1]
+
+
+def ipv6_loopback() -> bool:
+    try:
+        free_port("::1")
+        return True
+    except OSError:
+        return False
 
 
 def _keygen(path: Path) -> None:
@@ -63,11 +72,15 @@ def _detach_and_die_with_parent() -> None:
 
 
 class SshServer(object):
-    """One sshd. ``alias`` (in ``ssh_config``) and ``spec`` (``user@127.0.0.1:port``) reach it."""
+    """One sshd. ``alias`` (in ``ssh_config``) and ``spec`` (``user@127.0.0.1:port``) reach it.
+    ``listen`` is a loopback address: 127.0.0.1 (default) or ::1."""
 
-    def __init__(self, workdir: Path, alias: str = "jd-test") -> None:
+    def __init__(self, workdir: Path, alias: str = "jd-test", listen: str = "127.0.0.1") -> None:
+        if listen not in ("127.0.0.1", "::1"):
+            raise ValueError("test sshd listens on loopback only")
         self.dir = Path(workdir)
         self.alias = alias
+        self.listen = listen
         # the account sshd authenticates, whatever $USER/$LOGNAME say (CI runs as root)
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.port = 0
@@ -77,11 +90,13 @@ class SshServer(object):
 
     @property
     def spec(self) -> str:
-        return "{}@127.0.0.1:{}".format(self.user, self.port)
+        host = "[::1]" if self.listen == "::1" else self.listen
+        return "{}@{}:{}".format(self.user, host, self.port)
 
     @classmethod
-    def start(cls, workdir: Path, alias: str = "jd-test", user_key: Optional[Path] = None) -> "SshServer":
-        srv = cls(workdir, alias)
+    def start(cls, workdir: Path, alias: str = "jd-test", user_key: Optional[Path] = None,
+              listen: str = "127.0.0.1") -> "SshServer":
+        srv = cls(workdir, alias, listen)
         srv._setup(user_key)
         srv._launch()
         return srv
@@ -104,7 +119,7 @@ class SshServer(object):
         sftp = "/usr/lib/openssh/sftp-server"
         (self.dir / "sshd_config").write_text("\n".join([
             "Port {}".format(self.port),
-            "ListenAddress 127.0.0.1",
+            "ListenAddress {}".format(self.listen),
             "HostKey {}".format(self.host_key),
             "PidFile {}".format(self.dir / "sshd.pid"),
             "AuthorizedKeysFile {}".format(self.dir / "authorized_keys"),
@@ -122,8 +137,8 @@ class SshServer(object):
             "",
         ]))
         self.ssh_config.write_text("\n".join([
-            "Host {} 127.0.0.1".format(self.alias),
-            "  HostName 127.0.0.1",
+            "Host {} {}".format(self.alias, self.listen),
+            "  HostName {}".format(self.listen),
             "  Port {}".format(self.port),
             "  User {}".format(self.user),
             "  IdentityFile {}".format(self.user_key),
@@ -142,7 +157,7 @@ class SshServer(object):
     def _launch(self) -> None:
         last = ""
         for _ in range(5):  # the free port may be taken between probe and bind: retry
-            self.port = free_port()
+            self.port = free_port(self.listen)
             self._write_configs()
             logf = open(str(self.log), "ab")
             self.proc = subprocess.Popen([SSHD if os.path.exists(SSHD) else "sshd", "-D", "-e",
@@ -155,7 +170,7 @@ class SshServer(object):
                 if self.proc.poll() is not None:
                     break
                 try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    with socket.create_connection((self.listen, self.port), timeout=0.5) as s:
                         s.settimeout(2)
                         if s.recv(4).startswith(b"SSH"):
                             return
@@ -163,7 +178,7 @@ class SshServer(object):
                     time.sleep(0.05)
             last = self.log.read_text(errors="replace")[-2000:]
             self.stop()
-        raise RuntimeError("sshd did not start on 127.0.0.1: " + last)
+        raise RuntimeError("sshd did not start on {}: {}".format(self.listen, last))
 
     def stop(self) -> None:
         p = self.proc
@@ -198,7 +213,7 @@ class SshServer(object):
 
 def combined_ssh_config(servers: List[SshServer], path: Path) -> Path:
     """One client config with every server's alias (for multi-host deploys)."""
-    path.write_text("\n".join(s.ssh_config.read_text().replace("Host {} 127.0.0.1".format(s.alias), "Host " + s.alias)
+    path.write_text("\n".join(s.ssh_config.read_text().replace("Host {} {}".format(s.alias, s.listen), "Host " + s.alias)
                               for s in servers))
     return path
 
@@ -222,7 +237,7 @@ def main() -> None:  # pragma: no cover - a manual helper
     signal.signal(signal.SIGTERM, _stop)
     srv = SshServer.start(workdir)
     try:
-        print("sshd on 127.0.0.1:{} (alias {}); client config: {}".format(srv.port, srv.alias, srv.ssh_config))
+        print("sshd on {} (alias {}); client config: {}".format(srv.spec, srv.alias, srv.ssh_config))
         print("try: jetson-deploy deploy BUNDLE {} --ssh-config {} --root {}".format(srv.alias, srv.ssh_config, workdir / "root"))
         print("Ctrl-C stops it.", flush=True)
         while srv.proc is not None and srv.proc.poll() is None:

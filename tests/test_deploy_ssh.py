@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest_deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,  # noqa: F401
                              out, runner, sshd, sshd_pair)  # sshd, sshd_pair: fixtures
 from jetson_deploy.cli import cli
@@ -309,3 +311,24 @@ def test_relative_root_is_under_the_remote_home(sshd, tmp_path):
         if (home / rel).exists():
             subprocess.run(["chmod", "-R", "u+w", str(home / rel)])
             shutil.rmtree(str(home / rel), ignore_errors=True)
+
+
+def test_ipv6_loopback_host(tmp_path):
+    """user@[::1]:port through ssh, rsync and sftp (brackets where each tool needs them)."""
+    from sshd_server import SshServer, ipv6_loopback
+
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    srv = SshServer.start(tmp_path / "sshd6", alias="jd-v6", listen="::1")
+    try:
+        assert srv.spec.startswith(srv.user + "@[::1]:")
+        for transfer, version in (("rsync", "1.0.0"), ("sftp", "2.0.0")):
+            b = make_bundle(tmp_path / version, version=version)
+            res = run(["deploy", str(b), srv.spec, "--transfer", transfer, "--json"] + cli_args(srv, tmp_path / "dev"))
+            assert res.exit_code == 0, out(res)
+            assert_active_verified(tmp_path / "dev", "demo", version, b)
+        res = run(["devices", "status", srv.spec, "--json"] + cli_args(srv, tmp_path / "dev"))
+        assert res.exit_code == 0, out(res)
+        assert json.loads(res.stdout)["hosts"][0]["bundles"]["demo"]["active"] == "2.0.0"
+    finally:
+        srv.stop()
