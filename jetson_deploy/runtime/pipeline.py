@@ -137,6 +137,7 @@ class Pipeline:
         self.stop_requested = False
         self.output_thread = output_thread
         self._worker: Optional[_OutputWorker] = None
+        self._wait_sink = 0.0
 
     def _finish(self, slot: int, frame: Any, wait: bool) -> None:
         ex = self.executor
@@ -146,7 +147,9 @@ class Pipeline:
         if self._worker is not None:
             if not getattr(ex, "outputs_owned", False):  # slot buffers are reused: hand over copies (small)
                 outs = {k: v.copy() for k, v in outs.items()}
-            self._worker.put((frame, outs))
+            t0 = time.perf_counter()
+            self._worker.put((frame, outs))  # blocks only while the output thread is behind (slow sink)
+            self._wait_sink += time.perf_counter() - t0
         else:
             self._deliver(frame, outs)
 
@@ -290,7 +293,7 @@ class Pipeline:
             loop_s = time.perf_counter() - t_loop
             if torch is not None and sync_mode is not None:
                 torch.cuda.set_sync_debug_mode(sync_mode)
-            self.host_seconds = max(loop_s - wait_src - wait_dev, 0.0)
+            self.host_seconds = max(loop_s - wait_src - wait_dev - self._wait_sink, 0.0)
             if counter is not None:
                 counter.inside_loop = False
             loop_syncs = dict(counter.loop_counts) if counter is not None else None
@@ -318,7 +321,8 @@ class Pipeline:
             sinks=[s.uri for s in self.sinks], end_reason=end_reason or cap.end_reason, executor=ex.describe(),
             host_ms_per_frame=1000.0 * self.host_seconds / max(submitted, 1),
             wait_ms_per_frame={"source": round(1000.0 * wait_src / max(submitted, 1), 4),
-                               "device": round(1000.0 * wait_dev / max(submitted, 1), 4)},
+                               "device": round(1000.0 * wait_dev / max(submitted, 1), 4),
+                               "sink": round(1000.0 * self._wait_sink / max(submitted, 1), 4)},
             accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
             results=self.results if self.keep_results else None,
         )
