@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from typing import Any, Dict, Optional
 
 from .errors import MissingDependency
@@ -32,7 +33,7 @@ _cache: Dict[str, Any] = {}
 
 def has_module(name: str) -> bool:
     """True when ``name`` can be imported, without importing it."""
-    if name in _cache:
+    if name in _cache or sys.modules.get(name) is not None:
         return True
     try:
         return importlib.util.find_spec(name) is not None

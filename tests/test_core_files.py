@@ -58,3 +58,15 @@ def test_atomic_dir_has_normal_permissions(tmp_path):
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "o.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_has_module_sees_modules_installed_in_sys_modules(monkeypatch):
+    import sys
+    import types
+
+    from jetson_deploy._lazy import has_module, require
+
+    assert not has_module("jd_fake_module_xyz")
+    monkeypatch.setitem(sys.modules, "jd_fake_module_xyz", types.ModuleType("jd_fake_module_xyz"))
+    assert has_module("jd_fake_module_xyz")
+    assert require("jd_fake_module_xyz").__name__ == "jd_fake_module_xyz"
