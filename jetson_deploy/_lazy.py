@@ -28,12 +28,9 @@ INSTALL_HINTS: Dict[str, str] = {
     "cryptography": "pip install cryptography (or 'jetson-deploy[device]')",
 }
 
-_cache: Dict[str, Any] = {}
-
-
 def has_module(name: str) -> bool:
     """True when ``name`` can be imported, without importing it."""
-    if name in _cache or sys.modules.get(name) is not None:
+    if sys.modules.get(name) is not None:
         return True
     try:
         return importlib.util.find_spec(name) is not None
@@ -42,10 +39,10 @@ def has_module(name: str) -> bool:
 
 
 def require(name: str, purpose: Optional[str] = None) -> Any:
-    """Import ``name`` or raise :class:`MissingDependency` saying what to install."""
-    mod = _cache.get(name)
-    if mod is not None:
-        return mod
+    """Import ``name`` or raise :class:`MissingDependency` saying what to install.
+
+    No cache of our own: ``sys.modules`` is one, and tests swap doubles in and out of it.
+    """
     try:
         mod = importlib.import_module(name)
     except ImportError as exc:
@@ -55,7 +52,6 @@ def require(name: str, purpose: Optional[str] = None) -> Any:
         raise MissingDependency(
             "{} is needed{} but is not installed ({}): {}".format(top, what, exc, hint)
         ) from None
-    _cache[name] = mod
     return mod
 
 

@@ -70,3 +70,18 @@ def test_has_module_sees_modules_installed_in_sys_modules(monkeypatch):
     monkeypatch.setitem(sys.modules, "jd_fake_module_xyz", types.ModuleType("jd_fake_module_xyz"))
     assert has_module("jd_fake_module_xyz")
     assert require("jd_fake_module_xyz").__name__ == "jd_fake_module_xyz"
+
+
+def test_require_forgets_a_module_removed_from_sys_modules(monkeypatch):
+    import sys
+    import types
+
+    from jetson_deploy._lazy import has_module, require
+    from jetson_deploy.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "jd_fake_double", types.ModuleType("jd_fake_double"))
+    require("jd_fake_double")
+    monkeypatch.delitem(sys.modules, "jd_fake_double")
+    assert not has_module("jd_fake_double")
+    with pytest.raises(MissingDependency):
+        require("jd_fake_double")
