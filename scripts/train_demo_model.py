@@ -2,9 +2,12 @@
 """Train the embedded demo model (DemoNet) on synthetic shapes; write its weights.
 
 Seeded and reproducible: every epoch draws fresh frames from
-``ShapeGenerator(seed * 1000 + epoch)`` at mixed source sizes, preprocessed by
+``ShapeGenerator(seed * 1000 + epoch)`` at mixed source sizes (30% of them JPEG
+compressed, as a video codec would), preprocessed by
 ``jetson_deploy.preprocess.preprocess`` with the demo spec (the same code the
-runtime uses); held-out accuracy is measured on a seed never used in training.
+runtime uses), and trains ``--passes`` times over them under random flips and
+quarter turns (every class is closed under them).  Held-out accuracy is measured
+on a seed never used in training.
 Runs in a few minutes on 2 CPU cores:
 
     python scripts/train_demo_model.py            # writes jetson_deploy/demo/weights.pt
@@ -27,7 +30,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--out", default=str(ROOT / "jetson_deploy" / "demo" / "weights.pt"), help="weights file to write")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    ap.add_argument("--epochs", type=int, default=12, help="epochs, each on fresh frames (default 12)")
+    ap.add_argument("--epochs", type=int, default=9, help="epochs, each on fresh frames (default 9)")
+    ap.add_argument("--passes", type=int, default=2, help="passes over each epoch's frames, each under new flips/rotations (default 2)")
     ap.add_argument("--per-epoch", type=int, default=8000, help="frames generated per epoch (default 8000)")
     ap.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     ap.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (default 4e-3)")
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
     np.random.seed(args.seed)
     spec = load_spec()
     model = build_model()
-    steps_per_epoch = (args.per_epoch + args.batch - 1) // args.batch
+    steps_per_epoch = (args.passes * args.per_epoch + args.batch - 1) // args.batch
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
@@ -62,14 +66,18 @@ def main(argv=None) -> int:
             x, y = dataset(args.per_epoch, args.seed * 1000 + epoch, spec=spec, jpeg=args.jpeg, progress=bar.update)
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(len(y), generator=g)
+        order = torch.cat([torch.randperm(len(y), generator=g) for _ in range(args.passes)])
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(range(steps_per_epoch), desc="epoch {}/{}".format(epoch + 1, args.epochs), file=sys.stderr)
         for s in bar:
             idx = order[s * args.batch : (s + 1) * args.batch]
             xb, yb = x[idx], y[idx]
-            if torch.rand(1, generator=g).item() < 0.5:  # shapes are mirror-symmetric classes
+            # Every class is closed under the 8 flips/quarter turns of the square input.
+            k = int(torch.randint(8, (1,), generator=g))
+            if k & 3:
+                xb = torch.rot90(xb, k & 3, dims=[2, 3])
+            if k & 4:
                 xb = torch.flip(xb, dims=[3])
             logits = model(xb)
             loss = loss_fn(logits, yb)
@@ -92,7 +100,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         pred = torch.cat([model(torch.from_numpy(xe[i : i + 500])).argmax(1) for i in range(0, len(ye), 500)])
     acc = float((pred.numpy() == ye).mean())
-    # The same held-out frames after JPEG compression (what a video file does to them).
+    # Held-out frames again (same scenes, sizes drawn anew), all JPEG-compressed as a video file would be.
     xj, yj = dataset(args.eval, EVAL_SEED, spec=spec, jpeg=1.0)
     with torch.no_grad():
         predj = torch.cat([model(torch.from_numpy(xj[i : i + 500])).argmax(1) for i in range(0, len(yj), 500)])

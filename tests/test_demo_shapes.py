@@ -150,3 +150,19 @@ def test_spec_loads():
     assert spec.input_name == "input"
     assert spec.outputs == ["logits"]
     assert spec.color == "rgb"
+
+
+def test_dataset_is_preprocessed_generator_output():
+    from jetson_deploy.demo import MIXED_SIZES, dataset
+    from jetson_deploy.preprocess import preprocess
+
+    spec = load_spec()
+    x, y = dataset(6, seed=13, sizes=[(96, 72)], spec=spec)
+    assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32
+    frames = list(ShapeGenerator(13).frames(6, 96, 72))
+    assert y.tolist() == [label for _, label in frames]
+    assert np.array_equal(x[0], preprocess(frames[0][0], spec))
+    x2, y2 = dataset(6, seed=13, jpeg=1.0, sizes=[(96, 72)], spec=spec)  # JPEG changes pixels, not labels
+    assert y2.tolist() == y.tolist()
+    assert not np.array_equal(x2, x)
+    assert len(set(MIXED_SIZES)) == len(MIXED_SIZES) >= 10

@@ -27,9 +27,12 @@ __all__ = [
     "build_model",
     "load_model",
     "weights_path",
+    "dataset",
+    "MIXED_SIZES",
+    "label_of",
 ]
 
-_FROM_SHAPES = ("ShapeGenerator", "write_clip", "write_images", "label_of")
+_FROM_SHAPES = ("ShapeGenerator", "write_clip", "write_images", "label_of", "dataset", "MIXED_SIZES")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: shapes (numpy) only on first use

@@ -347,17 +347,20 @@ def label_of(name: str, labels: Sequence[str] = LABELS) -> Optional[int]:
 # so the model is robust to the stretch of a plain (non-letterboxed) resize to 64x64.
 MIXED_SIZES: List[Tuple[int, int]] = [
     (64, 64),
-    (96, 72),
-    (72, 96),
     (96, 96),
     (128, 128),
+    (96, 72),
     (160, 120),
+    (200, 150),
+    (320, 240),
+    (72, 96),
+    (120, 160),
     (128, 72),
     (160, 90),
-    (200, 150),
     (256, 144),
-    (320, 240),
     (640, 360),
+    (72, 128),
+    (90, 160),
 ]
 
 
