@@ -264,23 +264,9 @@ def install(monkeypatch: Any, **kwargs: Any) -> types.ModuleType:
     pkg = make_pycuda(**kwargs)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", pkg.driver)
-    try:  # the project's lazy-import cache must not hand out another test's double
-        from jetson_deploy import _lazy
-
-        for k in [k for k in _lazy._cache if k.startswith("pycuda")]:
-            monkeypatch.delitem(_lazy._cache, k)
-    except ImportError:
-        pass
     return pkg.driver
 
 
 def uninstall(monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "pycuda", None)
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
-    try:
-        from jetson_deploy import _lazy
-
-        for k in [k for k in _lazy._cache if k.startswith("pycuda")]:
-            monkeypatch.delitem(_lazy._cache, k)
-    except ImportError:
-        pass

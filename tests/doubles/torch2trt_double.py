@@ -164,20 +164,8 @@ def install(monkeypatch: Any, **kwargs: Any) -> types.ModuleType:
     """Put a torch2trt double in ``sys.modules`` (install the TensorRT double first)."""
     mod = make_torch2trt(**kwargs)
     monkeypatch.setitem(sys.modules, "torch2trt", mod)
-    try:
-        from jetson_deploy import _lazy
-
-        monkeypatch.delitem(_lazy._cache, "torch2trt", raising=False)
-    except ImportError:
-        pass
     return mod
 
 
 def uninstall(monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "torch2trt", None)
-    try:
-        from jetson_deploy import _lazy
-
-        monkeypatch.delitem(_lazy._cache, "torch2trt", raising=False)
-    except ImportError:
-        pass
