@@ -268,3 +268,17 @@ def test_random_corruption_never_escapes_or_crashes(tmp_path):
     import re
 
     assert sorted(p.name for p in tmp_path.iterdir() if not re.match(r"^[co]\d+", p.name)) == ["demo-0.1.0", "ok.jdb"]
+
+
+def test_flat_tar_in_any_member_order_unpacks(tmp_path):
+    """tar -cf x.tar -C dir engines labels.txt manifest.json: first member in a subdirectory."""
+    import subprocess
+
+    d = make_bundle(tmp_path / "src")
+    names = sorted(p.name for p in d.iterdir())
+    names.sort(key=lambda n: (n == "manifest.json", n))  # manifest last, directories first
+    arc = tmp_path / "flat.tar"
+    subprocess.run(["tar", "-cf", str(arc), "-C", str(d)] + names, check=True)
+    out = unpack_archive(arc, tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in d.iterdir())
+    assert open_bundle(arc).name == open_bundle(d).name

@@ -189,7 +189,6 @@ def unpack_archive(
 def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: int, max_total: int, max_members: int) -> None:
     seen: Set[str] = set()
     made: Set[str] = set()
-    mode: Optional[str] = None  # "flat" or the top-level directory name
     total = 0
     count = 0
 
@@ -234,12 +233,6 @@ def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: i
             total += m.size
             if total > max_total:
                 raise refuse(m.name, "archive content over the {}-byte total limit".format(max_total))
-            if mode is None:
-                mode = "flat" if len(parts) == 1 else parts[0]
-            if mode != "flat":
-                if len(parts) < 2 or parts[0] != mode:
-                    raise refuse(m.name, "not under the top-level directory {}/".format(mode))
-                parts = parts[1:]
             parent = _mkdirs(tmp, parts[:-1], made)
             target = parent / parts[-1]
             src = tar.extractfile(m)
@@ -269,6 +262,41 @@ def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: i
         raise CheckFailed("{}: truncated archive".format(source))
     if count == 0:
         raise CheckFailed("{}: empty archive".format(source))
+    _hoist_wrapper(tmp, source)
+
+
+def _top_level(names: Set[str], source: str) -> str:
+    """'' for a flat archive, 'DIR/' when everything sits under one DIR with the manifest.
+
+    Decided from all member names, not the first one: tar order is free, and a flat
+    archive may well start with ``engines/...``.
+    """
+    if MANIFEST in names:
+        return ""
+    tops = {n.split("/", 1)[0] for n in names}
+    wrappers = [t for t in tops if t + "/" + MANIFEST in names]
+    if len(wrappers) != 1:
+        raise CheckFailed("{}: no manifest.json at the top level or under one top-level directory; not a bundle".format(source))
+    others = sorted(n for n in names if not n.startswith(wrappers[0] + "/"))
+    if others:
+        raise CheckFailed(
+            "{}: archive member {!r}: not under the top-level directory {}/; refusing to unpack".format(source, others[0], wrappers[0])
+        )
+    return wrappers[0] + "/"
+
+
+def _hoist_wrapper(tmp: Path, source: str) -> None:
+    """Move a single wrapping directory's contents up to the bundle root."""
+    names = {str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()}
+    prefix = _top_level(names, source)
+    if not prefix:
+        return
+    inner = tmp / prefix.rstrip("/")
+    moved = tmp / "wrapper~"  # '~' is not allowed in member names, so this cannot collide
+    os.replace(str(inner), str(moved))
+    for child in list(moved.iterdir()):
+        os.replace(str(child), str(tmp / child.name))
+    moved.rmdir()
 
 
 def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> Dict[str, Any]:
@@ -285,7 +313,8 @@ def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> 
     except (tarfile.TarError, OSError) as exc:
         raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
     out: Dict[str, Any] = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
-    mode: Optional[str] = None
+    sizes: Dict[str, int] = {}
+    small: Dict[str, bytes] = {}
     try:
         for m in tar:
             name = m.name[2:] if m.name.startswith("./") else m.name
@@ -299,29 +328,29 @@ def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> 
             except BadInput as exc:
                 out["problems"].append(str(exc))
                 continue
-            parts = name.split("/")
-            if mode is None:
-                mode = "flat" if len(parts) == 1 else parts[0]
-            if mode != "flat":
-                if len(parts) < 2 or parts[0] != mode:
-                    out["problems"].append("archive member {!r}: not under the top-level directory {}/".format(m.name, mode))
-                    continue
-                parts = parts[1:]
-            rel = "/".join(parts)
-            if rel in out["sizes"]:
+            if name in sizes:
                 out["problems"].append("archive member {!r}: duplicate name".format(m.name))
-            out["sizes"][rel] = m.size
-            if rel in (MANIFEST, SIGNATURE):
+            sizes[name] = m.size
+            if name.rsplit("/", 1)[-1] in (MANIFEST, SIGNATURE) and name.count("/") <= 1:
                 if m.size > max_manifest_bytes:
-                    out["problems"].append("{}: {} bytes is too large".format(rel, m.size))
+                    out["problems"].append("{}: {} bytes is too large".format(name, m.size))
                     continue
                 f = tar.extractfile(m)
-                data = f.read() if f is not None else b""
-                out["manifest" if rel == MANIFEST else "signature"] = data
+                small[name] = f.read() if f is not None else b""
     except (tarfile.TarError, EOFError) as exc:
         raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
     finally:
         tar.close()
+    try:
+        prefix = _top_level(set(sizes), source)
+    except CheckFailed as exc:
+        if not any(n.rsplit("/", 1)[-1] == MANIFEST for n in sizes):
+            raise CheckFailed("{}: packed bundle has no manifest.json".format(source))
+        out["problems"].append(str(exc).split(": ", 1)[1])
+        prefix = ""
+    out["sizes"] = {n[len(prefix):]: v for n, v in sizes.items() if n.startswith(prefix)}
+    out["manifest"] = small.get(prefix + MANIFEST)
+    out["signature"] = small.get(prefix + SIGNATURE)
     if out["manifest"] is None:
         raise CheckFailed("{}: packed bundle has no manifest.json".format(source))
     return out
