@@ -91,4 +91,4 @@ def test_overlays_draw_each_task():
     s.mask[5:, 5:] = 2
     s.label, s.score, s.num_classes = "x", 0.25, 3
     seg = draw(base.copy(), s, fps=None)
-    assert np.array_equal(seg[20, 20], base[20, 20]) and not np.array_equal(seg[110, 150], base[110, 150])
+    assert np.array_equal(seg[60, 20], base[60, 20]) and not np.array_equal(seg[110, 150], base[110, 150])  # background (clear of the label box) untouched

@@ -16,12 +16,15 @@ def palette(n: int) -> np.ndarray:
     return p
 
 
-def _text(cv2: Any, img: np.ndarray, text: str, org: Tuple[int, int], scale: float, color=(255, 255, 255)) -> None:
+def _text(cv2: Any, img: np.ndarray, text: str, org: Tuple[int, int], scale: float, color=(255, 255, 255)) -> int:
+    """Draw ``text`` on a black box whose top-left is ``org``; return the box height."""
     thick = max(1, int(round(scale * 2)))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    x, y = org
-    cv2.rectangle(img, (x - 2, y - th - 4), (x + tw + 2, y + base), (0, 0, 0), -1)
+    x, top = org
+    y = top + th + 3  # baseline
+    cv2.rectangle(img, (x - 3, top), (x + tw + 3, y + base + 2), (0, 0, 0), -1)
     cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+    return y + base + 2 - top
 
 
 def draw(image: np.ndarray, result: Any, fps: Optional[float] = None, alpha: float = 0.45) -> np.ndarray:
@@ -44,14 +47,13 @@ def draw(image: np.ndarray, result: Any, fps: Optional[float] = None, alpha: flo
             x1, y1, x2, y2 = (int(round(v)) for v in d.box)
             c = tuple(int(v) for v in colors[(d.class_id % 63) + 1])
             cv2.rectangle(image, (x1, y1), (x2, y2), c, max(1, int(2 * scale)))
-            _text(cv2, image, "{} {:.2f}".format(d.label, d.score), (x1 + 2, max(y1 - 4, int(18 * scale))), 0.5 * scale)
+            _text(cv2, image, "{} {:.2f}".format(d.label, d.score), (x1 + 2, max(y1 - int(22 * scale), 0)), max(0.4, 0.5 * scale))
     lines = []
     if task in ("classify", "segment") and getattr(result, "label", None) is not None:
         lines.append("{} {:.2f}".format(result.label, result.score or 0.0))
     if fps is not None:
         lines.append("{:.1f} FPS".format(fps))
-    y = int(28 * scale)
-    for ln in lines:
-        _text(cv2, image, ln, (int(8 * scale), y), 0.8 * scale)
-        y += int(30 * scale)
+    y = max(4, int(8 * scale))
+    for ln in lines:  # each box sized from the font's own metrics, so lines never overlap
+        y += _text(cv2, image, ln, (max(6, int(8 * scale)), y), max(0.5, 0.8 * scale)) + 2
     return image
