@@ -106,3 +106,25 @@ def test_untrained_model_is_not_accurate():
     fresh = build_model().eval()
     x, y = dataset(200, TEST_SEED + 3)
     assert float((_predict(fresh, x) == y).mean()) < 0.6
+
+
+def test_exports_to_plain_onnx(model, tmp_path):
+    # Only ops every backend has (TensorRT 8.x included); ONNX Runtime matches PyTorch.
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from jetson_deploy.demo.shapes import dataset
+
+    x, _ = dataset(8, TEST_SEED + 4)
+    path = tmp_path / "demo.onnx"
+    torch.onnx.export(
+        model, torch.from_numpy(x[:1]), str(path), input_names=["input"], output_names=["logits"],
+        opset_version=17, dynamo=False,
+    )
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ops <= {"Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm", "BatchNormalization"}, ops
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = np.concatenate([sess.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(len(x))])
+    assert np.abs(got - ref).max() < 1e-3
+    assert (got.argmax(1) == ref.argmax(1)).all()

@@ -30,7 +30,7 @@ CIRCLE, SQUARE, TRIANGLE, NONE = 0, 1, 2, 3
 
 # Shape extent (diameter of the circle; the polygons are scaled to look about as
 # large) as a fraction of min(W, H): large enough to survive resizing to 64x64.
-SIZE_RANGE = (0.25, 0.7)
+SIZE_RANGE = (0.3, 0.7)
 # Outline thickness as a fraction of min(W, H): at least ~2.5 px at 64x64, and
 # thicker than the sampling stride when 1280x720 is resized without antialiasing.
 THICKNESS_RANGE = (0.045, 0.09)
