@@ -20,6 +20,7 @@ HOST = DEVICE + [
     "onnxruntime>=1.12",
     "opencv-python-headless>=4.5",
 ]
+JETSON = DEVICE + ["pycuda>=2021.1"]  # builds against JetPack's CUDA on the board
 DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5"]
 
 setup(
@@ -34,7 +35,7 @@ setup(
     package_data={"jetson_deploy": ["demo/*.pt", "demo/*.yaml", "demo/*.json", "bundle/*.json"]},
     include_package_data=True,
     install_requires=["numpy>=1.19", "click>=7.1", "tqdm>=4.50"],
-    extras_require={"device": DEVICE, "host": HOST, "dev": DEV, "all": HOST + DEV},
+    extras_require={"device": DEVICE, "jetson": JETSON, "host": HOST, "dev": DEV, "all": HOST + DEV},
     entry_points={"console_scripts": ["jetson-deploy=jetson_deploy.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
