@@ -50,9 +50,10 @@ def build_bundle(work: Path, name: str, onnx: bool = True) -> Path:
         model = demo.load_model().eval()
         spec = demo.load_spec()
     else:
-        import torchvision
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from resnet18_plain import resnet18  # plain torch: torchvision is not always importable
 
-        model = torchvision.models.resnet18(num_classes=1000).eval()
+        model = resnet18(num_classes=1000).eval()
         spec = ModelSpec.from_dict({
             "task": "classify",
             "input": {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "color": "rgb"},
