@@ -26,6 +26,7 @@ import numpy as np
 from ...errors import BadInput, CheckFailed
 from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
+from ..cuda_graph import CudaGraph
 from ..engine import Engine, TensorInfo
 
 
@@ -343,20 +344,6 @@ class TensorRTEngine(Engine):
         eng.resolved = how  # type: ignore[attr-defined]
         eng.target = target  # type: ignore[attr-defined]
         return eng
-
-
-class CudaGraph:
-    """A captured enqueue; ``replay()`` launches it on its stream (no host sync)."""
-
-    def __init__(self, graph: Any, stream: Any) -> None:
-        self.graph = graph
-        self.stream = stream
-
-    def replay(self) -> None:
-        import torch
-
-        with torch.cuda.stream(self.stream):
-            self.graph.replay()
 
 
 def _ensure_cuda_context() -> None:

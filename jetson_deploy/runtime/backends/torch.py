@@ -17,6 +17,7 @@ import numpy as np
 
 from ..._lazy import require
 from ...errors import BadInput
+from ..cuda_graph import CudaGraph
 from ..engine import Engine, TensorInfo
 
 _NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8, "int32": np.int32,
@@ -155,7 +156,7 @@ class TorchEngine(Engine):
             for t in self.outputs:
                 as_tensor(t.name, t).copy_(outs[t.name].reshape(t.shape))
 
-    def capture_graph(self, buffers: Dict[str, Any], stream: Any = None) -> "TorchGraph":
+    def capture_graph(self, buffers: Dict[str, Any], stream: Any = None) -> "CudaGraph":
         """Capture one :meth:`enqueue` on these buffers into a CUDA graph (same contract as the
         TensorRT backend's): the buffers must stay allocated; ``replay()`` relaunches on ``stream``."""
         torch = self._torch
@@ -172,23 +173,9 @@ class TorchEngine(Engine):
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, stream=s, capture_error_mode="thread_local"):
             self.enqueue_impl(buffers, s)
-        return TorchGraph(g, s)
+        return CudaGraph(g, s)
 
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
         d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind)
         return d
-
-
-class TorchGraph:
-    """A captured enqueue; ``replay()`` launches it on its stream without a host sync."""
-
-    def __init__(self, graph: Any, stream: Any) -> None:
-        self.graph = graph
-        self.stream = stream
-
-    def replay(self) -> None:
-        import torch
-
-        with torch.cuda.stream(self.stream):
-            self.graph.replay()
