@@ -51,22 +51,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, str(path))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    with atomic_output(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
@@ -95,6 +82,7 @@ def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[Any]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
