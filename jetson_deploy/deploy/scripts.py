@@ -42,6 +42,15 @@ say() { printf '%s\n' "$*"; }
 die() { printf 'ERROR %s\n' "$1"; exit "${2:-10}"; }
 nospace() { case "$1" in *"No space left"*) die "No space left on device under $R" 5;; esac; }
 active_target() { readlink "$A/$N" 2>/dev/null || true; }
+# one deploy/rollback of NAME at a time on this device; a lock older than 10 minutes is stale
+take_lock() {
+  LOCK="$ST/$N.lock"; n=0
+  while ! mkdir "$LOCK" 2>/dev/null; do
+    if [ -n "$(find "$LOCK" -maxdepth 0 -mmin +10 2>/dev/null)" ]; then rmdir "$LOCK" 2>/dev/null; continue; fi
+    n=$((n + 1)); [ $n -gt 60 ] && die "another deploy of $N holds $LOCK" 12
+    sleep 1
+  done
+}
 # swap TARGET: point active/NAME at TARGET atomically (new link under a temp name, rename over)
 swap() {
   tmp="$A/.$N.tmp.$$"
@@ -141,13 +150,7 @@ def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, pru
                  HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune)) + _PROLOGUE + r"""
 S="$R/staging/$N/$V"; SUMS="$R/staging/$N/.$V.sha256"; SIZES="$ST/.$N.sizes.$$"
 mkdir -p "$ST" || die "cannot create $ST"
-# one deploy/rollback of NAME at a time on this device; a lock older than 10 minutes is stale
-LOCK="$ST/$N.lock"; n=0
-while ! mkdir "$LOCK" 2>/dev/null; do
-  if [ -n "$(find "$LOCK" -maxdepth 0 -mmin +10 2>/dev/null)" ]; then rmdir "$LOCK" 2>/dev/null; continue; fi
-  n=$((n + 1)); [ $n -gt 60 ] && die "another deploy of $N holds $LOCK" 12
-  sleep 1
-done
+take_lock
 trap 'rm -f "$SIZES" "$SIZES.bad" "$SIZES.paths" "$H.bak.$$"; rmdir "$LOCK" 2>/dev/null' EXIT
 [ -f "$SUMS" ] || die "expected checksums $SUMS are missing; run deploy again" 12
 if [ "$MODE" = upload ]; then
@@ -242,12 +245,7 @@ def rollback(root: str, name: str, to: Optional[str] = None) -> str:
     """Switch active/NAME to the previous verified version (or to TO) and fix the history."""
     return _whole(_vars(R=root, N=name, TO=to or "") + _PROLOGUE + r"""
 mkdir -p "$ST" 2>/dev/null
-LOCK="$ST/$N.lock"; n=0
-while ! mkdir "$LOCK" 2>/dev/null; do
-  if [ -n "$(find "$LOCK" -maxdepth 0 -mmin +10 2>/dev/null)" ]; then rmdir "$LOCK" 2>/dev/null; continue; fi
-  n=$((n + 1)); [ $n -gt 60 ] && die "another deploy of $N holds $LOCK" 12
-  sleep 1
-done
+take_lock
 trap 'rmdir "$LOCK" 2>/dev/null' EXIT
 cur_t=$(active_target); cur=${cur_t##*/}
 [ -n "$cur" ] || die "$N is not active under $R: nothing to roll back" 20
