@@ -28,10 +28,13 @@ DEMO = "jetson_deploy.demo:load_model"
 
 @pytest.fixture(scope="module")
 def demo_calib(tmp_path_factory) -> Path:
-    """A calibration set for the (trained) demo model, from synthetic shape images."""
+    """A calibration set for the (trained) demo model, from the frames it classifies: shapes
+    from its own generator (random scenes are out of distribution: near-tied logits flip)."""
+    from jetson_deploy import demo
+
     d = tmp_path_factory.mktemp("int8")
-    write_images(d / "imgs", 60, seed=1)
-    build_calibration_set([d / "imgs"], demo_spec_path(), d / "calib", num=60, progress=False)
+    demo.write_images(d / "imgs", 100, width=96, height=72, seed=1)
+    build_calibration_set([d / "imgs"], demo_spec_path(), d / "calib", num=100, holdout=0.2, progress=False)
     return d / "calib"
 
 
