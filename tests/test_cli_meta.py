@@ -141,3 +141,17 @@ def test_package_runs_on_python_38():
         capture_output=True, text=True, cwd=str(ROOT),
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_public_api_resolves_lazily():
+    r = run_blocked(
+        """
+        import sys, jetson_deploy as jd
+        for name in jd._API:
+            obj = getattr(jd, name)
+            assert callable(obj), name
+        assert not any(m in sys.modules for m in ("torch", "cv2", "onnxruntime", "tensorrt")), "heavy import"
+        print("ok", len(jd._API))
+        """
+    )
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr
