@@ -118,7 +118,10 @@ def _module_version(name: str) -> Tuple[str, Optional[Any]]:
         if isinstance(exc, ImportError):
             return NOT_INSTALLED, None
         return "broken ({}: {})".format(type(exc).__name__, str(exc).splitlines()[0][:80] if str(exc) else ""), None
-    return str(getattr(mod, "__version__", getattr(mod, "VERSION", "unknown"))), mod
+    version = getattr(mod, "__version__", None) or getattr(mod, "VERSION_TEXT", None) or getattr(mod, "VERSION", None)
+    if isinstance(version, (tuple, list)):  # pycuda: VERSION = (2026, 1)
+        version = ".".join(str(v) for v in version)
+    return str(version or "unknown"), mod
 
 
 def _opencv_info() -> Dict[str, Any]:

@@ -86,3 +86,12 @@ def test_broken_module_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(plat.importlib, "import_module", boom)
     version, mod = plat._module_version("tensorrt")
     assert mod is None and version.startswith("broken (RuntimeError")
+
+
+def test_tuple_versions_are_joined(monkeypatch):
+    import types
+
+    mod = types.ModuleType("pycuda")
+    mod.VERSION = (2026, 1)
+    monkeypatch.setattr(plat.importlib, "import_module", lambda n: mod)
+    assert plat._module_version("pycuda") == ("2026.1", mod)
