@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from .._files import CHUNK, atomic_write_bytes, atomic_write_json
+from .._files import atomic_write_bytes, atomic_write_json, sha256_file
 from ..errors import BadInput
 
 log = logging.getLogger("jetson_deploy.bundle")
@@ -77,14 +77,6 @@ def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes
         separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(str(path), "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class EngineCache:
@@ -163,7 +155,7 @@ class EngineCache:
             size = eng.stat().st_size
             if size != meta["size"]:
                 why = "size {} bytes, recorded {} (truncated?)".format(size, meta["size"])
-            elif _hash(eng) != meta["sha256"]:
+            elif sha256_file(eng) != meta["sha256"]:
                 why = "sha256 mismatch"
         if why:
             log.warning("cached engine %s is corrupt (%s): removed, it will be rebuilt", eng, why)

@@ -19,7 +19,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import IO, Any, Dict, Optional, Set, Union
+from typing import IO, Any, Dict, Set, Union
 
 from .._files import CHUNK, atomic_dir, atomic_output
 from ..errors import BadInput, CheckFailed

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from .._files import CHUNK
+from .._files import sha256_file
 from ..errors import BadInput, CheckFailed
 from .manifest import (
     MANIFEST,
@@ -43,14 +43,6 @@ def _short(sha: str) -> str:
     return sha[:12] + "..."
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(str(path), "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_artifact(root: Path, art: Dict[str, Any], hash_files: bool = True) -> Optional[str]:
     """Problem with one artifact as a short phrase, or None when it matches."""
     p = root / art["path"]
@@ -73,7 +65,7 @@ def check_artifact(root: Path, art: Dict[str, Any], hash_files: bool = True) -> 
     if st.st_size != art["size"]:
         return "size mismatch (manifest {} bytes, file {} bytes)".format(art["size"], st.st_size)
     if hash_files:
-        got = _hash_file(p)
+        got = sha256_file(p)
         if got != art["sha256"]:
             return "sha256 mismatch (manifest {}, file {})".format(_short(art["sha256"]), _short(got))
     return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Union
 
 from .. import __version__
-from .._files import CHUNK, atomic_dir
+from .._files import CHUNK, atomic_dir, sha256_file
 from ..errors import BadInput
 from .manifest import (
     FORMAT,
@@ -210,13 +210,7 @@ class BundleWriter:
         if kind not in KINDS:
             raise BadInput("artifact kind {!r} is not one of {}".format(kind, ", ".join(sorted(KINDS))))
         target = _check_target(kind, relpath, target)
-        with open(str(path), "rb") as f:
-            h = hashlib.sha256()
-            size = 0
-            for block in iter(lambda: f.read(CHUNK), b""):
-                h.update(block)
-                size += len(block)
-        return self._record(relpath, kind, h.hexdigest(), size, target, extra)
+        return self._record(relpath, kind, sha256_file(path), path.stat().st_size, target, extra)
 
     @property
     def artifacts(self) -> List[Dict[str, Any]]:

@@ -21,7 +21,7 @@ import inspect
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Set, Union
+from typing import Any, Iterable, List, Sequence, Set, Union
 
 from .._lazy import require
 from ..errors import BadInput

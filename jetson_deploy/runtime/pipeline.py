@@ -22,10 +22,10 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
-from .metrics import Metrics, percentiles, stderr_printer
+from .metrics import Metrics, stderr_printer
 from .postprocess import Postprocessor, Result
 
 log = logging.getLogger("jetson_deploy.runtime")
