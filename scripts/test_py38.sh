@@ -17,7 +17,8 @@ fi
 VENV=.venv38
 [ -x "$VENV/bin/python" ] || "$PY38" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
-$PIP install -e ".[device]" pytest pytest-timeout onnxruntime opencv-python-headless
+# onnx only builds the tests' small models; the runtime itself reads bundles with onnxruntime
+$PIP install -e ".[device]" pytest pytest-timeout onnxruntime opencv-python-headless onnx
 # torch must not be importable here: the device runtime may not need it.
 if "$VENV/bin/python" -c "import torch" 2>/dev/null; then echo "[py38] torch is installed in $VENV: remove it" >&2; exit 1; fi
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
