@@ -195,7 +195,7 @@ class Pipeline:
         return truth
 
     def run(self, max_frames: Optional[int] = None) -> RunSummary:
-        from ..io.sources import CaptureThread
+        from ..io.capture import CaptureThread
 
         ex = self.executor
         src = self.source

@@ -1,0 +1,123 @@
+"""The capture thread: a source on its own thread, into a bounded queue (live sources drop oldest)."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, Optional
+
+from .sources import Frame, Source, log
+
+
+class CaptureThread:
+    """Runs ``source.capture()`` on its own thread into a bounded queue.
+
+    * ``drop=True`` (live sources): when the queue is full the oldest frame is dropped (its
+      buffer released) and counted in ``dropped``; the consumer always gets the freshest frames.
+    * ``drop=False`` (files): the thread waits for room; nothing is lost.
+    * ``prepare(frame)`` runs on this thread after capture (e.g. host preprocessing for CPU
+      backends, so it overlaps inference).
+    * :meth:`get` never blocks longer than its timeout; ``finished`` is True once the source
+      ended (end of stream, unplugged camera, failure) and the queue is empty; ``end_reason``
+      and ``error`` say why.
+    """
+
+    def __init__(self, source: Source, maxsize: int = 4, drop: Optional[bool] = None,
+                 prepare: Optional[Callable[[Frame], None]] = None, max_frames: Optional[int] = None,
+                 poll: float = 0.25) -> None:
+        self.source = source
+        self.maxsize = max(1, int(maxsize))
+        self.drop = source.live if drop is None else bool(drop)
+        self.prepare = prepare
+        self.max_frames = max_frames
+        self.poll = poll
+        self.dropped = 0
+        self.captured = 0
+        self.error: Optional[BaseException] = None
+        self.end_reason = ""
+        self.last_frame_time = time.monotonic()
+        self._q: Deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> "CaptureThread":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        src = self.source
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and self.captured >= self.max_frames:
+                    self.end_reason = "max frames reached ({})".format(self.max_frames)
+                    break
+                frame = src.capture(timeout=self.poll)
+                if frame is None:
+                    if not src.is_streaming:
+                        self.end_reason = src.end_reason or "end of stream"
+                        break
+                    continue
+                if self.prepare is not None:
+                    self.prepare(frame)
+                self.captured += 1
+                self._put(frame)
+        except BaseException as exc:  # reported to the consumer, never swallowed
+            self.error = exc
+            self.end_reason = "source failed: {}".format(exc)
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _put(self, frame: Frame) -> None:
+        with self._cond:
+            while len(self._q) >= self.maxsize:
+                if self.drop:
+                    old = self._q.popleft()
+                    old.release()
+                    self.dropped += 1
+                    break
+                if self._stop.is_set():
+                    frame.release()
+                    return
+                self._cond.wait(self.poll)
+            self._q.append(frame)
+            self.last_frame_time = time.monotonic()
+            self._cond.notify_all()
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """The oldest queued frame, or None after ``timeout`` seconds or when finished."""
+        with self._cond:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._q:
+                if self._done:
+                    return None
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cond.wait(self.poll if left is None else min(left, self.poll))
+            f = self._q.popleft()
+            self._cond.notify_all()
+            return f
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._done and not self._q
+
+    def stop(self, join_timeout: float = 2.0) -> None:
+        """Stop capturing, release queued frames, close the source (never blocks for long)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(join_timeout)
+        with self._cond:
+            while self._q:
+                self._q.popleft().release()
+        if not self._thread.is_alive():
+            self.source.close()
+        else:  # stuck inside a driver read; it is a daemon thread and dies with the process
+            log.warning("capture thread still blocked in %s after stop; leaving it", self.source.uri)

@@ -1,0 +1,141 @@
+"""Sources that need no camera: generated shapes (``synthetic://``) and image files/folders."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import BadInput
+
+from .sources import IMAGE_EXTS, Frame, Source, _cv2, log
+
+
+class SyntheticSource(Source):
+    """Generated frames: shapes from ``jetson_deploy.demo.ShapeGenerator`` (noise if absent).
+
+    ``@fps`` paces it like a camera (and makes it live: frames drop when inference is slow);
+    without it frames come as fast as they are taken.  ``pool=K`` (default 16) pre-renders K
+    frames into the allocator's (pinned) buffers and cycles through them, so a 1280x720 benchmark
+    measures the pipeline, not the drawing; ``pool=0`` renders every frame.  ``frames=N`` ends the
+    stream after N frames.  ``truth`` carries the generator's label.
+    """
+
+    scheme = "synthetic"
+
+    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(uri, options)
+        self.live = self.fps > 0
+        self.limit = int(self.options.get("frames", 0) or 0)
+        self.seed = int(self.options.get("seed", 0) or 0)
+        self.pool_n = int(self.options.get("pool", 16))
+        self.generator_name = "noise"
+        self._gen: Any = None
+        self._rng = np.random.RandomState(self.seed)
+        self._frames: List[Tuple[np.ndarray, Any]] = []
+        self._t0 = 0.0
+        self._n = 0
+
+    def open_impl(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise BadInput("source {}: give a size, e.g. synthetic://1280x720 or synthetic://1280x720@30".format(self.uri))
+        try:
+            from .. import demo  # noqa: WPS433 (optional sibling package)
+
+            self._gen = demo.ShapeGenerator(self.seed)
+            self.generator_name = "shapes"
+        except Exception:  # demo package missing or broken: noise frames still exercise the path
+            self._gen = None
+        if self.pool_n > 0:
+            for _ in range(self.pool_n):
+                img, truth = self._render()
+                if self._allocator is not None:
+                    buf = self._allocator.empty(img.shape, np.uint8)
+                    np.copyto(buf.array, img)
+                    self._frames.append((buf.array, (truth, buf)))
+                else:
+                    self._frames.append((img, (truth, None)))
+        self._t0 = time.perf_counter()
+
+    def _render(self) -> Tuple[np.ndarray, Any]:
+        if self._gen is not None:
+            img, label = self._gen.frame(self.width, self.height)
+            img = np.ascontiguousarray(img, dtype=np.uint8)
+            if img.ndim == 2:
+                img = np.repeat(img[:, :, None], 3, axis=2)
+            return img, label
+        return self._rng.randint(0, 256, size=(self.height, self.width, 3), dtype=np.uint8), None
+
+    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+        if self.limit and self._n >= self.limit:
+            self.end("synthetic source: {} frames done".format(self.limit))
+            return None
+        if self.fps > 0:
+            if self._n == 0:  # the clock starts at the first read, not at open (set-up can take a while)
+                self._t0 = time.perf_counter()
+            due = self._t0 + self._n / self.fps
+            wait = due - time.perf_counter()
+            if wait > 0:
+                if timeout is not None and wait > timeout:
+                    time.sleep(timeout)
+                    return None
+                time.sleep(wait)
+        i = self._n
+        self._n += 1
+        if self._frames:
+            img, (truth, buf) = self._frames[i % len(self._frames)]
+            # Pool frames are shared and read-only: sinks draw on copies.
+            return Frame(img, source=i, index=i, truth=truth, buffer=buf)
+        img, truth = self._render()
+        arr, buf, pool = self._buffer_for(*img.shape)
+        if arr is not None:
+            np.copyto(arr, img)
+            return Frame(arr, source=i, index=i, truth=truth, buffer=buf, pool=pool)
+        return Frame(img, source=i, index=i, truth=truth)
+
+    def describe(self) -> Dict[str, Any]:
+        d = super().describe()
+        d.update(generator=self.generator_name, pool=self.pool_n, frames=self.limit)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------------------------
+class ImageSource(Source):
+    """A folder of images (sorted by file name) or a single image file.  Never drops."""
+
+    scheme = "images"
+
+    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, path: Optional[Path] = None) -> None:
+        super().__init__(uri, options)
+        self.path = Path(path if path is not None else uri)
+        self.files: List[Path] = []
+        self._i = 0
+
+    def open_impl(self) -> None:
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            if not self.files:
+                raise BadInput("source folder {} holds no images ({})".format(self.path, ", ".join(IMAGE_EXTS)))
+        elif self.path.is_file():
+            self.files = [self.path]
+        else:
+            raise BadInput("source {} does not exist: give a video file, an image folder or a URI".format(self.path))
+        first = _cv2().imread(str(self.files[0]), 1)
+        if first is not None:
+            self.height, self.width = first.shape[:2]
+
+    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+        cv2 = _cv2()
+        while self._i < len(self.files):
+            p = self.files[self._i]
+            self._i += 1
+            img = cv2.imread(str(p), 1)  # always BGR, 3 channels
+            if img is None:
+                log.warning("skipping %s: not a readable image", p)
+                continue
+            return Frame(img, source=p.name)
+        self.end("end of image folder ({} images)".format(len(self.files)))
+        return None
