@@ -72,3 +72,15 @@ def test_parse_rejects_garbage(tmp_path: Path) -> None:
         parse_cache("")
     with pytest.raises(ValueError):
         format_cache({"x": float("nan")}, "8.5.2")
+
+
+def test_gate_says_when_the_holdout_set_cannot_resolve_the_threshold():
+    from jetson_deploy.calibration.gate import resolution_note, wilson_lower
+
+    note = resolution_note(42, 0.99)
+    assert note is not None and "42 held-out samples" in note and "at least 100" in note
+    assert resolution_note(100, 0.99) is None and resolution_note(20, 0.95) is None
+    assert resolution_note(19, 0.95) is not None
+    # Wilson lower bound: 42/42 cannot vouch for 0.99; 1000/1000 can
+    assert wilson_lower(42, 42) < 0.99 < wilson_lower(1000, 1000)
+    assert 0.0 < wilson_lower(41, 42) < 41 / 42

@@ -119,11 +119,38 @@ class Gate:
         if self.task == "classify":
             res["metric"] = "top1_agreement"
             res["value"] = round(agree / float(n), 6)
+            res["disagreements"] = n - agree
+            res["wilson_lower_95"] = round(wilson_lower(agree, n), 6)
+            note = resolution_note(n, min_agreement)
+            if note:
+                res["note"] = note
         else:
             res["metric"] = "cosine"
             res["value"] = res["cosine_mean"]
         res["passed"] = bool(res["value"] >= min_agreement)
         return res
+
+
+def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson score interval for k agreements in n: what the data can vouch for."""
+    if n <= 0:
+        return 0.0
+    p = k / float(n)
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - spread) / (1 + z * z / n))
+
+
+def resolution_note(n: int, threshold: float) -> Optional[str]:
+    """Say so when one disagreement already decides the gate: the set is too small to measure it."""
+    if threshold >= 1.0 or n <= 0:
+        return None
+    needed = int(np.ceil(1.0 / (1.0 - threshold) - 1e-9))
+    if n >= needed:
+        return None
+    return ("{} held-out samples: a single disagreement moves agreement by {:.3f}, so the {} gate cannot tell "
+            "a good INT8 model from a bad one; give it at least {} held-out samples (--num/--holdout)").format(
+        n, 1.0 / n, threshold, needed)
 
 
 def better(a: Dict[str, Any], b: Optional[Dict[str, Any]]) -> bool:

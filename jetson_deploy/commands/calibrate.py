@@ -150,3 +150,5 @@ def _print_int8(r: Any) -> None:
             "PASS" if r.passed else "FAIL (< {})".format(a["threshold"]),
         )
     )
+    if a.get("note"):
+        click.echo("  note: " + a["note"], err=True)

@@ -131,6 +131,8 @@ def prepare_int8(
         ", {} layer group(s) kept in float".format(len(res.excluded_groups)) if res.excluded_groups else "",
         " (reused)" if res.reused != "none" else "",
     ))
+    if agreement.get("note"):
+        say("note: " + agreement["note"])
     if not res.passed:
         if not force:
             raise CheckFailed(
