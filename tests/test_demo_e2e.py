@@ -43,6 +43,7 @@ def test_demo_int8_calibrates_gates_and_runs_the_qdq_model(tmp_path):
     report = json.loads((work / "report.json").read_text())
     assert report["precision"] == "int8" and report["accuracy"] >= 0.95
     assert report["int8_agreement"]["value"] >= 0.99
+    assert report["int8_agreement"]["samples"] >= 100 and "note" not in report["int8_agreement"]
     manifest = json.loads((work / "bundle" / "manifest.json").read_text())
     kinds = [a["kind"] for a in manifest["artifacts"]]
     assert "onnx-qdq" in kinds and kinds.count("calib-cache") >= 1 and "ranges" in kinds
