@@ -155,14 +155,19 @@ def segment_onnx_bytes(size: int = SIZE) -> bytes:
     return model.SerializeToString()
 
 
-def make_segment_bundle(dest: Path) -> Path:
+def _task_bundle(dest: Path, name: str, onnx_bytes: bytes, task: str, outputs: List[str]) -> Path:
+    """An fp32 bundle of one ONNX model for ``task`` with the blue/green/red labels."""
     from jetson_deploy.bundle import BundleWriter
 
-    with BundleWriter(dest, name="seg", version="1.0.0") as w:
-        w.add_bytes(segment_onnx_bytes(), "model.onnx", kind="onnx")
-        w.manifest["spec"] = spec_dict(task="segment", labels=["blue", "green", "red"], outputs=["scores"])
+    with BundleWriter(dest, name=name, version="1.0.0") as w:
+        w.add_bytes(onnx_bytes, "model.onnx", kind="onnx")
+        w.manifest["spec"] = spec_dict(task=task, labels=["blue", "green", "red"], outputs=outputs)
         w.manifest["precision"] = "fp32"
     return dest
+
+
+def make_segment_bundle(dest: Path) -> Path:
+    return _task_bundle(dest, "seg", segment_onnx_bytes(), "segment", ["scores"])
 
 
 DETECT_HEAD = np.array([  # (4+3, N=3) YOLOv8-style raw head in 16x16 model pixels
@@ -202,10 +207,4 @@ def detect_onnx_bytes(size: int = SIZE) -> bytes:
 
 
 def make_detect_bundle(dest: Path) -> Path:
-    from jetson_deploy.bundle import BundleWriter
-
-    with BundleWriter(dest, name="det", version="1.0.0") as w:
-        w.add_bytes(detect_onnx_bytes(), "model.onnx", kind="onnx")
-        w.manifest["spec"] = spec_dict(task="detect", labels=["blue", "green", "red"], outputs=["output0"])
-        w.manifest["precision"] = "fp32"
-    return dest
+    return _task_bundle(dest, "det", detect_onnx_bytes(), "detect", ["output0"])
