@@ -85,34 +85,17 @@ def export_onnx(
                     target = torch.jit.trace(module, (example,), check_trace=False, strict=False)
             except Exception as exc:
                 return _export_dynamo(module, example, path, input_name, names, opset, dynamic_batch, exc)
+        kwargs = dict(opset_version=opset, input_names=[input_name], output_names=names,
+                      dynamic_axes=dynamic_axes, do_constant_folding=True)
         try:
             with torch.no_grad():
-                torch.onnx.export(
-                    target,
-                    (example,),
-                    str(path),
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=[input_name],
-                    output_names=names,
-                    dynamic_axes=dynamic_axes,
-                    do_constant_folding=True,
-                )
-        except TypeError as exc:
-            if "dynamo" not in str(exc):
-                raise _export_error(exc, opset)
-            # torch < 2.1 has no 'dynamo' argument: its only exporter is the TorchScript one.
-            with torch.no_grad():
-                torch.onnx.export(
-                    target,
-                    (example,),
-                    str(path),
-                    opset_version=opset,
-                    input_names=[input_name],
-                    output_names=names,
-                    dynamic_axes=dynamic_axes,
-                    do_constant_folding=True,
-                )
+                try:
+                    torch.onnx.export(target, (example,), str(path), dynamo=False, **kwargs)
+                except TypeError as exc:
+                    if "dynamo" not in str(exc):
+                        raise
+                    # torch < 2.1 has no 'dynamo' argument: its only exporter is the TorchScript one.
+                    torch.onnx.export(target, (example,), str(path), **kwargs)
         except Exception as exc:
             raise _export_error(exc, opset)
     notes.extend(_tracer_notes(caught))
