@@ -10,8 +10,6 @@ names below resolve on first use (PEP 562).
     jd.convert_model("net.py:build", spec, "net-1.0.0", precision="int8", calib="calib")
     summary = jd.run_pipeline("net-1.0.0", "csi://0", "out.jsonl")
 """
-from __future__ import annotations
-
 import importlib
 from typing import Any, Dict, Tuple
 
@@ -20,7 +18,7 @@ __version__ = "0.1.0"
 from .errors import BadInput, CheckFailed, JetsonDeployError, MissingDependency  # noqa: E402
 
 # public name -> (module, attribute); one per pipeline stage, in data-flow order
-_API: Dict[str, Tuple[str, str]] = {
+_API: "Dict[str, Tuple[str, str]]" = {
     "ModelSpec": ("jetson_deploy.spec", "ModelSpec"),
     "load_spec": ("jetson_deploy.spec", "load_spec"),
     "build_calibration_set": ("jetson_deploy.calibration.dataset", "build_calibration_set"),
@@ -49,3 +47,8 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> Any:
     return sorted(set(globals()) | set(_API))
+
+
+from ._lazy import pep562 as _pep562  # noqa: E402
+
+_pep562(__name__)

@@ -3,8 +3,6 @@
 Everything goes to a temporary path beside the target and is renamed into place,
 so an interrupted run leaves either the old file/directory or the new one.
 """
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json
@@ -18,7 +16,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 CHUNK = 1 << 20
 
 
-def sha256_file(path: PathLike) -> str:
+def sha256_file(path: "PathLike") -> str:
     """Streamed sha256 of a file (bundles hold engines of hundreds of MB)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -50,22 +48,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: "PathLike", data: bytes) -> Path:
     with atomic_output(path) as f:
         f.write(data)
     return Path(path)
 
 
-def atomic_write_text(path: PathLike, text: str) -> Path:
+def atomic_write_text(path: "PathLike", text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: PathLike, obj: Any) -> Path:
+def atomic_write_json(path: "PathLike", obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[Any]:
+def atomic_output(path: "PathLike", mode: str = "wb") -> "Iterator[Any]":
     """Open a temp file beside ``path``; rename it into place only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +84,7 @@ def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(path: "PathLike", overwrite: bool = True) -> "Iterator[Path]":
     """Build a directory under a temp name beside ``path``, then swap it in.
 
     Yields the temp directory to fill.  On error the temp directory is removed and

@@ -9,8 +9,6 @@
 
 ``ratio = pipeline_fps / engine_fps``.
 """
-from __future__ import annotations
-
 import time
 from typing import Any, Dict, List, Optional
 
@@ -27,7 +25,7 @@ def _sync_fn(executor: Any) -> Any:
 
 
 def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: int = 10,
-                latency_iterations: Optional[int] = None) -> Dict[str, Any]:
+                latency_iterations: "Optional[int]" = None) -> "Dict[str, Any]":
     """Throughput (back-to-back, one sync at the end) and per-call latency (sync after each)."""
     step = getattr(executor, "engine_only_step", None)
     if step is None:  # CPU engine: synchronous host inference on a preprocessed input
@@ -51,7 +49,7 @@ def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: 
         step()
     sync()
     dt = time.perf_counter() - t0
-    lats: List[float] = []
+    lats: "List[float]" = []
     for _ in range(latency_iterations or max(iterations // 2, 10)):
         t1 = time.perf_counter()
         step()
@@ -60,11 +58,11 @@ def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: 
     return {"fps": round(iterations / dt, 3), "seconds": round(dt, 4), "latency_ms": percentiles(lats)}
 
 
-def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, memory: str = "auto",
+def run_bench(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, memory: str = "auto",
               iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", depth: int = 3,
-              cuda_graph: bool = True, sync_debug: Optional[str] = None, engine: Any = None,
-              source_options: Optional[Dict[str, Any]] = None, engine_options: Optional[Dict[str, Any]] = None,
-              output_thread: Optional[bool] = None, mapped_out: bool = True) -> Dict[str, Any]:
+              cuda_graph: bool = True, sync_debug: "Optional[str]" = None, engine: Any = None,
+              source_options: "Optional[Dict[str, Any]]" = None, engine_options: "Optional[Dict[str, Any]]" = None,
+              output_thread: "Optional[bool]" = None, mapped_out: bool = True) -> "Dict[str, Any]":
     """Both measurements on one engine and executor; returns the ``bench --json`` object."""
     from .io.sinks import open_sink
     from .io.sources import open_source
@@ -79,7 +77,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
     try:
         ex = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, mapped_out=mapped_out)
 
-        def pipeline_run(n: int, debug: Optional[str]) -> Any:
+        def pipeline_run(n: int, debug: "Optional[str]") -> Any:
             src = open_source(source, **(source_options or {}))
             pipe = Pipeline(eng, spec, src, [open_sink("null://")], executor=ex, metrics_interval=0, printer=None,
                             sync_debug=debug, labels=b.labels, output_thread=output_thread)
@@ -99,7 +97,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: Optional[str] = None, 
         eng.deactivate()
     e_best = e1 if e1["fps"] >= e2["fps"] else e2
     engine_fps = e_best["fps"]
-    res: Dict[str, Any] = {
+    res: "Dict[str, Any]" = {
         "backend": getattr(eng, "backend", backend),
         "executor": ex.describe() if ex is not None else {},
         "source": source,

@@ -5,19 +5,20 @@ invoked (or when its help is shown), so ``jetson-deploy --help`` needs only clic
 Errors raised by the API as :class:`~jetson_deploy.errors.JetsonDeployError` become
 one ``Error:`` line and the exit code they carry.
 """
-from __future__ import annotations
-
+import copy
+import functools
 import importlib
+import platform
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
 from . import __version__
-from .errors import JetsonDeployError
+from .errors import BadInput, JetsonDeployError
 
 # name -> (module, attribute, one-line help shown in the group listing without importing)
-COMMANDS: Dict[str, Tuple[str, str, str]] = {
+COMMANDS: "Dict[str, Tuple[str, str, str]]" = {
     "info": ("jetson_deploy.commands.info", "info", "Describe this machine: Jetson model, JetPack, TensorRT, CUDA, GPU."),
     "demo": ("jetson_deploy.commands.demo", "demo", "Run the whole path on the embedded demo model (no GPU, no downloads)."),
     "calibrate": ("jetson_deploy.commands.calibrate", "calibrate", "Build an INT8 calibration set and ranges from images/videos."),
@@ -31,27 +32,46 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "selftest": ("jetson_deploy.commands.selftest", "selftest", "Exercise the real device path (TensorRT, CUDA, camera) and report."),
 }
 
+# Workstation commands: they need torch/onnx and Python 3.8+.  The rest (the device side)
+# runs on Python 3.6 (JetPack 4.6, the Nano) as well.
+HOST_ONLY = ("calibrate", "convert", "demo")
+
+
+def _host_only(name: str, callback: "Any") -> "Any":
+    @functools.wraps(callback)
+    def refuse(*args: "Any", **kwargs: "Any") -> None:
+        raise BadInput(
+            "'{}' needs Python 3.8+ and torch (this is Python {}): run it on the workstation or on "
+            "JetPack 5/6; this board runs bundles made there (run, bench, bundle, selftest)".format(
+                name, platform.python_version()))
+
+    return refuse
+
 
 class LazyGroup(click.Group):
     """A group that imports a command's module only when the command is used."""
 
-    def list_commands(self, ctx: click.Context) -> List[str]:
+    def list_commands(self, ctx: "click.Context") -> "List[str]":
         return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
 
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+    def get_command(self, ctx: "click.Context", name: str) -> "Optional[click.Command]":
         cmd = super().get_command(ctx, name)
         if cmd is not None or name not in COMMANDS:
             return cmd
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        cmd = getattr(importlib.import_module(module), attr)
+        if name in HOST_ONLY and sys.version_info < (3, 8) and cmd.callback is not None:
+            cmd = copy.copy(cmd)
+            cmd.callback = _host_only(name, cmd.callback)
+        return cmd
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: "click.Context", formatter: "click.HelpFormatter") -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx) if name in COMMANDS]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: "click.Context"):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except JetsonDeployError as exc:
@@ -65,7 +85,7 @@ def cli() -> None:
     """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson."""
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: "Optional[List[str]]" = None) -> None:
     cli.main(args=argv, prog_name="jetson-deploy")
 
 

@@ -3,8 +3,6 @@
 Exit codes follow the CLI contract: 1 for a failed check (verify, accuracy gate),
 2 for bad usage or input (including a missing optional dependency).
 """
-from __future__ import annotations
-
 
 class JetsonDeployError(Exception):
     """Base class: the message is one line a user can act on."""

@@ -4,8 +4,6 @@ Every probe is defensive: a missing or broken piece reads "not installed" (or
 None), never a traceback, because ``info`` is the first thing a user runs on a
 half-set-up board.  ``root`` lets tests point at fake ``/proc`` and ``/etc`` trees.
 """
-from __future__ import annotations
-
 import importlib
 import json
 import os
@@ -51,7 +49,7 @@ _FAMILY_SM = [
 ]
 
 
-def parse_version(text: Optional[str]) -> Tuple[int, ...]:
+def parse_version(text: "Optional[str]") -> "Tuple[int, ...]":
     """'8.6.2.3' -> (8, 6, 2, 3); compare versions as tuples, never as strings."""
     if not text:
         return ()
@@ -59,21 +57,21 @@ def parse_version(text: Optional[str]) -> Tuple[int, ...]:
     return tuple(int(n) for n in nums)
 
 
-def _read(root: Path, rel: str) -> Optional[str]:
+def _read(root: Path, rel: str) -> "Optional[str]":
     try:
         return (root / rel.lstrip("/")).read_bytes().decode("utf-8", "replace").replace("\x00", "").strip()
     except OSError:
         return None
 
 
-def jetson_model(root: Path) -> Optional[str]:
+def jetson_model(root: Path) -> "Optional[str]":
     model = _read(root, "/proc/device-tree/model")
     if model and ("jetson" in model.lower() or "nvidia" in model.lower()):
         return model
     return None
 
 
-def l4t_release(root: Path) -> Optional[str]:
+def l4t_release(root: Path) -> "Optional[str]":
     """'# R35 (release), REVISION: 4.1, ...' -> '35.4.1'."""
     text = _read(root, "/etc/nv_tegra_release")
     if not text:
@@ -88,7 +86,7 @@ def l4t_release(root: Path) -> Optional[str]:
     return "{}.{}".format(m.group(1), ".".join(parts))
 
 
-def jetpack_for_l4t(l4t: Optional[str]) -> Optional[str]:
+def jetpack_for_l4t(l4t: "Optional[str]") -> "Optional[str]":
     v = parse_version(l4t)
     if not v:
         return None
@@ -100,7 +98,7 @@ def jetpack_for_l4t(l4t: Optional[str]) -> Optional[str]:
     return best
 
 
-def sm_for_model(model: Optional[str]) -> Optional[int]:
+def sm_for_model(model: "Optional[str]") -> "Optional[int]":
     if not model:
         return None
     low = model.lower()
@@ -110,7 +108,7 @@ def sm_for_model(model: Optional[str]) -> Optional[int]:
     return None
 
 
-def _module_version(name: str) -> Tuple[str, Optional[Any]]:
+def _module_version(name: str) -> "Tuple[str, Optional[Any]]":
     """(version or 'not installed', module or None); import errors of any kind are absorbed."""
     try:
         mod = importlib.import_module(name)
@@ -124,9 +122,9 @@ def _module_version(name: str) -> Tuple[str, Optional[Any]]:
     return str(version or "unknown"), mod
 
 
-def _opencv_info() -> Dict[str, Any]:
+def _opencv_info() -> "Dict[str, Any]":
     version, cv2 = _module_version("cv2")
-    out: Dict[str, Any] = {"version": version, "gstreamer": None, "cuda": None}
+    out: "Dict[str, Any]" = {"version": version, "gstreamer": None, "cuda": None}
     if cv2 is not None:
         try:
             build = cv2.getBuildInformation()
@@ -138,7 +136,7 @@ def _opencv_info() -> Dict[str, Any]:
     return out
 
 
-def _cuda_version(root: Path) -> Optional[str]:
+def _cuda_version(root: Path) -> "Optional[str]":
     text = _read(root, "/usr/local/cuda/version.json")
     if text:
         try:
@@ -153,7 +151,7 @@ def _cuda_version(root: Path) -> Optional[str]:
     return None
 
 
-def _gpu_from_pycuda() -> Optional[Dict[str, Any]]:
+def _gpu_from_pycuda() -> "Optional[Dict[str, Any]]":
     try:
         import pycuda.driver as cuda  # noqa: F401  (lazy: only when probing)
 
@@ -174,7 +172,7 @@ def _gpu_from_pycuda() -> Optional[Dict[str, Any]]:
         return None
 
 
-def _gpu_from_torch(torch: Any) -> Optional[Dict[str, Any]]:
+def _gpu_from_torch(torch: Any) -> "Optional[Dict[str, Any]]":
     try:
         if not torch.cuda.is_available():
             return None
@@ -190,7 +188,7 @@ def _gpu_from_torch(torch: Any) -> Optional[Dict[str, Any]]:
         return None
 
 
-def probe(root: str = "/", with_gpu: bool = True) -> Dict[str, Any]:
+def probe(root: str = "/", with_gpu: bool = True) -> "Dict[str, Any]":
     """Everything ``info`` prints, as a JSON-serialisable dict."""
     rootp = Path(root)
     model = jetson_model(rootp)
@@ -199,7 +197,7 @@ def probe(root: str = "/", with_gpu: bool = True) -> Dict[str, Any]:
     pycuda_version, _ = _module_version("pycuda")
     torch_version, torch = _module_version("torch")
     ort_version, ort = _module_version("onnxruntime")
-    info: Dict[str, Any] = {
+    info: "Dict[str, Any]" = {
         "jetson": {
             "model": model,
             "l4t": l4t,
@@ -229,7 +227,7 @@ def probe(root: str = "/", with_gpu: bool = True) -> Dict[str, Any]:
     return info
 
 
-def format_info(info: Dict[str, Any]) -> str:
+def format_info(info: "Dict[str, Any]") -> str:
     """Human-readable, aligned, one fact a line."""
     j = info["jetson"]
     gpu = info.get("gpu")
@@ -269,11 +267,11 @@ def format_info(info: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _yn(v: Optional[bool]) -> str:
+def _yn(v: "Optional[bool]") -> str:
     return "unknown" if v is None else ("yes" if v else "no")
 
 
-def _sm_text(sm: Optional[int]) -> str:
+def _sm_text(sm: "Optional[int]") -> str:
     return "?" if sm is None else "{}.{}".format(sm // 10, sm % 10)
 
 

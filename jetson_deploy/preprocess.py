@@ -7,8 +7,6 @@ calibrated on.  Frames are OpenCV-convention BGR (or gray) ``uint8`` arrays.
 The in-graph variant (uint8 NHWC in, normalisation inside the engine) lives in
 ``jetson_deploy.convert`` and is checked against this one.
 """
-from __future__ import annotations
-
 from typing import Iterable, Optional, Tuple
 
 import numpy as np
@@ -25,7 +23,7 @@ def _cv2():
     return require("cv2", "image resizing and colour conversion")
 
 
-def letterbox_params(src_w: int, src_h: int, spec: ModelSpec) -> Tuple[float, int, int]:
+def letterbox_params(src_w: int, src_h: int, spec: "ModelSpec") -> "Tuple[float, int, int]":
     """(scale, pad_x, pad_y) mapping source pixels into the model input.
 
     Detection postprocessing uses the same numbers to map boxes back.
@@ -38,7 +36,7 @@ def letterbox_params(src_w: int, src_h: int, spec: ModelSpec) -> Tuple[float, in
     return (r, (dst_w - new_w) // 2, (dst_h - new_h) // 2)
 
 
-def resize_frame(frame: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def resize_frame(frame: "np.ndarray", spec: "ModelSpec") -> "np.ndarray":
     """Resize (or letterbox) to the model size, still uint8 and in source colour."""
     if frame.ndim == 2:
         frame = frame[:, :, None]
@@ -62,7 +60,7 @@ def resize_frame(frame: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return canvas
 
 
-def convert_color(frame: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def convert_color(frame: "np.ndarray", spec: "ModelSpec") -> "np.ndarray":
     """BGR/gray source -> the model's colour order (HxWxC uint8)."""
     c = frame.shape[2]
     if spec.color == "gray":
@@ -79,7 +77,7 @@ def convert_color(frame: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return frame
 
 
-def normalize_constants(spec: ModelSpec) -> Tuple[np.ndarray, np.ndarray]:
+def normalize_constants(spec: "ModelSpec") -> "Tuple[np.ndarray, np.ndarray]":
     """(multiplier, offset) per channel so that ``x * mul + off`` == ``(x*scale - mean)/std``."""
     std = np.asarray(spec.std, dtype=np.float32)
     mean = np.asarray(spec.mean, dtype=np.float32)
@@ -88,7 +86,7 @@ def normalize_constants(spec: ModelSpec) -> Tuple[np.ndarray, np.ndarray]:
     return mul.astype(np.float32), off.astype(np.float32)
 
 
-def preprocess(frame: np.ndarray, spec: ModelSpec, out: Optional[np.ndarray] = None) -> np.ndarray:
+def preprocess(frame: "np.ndarray", spec: "ModelSpec", out: "Optional[np.ndarray]" = None) -> "np.ndarray":
     """One frame -> one model input without the batch axis.
 
     Returns (C,H,W) for ``nchw`` specs and (H,W,C) for ``nhwc``; ``float32``
@@ -121,7 +119,7 @@ def preprocess(frame: np.ndarray, spec: ModelSpec, out: Optional[np.ndarray] = N
     return out
 
 
-def preprocess_batch(frames: Iterable[np.ndarray], spec: ModelSpec) -> np.ndarray:
+def preprocess_batch(frames: "Iterable[np.ndarray]", spec: "ModelSpec") -> "np.ndarray":
     """Frames -> a batched model input (N, ...)."""
     arrays = [preprocess(f, spec) for f in frames]
     if not arrays:
@@ -129,9 +127,9 @@ def preprocess_batch(frames: Iterable[np.ndarray], spec: ModelSpec) -> np.ndarra
     return np.stack(arrays, axis=0)
 
 
-def input_shape_no_batch(spec: ModelSpec) -> Tuple[int, ...]:
+def input_shape_no_batch(spec: "ModelSpec") -> "Tuple[int, ...]":
     return tuple(int(s) for s in spec.shape[1:])
 
 
-def numpy_dtype(spec: ModelSpec) -> np.dtype:
+def numpy_dtype(spec: "ModelSpec") -> "np.dtype":
     return np.dtype({"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8}[spec.dtype])

@@ -8,8 +8,6 @@ and opens a camera when asked.  Every check ends PASS, FAIL or SKIP with a reaso
 nothing raises a traceback at the user.  A check whose prerequisite did not pass
 is skipped, naming the prerequisite.
 """
-from __future__ import annotations
-
 import base64
 import importlib
 import importlib.util
@@ -81,11 +79,11 @@ def selftest_onnx_bytes() -> bytes:
     return base64.b64decode(EMBEDDED_ONNX_B64)
 
 
-def selftest_input() -> np.ndarray:
+def selftest_input() -> "np.ndarray":
     return (np.sin(np.arange(int(np.prod(INPUT_SHAPE)), dtype=np.float32) * 0.37) * 2.0).reshape(INPUT_SHAPE)
 
 
-def numpy_reference(x: np.ndarray) -> np.ndarray:
+def numpy_reference(x: "np.ndarray") -> "np.ndarray":
     w1, b1, w2, b2 = _weights()
     conv = np.einsum("oc,nchw->nohw", w1, x) + b1[None, :, None, None]
     pooled = np.maximum(conv, 0.0).mean(axis=(2, 3))
@@ -100,7 +98,7 @@ class Check:
     seconds: float = 0.0
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: "BaseException") -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return "{}: {}".format(type(exc).__name__, text)[:300] if text else type(exc).__name__
 
@@ -112,21 +110,21 @@ class _Skip(Exception):
 class SelfTest:
     """Runs the checks in order; results in ``checks``."""
 
-    def __init__(self, camera: Optional[str] = None, root: str = "/", precision: str = "auto",
-                 progress: Optional[Callable[[Check], None]] = None) -> None:
+    def __init__(self, camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
+                 progress: "Optional[Callable[[Check], None]]" = None) -> None:
         self.camera = camera
         self.root = root
         self.precision = precision
         self.progress = progress
-        self.checks: List[Check] = []
+        self.checks: "List[Check]" = []
         self.trt: Any = None
         self.cuda: Any = None
         self.ctx: Any = None
-        self.plan: Optional[bytes] = None
+        self.plan: "Optional[bytes]" = None
         self.built_precision = ""
 
     # ---- plumbing -----------------------------------------------------------------------
-    def _status(self, name: str) -> Optional[str]:
+    def _status(self, name: str) -> "Optional[str]":
         for c in self.checks:
             if c.name == name:
                 return c.status
@@ -138,7 +136,7 @@ class SelfTest:
                 why = {SKIP: "was skipped", FAIL: "failed"}.get(self._status(n) or "", "did not run")
                 raise _Skip("needs {}, which {}".format(n, why))
 
-    def _run(self, name: str, fn: Callable[[], str]) -> Check:
+    def _run(self, name: str, fn: "Callable[[], str]") -> "Check":
         t0 = time.monotonic()
         try:
             detail = fn()
@@ -272,7 +270,7 @@ class SelfTest:
             cap.release()
 
     # ---- all ----------------------------------------------------------------------------------
-    def run(self) -> List[Check]:
+    def run(self) -> "List[Check]":
         self._run("platform", self.check_platform)
         self._run("tensorrt", self.check_tensorrt)
         self._run("cuda context", self.check_cuda_context)
@@ -291,8 +289,8 @@ class SelfTest:
         return self.checks
 
 
-def run_selftest(camera: Optional[str] = None, root: str = "/", precision: str = "auto",
-                 progress: Optional[Callable[[Check], None]] = None) -> Dict[str, Any]:
+def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
+                 progress: "Optional[Callable[[Check], None]]" = None) -> "Dict[str, Any]":
     """Run every check; ``{"checks": [...], "passed", "failed", "skipped", "ok"}``."""
     checks = SelfTest(camera=camera, root=root, precision=precision, progress=progress).run()
     counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIP)}
@@ -305,7 +303,7 @@ def run_selftest(camera: Optional[str] = None, root: str = "/", precision: str =
     }
 
 
-def format_report(report: Dict[str, Any]) -> str:
+def format_report(report: "Dict[str, Any]") -> str:
     """The table a person reads: CHECK, STATUS, DETAIL; then the counts."""
     rows = [(c["name"], c["status"], c["detail"]) for c in report["checks"]]
     w = max(len("CHECK"), max(len(r[0]) for r in rows)) if rows else 5

@@ -4,8 +4,6 @@ Calibration, conversion, the bundle manifest and the runtime all read the same
 spec, so calibration data is always preprocessed exactly as the engine sees it.
 File format: DESIGN.md "ModelSpec file (v1)"; extend, don't break.
 """
-from __future__ import annotations
-
 import copy
 import hashlib
 import json
@@ -21,7 +19,7 @@ DTYPES = ("float32", "float16", "uint8", "int8")
 LAYOUTS = ("nchw", "nhwc")
 
 
-def _fail(source: str, field_name: str, msg: str) -> BadInput:
+def _fail(source: str, field_name: str, msg: str) -> "BadInput":
     return BadInput("{}: field '{}' {}".format(source, field_name, msg))
 
 
@@ -30,19 +28,19 @@ class ModelSpec:
     """Input, preprocessing, task and labels of one model."""
 
     input_name: str = "input"
-    shape: List[int] = field(default_factory=lambda: [1, 3, 224, 224])
+    shape: "List[int]" = field(default_factory=lambda: [1, 3, 224, 224])
     dtype: str = "float32"
     color: str = "rgb"
     layout: str = "nchw"
-    resize: Optional[List[int]] = None  # [width, height]; None: from shape
+    resize: "Optional[List[int]]" = None  # [width, height]; None: from shape
     keep_aspect: bool = False
     scale: float = 1.0 / 255.0
-    mean: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    mean: "List[float]" = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: "List[float]" = field(default_factory=lambda: [1.0, 1.0, 1.0])
     task: str = "classify"
-    outputs: List[str] = field(default_factory=lambda: ["output"])
-    labels: List[str] = field(default_factory=list)
-    extra: Dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
+    outputs: "List[str]" = field(default_factory=lambda: ["output"])
+    labels: "List[str]" = field(default_factory=list)
+    extra: "Dict[str, Any]" = field(default_factory=dict)  # unknown keys, kept verbatim
 
     # ---- derived -------------------------------------------------------------------
     @property
@@ -62,13 +60,13 @@ class ModelSpec:
         return int(self.shape[0])
 
     @property
-    def resize_wh(self) -> List[int]:
+    def resize_wh(self) -> "List[int]":
         return list(self.resize) if self.resize else [self.width, self.height]
 
     # ---- (de)serialisation -----------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         """The DESIGN.md v1 form, as stored in the manifest under ``spec``."""
-        d: Dict[str, Any] = {
+        d: "Dict[str, Any]" = {
             "task": self.task,
             "input": {
                 "name": self.input_name,
@@ -105,11 +103,11 @@ class ModelSpec:
         return new
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any], source: str = "spec", base_dir: Optional[Path] = None) -> "ModelSpec":
+    def from_dict(cls, data: "Dict[str, Any]", source: str = "spec", base_dir: "Optional[Path]" = None) -> "ModelSpec":
         return _parse(data, source, base_dir)
 
 
-def _num_list(v: Any, n: Optional[int], source: str, name: str) -> List[float]:
+def _num_list(v: Any, n: "Optional[int]", source: str, name: str) -> "List[float]":
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         v = [float(v)] * (n or 1)
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
@@ -119,7 +117,7 @@ def _num_list(v: Any, n: Optional[int], source: str, name: str) -> List[float]:
     return [float(x) for x in v]
 
 
-def _parse(data: Dict[str, Any], source: str, base_dir: Optional[Path]) -> ModelSpec:
+def _parse(data: "Dict[str, Any]", source: str, base_dir: "Optional[Path]") -> "ModelSpec":
     if not isinstance(data, dict):
         raise BadInput("{}: a spec must be a mapping (YAML/JSON object), got {}".format(source, type(data).__name__))
     data = copy.deepcopy(data)
@@ -223,7 +221,7 @@ def _parse(data: Dict[str, Any], source: str, base_dir: Optional[Path]) -> Model
     )
 
 
-def load_spec(source: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSpec:
+def load_spec(source: "Union[str, Path, Dict[str, Any], ModelSpec]") -> "ModelSpec":
     """Load a spec from a YAML/JSON file, a dict, or pass a ModelSpec through."""
     if isinstance(source, ModelSpec):
         return source
@@ -249,7 +247,7 @@ def load_spec(source: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSpec:
     return _parse(data, str(path), path.parent)
 
 
-def dump_spec(spec: ModelSpec, path: Union[str, Path]) -> Path:
+def dump_spec(spec: "ModelSpec", path: "Union[str, Path]") -> Path:
     """Write a spec as YAML (``.yaml``/``.yml``, needs pyyaml) or JSON."""
     from ._files import atomic_write_json, atomic_write_text
 
@@ -262,7 +260,7 @@ def dump_spec(spec: ModelSpec, path: Union[str, Path]) -> Path:
     return atomic_write_json(path, spec.to_dict())
 
 
-def parse_shape(text: str) -> Sequence[int]:
+def parse_shape(text: str) -> "Sequence[int]":
     """'1x3x224x224' or '1,3,224,224' -> [1, 3, 224, 224] (for CLI flags)."""
     parts = text.replace("x", ",").split(",")
     try:

@@ -12,8 +12,6 @@ peak under 1 GB for 10,000 images::
 
 Prints one JSON object on stdout.
 """
-from __future__ import annotations
-
 import argparse
 import json
 import os

@@ -15,8 +15,6 @@ source:
 Usage: ``python scripts/bench_runtime.py [--out DIR] [--iterations N] [--models demo,resnet18] [--skip-ort]``.
 Writes ``bench_runtime.json`` in ``--out`` (default ``$OUT`` or ``./out``) and prints a table last.
 """
-from __future__ import annotations
-
 import argparse
 import json
 import os

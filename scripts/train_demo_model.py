@@ -12,8 +12,6 @@ Runs in a few minutes on 2 CPU cores:
 
     python scripts/train_demo_model.py            # writes jetson_deploy/demo/weights.pt
 """
-from __future__ import annotations
-
 import argparse
 import io
 import sys

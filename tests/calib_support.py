@@ -1,7 +1,5 @@
 """Shared helpers for the calibration tests (tests/test_calib_*.py): small images,
 clips, specs and tiny ONNX CNNs made on the spot."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import List
@@ -24,7 +22,7 @@ def write_spec(path: Path, **changes) -> Path:
     return path
 
 
-def scene(rng: np.random.Generator, w: int = 64, h: int = 48) -> np.ndarray:
+def scene(rng: "np.random.Generator", w: int = 64, h: int = 48) -> "np.ndarray":
     """A BGR frame: noisy background and one filled shape, all random."""
     import cv2
 
@@ -43,7 +41,7 @@ def scene(rng: np.random.Generator, w: int = 64, h: int = 48) -> np.ndarray:
     return img
 
 
-def write_images(folder: Path, n: int, seed: int = 0, exts=("png", "jpg")) -> List[Path]:
+def write_images(folder: Path, n: int, seed: int = 0, exts=("png", "jpg")) -> "List[Path]":
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)

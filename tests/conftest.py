@@ -3,8 +3,6 @@
 Markers (auto-skipped when the machine lacks what they need):
 ``needs_torch``, ``needs_cv2``, ``needs_ort``, ``needs_cuda``, ``needs_sshd``.
 """
-from __future__ import annotations
-
 import importlib.util
 import os
 import random

@@ -1,6 +1,4 @@
 """Shared helpers for the bundle tests (imported by tests/test_bundle_*.py)."""
-from __future__ import annotations
-
 import hashlib
 import json
 from pathlib import Path
@@ -8,7 +6,7 @@ from typing import Any, Dict, Optional
 
 from jetson_deploy.bundle import BundleWriter
 
-SPEC: Dict[str, Any] = {
+SPEC: "Dict[str, Any]" = {
     "task": "classify",
     "input": {"name": "input", "shape": [1, 3, 16, 16], "dtype": "float32", "color": "rgb"},
     "preprocess": {"resize": [16, 16], "keep_aspect": False, "scale": 1 / 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
@@ -18,7 +16,7 @@ SPEC: Dict[str, Any] = {
 ENGINE_TARGET = {"tensorrt": "8.6.2", "sm": 87, "precision": "fp16", "jetpack": "6.0", "platform": "orin"}
 
 
-def make_bundle(dest: Path, name: str = "demo", version: str = "0.1.0", engine: bool = True, extra: Optional[Dict[str, Any]] = None, onnx_size: int = 50000, qdq: bool = False, calib: Optional[str] = None) -> Path:
+def make_bundle(dest: Path, name: str = "demo", version: str = "0.1.0", engine: bool = True, extra: "Optional[Dict[str, Any]]" = None, onnx_size: int = 50000, qdq: bool = False, calib: "Optional[str]" = None) -> Path:
     """A small but real bundle: ONNX-sized random bytes, labels, one engine, spec, accuracy."""
     import random
 

@@ -1,6 +1,4 @@
 """Helpers for the convert tests (imported by tests/test_convert_*.py)."""
-from __future__ import annotations
-
 import copy
 import hashlib
 import json
@@ -32,7 +30,7 @@ def model_ref(factory: str, form: str = "file") -> str:
     return "{}:{}".format(MODELS_FILE, factory) if form == "file" else "models:{}".format(factory)
 
 
-def load_manifest(bundle: Path) -> Dict[str, Any]:
+def load_manifest(bundle: Path) -> "Dict[str, Any]":
     return json.loads((Path(bundle) / "manifest.json").read_text())
 
 
@@ -46,7 +44,7 @@ def assert_checksums(bundle: Path) -> None:
         assert len(data) == art["size"], art["path"]
 
 
-def ort_run(onnx_path: Path, x: np.ndarray) -> Dict[str, np.ndarray]:
+def ort_run(onnx_path: Path, x: "np.ndarray") -> "Dict[str, np.ndarray]":
     import onnxruntime as ort
 
     s = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -54,6 +52,6 @@ def ort_run(onnx_path: Path, x: np.ndarray) -> Dict[str, np.ndarray]:
     return dict(zip(names, s.run(None, {s.get_inputs()[0].name: x})))
 
 
-def frame(h: int, w: int, seed: int = 5, channels: int = 3) -> np.ndarray:
+def frame(h: int, w: int, seed: int = 5, channels: int = 3) -> "np.ndarray":
     rng = np.random.RandomState(seed)
     return rng.randint(0, 256, size=(h, w, channels)).astype(np.uint8)

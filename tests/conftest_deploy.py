@@ -1,6 +1,4 @@
 """Shared fixtures and helpers for tests/test_deploy_*.py (real sshd on loopback)."""
-from __future__ import annotations
-
 import hashlib
 import json
 import os
@@ -17,7 +15,7 @@ _SKIP = sshd_skip_reason()
 needs_sshd = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
 
-def make_bundle(dest: Path, name: str = "demo", version: str = "1.0.0", sizes: Optional[Dict[str, int]] = None) -> Path:
+def make_bundle(dest: Path, name: str = "demo", version: str = "1.0.0", sizes: "Optional[Dict[str, int]]" = None) -> Path:
     """A small bundle of random artifacts with correct sha256/size (BundleWriter when present)."""
     sizes = sizes or {"model.onnx": 40000, "labels.txt": 64, "engines/8.6.2_sm87_fp16.engine": 20000}
     data = {rel: os.urandom(n) for rel, n in sizes.items()}
@@ -53,14 +51,14 @@ def sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def active_version(root: Path, name: str = "demo") -> Optional[str]:
+def active_version(root: Path, name: str = "demo") -> "Optional[str]":
     link = Path(root) / "active" / name
     if not link.is_symlink():
         return None
     return os.readlink(str(link)).rstrip("/").split("/")[-1]
 
 
-def assert_active_verified(root: Path, name: str, version: str, bundle: Optional[Path] = None) -> None:
+def assert_active_verified(root: Path, name: str, version: str, bundle: "Optional[Path]" = None) -> None:
     """active/NAME is a relative symlink to bundles/NAME/VERSION whose every artifact matches its
     manifest (and the local bundle), with nothing missing: a complete, verified bundle."""
     link = Path(root) / "active" / name
@@ -85,7 +83,7 @@ def assert_active_verified(root: Path, name: str, version: str, bundle: Optional
     assert not os.stat(str(d / "manifest.json")).st_mode & 0o222
 
 
-def installed(root: Path, name: str = "demo") -> List[str]:
+def installed(root: Path, name: str = "demo") -> "List[str]":
     d = Path(root) / "bundles" / name
     return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")) if d.is_dir() else []
 
@@ -120,11 +118,11 @@ def out(res) -> str:
     return res.output + err
 
 
-def cli_args(srv: SshServer, root: Path) -> List[str]:
+def cli_args(srv: "SshServer", root: Path) -> "List[str]":
     return ["--root", str(root), "--ssh-config", str(srv.ssh_config), "-q"]
 
 
-def jd_cmd() -> List[str]:
+def jd_cmd() -> "List[str]":
     return [sys.executable, "-m", "jetson_deploy"]
 
 

@@ -4,8 +4,6 @@ The test model is a real ONNX graph built with ``onnx.helper`` (no torch needed)
 input's colour channels and scores them, so a solid-colour frame is classified by its colour.
 Spec colour order is BGR, so the labels follow OpenCV's channel order.
 """
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,7 +15,7 @@ COLORS = {"blue": (255, 0, 0), "green": (0, 255, 0), "red": (0, 0, 255)}
 SIZE = 16
 
 
-def spec_dict(task: str = "classify", size: int = SIZE, labels: Sequence[str] = LABELS, outputs: Sequence[str] = ("logits",)) -> Dict[str, Any]:
+def spec_dict(task: str = "classify", size: int = SIZE, labels: "Sequence[str]" = LABELS, outputs: "Sequence[str]" = ("logits",)) -> "Dict[str, Any]":
     return {
         "task": task,
         "input": {"name": "input", "shape": [1, 3, size, size], "dtype": "float32", "color": "bgr"},
@@ -53,7 +51,7 @@ def color_onnx_bytes(size: int = SIZE) -> bytes:
     return model.SerializeToString()
 
 
-def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: Optional[Dict[str, Any]] = None) -> Path:
+def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: "Optional[Dict[str, Any]]" = None) -> Path:
     from jetson_deploy.bundle import BundleWriter
 
     with BundleWriter(dest, name="colors", version="1.0.0") as w:
@@ -87,12 +85,12 @@ def color_pt2_bytes(size: int = SIZE) -> bytes:
     return buf.getvalue()
 
 
-def color_sequence(n: int) -> List[str]:
+def color_sequence(n: int) -> "List[str]":
     names = ["blue", "green", "red"]
     return [names[(i // 3) % 3] for i in range(n)]
 
 
-def write_color_video(path: Path, n: int = 18, w: int = 64, h: int = 48, fps: float = 10.0) -> List[str]:
+def write_color_video(path: Path, n: int = 18, w: int = 64, h: int = 48, fps: float = 10.0) -> "List[str]":
     """An MJPG .avi of solid-colour frames (3 frames per colour); returns the colour names."""
     import cv2
 
@@ -105,7 +103,7 @@ def write_color_video(path: Path, n: int = 18, w: int = 64, h: int = 48, fps: fl
     return seq
 
 
-def write_color_images(folder: Path, n: int = 6, w: int = 40, h: int = 30) -> List[str]:
+def write_color_images(folder: Path, n: int = 6, w: int = 40, h: int = 30) -> "List[str]":
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +131,7 @@ class SlowEngine:
     def deactivate(self) -> None:
         self.inner.deactivate()
 
-    def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         self.calls += 1
         time.sleep(self.delay)
         return self.inner.infer(feeds)
@@ -155,7 +153,7 @@ def segment_onnx_bytes(size: int = SIZE) -> bytes:
     return model.SerializeToString()
 
 
-def _task_bundle(dest: Path, name: str, onnx_bytes: bytes, task: str, outputs: List[str]) -> Path:
+def _task_bundle(dest: Path, name: str, onnx_bytes: bytes, task: str, outputs: "List[str]") -> Path:
     """An fp32 bundle of one ONNX model for ``task`` with the blue/green/red labels."""
     from jetson_deploy.bundle import BundleWriter
 

@@ -8,8 +8,6 @@ accept-new``, ``Port``) with a ``Host`` alias, for ``--ssh-config``.  Install th
 ``bash scripts/install_system_deps.sh``; without it :func:`sshd_skip_reason` says why the
 tests skip.
 """
-from __future__ import annotations
-
 import os
 import pwd
 import shutil
@@ -23,7 +21,7 @@ from typing import List, Optional
 SSHD = "/usr/sbin/sshd"
 
 
-def sshd_skip_reason() -> Optional[str]:
+def sshd_skip_reason() -> "Optional[str]":
     """None when a real sshd and client can run here, else why the tests must skip."""
     sshd = SSHD if os.path.exists(SSHD) else shutil.which("sshd")
     if not sshd:
@@ -84,7 +82,7 @@ class SshServer(object):
         # the account sshd authenticates, whatever $USER/$LOGNAME say (CI runs as root)
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.port = 0
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: "Optional[subprocess.Popen]" = None
         self.ssh_config = self.dir / "ssh_config"
         self.log = self.dir / "sshd.log"
 
@@ -94,14 +92,14 @@ class SshServer(object):
         return "{}@{}:{}".format(self.user, host, self.port)
 
     @classmethod
-    def start(cls, workdir: Path, alias: str = "jd-test", user_key: Optional[Path] = None,
+    def start(cls, workdir: Path, alias: str = "jd-test", user_key: "Optional[Path]" = None,
               listen: str = "127.0.0.1") -> "SshServer":
         srv = cls(workdir, alias, listen)
         srv._setup(user_key)
         srv._launch()
         return srv
 
-    def _setup(self, user_key: Optional[Path]) -> None:
+    def _setup(self, user_key: "Optional[Path]") -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_key = self.dir / "host_ed25519"
         _keygen(self.host_key)
@@ -199,7 +197,7 @@ class SshServer(object):
                     p.kill()
                 p.wait(timeout=5)
 
-    def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def ssh(self, command: str, timeout: float = 30) -> "subprocess.CompletedProcess":
         """Run a command on the server with the test client config (for assertions)."""
         return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", self.alias, command],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
@@ -211,7 +209,7 @@ class SshServer(object):
         self.stop()
 
 
-def combined_ssh_config(servers: List[SshServer], path: Path) -> Path:
+def combined_ssh_config(servers: "List[SshServer]", path: Path) -> Path:
     """One client config with every server's alias (for multi-host deploys)."""
     path.write_text("\n".join(s.ssh_config.read_text().replace("Host {} {}".format(s.alias, s.listen), "Host " + s.alias)
                               for s in servers))

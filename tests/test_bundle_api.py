@@ -1,6 +1,4 @@
 """BundleWriter / open_bundle / add_engine: the API convert, runtime and deploy build on."""
-from __future__ import annotations
-
 import json
 import os
 

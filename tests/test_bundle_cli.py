@@ -1,6 +1,4 @@
 """`jetson-deploy bundle ...` through click: output and exit codes (0 ok, 1 failed check, 2 bad input)."""
-from __future__ import annotations
-
 import io
 import json
 import tarfile

@@ -1,6 +1,4 @@
 """bundle pack/unpack: determinism, streaming, and refusing hostile archives."""
-from __future__ import annotations
-
 import io
 import os
 import shutil

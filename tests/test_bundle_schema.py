@@ -1,6 +1,4 @@
 """The manifest JSON Schema: shipped, valid, versioned, open where other tools extend it."""
-from __future__ import annotations
-
 import json
 
 import pytest

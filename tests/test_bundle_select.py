@@ -1,6 +1,4 @@
 """Engine selection on load and the on-device engine cache (injected build_fn, no TensorRT)."""
-from __future__ import annotations
-
 import json
 import os
 import time

@@ -1,6 +1,4 @@
 """Ed25519 signatures over manifest.json: keygen, sign, states, tamper detection."""
-from __future__ import annotations
-
 import shutil
 import stat
 import subprocess
@@ -124,7 +122,7 @@ def test_openssl_can_check_the_signature(tmp_path):
     d = make_bundle(tmp_path / "b")
     sign_bundle(d, k["private_key"])
     r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", k["public_key"], "-rawin",
-                        "-in", str(d / "manifest.json"), "-sigfile", str(d / "manifest.sig")], capture_output=True, text=True)
+                        "-in", str(d / "manifest.json"), "-sigfile", str(d / "manifest.sig")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     if "rawin" in r.stderr and r.returncode != 0 and "Unknown" in r.stderr:
         pytest.skip("openssl too old for -rawin")
     assert r.returncode == 0, r.stderr

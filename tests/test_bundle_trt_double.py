@@ -1,7 +1,5 @@
 """Engine selection and the engine cache against the TensorRT test double (tests/doubles),
 through the real default builder (jetson_deploy.convert.tensorrt_build.build_engine)."""
-from __future__ import annotations
-
 import hashlib
 import struct
 

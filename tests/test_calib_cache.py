@@ -1,6 +1,4 @@
 """TensorRT calibration cache text format: headers, hex scales, round trips."""
-from __future__ import annotations
-
 import struct
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """Calibration sets: sampling (images + evenly sampled video), dedupe, determinism,
 bad input, --num too large, atomicity, manifest contents."""
-from __future__ import annotations
-
 import hashlib
 import json
 import os
@@ -132,7 +130,7 @@ def test_same_seed_same_set_other_seed_other_set(tmp_path: Path, spec: Path) -> 
     assert c.sha256 != a.sha256
 
 
-def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
     folder = tmp_path / "imgs"
     good = write_images(folder, 6, seed=3, exts=("png",))
     data = good[0].read_bytes()
@@ -203,7 +201,7 @@ def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Pa
     assert cs.manifest["num_requested"] == 1000
 
 
-def test_interrupted_build_leaves_no_set_and_keeps_the_old_one(tmp_path: Path, spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_build_leaves_no_set_and_keeps_the_old_one(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
     write_images(tmp_path / "imgs", 20, seed=9)
     out = tmp_path / "set"
     old = build_calibration_set([tmp_path / "imgs"], spec, out, num=5, progress=False)
@@ -261,7 +259,7 @@ def _decode_all(path: Path):
 
 
 @pytest.mark.parametrize("mode", ["seek", "no-count", "seek-fails"])
-def test_video_reader_seeks_or_streams_to_the_same_frames(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_video_reader_seeks_or_streams_to_the_same_frames(tmp_path: Path, mode: str, monkeypatch: "pytest.MonkeyPatch") -> None:
     import cv2
 
     from jetson_deploy.calibration import sources

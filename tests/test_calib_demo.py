@@ -1,8 +1,6 @@
 """Must show (issue 3) on the embedded demo model: a calibration set from generated
 images and a generated video, INT8 top-1 agreement with FP32 >= 0.99 on held-out
 frames measured in ONNX Runtime, and caches that parse back to the same ranges."""
-from __future__ import annotations
-
 from pathlib import Path
 
 import pytest

@@ -1,7 +1,5 @@
 """INT8 without TensorRT: ORT ranges, TensorRT caches, Q/DQ model, accuracy gate,
 auto-exclude, reuse, and the calibrate command's exit codes."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from jetson_deploy.errors import BadInput  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(tmp_path_factory: "pytest.TempPathFactory") -> Path:
     d = tmp_path_factory.mktemp("int8")
     write_spec(d / "spec.json")
     write_images(d / "imgs", 40, seed=21)

@@ -1,6 +1,4 @@
 """convert(): real ONNX Runtime parity on the architectures in tests/models, bundle contents."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -28,7 +26,7 @@ ARCHS = [
 ]
 
 
-def _torch_outputs(factory: str, x: np.ndarray, paths):
+def _torch_outputs(factory: str, x: "np.ndarray", paths):
     import models
 
     m = getattr(models, factory)()

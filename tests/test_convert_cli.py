@@ -1,6 +1,4 @@
 """jetson-deploy convert through click: exit codes, one-line errors, --json."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,4 @@
 """Pre/postprocessing folded into the graph, checked against preprocess() + the unfolded model."""
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from jetson_deploy.spec import ModelSpec, load_spec  # noqa: E402
 import models  # noqa: E402
 
 
-def _eager(module, x: np.ndarray) -> np.ndarray:
+def _eager(module, x: "np.ndarray") -> "np.ndarray":
     with torch.no_grad():
         return module(torch.from_numpy(x)).numpy()
 

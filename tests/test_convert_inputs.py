@@ -1,6 +1,4 @@
 """MODEL forms (file/module factory, TorchScript, .pt2, .onnx) and strict --weights loading."""
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +17,12 @@ from jetson_deploy.spec import load_spec  # noqa: E402
 import models  # noqa: E402
 
 
-def _x(spec_path: Path, seed: int = 3) -> np.ndarray:
+def _x(spec_path: Path, seed: int = 3) -> "np.ndarray":
     spec = load_spec(spec_path)
     return preprocess(frame(spec.height, spec.width, seed=seed), spec)[None]
 
 
-def _eager(module, x: np.ndarray) -> np.ndarray:
+def _eager(module, x: "np.ndarray") -> "np.ndarray":
     with torch.no_grad():
         return module(torch.from_numpy(x)).numpy()
 

@@ -1,6 +1,4 @@
 """convert --precision int8 --calib: ranges, caches and the Q/DQ model in the bundle; the agreement gate."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,4 @@
 """convert with TensorRT present: engines in the bundle, against the TensorRT double (8.2, 8.5, 8.6, 10.x)."""
-from __future__ import annotations
-
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,4 @@
 """The embedded demo model: shipped weights, MODEL-string import, accuracy gates."""
-from __future__ import annotations
-
 import importlib
 
 import numpy as np
@@ -28,7 +26,7 @@ def model():
     return _model_from_string("jetson_deploy.demo:load_model")
 
 
-def _predict(model, inputs: np.ndarray) -> np.ndarray:
+def _predict(model, inputs: "np.ndarray") -> "np.ndarray":
     with torch.no_grad():
         return np.concatenate(
             [model(torch.from_numpy(inputs[i : i + 250])).argmax(1).numpy() for i in range(0, len(inputs), 250)]

@@ -1,6 +1,4 @@
 """The demo frame generator: determinism, labels, sizes, clips and image folders."""
-from __future__ import annotations
-
 from collections import Counter
 
 import numpy as np

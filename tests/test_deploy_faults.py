@@ -1,7 +1,5 @@
 """Faults against a real sshd: a killed upload, a full disk. After each, the active version
 is a complete, verified bundle and the next deploy resumes or cleans up."""
-from __future__ import annotations
-
 import os
 import signal
 import subprocess

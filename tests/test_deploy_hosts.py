@@ -1,6 +1,4 @@
 """Host specs, inventories, retention and error mapping (no ssh needed)."""
-from __future__ import annotations
-
 import pytest
 
 from jetson_deploy.deploy import collect_hosts, load_inventory, parse_host, retention

@@ -1,7 +1,5 @@
 """The local side of deploy: opening/verifying bundles (with and without jetson_deploy.bundle)
 and the remote scripts' syntax, no ssh needed."""
-from __future__ import annotations
-
 import io
 import json
 import shutil

@@ -1,6 +1,4 @@
 """deploy --rootfs: install into a mounted SD card / L4T rootfs, no ssh, same layout and checks."""
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path

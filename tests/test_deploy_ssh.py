@@ -1,6 +1,4 @@
 """deploy / rollback / devices status against a real OpenSSH server on 127.0.0.1."""
-from __future__ import annotations
-
 import json
 import os
 import subprocess

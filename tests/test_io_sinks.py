@@ -1,6 +1,4 @@
 """Sinks and overlays: URI dispatch, atomic publication, display errors, overlays per task."""
-from __future__ import annotations
-
 import json
 
 import numpy as np

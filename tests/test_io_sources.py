@@ -1,6 +1,4 @@
 """Sources: URI parsing, capture thread semantics (drop oldest / never drop), stalls, reconnects."""
-from __future__ import annotations
-
 import threading
 import time
 

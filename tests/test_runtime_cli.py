@@ -1,6 +1,4 @@
 """``jetson-deploy run`` / ``bench`` through click's CliRunner."""
-from __future__ import annotations
-
 import json
 
 import pytest

@@ -1,7 +1,5 @@
 """The GPU paths on a real CUDA device (skipped without one): torch CUDA executor (graphs, streams,
 sync-free loop) and the pycuda memory path with real pycuda."""
-from __future__ import annotations
-
 import json
 
 import pytest

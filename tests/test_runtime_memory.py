@@ -4,8 +4,6 @@ The double's ``driver._double.syncs`` counts every host synchronisation it sees 
 and context ``synchronize``); the executor's :class:`SyncCounter` must account for all of them,
 and inside the loop only waits on the oldest in-flight frame may happen.
 """
-from __future__ import annotations
-
 import ctypes
 import json
 from typing import Any, Dict
@@ -46,7 +44,7 @@ class PointerEngine(Engine):
         self.inputs = list(self.ort.inputs)
         self.outputs = list(self.ort.outputs)
 
-    def enqueue_impl(self, buffers: Dict[str, Any], stream: Any) -> None:
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         self.enqueues += 1
         inp = self.inputs[0]
         self.pointers.append(buffers[inp.name])

@@ -1,6 +1,4 @@
 """The frame loop end to end on the CPU (ONNX Runtime): every source kind that runs here, every sink."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,4 @@
 """Task postprocessing: classify top-k, detect (in-graph NMS or YOLO raw head + NMS), segment."""
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

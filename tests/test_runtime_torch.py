@@ -1,7 +1,5 @@
 """The torch path on the CPU: GPU-style preprocessing parity with the host implementation,
 and the torch engine's device-pointer-free API (forward/infer)."""
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

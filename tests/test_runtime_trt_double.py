@@ -1,7 +1,5 @@
 """The frame loop on the TensorRT backend, with the TensorRT and pycuda doubles (no GPU):
 TensorRT 8.2 bindings and 10.x tensor names, pinned and mapped (zero-copy) memory."""
-from __future__ import annotations
-
 import json
 
 import pytest

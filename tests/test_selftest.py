@@ -1,6 +1,4 @@
 """``jetson-deploy selftest``: SKIPs with reasons on this machine, PASSes on the doubles, FAILs exit 1."""
-from __future__ import annotations
-
 import base64
 import json
 

@@ -3,8 +3,6 @@
 Plans come from ``build_engine`` on the double; device memory is the pycuda double's
 (host memory), so ``infer``/``enqueue`` produce real numbers compared with ONNX Runtime.
 """
-from __future__ import annotations
-
 import numpy as np
 import pytest
 
@@ -273,7 +271,7 @@ class _FakeCudaTorch:
                 outer.syncs += 1
 
         self.cuda = types.SimpleNamespace(is_available=lambda: True, Stream=Stream,
-                                          stream=lambda s: contextlib.nullcontext())
+                                          stream=lambda s: contextlib.ExitStack())
 
     def empty(self, n, dtype=None, device=None, pin_memory=False):
         return self._t.empty(n, dtype=dtype)
@@ -333,7 +331,7 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
 
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
         is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(), CUDAGraph=CUDAGraph,
-        graph=graph, stream=lambda s: contextlib.nullcontext()))
+        graph=graph, stream=lambda s: contextlib.ExitStack()))
     import jetson_deploy._lazy as lazy
 
     real_require = lazy.require

@@ -4,8 +4,6 @@ The double (tests/doubles/tensorrt_double.py) mirrors NVIDIA's documented Python
 per generation and serializes the build configuration into its plan, so these tests
 check what the builder was asked to do, and the engine it produced runs for real.
 """
-from __future__ import annotations
-
 import json
 import os
 

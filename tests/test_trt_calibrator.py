@@ -5,8 +5,6 @@ until None, reads every batch through the returned pointers (pycuda double: host
 memory), computes ranges with ONNX Runtime and hands ``write_calibration_cache`` a
 TensorRT-format cache -- so these tests check the numbers that reached "TensorRT".
 """
-from __future__ import annotations
-
 import ctypes
 import io
 import subprocess
@@ -220,7 +218,7 @@ def test_double_enforces_base_init_like_pybind11(monkeypatch, model):
 def test_module_import_does_not_touch_tensorrt():
     code = ("import sys; import jetson_deploy.calibration.trt_calibrator, jetson_deploy.convert.tensorrt_build, "
             "jetson_deploy.trt; assert 'tensorrt' not in sys.modules and 'pycuda' not in sys.modules; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 

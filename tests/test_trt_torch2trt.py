@@ -1,6 +1,4 @@
 """The torch2trt converter path against the torch2trt and TensorRT doubles."""
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

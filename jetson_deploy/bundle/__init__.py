@@ -13,8 +13,6 @@ library plus ``jsonschema`` (and ``cryptography`` for signatures): no torch, no 
     b = open_bundle("out/demo-0.1.0")          # verifies sizes + sha256 of every artifact
     onnx_path = b.path("onnx")
 """
-from __future__ import annotations
-
 from .manifest import (
     KINDS,
     SCHEMA_VERSION,

@@ -14,8 +14,6 @@ reported as a miss (the caller rebuilds), never loaded.  The cache is bounded in
 bytes (``JETSON_DEPLOY_CACHE_MAX``, e.g. ``2G``; default 4 GiB); the least recently
 used entries are evicted after each store.
 """
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json
@@ -44,7 +42,7 @@ def default_cache_dir() -> Path:
     return base / "jetson-deploy" / "engines"
 
 
-def parse_size(text: Union[str, int]) -> int:
+def parse_size(text: "Union[str, int]") -> int:
     """'4G', '512M', '100k', '123' -> bytes."""
     if isinstance(text, int):
         return text
@@ -62,7 +60,7 @@ def parse_size(text: Union[str, int]) -> int:
     return int(value * mult)
 
 
-def canonical_shapes(shapes: Optional[Dict[str, Any]]) -> Optional[Dict[str, List[int]]]:
+def canonical_shapes(shapes: "Optional[Dict[str, Any]]") -> "Optional[Dict[str, List[int]]]":
     if shapes is None:
         return None
     if not isinstance(shapes, dict):
@@ -70,7 +68,7 @@ def canonical_shapes(shapes: Optional[Dict[str, Any]]) -> Optional[Dict[str, Lis
     return {str(k): [int(x) for x in v] for k, v in sorted(shapes.items())}
 
 
-def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes: Optional[Dict[str, Any]]) -> str:
+def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes: "Optional[Dict[str, Any]]") -> str:
     blob = json.dumps(
         {"bundle": bundle_sha256, "tensorrt": tensorrt, "sm": int(sm), "precision": precision, "shapes": canonical_shapes(shapes)},
         sort_keys=True,
@@ -82,13 +80,13 @@ def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes
 class EngineCache:
     """Size-bounded, checksummed, LRU store of built engines."""
 
-    def __init__(self, root: Optional[PathLike] = None, max_bytes: Optional[Union[int, str]] = None) -> None:
+    def __init__(self, root: "Optional[PathLike]" = None, max_bytes: "Optional[Union[int, str]]" = None) -> None:
         self.root = Path(root).expanduser() if root else default_cache_dir()
         if max_bytes is None:
             env = os.environ.get("JETSON_DEPLOY_CACHE_MAX")
             max_bytes = parse_size(env) if env else DEFAULT_MAX_BYTES
         self.max_bytes = parse_size(max_bytes)
-        self.last_event: Optional[str] = None  # "hit" | "miss" | "corrupt: <why>" (for reports and tests)
+        self.last_event: "Optional[str]" = None  # "hit" | "miss" | "corrupt: <why>" (for reports and tests)
 
     # ---- paths -------------------------------------------------------------------------
     def engine_path(self, key: str) -> Path:
@@ -104,7 +102,7 @@ class EngineCache:
             raise BadInput("engine cache {} cannot be created ({}); set JETSON_DEPLOY_CACHE to a writable directory".format(self.root, exc.strerror))
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> "Iterator[None]":
         """Exclusive lock on one key (flock), so concurrent loads build once."""
         self._ensure()
         try:
@@ -123,7 +121,7 @@ class EngineCache:
                 os.close(fd)
 
     # ---- entries -----------------------------------------------------------------------
-    def _read_meta(self, key: str) -> Optional[Dict[str, Any]]:
+    def _read_meta(self, key: str) -> "Optional[Dict[str, Any]]":
         try:
             meta = json.loads(self.meta_path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -139,7 +137,7 @@ class EngineCache:
             except FileNotFoundError:
                 pass
 
-    def get(self, key: str) -> Optional[Path]:
+    def get(self, key: str) -> "Optional[Path]":
         """The checked plan for ``key``, or None (missing or corrupt: then removed)."""
         eng = self.engine_path(key)
         meta = self._read_meta(key)
@@ -172,7 +170,7 @@ class EngineCache:
         self.last_event = "hit"
         return eng
 
-    def put(self, key: str, data: bytes, info: Optional[Dict[str, Any]] = None) -> Path:
+    def put(self, key: str, data: bytes, info: "Optional[Dict[str, Any]]" = None) -> Path:
         """Store a plan atomically with its sha256, then evict LRU entries over the bound."""
         try:  # bytes, bytearray, memoryview or TensorRT's IHostMemory (buffer protocol)
             data = data if isinstance(data, bytes) else memoryview(data).tobytes()
@@ -192,7 +190,7 @@ class EngineCache:
         self.evict(keep=key)
         return path
 
-    def entries(self) -> List[Dict[str, Any]]:
+    def entries(self) -> "List[Dict[str, Any]]":
         """Metadata of every entry, most recently used first."""
         out = []
         if not self.root.is_dir():
@@ -219,9 +217,9 @@ class EngineCache:
             return 0
         return sum(self._size(p) for p in self.root.glob("*.engine"))
 
-    def evict(self, keep: Optional[str] = None) -> List[str]:
+    def evict(self, keep: "Optional[str]" = None) -> "List[str]":
         """Remove least recently used entries until the total fits ``max_bytes``; return removed keys."""
-        removed: List[str] = []
+        removed: "List[str]" = []
         if not self.root.is_dir():
             return removed
         # orphans first: plans without metadata left by an interrupted store (old enough that

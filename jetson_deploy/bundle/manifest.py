@@ -5,8 +5,6 @@ artifact listed in it with its size and sha256.  Its exact bytes are what a
 signature covers and what identifies the bundle (``Bundle.sha256``), so it is
 always written the same way: :func:`manifest_bytes`.
 """
-from __future__ import annotations
-
 import datetime as _dt
 import json
 import os
@@ -42,14 +40,14 @@ KINDS = {
 PRECISIONS = ("fp32", "fp16", "int8")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
-_SCHEMA: Optional[Dict[str, Any]] = None
+_SCHEMA: "Optional[Dict[str, Any]]" = None
 
 
 def schema_path() -> Path:
     return Path(__file__).with_name("manifest.schema.json")
 
 
-def load_schema() -> Dict[str, Any]:
+def load_schema() -> "Dict[str, Any]":
     """The JSON Schema shipped in the package (``bundle/manifest.schema.json``)."""
     global _SCHEMA
     if _SCHEMA is None:
@@ -138,7 +136,7 @@ def calib_cache_filename(tensorrt: Any) -> str:
     return "calibration/{}.cache".format(normalize_trt_version(tensorrt))
 
 
-def normalize_target(target: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def normalize_target(target: "Optional[Dict[str, Any]]") -> "Optional[Dict[str, Any]]":
     """Canonical target: tensorrt as MAJOR.MINOR.PATCH, sm as int, precision lower-case."""
     if target is None:
         return None
@@ -167,12 +165,12 @@ def created_now() -> str:
     return t.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def manifest_bytes(manifest: Dict[str, Any]) -> bytes:
+def manifest_bytes(manifest: "Dict[str, Any]") -> bytes:
     """The canonical serialisation: sorted keys, 2-space indent, UTF-8, trailing newline."""
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
-def parse_manifest(data: bytes, source: str) -> Dict[str, Any]:
+def parse_manifest(data: bytes, source: str) -> "Dict[str, Any]":
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -182,7 +180,7 @@ def parse_manifest(data: bytes, source: str) -> Dict[str, Any]:
     return obj
 
 
-def check_schema_version(manifest: Dict[str, Any], source: str) -> int:
+def check_schema_version(manifest: "Dict[str, Any]", source: str) -> int:
     v = manifest.get("schema_version")
     if isinstance(v, bool) or not isinstance(v, int):
         raise CheckFailed(
@@ -205,7 +203,7 @@ def _err_path(err: Any) -> str:
     return "/".join(parts) if parts else "(top level)"
 
 
-def validate_manifest(manifest: Dict[str, Any], source: str = "bundle", error: type = CheckFailed) -> None:
+def validate_manifest(manifest: "Dict[str, Any]", source: str = "bundle", error: type = CheckFailed) -> None:
     """Check the schema version, the JSON Schema and the artifact list.
 
     Raises ``error`` (CheckFailed when reading, BadInput when writing) naming the
@@ -242,7 +240,7 @@ def validate_manifest(manifest: Dict[str, Any], source: str = "bundle", error: t
                 raise error("{}: artifact {} sits under another artifact's path".format(source, p))
 
 
-def target_matches(target: Optional[Dict[str, Any]], want: Dict[str, Any]) -> bool:
+def target_matches(target: "Optional[Dict[str, Any]]", want: "Dict[str, Any]") -> bool:
     """True when every key of ``want`` (after normalising) equals the target's."""
     if not want:
         return True
@@ -253,8 +251,8 @@ def target_matches(target: Optional[Dict[str, Any]], want: Dict[str, Any]) -> bo
     return all(t.get(k) == v for k, v in w.items())
 
 
-def artifact_summary(artifacts: List[Dict[str, Any]]) -> Dict[str, int]:
-    out: Dict[str, int] = {}
+def artifact_summary(artifacts: "List[Dict[str, Any]]") -> "Dict[str, int]":
+    out: "Dict[str, int]" = {}
     for a in artifacts:
         out[a["kind"]] = out.get(a["kind"], 0) + int(a["size"])
     return out

@@ -12,8 +12,6 @@ devices, FIFOs or sparse files, are duplicated, or exceed the size bounds.
 Files are created with ``O_EXCL|O_NOFOLLOW`` inside a temporary directory that
 is swapped into place only when the whole archive was read.
 """
-from __future__ import annotations
-
 import hashlib
 import os
 import stat
@@ -37,7 +35,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 class _HashingReader:
     """File wrapper that hashes what tarfile reads through it (one pass, streamed)."""
 
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, f: "IO[bytes]") -> None:
         self.f = f
         self.h = hashlib.sha256()
         self.n = 0
@@ -49,8 +47,28 @@ class _HashingReader:
         return data
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
+class _TarInfo(tarfile.TarInfo):
+    """TarInfo whose headers are the same bytes under every Python.
+
+    Before 3.9, tarfile wrote ``devmajor``/``devminor`` as octal zeros for every
+    member; 3.9+ leaves them empty unless the member is a device (CPython
+    ``Lib/tarfile.py``, bpo-41316 era change).  Bundles only hold regular files,
+    so blank the fields and recompute the checksum: a bundle packed on the Nano
+    (3.6) and on a workstation (3.11) has one sha256.
+    """
+
+    @staticmethod
+    def _create_header(info: "Dict[str, Any]", format: int, encoding: str, errors: str) -> bytes:  # noqa: A002
+        buf = tarfile.TarInfo._create_header(info, format, encoding, errors)
+        if info.get("type", tarfile.REGTYPE) in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            return buf
+        buf = buf[:329] + b"\0" * 16 + buf[345:]
+        chksum = 256 + sum(buf[:148]) + sum(buf[156:512])  # the chksum field counts as 8 spaces
+        return buf[:148] + "{:06o}\0".format(chksum).encode("ascii") + buf[155:]
+
+
+def _tarinfo(name: str, size: int) -> "tarfile.TarInfo":
+    ti = _TarInfo(name)
     ti.size = size
     ti.mtime = FIXED_MTIME
     ti.mode = 0o644
@@ -60,7 +78,7 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return ti
 
 
-def pack_bundle(bundle_dir: PathLike, out_file: PathLike) -> Dict[str, Any]:
+def pack_bundle(bundle_dir: "PathLike", out_file: "PathLike") -> "Dict[str, Any]":
     """Pack a bundle directory into one deterministic tar file; return a summary.
 
     The bundle is checked while it is streamed (each artifact hashed as it is
@@ -110,7 +128,7 @@ def pack_bundle(bundle_dir: PathLike, out_file: PathLike) -> Dict[str, Any]:
     return {"path": str(out), "bundle": prefix, "files": len(files), "content_bytes": total, "size": out.stat().st_size, "manifest_sha256": b.sha256}
 
 
-def is_archive(path: PathLike) -> bool:
+def is_archive(path: "PathLike") -> bool:
     p = Path(path)
     if not p.is_file():
         return False
@@ -120,7 +138,7 @@ def is_archive(path: PathLike) -> bool:
         return False
 
 
-def _mkdirs(root: Path, parts: list, made: Set[str]) -> Path:
+def _mkdirs(root: Path, parts: list, made: "Set[str]") -> Path:
     cur = root
     for i, seg in enumerate(parts):
         cur = cur / seg
@@ -138,8 +156,8 @@ def _mkdirs(root: Path, parts: list, made: Set[str]) -> Path:
 
 
 def unpack_archive(
-    archive: PathLike,
-    dest: PathLike,
+    archive: "PathLike",
+    dest: "PathLike",
     verify: bool = True,
     max_member_bytes: int = MAX_MEMBER_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -186,13 +204,13 @@ def unpack_archive(
     return dest
 
 
-def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: int, max_total: int, max_members: int) -> None:
-    seen: Set[str] = set()
-    made: Set[str] = set()
+def _extract_members(tar: "tarfile.TarFile", tmp: Path, source: str, max_member: int, max_total: int, max_members: int) -> None:
+    seen: "Set[str]" = set()
+    made: "Set[str]" = set()
     total = 0
     count = 0
 
-    def refuse(name: str, why: str) -> CheckFailed:
+    def refuse(name: str, why: str) -> "CheckFailed":
         return CheckFailed("{}: archive member {!r}: {}; refusing to unpack".format(source, name, why))
 
     try:
@@ -265,7 +283,7 @@ def _extract_members(tar: tarfile.TarFile, tmp: Path, source: str, max_member: i
     _hoist_wrapper(tmp, source)
 
 
-def _top_level(names: Set[str], source: str) -> str:
+def _top_level(names: "Set[str]", source: str) -> str:
     """'' for a flat archive, 'DIR/' when everything sits under one DIR with the manifest.
 
     Decided from all member names, not the first one: tar order is free, and a flat
@@ -299,7 +317,7 @@ def _hoist_wrapper(tmp: Path, source: str) -> None:
     moved.rmdir()
 
 
-def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> Dict[str, Any]:
+def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -> "Dict[str, Any]":
     """Read a packed bundle's manifest, signature and member sizes without extracting it.
 
     Returns ``{"manifest": bytes, "signature": bytes | None, "sizes": {path: size},
@@ -312,9 +330,9 @@ def read_packed_index(archive: PathLike, max_manifest_bytes: int = 16 << 20) -> 
         tar = tarfile.open(str(archive), "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
-    out: Dict[str, Any] = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
-    sizes: Dict[str, int] = {}
-    small: Dict[str, bytes] = {}
+    out: "Dict[str, Any]" = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
+    sizes: "Dict[str, int]" = {}
+    small: "Dict[str, bytes]" = {}
     try:
         for m in tar:
             name = m.name[2:] if m.name.startswith("./") else m.name

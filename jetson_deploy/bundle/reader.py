@@ -4,8 +4,6 @@ A bundle directory is trusted only after every artifact's size and sha256 match
 the manifest and no unlisted file is present.  A packed bundle (``.tar``/``.jdb``)
 is first extracted safely (see :mod:`.pack`) into a temporary directory.
 """
-from __future__ import annotations
-
 import atexit
 import hashlib
 import os
@@ -28,7 +26,7 @@ from .manifest import (
 )
 
 MAX_MANIFEST_BYTES = 16 << 20
-_TEMP_DIRS: List[str] = []
+_TEMP_DIRS: "List[str]" = []
 
 
 def _cleanup_temp_dirs() -> None:
@@ -43,7 +41,7 @@ def _short(sha: str) -> str:
     return sha[:12] + "..."
 
 
-def check_artifact(root: Path, art: Dict[str, Any], hash_files: bool = True) -> Optional[str]:
+def check_artifact(root: Path, art: "Dict[str, Any]", hash_files: bool = True) -> "Optional[str]":
     """Problem with one artifact as a short phrase, or None when it matches."""
     p = root / art["path"]
     try:
@@ -71,13 +69,13 @@ def check_artifact(root: Path, art: Dict[str, Any], hash_files: bool = True) -> 
     return None
 
 
-def check_files(root: Path, manifest: Dict[str, Any], hash_files: bool = True) -> List[Dict[str, str]]:
+def check_files(root: Path, manifest: "Dict[str, Any]", hash_files: bool = True) -> "List[Dict[str, str]]":
     """All problems of a bundle directory: [{'path', 'problem'}], empty when it is intact.
 
     Checks every listed artifact (exists, regular file, size, sha256) and that no
     unlisted file, link or special file is present.
     """
-    problems: List[Dict[str, str]] = []
+    problems: "List[Dict[str, str]]" = []
     listed = {a["path"] for a in manifest.get("artifacts", [])}
     for art in sorted(manifest.get("artifacts", []), key=lambda a: a["path"]):
         why = check_artifact(root, art, hash_files=hash_files)
@@ -113,7 +111,7 @@ class Bundle:
     artifact they return against the manifest if that was not done at open.
     """
 
-    def __init__(self, root: Path, manifest: Dict[str, Any], manifest_raw: bytes, source: Optional[str] = None, temp_dir: Optional[str] = None, packed: bool = False) -> None:
+    def __init__(self, root: Path, manifest: "Dict[str, Any]", manifest_raw: bytes, source: "Optional[str]" = None, temp_dir: "Optional[str]" = None, packed: bool = False) -> None:
         self.root = Path(root)
         self.manifest = manifest
         self.manifest_raw = manifest_raw
@@ -121,7 +119,7 @@ class Bundle:
         self.packed = packed or temp_dir is not None
         self._temp_dir = temp_dir
         # path -> (size, mtime_ns, ino, ctime_ns) when its sha256 was checked; a changed stat re-checks
-        self._verified: Dict[str, tuple] = {}
+        self._verified: "Dict[str, tuple]" = {}
         self._spec: Any = None
 
     # ---- identity ------------------------------------------------------------------------
@@ -160,14 +158,14 @@ class Bundle:
 
     # ---- artifacts -----------------------------------------------------------------------
     @property
-    def artifacts(self) -> List[Dict[str, Any]]:
+    def artifacts(self) -> "List[Dict[str, Any]]":
         return list(self.manifest.get("artifacts", []))
 
     @property
-    def engines(self) -> List[Dict[str, Any]]:
+    def engines(self) -> "List[Dict[str, Any]]":
         return [a for a in self.artifacts if a["kind"] == "engine"]
 
-    def artifact(self, kind: str, target: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    def artifact(self, kind: str, target: "Optional[Dict[str, Any]]" = None) -> "Optional[Dict[str, Any]]":
         """First artifact of ``kind`` whose target has all the given ``target`` keys/values."""
         want = normalize_target(target) if target else None
         for a in sorted(self.artifacts, key=lambda a: a["path"]):
@@ -178,14 +176,14 @@ class Bundle:
             return a
         return None
 
-    def _stat_key(self, relpath: str) -> Optional[tuple]:
+    def _stat_key(self, relpath: str) -> "Optional[tuple]":
         try:
             st = os.lstat(str(self.root / relpath))
         except OSError:
             return None
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
-    def verify_artifact(self, art: Dict[str, Any]) -> Path:
+    def verify_artifact(self, art: "Dict[str, Any]") -> Path:
         """Check one artifact (size, sha256) unless checked already and unchanged since
         (same size, mtime, ctime, inode); return its path.  CheckFailed names it."""
         key = self._stat_key(art["path"])
@@ -197,7 +195,7 @@ class Bundle:
             self._verified[art["path"]] = key
         return self.root / art["path"]
 
-    def path(self, kind: str, **target_filter: Any) -> Optional[Path]:
+    def path(self, kind: str, **target_filter: Any) -> "Optional[Path]":
         """Path of the first artifact of ``kind`` matching ``target_filter`` (checked), or None."""
         art = self.artifact(kind, target_filter or None)
         if art is None:
@@ -205,7 +203,7 @@ class Bundle:
         return self.verify_artifact(art)
 
     @property
-    def labels(self) -> List[str]:
+    def labels(self) -> "List[str]":
         """labels.txt (one label a line) if bundled, else the spec's labels, else []."""
         p = self.path("labels")
         if p is not None:
@@ -215,7 +213,7 @@ class Bundle:
         return list(labels) if isinstance(labels, list) else []
 
     # ---- checks --------------------------------------------------------------------------
-    def problems(self, hash_files: bool = True) -> List[Dict[str, str]]:
+    def problems(self, hash_files: bool = True) -> "List[Dict[str, str]]":
         return check_files(self.root, self.manifest, hash_files=hash_files)
 
     def verify(self) -> "Bundle":
@@ -267,7 +265,7 @@ def read_manifest(root: Path, source: str) -> tuple:
     return manifest, raw
 
 
-def open_bundle(path: Union[str, "os.PathLike[str]", Bundle], verify: bool = True, extract_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> Bundle:
+def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = True, extract_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None) -> "Bundle":
     """Open a bundle directory or a packed ``.jdb``/``.tar`` file.
 
     The manifest is always schema-checked.  With ``verify`` every artifact's size
@@ -296,7 +294,7 @@ def open_bundle(path: Union[str, "os.PathLike[str]", Bundle], verify: bool = Tru
         tmp = tempfile.mkdtemp(prefix="jetson-deploy-bundle-")
         _TEMP_DIRS.append(tmp)
         dest = Path(tmp) / "bundle"
-        temp_dir: Optional[str] = tmp
+        temp_dir: "Optional[str]" = tmp
     else:
         dest = Path(extract_dir)
         temp_dir = None

@@ -1,6 +1,4 @@
 """``bundle verify`` and ``bundle inspect`` as data (dicts), plus their human rendering."""
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -12,7 +10,7 @@ from .sign import INVALID, UNSIGNED, VALID, signature_state
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def human_size(n: Optional[int]) -> str:
+def human_size(n: "Optional[int]") -> str:
     if n is None:
         return "-"
     size = float(n)
@@ -23,7 +21,7 @@ def human_size(n: Optional[int]) -> str:
     return "{} B".format(n)  # pragma: no cover
 
 
-def verify_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dict[str, Any]:
+def verify_bundle(path: "PathLike", public_key: "Optional[PathLike]" = None) -> "Dict[str, Any]":
     """Full check of a bundle; returns a report (``ok`` False lists ``problems``), never raises for a failed check.
 
     Checks: manifest schema and version, every artifact's size and sha256, no
@@ -32,7 +30,7 @@ def verify_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dict
     """
     from .reader import open_bundle
 
-    report: Dict[str, Any] = {"bundle": str(path), "ok": False, "problems": [], "signature": None, "schema_version_read": SCHEMA_VERSION}
+    report: "Dict[str, Any]" = {"bundle": str(path), "ok": False, "problems": [], "signature": None, "schema_version_read": SCHEMA_VERSION}
     try:
         b = open_bundle(path, verify=False)
     except CheckFailed as exc:
@@ -58,7 +56,7 @@ def verify_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dict
     return report
 
 
-def _spec_summary(spec: Any) -> Dict[str, Any]:
+def _spec_summary(spec: Any) -> "Dict[str, Any]":
     if not isinstance(spec, dict):
         return {}
     inp = spec.get("input", {}) or {}
@@ -81,7 +79,7 @@ def _spec_summary(spec: Any) -> Dict[str, Any]:
     }
 
 
-def inspect_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dict[str, Any]:
+def inspect_bundle(path: "PathLike", public_key: "Optional[PathLike]" = None) -> "Dict[str, Any]":
     """What a bundle holds, fast (no hashing): identity, spec, precision, accuracy,
     calibration, engine targets, artifacts and sizes, signature state, and a size-only
     integrity check (``bundle verify`` does the sha256s).  A packed bundle is read in
@@ -107,7 +105,7 @@ def inspect_bundle(path: PathLike, public_key: Optional[PathLike] = None) -> Dic
         b.close()
 
 
-def _inspect_packed(p: Path, public_key: Optional[PathLike]) -> Dict[str, Any]:
+def _inspect_packed(p: Path, public_key: "Optional[PathLike]") -> "Dict[str, Any]":
     import hashlib
 
     from .manifest import RESERVED, validate_manifest
@@ -134,9 +132,9 @@ def _inspect_packed(p: Path, public_key: Optional[PathLike]) -> Dict[str, Any]:
     return _inspect_dict(str(p), m, hashlib.sha256(raw).hexdigest(), state, detail, probs, packed=True)
 
 
-def _inspect_dict(source: str, m: Dict[str, Any], sha: str, state: str, detail: Optional[str], probs: List[str], packed: bool) -> Dict[str, Any]:
+def _inspect_dict(source: str, m: "Dict[str, Any]", sha: str, state: str, detail: "Optional[str]", probs: "List[str]", packed: bool) -> "Dict[str, Any]":
     arts = sorted(m.get("artifacts", []), key=lambda a: a["path"])
-    targets: List[Dict[str, Any]] = []
+    targets: "List[Dict[str, Any]]" = []
     for a in arts:
         if a["kind"] == "engine":
             t = dict(a.get("target") or {})
@@ -169,7 +167,7 @@ def _inspect_dict(source: str, m: Dict[str, Any], sha: str, state: str, detail: 
 # ---- human rendering ----------------------------------------------------------------------
 
 
-def _table(rows: List[List[str]], indent: str = "  ") -> List[str]:
+def _table(rows: "List[List[str]]", indent: str = "  ") -> "List[str]":
     if not rows:
         return []
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -184,7 +182,7 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-def _kv(d: Optional[Dict[str, Any]], skip: tuple = ()) -> str:
+def _kv(d: "Optional[Dict[str, Any]]", skip: tuple = ()) -> str:
     if not d:
         return "-"
     parts = []
@@ -198,7 +196,7 @@ def _kv(d: Optional[Dict[str, Any]], skip: tuple = ()) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def _sig_text(sig: Dict[str, Any], style: Any) -> str:
+def _sig_text(sig: "Dict[str, Any]", style: Any) -> str:
     state = sig["state"]
     color = {VALID: "green", INVALID: "red"}.get(state)
     text = style(state, fg=color, bold=state == INVALID) if color else state
@@ -209,7 +207,7 @@ def _plain(text: str, **_: Any) -> str:
     return text
 
 
-def render_inspect(info: Dict[str, Any], style: Any = _plain) -> str:
+def render_inspect(info: "Dict[str, Any]", style: Any = _plain) -> str:
     """Aligned, glanceable text for ``bundle inspect``."""
     lines = [style("{} {}".format(info["name"], info["version"]), bold=True) + "   (schema v{}, {}, created {})".format(
         info["schema_version"], info.get("generator") or "?", info.get("created") or "?")]
@@ -269,7 +267,7 @@ def render_inspect(info: Dict[str, Any], style: Any = _plain) -> str:
     return "\n".join(lines)
 
 
-def render_verify(report: Dict[str, Any], style: Any = _plain) -> str:
+def render_verify(report: "Dict[str, Any]", style: Any = _plain) -> str:
     lines = []
     head = "{} {}".format(report["name"], report.get("version", "?")) if report.get("name") else report["bundle"]
     if report["ok"]:

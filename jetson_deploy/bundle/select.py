@@ -12,8 +12,6 @@
 Every bundle artifact used is checked against the manifest first; a mismatch is
 CheckFailed, never a silent rebuild.
 """
-from __future__ import annotations
-
 import logging
 import os
 from pathlib import Path
@@ -35,7 +33,7 @@ def int8_supported(sm: int) -> bool:
     return sm == 61 or sm >= 70
 
 
-def _spec_shapes(b: Bundle) -> Optional[Dict[str, List[int]]]:
+def _spec_shapes(b: "Bundle") -> "Optional[Dict[str, List[int]]]":
     spec = b.manifest.get("spec")
     if not isinstance(spec, dict):
         return None
@@ -45,7 +43,7 @@ def _spec_shapes(b: Bundle) -> Optional[Dict[str, List[int]]]:
     return canonical_shapes({inp.get("name", "input"): inp["shape"]})
 
 
-def find_bundled_engine(b: Bundle, tensorrt: str, sm: int, precision: str, shapes: Optional[Dict[str, List[int]]] = None) -> Optional[Dict[str, Any]]:
+def find_bundled_engine(b: "Bundle", tensorrt: str, sm: int, precision: str, shapes: "Optional[Dict[str, List[int]]]" = None) -> "Optional[Dict[str, Any]]":
     """The bundled engine artifact for exactly this target, or None."""
     default = _spec_shapes(b)
     want = shapes if shapes is not None else default
@@ -60,7 +58,7 @@ def find_bundled_engine(b: Bundle, tensorrt: str, sm: int, precision: str, shape
     return None
 
 
-def build_inputs(b: Bundle, tensorrt: str, precision: str) -> Tuple[Path, Optional[Path], Optional[Path]]:
+def build_inputs(b: "Bundle", tensorrt: str, precision: str) -> "Tuple[Path, Optional[Path], Optional[Path]]":
     """(onnx, calibration cache or None, Q/DQ onnx or None) to build this target, all checked."""
     onnx = b.path("onnx")
     if onnx is None:
@@ -91,8 +89,8 @@ def build_inputs(b: Bundle, tensorrt: str, precision: str) -> Tuple[Path, Option
     )
 
 
-def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str], qdq_onnx: Optional[str],
-                     shapes: Optional[Dict[str, List[int]]] = None) -> bytes:
+def default_build_fn(onnx_path: str, precision: str, calib_cache: "Optional[str]", qdq_onnx: "Optional[str]",
+                     shapes: "Optional[Dict[str, List[int]]]" = None) -> bytes:
     """Build with :func:`jetson_deploy.convert.tensorrt_build.build_engine` (imported lazily).
 
     ``shapes`` (only when the caller asked for other shapes than the spec's) become a
@@ -102,7 +100,7 @@ def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str],
         from ..convert import tensorrt_build as tb  # type: ignore[attr-defined]
     except ImportError as exc:
         raise MissingDependency("building an engine on this device needs jetson_deploy.convert.tensorrt_build and TensorRT ({})".format(exc))
-    kwargs: Dict[str, Any] = {}
+    kwargs: "Dict[str, Any]" = {}
     if calib_cache:
         kwargs["calib_cache"] = calib_cache
     if shapes:
@@ -113,7 +111,7 @@ def default_build_fn(onnx_path: str, precision: str, calib_cache: Optional[str],
 NOT_FOUND = "not-found"
 
 
-def _prepare(bundle: Any, tensorrt_version: Any, sm: Any, precision: Any, shapes: Optional[Dict[str, Any]]) -> tuple:
+def _prepare(bundle: Any, tensorrt_version: Any, sm: Any, precision: Any, shapes: "Optional[Dict[str, Any]]") -> tuple:
     b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, verify=True)
     trt = normalize_trt_version(tensorrt_version)
     sm_i = normalize_sm(sm)
@@ -125,14 +123,14 @@ def _prepare(bundle: Any, tensorrt_version: Any, sm: Any, precision: Any, shapes
 
 
 def find_engine(
-    bundle: Union[Bundle, str, "os.PathLike[str]"],
+    bundle: "Union[Bundle, str, 'os.PathLike[str]']",
     tensorrt_version: Any,
     sm: Any,
     precision: Any,
-    shapes: Optional[Dict[str, Any]] = None,
-    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
-    cache: Optional[EngineCache] = None,
-) -> Tuple[Optional[Path], str]:
+    shapes: "Optional[Dict[str, Any]]" = None,
+    cache_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None,
+    cache: "Optional[EngineCache]" = None,
+) -> "Tuple[Optional[Path], str]":
     """Like :func:`resolve_engine` but never builds: ``(path, "bundled" | "cache-hit")`` or ``(None, "not-found")``."""
     b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
     art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
@@ -146,15 +144,15 @@ def find_engine(
 
 
 def resolve_engine(
-    bundle: Union[Bundle, str, "os.PathLike[str]"],
+    bundle: "Union[Bundle, str, 'os.PathLike[str]']",
     tensorrt_version: Any,
     sm: Any,
     precision: Any,
-    shapes: Optional[Dict[str, Any]] = None,
-    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
-    build_fn: Optional[BuildFn] = None,
-    cache: Optional[EngineCache] = None,
-) -> Tuple[Path, str]:
+    shapes: "Optional[Dict[str, Any]]" = None,
+    cache_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None,
+    build_fn: "Optional[BuildFn]" = None,
+    cache: "Optional[EngineCache]" = None,
+) -> "Tuple[Path, str]":
     """Return ``(engine_path, how)`` with how in ``"bundled" | "cache-hit" | "built"``.
 
     ``bundle``: a :class:`Bundle` or a path (opened with full verification).
@@ -196,7 +194,7 @@ def resolve_engine(
     return path, BUILT
 
 
-def device_target(tensorrt_version: Any = None, sm: Any = None) -> Tuple[str, int]:
+def device_target(tensorrt_version: Any = None, sm: Any = None) -> "Tuple[str, int]":
     """(TensorRT version, SM) of this machine, each overridable; BadInput when undetectable."""
     if tensorrt_version is None:
         from .._lazy import require

@@ -10,8 +10,6 @@ Keys are standard files written and read with the ``cryptography`` package:
 private keys PEM (PKCS#8; an OpenSSH private key is accepted too), public keys
 OpenSSH (``ssh-ed25519 AAAA... comment``) or PEM (SubjectPublicKeyInfo).
 """
-from __future__ import annotations
-
 import base64
 import hashlib
 import os
@@ -40,7 +38,7 @@ def _crypto() -> Any:
     return serialization, ed25519
 
 
-def _read_key_file(path: PathLike, what: str) -> bytes:
+def _read_key_file(path: "PathLike", what: str) -> bytes:
     p = Path(path)
     if not p.is_file():
         raise BadInput("{} file {} does not exist".format(what, p))
@@ -58,7 +56,7 @@ def fingerprint(public_key: Any) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
 
 
-def keygen(prefix: PathLike, comment: str = "jetson-deploy", password: Optional[bytes] = None, overwrite: bool = False, public_format: str = "openssh") -> Dict[str, str]:
+def keygen(prefix: "PathLike", comment: str = "jetson-deploy", password: "Optional[bytes]" = None, overwrite: bool = False, public_format: str = "openssh") -> "Dict[str, str]":
     """Write ``PREFIX`` (PEM PKCS#8 private key, mode 0600) and ``PREFIX.pub``.
 
     ``public_format``: ``openssh`` (one line, ``ssh-ed25519 ...``) or ``pem``.
@@ -89,7 +87,7 @@ def keygen(prefix: PathLike, comment: str = "jetson-deploy", password: Optional[
     return {"private_key": str(priv_path), "public_key": str(pub_path), "fingerprint": fingerprint(pub_key)}
 
 
-def load_private_key(path: PathLike, password: Optional[bytes] = None) -> Any:
+def load_private_key(path: "PathLike", password: "Optional[bytes]" = None) -> Any:
     serialization, ed25519 = _crypto()
     data = _read_key_file(path, "private key")
     try:
@@ -109,7 +107,7 @@ def load_private_key(path: PathLike, password: Optional[bytes] = None) -> Any:
     return key
 
 
-def load_public_key(path: PathLike) -> Any:
+def load_public_key(path: "PathLike") -> Any:
     serialization, ed25519 = _crypto()
     data = _read_key_file(path, "public key")
     try:
@@ -126,12 +124,12 @@ def load_public_key(path: PathLike) -> Any:
     return key
 
 
-def _password() -> Optional[bytes]:
+def _password() -> "Optional[bytes]":
     pw = os.environ.get("JETSON_DEPLOY_KEY_PASSWORD")
     return pw.encode("utf-8") if pw else None
 
 
-def sign_bundle(bundle: Any, key_path: PathLike, password: Optional[bytes] = None) -> Dict[str, str]:
+def sign_bundle(bundle: Any, key_path: "PathLike", password: "Optional[bytes]" = None) -> "Dict[str, str]":
     """Verify the bundle, then write ``manifest.sig`` (Ed25519 over manifest.json's bytes)."""
     from .reader import open_bundle
 
@@ -145,14 +143,14 @@ def sign_bundle(bundle: Any, key_path: PathLike, password: Optional[bytes] = Non
     return {"bundle": str(b.root), "signature": str(b.signature_path), "fingerprint": fingerprint(key.public_key()), "manifest_sha256": b.sha256}
 
 
-def signature_state(bundle: Any, public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
+def signature_state(bundle: Any, public_key: "Optional[PathLike]" = None) -> "Tuple[str, Optional[str]]":
     """(state, detail): unsigned | signed-unverified | valid | INVALID."""
     sig_path = Path(bundle.root) / SIGNATURE
     sig = sig_path.read_bytes() if sig_path.is_file() else None
     return signature_state_of(bundle.manifest_raw, sig, public_key)
 
 
-def signature_state_of(manifest_raw: bytes, sig: Optional[bytes], public_key: Optional[PathLike] = None) -> Tuple[str, Optional[str]]:
+def signature_state_of(manifest_raw: bytes, sig: "Optional[bytes]", public_key: "Optional[PathLike]" = None) -> "Tuple[str, Optional[str]]":
     """:func:`signature_state` from the manifest bytes and the signature bytes (None: unsigned)."""
     key = load_public_key(public_key) if public_key is not None else None  # a bad key file is BadInput either way
     if sig is None:
@@ -171,7 +169,7 @@ def signature_state_of(manifest_raw: bytes, sig: Optional[bytes], public_key: Op
     return VALID, "signed by key {}".format(fp)
 
 
-def verify_signature(bundle: Any, public_key: PathLike) -> str:
+def verify_signature(bundle: Any, public_key: "PathLike") -> str:
     """Raise CheckFailed unless manifest.sig is a valid signature by ``public_key``."""
     state, detail = signature_state(bundle, public_key)
     if state == UNSIGNED:

@@ -4,8 +4,6 @@ Nothing is ever half-written: a bundle is built in a temporary directory beside
 the target and renamed into place only after ``manifest.json`` (written last,
 schema-validated) is complete.
 """
-from __future__ import annotations
-
 import copy
 import hashlib
 import logging
@@ -40,7 +38,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
-def copy_hashed(src: IO[bytes], dst: IO[bytes]) -> tuple:
+def copy_hashed(src: "IO[bytes]", dst: "IO[bytes]") -> tuple:
     """Stream ``src`` into ``dst``; return (sha256 hex, size)."""
     h = hashlib.sha256()
     size = 0
@@ -54,7 +52,7 @@ def copy_hashed(src: IO[bytes], dst: IO[bytes]) -> tuple:
     return h.hexdigest(), size
 
 
-def _check_target(kind: str, path: str, target: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _check_target(kind: str, path: str, target: "Optional[Dict[str, Any]]") -> "Optional[Dict[str, Any]]":
     target = normalize_target(target)
     if kind == "engine":
         if not target or any(target.get(k) is None for k in ("tensorrt", "sm", "precision")):
@@ -67,7 +65,7 @@ def _check_target(kind: str, path: str, target: Optional[Dict[str, Any]]) -> Opt
     return target
 
 
-def _target_text(target: Dict[str, Any]) -> str:
+def _target_text(target: "Dict[str, Any]") -> str:
     return "TensorRT {} sm{} {}".format(target.get("tensorrt"), target.get("sm"), target.get("precision"))
 
 
@@ -91,7 +89,7 @@ class BundleWriter:
 
     def __init__(
         self,
-        out_dir: Union[str, "os.PathLike[str]"],
+        out_dir: "Union[str, 'os.PathLike[str]']",
         name: str,
         version: str,
         precision: str = "fp32",
@@ -103,7 +101,7 @@ class BundleWriter:
             raise BadInput("bundle version {!r} must be a semantic version like 0.1.0".format(version))
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
-        self.manifest: Dict[str, Any] = {
+        self.manifest: "Dict[str, Any]" = {
             "schema_version": SCHEMA_VERSION,
             "format": FORMAT,
             "name": name,
@@ -113,9 +111,9 @@ class BundleWriter:
             "precision": normalize_precision(precision),
             "artifacts": [],
         }
-        self.root: Optional[Path] = None  # the staging directory while inside the block
+        self.root: "Optional[Path]" = None  # the staging directory while inside the block
         self._ctx: Any = None
-        self._artifacts: Dict[str, Dict[str, Any]] = {}
+        self._artifacts: "Dict[str, Dict[str, Any]]" = {}
 
     # ---- context management ------------------------------------------------------------
     def __enter__(self) -> "BundleWriter":
@@ -139,7 +137,7 @@ class BundleWriter:
         return False
 
     # ---- adding artifacts ---------------------------------------------------------------
-    def _staged(self, relpath: str, kind: str, target: Optional[Dict[str, Any]]) -> tuple:
+    def _staged(self, relpath: str, kind: str, target: "Optional[Dict[str, Any]]") -> tuple:
         if self._ctx is None or self.root is None:
             raise RuntimeError("BundleWriter: add files inside the 'with' block")
         check_relpath(relpath, "artifact path")
@@ -154,8 +152,8 @@ class BundleWriter:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return dest, target
 
-    def _record(self, relpath: str, kind: str, sha: str, size: int, target: Optional[Dict[str, Any]], extra: Dict[str, Any]) -> Dict[str, Any]:
-        art: Dict[str, Any] = {"path": relpath, "kind": kind, "sha256": sha, "size": size}
+    def _record(self, relpath: str, kind: str, sha: str, size: int, target: "Optional[Dict[str, Any]]", extra: "Dict[str, Any]") -> "Dict[str, Any]":
+        art: "Dict[str, Any]" = {"path": relpath, "kind": kind, "sha256": sha, "size": size}
         if target:
             art["target"] = target
         for k, v in extra.items():
@@ -166,8 +164,8 @@ class BundleWriter:
         return art
 
     def add_file(
-        self, src: Union[str, "os.PathLike[str]"], relpath: str, kind: str, target: Optional[Dict[str, Any]] = None, **extra: Any
-    ) -> Dict[str, Any]:
+        self, src: "Union[str, 'os.PathLike[str]']", relpath: str, kind: str, target: "Optional[Dict[str, Any]]" = None, **extra: Any
+    ) -> "Dict[str, Any]":
         """Copy ``src`` (streamed) to ``relpath`` in the bundle; return the artifact entry."""
         src = Path(src)
         if not src.is_file():
@@ -177,7 +175,7 @@ class BundleWriter:
             sha, size = copy_hashed(fin, fout)
         return self._record(relpath, kind, sha, size, target, extra)
 
-    def add_bytes(self, data: bytes, relpath: str, kind: str, target: Optional[Dict[str, Any]] = None, **extra: Any) -> Dict[str, Any]:
+    def add_bytes(self, data: bytes, relpath: str, kind: str, target: "Optional[Dict[str, Any]]" = None, **extra: Any) -> "Dict[str, Any]":
         """Write ``data`` to ``relpath`` in the bundle; return the artifact entry."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("add_bytes needs bytes, got {}".format(type(data).__name__))
@@ -196,7 +194,7 @@ class BundleWriter:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return dest
 
-    def record(self, relpath: str, kind: str, target: Optional[Dict[str, Any]] = None, **extra: Any) -> Dict[str, Any]:
+    def record(self, relpath: str, kind: str, target: "Optional[Dict[str, Any]]" = None, **extra: Any) -> "Dict[str, Any]":
         """Record a file already written at :meth:`staging_path` (hashes it, no copy)."""
         if self.root is None:
             raise RuntimeError("BundleWriter: use record inside the 'with' block")
@@ -213,7 +211,7 @@ class BundleWriter:
         return self._record(relpath, kind, sha256_file(path), path.stat().st_size, target, extra)
 
     @property
-    def artifacts(self) -> List[Dict[str, Any]]:
+    def artifacts(self) -> "List[Dict[str, Any]]":
         return [self._artifacts[k] for k in sorted(self._artifacts)]
 
     # ---- finishing -------------------------------------------------------------------------
@@ -240,10 +238,10 @@ class BundleWriter:
 
 
 def add_engine(
-    bundle_dir: Union[str, "os.PathLike[str]"],
-    engine: Union[str, "os.PathLike[str]", bytes],
-    target: Dict[str, Any],
-) -> Dict[str, Any]:
+    bundle_dir: "Union[str, 'os.PathLike[str]']",
+    engine: "Union[str, 'os.PathLike[str]', bytes]",
+    target: "Dict[str, Any]",
+) -> "Dict[str, Any]":
     """Add (or replace) one engine in an existing bundle directory; return its artifact.
 
     Only ``manifest.json`` and the engine change: every other artifact keeps its
@@ -263,8 +261,8 @@ def add_engine(
         raise BadInput("add_engine: target needs tensorrt, sm and precision")
     relpath = engine_filename(target["tensorrt"], target["sm"], target["precision"])
     if isinstance(engine, (bytes, bytearray, memoryview)):
-        data: Optional[bytes] = bytes(engine)
-        src: Optional[Path] = None
+        data: "Optional[bytes]" = bytes(engine)
+        src: "Optional[Path]" = None
         if not data:
             raise BadInput("add_engine: engine bytes are empty")
     else:
@@ -296,7 +294,7 @@ def add_engine(
                     sha, size = copy_hashed(fin, fout)
             fout.flush()
             os.fsync(fout.fileno())
-        art: Dict[str, Any] = {"path": relpath, "kind": "engine", "sha256": sha, "size": size, "target": target}
+        art: "Dict[str, Any]" = {"path": relpath, "kind": "engine", "sha256": sha, "size": size, "target": target}
         manifest["artifacts"] = sorted(old_arts + [art], key=lambda a: a["path"])
         validate_manifest(manifest, str(root), error=BadInput)
         with open(str(tmp / MANIFEST), "xb") as f:

@@ -12,8 +12,6 @@ Modules (each one job; none imports onnxruntime/cv2/tensorrt at import time):
 - :mod:`.api`       ``compute_int8``: everything above for one model
 - :mod:`.trt_calibrator`  TensorRT IInt8 calibrator adapter (device side)
 """
-from __future__ import annotations
-
 from typing import Any
 
 _EXPORTS = {
@@ -37,3 +35,8 @@ def __getattr__(name: str) -> Any:  # PEP 562: submodules load on first use
     import importlib
 
     return getattr(importlib.import_module("{}.{}".format(__name__, mod)), name)
+
+
+from .._lazy import pep562 as _pep562  # noqa: E402
+
+_pep562(__name__)

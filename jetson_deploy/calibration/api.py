@@ -11,8 +11,6 @@ Every file is written atomically and ``int8.json`` last, so it marks a complete
 result; a later call for the same ONNX model, set and settings reuses it, and a
 call with other gate settings reuses at least ``ranges.json``.
 """
-from __future__ import annotations
-
 import datetime
 import json
 import shutil
@@ -40,21 +38,21 @@ PathLike = Union[str, Path]
 @dataclass
 class Int8Result:
     ranges_path: Path
-    cache_paths: Dict[str, Path]
+    cache_paths: "Dict[str, Path]"
     qdq_path: Path
-    agreement: Dict[str, Any]
-    excluded: List[str] = field(default_factory=list)  # node names left in float
-    agreement_before: Optional[Dict[str, Any]] = None  # before auto-exclude (== agreement when not run)
+    agreement: "Dict[str, Any]"
+    excluded: "List[str]" = field(default_factory=list)  # node names left in float
+    agreement_before: "Optional[Dict[str, Any]]" = None  # before auto-exclude (== agreement when not run)
     passed: bool = False
     method: str = "entropy"
     onnx_sha256: str = ""
     set_sha256: str = ""
-    excluded_groups: List[Dict[str, Any]] = field(default_factory=list)
-    excluded_tensors: List[str] = field(default_factory=list)
+    excluded_groups: "List[Dict[str, Any]]" = field(default_factory=list)
+    excluded_tensors: "List[str]" = field(default_factory=list)
     reused: str = "none"  # none | ranges | all
-    result_path: Optional[Path] = None
+    result_path: "Optional[Path]" = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {
             "ranges": str(self.ranges_path),
             "caches": {k: str(v) for k, v in self.cache_paths.items()},
@@ -71,7 +69,7 @@ class Int8Result:
         }
 
 
-def resolve_model(model: PathLike) -> Path:
+def resolve_model(model: "PathLike") -> Path:
     """An ``.onnx`` file, a bundle (directory or packed file, checked against its
     manifest) whose fp32 ``model.onnx`` is used, or a plain directory holding
     ``model.onnx``."""
@@ -106,11 +104,11 @@ def resolve_model(model: PathLike) -> Path:
     return Path(found)
 
 
-def _same_settings(rec: Dict[str, Any], want: Dict[str, Any]) -> bool:
+def _same_settings(rec: "Dict[str, Any]", want: "Dict[str, Any]") -> bool:
     return all(rec.get("settings", {}).get(k) == v for k, v in want.items())
 
 
-def _try_reuse(out_dir: Path, want: Dict[str, Any], versions: Sequence[str]) -> Optional[Dict[str, Any]]:
+def _try_reuse(out_dir: Path, want: "Dict[str, Any]", versions: "Sequence[str]") -> "Optional[Dict[str, Any]]":
     p = out_dir / RESULT_FILE
     if not p.is_file():
         return None
@@ -131,7 +129,7 @@ def _try_reuse(out_dir: Path, want: Dict[str, Any], versions: Sequence[str]) -> 
     return rec
 
 
-def _find_ranges(dirs: Sequence[Path], onnx_sha: str, set_sha: str, method: str) -> Optional[Path]:
+def _find_ranges(dirs: "Sequence[Path]", onnx_sha: str, set_sha: str, method: str) -> "Optional[Path]":
     from .ranges import Ranges
 
     for d in dirs:
@@ -148,18 +146,18 @@ def _find_ranges(dirs: Sequence[Path], onnx_sha: str, set_sha: str, method: str)
 
 
 def compute_int8(
-    onnx_path: PathLike,
-    calib_dir: PathLike,
-    out_dir: Optional[PathLike] = None,
+    onnx_path: "PathLike",
+    calib_dir: "PathLike",
+    out_dir: "Optional[PathLike]" = None,
     method: str = "entropy",
-    trt_versions: Sequence[str] = DEFAULT_TRT_VERSIONS,
+    trt_versions: "Sequence[str]" = DEFAULT_TRT_VERSIONS,
     min_agreement: float = 0.99,
     auto_exclude: bool = False,
     exclude_budget: int = DEFAULT_EXCLUDE_BUDGET,
     progress: bool = True,
     reuse: bool = True,
-    log: Optional[Callable[[str], None]] = None,
-) -> Int8Result:
+    log: "Optional[Callable[[str], None]]" = None,
+) -> "Int8Result":
     """Compute INT8 ranges for ``onnx_path`` over the set in ``calib_dir`` and gate them.
 
     ``onnx_path`` may be a bundle (its model.onnx is used).  Does not raise when
@@ -229,9 +227,9 @@ def compute_int8(
         ranges_path = ranges.save(out / RANGES_FILE)
 
         gate = Gate(work_model, cs)
-        excluded_groups: List[Dict[str, Any]] = []
-        excluded_nodes: List[str] = []
-        excluded_tensors: List[str] = []
+        excluded_groups: "List[Dict[str, Any]]" = []
+        excluded_nodes: "List[str]" = []
+        excluded_tensors: "List[str]" = []
         if auto_exclude:
             res, best, tmpdir = search_exclusions(work_model, ranges, gate, float(min_agreement), int(exclude_budget), progress, say)
             try:
@@ -254,7 +252,7 @@ def compute_int8(
     # Implicit INT8: tensors of layers left in float get no scale, so TensorRT
     # keeps the layers that produce or consume them out of INT8.
     amax = {k: v for k, v in ranges.amax().items() if k not in set(excluded_tensors)}
-    cache_paths: Dict[str, Path] = {}
+    cache_paths: "Dict[str, Path]" = {}
     cache_method = "minmax" if method == "minmax" else "entropy"
     for v in versions:
         cache_paths[v] = write_cache(out / "{}.cache".format(v), amax, v, cache_method)
@@ -283,7 +281,7 @@ def compute_int8(
     return _result_from_record(out, rec, versions, reused=reused)
 
 
-def _result_from_record(out: Path, rec: Dict[str, Any], versions: Sequence[str], reused: str) -> Int8Result:
+def _result_from_record(out: Path, rec: "Dict[str, Any]", versions: "Sequence[str]", reused: str) -> "Int8Result":
     return Int8Result(
         ranges_path=out / RANGES_FILE,
         cache_paths={v: out / "{}.cache".format(v) for v in versions},
@@ -302,7 +300,7 @@ def _result_from_record(out: Path, rec: Dict[str, Any], versions: Sequence[str],
     )
 
 
-def load_int8_result(path: PathLike) -> Optional[Dict[str, Any]]:
+def load_int8_result(path: "PathLike") -> "Optional[Dict[str, Any]]":
     """The ``int8.json`` record in a calibration/output dir, or None."""
     p = Path(path) / RESULT_FILE
     if not p.is_file():

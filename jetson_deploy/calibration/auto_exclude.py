@@ -24,8 +24,6 @@ moves from one layer's noise) and so ranks poorly.  Cost: one Q/DQ build and one
 held-out evaluation per group, plus one per greedy step (no recalibration: the
 ranges are computed once).
 """
-from __future__ import annotations
-
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -44,34 +42,34 @@ FOLLOWERS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",
 @dataclass
 class LayerGroup:
     name: str  # the anchor node's name
-    nodes: List[str]
-    tensors: List[str]  # activation tensors (inputs/outputs of the nodes, no initializers)
+    nodes: "List[str]"
+    tensors: "List[str]"  # activation tensors (inputs/outputs of the nodes, no initializers)
     op_type: str = ""
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {"name": self.name, "op_type": self.op_type, "nodes": list(self.nodes), "tensors": list(self.tensors)}
 
 
 @dataclass
 class ExcludeResult:
-    excluded: List[LayerGroup] = field(default_factory=list)
-    before: Optional[Dict[str, Any]] = None
-    after: Optional[Dict[str, Any]] = None
-    ranking: List[Dict[str, Any]] = field(default_factory=list)  # leave-one-out record per group
+    excluded: "List[LayerGroup]" = field(default_factory=list)
+    before: "Optional[Dict[str, Any]]" = None
+    after: "Optional[Dict[str, Any]]" = None
+    ranking: "List[Dict[str, Any]]" = field(default_factory=list)  # leave-one-out record per group
     evaluations: int = 0
 
 
-def layer_groups(model: Any) -> List[LayerGroup]:
+def layer_groups(model: Any) -> "List[LayerGroup]":
     """Quantizable layer groups of a model, in graph order (node names must be set)."""
     g = model.graph
     inits = {i.name for i in g.initializer}
-    consumers: Dict[str, List[Any]] = {}
+    consumers: "Dict[str, List[Any]]" = {}
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in g.output}
     taken = set()
-    groups: List[LayerGroup] = []
+    groups: "List[LayerGroup]" = []
     for n in g.node:
         if n.name in taken or n.op_type not in set(ANCHORS) | set(QDQ_OP_TYPES):
             continue
@@ -86,7 +84,7 @@ def layer_groups(model: Any) -> List[LayerGroup]:
                 cur = nxt[0]
                 chain.append(cur)
                 taken.add(cur.name)
-        tensors: List[str] = []
+        tensors: "List[str]" = []
         for m in chain:
             for t in list(m.input) + list(m.output):
                 if t and t not in inits and t not in tensors:
@@ -97,13 +95,13 @@ def layer_groups(model: Any) -> List[LayerGroup]:
 
 def search_exclusions(
     onnx_path: Path,
-    ranges: Ranges,
-    gate: Gate,
+    ranges: "Ranges",
+    gate: "Gate",
     min_agreement: float,
     budget: int,
     progress: bool = True,
-    log: Optional[Callable[[str], None]] = None,
-) -> Tuple[ExcludeResult, Path, Any]:
+    log: "Optional[Callable[[str], None]]" = None,
+) -> "Tuple[ExcludeResult, Path, Any]":
     """Run the search; returns (result, path of the best Q/DQ model, its temp dir).
 
     The caller copies the model out and then cleans up the temp dir
@@ -117,7 +115,7 @@ def search_exclusions(
     res = ExcludeResult()
     counter = [0]
 
-    def trial(excluded: List[LayerGroup]) -> Tuple[Dict[str, Any], Path]:
+    def trial(excluded: "List[LayerGroup]") -> "Tuple[Dict[str, Any], Path]":
         counter[0] += 1
         p = work / "trial-{:03d}.onnx".format(counter[0])
         nodes = [x for gr in excluded for x in gr.nodes]
@@ -139,7 +137,7 @@ def search_exclusions(
         from tqdm import tqdm
 
         bar = tqdm(total=len(groups), desc="auto-exclude: ranking layers", unit="layer", file=sys.stderr, leave=False, dynamic_ncols=True)
-    scored: List[Tuple[LayerGroup, Dict[str, Any]]] = []
+    scored: "List[Tuple[LayerGroup, Dict[str, Any]]]" = []
     for gr in groups:
         rec, p = trial([gr])
         p.unlink()
@@ -150,7 +148,7 @@ def search_exclusions(
     if bar is not None:
         bar.close()
     scored.sort(key=lambda t: (t[1]["value"], t[1]["cosine_mean"], -t[1]["mean_abs_error"]), reverse=True)
-    excluded: List[LayerGroup] = []
+    excluded: "List[LayerGroup]" = []
     for gr, single in scored:
         if len(excluded) >= budget or current["passed"]:
             break

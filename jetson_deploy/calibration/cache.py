@@ -18,8 +18,6 @@ The format (what ``IInt8Calibrator.write_calibration_cache`` receives and what
   ``scale = amax / 127``; TensorRT sets the tensor's dynamic range to
   ``[-scale*127, +scale*127]``.
 """
-from __future__ import annotations
-
 import math
 import struct
 from pathlib import Path
@@ -39,7 +37,7 @@ KNOWN_ALGOS = set(ALGORITHMS.values())
 DEFAULT_TRT_VERSIONS = ("8.2.1", "8.5.2", "8.6.2")  # JetPack 4.6.x, 5.1.x, 6.0
 
 
-def _parse_version(version: str) -> Tuple[int, int, int]:
+def _parse_version(version: str) -> "Tuple[int, int, int]":
     parts = str(version).strip().split(".")
     try:
         nums = [int(p) for p in parts[:3]]
@@ -86,7 +84,7 @@ def hex_to_scale(text: str) -> float:
     return struct.unpack(">f", struct.pack(">I", value))[0]
 
 
-def format_cache(amax: Mapping[str, float], version: str, method: str = "entropy") -> str:
+def format_cache(amax: "Mapping[str, float]", version: str, method: str = "entropy") -> str:
     """The cache text for per-tensor ``amax`` (absolute max of the range)."""
     lines = [cache_header(version, method)]
     for name in sorted(amax):
@@ -99,12 +97,12 @@ def format_cache(amax: Mapping[str, float], version: str, method: str = "entropy
     return "\n".join(lines) + "\n"
 
 
-def write_cache(path: Union[str, Path], amax: Mapping[str, float], version: str, method: str = "entropy") -> Path:
+def write_cache(path: "Union[str, Path]", amax: "Mapping[str, float]", version: str, method: str = "entropy") -> Path:
     """Write a TensorRT calibration cache atomically."""
     return atomic_write_text(path, format_cache(amax, version, method))
 
 
-def parse_cache(text: str, source: str = "cache") -> Tuple[Dict[str, object], Dict[str, float]]:
+def parse_cache(text: str, source: str = "cache") -> "Tuple[Dict[str, object], Dict[str, float]]":
     """(header info, {tensor: amax}) from cache text.
 
     Header info: ``{"header", "version_number", "tensorrt", "algorithm"}``.
@@ -119,13 +117,13 @@ def parse_cache(text: str, source: str = "cache") -> Tuple[Dict[str, object], Di
     if len(parts) != 3 or parts[0] != "TRT" or not parts[1].isdigit():
         raise BadInput("{}: first line {!r} is not a TensorRT cache header (TRT-<version>-<algorithm>)".format(source, head))
     number = int(parts[1])
-    info: Dict[str, object] = {
+    info: "Dict[str, object]" = {
         "header": head,
         "version_number": number,
         "tensorrt": version_from_number(number),
         "algorithm": parts[2],
     }
-    amax: Dict[str, float] = {}
+    amax: "Dict[str, float]" = {}
     for i, ln in enumerate(lines[1:], start=2):
         name, sep, value = ln.rpartition(":")
         if not sep or not name:
@@ -142,7 +140,7 @@ def _f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
-def read_cache(path: Union[str, Path]) -> Tuple[Dict[str, object], Dict[str, float]]:
+def read_cache(path: "Union[str, Path]") -> "Tuple[Dict[str, object], Dict[str, float]]":
     """Parse a TensorRT calibration cache file: (header info, {tensor: amax})."""
     p = Path(path)
     try:

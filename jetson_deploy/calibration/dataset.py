@@ -13,8 +13,6 @@ at a time, drops near-duplicates (64-bit pHash), preprocesses each through
 it to the current shard.  Peak memory is one decoded frame plus two shard buffers.
 The directory is built under a temporary name and renamed into place at the end.
 """
-from __future__ import annotations
-
 import datetime
 import hashlib
 import json
@@ -48,12 +46,12 @@ class _ShardWriter:
         self.out_dir = out_dir
         self.prefix = prefix
         self.max_bytes = max_bytes
-        self.buf: Optional[np.ndarray] = None
+        self.buf: "Optional[np.ndarray]" = None
         self.n = 0
         self.count = 0
-        self.shards: List[Dict[str, Any]] = []
+        self.shards: "List[Dict[str, Any]]" = []
 
-    def add(self, x: np.ndarray) -> None:
+    def add(self, x: "np.ndarray") -> None:
         if self.buf is None:
             per = max(1, self.max_bytes // max(1, x.nbytes))
             self.buf = np.empty((per,) + x.shape, dtype=x.dtype)
@@ -79,11 +77,11 @@ class _Stats:
 
     def __init__(self, channel_axis: int) -> None:
         self.axis = channel_axis
-        self.s: Optional[np.ndarray] = None
-        self.ss: Optional[np.ndarray] = None
+        self.s: "Optional[np.ndarray]" = None
+        self.ss: "Optional[np.ndarray]" = None
         self.n = 0
 
-    def add(self, x: np.ndarray) -> None:
+    def add(self, x: "np.ndarray") -> None:
         c = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -1).astype(np.float64)
         if self.s is None:
             self.s = np.zeros(c.shape[0])
@@ -92,7 +90,7 @@ class _Stats:
         self.ss += np.square(c).sum(axis=1)
         self.n += c.shape[1]
 
-    def result(self) -> Dict[str, List[float]]:
+    def result(self) -> "Dict[str, List[float]]":
         if self.s is None or self.n == 0:
             return {"mean": [], "std": []}
         mean = self.s / self.n
@@ -121,7 +119,7 @@ class _Plan:
     across the whole clip.
     """
 
-    def __init__(self, scan: ScanResult, rng: np.random.Generator) -> None:
+    def __init__(self, scan: "ScanResult", rng: "np.random.Generator") -> None:
         self.rng = rng
         order = rng.permutation(len(scan.images)) if scan.images else np.zeros(0, dtype=np.int64)
         self.images = [scan.images[int(i)] for i in order]
@@ -132,7 +130,7 @@ class _Plan:
     def remaining(self) -> int:
         return (len(self.images) - self.next_image) + sum(len(v) for v in self.video_left)
 
-    def draw(self, need: int) -> Tuple[List[str], List[Tuple[int, List[int]]]]:
+    def draw(self, need: int) -> "Tuple[List[str], List[Tuple[int, List[int]]]]":
         counts = [len(self.images) - self.next_image] + [len(v) for v in self.video_left]
         total = sum(counts)
         need = min(need, total)
@@ -142,7 +140,7 @@ class _Plan:
         k = int(alloc[0])
         imgs = self.images[self.next_image : self.next_image + k]
         self.next_image += k
-        vids: List[Tuple[int, List[int]]] = []
+        vids: "List[Tuple[int, List[int]]]" = []
         for vi, kv in enumerate(alloc[1:]):
             kv = int(kv)
             if kv <= 0:
@@ -158,7 +156,7 @@ class _Plan:
         return imgs, vids
 
 
-def _split(rng: np.random.Generator, counts: List[int], need: int) -> List[int]:
+def _split(rng: "np.random.Generator", counts: "List[int]", need: int) -> "List[int]":
     """Multivariate hypergeometric draw of ``need`` items over ``counts``, one
     marginal at a time (``Generator.multivariate_hypergeometric`` needs numpy
     1.18; JetPack 5's python3-numpy is 1.17)."""
@@ -183,16 +181,16 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def build_calibration_set(
-    sources: Sequence[PathLike],
-    spec: Union[ModelSpec, PathLike, dict],
-    out_dir: PathLike,
+    sources: "Sequence[PathLike]",
+    spec: "Union[ModelSpec, PathLike, dict]",
+    out_dir: "PathLike",
     num: int = 500,
     seed: int = 0,
     holdout: float = 0.1,
     progress: bool = True,
     dedupe_bits: int = DEFAULT_DEDUPE_BITS,
     shard_bytes: int = SHARD_BYTES,
-    log: Optional[Callable[[str], None]] = None,
+    log: "Optional[Callable[[str], None]]" = None,
 ) -> "CalibrationSet":
     """Build a calibration set of ``num`` samples (calibration + held-out) in ``out_dir``.
 
@@ -206,7 +204,7 @@ def build_calibration_set(
         raise BadInput("--num must be at least 1, got {}".format(num))
     if not 0.0 <= holdout < 1.0:
         raise BadInput("holdout fraction must be in [0, 1), got {}".format(holdout))
-    notes: List[str] = []
+    notes: "List[str]" = []
 
     def note(msg: str) -> None:
         notes.append(msg)
@@ -227,11 +225,11 @@ def build_calibration_set(
     rng = np.random.default_rng(seed)
     plan = _Plan(scan, rng)
     index = HashIndex(dedupe_bits)
-    skipped: List[Skipped] = list(scan.skipped)
-    duplicates: List[Dict[str, Any]] = []
+    skipped: "List[Skipped]" = list(scan.skipped)
+    duplicates: "List[Dict[str, Any]]" = []
     n_duplicates = 0
-    image_entries: Dict[str, Dict[str, Any]] = {}
-    video_entries: Dict[int, Dict[str, Any]] = {}
+    image_entries: "Dict[str, Dict[str, Any]]" = {}
+    video_entries: "Dict[int, Dict[str, Any]]" = {}
     channel_axis = 0 if spec.layout == "nchw" else 2
     stats = _Stats(channel_axis)
     expect = tuple(int(s) for s in spec.shape[1:])
@@ -245,7 +243,7 @@ def build_calibration_set(
         bar = _progress(target, progress, "calibration set")
         try:
 
-            def accept(frame: np.ndarray, where: str) -> bool:
+            def accept(frame: "np.ndarray", where: str) -> bool:
                 nonlocal accepted, n_duplicates
                 h = phash64(frame)
                 if index.is_duplicate(h):
@@ -350,13 +348,13 @@ def build_calibration_set(
     return load_calibration_set(out_dir)
 
 
-def _set_sha256(spec_sha: str, shards: Dict[str, List[Dict[str, Any]]]) -> str:
+def _set_sha256(spec_sha: str, shards: "Dict[str, List[Dict[str, Any]]]") -> str:
     """Identity of a set's content: the spec and every shard's hash, in order."""
     blob = json.dumps({"spec": spec_sha, "shards": {k: [s["sha256"] for s in v] for k, v in shards.items()}}, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _nothing_usable(sources: Sequence[PathLike], skipped: List[Skipped]) -> str:
+def _nothing_usable(sources: "Sequence[PathLike]", skipped: "List[Skipped]") -> str:
     what = ", ".join(str(s) for s in list(sources)[:3]) + (" ..." if len(sources) > 3 else "")
     if skipped:
         first = skipped[0]
@@ -369,18 +367,18 @@ def _nothing_usable(sources: Sequence[PathLike], skipped: List[Skipped]) -> str:
 class CalibrationSet:
     """A calibration set on disk.  Samples are read shard by shard (memory-mapped)."""
 
-    def __init__(self, path: PathLike, manifest: Dict[str, Any]) -> None:
+    def __init__(self, path: "PathLike", manifest: "Dict[str, Any]") -> None:
         self.path = Path(path)
         self.manifest = manifest
         self.spec = ModelSpec.from_dict(manifest["spec"], source=str(self.path / MANIFEST))
         self.spec_sha256: str = manifest["spec_sha256"]
         self.input_name: str = manifest["input_name"]
-        self.shape: Tuple[int, ...] = tuple(int(s) for s in manifest["sample_shape"])
+        self.shape: "Tuple[int, ...]" = tuple(int(s) for s in manifest["sample_shape"])
         self.dtype = np.dtype(manifest["dtype"])
         self.sha256: str = manifest["set_sha256"]
         self.num_holdout: int = int(manifest["holdout"])
-        self.skipped: List[Dict[str, str]] = list(manifest.get("skipped", []))
-        self.notes: List[str] = list(manifest.get("notes", []))
+        self.skipped: "List[Dict[str, str]]" = list(manifest.get("skipped", []))
+        self.notes: "List[str]" = list(manifest.get("notes", []))
 
     def __len__(self) -> int:
         return int(self.manifest["samples"])
@@ -389,14 +387,14 @@ class CalibrationSet:
         return "CalibrationSet({!r}, samples={}, holdout={}, shape={})".format(str(self.path), len(self), self.num_holdout, self.shape)
 
     @property
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> "Dict[str, Any]":
         return dict(self.manifest.get("stats", {}))
 
-    def _iter(self, part: str, batch_size: int, dtype: Any, drop_last: bool) -> Iterator[np.ndarray]:
+    def _iter(self, part: str, batch_size: int, dtype: Any, drop_last: bool) -> "Iterator[np.ndarray]":
         if batch_size < 1:
             raise BadInput("batch size must be at least 1, got {}".format(batch_size))
         out_dtype = np.dtype(dtype) if dtype is not None else self.dtype
-        pending: List[np.ndarray] = []
+        pending: "List[np.ndarray]" = []
         have = 0
         for shard in self.manifest["shards"][part]:
             arr = np.load(str(self.path / shard["file"]), mmap_mode="r")
@@ -413,13 +411,13 @@ class CalibrationSet:
         if have and not drop_last:
             yield np.ascontiguousarray(np.concatenate(pending, axis=0), dtype=out_dtype)
 
-    def iter_batches(self, batch_size: int, dtype: Any = None, drop_last: bool = False) -> Iterator[np.ndarray]:
+    def iter_batches(self, batch_size: int, dtype: Any = None, drop_last: bool = False) -> "Iterator[np.ndarray]":
         """Calibration samples only, as (B, *shape) arrays in the stored dtype
         (float32 for float32 specs) unless ``dtype`` is given.  The last batch may
         be smaller unless ``drop_last``."""
         return self._iter("calib", batch_size, dtype, drop_last)
 
-    def iter_holdout(self, batch_size: int, dtype: Any = None, drop_last: bool = False) -> Iterator[np.ndarray]:
+    def iter_holdout(self, batch_size: int, dtype: Any = None, drop_last: bool = False) -> "Iterator[np.ndarray]":
         """Held-out samples (never used for ranges): for the accuracy gate."""
         return self._iter("holdout", batch_size, dtype, drop_last)
 
@@ -432,7 +430,7 @@ class CalibrationSet:
                     raise BadInput("calibration set {}: shard {} is missing or changed; rebuild it with calibrate".format(self.path, shard["file"]))
 
 
-def is_calibration_set(path: PathLike) -> bool:
+def is_calibration_set(path: "PathLike") -> bool:
     p = Path(path) / MANIFEST
     if not p.is_file():
         return False
@@ -442,7 +440,7 @@ def is_calibration_set(path: PathLike) -> bool:
         return False
 
 
-def load_calibration_set(path: PathLike, verify: bool = False) -> CalibrationSet:
+def load_calibration_set(path: "PathLike", verify: bool = False) -> "CalibrationSet":
     """Open a calibration set directory; checks the manifest and that shards exist."""
     path = Path(path)
     mpath = path / MANIFEST

@@ -8,8 +8,6 @@ passes when the metric's value is at least ``min_agreement``.
 Held-out samples were never used to compute ranges.  When a set has none (built
 with ``holdout=0``) the calibration samples are used and the result says so.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -21,7 +19,7 @@ from .ranges import DEFAULT_BATCH, iter_model_batches, model_input, numpy_input_
 REFERENCE_CACHE_BYTES = 256 << 20  # keep FP32 outputs in memory up to this size
 
 
-def _session(path: Union[str, Path]) -> Any:
+def _session(path: "Union[str, Path]") -> Any:
     ort = require("onnxruntime", "the INT8 accuracy gate")
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -32,7 +30,7 @@ def _session(path: Union[str, Path]) -> Any:
 class Gate:
     """Runs candidate INT8 models against FP32 reference outputs (computed once)."""
 
-    def __init__(self, fp32_path: Union[str, Path], cs: Any, task: Optional[str] = None, max_samples: int = 2000) -> None:
+    def __init__(self, fp32_path: "Union[str, Path]", cs: Any, task: "Optional[str]" = None, max_samples: int = 2000) -> None:
         onnx = require("onnx", "the INT8 accuracy gate")
         self.fp32_path = Path(fp32_path)
         self.cs = cs
@@ -45,7 +43,7 @@ class Gate:
         if cs.num_holdout == 0:
             self.on = "calibration (the set has no held-out samples)"
         self.max_samples = max_samples
-        self._ref: Optional[List[List[np.ndarray]]] = None
+        self._ref: "Optional[List[List[np.ndarray]]]" = None
         self._fp32 = _session(self.fp32_path)
 
     def _batches(self):
@@ -57,7 +55,7 @@ class Gate:
             n += len(b)
             yield b
 
-    def _run(self, sess: Any, x: np.ndarray) -> List[np.ndarray]:
+    def _run(self, sess: Any, x: "np.ndarray") -> "List[np.ndarray]":
         return [np.asarray(o, dtype=np.float32) for o in sess.run(None, {self.cs.input_name: x})]
 
     def _reference(self):
@@ -66,7 +64,7 @@ class Gate:
             for x, ref in zip(self._batches(), self._ref):
                 yield x, ref
             return
-        cache: Optional[List[List[np.ndarray]]] = []
+        cache: "Optional[List[List[np.ndarray]]]" = []
         size = 0
         for x in self._batches():
             ref = self._run(self._fp32, x)
@@ -80,12 +78,12 @@ class Gate:
         if cache is not None:
             self._ref = cache
 
-    def evaluate(self, int8_path: Union[str, Path], min_agreement: float = 0.99) -> Dict[str, Any]:
+    def evaluate(self, int8_path: "Union[str, Path]", min_agreement: float = 0.99) -> "Dict[str, Any]":
         """Compare one INT8 model with FP32; returns the agreement record."""
         sess = _session(int8_path)
         n = 0
         agree = 0
-        cos: List[float] = []
+        cos: "List[float]" = []
         max_abs = 0.0
         sum_abs = 0.0
         count_abs = 0
@@ -107,7 +105,7 @@ class Gate:
             count_abs += d.size
         if n == 0:
             return {"metric": "none", "value": 0.0, "samples": 0, "passed": False, "on": self.on, "threshold": float(min_agreement)}
-        res: Dict[str, Any] = {
+        res: "Dict[str, Any]" = {
             "samples": n,
             "on": self.on,
             "cosine_mean": round(float(np.mean(cos)), 6),
@@ -141,7 +139,7 @@ def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
     return float((centre - spread) / (1 + z * z / n))
 
 
-def resolution_note(n: int, threshold: float) -> Optional[str]:
+def resolution_note(n: int, threshold: float) -> "Optional[str]":
     """Say so when one disagreement already decides the gate: the set is too small to measure it."""
     if threshold >= 1.0 or n <= 0:
         return None
@@ -153,7 +151,7 @@ def resolution_note(n: int, threshold: float) -> Optional[str]:
         n, 1.0 / n, threshold, needed)
 
 
-def better(a: Dict[str, Any], b: Optional[Dict[str, Any]]) -> bool:
+def better(a: "Dict[str, Any]", b: "Optional[Dict[str, Any]]") -> bool:
     """True when record ``a`` is better than ``b`` (value, then cosine, then error)."""
     if b is None:
         return True

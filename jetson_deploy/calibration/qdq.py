@@ -15,8 +15,6 @@ pass); excluding layers (mixed precision) is ``nodes_to_exclude`` plus removing
 the Q/DQ pairs on the excluded layers' activation tensors, so those layers run
 entirely in floating point (TensorRT: FP16).
 """
-from __future__ import annotations
-
 import inspect
 import json
 import tempfile
@@ -49,7 +47,7 @@ EXTRA_OPTIONS = {
 }
 
 
-def _quantize(model_path: Path, out_path: Path, ranges: Ranges, nodes_to_exclude: Sequence[str], per_channel: bool) -> None:
+def _quantize(model_path: Path, out_path: Path, ranges: "Ranges", nodes_to_exclude: "Sequence[str]", per_channel: bool) -> None:
     q = require("onnxruntime.quantization", "INT8 Q/DQ models")
     method = {"entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile, "minmax": q.CalibrationMethod.MinMax}[ranges.method]
     params = inspect.signature(q.quantize_static).parameters
@@ -93,13 +91,13 @@ def _quantize(model_path: Path, out_path: Path, ranges: Ranges, nodes_to_exclude
         quantizer.model.save_model_to_file(str(out_path), False)
 
 
-def remove_qdq_on(model: Any, tensors: Iterable[str]) -> int:
+def remove_qdq_on(model: Any, tensors: "Iterable[str]") -> int:
     """Remove QuantizeLinear->DequantizeLinear pairs that act on ``tensors``.
 
     Consumers of the DequantizeLinear output are rewired to the float tensor.
     Returns the number of pairs removed.
     """
-    wanted: Set[str] = set(tensors)
+    wanted: "Set[str]" = set(tensors)
     if not wanted:
         return 0
     g = model.graph
@@ -138,11 +136,11 @@ def remove_qdq_on(model: Any, tensors: Iterable[str]) -> int:
 
 
 def build_qdq(
-    onnx_path: Union[str, Path],
-    ranges: Ranges,
-    out_path: Union[str, Path],
-    exclude_nodes: Sequence[str] = (),
-    exclude_tensors: Sequence[str] = (),
+    onnx_path: "Union[str, Path]",
+    ranges: "Ranges",
+    out_path: "Union[str, Path]",
+    exclude_nodes: "Sequence[str]" = (),
+    exclude_tensors: "Sequence[str]" = (),
     per_channel: bool = True,
 ) -> Path:
     """Write a Q/DQ model quantized with ``ranges`` to ``out_path`` (atomically)."""
@@ -183,6 +181,6 @@ def ensure_node_names(model: Any) -> bool:
     return changed
 
 
-def quantized_tensor_names(qdq_model: Any) -> List[str]:
+def quantized_tensor_names(qdq_model: Any) -> "List[str]":
     """Float tensors that carry a Q/DQ pair in a Q/DQ model."""
     return sorted({n.input[0] for n in qdq_model.graph.node if n.op_type == "QuantizeLinear"})

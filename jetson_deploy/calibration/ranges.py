@@ -11,8 +11,6 @@ reads ``amax/127`` from a calibration cache; explicit INT8 reads Q/DQ scales).
 ``ranges.json`` stores them with the ONNX model's sha256, so a calibration dir
 can be reused for the same model without recomputing.
 """
-from __future__ import annotations
-
 import contextlib
 import datetime
 import json
@@ -43,15 +41,15 @@ class Ranges:
     method: str
     onnx_sha256: str
     set_sha256: str
-    tensors: Dict[str, Tuple[float, float]]  # name -> (min, max), symmetric: min == -max
+    tensors: "Dict[str, Tuple[float, float]]"  # name -> (min, max), symmetric: min == -max
     samples: int = 0
     input_name: str = ""
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: "Dict[str, Any]" = field(default_factory=dict)
 
-    def amax(self) -> Dict[str, float]:
+    def amax(self) -> "Dict[str, float]":
         return {k: float(max(abs(lo), abs(hi))) for k, (lo, hi) in self.tensors.items()}
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         tensors = {}
         for name, (lo, hi) in sorted(self.tensors.items()):
             a = max(abs(lo), abs(hi))
@@ -71,11 +69,11 @@ class Ranges:
             "tensors": tensors,
         }
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: "Union[str, Path]") -> Path:
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Ranges":
+    def load(cls, path: "Union[str, Path]") -> "Ranges":
         p = Path(path)
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
@@ -105,7 +103,7 @@ class Ranges:
         return cal.TensorsData(getattr(cal.CalibrationMethod, method), data)
 
 
-def model_input(model: Any, input_name: str, source: str, sample_shape: Optional[Tuple[int, ...]] = None) -> Tuple[Optional[int], int]:
+def model_input(model: Any, input_name: str, source: str, sample_shape: "Optional[Tuple[int, ...]]" = None) -> "Tuple[Optional[int], int]":
     """(fixed batch or None, onnx elem type) of the model's one real input.
 
     With ``sample_shape`` (the calibration set's per-sample shape) the model's
@@ -149,14 +147,14 @@ def numpy_input_dtype(elem_type: int) -> Any:
     return onnx.helper.tensor_dtype_to_np_dtype(elem_type)
 
 
-def iter_model_batches(batches: Iterator[np.ndarray], fixed_batch: Optional[int], dtype: Any) -> Iterator[np.ndarray]:
+def iter_model_batches(batches: "Iterator[np.ndarray]", fixed_batch: "Optional[int]", dtype: Any) -> "Iterator[np.ndarray]":
     """Re-batch to the model's fixed batch size (padding the last batch by repeating
     its last sample only when the model cannot take a smaller one)."""
     if fixed_batch is None:
         for b in batches:
             yield b.astype(dtype, copy=False)
         return
-    pending: List[np.ndarray] = []
+    pending: "List[np.ndarray]" = []
     have = 0
     for b in batches:
         pending.append(b)
@@ -173,12 +171,12 @@ def iter_model_batches(batches: Iterator[np.ndarray], fixed_batch: Optional[int]
 class _Reader:
     """``CalibrationDataReader`` over a bounded list of batches."""
 
-    def __init__(self, name: str, batches: List[np.ndarray]) -> None:
+    def __init__(self, name: str, batches: "List[np.ndarray]") -> None:
         self.name = name
         self.batches = batches
         self.i = 0
 
-    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
+    def get_next(self) -> "Optional[Dict[str, np.ndarray]]":
         if self.i >= len(self.batches):
             return None
         b = self.batches[self.i]
@@ -190,7 +188,7 @@ class _Reader:
 
 
 @contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
+def quiet_stdout() -> "Iterator[None]":
     """Silence ONNX Runtime's quantization chatter.
 
     Its calibrators ``print`` to stdout (which must stay clean for ``--json``) and
@@ -215,14 +213,14 @@ def quiet_stdout() -> Iterator[None]:
 
 
 def compute_ranges(
-    onnx_path: Union[str, Path],
+    onnx_path: "Union[str, Path]",
     cs: Any,
     method: str = "entropy",
     progress: bool = True,
     num_bins: int = 2048,
     percentile: float = 99.999,
     chunk_samples: int = CHUNK_SAMPLES,
-) -> Ranges:
+) -> "Ranges":
     """Per-tensor symmetric ranges of every float activation in the model.
 
     ``cs`` is a :class:`~jetson_deploy.calibration.dataset.CalibrationSet`; only
@@ -252,7 +250,7 @@ def compute_ranges(
             "{}: the model has a fixed batch of {} but the calibration set has only {} samples".format(onnx_path, fixed_batch, len(cs))
         )
     method_enum = {"entropy": cal.CalibrationMethod.Percentile, "percentile": cal.CalibrationMethod.Percentile, "minmax": cal.CalibrationMethod.MinMax}[method]
-    options: Dict[str, Any] = {"symmetric": True}
+    options: "Dict[str, Any]" = {"symmetric": True}
     if method == "entropy":
         options.update(num_bins=int(num_bins), rule="tensorrt-entropy2 (KL divergence, 128 levels of |x|)")
     elif method == "percentile":
@@ -274,7 +272,7 @@ def compute_ranges(
         )
         seen = 0
         per_chunk = max(1, chunk_samples // batch)
-        chunk: List[np.ndarray] = []
+        chunk: "List[np.ndarray]" = []
         for b in iter_model_batches(cs.iter_batches(batch), fixed_batch, dtype):
             if chunk and len(b) != len(chunk[0]):
                 # ORT stacks a chunk's outputs into one array: keep batch sizes equal
@@ -300,7 +298,7 @@ def compute_ranges(
             data = calibrator.compute_data()
     if bar is not None:
         bar.close()
-    tensors: Dict[str, Tuple[float, float]] = {}
+    tensors: "Dict[str, Tuple[float, float]]" = {}
     for name in list(data.keys()):
         v = data[name]
         lo, hi = v.range_value if hasattr(v, "range_value") else (v[0], v[1])  # older ORT: plain tuples
@@ -317,7 +315,7 @@ def compute_ranges(
     )
 
 
-def entropy_amax(hist: np.ndarray, edges: np.ndarray, num_levels: int = 128, start_bin: int = 128, skip_zero_bin: bool = True, max_candidates: int = 480) -> float:
+def entropy_amax(hist: "np.ndarray", edges: "np.ndarray", num_levels: int = 128, start_bin: int = 128, skip_zero_bin: bool = True, max_candidates: int = 480) -> float:
     """TensorRT's entropy (KL divergence) threshold on a histogram of |x|.
 
     For every candidate threshold bin ``i`` (from ``start_bin`` to all bins): the

@@ -7,8 +7,6 @@ frame at a time, so memory never depends on how many files there are.
 
 Bad files never stop a run: they are recorded as ``Skipped(path, reason)``.
 """
-from __future__ import annotations
-
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -52,9 +50,9 @@ class VideoInfo:
 
 @dataclass
 class ScanResult:
-    images: List[str] = field(default_factory=list)
-    videos: List[VideoInfo] = field(default_factory=list)
-    skipped: List[Skipped] = field(default_factory=list)
+    images: "List[str]" = field(default_factory=list)
+    videos: "List[VideoInfo]" = field(default_factory=list)
+    skipped: "List[Skipped]" = field(default_factory=list)
     ignored: int = 0  # files in folders whose extension is neither image nor video
 
     @property
@@ -62,7 +60,7 @@ class ScanResult:
         return len(self.images) + sum(v.frames for v in self.videos)
 
 
-def _walk(root: Path, on_error: Callable[[str, str], None], _seen: Optional[set] = None) -> Iterator[Path]:
+def _walk(root: Path, on_error: "Callable[[str, str], None]", _seen: "Optional[set]" = None) -> "Iterator[Path]":
     """Files under ``root``, recursively, in sorted order (deterministic).
 
     Directories reached twice through symlinks are walked once (no loops)."""
@@ -90,7 +88,7 @@ def _walk(root: Path, on_error: Callable[[str, str], None], _seen: Optional[set]
             yield Path(entry.path)
 
 
-def probe_video(path: str) -> Tuple[Optional[VideoInfo], Optional[str]]:
+def probe_video(path: str) -> "Tuple[Optional[VideoInfo], Optional[str]]":
     """(VideoInfo, None) or (None, reason).  Reads no pixels when the container
     reports a frame count; otherwise counts frames with ``grab()`` (decode only)."""
     cv2 = _cv2()
@@ -115,7 +113,7 @@ def probe_video(path: str) -> Tuple[Optional[VideoInfo], Optional[str]]:
         cap.release()
 
 
-def scan_sources(sources: Sequence[Union[str, Path]], log: Optional[Callable[[str], None]] = None) -> ScanResult:
+def scan_sources(sources: "Sequence[Union[str, Path]]", log: "Optional[Callable[[str], None]]" = None) -> "ScanResult":
     """Pass 1: list image files and videos (with frame counts); no pixels decoded.
 
     A SOURCE that does not exist is a usage error (BadInput); unreadable or
@@ -167,7 +165,7 @@ def scan_sources(sources: Sequence[Union[str, Path]], log: Optional[Callable[[st
 
 # ---- images -------------------------------------------------------------------------
 
-def _truncation_reason(data: bytes) -> Optional[str]:
+def _truncation_reason(data: bytes) -> "Optional[str]":
     """Detect truncated PNG/JPEG files that decoders would half-decode silently."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         if b"IEND" not in data[-16:]:
@@ -179,7 +177,7 @@ def _truncation_reason(data: bytes) -> Optional[str]:
     return None
 
 
-def read_image(path: str) -> Tuple[Optional[np.ndarray], str, Optional[str]]:
+def read_image(path: str) -> "Tuple[Optional[np.ndarray], str, Optional[str]]":
     """(BGR uint8 image or None, sha256 of the file, reason when None)."""
     try:
         with open(path, "rb") as f:
@@ -202,8 +200,8 @@ def read_image(path: str) -> Tuple[Optional[np.ndarray], str, Optional[str]]:
 # ---- videos -------------------------------------------------------------------------
 
 def read_video_frames(
-    info: VideoInfo, indices: Sequence[int]
-) -> Iterator[Tuple[int, Optional[np.ndarray], Optional[str]]]:
+    info: "VideoInfo", indices: "Sequence[int]"
+) -> "Iterator[Tuple[int, Optional[np.ndarray], Optional[str]]]":
     """Yield (index, BGR frame or None, reason) for sorted frame ``indices``.
 
     Seeks (``CAP_PROP_POS_FRAMES``) across long gaps and decodes forward across
@@ -278,7 +276,7 @@ def read_video_frames(
 
 # ---- near-duplicate detection ---------------------------------------------------------
 
-def dhash64(frame: np.ndarray) -> int:
+def dhash64(frame: "np.ndarray") -> int:
     """64-bit difference hash: sign of horizontal gradients of a 9x8 grey thumbnail."""
     cv2 = _cv2()
     gray = _gray(frame)
@@ -287,7 +285,7 @@ def dhash64(frame: np.ndarray) -> int:
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
 
 
-def phash64(frame: np.ndarray) -> int:
+def phash64(frame: "np.ndarray") -> int:
     """64-bit perceptual hash: the 8x8 lowest DCT frequencies of a 32x32 grey
     thumbnail, each bit "above the median".
 
@@ -302,7 +300,7 @@ def phash64(frame: np.ndarray) -> int:
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
 
 
-def _gray(frame: np.ndarray) -> np.ndarray:
+def _gray(frame: "np.ndarray") -> "np.ndarray":
     cv2 = _cv2()
     if frame.ndim == 3 and frame.shape[2] >= 3:
         return cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2GRAY)

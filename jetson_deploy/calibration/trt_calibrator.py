@@ -21,8 +21,6 @@ raises it.
 ``Torch2trtCalibDataset`` adapts a calibration set to torch2trt's
 ``int8_calib_dataset`` (indexable; item = list of tensors without batch axis).
 """
-from __future__ import annotations
-
 import io
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -35,7 +33,7 @@ from ..errors import BadInput
 KINDS = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
 
 
-def _as_batches(batches: Any, batch_size: int) -> Iterable[Any]:
+def _as_batches(batches: Any, batch_size: int) -> "Iterable[Any]":
     if hasattr(batches, "iter_batches") and callable(batches.iter_batches):
         return _Reiterable(lambda: batches.iter_batches(batch_size))
     return batches
@@ -45,17 +43,17 @@ class _Reiterable:
     def __init__(self, make: Any) -> None:
         self._make = make
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> "Iterator[Any]":
         return iter(self._make())
 
 
-def _conform(arr: Any, name: str, shape: Optional[Sequence[int]], dtype: Optional[Any]) -> np.ndarray:
+def _conform(arr: Any, name: str, shape: "Optional[Sequence[int]]", dtype: "Optional[Any]") -> "np.ndarray":
     """The batch array in the engine's shape/layout/dtype, or BadInput saying why not."""
     a = np.asarray(arr)
     if shape is not None:
         want = [int(d) for d in shape]
 
-        def fits(s: Sequence[int]) -> bool:
+        def fits(s: "Sequence[int]") -> bool:
             return len(s) == len(want) and all(w < 0 or w == d for w, d in zip(want, s))
 
         if not fits(a.shape) and a.ndim == len(want) - 1 and fits((1,) + a.shape):
@@ -75,10 +73,10 @@ def _conform(arr: Any, name: str, shape: Optional[Sequence[int]], dtype: Optiona
 
 def make_calibrator(
     batches: Any,
-    input_names: Optional[Sequence[str]] = None,
-    input_shapes: Optional[Sequence[Sequence[int]]] = None,
-    input_dtypes: Optional[Sequence[Any]] = None,
-    cache_path: Optional[Union[str, Path, Any]] = None,
+    input_names: "Optional[Sequence[str]]" = None,
+    input_shapes: "Optional[Sequence[Sequence[int]]]" = None,
+    input_dtypes: "Optional[Sequence[Any]]" = None,
+    cache_path: "Optional[Union[str, Path, Any]]" = None,
     kind: str = "entropy2",
     allocator: Any = None,
     *,
@@ -126,12 +124,12 @@ def make_calibrator(
             self.input_names = names
             self.batches_served = 0
             self.skipped_partial = 0
-            self.cache_bytes: Optional[bytes] = None
+            self.cache_bytes: "Optional[bytes]" = None
             self.cache_read = False
-            self.error: Optional[BaseException] = None
-            self._iter: Optional[Iterator[Any]] = None
+            self.error: "Optional[BaseException]" = None
+            self._iter: "Optional[Iterator[Any]]" = None
             self._alloc = allocator
-            self._buffers: Dict[str, Any] = {}
+            self._buffers: "Dict[str, Any]" = {}
 
         # -- TensorRT interface --------------------------------------------------------------
         def get_batch_size(self) -> int:
@@ -140,7 +138,7 @@ def make_calibrator(
             # mis-sizes batches when this is not 1 -- Polygraphy's calibrator returns 1 as well.
             return 1
 
-        def get_batch(self, names_: List[str], *args: Any) -> Optional[List[int]]:
+        def get_batch(self, names_: "List[str]", *args: Any) -> "Optional[List[int]]":
             try:
                 return self._next(list(names_))
             except BaseException as exc:  # noqa: BLE001 -- never let an exception reach C++
@@ -148,7 +146,7 @@ def make_calibrator(
                 self.free()
                 return None
 
-        def read_calibration_cache(self) -> Optional[bytes]:
+        def read_calibration_cache(self) -> "Optional[bytes]":
             data = self._read_cache()
             self.cache_read = bool(data)
             return data or None
@@ -168,7 +166,7 @@ def make_calibrator(
                 atomic_write_bytes(self.cache_path, data)
 
         # -- helpers ---------------------------------------------------------------------------
-        def _read_cache(self) -> Optional[bytes]:
+        def _read_cache(self) -> "Optional[bytes]":
             p = self.cache_path
             if p is None:
                 return None
@@ -189,7 +187,7 @@ def make_calibrator(
                 self._alloc = default_allocator()
             return self._alloc
 
-        def _next(self, want: List[str]) -> Optional[List[int]]:
+        def _next(self, want: "List[str]") -> "Optional[List[int]]":
             if self._iter is None:
                 self._iter = iter(source)
             while True:
@@ -215,7 +213,7 @@ def make_calibrator(
             self.batches_served += 1
             return ptrs
 
-        def _feeds(self, item: Any, want: List[str]) -> Optional[Dict[str, np.ndarray]]:
+        def _feeds(self, item: Any, want: "List[str]") -> "Optional[Dict[str, np.ndarray]]":
             engine_names = self.input_names if self.input_names is not None else want
             if self.input_names is not None and sorted(want) != sorted(self.input_names):
                 raise BadInput("TensorRT asks for inputs {}, the calibrator was made for {}".format(want, self.input_names))
@@ -267,13 +265,13 @@ class Torch2trtCalibDataset:
         self.device = device
         self.dtype = np.dtype(dtype)
         self._n = len(calib_set)
-        self._iter: Optional[Iterator[np.ndarray]] = None
+        self._iter: "Optional[Iterator[np.ndarray]]" = None
         self._pos = 0
 
     def __len__(self) -> int:
         return self._n
 
-    def _sample(self, index: int) -> np.ndarray:
+    def _sample(self, index: int) -> "np.ndarray":
         if self._iter is None or index < self._pos:
             self._iter = self.calib_set.iter_batches(1)
             self._pos = 0
@@ -286,7 +284,7 @@ class Torch2trtCalibDataset:
             if self._pos - 1 == index:
                 return np.asarray(batch)[0]
 
-    def __getitem__(self, index: int) -> List[Any]:
+    def __getitem__(self, index: int) -> "List[Any]":
         from .._lazy import require
 
         if index < 0:
@@ -298,6 +296,6 @@ class Torch2trtCalibDataset:
         return [torch.from_numpy(a).to(self.device)]
 
 
-def cache_file_object(data: bytes = b"") -> io.BytesIO:
+def cache_file_object(data: bytes = b"") -> "io.BytesIO":
     """An in-memory cache 'file' (for callers that keep caches in a bundle, not on disk)."""
     return io.BytesIO(data)

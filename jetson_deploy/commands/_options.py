@@ -1,6 +1,4 @@
 """Option groups shared by several commands (sqlite-utils style decorators)."""
-from __future__ import annotations
-
 import click
 
 BACKENDS = ["auto", "onnxruntime", "torch", "tensorrt"]

@@ -2,8 +2,6 @@
 
 Thin wrappers over :mod:`jetson_deploy.bundle`; exit 0 ok, 1 failed check, 2 bad input.
 """
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -45,7 +43,7 @@ def bundle() -> None:
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
 @key_option_pub
 @json_option()
-def inspect(bundle_path: str, key: Optional[str], as_json: bool) -> None:
+def inspect(bundle_path: str, key: "Optional[str]", as_json: bool) -> None:
     """Show what BUNDLE holds: name, version, spec, precision, accuracy, calibration,
     engine targets, artifacts with sizes, signature state (fast: sizes only, no hashing)."""
     from ..bundle.report import inspect_bundle, render_inspect
@@ -62,7 +60,7 @@ def inspect(bundle_path: str, key: Optional[str], as_json: bool) -> None:
 @key_option_pub
 @json_option()
 @click.pass_context
-def verify(ctx: click.Context, bundle_path: str, key: Optional[str], as_json: bool) -> None:
+def verify(ctx: "click.Context", bundle_path: str, key: "Optional[str]", as_json: bool) -> None:
     """Check BUNDLE: manifest schema, every artifact's size and sha256, no unlisted
     files, and with --key the Ed25519 signature. Exit 1 naming each mismatch."""
     from ..bundle.report import render_verify, verify_bundle
@@ -135,7 +133,7 @@ def pack(bundle_dir: str, out: str, as_json: bool) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Directory to create for the bundle.")
 @click.option("--max-size", type=int, default=None, help="Refuse archives whose content exceeds this many bytes (default 32 GiB).")
 @json_option()
-def unpack(archive: str, out: str, max_size: Optional[int], as_json: bool) -> None:
+def unpack(archive: str, out: str, max_size: "Optional[int]", as_json: bool) -> None:
     """Unpack a packed bundle FILE safely into a new directory and verify it
     (absolute paths, '..', links, devices and oversized members are refused)."""
     from ..bundle.pack import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, unpack_archive
@@ -157,8 +155,8 @@ def unpack(archive: str, out: str, max_size: Optional[int], as_json: bool) -> No
 @click.option("--jetpack", default=None, help="JetPack version, recorded in the target.")
 @click.option("--platform", "platform_name", default=None, help="Platform name (orin, xavier, nano, x86_64), recorded in the target.")
 @json_option()
-def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: str, jetpack: Optional[str],
-               platform_name: Optional[str], as_json: bool) -> None:
+def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: str, jetpack: "Optional[str]",
+               platform_name: "Optional[str]", as_json: bool) -> None:
     """Add (or replace) one TensorRT ENGINE in BUNDLE for a target; other artifacts
     and their checksums stay as they are. A signature must be redone afterwards."""
     from ..bundle.reader import open_bundle
@@ -189,8 +187,8 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
               help="Build and cache the engine when neither the bundle nor the cache has one; --no-build only reports (exit 1 if none).")
 @json_option()
 @click.pass_context
-def engine(ctx: click.Context, bundle_path: str, precision: Optional[str], tensorrt_version: Optional[str], sm: Optional[str],
-           cache_dir: Optional[str], build: bool, as_json: bool) -> None:
+def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", tensorrt_version: "Optional[str]", sm: "Optional[str]",
+           cache_dir: "Optional[str]", build: bool, as_json: bool) -> None:
     """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
     built now from model.onnx and cached): run it after a deploy so the first start is fast."""
     from ..bundle.reader import open_bundle
@@ -223,7 +221,7 @@ def cache() -> None:
 @cache.command("list")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
 @json_option()
-def cache_list(cache_dir: Optional[str], as_json: bool) -> None:
+def cache_list(cache_dir: "Optional[str]", as_json: bool) -> None:
     """List cached engines, most recently used first."""
     from ..bundle.engine_cache import EngineCache
     from ..bundle.report import human_size
@@ -242,7 +240,7 @@ def cache_list(cache_dir: Optional[str], as_json: bool) -> None:
 
 @cache.command("clear")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
-def cache_clear(cache_dir: Optional[str]) -> None:
+def cache_clear(cache_dir: "Optional[str]") -> None:
     """Remove every cached engine."""
     from ..bundle.engine_cache import EngineCache
 

@@ -1,6 +1,4 @@
 """``jetson-deploy calibrate``: build a calibration set, optionally INT8 ranges + gate."""
-from __future__ import annotations
-
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -36,16 +34,16 @@ DEFAULT_TRT = ("8.2.1", "8.5.2", "8.6.2")
 @click.option("--quiet", is_flag=True, help="No progress bars or notes on stderr.")
 @json_option()
 def calibrate(
-    sources: Tuple[str, ...],
-    spec_path: Optional[str],
+    sources: "Tuple[str, ...]",
+    spec_path: "Optional[str]",
     out_dir: str,
     num: int,
     seed: int,
     holdout: float,
     dedupe_bits: int,
-    model: Optional[str],
+    model: "Optional[str]",
     method: str,
-    trt_versions: Tuple[str, ...],
+    trt_versions: "Tuple[str, ...]",
     min_agreement: float,
     auto_exclude: bool,
     exclude_budget: int,
@@ -56,7 +54,7 @@ def calibrate(
     from ..errors import BadInput, CheckFailed
 
     progress = not quiet
-    notes: List[str] = []
+    notes: "List[str]" = []
 
     def log(msg: str) -> None:
         notes.append(msg)
@@ -76,7 +74,7 @@ def calibrate(
             raise BadInput("{} holds no calibration set: give SOURCE files and --spec to build one first".format(out_dir))
         cs = load_calibration_set(out_dir)
 
-    out: Dict[str, Any] = {"calibration_set": _set_summary(cs), "notes": notes}
+    out: "Dict[str, Any]" = {"calibration_set": _set_summary(cs), "notes": notes}
     if not as_json:
         s = out["calibration_set"]
         click.echo(
@@ -113,7 +111,7 @@ def calibrate(
         )
 
 
-def _set_summary(cs: Any) -> Dict[str, Any]:
+def _set_summary(cs: Any) -> "Dict[str, Any]":
     m = cs.manifest
     return {
         "path": str(cs.path),

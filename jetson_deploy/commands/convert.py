@@ -1,6 +1,4 @@
 """``jetson-deploy convert``: a PyTorch/ONNX model + ModelSpec -> a bundle."""
-from __future__ import annotations
-
 import json
 from typing import Any, Optional, Tuple
 
@@ -9,7 +7,7 @@ import click
 from ._options import json_option
 
 
-def _build_choice(value: Optional[bool]) -> Any:
+def _build_choice(value: "Optional[bool]") -> Any:
     return "auto" if value is None else bool(value)
 
 
@@ -48,27 +46,27 @@ def convert(
     model: str,
     spec: str,
     out: str,
-    name: Optional[str],
+    name: "Optional[str]",
     version: str,
     precision: str,
-    calib: Optional[str],
+    calib: "Optional[str]",
     converter: str,
-    weights: Optional[str],
-    build_engine: Optional[bool],
-    outputs: Tuple[str, ...],
-    opset: Optional[int],
+    weights: "Optional[str]",
+    build_engine: "Optional[bool]",
+    outputs: "Tuple[str, ...]",
+    opset: "Optional[int]",
     dynamic_batch: bool,
     fold_preprocess: bool,
     fold_postprocess: bool,
-    top_k: Optional[int],
+    top_k: "Optional[int]",
     tolerance: float,
     min_agreement: float,
     force: bool,
     auto_exclude: bool,
     parity_samples: int,
     workspace_mb: int,
-    dla_core: Optional[int],
-    timing_cache: Optional[str],
+    dla_core: "Optional[int]",
+    timing_cache: "Optional[str]",
     as_json: bool,
 ) -> None:
     """Convert MODEL into a bundle: ONNX export, parity check against PyTorch in ONNX

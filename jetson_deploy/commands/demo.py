@@ -1,6 +1,4 @@
 """``jetson-deploy demo``: the whole path on the embedded demo model."""
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,4 @@
 """``deploy``, ``rollback`` and ``devices status``: thin layers over :mod:`jetson_deploy.deploy`."""
-from __future__ import annotations
-
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -36,7 +34,7 @@ def fleet_options(fn):
     return fn
 
 
-def _hosts(hosts: Sequence[str], hosts_file: Optional[str], group: Optional[str]):
+def _hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]", group: "Optional[str]"):
     from ..deploy import collect_hosts
 
     return collect_hosts(hosts, hosts_file, group)
@@ -48,7 +46,7 @@ def _progress(quiet: bool):
     return None if quiet else StderrProgress()
 
 
-def _emit(results, as_json: bool, extra: Dict[str, Any], bad: Sequence[str] = ("failed",)) -> bool:
+def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" = ("failed",)) -> bool:
     """Print the table (or JSON); True when every host is ok."""
     from ..deploy import format_table
 
@@ -84,10 +82,10 @@ def _emit(results, as_json: bool, extra: Dict[str, Any], bad: Sequence[str] = ("
 @click.option("--key", "public_key", type=click.Path(exists=True, dir_okay=False), metavar="PUBKEY",
               help="Require a valid manifest.sig by this Ed25519 public key before uploading anything.")
 @json_option()
-def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
-           ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool,
-           keep: int, health_cmd: Optional[str], health_timeout: float, rootfs: Optional[str], transfer: str,
-           bwlimit: Optional[int], public_key: Optional[str], as_json: bool) -> None:
+def deploy(bundle: str, hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "Optional[str]",
+           ssh_config: "Optional[str]", ssh_options: "List[str]", jobs: int, connect_timeout: int, quiet: bool,
+           keep: int, health_cmd: "Optional[str]", health_timeout: float, rootfs: "Optional[str]", transfer: str,
+           bwlimit: "Optional[int]", public_key: "Optional[str]", as_json: bool) -> None:
     """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
 
     The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
@@ -126,9 +124,9 @@ def deploy(bundle: str, hosts: List[str], root: str, hosts_file: Optional[str], 
 @click.option("--rootfs", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="Roll back inside a mounted SD card / L4T rootfs instead of over ssh.")
 @json_option()
-def rollback(name: str, hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str],
-             ssh_config: Optional[str], ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool,
-             to_version: Optional[str], rootfs: Optional[str], as_json: bool) -> None:
+def rollback(name: str, hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "Optional[str]",
+             ssh_config: "Optional[str]", ssh_options: "List[str]", jobs: int, connect_timeout: int, quiet: bool,
+             to_version: "Optional[str]", rootfs: "Optional[str]", as_json: bool) -> None:
     """Switch bundle NAME on each HOST back to its previously active version.
 
     The previous version comes from ROOT/state/NAME.history (the activation history); it is
@@ -164,9 +162,9 @@ def devices() -> None:
 @click.option("--rootfs", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="Inspect a mounted SD card / L4T rootfs instead of hosts.")
 @json_option()
-def status(hosts: List[str], root: str, hosts_file: Optional[str], group: Optional[str], ssh_config: Optional[str],
-           ssh_options: List[str], jobs: int, connect_timeout: int, quiet: bool, name: Optional[str], verify: bool,
-           rootfs: Optional[str], as_json: bool) -> None:
+def status(hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "Optional[str]", ssh_config: "Optional[str]",
+           ssh_options: "List[str]", jobs: int, connect_timeout: int, quiet: bool, name: "Optional[str]", verify: bool,
+           rootfs: "Optional[str]", as_json: bool) -> None:
     """List installed, active and previous bundle versions on each HOST.
 
     Exit 1 when a host cannot be reached or (with --verify) an active version fails its checksums.

@@ -1,6 +1,4 @@
 """``jetson-deploy info``: the first command to run on a new board."""
-from __future__ import annotations
-
 import json
 
 import click

@@ -1,6 +1,4 @@
 """``jetson-deploy run`` and ``jetson-deploy bench``: thin wrappers over the runtime API."""
-from __future__ import annotations
-
 import json
 
 import click

@@ -1,6 +1,4 @@
 """``jetson-deploy selftest``: does the real device path work here?"""
-from __future__ import annotations
-
 import json
 
 import click
@@ -16,7 +14,7 @@ from ._options import json_option
               help="Precision of the test engine; auto is fp16 where the GPU has fast FP16.")
 @click.option("--root", default="/", show_default=True, hidden=True, help="Filesystem root to probe (tests).")
 @click.pass_context
-def selftest(ctx: click.Context, as_json: bool, camera: str, precision: str, root: str) -> None:
+def selftest(ctx: "click.Context", as_json: bool, camera: str, precision: str, root: str) -> None:
     """Check the device path and print PASS/FAIL/SKIP per step: platform, TensorRT, a
     pycuda context with MAP_HOST, a mapped pinned buffer, building and running a tiny
     engine against a reference, and (with --camera) a camera frame.  Exits 1 if any

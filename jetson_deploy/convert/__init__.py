@@ -4,8 +4,6 @@
 :mod:`jetson_deploy.convert.api` and docs/convert.md.  Nothing heavy is imported
 here: torch, onnx and onnxruntime load inside the functions that need them.
 """
-from __future__ import annotations
-
 from typing import Any
 
 __all__ = ["convert", "ConvertResult"]
@@ -17,3 +15,8 @@ def __getattr__(name: str) -> Any:  # PEP 562: the API module (numpy only) on fi
 
         return getattr(api, name)
     raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))
+
+
+from .._lazy import pep562 as _pep562  # noqa: E402
+
+_pep562(__name__)

@@ -12,8 +12,6 @@ The steps, each a small function (Polygraphy-style loaders):
 7. a TensorRT engine when TensorRT is importable (``build_engine``)
 8. the bundle, written atomically by :class:`~jetson_deploy.bundle.BundleWriter`
 """
-from __future__ import annotations
-
 import platform as _platform
 import shutil
 import tempfile
@@ -39,16 +37,16 @@ class ConvertResult:
     """What :func:`convert` did.  ``manifest`` is the manifest as written."""
 
     bundle: Path
-    manifest: Dict[str, Any]
-    spec: ModelSpec
-    parity: Optional[Dict[str, Any]]
-    outputs_kept: List[str]
+    manifest: "Dict[str, Any]"
+    spec: "ModelSpec"
+    parity: "Optional[Dict[str, Any]]"
+    outputs_kept: "List[str]"
     engine_built: bool
     engine_note: str
-    engines: List[str] = field(default_factory=list)
-    messages: List[str] = field(default_factory=list)
+    engines: "List[str]" = field(default_factory=list)
+    messages: "List[str]" = field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {
             "bundle": str(self.bundle),
             "name": self.manifest.get("name"),
@@ -65,8 +63,8 @@ class ConvertResult:
         }
 
 
-def _versions() -> Dict[str, Optional[str]]:
-    out: Dict[str, Optional[str]] = {}
+def _versions() -> "Dict[str, Optional[str]]":
+    out: "Dict[str, Optional[str]]" = {}
     for mod in ("torch", "onnx", "onnxruntime"):
         m = optional(mod) if has_module(mod) else None
         out[mod] = getattr(m, "__version__", None) if m is not None else None
@@ -74,7 +72,7 @@ def _versions() -> Dict[str, Optional[str]]:
     return out
 
 
-def _example_input(spec: ModelSpec) -> Any:
+def _example_input(spec: "ModelSpec") -> Any:
     torch = require("torch", "exporting PyTorch models")
     dtype = {"uint8": torch.uint8, "int8": torch.int8}.get(spec.dtype, torch.float32)
     frames = _parity.make_frames(spec, spec.batch, seed=1234)
@@ -106,33 +104,33 @@ def _check_options(precision: str, converter: str, build_engine: Any, calib: Any
 
 def convert(
     model: Any,
-    spec: Union[str, Path, Dict[str, Any], ModelSpec],
-    out: Union[str, Path],
+    spec: "Union[str, Path, Dict[str, Any], ModelSpec]",
+    out: "Union[str, Path]",
     *,
-    name: Optional[str] = None,
+    name: "Optional[str]" = None,
     version: str = "0.1.0",
     precision: str = "fp32",
-    calib: Optional[Union[str, Path]] = None,
+    calib: "Optional[Union[str, Path]]" = None,
     converter: str = "onnx",
-    weights: Optional[Union[str, Path]] = None,
+    weights: "Optional[Union[str, Path]]" = None,
     build_engine: Any = "auto",
-    outputs: Optional[Sequence[Any]] = None,
-    opset: Optional[int] = None,
+    outputs: "Optional[Sequence[Any]]" = None,
+    opset: "Optional[int]" = None,
     dynamic_batch: bool = False,
     fold_preprocess: bool = False,
     fold_postprocess: bool = False,
-    top_k: Optional[int] = None,
+    top_k: "Optional[int]" = None,
     tolerance: float = _parity.DEFAULT_TOLERANCE,
     min_agreement: float = 0.99,
     force: bool = False,
     auto_exclude: bool = False,
     parity_samples: int = _parity.DEFAULT_SAMPLES,
     workspace_mb: int = 1024,
-    dla_core: Optional[int] = None,
-    timing_cache: Optional[Union[str, Path]] = None,
+    dla_core: "Optional[int]" = None,
+    timing_cache: "Optional[Union[str, Path]]" = None,
     progress: bool = False,
-    log: Optional[Callable[[str], None]] = None,
-) -> ConvertResult:
+    log: "Optional[Callable[[str], None]]" = None,
+) -> "ConvertResult":
     """Convert MODEL with SPEC into a bundle directory ``out``; see the module docstring.
 
     ``out`` is the bundle directory, or a ``.tar``/``.jdb`` file to get the bundle packed.
@@ -154,7 +152,7 @@ def convert(
         raise BadInput("--fold-preprocess: the spec's input is already uint8, there is no normalisation to fold")
     if fold_postprocess and spec.task not in ("classify", "segment"):
         raise BadInput("--fold-postprocess supports task classify (softmax/top-k) and segment (argmax mask), the spec's task is {}".format(spec.task))
-    messages: List[str] = []
+    messages: "List[str]" = []
 
     def note(msg: str) -> None:
         messages.append(msg)
@@ -186,15 +184,15 @@ def convert(
 
 
 def _convert(
-    loaded: LoadedModel, spec: ModelSpec, out: Path, work: Path, bundle_name: str, version: str, precision: str, calib: Any,
-    converter: str, build_engine: Any, outputs: Optional[Sequence[Any]], opset: Optional[int], dynamic_batch: bool,
-    fold_pre: bool, fold_post: bool, top_k: Optional[int], tolerance: float, min_agreement: float, force: bool,
-    auto_exclude: bool, parity_samples: int, build_opts: Dict[str, Any], progress: bool, note: Callable[[str], None], messages: List[str],
-) -> ConvertResult:
+    loaded: "LoadedModel", spec: "ModelSpec", out: Path, work: Path, bundle_name: str, version: str, precision: str, calib: Any,
+    converter: str, build_engine: Any, outputs: "Optional[Sequence[Any]]", opset: "Optional[int]", dynamic_batch: bool,
+    fold_pre: bool, fold_post: bool, top_k: "Optional[int]", tolerance: float, min_agreement: float, force: bool,
+    auto_exclude: bool, parity_samples: int, build_opts: "Dict[str, Any]", progress: bool, note: "Callable[[str], None]", messages: "List[str]",
+) -> "ConvertResult":
     onnx_path = work / "model.onnx"
-    kept: List[str] = []
+    kept: "List[str]" = []
     reference = None  # numpy batch -> {name: array}, from PyTorch
-    export_info: Dict[str, Any] = {}
+    export_info: "Dict[str, Any]" = {}
     export_module = None
     example = None
 
@@ -259,7 +257,7 @@ def _convert(
     inputs = _parity.batches(frames, spec, spec.batch)
     ort_model = _parity.OrtModel(onnx_path)
     onnx_outs = [ort_model(x) for x in inputs]
-    parity: Dict[str, Any]
+    parity: "Dict[str, Any]"
     if reference is not None:
         refs = [reference(x) for x in inputs]
         if dynamic_batch:
@@ -277,7 +275,7 @@ def _convert(
         parity = {"reference": None, "skipped": "the model was given as ONNX: there is no PyTorch reference", "passed": None, "batches": len(inputs)}
         refs = onnx_outs  # the unfolded ONNX model is the reference for folding checks
 
-    fp16: Optional[Dict[str, Any]] = None
+    fp16: "Optional[Dict[str, Any]]" = None
     if precision == "fp16":
         fp16 = _parity.fp16_estimate(onnx_path, work, inputs, refs, spec.outputs, spec.task)
         if fp16.get("skipped"):
@@ -298,12 +296,12 @@ def _convert(
 
     # ---- 5: folding ------------------------------------------------------------------------
     out_spec = spec
-    unfolded: Optional[Path] = None
+    unfolded: "Optional[Path]" = None
     if precision == "int8" and (fold_pre or fold_post):
         unfolded = work / "unfolded.onnx"
         shutil.copyfile(str(onnx_path), str(unfolded))  # calibration sets fit the unfolded model
-    fold_record: Dict[str, Any] = {}
-    fold_parity: Optional[Dict[str, Any]] = None
+    fold_record: "Dict[str, Any]" = {}
+    fold_parity: "Optional[Dict[str, Any]]" = None
     if fold_pre or fold_post:
         from . import fold
 
@@ -361,7 +359,7 @@ def _convert(
         source["params_sha256"] = params_sha256(loaded.module)
     source["sha256"] = source.get("weights_sha256") or source.get("model_sha256")
     source.update({"torch": versions["torch"], "onnx": versions["onnx"], "onnxruntime": versions["onnxruntime"], "opset": export_info.get("opset")})
-    accuracy: Dict[str, Any] = {
+    accuracy: "Dict[str, Any]" = {
         "metric": "max_abs_error",
         "reference": parity.get("reference") or "none",
         "value": parity.get("max_abs_error"),
@@ -373,7 +371,7 @@ def _convert(
         accuracy["folded"] = {k: fold_parity.get(k) for k in ("max_abs_error", "top1_agreement", "passed")}
     if fp16 is not None:
         accuracy["fp16_estimate"] = fp16
-    conversion: Dict[str, Any] = {
+    conversion: "Dict[str, Any]" = {
         "converter": converter,
         "opset": export_info.get("opset"),
         "exporter": export_info.get("exporter"),
@@ -439,7 +437,7 @@ def _copy_onnx(src: Path, dst: Path) -> None:
         raise BadInput("cannot inline the external weights of {}: {}".format(src, " ".join(str(exc).split())[:200] or type(exc).__name__))
 
 
-def _trt_version() -> Optional[str]:
+def _trt_version() -> "Optional[str]":
     """TensorRT's version when it is importable here (so an INT8 cache is written for it too)."""
     from .engines import tensorrt_here
 
@@ -457,7 +455,7 @@ def _is_dynamic(model: Any) -> bool:
     return bool(dims) and not dims[0].HasField("dim_value")
 
 
-def _parity_line(what: str, p: Dict[str, Any]) -> str:
+def _parity_line(what: str, p: "Dict[str, Any]") -> str:
     parts = ["{}: max abs error {:.3g}".format(what, p.get("max_abs_error", 0.0))]
     if p.get("top1_agreement") is not None:
         parts.append("top-1 agreement {:.4f}".format(p["top1_agreement"]))

@@ -6,8 +6,6 @@ without TensorRT); ``False`` never builds.  The TensorRT work itself lives in
 :mod:`jetson_deploy.convert.tensorrt_build` and
 :mod:`jetson_deploy.convert.torch2trt_convert`.
 """
-from __future__ import annotations
-
 import importlib.util
 import sys
 from pathlib import Path
@@ -42,7 +40,7 @@ def tensorrt_here() -> Any:
         return None
 
 
-def _target_now(precision: str) -> Dict[str, Any]:
+def _target_now(precision: str) -> "Dict[str, Any]":
     """TensorRT version, SM and precision of an engine built on this machine."""
     from . import tensorrt_build as tb
 
@@ -51,7 +49,7 @@ def _target_now(precision: str) -> Dict[str, Any]:
 
 def build_engines(
     onnx_path: Path,
-    spec: ModelSpec,
+    spec: "ModelSpec",
     precision: str,
     converter: str,
     build_engine: Any,
@@ -61,11 +59,11 @@ def build_engines(
     dynamic_batch: bool = False,
     torch_module: Any = None,
     example: Any = None,
-    note: Optional[Callable[[str], None]] = None,
-    min_tensorrt: Optional[str] = None,
-    dla_core: Optional[int] = None,
+    note: "Optional[Callable[[str], None]]" = None,
+    min_tensorrt: "Optional[str]" = None,
+    dla_core: "Optional[int]" = None,
     timing_cache: Any = None,
-) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
+) -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
     """Build zero or one engine; return (entries, built, one-line note, build record)."""
     say = note or (lambda m: None)
     have_trt = tensorrt_here() is not None
@@ -100,7 +98,7 @@ def build_engines(
     return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, say, dla_core, timing_cache)
 
 
-def _profiles(spec: ModelSpec, dynamic_batch: bool) -> Optional[List[Dict[str, Any]]]:
+def _profiles(spec: "ModelSpec", dynamic_batch: bool) -> "Optional[List[Dict[str, Any]]]":
     if not dynamic_batch:
         return None
     shape = list(spec.shape)
@@ -109,14 +107,14 @@ def _profiles(spec: ModelSpec, dynamic_batch: bool) -> Optional[List[Dict[str, A
 
 
 def _build_onnx(
-    onnx_path: Path, spec: ModelSpec, precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool,
-    say: Callable[[str], None], dla_core: Optional[int] = None, timing_cache: Any = None,
-) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
+    onnx_path: Path, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool,
+    say: "Callable[[str], None]", dla_core: "Optional[int]" = None, timing_cache: Any = None,
+) -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
     from ..bundle import engine_filename
     from . import tensorrt_build as tb
 
     target = _target_now(precision)
-    kwargs: Dict[str, Any] = {"workspace_mb": workspace_mb, "profiles": _profiles(spec, dynamic_batch)}
+    kwargs: "Dict[str, Any]" = {"workspace_mb": workspace_mb, "profiles": _profiles(spec, dynamic_batch)}
     if dla_core is not None:
         kwargs["dla_core"] = int(dla_core)
     if timing_cache is not None:
@@ -140,7 +138,7 @@ def _build_onnx(
         elif int8.qdq_path is not None and _qdq_ok(target.get("tensorrt")):
             source, int8_mode = Path(int8.qdq_path), "qdq"
     say("building a TensorRT {} {} engine from {}{}".format(target.get("tensorrt"), precision, source.name, " ({})".format(int8_mode) if int8_mode else ""))
-    report: Dict[str, Any] = {}
+    report: "Dict[str, Any]" = {}
     data = tb.build_engine(str(source), precision, report=report, **kwargs)
     if dla_core is not None:
         target["dla_core"] = int(dla_core)
@@ -183,7 +181,7 @@ def _qdq_ok(version: Any) -> bool:
             return False
 
 
-def _build_torch2trt(module: Any, example: Any, spec: ModelSpec, precision: str, int8: Any, work: Path, workspace_mb: int, say: Callable[[str], None]) -> Tuple[List[EngineEntry], bool, str, Dict[str, Any]]:
+def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int, say: "Callable[[str], None]") -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
     from ..bundle import engine_filename
     from . import torch2trt_convert as t2
 

@@ -9,8 +9,6 @@ conversion fails on common ops (``No Adapter From Version $14 for Relu``); it is
 used only as a fallback for a ``.pt2`` program that cannot be traced, and then the
 opset it wrote is recorded.
 """
-from __future__ import annotations
-
 import contextlib
 import sys
 import warnings
@@ -33,10 +31,10 @@ class ExportInfo:
     exporter: str
     dynamic_batch: bool
     input_name: str
-    output_names: List[str]
-    notes: List[str] = field(default_factory=list)
+    output_names: "List[str]"
+    notes: "List[str]" = field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {
             "opset": self.opset,
             "exporter": self.exporter,
@@ -51,11 +49,11 @@ def export_onnx(
     example: Any,
     path: Any,
     input_name: str,
-    output_names: Sequence[str],
+    output_names: "Sequence[str]",
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     trace_first: bool = False,
-) -> ExportInfo:
+) -> "ExportInfo":
     """Export ``module(example)`` to ``path`` with the given names; return what was done.
 
     ``trace_first`` traces with ``torch.jit.trace`` before exporting (needed for the
@@ -72,7 +70,7 @@ def export_onnx(
         for n in names:
             dynamic_axes[n] = {0: BATCH_DIM}
     target = module
-    notes: List[str] = []
+    notes: "List[str]" = []
     # Exporters print progress to stdout; --json promises stdout holds only the result.
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
         # The TorchScript exporter is deprecated in torch >= 2.9 but is the one writing opset 13:
@@ -102,8 +100,8 @@ def export_onnx(
     return ExportInfo(path, opset, "torchscript", dynamic_batch, input_name, names, notes)
 
 
-def _tracer_notes(caught: Any, limit: int = 3) -> List[str]:
-    seen: List[str] = []
+def _tracer_notes(caught: Any, limit: int = 3) -> "List[str]":
+    seen: "List[str]" = []
     for w in caught or []:
         if getattr(w.category, "__name__", "") != "TracerWarning":
             continue
@@ -120,13 +118,13 @@ def _tracer_notes(caught: Any, limit: int = 3) -> List[str]:
     return out
 
 
-def _export_error(exc: BaseException, opset: int) -> BadInput:
+def _export_error(exc: "BaseException", opset: int) -> "BadInput":
     msg = str(exc).strip().splitlines()
     first = msg[0] if msg else type(exc).__name__
     return BadInput("ONNX export failed at opset {}: {}: {} (try a newer --opset, or fix the op in the model)".format(opset, type(exc).__name__, first[:300]))
 
 
-def _export_dynamo(module: Any, example: Any, path: Path, input_name: str, names: List[str], opset: int, dynamic_batch: bool, why: BaseException) -> ExportInfo:
+def _export_dynamo(module: Any, example: Any, path: Path, input_name: str, names: "List[str]", opset: int, dynamic_batch: bool, why: "BaseException") -> "ExportInfo":
     torch = require("torch", "ONNX export")
     require("onnxscript", "the torch.export-based ONNX exporter")
     dyn = None
@@ -160,7 +158,7 @@ def model_opset(model: Any) -> int:
     return 0
 
 
-def check_onnx(path: Any, write_inferred: bool = True) -> Dict[str, Any]:
+def check_onnx(path: Any, write_inferred: bool = True) -> "Dict[str, Any]":
     """``onnx.checker`` (full) + strict shape inference; returns a summary, raises CheckFailed.
 
     With ``write_inferred`` the model is saved back with the inferred value_info, so
@@ -198,7 +196,7 @@ def check_onnx(path: Any, write_inferred: bool = True) -> Dict[str, Any]:
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
 
-def graph_io(values: Any, initializers: Any) -> List[Dict[str, Any]]:
+def graph_io(values: Any, initializers: Any) -> "List[Dict[str, Any]]":
     """Name, shape (ints or dim names) and dtype of graph inputs/outputs, initializers skipped."""
     init_names = {i.name for i in initializers}
     res = []
@@ -206,7 +204,7 @@ def graph_io(values: Any, initializers: Any) -> List[Dict[str, Any]]:
         if v.name in init_names:
             continue
         t = v.type.tensor_type
-        dims: List[Any] = []
+        dims: "List[Any]" = []
         for d in t.shape.dim:
             if d.HasField("dim_value"):
                 dims.append(int(d.dim_value))
@@ -216,13 +214,13 @@ def graph_io(values: Any, initializers: Any) -> List[Dict[str, Any]]:
     return res
 
 
-def onnx_io(path: Any) -> Dict[str, List[Dict[str, Any]]]:
+def onnx_io(path: Any) -> "Dict[str, List[Dict[str, Any]]]":
     onnx = require("onnx", "reading ONNX models")
     m = onnx.load(str(path), load_external_data=False)
     return {"inputs": graph_io(m.graph.input, m.graph.initializer), "outputs": graph_io(m.graph.output, ())}
 
 
-def check_names(path: Any, input_name: str, output_names: Optional[Sequence[str]]) -> List[str]:
+def check_names(path: Any, input_name: str, output_names: "Optional[Sequence[str]]") -> "List[str]":
     """For ONNX files given by the user: the spec's names must be the graph's names.
 
     Returns the graph's output names.  We do not rename silently: the spec is what the

@@ -17,8 +17,6 @@ Postprocessing: classifiers get ``Softmax(axis=1) -> TopK(k)`` with outputs
 to int32 because TensorRT has no int64 tensors before 10.  The spec records
 ``postprocess: {folded: ...}`` so runtimes read the outputs right.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -50,20 +48,20 @@ def _rename_tensor(graph: Any, old: str, new: str) -> None:
                 node.output[i] = new
 
 
-def _const(name: str, arr: np.ndarray) -> Any:
+def _const(name: str, arr: "np.ndarray") -> Any:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(arr, name=name)
 
 
-def fold_model(path: Path, spec: ModelSpec, preprocess: bool, postprocess: bool, top_k: Optional[int] = None) -> Tuple[ModelSpec, Dict[str, Any]]:
+def fold_model(path: Path, spec: "ModelSpec", preprocess: bool, postprocess: bool, top_k: "Optional[int]" = None) -> "Tuple[ModelSpec, Dict[str, Any]]":
     """Rewrite the ONNX file at ``path`` in place; return the bundle's spec and a record."""
     onnx = _onnx()
     model = onnx.load(str(path))
     opset = model_opset(model)
     if opset < 11:
         raise BadInput("folding needs opset 11 or newer; the model has opset {}".format(opset))
-    record: Dict[str, Any] = {"steps": []}
+    record: "Dict[str, Any]" = {"steps": []}
     new_spec = spec
     if preprocess:
         new_spec = _fold_pre(model, spec, new_spec, record)
@@ -81,7 +79,7 @@ def _input_value(graph: Any, name: str) -> Any:
     raise BadInput("the ONNX graph has no input {!r}".format(name))
 
 
-def _fold_pre(model: Any, spec: ModelSpec, new_spec: ModelSpec, record: Dict[str, Any]) -> ModelSpec:
+def _fold_pre(model: Any, spec: "ModelSpec", new_spec: "ModelSpec", record: "Dict[str, Any]") -> "ModelSpec":
     from onnx import TensorProto, helper
 
     g = model.graph
@@ -93,7 +91,7 @@ def _fold_pre(model: Any, spec: ModelSpec, new_spec: ModelSpec, record: Dict[str
     _rename_tensor(g, name, inner)
     h, w, c = spec.height, spec.width, spec.channels
     mul, off = normalize_constants(spec)
-    steps: List[str] = ["cast uint8->float32"]
+    steps: "List[str]" = ["cast uint8->float32"]
     nodes = []
     cur = name + "__f32"
     nodes.append(helper.make_node("Cast", [name], [cur], to=TensorProto.FLOAT, name="fold_pre_cast"))
@@ -147,7 +145,7 @@ def _fold_pre(model: Any, spec: ModelSpec, new_spec: ModelSpec, record: Dict[str
     return new_spec.replace(dtype="uint8", layout="nhwc", color=new_color, shape=[spec.batch, h, w, c])
 
 
-def _fold_post(model: Any, spec: ModelSpec, new_spec: ModelSpec, record: Dict[str, Any], top_k: Optional[int]) -> ModelSpec:
+def _fold_post(model: Any, spec: "ModelSpec", new_spec: "ModelSpec", record: "Dict[str, Any]", top_k: "Optional[int]") -> "ModelSpec":
     from onnx import TensorProto, helper
 
     onnx = _onnx()
@@ -210,7 +208,7 @@ def _fold_post(model: Any, spec: ModelSpec, new_spec: ModelSpec, record: Dict[st
     return new_spec.replace(outputs=["mask"], extra=extra)
 
 
-def reference_postprocess(ref: Dict[str, np.ndarray], spec: ModelSpec, new_spec: ModelSpec, record: Dict[str, Any]) -> Dict[str, np.ndarray]:
+def reference_postprocess(ref: "Dict[str, np.ndarray]", spec: "ModelSpec", new_spec: "ModelSpec", record: "Dict[str, Any]") -> "Dict[str, np.ndarray]":
     """What the folded graph must output, from the unfolded model's outputs (numpy)."""
     from .parity import argmax_mask, softmax_topk
 
@@ -223,7 +221,7 @@ def reference_postprocess(ref: Dict[str, np.ndarray], spec: ModelSpec, new_spec:
     return argmax_mask(logits)
 
 
-def select_onnx_outputs(path: Path, spec: ModelSpec, selectors: Optional[Sequence[Any]], note: Callable[[str], None]) -> List[str]:
+def select_onnx_outputs(path: Path, spec: "ModelSpec", selectors: "Optional[Sequence[Any]]", note: "Callable[[str], None]") -> "List[str]":
     """``--output`` for an .onnx MODEL: keep the chosen graph outputs (by name or index), in order."""
     onnx = _onnx()
     model = onnx.load(str(path))

@@ -8,8 +8,6 @@ model gets the same fold and the network input's range moves to the tensor that
 now carries the normalised image (``<input>__normalized``), so TensorRT's cache
 and ranges name tensors of the graph in the bundle.
 """
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -29,19 +27,19 @@ class Int8Data:
     """What goes into the bundle for INT8 (files live in a work dir until then)."""
 
     ranges_path: Path
-    cache_paths: Dict[str, Path]
-    qdq_path: Optional[Path]
-    calibration: Dict[str, Any]
-    quantization: Dict[str, Any]
-    accuracy: Dict[str, Any]
+    cache_paths: "Dict[str, Path]"
+    qdq_path: "Optional[Path]"
+    calibration: "Dict[str, Any]"
+    quantization: "Dict[str, Any]"
+    accuracy: "Dict[str, Any]"
     calib_set: Any = None
-    notes: List[str] = field(default_factory=list)
+    notes: "List[str]" = field(default_factory=list)
 
     @property
-    def ranges(self) -> Optional[Path]:
+    def ranges(self) -> "Optional[Path]":
         return self.ranges_path
 
-    def cache_for(self, version: Any) -> Optional[Path]:
+    def cache_for(self, version: Any) -> "Optional[Path]":
         """The cache written for this TensorRT MAJOR.MINOR.PATCH, if any."""
         if version is None:
             return None
@@ -69,7 +67,7 @@ class Int8Data:
             w.add_file(self.qdq_path, "model.qdq.onnx", kind="onnx-qdq")
 
 
-def _check_set_matches(calib_set: Any, spec: ModelSpec, calib: Any) -> None:
+def _check_set_matches(calib_set: Any, spec: "ModelSpec", calib: Any) -> None:
     cs = calib_set.spec
     diffs = [k for k in _SPEC_KEYS if getattr(cs, k) != getattr(spec, k)]
     if cs.input_name != spec.input_name:
@@ -87,19 +85,19 @@ def _writable(path: Path) -> bool:
 
 def prepare_int8(
     onnx_path: Path,
-    spec: ModelSpec,
-    out_spec: ModelSpec,
+    spec: "ModelSpec",
+    out_spec: "ModelSpec",
     calib: Any,
     work: Path,
     min_agreement: float = 0.99,
     force: bool = False,
     auto_exclude: bool = False,
-    note: Optional[Callable[[str], None]] = None,
-    unfolded_onnx: Optional[Path] = None,
-    fold: Optional[Callable[[Path], None]] = None,
-    trt_version: Optional[str] = None,
+    note: "Optional[Callable[[str], None]]" = None,
+    unfolded_onnx: "Optional[Path]" = None,
+    fold: "Optional[Callable[[Path], None]]" = None,
+    trt_version: "Optional[str]" = None,
     progress: bool = False,
-) -> Int8Data:
+) -> "Int8Data":
     """Compute (or reuse) INT8 data for the model; refuse below ``min_agreement`` unless ``force``.
 
     ``unfolded_onnx``: the model before folding (what the calibration set fits);
@@ -146,9 +144,9 @@ def prepare_int8(
     d.mkdir(parents=True, exist_ok=True)
     ranges_path = d / "ranges.json"
     shutil.copyfile(str(res.ranges_path), str(ranges_path))
-    qdq_path: Optional[Path] = d / "model.qdq.onnx"
+    qdq_path: "Optional[Path]" = d / "model.qdq.onnx"
     shutil.copyfile(str(res.qdq_path), str(qdq_path))
-    caches: Dict[str, Path] = {}
+    caches: "Dict[str, Path]" = {}
     for v, p in res.cache_paths.items():
         caches[normalize_trt_version(v)] = Path(shutil.copyfile(str(p), str(d / "{}.cache".format(normalize_trt_version(v)))))
     renamed = None
@@ -184,7 +182,7 @@ def prepare_int8(
     return Int8Data(ranges_path, caches, qdq_path, calibration, quantization, accuracy, calib_set=calib_set)
 
 
-def _rename_input(ranges_path: Path, caches: Dict[str, Path], old: str, new: str, res: Any, write_cache: Any) -> Optional[Dict[str, str]]:
+def _rename_input(ranges_path: Path, caches: "Dict[str, Path]", old: str, new: str, res: Any, write_cache: Any) -> "Optional[Dict[str, str]]":
     """Move the network input's range to the tensor that carries it after folding."""
     data = json.loads(ranges_path.read_text(encoding="utf-8"))
     tensors = data.get("tensors", {})

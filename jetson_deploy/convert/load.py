@@ -11,8 +11,6 @@ MODEL is one of (DESIGN.md, command-line contract):
 ``--weights`` (a state dict) applies to the factory forms only and is loaded
 strictly: a missing/unexpected key or a shape mismatch is an error listing them.
 """
-from __future__ import annotations
-
 import importlib
 import importlib.util
 import inspect
@@ -48,18 +46,18 @@ class LoadedModel:
 
     kind: str
     module: Any = None
-    onnx_path: Optional[Path] = None
+    onnx_path: "Optional[Path]" = None
     exported_program: Any = None
     name_hint: str = "model"
-    source: Dict[str, Any] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
+    source: "Dict[str, Any]" = field(default_factory=dict)
+    notes: "List[str]" = field(default_factory=list)
 
     @property
     def has_torch_reference(self) -> bool:
         return self.module is not None
 
 
-def parse_model_arg(model: str) -> Dict[str, str]:
+def parse_model_arg(model: str) -> "Dict[str, str]":
     """Classify a MODEL string without importing anything heavy.
 
     Returns ``{"kind": ..., ...}``: factory forms carry ``file`` or ``module`` and
@@ -128,7 +126,7 @@ def _import_file(path: Path) -> Any:
     return module
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: "BaseException") -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -157,7 +155,7 @@ def _call_factory(module: Any, factory: str, where: str) -> Any:
     return obj
 
 
-def load_state_dict_file(path: Any) -> Dict[str, Any]:
+def load_state_dict_file(path: Any) -> "Dict[str, Any]":
     """Read a state dict (or a checkpoint holding one under a usual key)."""
     torch = require("torch", "loading --weights")
     p = Path(path)
@@ -177,15 +175,15 @@ def load_state_dict_file(path: Any) -> Dict[str, Any]:
     return dict(obj)
 
 
-def _listing(keys: List[str]) -> str:
+def _listing(keys: "List[str]") -> str:
     shown = ", ".join(keys[:MAX_LISTED_KEYS])
     more = len(keys) - MAX_LISTED_KEYS
     return shown + (" (+{} more)".format(more) if more > 0 else "")
 
 
-def apply_weights(model: Any, state: Dict[str, Any], weights_path: Any) -> List[str]:
+def apply_weights(model: Any, state: "Dict[str, Any]", weights_path: Any) -> "List[str]":
     """Strictly load ``state`` into ``model``; returns notes; raises BadInput listing mismatches."""
-    notes: List[str] = []
+    notes: "List[str]" = []
     own = model.state_dict()
     keys = list(state)
     if keys and all(k.startswith("module.") for k in keys) and not any(k.startswith("module.") for k in own):
@@ -215,7 +213,7 @@ def apply_weights(model: Any, state: Dict[str, Any], weights_path: Any) -> List[
     return notes
 
 
-def load_model(model: Any, weights: Any = None) -> LoadedModel:
+def load_model(model: Any, weights: Any = None) -> "LoadedModel":
     """Resolve MODEL (string, path or an ``nn.Module`` already built) into a :class:`LoadedModel`."""
     if not isinstance(model, (str, Path)):
         return _from_object(model, weights)
@@ -247,7 +245,7 @@ def load_model(model: Any, weights: Any = None) -> LoadedModel:
     return LoadedModel(kind=kind, module=ts, name_hint=_safe_name(path.stem), source=source)
 
 
-def params_sha256(module: Any) -> Optional[str]:
+def params_sha256(module: Any) -> "Optional[str]":
     """sha256 over the module's state dict (names, dtypes, shapes, bytes): identifies the weights
     whatever file they came from (a factory may load them itself)."""
     import hashlib
@@ -272,10 +270,10 @@ def _safe_name(text: str) -> str:
     return name or "model"
 
 
-def _from_factory(text: str, parsed: Dict[str, str], weights: Any) -> LoadedModel:
+def _from_factory(text: str, parsed: "Dict[str, str]", weights: Any) -> "LoadedModel":
     torch = require("torch", "loading PyTorch models")
     factory = parsed["factory"]
-    source: Dict[str, Any] = {"model": text, "format": KIND_FACTORY}
+    source: "Dict[str, Any]" = {"model": text, "format": KIND_FACTORY}
     if "file" in parsed:
         path = Path(parsed["file"])
         if not path.is_file():
@@ -309,7 +307,7 @@ def _from_factory(text: str, parsed: Dict[str, str], weights: Any) -> LoadedMode
     return loaded
 
 
-def _to_cpu(loaded: LoadedModel) -> None:
+def _to_cpu(loaded: "LoadedModel") -> None:
     """Export and the parity reference run on the CPU; say so when the factory gave a GPU model."""
     module = loaded.module
     devices = {str(p.device) for p in list(module.parameters()) + list(module.buffers())}
@@ -318,7 +316,7 @@ def _to_cpu(loaded: LoadedModel) -> None:
         loaded.notes.append("moved the model from {} to cpu for export and the parity check".format(", ".join(sorted(devices - {"cpu"}))))
 
 
-def _from_object(obj: Any, weights: Any) -> LoadedModel:
+def _from_object(obj: Any, weights: Any) -> "LoadedModel":
     torch = require("torch", "converting PyTorch models")
     if not isinstance(obj, torch.nn.Module):
         raise BadInput("model must be a MODEL string or a torch.nn.Module, got {}".format(type(obj).__name__))
@@ -333,7 +331,7 @@ def _from_object(obj: Any, weights: Any) -> LoadedModel:
     return loaded
 
 
-def _maybe_weights(loaded: LoadedModel, weights: Any) -> None:
+def _maybe_weights(loaded: "LoadedModel", weights: Any) -> None:
     if weights is None:
         return
     state = load_state_dict_file(weights)

@@ -7,8 +7,6 @@ namedtuple items their field names; nesting joins with ``.`` (``"aux.0"``).
 in the flattened list.  The selection is exported in order and named after
 ``spec.outputs``.
 """
-from __future__ import annotations
-
 import dataclasses
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -19,11 +17,11 @@ def _is_tensor(x: Any) -> bool:
     return type(x).__name__ in ("Tensor", "Parameter") or (hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "detach"))
 
 
-def flatten_outputs(out: Any, prefix: str = "") -> List[Tuple[str, Any]]:
+def flatten_outputs(out: Any, prefix: str = "") -> "List[Tuple[str, Any]]":
     """Flatten a forward result into ``[(path, tensor), ...]`` in a stable order."""
     if _is_tensor(out):
         return [(prefix or "0", out)]
-    items: List[Tuple[str, Any]] = []
+    items: "List[Tuple[str, Any]]" = []
     if isinstance(out, dict):
         pairs = [(str(k), v) for k, v in out.items()]
     elif dataclasses.is_dataclass(out) and not isinstance(out, type):
@@ -68,7 +66,7 @@ def _dict_key(d: Any, part: str) -> Any:
     raise KeyError(part)
 
 
-def select_outputs(paths: Sequence[str], selectors: Optional[Sequence[Any]], n_names: int) -> List[str]:
+def select_outputs(paths: "Sequence[str]", selectors: "Optional[Sequence[Any]]", n_names: int) -> "List[str]":
     """Pick output paths.
 
     ``selectors`` are names (paths or unambiguous leaf names) or integer indices into
@@ -85,7 +83,7 @@ def select_outputs(paths: Sequence[str], selectors: Optional[Sequence[Any]], n_n
                 "(repeatable) or list {} names under 'outputs' in the spec".format(len(paths), ", ".join(paths), n_names, len(paths))
             )
         return paths
-    chosen: List[str] = []
+    chosen: "List[str]" = []
     for sel in selectors:
         path = _resolve(paths, sel)
         if path in chosen:
@@ -100,7 +98,7 @@ def select_outputs(paths: Sequence[str], selectors: Optional[Sequence[Any]], n_n
     return chosen
 
 
-def _resolve(paths: List[str], sel: Any) -> str:
+def _resolve(paths: "List[str]", sel: Any) -> str:
     text = str(sel).strip()
     if text in paths:
         return text
@@ -117,14 +115,14 @@ def _resolve(paths: List[str], sel: Any) -> str:
     raise BadInput("--output {!r} is not an output of the model (it returns: {})".format(text, ", ".join(paths)))
 
 
-def describe_selection(paths: Sequence[str], chosen: Sequence[str], names: Sequence[str]) -> str:
+def describe_selection(paths: "Sequence[str]", chosen: "Sequence[str]", names: "Sequence[str]") -> str:
     """One line saying which outputs were kept (and under which name) and which dropped."""
     kept = ", ".join("{} -> {}".format(p, n) if p != n else p for p, n in zip(chosen, names))
     dropped = [p for p in paths if p not in chosen]
     return "outputs kept: {}{}".format(kept, "; dropped: " + ", ".join(dropped) if dropped else "")
 
 
-def make_selector_module(model: Any, chosen: Sequence[str], single_tensor: bool) -> Any:
+def make_selector_module(model: Any, chosen: "Sequence[str]", single_tensor: bool) -> Any:
     """Wrap ``model`` so forward returns exactly the chosen tensors, as a tuple, in order."""
     torch = __import__("torch")
 

@@ -8,8 +8,6 @@ distribution the engine will see.  Float outputs pass when, element-wise,
 by their agreement fraction.  Top-1 agreement is reported for classifiers and
 segmenters.
 """
-from __future__ import annotations
-
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -24,7 +22,7 @@ DEFAULT_SAMPLES = 4
 MIN_INDEX_AGREEMENT = 0.99
 
 
-def make_frames(spec: ModelSpec, n: int, seed: int = 0) -> List[np.ndarray]:
+def make_frames(spec: "ModelSpec", n: int, seed: int = 0) -> "List[np.ndarray]":
     """``n`` camera-like frames (BGR or gray ``uint8``, model size): smooth shapes plus noise.
 
     Made at the model's input size, so preprocessing needs no resize (and no cv2).
@@ -46,7 +44,7 @@ def make_frames(spec: ModelSpec, n: int, seed: int = 0) -> List[np.ndarray]:
     return frames
 
 
-def batches(frames: Sequence[np.ndarray], spec: ModelSpec, batch: int) -> List[np.ndarray]:
+def batches(frames: "Sequence[np.ndarray]", spec: "ModelSpec", batch: int) -> "List[np.ndarray]":
     """Preprocess frames with ``spec`` and group them into batches of ``batch``."""
     arrays = [preprocess(f, spec) for f in frames]
     out = []
@@ -71,16 +69,16 @@ class OrtModel:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+    def __call__(self, x: "np.ndarray") -> "Dict[str, np.ndarray]":
         res = self.session.run(None, {self.input_names[0]: x})
         return dict(zip(self.output_names, res))
 
 
-def torch_runner(module: Any, names: Sequence[str]) -> Callable[[np.ndarray], Dict[str, np.ndarray]]:
+def torch_runner(module: Any, names: "Sequence[str]") -> "Callable[[np.ndarray], Dict[str, np.ndarray]]":
     """Wrap a torch module (returning a tensor or a tuple of tensors) as numpy in -> {name: array}."""
     torch = require("torch", "the PyTorch reference of the parity check")
 
-    def run(x: np.ndarray) -> Dict[str, np.ndarray]:
+    def run(x: "np.ndarray") -> "Dict[str, np.ndarray]":
         with torch.no_grad():
             out = module(torch.from_numpy(np.ascontiguousarray(x)))
         if not isinstance(out, (tuple, list)):
@@ -90,7 +88,7 @@ def torch_runner(module: Any, names: Sequence[str]) -> Callable[[np.ndarray], Di
     return run
 
 
-def softmax_topk(logits: np.ndarray, k: int) -> Dict[str, np.ndarray]:
+def softmax_topk(logits: "np.ndarray", k: int) -> "Dict[str, np.ndarray]":
     """The folded classifier postprocessing, in numpy: softmax over axis 1, top-k."""
     x = logits.reshape(logits.shape[0], -1).astype(np.float64)
     x = x - x.max(axis=1, keepdims=True)
@@ -100,12 +98,12 @@ def softmax_topk(logits: np.ndarray, k: int) -> Dict[str, np.ndarray]:
     return {"scores": np.take_along_axis(p, idx, axis=1).astype(np.float32), "classes": idx.astype(np.int32)}
 
 
-def argmax_mask(logits: np.ndarray) -> Dict[str, np.ndarray]:
+def argmax_mask(logits: "np.ndarray") -> "Dict[str, np.ndarray]":
     """The folded segmenter postprocessing: argmax over the class axis."""
     return {"mask": np.argmax(logits, axis=1).astype(np.int32)}
 
 
-def _top1(arr: np.ndarray, task: str, folded: bool) -> Optional[np.ndarray]:
+def _top1(arr: "np.ndarray", task: str, folded: bool) -> "Optional[np.ndarray]":
     if folded:
         if task == "classify":
             return arr[:, 0] if arr.ndim == 2 else None
@@ -116,15 +114,15 @@ def _top1(arr: np.ndarray, task: str, folded: bool) -> Optional[np.ndarray]:
 
 
 def compare(
-    refs: List[Dict[str, np.ndarray]],
-    gots: List[Dict[str, np.ndarray]],
-    names: Sequence[str],
+    refs: "List[Dict[str, np.ndarray]]",
+    gots: "List[Dict[str, np.ndarray]]",
+    names: "Sequence[str]",
     task: str,
     tolerance: float = DEFAULT_TOLERANCE,
     folded_post: bool = False,
-) -> Dict[str, Any]:
+) -> "Dict[str, Any]":
     """Compare reference and ONNX outputs over several batches; returns the manifest record."""
-    per: Dict[str, Any] = {}
+    per: "Dict[str, Any]" = {}
     passed = True
     worst_abs = 0.0
     worst_scaled = 0.0
@@ -156,7 +154,7 @@ def compare(
             count += d.size
             s = d / (1.0 + np.abs(r.astype(np.float64)))
             scaled_max = max(scaled_max, float(s.max()) if s.size else 0.0)
-        rec: Dict[str, Any] = {"shape": shape, "dtype": dtype}
+        rec: "Dict[str, Any]" = {"shape": shape, "dtype": dtype}
         if total:
             frac = agree / float(total)
             rec["agreement"] = round(frac, 6)
@@ -181,7 +179,7 @@ def compare(
             continue
         top1_hits += int(np.sum(a == b))
         top1_total += a.size
-    result: Dict[str, Any] = {
+    result: "Dict[str, Any]" = {
         "batches": len(refs),
         "tolerance": tolerance,
         "rule": "|onnx - torch| <= tolerance * (1 + |torch|) element-wise; integer outputs: agreement >= {}".format(MIN_INDEX_AGREEMENT),
@@ -195,7 +193,7 @@ def compare(
     return result
 
 
-def failure_line(parity: Dict[str, Any], what: str) -> str:
+def failure_line(parity: "Dict[str, Any]", what: str) -> str:
     """One line naming the outputs that failed parity and by how much."""
     bad = []
     for name, rec in parity["outputs"].items():
@@ -208,7 +206,7 @@ def failure_line(parity: Dict[str, Any], what: str) -> str:
     return "{} parity failed above --tolerance {}: {} (use --force to write the bundle anyway)".format(what, parity["tolerance"], "; ".join(bad))
 
 
-def fp16_estimate(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], refs: List[Dict[str, np.ndarray]], names: Sequence[str], task: str) -> Dict[str, Any]:
+def fp16_estimate(onnx_path: Any, work_dir: Any, inputs: "Sequence[np.ndarray]", refs: "List[Dict[str, np.ndarray]]", names: "Sequence[str]", task: str) -> "Dict[str, Any]":
     """Run an FP16 copy of the model (weights and activations in half, I/O float32) in ONNX
     Runtime and compare it with the FP32 reference: an early look at what an FP16 engine does,
     and a catch for activations that overflow half precision (|x| > 65504 -> inf).
@@ -232,7 +230,7 @@ def fp16_estimate(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], r
         return {"skipped": "ONNX Runtime cannot run the FP16 copy here: {}".format(" ".join(str(exc).split())[:160])}
     finite = all(bool(np.all(np.isfinite(g[n]))) for g in gots for n in names if np.issubdtype(g[n].dtype, np.floating))
     rec = compare(refs[: len(gots)], gots, names, task, tolerance=1.0)
-    out: Dict[str, Any] = {
+    out: "Dict[str, Any]" = {
         "reference": "torch-fp32",
         "how": "onnxruntime CPU, weights and activations float16, I/O float32",
         "max_abs_error": rec["max_abs_error"],
@@ -247,7 +245,7 @@ def fp16_estimate(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], r
 FP16_MAX = 65504.0
 
 
-def half_range_overflows(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndarray], limit: int = 5) -> List[Dict[str, Any]]:
+def half_range_overflows(onnx_path: Any, work_dir: Any, inputs: "Sequence[np.ndarray]", limit: int = 5) -> "List[Dict[str, Any]]":
     """Float tensors of the FP32 model whose values exceed float16's range on ``inputs``.
 
     Every float intermediate is exposed as an output and run in ONNX Runtime (FP32),
@@ -271,7 +269,7 @@ def half_range_overflows(onnx_path: Any, work_dir: Any, inputs: Sequence[np.ndar
     path = Path(work_dir) / "fp16-range.onnx"
     onnx.save(m, str(path))
     sess = OrtModel(path)
-    amax: Dict[str, float] = {}
+    amax: "Dict[str, float]" = {}
     for x in inputs:
         for name, arr in sess(x).items():
             if np.issubdtype(arr.dtype, np.floating) and arr.size:

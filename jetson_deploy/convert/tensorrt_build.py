@@ -20,8 +20,6 @@ One function, :func:`build_engine`, drives TensorRT 8.2 (JetPack 4.6), 8.5
 Engine names in a bundle: ``engines/<tensorrt-version>_sm<NN>_<precision>.engine``
 (:func:`engine_relpath` of :func:`target_for`).
 """
-from __future__ import annotations
-
 import json
 import re
 from pathlib import Path
@@ -42,7 +40,7 @@ ProfileSpec = Mapping[str, Any]
 # ------------------------------------------------------------------------------------------------
 # targets and engine names
 # ------------------------------------------------------------------------------------------------
-def _sm_from(device: Any) -> Optional[int]:
+def _sm_from(device: Any) -> "Optional[int]":
     """87 from 87, (8, 7), '8.7', 'sm87', 'sm_87', {'sm': 87}, an object with .sm or compute_capability()."""
     if device is None:
         return None
@@ -74,7 +72,7 @@ def _sm_from(device: Any) -> Optional[int]:
     return None
 
 
-def _detect_sm() -> Optional[int]:
+def _detect_sm() -> "Optional[int]":
     try:
         from ..platform import probe
 
@@ -83,7 +81,7 @@ def _detect_sm() -> Optional[int]:
         return None
 
 
-def target_for(trt: Any = None, device: Any = None, precision: str = "fp16") -> Dict[str, Any]:
+def target_for(trt: Any = None, device: Any = None, precision: str = "fp16") -> "Dict[str, Any]":
     """``{"tensorrt": "8.5.2.2", "sm": 87, "precision": "fp16"}`` for this TensorRT and GPU.
 
     The version is TensorRT's own string; engine names use its release part
@@ -108,24 +106,24 @@ def release_version(version: Any) -> str:
     return "{}.{}.{}".format(*v)
 
 
-def current_target(precision: str = "fp16", device: Any = None) -> Dict[str, Any]:
+def current_target(precision: str = "fp16", device: Any = None) -> "Dict[str, Any]":
     """:func:`target_for` with the installed TensorRT."""
     return target_for(None, device, precision)
 
 
-def engine_filename(target: Mapping[str, Any]) -> str:
+def engine_filename(target: "Mapping[str, Any]") -> str:
     """'8.5.2_sm87_fp16.engine' (DESIGN.md bundle naming; version as in :func:`release_version`)."""
     return "{}_sm{}_{}.engine".format(release_version(target["tensorrt"]), int(target["sm"]), target["precision"])
 
 
-def engine_relpath(target: Mapping[str, Any]) -> str:
+def engine_relpath(target: "Mapping[str, Any]") -> str:
     return "engines/" + engine_filename(target)
 
 
 # ------------------------------------------------------------------------------------------------
 # option parsing
 # ------------------------------------------------------------------------------------------------
-def normalize_profiles(profiles: Any) -> List[Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]]:
+def normalize_profiles(profiles: Any) -> "List[Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]]":
     """One dict or a list of dicts ``{input: (min, opt, max)}`` (or ``{"min":..,"opt":..,"max":..}``)."""
     if profiles is None:
         return []
@@ -154,7 +152,7 @@ def normalize_profiles(profiles: Any) -> List[Dict[str, Tuple[Tuple[int, ...], T
     return out
 
 
-def load_dynamic_ranges(ranges: Any) -> Dict[str, Tuple[float, float]]:
+def load_dynamic_ranges(ranges: Any) -> "Dict[str, Tuple[float, float]]":
     """``{tensor: (min, max)}`` from a ranges.json path, a Ranges object or a dict.
 
     Values may be an amax (symmetric), ``[min, max]``, ``{"amax": a}`` or
@@ -183,7 +181,7 @@ def load_dynamic_ranges(ranges: Any) -> Dict[str, Tuple[float, float]]:
             if isinstance(ranges.get(key), Mapping):
                 ranges = ranges[key]
                 break
-    out: Dict[str, Tuple[float, float]] = {}
+    out: "Dict[str, Tuple[float, float]]" = {}
     for name, v in ranges.items():
         try:
             if isinstance(v, Mapping):
@@ -212,7 +210,7 @@ _ALGO_KIND = {"EntropyCalibration2": "entropy2", "MinMaxCalibration": "minmax",
               "EntropyCalibration": "entropy", "LegacyCalibration": "legacy"}
 
 
-def read_cache_header(path: Union[str, Path]) -> Tuple[int, str]:
+def read_cache_header(path: "Union[str, Path]") -> "Tuple[int, str]":
     """(version int, calibrator kind) from a calibration cache's first line."""
     p = Path(path)
     try:
@@ -235,7 +233,7 @@ def _version_text(n: int) -> str:
 # ------------------------------------------------------------------------------------------------
 # the build
 # ------------------------------------------------------------------------------------------------
-def _network_tensors(network: Any) -> List[Any]:
+def _network_tensors(network: Any) -> "List[Any]":
     seen = {}
     for i in range(network.num_inputs):
         t = network.get_input(i)
@@ -255,25 +253,25 @@ def _is_qdq(trt: Any, network: Any) -> bool:
     return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
 
 
-def _inputs(network: Any) -> List[Any]:
+def _inputs(network: Any) -> "List[Any]":
     return [network.get_input(i) for i in range(network.num_inputs)]
 
 
 def build_engine(
-    onnx_path: Union[str, Path],
+    onnx_path: "Union[str, Path]",
     precision: str = "fp16",
     *,
     calibrator: Any = None,
     dynamic_ranges: Any = None,
-    calib_cache: Optional[Union[str, Path]] = None,
+    calib_cache: "Optional[Union[str, Path]]" = None,
     workspace_mb: int = DEFAULT_WORKSPACE_MB,
     profiles: Any = None,
-    timing_cache_path: Optional[Union[str, Path]] = None,
-    dla_core: Optional[int] = None,
+    timing_cache_path: "Optional[Union[str, Path]]" = None,
+    dla_core: "Optional[int]" = None,
     gpu_fallback: bool = True,
     strict_types: bool = False,
     verbose: bool = False,
-    report: Optional[Dict[str, Any]] = None,
+    report: "Optional[Dict[str, Any]]" = None,
 ) -> bytes:
     """Build and return a serialized TensorRT engine (plan bytes) for ``onnx_path``.
 
@@ -315,7 +313,7 @@ def build_engine(
     feats = features(trt)
     version = feats.version_string
     logger = make_logger(trt, verbose)
-    rep: Dict[str, Any] = report if report is not None else {}
+    rep: "Dict[str, Any]" = report if report is not None else {}
     rep.update({"tensorrt": version, "precision": precision, "onnx": str(path)})
 
     builder = trt.Builder(logger)
@@ -351,7 +349,7 @@ def build_engine(
         elif feats.max_workspace_size:
             config.max_workspace_size = nbytes
         rep["workspace_bytes"] = nbytes
-    set_flags: List[str] = []
+    set_flags: "List[str]" = []
 
     def flag(fname: str) -> None:
         config.set_flag(getattr(trt.BuilderFlag, fname))
@@ -488,7 +486,7 @@ def build_engine(
     return data
 
 
-def config_profile_for_calibration(builder: Any, prof: Mapping[str, ShapeTriple]) -> Any:
+def config_profile_for_calibration(builder: Any, prof: "Mapping[str, ShapeTriple]") -> Any:
     """A profile whose min/opt/max are all the opt shapes: TensorRT calibrates at one shape."""
     p = builder.create_optimization_profile()
     for n, (_, mid, _) in prof.items():
@@ -496,7 +494,7 @@ def config_profile_for_calibration(builder: Any, prof: Mapping[str, ShapeTriple]
     return p
 
 
-def _cache_calibrator(trt: Any, feats: Any, cache_path: Union[str, Path], inputs: List[Any], profiles: List[Any]) -> Any:
+def _cache_calibrator(trt: Any, feats: Any, cache_path: "Union[str, Path]", inputs: "List[Any]", profiles: "List[Any]") -> Any:
     """A calibrator that only serves the cache (no batches), after checking its header fits this TensorRT."""
     number, kind = read_cache_header(cache_path)
     want = calibration_version_int(feats.version)
@@ -522,7 +520,7 @@ def _cache_calibrator(trt: Any, feats: Any, cache_path: Union[str, Path], inputs
     )
 
 
-def save_engine(plan: bytes, path: Union[str, Path]) -> Path:
+def save_engine(plan: bytes, path: "Union[str, Path]") -> Path:
     """Write plan bytes atomically (never a half-written .engine)."""
     return atomic_write_bytes(path, bytes(plan))
 
@@ -535,11 +533,11 @@ def describe_version(trt: Any = None) -> str:
 class EngineFromOnnx:
     """Loader (Polygraphy style): describes a build, runs it when called; ``EngineFromOnnx(path, "int8", ...)()``."""
 
-    def __init__(self, onnx_path: Union[str, Path], precision: str = "fp16", **options: Any) -> None:
+    def __init__(self, onnx_path: "Union[str, Path]", precision: str = "fp16", **options: Any) -> None:
         self.onnx_path = onnx_path
         self.precision = precision
         self.options = options
-        self.report: Dict[str, Any] = {}
+        self.report: "Dict[str, Any]" = {}
 
     def __call__(self) -> bytes:
         return build_engine(self.onnx_path, self.precision, report=self.report, **self.options)
@@ -548,7 +546,7 @@ class EngineFromOnnx:
 class SaveEngine:
     """Loader: run ``loader`` (plan bytes or a callable giving them) and write the plan atomically to ``path``."""
 
-    def __init__(self, loader: Any, path: Union[str, Path]) -> None:
+    def __init__(self, loader: Any, path: "Union[str, Path]") -> None:
         self.loader = loader
         self.path = path
 

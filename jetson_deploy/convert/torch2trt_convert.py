@@ -8,8 +8,6 @@ MissingDependency (exit 2) with the install line.  Keyword arguments that the
 installed torch2trt does not take (older releases have no DLA/ONNX options) are
 refused by name rather than silently dropped.
 """
-from __future__ import annotations
-
 import inspect
 from typing import Any, Dict, Optional, Sequence
 
@@ -20,7 +18,7 @@ from ..trt.compat import load_tensorrt
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _accepts(fn: Any) -> Optional[set]:
+def _accepts(fn: Any) -> "Optional[set]":
     """Parameter names of ``fn``, or None when it takes **kwargs (accepts anything)."""
     try:
         params = inspect.signature(fn).parameters
@@ -39,15 +37,15 @@ def convert_with_torch2trt(
     max_batch_size: int = 1,
     *,
     workspace_mb: int = 1024,
-    input_names: Optional[Sequence[str]] = None,
-    output_names: Optional[Sequence[str]] = None,
+    input_names: "Optional[Sequence[str]]" = None,
+    output_names: "Optional[Sequence[str]]" = None,
     calib_batch_size: int = 1,
     calib_algorithm: str = "entropy2",
-    dla_core: Optional[int] = None,
+    dla_core: "Optional[int]" = None,
     gpu_fallback: bool = True,
     strict_types: bool = False,
     use_onnx: bool = False,
-    device: Optional[str] = None,
+    device: "Optional[str]" = None,
 ) -> bytes:
     """Convert ``model`` with torch2trt and return the serialized engine.
 
@@ -88,7 +86,7 @@ def convert_with_torch2trt(
 
         int8_calib_dataset = Torch2trtCalibDataset(int8_calib_dataset, device=dev or "cpu")
 
-    kwargs: Dict[str, Any] = {
+    kwargs: "Dict[str, Any]" = {
         "fp16_mode": precision in ("fp16", "int8"),
         "int8_mode": precision == "int8",
         "max_workspace_size": int(workspace_mb) << 20,

@@ -5,8 +5,6 @@ frame generator (:mod:`jetson_deploy.demo.shapes`) makes labelled frames, clips 
 image folders of any size.  Nothing heavy is imported until used: torch only in
 :func:`build_model` / :func:`load_model`, cv2 only when frames are drawn.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,3 +70,8 @@ def load_model() -> Any:
     from .model import load_model as _load
 
     return _load(WEIGHTS)
+
+
+from .._lazy import pep562 as _pep562  # noqa: E402
+
+_pep562(__name__)

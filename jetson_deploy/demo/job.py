@@ -3,8 +3,6 @@
 This is what ``jetson-deploy demo`` does and what the README's first command shows:
 every stage of the real path, on the CPU, with no GPU and no downloads.
 """
-from __future__ import annotations
-
 import json
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ def run_demo(
     frames: int = CLIP_FRAMES,
     precision: str = "fp32",
     log: Any = None,
-) -> Dict[str, Any]:
+) -> "Dict[str, Any]":
     """Run the whole path and return the report (also written to ``workdir/report.json``)."""
     from . import load_spec, write_clip
     from ..convert.api import convert
@@ -90,12 +88,12 @@ def _calibration_set(workdir: Path, spec: Any, say: Any) -> Path:
     return out
 
 
-def _int8_agreement(bundle: Path) -> Optional[Any]:
+def _int8_agreement(bundle: Path) -> "Optional[Any]":
     manifest = json.loads((bundle / "manifest.json").read_text())
     return ((manifest.get("accuracy") or {}).get("int8") or {}).get("agreement")
 
 
-def _parity_of(conv: Any) -> Optional[Dict[str, Any]]:
+def _parity_of(conv: Any) -> "Optional[Dict[str, Any]]":
     for attr in ("parity", "accuracy"):
         val = getattr(conv, attr, None)
         if val is not None:

@@ -6,8 +6,6 @@ trouble (ReLU activations, no large outliers).  torch is imported lazily: the
 class is defined inside :func:`build_model`, so importing this module never
 touches torch.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
@@ -16,7 +14,7 @@ from ..errors import BadInput
 
 NUM_CLASSES = 4
 # (out_channels, maxpool after) per 3x3 conv stage: 64 -> 32 -> 16 -> 8 -> 4, then global average pool.
-STAGES: Tuple[Tuple[int, bool], ...] = ((16, True), (32, True), (48, True), (64, True), (96, False))
+STAGES: "Tuple[Tuple[int, bool], ...]" = ((16, True), (32, True), (48, True), (64, True), (96, False))
 
 
 def build_model(num_classes: int = NUM_CLASSES) -> Any:
@@ -47,7 +45,7 @@ def build_model(num_classes: int = NUM_CLASSES) -> Any:
     return DemoNet(num_classes)
 
 
-def load_state(path: Union[str, Path]) -> Dict[str, Any]:
+def load_state(path: "Union[str, Path]") -> "Dict[str, Any]":
     """Read a state dict saved by ``scripts/train_demo_model.py`` (tensors only)."""
     torch = require("torch", "the demo model")
     path = Path(path)
@@ -61,7 +59,7 @@ def load_state(path: Union[str, Path]) -> Dict[str, Any]:
         return torch.load(str(path), map_location="cpu")
 
 
-def load_model(path: Union[str, Path]) -> Any:
+def load_model(path: "Union[str, Path]") -> Any:
     """DemoNet with the weights at ``path``, in eval mode."""
     model = build_model()
     try:

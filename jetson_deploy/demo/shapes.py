@@ -11,8 +11,6 @@ the model input.  Random numbers come from ``numpy.random.RandomState``, whose
 streams numpy keeps stable across versions: the same seed gives the same frames on
 the workstation and on a Jetson.
 """
-from __future__ import annotations
-
 import math
 import os
 import tempfile
@@ -52,19 +50,19 @@ class Scene:
     """
 
     label: int
-    c0: Tuple[float, float, float]
-    c1: Tuple[float, float, float]
+    c0: "Tuple[float, float, float]"
+    c1: "Tuple[float, float, float]"
     angle: float
-    blobs: np.ndarray  # (g, g, 3) float32 offsets, upsampled to the frame
+    blobs: "np.ndarray"  # (g, g, 3) float32 offsets, upsampled to the frame
     noise: int  # per-pixel uniform noise amplitude
-    lines: List[Tuple[float, float, float, float, Tuple[int, int, int], float]]
+    lines: "List[Tuple[float, float, float, float, Tuple[int, int, int], float]]"
     cx: float = 0.5
     cy: float = 0.5
     size: float = 0.0
     filled: bool = True
     thickness: float = 0.0
-    color: Tuple[int, int, int] = (255, 255, 255)
-    vertices: Optional[List[Tuple[float, float]]] = None  # unit polygon (circumradius 1)
+    color: "Tuple[int, int, int]" = (255, 255, 255)
+    vertices: "Optional[List[Tuple[float, float]]]" = None  # unit polygon (circumradius 1)
 
     def extent(self) -> float:
         """Half-size of the shape's bounding box around its centre, in min(W,H) units."""
@@ -76,12 +74,12 @@ class Scene:
         return r + (0.0 if self.filled else self.thickness / 2.0)
 
 
-def _rand_color(rng: np.random.RandomState) -> Tuple[float, float, float]:
+def _rand_color(rng: "np.random.RandomState") -> "Tuple[float, float, float]":
     c = rng.randint(0, 256, size=3)
     return (float(c[0]), float(c[1]), float(c[2]))
 
 
-def _polygon(rng: np.random.RandomState, label: int) -> List[Tuple[float, float]]:
+def _polygon(rng: "np.random.RandomState", label: int) -> "List[Tuple[float, float]]":
     """Unit polygon: a square (half-diagonal 1.15) or a jittered triangle (circumradius ~1.2)."""
     if label == SQUARE:
         rot = rng.uniform(0.0, math.pi / 2)
@@ -95,7 +93,7 @@ def _polygon(rng: np.random.RandomState, label: int) -> List[Tuple[float, float]
     return pts
 
 
-def sample_scene(rng: np.random.RandomState, width: int, height: int, label: Optional[int] = None) -> Scene:
+def sample_scene(rng: "np.random.RandomState", width: int, height: int, label: "Optional[int]" = None) -> "Scene":
     """Draw the random parameters of one frame (``label`` None: uniform over LABELS)."""
     if label is None:
         label = int(rng.randint(len(LABELS)))
@@ -137,13 +135,13 @@ def sample_scene(rng: np.random.RandomState, width: int, height: int, label: Opt
     return scene
 
 
-def _extent_wh(ext: float, width: int, height: int) -> Tuple[float, float]:
+def _extent_wh(ext: float, width: int, height: int) -> "Tuple[float, float]":
     """An extent in min(W,H) units as (fraction of W, fraction of H)."""
     m = float(min(width, height))
     return ext * m / width, ext * m / height
 
 
-def _background(scene: Scene, width: int, height: int) -> np.ndarray:
+def _background(scene: "Scene", width: int, height: int) -> "np.ndarray":
     """Gradient plus colour blobs, drawn at most 96 px wide/high and upsampled (it is smooth)."""
     cv2 = _cv2()
     r = min(1.0, 96.0 / max(width, height))
@@ -162,7 +160,7 @@ def _background(scene: Scene, width: int, height: int) -> np.ndarray:
     return bg
 
 
-def _contrasting_color(rng: np.random.RandomState, local_mean: np.ndarray) -> Tuple[int, int, int]:
+def _contrasting_color(rng: "np.random.RandomState", local_mean: "np.ndarray") -> "Tuple[int, int, int]":
     for _ in range(64):
         c = rng.randint(0, 256, size=3).astype(np.float64)
         if np.linalg.norm(c - local_mean) >= MIN_CONTRAST:
@@ -171,7 +169,7 @@ def _contrasting_color(rng: np.random.RandomState, local_mean: np.ndarray) -> Tu
     return (int(c[0]), int(c[1]), int(c[2]))
 
 
-def render(scene: Scene, width: int, height: int, rng: np.random.RandomState, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+def render(scene: "Scene", width: int, height: int, rng: "np.random.RandomState", dx: float = 0.0, dy: float = 0.0) -> "np.ndarray":
     """Draw ``scene`` as a BGR uint8 frame; (dx, dy) move the shape (fractions of W, H).
 
     ``rng`` supplies the per-pixel noise, fresh for each frame of a clip.
@@ -225,18 +223,18 @@ class ShapeGenerator:
         self.seed = int(seed)
         self.rng = np.random.RandomState(self.seed)
 
-    def frame(self, width: int, height: int, label: Optional[int] = None) -> Tuple[np.ndarray, int]:
+    def frame(self, width: int, height: int, label: "Optional[int]" = None) -> "Tuple[np.ndarray, int]":
         """One frame of ``width`` x ``height`` and its label index (uniform over LABELS unless given)."""
         width, height = int(width), int(height)
         scene = sample_scene(self.rng, width, height, label)
         return render(scene, width, height, self.rng), scene.label
 
-    def frames(self, n: int, width: int, height: int) -> Iterator[Tuple[np.ndarray, int]]:
+    def frames(self, n: int, width: int, height: int) -> "Iterator[Tuple[np.ndarray, int]]":
         """``n`` frames of the same size (see :meth:`frame`)."""
         for _ in range(int(n)):
             yield self.frame(width, height)
 
-    def clip_frames(self, n_frames: int, width: int, height: int, hold: int = 5) -> Iterator[Tuple[np.ndarray, int]]:
+    def clip_frames(self, n_frames: int, width: int, height: int, hold: int = 5) -> "Iterator[Tuple[np.ndarray, int]]":
         """Frames of a video: each scene held ``hold`` frames while its shape drifts
         slightly, with fresh sensor noise on every frame."""
         if hold < 1:
@@ -263,7 +261,7 @@ def write_clip(
     fps: float = 15,
     seed: int = 0,
     hold: int = 5,
-) -> List[int]:
+) -> "List[int]":
     """Write a synthetic video (``.mp4``: mp4v, ``.avi``: MJPG) atomically.
 
     Returns the ground-truth label index of every frame, in order.
@@ -278,7 +276,7 @@ def write_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=suffix, dir=str(path.parent))
     os.close(fd)
-    labels: List[int] = []
+    labels: "List[int]" = []
     try:
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*_VIDEO_CODECS[suffix]), float(fps), (int(width), int(height)))
         if not writer.isOpened():
@@ -312,7 +310,7 @@ def write_images(
     height: int = 120,
     seed: int = 0,
     ext: str = ".png",
-) -> List[Tuple[Path, int]]:
+) -> "List[Tuple[Path, int]]":
     """Write ``n`` labelled frames as ``NNNNN_<label><ext>`` files (each written atomically).
 
     Returns (path, label index) pairs in order.
@@ -325,7 +323,7 @@ def write_images(
         raise BadInput("image extension {!r} not supported: use one of {}".format(ext, ", ".join(_IMAGE_EXTS)))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out: List[Tuple[Path, int]] = []
+    out: "List[Tuple[Path, int]]" = []
     for i, (frame, label) in enumerate(ShapeGenerator(seed).frames(int(n), int(width), int(height))):
         ok, buf = cv2.imencode(ext, frame)
         if not ok:
@@ -336,7 +334,7 @@ def write_images(
     return out
 
 
-def label_of(name: str, labels: Sequence[str] = LABELS) -> Optional[int]:
+def label_of(name: str, labels: "Sequence[str]" = LABELS) -> "Optional[int]":
     """Ground-truth label index from a file name written by :func:`write_images` (None if absent)."""
     stem = Path(name).stem
     tail = stem.rsplit("_", 1)[-1]
@@ -345,7 +343,7 @@ def label_of(name: str, labels: Sequence[str] = LABELS) -> Optional[int]:
 
 # Source frame sizes (W, H) used for training and evaluation: several aspect ratios,
 # so the model is robust to the stretch of a plain (non-letterboxed) resize to 64x64.
-MIXED_SIZES: List[Tuple[int, int]] = [
+MIXED_SIZES: "List[Tuple[int, int]]" = [
     (64, 64),
     (96, 96),
     (128, 128),
@@ -367,11 +365,11 @@ MIXED_SIZES: List[Tuple[int, int]] = [
 def dataset(
     n: int,
     seed: int,
-    sizes: Optional[Sequence[Tuple[int, int]]] = None,
+    sizes: "Optional[Sequence[Tuple[int, int]]]" = None,
     spec=None,
     jpeg: float = 0.0,
     progress=None,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> "Tuple[np.ndarray, np.ndarray]":
     """``n`` labelled model inputs, preprocessed by :func:`jetson_deploy.preprocess.preprocess`.
 
     Frames come from ``ShapeGenerator(seed)`` at sizes drawn (with their own seeded

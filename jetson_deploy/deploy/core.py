@@ -4,8 +4,6 @@ Round trips per deploy: one ssh call to inspect the device and prepare staging, 
 transfer (rsync or sftp), one ssh call to verify, install, switch, health-check and prune.
 A redeploy of the active, verified version stops after the first call.
 """
-from __future__ import annotations
-
 import re
 import shutil
 import time
@@ -47,8 +45,8 @@ class HostResult(object):
     OK = ("deployed", "unchanged", "rolled-back")
 
     def __init__(self, host: str, result: str, name: str = "", version: str = "", previous: str = "",
-                 seconds: float = 0.0, message: str = "", details: Optional[Dict[str, Any]] = None,
-                 active: Optional[str] = None) -> None:
+                 seconds: float = 0.0, message: str = "", details: "Optional[Dict[str, Any]]" = None,
+                 active: "Optional[str]" = None) -> None:
         self.host = host
         self.active = active if active is not None else (version if result in self.OK else "")
         self.result = result
@@ -63,7 +61,7 @@ class HostResult(object):
     def failed(self) -> bool:
         return self.result == "failed"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {
             "host": self.host, "result": self.result, "name": self.name, "version": self.version,
             "previous": self.previous, "active": self.active, "seconds": round(self.seconds, 3), "message": self.message,
@@ -82,7 +80,7 @@ def _mib(n: float) -> str:
     return "{:.1f} MiB".format(n / (1 << 20))
 
 
-def _check_error(res: ScriptResult, what: str) -> None:
+def _check_error(res: "ScriptResult", what: str) -> None:
     if res.rc == 255 and not res.lines("ERROR"):
         # ssh itself failed after the script started: the device may have finished the step
         raise RemoteError("{}: {}; the device completes a started step on its own, check it with "
@@ -96,10 +94,10 @@ def _check_error(res: ScriptResult, what: str) -> None:
         raise RemoteError("{} failed: {}".format(what, line))
 
 
-def retention(history: List[str], installed: List[str], new: str, previous: str, keep: int) -> List[str]:
+def retention(history: "List[str]", installed: "List[str]", new: str, previous: str, keep: int) -> "List[str]":
     """Versions to delete after activating ``new``: keep the ``keep`` most recently active ones,
     and never ``new`` or ``previous`` (so a rollback always has somewhere to go)."""
-    order: List[str] = []
+    order: "List[str]" = []
     for v in reversed(history + [new]):
         if v in installed + [new] and v not in order:
             order.append(v)
@@ -110,10 +108,10 @@ def retention(history: List[str], installed: List[str], new: str, previous: str,
     return sorted(v for v in installed if v not in keep_set)
 
 
-def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
-                health_cmd: Optional[str] = None, health_timeout: float = 60.0, transfer: str = "auto",
-                bwlimit: Optional[int] = None, progress: Optional[ProgressFn] = None,
-                hooks: Optional[Hooks] = None, verify_retries: int = 1) -> HostResult:
+def deploy_host(bundle: "LocalBundle", transport: "Transport", root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
+                health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, transfer: str = "auto",
+                bwlimit: "Optional[int]" = None, progress: "Optional[ProgressFn]" = None,
+                hooks: "Optional[Hooks]" = None, verify_retries: int = 1) -> "HostResult":
     """Deploy one verified bundle to one device; raises RemoteError on failure.
 
     Files that fail the on-device check are removed there and re-sent up to
@@ -140,7 +138,7 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
     cleaned = info.lines("CLEANED")
     if cleaned:
         say(label, "cleaned stale uploads: " + ", ".join(cleaned))
-    details: Dict[str, Any] = {"installed_before": installed, "cleaned": cleaned}
+    details: "Dict[str, Any]" = {"installed_before": installed, "cleaned": cleaned}
     if active == version and target == "ok":
         return HostResult(label, "unchanged", name, version, active, time.monotonic() - t0,
                           "{} {} is already active and verified; nothing to do".format(name, version), details)
@@ -150,7 +148,7 @@ def deploy_host(bundle: LocalBundle, transport: Transport, root: str = DEFAULT_R
     mode = "switch" if target == "ok" else "upload"
     method = "-"
     if mode == "upload":
-        staged: Dict[str, int] = {}
+        staged: "Dict[str, int]" = {}
         for line in info.lines("STAGED"):
             size, _, rel = line.partition(" ")
             if size.isdigit():
@@ -243,7 +241,7 @@ class _UploadProgress(object):
     and not counted), so the line says what was sent rather than a percentage that could lie.
     """
 
-    def __init__(self, say: ProgressFn, label: str, total: int) -> None:
+    def __init__(self, say: "ProgressFn", label: str, total: int) -> None:
         self.say, self.label, self.total = say, label, max(1, total)
         self.t0 = time.monotonic()
         self.last_step = 0
@@ -258,8 +256,8 @@ class _UploadProgress(object):
             self.say(self.label, "uploading: {} of {} sent ({}/s)".format(_mib(sent), _mib(self.total), _mib(rate)))
 
 
-def _upload(transport: Transport, bundle: LocalBundle, staging: str, method: str, staged: Dict[str, int],
-            bwlimit: Optional[int], hooks: Hooks, root: str, say: Optional[ProgressFn] = None) -> float:
+def _upload(transport: "Transport", bundle: "LocalBundle", staging: str, method: str, staged: "Dict[str, int]",
+            bwlimit: "Optional[int]", hooks: "Hooks", root: str, say: "Optional[ProgressFn]" = None) -> float:
     t_up = time.monotonic()
     files = [(rel, size) for rel, size, _ in bundle.files]
     on_bytes = None
@@ -284,7 +282,7 @@ def _bad_text(line: str) -> str:
     return "artifact {}: {}".format(path, text)
 
 
-def _diagnose_upload_failure(transport: Transport, root: str, exc: RemoteError) -> RemoteError:
+def _diagnose_upload_failure(transport: "Transport", root: str, exc: "RemoteError") -> "RemoteError":
     """A failed upload may not say why (the device's message can die with the link): if the
     disk under ROOT is (nearly) full now, say that in one line."""
     if "disk space" in str(exc):
@@ -300,8 +298,8 @@ def _diagnose_upload_failure(transport: Transport, root: str, exc: RemoteError) 
     return exc
 
 
-def rollback_host(name: str, transport: Transport, root: str = DEFAULT_ROOT, to: Optional[str] = None,
-                  progress: Optional[ProgressFn] = None) -> HostResult:
+def rollback_host(name: str, transport: "Transport", root: str = DEFAULT_ROOT, to: "Optional[str]" = None,
+                  progress: "Optional[ProgressFn]" = None) -> "HostResult":
     say = progress or _noop
     label = transport.label
     t0 = time.monotonic()
@@ -323,16 +321,16 @@ def rollback_host(name: str, transport: Transport, root: str = DEFAULT_ROOT, to:
     return HostResult(label, "rolled-back", name, target, cur, time.monotonic() - t0, msg)
 
 
-def status_host(transport: Transport, root: str = DEFAULT_ROOT, name: Optional[str] = None,
-                verify: bool = False) -> Dict[str, Any]:
+def status_host(transport: "Transport", root: str = DEFAULT_ROOT, name: "Optional[str]" = None,
+                verify: bool = False) -> "Dict[str, Any]":
     """Installed/active versions on one device: ``{"host", "ok", "root", "bundles": {name: {...}}, "free_bytes"}``."""
     res = transport.run_script(scripts.status(root, name, verify), timeout=300)
     _check_error(res, "status")
     if res.first("STATUS_DONE") is None and res.first("NOROOT") is None:
         raise RemoteError("the device gave no status: " + res.error_line())
-    bundles: Dict[str, Dict[str, Any]] = {}
+    bundles: "Dict[str, Dict[str, Any]]" = {}
 
-    def entry(n: str) -> Dict[str, Any]:
+    def entry(n: str) -> "Dict[str, Any]":
         return bundles.setdefault(n, {"active": None, "previous": None, "installed": [], "history": [], "staging": []})
 
     for n in res.lines("NAME"):
@@ -367,11 +365,11 @@ def _version_key(v: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
 
 
-def sort_versions(versions: List[str]) -> List[str]:
+def sort_versions(versions: "List[str]") -> "List[str]":
     return sorted(versions, key=_version_key)
 
 
-def safe_call(fn: Callable[[], HostResult], label: str, name: str = "", version: str = "") -> HostResult:
+def safe_call(fn: "Callable[[], HostResult]", label: str, name: str = "", version: str = "") -> "HostResult":
     """Run one host's work; any failure becomes a 'failed' result (one host never stops the others)."""
     t0 = time.monotonic()
     try:

@@ -2,8 +2,6 @@
 
 One host failing never stops the others; callers exit 1 when any result is 'failed'.
 """
-from __future__ import annotations
-
 import sys
 import threading
 import time
@@ -24,7 +22,7 @@ HostLike = Union[str, Host]
 class StderrProgress(object):
     """Thread-safe ``[host] message`` lines on stderr (or any stream)."""
 
-    def __init__(self, stream: Optional[TextIO] = None) -> None:
+    def __init__(self, stream: "Optional[TextIO]" = None) -> None:
         self.stream = stream
         self.lock = threading.Lock()
 
@@ -35,15 +33,15 @@ class StderrProgress(object):
             stream.flush()
 
 
-def _hosts(hosts: Sequence[HostLike]) -> List[Host]:
+def _hosts(hosts: "Sequence[HostLike]") -> "List[Host]":
     out = [h if isinstance(h, Host) else parse_host(h) for h in hosts]
     if not out:
         raise BadInput("no hosts given: name them as user@host[:port] or pass --hosts FILE")
     return out
 
 
-def run_fleet(hosts: Sequence[Host], work: Callable[[Host], HostResult], jobs: int = 8,
-              name: str = "", version: str = "") -> List[HostResult]:
+def run_fleet(hosts: "Sequence[Host]", work: "Callable[[Host], HostResult]", jobs: int = 8,
+              name: str = "", version: str = "") -> "List[HostResult]":
     """Run ``work(host)`` on every host with at most ``jobs`` at once; results in host order."""
     if jobs < 1:
         raise BadInput("--jobs must be 1 or more")
@@ -54,12 +52,12 @@ def run_fleet(hosts: Sequence[Host], work: Callable[[Host], HostResult], jobs: i
         return [f.result() for f in futures]
 
 
-def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str = DEFAULT_ROOT,
-           keep: int = DEFAULT_KEEP, ssh_config: Optional[str] = None, jobs: int = 8,
-           health_cmd: Optional[str] = None, health_timeout: float = 60.0, transfer: str = "auto",
-           bwlimit: Optional[int] = None, connect_timeout: int = 10, ssh_options: Sequence[str] = (),
-           progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None,
-           verify_retries: int = 1, public_key: Optional[str] = None) -> List[HostResult]:
+def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT,
+           keep: int = DEFAULT_KEEP, ssh_config: "Optional[str]" = None, jobs: int = 8,
+           health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, transfer: str = "auto",
+           bwlimit: "Optional[int]" = None, connect_timeout: int = 10, ssh_options: "Sequence[str]" = (),
+           progress: "Optional[ProgressFn]" = None, hooks: "Optional[Dict[str, Callable[..., Any]]]" = None,
+           verify_retries: int = 1, public_key: "Optional[str]" = None) -> "List[HostResult]":
     """Verify ``bundle`` here, then deploy it to every host (see docs/deploy.md).
 
     Returns one :class:`HostResult` per host, in order. Bad input (bundle, flags) raises
@@ -79,7 +77,7 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
             progress("local", "verified {} {} ({} files, {:.1f} MiB)".format(
                 lb.name, lb.version, len(lb.files), lb.total_size / (1 << 20)))
 
-        def work(h: Host) -> HostResult:
+        def work(h: "Host") -> "HostResult":
             t = SSHTransport(h, ssh_config=ssh_config, connect_timeout=connect_timeout, ssh_options=ssh_options)
             return core.deploy_host(lb, t, root=root, keep=keep, health_cmd=health_cmd,
                                     health_timeout=health_timeout, transfer=transfer, bwlimit=bwlimit,
@@ -91,9 +89,9 @@ def deploy(bundle: Union[str, LocalBundle], hosts: Sequence[HostLike], root: str
             lb.close()
 
 
-def deploy_rootfs(bundle: Union[str, LocalBundle], rootfs: str, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
-                  progress: Optional[ProgressFn] = None, hooks: Optional[Dict[str, Callable[..., Any]]] = None,
-                  public_key: Optional[str] = None) -> HostResult:
+def deploy_rootfs(bundle: "Union[str, LocalBundle]", rootfs: str, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
+                  progress: "Optional[ProgressFn]" = None, hooks: "Optional[Dict[str, Callable[..., Any]]]" = None,
+                  public_key: "Optional[str]" = None) -> "HostResult":
     """Install into a mounted SD card or ``Linux_for_Tegra/rootfs``: ``ROOTFS/<root>`` gets the same
     layout, checks and relative symlinks, so the board boots with the bundle active."""
     root = check_root(root)
@@ -115,10 +113,10 @@ def deploy_rootfs(bundle: Union[str, LocalBundle], rootfs: str, root: str = DEFA
             lb.close()
 
 
-def rollback(name: str, hosts: Sequence[HostLike], root: str = DEFAULT_ROOT, to: Optional[str] = None,
-             ssh_config: Optional[str] = None, jobs: int = 8, connect_timeout: int = 10,
-             ssh_options: Sequence[str] = (), progress: Optional[ProgressFn] = None,
-             rootfs: Optional[str] = None) -> List[HostResult]:
+def rollback(name: str, hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT, to: "Optional[str]" = None,
+             ssh_config: "Optional[str]" = None, jobs: int = 8, connect_timeout: int = 10,
+             ssh_options: "Sequence[str]" = (), progress: "Optional[ProgressFn]" = None,
+             rootfs: "Optional[str]" = None) -> "List[HostResult]":
     """Switch ``active/NAME`` back to the previous verified version (or ``to``) on every host."""
     root = check_root(root)
     check_name(name, "name")
@@ -130,16 +128,16 @@ def rollback(name: str, hosts: Sequence[HostLike], root: str = DEFAULT_ROOT, to:
         return [safe_call(lambda: core.rollback_host(name, t, local_root, to, progress), t.label, name)]
     host_list = _hosts(hosts)
 
-    def work(h: Host) -> HostResult:
+    def work(h: "Host") -> "HostResult":
         t = SSHTransport(h, ssh_config=ssh_config, connect_timeout=connect_timeout, ssh_options=ssh_options)
         return core.rollback_host(name, t, root=root, to=to, progress=progress)
 
     return run_fleet(host_list, work, jobs, name)
 
 
-def status(hosts: Sequence[HostLike], root: str = DEFAULT_ROOT, name: Optional[str] = None, verify: bool = False,
-           ssh_config: Optional[str] = None, jobs: int = 8, connect_timeout: int = 10,
-           ssh_options: Sequence[str] = (), rootfs: Optional[str] = None) -> List[Dict[str, Any]]:
+def status(hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT, name: "Optional[str]" = None, verify: bool = False,
+           ssh_config: "Optional[str]" = None, jobs: int = 8, connect_timeout: int = 10,
+           ssh_options: "Sequence[str]" = (), rootfs: "Optional[str]" = None) -> "List[Dict[str, Any]]":
     """Installed and active versions per host (unreachable hosts get ``ok: False`` and ``error``)."""
     root = check_root(root)
     if name is not None:
@@ -148,7 +146,7 @@ def status(hosts: Sequence[HostLike], root: str = DEFAULT_ROOT, name: Optional[s
         t = LocalTransport("rootfs:" + rootfs)
         return [core.status_host(t, str(Path(rootfs).resolve()) + "/" + root.lstrip("/"), name, verify)]
     host_list = _hosts(hosts)
-    out: List[Dict[str, Any]] = [{} for _ in host_list]
+    out: "List[Dict[str, Any]]" = [{} for _ in host_list]
 
     def one(i: int) -> None:
         h = host_list[i]
@@ -167,7 +165,7 @@ def status(hosts: Sequence[HostLike], root: str = DEFAULT_ROOT, name: Optional[s
 
 # ----------------------------------------------------------------------------- tables
 
-def format_table(results: Sequence[HostResult]) -> str:
+def format_table(results: "Sequence[HostResult]") -> str:
     rows = [("HOST", "RESULT", "VERSION", "SECONDS", "MESSAGE")]
     for r in results:
         rows.append((r.host, r.result, r.version or "-", "{:.1f}".format(r.seconds), r.message))
@@ -180,7 +178,7 @@ def format_table(results: Sequence[HostResult]) -> str:
     return "\n".join(lines)
 
 
-def format_status(statuses: Sequence[Dict[str, Any]]) -> str:
+def format_status(statuses: "Sequence[Dict[str, Any]]") -> str:
     rows = [("HOST", "NAME", "ACTIVE", "PREVIOUS", "INSTALLED")]
     for s in statuses:
         if not s.get("ok"):

@@ -5,8 +5,6 @@ alias), the rest are ``key=value`` variables (``ansible_host``, ``ansible_user``
 ``ansible_port``; ``ansible_ssh_host``/``ansible_ssh_user``/``ansible_ssh_port`` too).
 A plain host list is simply an inventory without ``[group]`` sections.
 """
-from __future__ import annotations
-
 import re
 import shlex
 from pathlib import Path
@@ -29,7 +27,7 @@ class Host(object):
 
     __slots__ = ("label", "hostname", "user", "port")
 
-    def __init__(self, hostname: str, user: Optional[str] = None, port: Optional[int] = None, label: Optional[str] = None) -> None:
+    def __init__(self, hostname: str, user: "Optional[str]" = None, port: "Optional[int]" = None, label: "Optional[str]" = None) -> None:
         if not hostname or not _HOST_RE.match(hostname.strip("[]")) or hostname.startswith("-"):
             raise BadInput("bad host name {!r}: use user@host[:port] (letters, digits, '.', '-', '_')".format(hostname))
         if user is not None and (not user or not _USER_RE.match(user)):
@@ -62,13 +60,13 @@ class Host(object):
         return hash((self.hostname, self.user, self.port))
 
 
-def _format(hostname: str, user: Optional[str], port: Optional[int]) -> str:
+def _format(hostname: str, user: "Optional[str]", port: "Optional[int]") -> str:
     host = "[" + hostname + "]" if (":" in hostname and port is not None) else hostname
     text = "{}@{}".format(user, host) if user else host
     return "{}:{}".format(text, port) if port is not None else text
 
 
-def parse_host(text: str) -> Host:
+def parse_host(text: str) -> "Host":
     """Parse ``[user@]host[:port]``; IPv6 literals as ``[user@][addr]:port`` or bare ``addr``."""
     raw = text.strip()
     if not raw:
@@ -77,7 +75,7 @@ def parse_host(text: str) -> Host:
     rest = raw
     if "@" in rest:
         user, rest = rest.rsplit("@", 1)
-    port: Optional[int] = None
+    port: "Optional[int]" = None
     if rest.startswith("["):
         end = rest.find("]")
         if end < 0:
@@ -109,7 +107,7 @@ def _int_var(value: str, key: str, where: str) -> int:
     return int(value)
 
 
-def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
+def load_inventory(path: str, group: "Optional[str]" = None) -> "List[Host]":
     """Read a host file: one host a line (``#``/``;`` comments), or an Ansible INI inventory.
 
     INI support: ``[group]`` host sections, ``[group:vars]`` (ansible_user/ansible_port applied
@@ -121,11 +119,11 @@ def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput("cannot read --hosts file {}: {}".format(path, exc.strerror or exc))
-    groups: Dict[str, List[str]] = {}      # group -> host aliases, in order
-    children: Dict[str, List[str]] = {}    # group -> child groups
-    group_vars: Dict[str, Dict[str, str]] = {}
-    host_vars: Dict[str, Dict[str, str]] = {}
-    order: List[str] = []
+    groups: "Dict[str, List[str]]" = {}      # group -> host aliases, in order
+    children: "Dict[str, List[str]]" = {}    # group -> child groups
+    group_vars: "Dict[str, Dict[str, str]]" = {}
+    host_vars: "Dict[str, Dict[str, str]]" = {}
+    order: "List[str]" = []
     section, kind = "ungrouped", "hosts"
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -170,7 +168,7 @@ def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
         if alias not in order:
             order.append(alias)
 
-    def members(name: str, seen: Optional[set] = None) -> List[str]:
+    def members(name: str, seen: "Optional[set]" = None) -> "List[str]":
         seen = seen if seen is not None else set()
         if name in seen:
             return []
@@ -180,10 +178,10 @@ def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
             out.extend(members(child, seen))
         return out
 
-    def groups_of(alias: str) -> List[str]:
+    def groups_of(alias: str) -> "List[str]":
         # parents first, then more specific groups, so a child's vars win over its parent's
         direct = [g for g, hs in groups.items() if alias in hs]
-        result: List[str] = []
+        result: "List[str]" = []
         for g in direct:
             for parent, kids in children.items():
                 if g in kids and parent not in result:
@@ -206,9 +204,9 @@ def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
                     selected.append(a)
     else:
         selected = order
-    hosts: List[Host] = []
+    hosts: "List[Host]" = []
     for alias in selected:
-        merged: Dict[str, str] = {}
+        merged: "Dict[str, str]" = {}
         merged.update(group_vars.get("all", {}))
         for g in groups_of(alias):
             merged.update(group_vars.get(g, {}))
@@ -219,7 +217,7 @@ def load_inventory(path: str, group: Optional[str] = None) -> List[Host]:
     return hosts
 
 
-def _host_from_vars(alias: str, hv: Dict[str, str], where: str) -> Host:
+def _host_from_vars(alias: str, hv: "Dict[str, str]", where: str) -> "Host":
     base = parse_host(alias)
     hostname = hv.get("ansible_host") or hv.get("ansible_ssh_host") or base.hostname
     user = hv.get("ansible_user") or hv.get("ansible_ssh_user") or base.user
@@ -228,14 +226,14 @@ def _host_from_vars(alias: str, hv: Dict[str, str], where: str) -> Host:
     return Host(hostname, user=user, port=port, label=alias)
 
 
-def collect_hosts(hosts: Sequence[str], hosts_file: Optional[str] = None, group: Optional[str] = None) -> List[Host]:
+def collect_hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]" = None, group: "Optional[str]" = None) -> "List[Host]":
     """Hosts from the command line plus ``--hosts FILE`` (``--group``), duplicates dropped."""
-    out: List[Host] = [parse_host(h) for h in hosts]
+    out: "List[Host]" = [parse_host(h) for h in hosts]
     if hosts_file:
         out.extend(load_inventory(hosts_file, group))
     elif group:
         raise BadInput("--group needs --hosts FILE (an inventory with [group] sections)")
-    unique: List[Host] = []
+    unique: "List[Host]" = []
     for h in out:
         if h not in unique:
             unique.append(h)

@@ -4,8 +4,6 @@ Uses :func:`jetson_deploy.bundle.open_bundle` (schema check, sizes, sha256, safe
 ``.jdb``/``.tar``) when it is importable; otherwise a small reader of ``manifest.json``
 with the same size/sha256 checks, so deploy works on a base install.
 """
-from __future__ import annotations
-
 import json
 import re
 import shutil
@@ -47,7 +45,7 @@ class LocalBundle(object):
     and every artifact. ``sums_text`` is that list in ``sha256sum -c`` format.
     """
 
-    def __init__(self, root: Path, manifest: Dict[str, Any], files: List[Tuple[str, int, str]], cleanup: Optional[Any] = None, source: str = "") -> None:
+    def __init__(self, root: Path, manifest: "Dict[str, Any]", files: "List[Tuple[str, int, str]]", cleanup: "Optional[Any]" = None, source: str = "") -> None:
         self.root = Path(root)
         self.manifest = manifest
         self.name = check_name(manifest.get("name"), "name")
@@ -80,12 +78,12 @@ class LocalBundle(object):
         self.close()
 
 
-def _file_entry(root: Path, rel: str) -> Tuple[str, int, str]:
+def _file_entry(root: Path, rel: str) -> "Tuple[str, int, str]":
     p = root / rel
     return (rel, p.stat().st_size, sha256_file(p))
 
 
-def open_local_bundle(path: str, public_key: Optional[str] = None) -> LocalBundle:
+def open_local_bundle(path: str, public_key: "Optional[str]" = None) -> "LocalBundle":
     """Open and verify a bundle (directory or packed file) for deployment.
 
     With ``public_key`` the bundle must carry a valid ``manifest.sig`` by that key
@@ -114,7 +112,7 @@ def open_local_bundle(path: str, public_key: Optional[str] = None) -> LocalBundl
     return _fallback_open(p)
 
 
-def _from_verified(root: Path, manifest: Dict[str, Any], artifacts: List[Dict[str, Any]], cleanup: Any, source: str) -> LocalBundle:
+def _from_verified(root: Path, manifest: "Dict[str, Any]", artifacts: "List[Dict[str, Any]]", cleanup: Any, source: str) -> "LocalBundle":
     files = [_file_entry(root, MANIFEST)]
     if (root / SIGNATURE).is_file():
         files.append(_file_entry(root, SIGNATURE))
@@ -124,7 +122,7 @@ def _from_verified(root: Path, manifest: Dict[str, Any], artifacts: List[Dict[st
     return LocalBundle(root, manifest, files, cleanup=cleanup, source=source)
 
 
-def _fallback_open(p: Path) -> LocalBundle:
+def _fallback_open(p: Path) -> "LocalBundle":
     cleanup = None
     root = p
     if p.is_file():

@@ -17,8 +17,6 @@ Layout under ROOT (see docs/deploy.md)::
     staging/NAME/.VERSION.sha256 expected checksums of the upload
     state/NAME.history           activation history, one version a line, last = active
 """
-from __future__ import annotations
-
 import shlex
 from typing import Iterable, Optional
 
@@ -91,7 +89,7 @@ def _whole(script: str) -> str:
     return "jd_main() {\n" + script + "\n}\njd_main\n"
 
 
-def _vars(**values: Optional[str]) -> str:
+def _vars(**values: "Optional[str]") -> str:
     return "".join("{}={}\n".format(k, shlex.quote(v if v is not None else "")) for k, v in values.items())
 
 
@@ -143,8 +141,8 @@ say "PREPARED"
 """)
 
 
-def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, prune: Iterable[str],
-             health_cmd: Optional[str], health_timeout: float) -> str:
+def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, prune: "Iterable[str]",
+             health_cmd: "Optional[str]", health_timeout: float) -> str:
     """Verify staging (mode 'upload'), install, switch, health-check, prune."""
     return _whole(_vars(R=root, N=name, V=version, MODE=mode, HEALTH=health_cmd or "",
                  HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune)) + _PROLOGUE + r"""
@@ -241,7 +239,7 @@ say "DONE"
 """)
 
 
-def rollback(root: str, name: str, to: Optional[str] = None) -> str:
+def rollback(root: str, name: str, to: "Optional[str]" = None) -> str:
     """Switch active/NAME to the previous verified version (or to TO) and fix the history."""
     return _whole(_vars(R=root, N=name, TO=to or "") + _PROLOGUE + r"""
 mkdir -p "$ST" 2>/dev/null
@@ -287,7 +285,7 @@ say "DF $(df -Pk "$R" 2>/dev/null | awk 'NR==2 {print $4}')"
 """)
 
 
-def status(root: str, name: Optional[str] = None, verify: bool = False) -> str:
+def status(root: str, name: "Optional[str]" = None, verify: bool = False) -> str:
     """List bundles, versions, active version, history and leftover uploads."""
     return _whole(_vars(R=root, ONLY=name or "", VERIFY="1" if verify else "") + r"""
 set -u

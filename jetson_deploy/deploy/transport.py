@@ -5,8 +5,6 @@ ProxyJump and known_hosts all apply; ``--ssh-config FILE`` adds ``-F FILE`` to e
 ssh/rsync/sftp call.  :class:`LocalTransport` runs the same scripts against a directory
 (a mounted SD card or an L4T rootfs) with no ssh at all.
 """
-from __future__ import annotations
-
 import os
 import re
 import shlex
@@ -34,7 +32,7 @@ class ScriptResult(object):
         self.stdout = stdout
         self.stderr = stderr
 
-    def lines(self, key: str) -> List[str]:
+    def lines(self, key: str) -> "List[str]":
         """Values of the ``KEY value`` lines (value may be empty)."""
         out = []
         for line in self.stdout.splitlines():
@@ -44,7 +42,7 @@ class ScriptResult(object):
                 out.append(line[len(key) + 1:])
         return out
 
-    def first(self, key: str, default: Optional[str] = None) -> Optional[str]:
+    def first(self, key: str, default: "Optional[str]" = None) -> "Optional[str]":
         vals = self.lines(key)
         return vals[0] if vals else default
 
@@ -98,12 +96,12 @@ class Transport(object):
     label = ""
     kind = "ssh"
 
-    def run_script(self, script: str, timeout: Optional[float] = None) -> ScriptResult:  # pragma: no cover
+    def run_script(self, script: str, timeout: "Optional[float]" = None) -> "ScriptResult":  # pragma: no cover
         raise NotImplementedError
 
-    def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
-               on_bytes: Optional[Callable[[int], None]] = None) -> str:  # pragma: no cover
+    def upload(self, local_root: Path, files: "Sequence[Tuple[str, int]]", remote_dir: str, method: str,
+               staged: "Optional[dict]" = None, bwlimit: "Optional[int]" = None,
+               on_bytes: "Optional[Callable[[int], None]]" = None) -> str:  # pragma: no cover
         """Copy ``files`` (relpath, size) into ``remote_dir``; ``on_bytes(n)`` reports bytes sent so far."""
         raise NotImplementedError
 
@@ -114,8 +112,8 @@ class Transport(object):
 class SSHTransport(Transport):
     """One device over the system OpenSSH client."""
 
-    def __init__(self, host: Host, ssh_config: Optional[str] = None, connect_timeout: int = 10,
-                 ssh_options: Sequence[str] = ()) -> None:
+    def __init__(self, host: "Host", ssh_config: "Optional[str]" = None, connect_timeout: int = 10,
+                 ssh_options: "Sequence[str]" = ()) -> None:
         if shutil.which("ssh") is None:
             raise MissingDependency("the OpenSSH client (ssh) is needed for deploy: apt install openssh-client")
         if ssh_config is not None and not Path(ssh_config).is_file():
@@ -126,9 +124,9 @@ class SSHTransport(Transport):
         self.connect_timeout = int(connect_timeout)
         self.ssh_options = list(ssh_options)
 
-    def common_options(self) -> List[str]:
+    def common_options(self) -> "List[str]":
         """Options shared by ssh, sftp and rsync's ssh: config file, batch mode, keep-alives."""
-        opts: List[str] = []
+        opts: "List[str]" = []
         if self.ssh_config:
             opts += ["-F", str(self.ssh_config)]
         opts += [
@@ -141,13 +139,13 @@ class SSHTransport(Transport):
             opts += ["-o", o]
         return opts
 
-    def ssh_argv(self) -> List[str]:
+    def ssh_argv(self) -> "List[str]":
         argv = ["ssh"] + self.common_options() + ["-T"]
         if self.host.port is not None:
             argv += ["-p", str(self.host.port)]
         return argv
 
-    def run_script(self, script: str, timeout: Optional[float] = None) -> ScriptResult:
+    def run_script(self, script: str, timeout: "Optional[float]" = None) -> "ScriptResult":
         argv = self.ssh_argv() + [self.host.destination, "sh -s"]
         try:
             p = subprocess.run(argv, input=script.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -160,15 +158,15 @@ class SSHTransport(Transport):
             raise RemoteError(describe_failure(err))
         return ScriptResult(p.returncode, out, err)
 
-    def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
-               on_bytes: Optional[Callable[[int], None]] = None) -> str:
+    def upload(self, local_root: Path, files: "Sequence[Tuple[str, int]]", remote_dir: str, method: str,
+               staged: "Optional[dict]" = None, bwlimit: "Optional[int]" = None,
+               on_bytes: "Optional[Callable[[int], None]]" = None) -> str:
         if method == "rsync":
             return self._rsync(local_root, files, remote_dir, bwlimit, on_bytes)
         return self._sftp(local_root, files, remote_dir, staged or {}, bwlimit)
 
-    def _rsync(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, bwlimit: Optional[int],
-               on_bytes: Optional[Callable[[int], None]] = None) -> str:
+    def _rsync(self, local_root: Path, files: "Sequence[Tuple[str, int]]", remote_dir: str, bwlimit: "Optional[int]",
+               on_bytes: "Optional[Callable[[int], None]]" = None) -> str:
         ssh_cmd = " ".join(shlex.quote(a) for a in self.ssh_argv())
         with tempfile.NamedTemporaryFile("w", prefix="jetson-deploy-files-", suffix=".txt", delete=False) as lst:
             lst.write("".join(rel + "\n" for rel, _ in files))
@@ -192,11 +190,11 @@ class SSHTransport(Transport):
             raise RemoteError("upload failed (rsync exit {}): {}".format(rc, why))
         return "rsync"
 
-    def _sftp(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, staged: dict,
-              bwlimit: Optional[int]) -> str:
+    def _sftp(self, local_root: Path, files: "Sequence[Tuple[str, int]]", remote_dir: str, staged: dict,
+              bwlimit: "Optional[int]") -> str:
         if shutil.which("sftp") is None:
             raise MissingDependency("neither rsync nor sftp is available here: apt install rsync (or openssh-client)")
-        cmds: List[str] = []
+        cmds: "List[str]" = []
         made = set()
         for rel, size in files:
             parts = rel.split("/")[:-1]
@@ -234,7 +232,7 @@ class SSHTransport(Transport):
 
 
 _PROGRESS_RE = re.compile(rb"^\s*([0-9][0-9,.']*)\s+\d+%")
-_progress2: List[bool] = []
+_progress2: "List[bool]" = []
 
 
 def rsync_has_progress2() -> bool:
@@ -250,7 +248,7 @@ def rsync_has_progress2() -> bool:
     return _progress2[0]
 
 
-def _run_streaming(argv: List[str], on_bytes: Optional[Callable[[int], None]]) -> Tuple[int, str]:
+def _run_streaming(argv: "List[str]", on_bytes: "Optional[Callable[[int], None]]") -> "Tuple[int, str]":
     """Run ``argv``; feed rsync progress2 byte counts from stdout to ``on_bytes``; return (rc, stderr)."""
     with tempfile.TemporaryFile() as errf:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
@@ -290,7 +288,7 @@ class LocalTransport(Transport):
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def run_script(self, script: str, timeout: Optional[float] = None) -> ScriptResult:
+    def run_script(self, script: str, timeout: "Optional[float]" = None) -> "ScriptResult":
         try:
             p = subprocess.run(["sh", "-s"], input=script.encode("utf-8"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, timeout=timeout)
@@ -298,9 +296,9 @@ class LocalTransport(Transport):
             raise RemoteError("local install step timed out after {:.0f} s".format(timeout or 0))
         return ScriptResult(p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
 
-    def upload(self, local_root: Path, files: Sequence[Tuple[str, int]], remote_dir: str, method: str,
-               staged: Optional[dict] = None, bwlimit: Optional[int] = None,
-               on_bytes: Optional[Callable[[int], None]] = None) -> str:
+    def upload(self, local_root: Path, files: "Sequence[Tuple[str, int]]", remote_dir: str, method: str,
+               staged: "Optional[dict]" = None, bwlimit: "Optional[int]" = None,
+               on_bytes: "Optional[Callable[[int], None]]" = None) -> str:
         staged = staged or {}
         dest_root = Path(remote_dir)
         for rel, size in files:

@@ -5,8 +5,6 @@
 A source's ``capture()`` returns a :class:`Frame` or None (end of stream or timeout);
 ``is_streaming`` says whether more may come.  No heavy import happens here.
 """
-from __future__ import annotations
-
 from .sources import Frame, Source, open_source, parse_source_uri  # noqa: F401
 from .sinks import Sink, open_sink  # noqa: F401
 

@@ -1,6 +1,4 @@
 """The capture thread: a source on its own thread, into a bounded queue (live sources drop oldest)."""
-from __future__ import annotations
-
 import threading
 import time
 from collections import deque
@@ -22,8 +20,8 @@ class CaptureThread:
       and ``error`` say why.
     """
 
-    def __init__(self, source: Source, maxsize: int = 4, drop: Optional[bool] = None,
-                 prepare: Optional[Callable[[Frame], None]] = None, max_frames: Optional[int] = None,
+    def __init__(self, source: "Source", maxsize: int = 4, drop: "Optional[bool]" = None,
+                 prepare: "Optional[Callable[[Frame], None]]" = None, max_frames: "Optional[int]" = None,
                  poll: float = 0.25) -> None:
         self.source = source
         self.maxsize = max(1, int(maxsize))
@@ -33,10 +31,10 @@ class CaptureThread:
         self.poll = poll
         self.dropped = 0
         self.captured = 0
-        self.error: Optional[BaseException] = None
+        self.error: "Optional[BaseException]" = None
         self.end_reason = ""
         self.last_frame_time = time.monotonic()
-        self._q: Deque[Frame] = deque()
+        self._q: "Deque[Frame]" = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._done = False
@@ -71,7 +69,7 @@ class CaptureThread:
                 self._done = True
                 self._cond.notify_all()
 
-    def _put(self, frame: Frame) -> None:
+    def _put(self, frame: "Frame") -> None:
         with self._cond:
             while len(self._q) >= self.maxsize:
                 if self.drop:
@@ -87,7 +85,7 @@ class CaptureThread:
             self.last_frame_time = time.monotonic()
             self._cond.notify_all()
 
-    def get(self, timeout: Optional[float] = None) -> Optional[Frame]:
+    def get(self, timeout: "Optional[float]" = None) -> "Optional[Frame]":
         """The oldest queued frame, or None after ``timeout`` seconds or when finished."""
         with self._cond:
             end = None if timeout is None else time.monotonic() + timeout

@@ -1,6 +1,4 @@
 """Sources that need no camera: generated shapes (``synthetic://``) and image files/folders."""
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -24,7 +22,7 @@ class SyntheticSource(Source):
 
     scheme = "synthetic"
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
         super().__init__(uri, options)
         self.live = self.fps > 0
         self.limit = int(self.options.get("frames", 0) or 0)
@@ -33,7 +31,7 @@ class SyntheticSource(Source):
         self.generator_name = "noise"
         self._gen: Any = None
         self._rng = np.random.RandomState(self.seed)
-        self._frames: List[Tuple[np.ndarray, Any]] = []
+        self._frames: "List[Tuple[np.ndarray, Any]]" = []
         self._t0 = 0.0
         self._n = 0
 
@@ -58,7 +56,7 @@ class SyntheticSource(Source):
                     self._frames.append((img, (truth, None)))
         self._t0 = time.perf_counter()
 
-    def _render(self) -> Tuple[np.ndarray, Any]:
+    def _render(self) -> "Tuple[np.ndarray, Any]":
         if self._gen is not None:
             img, label = self._gen.frame(self.width, self.height)
             img = np.ascontiguousarray(img, dtype=np.uint8)
@@ -67,7 +65,7 @@ class SyntheticSource(Source):
             return img, label
         return self._rng.randint(0, 256, size=(self.height, self.width, 3), dtype=np.uint8), None
 
-    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+    def read_impl(self, timeout: "Optional[float]") -> "Optional[Frame]":
         if self.limit and self._n >= self.limit:
             self.end("synthetic source: {} frames done".format(self.limit))
             return None
@@ -94,7 +92,7 @@ class SyntheticSource(Source):
             return Frame(arr, source=i, index=i, truth=truth, buffer=buf, pool=pool)
         return Frame(img, source=i, index=i, truth=truth)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(generator=self.generator_name, pool=self.pool_n, frames=self.limit)
         return d
@@ -108,10 +106,10 @@ class ImageSource(Source):
 
     scheme = "images"
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, path: Optional[Path] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, options)
         self.path = Path(path if path is not None else uri)
-        self.files: List[Path] = []
+        self.files: "List[Path]" = []
         self._i = 0
 
     def open_impl(self) -> None:
@@ -127,7 +125,7 @@ class ImageSource(Source):
         if first is not None:
             self.height, self.width = first.shape[:2]
 
-    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+    def read_impl(self, timeout: "Optional[float]") -> "Optional[Frame]":
         cv2 = _cv2()
         while self._i < len(self.files):
             p = self.files[self._i]

@@ -1,6 +1,4 @@
 """OpenCV-backed sources: video files, V4L2 and CSI cameras, RTSP streams, GStreamer pipelines."""
-from __future__ import annotations
-
 import os
 import time
 from pathlib import Path
@@ -45,20 +43,20 @@ class OpenCVSource(Source):
     #: seconds a read may block before the source counts as stalled
     read_timeout = 5.0
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
         super().__init__(uri, options)
         self.cap: Any = None
         self.read_timeout = float(self.options.get("timeout", self.read_timeout))
 
     # what to open: (target, api) -- subclasses override
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         return self.uri, None
 
     def _open_capture(self) -> Any:
         """Open and return a VideoCapture-like object (tests replace this)."""
         cv2 = _cv2()
         target, api = self.target()
-        params: List[int] = []
+        params: "List[int]" = []
         ms = int(self.read_timeout * 1000)
         for name, val in (("CAP_PROP_OPEN_TIMEOUT_MSEC", ms), ("CAP_PROP_READ_TIMEOUT_MSEC", ms)):
             if hasattr(cv2, name) and self.live:
@@ -97,7 +95,7 @@ class OpenCVSource(Source):
     def open_error(self) -> str:
         return "cannot open source {}".format(self.uri)
 
-    def _grab(self) -> Optional[Frame]:
+    def _grab(self) -> "Optional[Frame]":
         arr, buf, pool = self._buffer_for(self.height, self.width, 3)
         if arr is not None:
             ok, img = self.cap.read(image=arr)
@@ -116,7 +114,7 @@ class OpenCVSource(Source):
             return Frame(img)
         return Frame(img, buffer=buf, pool=pool)
 
-    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+    def read_impl(self, timeout: "Optional[float]") -> "Optional[Frame]":
         f = self._grab()
         if f is None:
             self.end(self.eos_message())
@@ -138,11 +136,11 @@ class VideoFileSource(OpenCVSource):
 
     scheme = "file"
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, path: Optional[Path] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, options)
         self.path = Path(path if path is not None else uri)
 
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         return str(self.path), None
 
     def open_impl(self) -> None:
@@ -163,11 +161,11 @@ class V4L2Source(OpenCVSource):
     scheme = "v4l2"
     live = True
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, device: str = "/dev/video0") -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, device: str = "/dev/video0") -> None:
         super().__init__(uri, options)
         self.device = device
 
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         cv2 = _cv2()
         return self.device, getattr(cv2, "CAP_V4L2", None)
 
@@ -228,7 +226,7 @@ class CSISource(OpenCVSource):
     scheme = "csi"
     live = True
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, sensor: int = 0) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, sensor: int = 0) -> None:
         super().__init__(uri, options)
         self.sensor = sensor
         self.width = self.width or 1280
@@ -239,7 +237,7 @@ class CSISource(OpenCVSource):
     def pipeline(self) -> str:
         return csi_pipeline(self.sensor, self.width, self.height, self.fps, self.flip)
 
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         return self.pipeline(), _cv2().CAP_GSTREAMER
 
     def open_impl(self) -> None:
@@ -260,14 +258,14 @@ class GstSource(OpenCVSource):
     scheme = "gst"
     live = True
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None, pipeline: str = "") -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, pipeline: str = "") -> None:
         super().__init__(uri, options)
         self.pipeline = pipeline
         if "appsink" not in pipeline:
             raise BadInput("gst:// pipeline must end in appsink (e.g. gst://videotestsrc ! videoconvert ! appsink)")
         self.live = str(self.options.get("live", "1")) not in ("0", "false", "no")
 
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         return self.pipeline, _cv2().CAP_GSTREAMER
 
     def open_impl(self) -> None:
@@ -291,7 +289,7 @@ class RTSPSource(OpenCVSource):
     scheme = "rtsp"
     live = True
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
         super().__init__(uri, options)
         self.backoff = float(self.options.get("backoff", 0.5))
         self.backoff_max = float(self.options.get("backoff_max", 8.0))
@@ -304,9 +302,9 @@ class RTSPSource(OpenCVSource):
         self.recovering = False
         gst = self.options.get("gstreamer")
         self.use_gst = (has_gstreamer() and is_jetson()) if gst is None else bool(gst)
-        self._sleep: Callable[[float], None] = time.sleep
+        self._sleep: "Callable[[float], None]" = time.sleep
 
-    def target(self) -> Tuple[Any, Optional[int]]:
+    def target(self) -> "Tuple[Any, Optional[int]]":
         cv2 = _cv2()
         if self.use_gst:
             return rtsp_pipeline(self.uri, self.latency, self.codec, hw=is_jetson(), timeout_s=self.read_timeout), cv2.CAP_GSTREAMER
@@ -352,7 +350,7 @@ class RTSPSource(OpenCVSource):
                     pass
         return False
 
-    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+    def read_impl(self, timeout: "Optional[float]") -> "Optional[Frame]":
         while True:
             f = self._grab() if self.cap is not None else None
             if f is not None:
@@ -362,7 +360,7 @@ class RTSPSource(OpenCVSource):
                 self.end("{}: stream lost, gave up after {} reconnect attempts".format(self.uri, self._fails))
                 return None
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(reconnects=self.reconnects, decoder="gstreamer" if self.use_gst else "ffmpeg")
         return d

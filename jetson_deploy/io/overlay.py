@@ -1,6 +1,4 @@
 """Draw results on frames: label/score + FPS (classify), boxes (detect), class mask (segment)."""
-from __future__ import annotations
-
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -8,7 +6,7 @@ import numpy as np
 from .._lazy import require
 
 
-def palette(n: int) -> np.ndarray:
+def palette(n: int) -> "np.ndarray":
     """n distinct BGR colours (class 0 black: background)."""
     rng = np.random.RandomState(12345)
     p = rng.randint(64, 256, size=(max(n, 1), 3)).astype(np.uint8)
@@ -16,7 +14,7 @@ def palette(n: int) -> np.ndarray:
     return p
 
 
-def _text(cv2: Any, img: np.ndarray, text: str, org: Tuple[int, int], scale: float, color=(255, 255, 255)) -> int:
+def _text(cv2: Any, img: "np.ndarray", text: str, org: "Tuple[int, int]", scale: float, color=(255, 255, 255)) -> int:
     """Draw ``text`` on a black box whose top-left is ``org``; return the box height."""
     thick = max(1, int(round(scale * 2)))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
@@ -27,7 +25,7 @@ def _text(cv2: Any, img: np.ndarray, text: str, org: Tuple[int, int], scale: flo
     return y + base + 2 - top
 
 
-def draw(image: np.ndarray, result: Any, fps: Optional[float] = None, alpha: float = 0.45) -> np.ndarray:
+def draw(image: "np.ndarray", result: Any, fps: "Optional[float]" = None, alpha: float = 0.45) -> "np.ndarray":
     """Annotate ``image`` in place (BGR uint8) and return it.  Callers pass a copy when shared."""
     cv2 = require("cv2", "drawing overlays")
     h, w = image.shape[:2]

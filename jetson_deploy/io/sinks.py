@@ -5,8 +5,6 @@ frame counting); subclasses write ``open_impl`` / ``render_impl`` / ``close_impl
 write to a temporary name beside the target and rename it into place on close, so a reader never
 sees a half-written file (an interrupted run keeps ``NAME.partial``).
 """
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path
@@ -33,7 +31,7 @@ class Sink:
         self._opened = False
         self.size = (0, 0)
 
-    def render(self, frame: Any, result: Any, fps: Optional[float] = None) -> None:
+    def render(self, frame: Any, result: Any, fps: "Optional[float]" = None) -> None:
         """Show/write one frame's result.  ``frame.image`` is not modified (overlays draw on a copy)."""
         if not self._opened:
             img = getattr(frame, "image", None)
@@ -65,13 +63,13 @@ class Sink:
     def open_impl(self) -> None:
         pass
 
-    def render_impl(self, frame: Any, result: Any, fps: Optional[float]) -> None:
+    def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         raise NotImplementedError
 
     def close_impl(self) -> None:
         pass
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         return {"uri": self.uri, "kind": self.scheme, "frames": self.frames}
 
 
@@ -79,7 +77,7 @@ class NullSink(Sink):
     scheme = "null"
     needs_image = False
 
-    def render_impl(self, frame: Any, result: Any, fps: Optional[float]) -> None:
+    def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         pass
 
 
@@ -93,7 +91,7 @@ class JsonlSink(Sink):
     scheme = "jsonl"
     needs_image = False
 
-    def __init__(self, uri: str, fps: float = 30.0, path: Optional[Path] = None) -> None:
+    def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, fps)
         self.path = Path(path if path is not None else uri)
         self._f: Any = None
@@ -102,7 +100,7 @@ class JsonlSink(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(str(_partial(self.path)), "w", encoding="utf-8")
 
-    def render_impl(self, frame: Any, result: Any, fps: Optional[float]) -> None:
+    def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         self._f.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
 
     def close_impl(self) -> None:
@@ -122,7 +120,7 @@ class VideoSink(Sink):
 
     scheme = "video"
 
-    def __init__(self, uri: str, fps: float = 30.0, path: Optional[Path] = None) -> None:
+    def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, fps)
         self.path = Path(path if path is not None else uri)
         self._w: Any = None
@@ -138,7 +136,7 @@ class VideoSink(Sink):
             raise BadInput("cannot write video {} (this OpenCV lacks the {} encoder; try .avi)".format(
                 self.path, VIDEO_EXTS.get(self.path.suffix.lower(), "mp4v")))
 
-    def render_impl(self, frame: Any, result: Any, fps: Optional[float]) -> None:
+    def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         from .overlay import draw
 
         img = frame.image
@@ -184,7 +182,7 @@ class DisplaySink(Sink):
             raise BadInput("display:// needs OpenCV with GUI support ({}); on a Jetson use JetPack's python3-opencv".format(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
-    def render_impl(self, frame: Any, result: Any, fps: Optional[float]) -> None:
+    def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         from .overlay import draw
 
         cv2 = require("cv2")
@@ -199,7 +197,7 @@ class DisplaySink(Sink):
             pass
 
 
-def open_sink(uri: Any, fps: float = 30.0) -> Sink:
+def open_sink(uri: Any, fps: float = 30.0) -> "Sink":
     """Make the sink for ``uri``: ``null://``, ``display://N``, ``*.jsonl``, a video file."""
     if isinstance(uri, Sink):
         return uri

@@ -21,8 +21,6 @@ Live sources (cameras, RTSP, paced synthetic) have ``live = True``: when inferen
 the source, :class:`CaptureThread` drops the *oldest* queued frame (counted).  Files never drop:
 the capture thread waits for room instead.
 """
-from __future__ import annotations
-
 import logging
 import threading
 import time
@@ -55,8 +53,8 @@ class Frame:
 
     __slots__ = ("index", "image", "source", "timestamp", "truth", "buffer", "_pool", "data")
 
-    def __init__(self, image: np.ndarray, source: Any = None, index: int = -1, truth: Any = None,
-                 buffer: Any = None, pool: Optional["BufferPool"] = None, timestamp: Optional[float] = None) -> None:
+    def __init__(self, image: "np.ndarray", source: Any = None, index: int = -1, truth: Any = None,
+                 buffer: Any = None, pool: "Optional['BufferPool']" = None, timestamp: "Optional[float]" = None) -> None:
         self.image = image
         self.source = source
         self.index = index
@@ -76,16 +74,16 @@ class Frame:
 class BufferPool:
     """A free list of equally shaped host buffers that frames are captured into."""
 
-    def __init__(self, allocator: Any, shape: Tuple[int, ...], count: int, dtype: Any = np.uint8) -> None:
+    def __init__(self, allocator: Any, shape: "Tuple[int, ...]", count: int, dtype: Any = np.uint8) -> None:
         self.allocator = allocator
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-        self._free: Deque[Any] = deque(allocator.empty(self.shape, self.dtype) for _ in range(count))
+        self._free: "Deque[Any]" = deque(allocator.empty(self.shape, self.dtype) for _ in range(count))
         self._cond = threading.Condition()
         self.count = count
         self.fallbacks = 0  # times no pooled buffer was free and a plain array was used
 
-    def get(self, timeout: float = 0.5) -> Optional[Any]:
+    def get(self, timeout: float = 0.5) -> "Optional[Any]":
         with self._cond:
             end = time.monotonic() + timeout
             while not self._free:
@@ -110,9 +108,9 @@ class Source:
     #: a source that is busy recovering by itself (RTSP reconnect) is not stalled
     recovering = False
 
-    def __init__(self, uri: str, options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
         self.uri = uri
-        self.options: Dict[str, Any] = dict(options or {})
+        self.options: "Dict[str, Any]" = dict(options or {})
         self.width = int(self.options.get("width", 0) or 0)
         self.height = int(self.options.get("height", 0) or 0)
         self.fps = float(self.options.get("fps", 0) or 0)
@@ -121,7 +119,7 @@ class Source:
         self.end_reason = ""
         self._opened = False
         self._allocator: Any = None
-        self._pool: Optional[BufferPool] = None
+        self._pool: "Optional[BufferPool]" = None
         self._pool_size = 0
 
     # ---- public template -------------------------------------------------------------
@@ -132,7 +130,7 @@ class Source:
             self.is_streaming = True
         return self
 
-    def capture(self, timeout: Optional[float] = None) -> Optional[Frame]:
+    def capture(self, timeout: "Optional[float]" = None) -> "Optional[Frame]":
         """Next frame, or None at end of stream (``is_streaming`` False) or on timeout."""
         if not self._opened:
             self.open()
@@ -183,7 +181,7 @@ class Source:
         self._allocator = allocator
         self._pool_size = max(2, int(pool_size))
 
-    def _buffer_for(self, h: int, w: int, c: int = 3) -> Tuple[Optional[np.ndarray], Any, Optional[BufferPool]]:
+    def _buffer_for(self, h: int, w: int, c: int = 3) -> "Tuple[Optional[np.ndarray], Any, Optional[BufferPool]]":
         """(array, buffer, pool) to capture into, or (None, None, None) for a fresh array."""
         if self._allocator is None or h <= 0 or w <= 0:
             return None, None, None
@@ -198,13 +196,13 @@ class Source:
     def open_impl(self) -> None:
         pass
 
-    def read_impl(self, timeout: Optional[float]) -> Optional[Frame]:
+    def read_impl(self, timeout: "Optional[float]") -> "Optional[Frame]":
         raise NotImplementedError
 
     def close_impl(self) -> None:
         pass
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         return {"uri": self.uri, "kind": self.scheme, "live": self.live, "width": self.width,
                 "height": self.height, "fps": self.fps}
 
@@ -217,14 +215,14 @@ class Source:
 # ---------------------------------------------------------------------------------------------
 # URI parsing
 # ---------------------------------------------------------------------------------------------
-def _options(query: str) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _options(query: str) -> "Dict[str, Any]":
+    out: "Dict[str, Any]" = {}
     for k, v in parse_qsl(query, keep_blank_values=True):
         out[k] = v
     return out
 
 
-def _size(text: str, uri: str) -> Tuple[int, int, float]:
+def _size(text: str, uri: str) -> "Tuple[int, int, float]":
     fps = 0.0
     if "@" in text:
         text, f = text.split("@", 1)
@@ -241,7 +239,7 @@ def _size(text: str, uri: str) -> Tuple[int, int, float]:
     return w, h, fps
 
 
-def parse_source_uri(uri: str) -> Tuple[str, Dict[str, Any]]:
+def parse_source_uri(uri: str) -> "Tuple[str, Dict[str, Any]]":
     """(kind, options) for a source URI; kinds: synthetic csi v4l2 rtsp gst file images."""
     uri = str(uri)
     if uri.startswith("gst://"):
@@ -281,7 +279,7 @@ def parse_source_uri(uri: str) -> Tuple[str, Dict[str, Any]]:
     return "file", {"path": p}
 
 
-def open_source(uri: Any, **options: Any) -> Source:
+def open_source(uri: Any, **options: Any) -> "Source":
     """Make (not yet open) the source for ``uri``; extra keyword options override URI ones."""
     from .local_sources import ImageSource, SyntheticSource
     from .opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, VideoFileSource

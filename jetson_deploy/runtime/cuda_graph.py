@@ -1,6 +1,4 @@
 """A captured per-frame enqueue, replayed with one launch (batch-1 latency is launch-bound)."""
-from __future__ import annotations
-
 from typing import Any
 
 

@@ -8,8 +8,6 @@ write only the ``*_impl`` methods.  Two ways to run:
   tensors) and a stream; returns without waiting.  The pipeline uses this so the
   host never blocks on the GPU inside the frame loop.
 """
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -21,8 +19,8 @@ from ..errors import BadInput
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    shape: Tuple[int, ...]  # -1 for dynamic axes
-    dtype: np.dtype
+    shape: "Tuple[int, ...]"  # -1 for dynamic axes
+    dtype: "np.dtype"
 
     @property
     def nbytes(self) -> int:
@@ -41,8 +39,8 @@ class Engine:
 
     def __init__(self) -> None:
         self._active = False
-        self.inputs: List[TensorInfo] = []
-        self.outputs: List[TensorInfo] = []
+        self.inputs: "List[TensorInfo]" = []
+        self.outputs: "List[TensorInfo]" = []
 
     # ---- lifecycle ---------------------------------------------------------------------
     def activate(self) -> "Engine":
@@ -63,20 +61,20 @@ class Engine:
         self.deactivate()
 
     # ---- inference ---------------------------------------------------------------------
-    def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         """Synchronous host inference.  Call after activate()."""
         if not self._active:
             raise RuntimeError("{} engine: call activate() (or use it as a context manager) before infer()".format(self.backend))
         self._check_feeds(feeds)
         return self.infer_impl(feeds)
 
-    def enqueue(self, buffers: Dict[str, Any], stream: Any = None) -> None:
+    def enqueue(self, buffers: "Dict[str, Any]", stream: Any = None) -> None:
         """Enqueue inference on caller-owned buffers; must not synchronise the host."""
         if not self._active:
             raise RuntimeError("{} engine: call activate() before enqueue()".format(self.backend))
         self.enqueue_impl(buffers, stream)
 
-    def _check_feeds(self, feeds: Dict[str, np.ndarray]) -> None:
+    def _check_feeds(self, feeds: "Dict[str, np.ndarray]") -> None:
         names = {t.name for t in self.inputs}
         missing = names - set(feeds)
         extra = set(feeds) - names
@@ -96,16 +94,16 @@ class Engine:
     def deactivate_impl(self) -> None:
         pass
 
-    def infer_impl(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         raise NotImplementedError
 
-    def enqueue_impl(self, buffers: Dict[str, Any], stream: Any) -> None:
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         raise NotImplementedError("{} backend has no device-level enqueue".format(self.backend))
 
-    def output_names(self) -> Sequence[str]:
+    def output_names(self) -> "Sequence[str]":
         return [t.name for t in self.outputs]
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         return {
             "backend": self.backend,
             "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(np.dtype(t.dtype))} for t in self.inputs],
@@ -113,5 +111,5 @@ class Engine:
         }
 
 
-def first_or_none(seq: Sequence[Any]) -> Optional[Any]:
+def first_or_none(seq: "Sequence[Any]") -> "Optional[Any]":
     return seq[0] if seq else None

@@ -16,8 +16,6 @@ host synchronisation the loop allows -- and then reads ``outputs(slot)``.
   mapped (zero-copy) buffers, device-pointer ``enqueue`` on a compute stream, H2D on a copy stream,
   every host synchronisation counted by a :class:`~jetson_deploy.runtime.memory.SyncCounter`.
 """
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -61,11 +59,11 @@ class Executor:
     name = "base"
     depth = 1
     #: allocator the source should capture frames into (pinned/mapped for GPU executors)
-    frame_allocator: Optional[HostAllocator] = None
-    sync_counter: Optional[SyncCounter] = None
+    frame_allocator: "Optional[HostAllocator]" = None
+    sync_counter: "Optional[SyncCounter]" = None
     graph = False
 
-    def setup(self, frame_shape: Tuple[int, int, int]) -> None:
+    def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         """Allocate for frames of ``frame_shape`` (H, W, C) before the loop (may capture graphs)."""
 
     def prepare(self, frame: Any) -> None:
@@ -80,14 +78,14 @@ class Executor:
     def wait(self, slot: int) -> None:
         pass
 
-    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+    def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
-    def describe(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"executor": self.name, "depth": self.depth, "cuda_graph": self.graph}
+    def describe(self) -> "Dict[str, Any]":
+        d: "Dict[str, Any]" = {"executor": self.name, "depth": self.depth, "cuda_graph": self.graph}
         if self.frame_allocator is not None:
             d["memory"] = self.frame_allocator.kind
         return d
@@ -96,12 +94,12 @@ class Executor:
 class _InputPool:
     """Free list of model-input buffers the capture thread preprocesses into."""
 
-    def __init__(self, allocator: HostAllocator, shape: Tuple[int, ...], dtype: Any, count: int) -> None:
+    def __init__(self, allocator: "HostAllocator", shape: "Tuple[int, ...]", dtype: Any, count: int) -> None:
         from ..io.sources import BufferPool
 
         self.pool = BufferPool(allocator, shape, count, dtype)
 
-    def take(self) -> Prepared:
+    def take(self) -> "Prepared":
         buf = self.pool.get(timeout=1.0)
         if buf is None:  # consumer holds them all: a plain array keeps things moving
             buf = NumpyAllocator().empty(self.pool.shape, self.pool.dtype)
@@ -116,7 +114,7 @@ class HostExecutor(Executor):
     #: outputs() returns fresh arrays per frame, so postprocessing may run on another thread
     outputs_owned = True
 
-    def __init__(self, engine: Any, spec: ModelSpec, pool_size: int = 8) -> None:
+    def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8) -> None:
         self.engine = engine
         self.spec = spec
         self.input_name = engine.inputs[0].name if engine.inputs else spec.input_name
@@ -124,7 +122,7 @@ class HostExecutor(Executor):
         shape = tuple(s if s > 0 else d for s, d in zip(shape, spec.shape))
         dtype = engine.inputs[0].dtype if engine.inputs else numpy_dtype(spec)
         self._inputs = _InputPool(NumpyAllocator(), shape, dtype, pool_size)
-        self._out: List[Optional[Dict[str, np.ndarray]]] = [None] * self.depth
+        self._out: "List[Optional[Dict[str, np.ndarray]]]" = [None] * self.depth
 
     def prepare(self, frame: Any) -> None:
         p = self._inputs.take()
@@ -138,7 +136,7 @@ class HostExecutor(Executor):
         frame.data.release()
         frame.data = None
 
-    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+    def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self._out[slot] or {}
 
 
@@ -152,7 +150,7 @@ class TorchPreprocess:
     letterbox) rounded to uint8 levels like the host path, colour order, ``x*scale-mean)/std``.
     """
 
-    def __init__(self, spec: ModelSpec, device: Any) -> None:
+    def __init__(self, spec: "ModelSpec", device: Any) -> None:
         torch = require("torch", "GPU preprocessing")
         from ..preprocess import normalize_constants
 
@@ -209,7 +207,7 @@ class TorchCudaExecutor(Executor):
 
     name = "torch-cuda"
 
-    def __init__(self, engine: Any, spec: ModelSpec, depth: int = 3, graph: bool = True, topk: int = 5,
+    def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, graph: bool = True, topk: int = 5,
                  fold_post: bool = True, mapped_out: bool = True) -> None:
         from .memory import TorchPinnedAllocator
 
@@ -223,11 +221,11 @@ class TorchCudaExecutor(Executor):
         self.mapped_out = bool(mapped_out)
         self.frame_allocator = TorchPinnedAllocator()
         self.device = engine.device
-        self.frame_shape: Optional[Tuple[int, int, int]] = None
+        self.frame_shape: "Optional[Tuple[int, int, int]]" = None
         self._graph: Any = None
         self.eager_reason = ""
 
-    def _post(self, outs: Dict[str, Any]) -> Dict[str, Any]:
+    def _post(self, outs: "Dict[str, Any]") -> "Dict[str, Any]":
         torch = self.torch
         if not self.fold_post:
             return outs
@@ -242,10 +240,10 @@ class TorchCudaExecutor(Executor):
             return {"mask": first[0].argmax(0).to(torch.int32)}
         return outs
 
-    def _step(self, dev_frame: Any) -> Dict[str, Any]:
+    def _step(self, dev_frame: Any) -> "Dict[str, Any]":
         return self._post(self.engine.forward(self._pre(dev_frame)))
 
-    def setup(self, frame_shape: Tuple[int, int, int]) -> None:
+    def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         torch = self.torch
         if self.frame_shape == tuple(frame_shape):
             return
@@ -268,8 +266,8 @@ class TorchCudaExecutor(Executor):
             self.compute_stream.synchronize()
             self.static_out = outs
             self._graph = None
-            self._slot_graphs: List[Any] = []
-            self._slot_outs: List[Any] = []
+            self._slot_graphs: "List[Any]" = []
+            self._slot_outs: "List[Any]" = []
             self.host_out = [{k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in outs.items()}
                              for _ in range(self.depth)]
             if self.graph:
@@ -353,7 +351,7 @@ class TorchCudaExecutor(Executor):
     def wait(self, slot: int) -> None:
         self.done[slot].synchronize()
 
-    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+    def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self.host_np[slot]
 
     # engine-only work for the benchmark: device-resident frame, same graph, no copies
@@ -370,7 +368,7 @@ class TorchCudaExecutor(Executor):
         self._slot_graphs = []
         self._slot_outs = []
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post,
                  mapped_out=bool(self.mapped_out and getattr(self, "_slot_graphs", None)),
@@ -384,7 +382,7 @@ class TorchCudaExecutor(Executor):
 # pycuda (TensorRT-style device-pointer engines)
 # ---------------------------------------------------------------------------------------------
 class _CountingEvent:
-    def __init__(self, ev: Any, counter: SyncCounter) -> None:
+    def __init__(self, ev: Any, counter: "SyncCounter") -> None:
         self.ev = ev
         self.counter = counter
 
@@ -411,8 +409,8 @@ class PycudaExecutor(Executor):
 
     name = "pycuda"
 
-    def __init__(self, engine: Any, spec: ModelSpec, depth: int = 3, mapped: Optional[bool] = None,
-                 cuda: Any = None, counter: Optional[SyncCounter] = None, pool_size: int = 8,
+    def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, mapped: "Optional[bool]" = None,
+                 cuda: Any = None, counter: "Optional[SyncCounter]" = None, pool_size: int = 8,
                  graph: bool = True) -> None:
         from .memory import PycudaAllocator, is_integrated
 
@@ -439,11 +437,11 @@ class PycudaExecutor(Executor):
         self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
-        self.dev_out: List[Dict[str, Any]] = []
-        self.host_out: List[Dict[str, np.ndarray]] = []
+        self.dev_out: "List[Dict[str, Any]]" = []
+        self.host_out: "List[Dict[str, np.ndarray]]" = []
         for _ in range(self.depth):
-            d: Dict[str, Any] = {}
-            h: Dict[str, np.ndarray] = {}
+            d: "Dict[str, Any]" = {}
+            h: "Dict[str, np.ndarray]" = {}
             for t in engine.outputs:
                 oshape = tuple(max(int(s), 1) for s in t.shape)
                 d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
@@ -452,10 +450,10 @@ class PycudaExecutor(Executor):
             self.host_out.append(h)
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
-        self._inflight: List[Optional[Prepared]] = [None] * self.depth
+        self._inflight: "List[Optional[Prepared]]" = [None] * self.depth
         # One CUDA graph per slot (its buffers are fixed) where the engine can capture one
         # (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there.
-        self.graphs: List[Any] = []
+        self.graphs: "List[Any]" = []
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
             try:
@@ -468,7 +466,7 @@ class PycudaExecutor(Executor):
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         self.graph = bool(self.graphs)
 
-    def _bindings(self, slot: int, in_ptr: int) -> Dict[str, int]:
+    def _bindings(self, slot: int, in_ptr: int) -> "Dict[str, int]":
         b = {self.input_name: in_ptr}
         b.update({k: int(v) for k, v in self.dev_out[slot].items()})
         return b
@@ -511,7 +509,7 @@ class PycudaExecutor(Executor):
     def wait(self, slot: int) -> None:
         self.done[slot].synchronize()
 
-    def outputs(self, slot: int) -> Dict[str, np.ndarray]:
+    def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         p = self._inflight[slot]
         if p is not None:
             p.release()
@@ -524,7 +522,7 @@ class PycudaExecutor(Executor):
         else:
             self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict())
         if self.graph_note:

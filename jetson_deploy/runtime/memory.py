@@ -16,8 +16,6 @@ Every buffer is a :class:`HostBuffer`: ``array`` (numpy view the CPU writes), pl
 ``synchronize`` and blocking copies); the pipeline proves with it that nothing inside the loop
 blocks on the GPU except waiting for the oldest in-flight frame.
 """
-from __future__ import annotations
-
 import threading
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -31,7 +29,7 @@ class HostBuffer:
 
     __slots__ = ("array", "tensor", "device_ptr", "pinned", "mapped", "_owner")
 
-    def __init__(self, array: np.ndarray, tensor: Any = None, device_ptr: Optional[int] = None,
+    def __init__(self, array: "np.ndarray", tensor: Any = None, device_ptr: "Optional[int]" = None,
                  pinned: bool = False, mapped: bool = False, owner: Any = None) -> None:
         self.array = array
         self.tensor = tensor
@@ -41,7 +39,7 @@ class HostBuffer:
         self._owner = owner  # keeps the underlying allocation alive
 
     @property
-    def shape(self) -> Tuple[int, ...]:
+    def shape(self) -> "Tuple[int, ...]":
         return tuple(self.array.shape)
 
     @property
@@ -56,17 +54,17 @@ class HostAllocator:
     pinned = False
     mapped = False
 
-    def empty(self, shape: Sequence[int], dtype: Any = np.uint8) -> HostBuffer:
+    def empty(self, shape: "Sequence[int]", dtype: Any = np.uint8) -> "HostBuffer":
         raise NotImplementedError
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         return {"kind": self.kind, "pinned": self.pinned, "mapped": self.mapped}
 
 
 class NumpyAllocator(HostAllocator):
     kind = "numpy"
 
-    def empty(self, shape: Sequence[int], dtype: Any = np.uint8) -> HostBuffer:
+    def empty(self, shape: "Sequence[int]", dtype: Any = np.uint8) -> "HostBuffer":
         return HostBuffer(np.empty(tuple(int(s) for s in shape), dtype=dtype))
 
 
@@ -92,7 +90,7 @@ class TorchPinnedAllocator(HostAllocator):
     kind = "torch-pinned"
     pinned = True
 
-    def empty(self, shape: Sequence[int], dtype: Any = np.uint8) -> HostBuffer:
+    def empty(self, shape: "Sequence[int]", dtype: Any = np.uint8) -> "HostBuffer":
         torch = require("torch", "pinned host buffers")
         t = torch.empty(tuple(int(s) for s in shape), dtype=torch_dtype(dtype), pin_memory=True)
         return HostBuffer(t.numpy(), tensor=t, pinned=True, owner=t)
@@ -114,7 +112,7 @@ class PycudaAllocator(HostAllocator):
         self.mapped = bool(mapped)
         self.kind = "pycuda-mapped" if mapped else "pycuda-pinned"
 
-    def empty(self, shape: Sequence[int], dtype: Any = np.uint8) -> HostBuffer:
+    def empty(self, shape: "Sequence[int]", dtype: Any = np.uint8) -> "HostBuffer":
         cuda = self.cuda
         shape = tuple(int(s) for s in shape)
         if self.mapped:
@@ -168,9 +166,9 @@ class SyncCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counts: Dict[str, int] = {}
+        self.counts: "Dict[str, int]" = {}
         self.inside_loop = False
-        self.loop_counts: Dict[str, int] = {}
+        self.loop_counts: "Dict[str, int]" = {}
 
     def hit(self, what: str) -> None:
         with self._lock:
@@ -186,11 +184,11 @@ class SyncCounter:
     def loop_total(self) -> int:
         return sum(self.loop_counts.values())
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         return {"total": self.total, "in_loop": dict(self.loop_counts), "all": dict(self.counts)}
 
 
-def allocator_for(kind: str, **kw: Any) -> HostAllocator:
+def allocator_for(kind: str, **kw: Any) -> "HostAllocator":
     """'numpy' | 'torch-pinned' | 'pycuda-pinned' | 'pycuda-mapped'."""
     if kind == "numpy":
         return NumpyAllocator()

@@ -1,6 +1,4 @@
 """Throughput and latency bookkeeping for the frame loop (cheap enough to run every frame)."""
-from __future__ import annotations
-
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -8,7 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 
-def percentiles(samples: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> Dict[str, float]:
+def percentiles(samples: "Sequence[float]", qs: "Sequence[float]" = (50, 95, 99)) -> "Dict[str, float]":
     if len(samples) == 0:
         return {"p{}".format(int(q)): 0.0 for q in qs}
     arr = np.asarray(samples, dtype=np.float64)
@@ -23,29 +21,29 @@ class Metrics:
     camera running for days keeps constant memory.
     """
 
-    def __init__(self, interval: float = 5.0, printer: Optional[Callable[[str], None]] = None,
+    def __init__(self, interval: float = 5.0, printer: "Optional[Callable[[str], None]]" = None,
                  max_samples: int = 200000, seed: int = 0) -> None:
         self.interval = interval
         self.printer = printer
         self.max_samples = max_samples
         self.frames = 0
         self.dropped = 0
-        self.samples: List[float] = []
+        self.samples: "List[float]" = []
         self._rng = np.random.RandomState(seed)
         self.t_start = time.perf_counter()
-        self.t_first: Optional[float] = None
+        self.t_first: "Optional[float]" = None
         self.t_last = self.t_start
         self._win_t = self.t_start
         self._win_n = 0
         self.window_fps = 0.0
         self.reports = 0
         #: where live drop counts come from (the capture thread) for the periodic lines
-        self.dropped_fn: Optional[Callable[[], int]] = None
+        self.dropped_fn: "Optional[Callable[[], int]]" = None
 
     def start(self) -> None:
         self.t_start = self._win_t = self.t_last = time.perf_counter()
 
-    def add(self, latency_ms: float, now: Optional[float] = None) -> None:
+    def add(self, latency_ms: float, now: "Optional[float]" = None) -> None:
         now = time.perf_counter() if now is None else now
         if self.t_first is None:
             self.t_first = now
@@ -89,7 +87,7 @@ class Metrics:
     def fps(self) -> float:
         return self.frames / self.elapsed if self.frames else 0.0
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> "Dict[str, Any]":
         return {"frames": self.frames, "fps": round(self.fps(), 3), "seconds": round(self.elapsed, 4),
                 "latency_ms": percentiles(self.samples), "dropped": self.dropped}
 

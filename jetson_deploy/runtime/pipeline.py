@@ -15,8 +15,6 @@ Never hangs: the capture thread has a bounded queue and the loop polls it with t
 that stops delivering for ``stall_timeout`` seconds ends the run with a message; Ctrl-C ends it
 cleanly with a summary.
 """
-from __future__ import annotations
-
 import logging
 import sys
 import time
@@ -38,22 +36,22 @@ class RunSummary:
     frames: int = 0
     fps: float = 0.0
     seconds: float = 0.0
-    latency_ms: Dict[str, float] = field(default_factory=dict)
+    latency_ms: "Dict[str, float]" = field(default_factory=dict)
     dropped: int = 0
     captured: int = 0
     backend: str = ""
     source: str = ""
-    sinks: List[str] = field(default_factory=list)
+    sinks: "List[str]" = field(default_factory=list)
     end_reason: str = ""
-    executor: Dict[str, Any] = field(default_factory=dict)
+    executor: "Dict[str, Any]" = field(default_factory=dict)
     host_ms_per_frame: float = 0.0
-    wait_ms_per_frame: Dict[str, float] = field(default_factory=dict)
-    accuracy: Optional[float] = None
+    wait_ms_per_frame: "Dict[str, float]" = field(default_factory=dict)
+    accuracy: "Optional[float]" = None
     bundle: str = ""
-    results: Optional[List[Dict[str, Any]]] = None
-    syncs: Optional[Dict[str, Any]] = None
+    results: "Optional[List[Dict[str, Any]]]" = None
+    syncs: "Optional[Dict[str, Any]]" = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "Dict[str, Any]":
         d = {
             "frames": self.frames, "fps": round(self.fps, 3), "seconds": round(self.seconds, 4),
             "latency_ms": self.latency_ms, "dropped": self.dropped, "captured": self.captured,
@@ -111,11 +109,11 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
 class Pipeline:
     """Source -> engine -> sinks with a ring of in-flight frames.  Use :func:`run_pipeline`."""
 
-    def __init__(self, engine: Any, spec: Any, source: Any, sinks: Sequence[Any], executor: Any = None,
-                 queue_size: int = 4, metrics_interval: float = 5.0, printer: Optional[Callable[[str], None]] = None,
+    def __init__(self, engine: Any, spec: Any, source: Any, sinks: "Sequence[Any]", executor: Any = None,
+                 queue_size: int = 4, metrics_interval: float = 5.0, printer: "Optional[Callable[[str], None]]" = None,
                  topk: int = 5, stall_timeout: float = 10.0, keep_results: bool = False,
-                 on_result: Optional[Callable[[Any, Result], None]] = None, sync_debug: Optional[str] = None,
-                 labels: Optional[Sequence[str]] = None, output_thread: Optional[bool] = None) -> None:
+                 on_result: "Optional[Callable[[Any, Result], None]]" = None, sync_debug: "Optional[str]" = None,
+                 labels: "Optional[Sequence[str]]" = None, output_thread: "Optional[bool]" = None) -> None:
         self.engine = engine
         self.spec = spec
         self.source = source
@@ -130,13 +128,13 @@ class Pipeline:
         self.keep_results = keep_results
         self.on_result = on_result
         self.sync_debug = sync_debug
-        self.results: List[Dict[str, Any]] = []
+        self.results: "List[Dict[str, Any]]" = []
         self.correct = 0
         self.with_truth = 0
         self.host_seconds = 0.0
         self.stop_requested = False
         self.output_thread = output_thread
-        self._worker: Optional[_OutputWorker] = None
+        self._worker: "Optional[_OutputWorker]" = None
         self._wait_sink = 0.0
 
     def _finish(self, slot: int, frame: Any, wait: bool) -> None:
@@ -153,7 +151,7 @@ class Pipeline:
         else:
             self._deliver(frame, outs)
 
-    def _deliver(self, frame: Any, outs: Dict[str, Any]) -> None:
+    def _deliver(self, frame: Any, outs: "Dict[str, Any]") -> None:
         """Postprocess one frame's outputs, update metrics, feed the sinks, release the frame."""
         img = frame.image
         res = self.post(outs, (img.shape[1], img.shape[0]))
@@ -194,7 +192,7 @@ class Pipeline:
             pass
         return truth
 
-    def run(self, max_frames: Optional[int] = None) -> RunSummary:
+    def run(self, max_frames: "Optional[int]" = None) -> "RunSummary":
         from ..io.capture import CaptureThread
 
         ex = self.executor
@@ -218,7 +216,7 @@ class Pipeline:
                 s.fps = src.fps
         cap = CaptureThread(src, maxsize=self.queue_size, prepare=ex.prepare)
         self.metrics.dropped_fn = lambda: cap.dropped
-        ring: Deque[Tuple[int, Any]] = deque()
+        ring: "Deque[Tuple[int, Any]]" = deque()
         free = list(range(depth))[::-1]
         end_reason = ""
         sync_mode = None
@@ -336,19 +334,19 @@ class _OutputWorker:
 
     MAXSIZE = 8
 
-    def __init__(self, fn: Callable[[Any, Dict[str, Any]], None], maxsize: int = MAXSIZE) -> None:
+    def __init__(self, fn: "Callable[[Any, Dict[str, Any]], None]", maxsize: int = MAXSIZE) -> None:
         import threading
 
         self.fn = fn
         self.maxsize = maxsize
-        self.q: Deque[Tuple[Any, Dict[str, Any]]] = deque()
+        self.q: "Deque[Tuple[Any, Dict[str, Any]]]" = deque()
         self.cond = threading.Condition()
-        self.error: Optional[BaseException] = None
+        self.error: "Optional[BaseException]" = None
         self.closed = False
         self.thread = threading.Thread(target=self._run, name="output", daemon=True)
         self.thread.start()
 
-    def put(self, item: Tuple[Any, Dict[str, Any]]) -> None:
+    def put(self, item: "Tuple[Any, Dict[str, Any]]") -> None:
         with self.cond:
             while len(self.q) >= self.maxsize and self.error is None:
                 self.cond.wait(0.1)
@@ -393,28 +391,28 @@ def run_pipeline(
     source: Any,
     sink: Any = "null://",
     backend: str = "auto",
-    max_frames: Optional[int] = None,
+    max_frames: "Optional[int]" = None,
     *,
-    jsonl: Optional[str] = None,
-    device: Optional[str] = None,
+    jsonl: "Optional[str]" = None,
+    device: "Optional[str]" = None,
     memory: str = "auto",
     depth: int = 3,
     cuda_graph: bool = True,
     queue_size: int = 4,
     topk: int = 5,
     metrics_interval: float = 5.0,
-    printer: Optional[Callable[[str], None]] = None,
+    printer: "Optional[Callable[[str], None]]" = None,
     stall_timeout: float = 10.0,
     keep_results: bool = False,
-    on_result: Optional[Callable[[Any, Result], None]] = None,
-    sync_debug: Optional[str] = None,
+    on_result: "Optional[Callable[[Any, Result], None]]" = None,
+    sync_debug: "Optional[str]" = None,
     verify: bool = True,
-    source_options: Optional[Dict[str, Any]] = None,
+    source_options: "Optional[Dict[str, Any]]" = None,
     engine: Any = None,
-    output_thread: Optional[bool] = None,
-    engine_options: Optional[Dict[str, Any]] = None,
-    executor_options: Optional[Dict[str, Any]] = None,
-) -> RunSummary:
+    output_thread: "Optional[bool]" = None,
+    engine_options: "Optional[Dict[str, Any]]" = None,
+    executor_options: "Optional[Dict[str, Any]]" = None,
+) -> "RunSummary":
     """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
 
     ``bundle_or_path``: a bundle directory / packed file (checksums verified before loading) or an

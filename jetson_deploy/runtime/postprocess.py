@@ -6,8 +6,6 @@ Numpy only.  Detection accepts either an in-graph NMS output (TensorRT ``Efficie
 ``(1, N, 5+C)`` YOLOv5 with objectness) decoded here with per-class NMS.  Boxes are mapped back to
 source pixels with the same letterbox numbers preprocessing used.
 """
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,13 +17,13 @@ from ..spec import ModelSpec
 class Detection:
     __slots__ = ("box", "score", "class_id", "label")
 
-    def __init__(self, box: Sequence[float], score: float, class_id: int, label: str) -> None:
+    def __init__(self, box: "Sequence[float]", score: float, class_id: int, label: str) -> None:
         self.box = [float(v) for v in box]  # x1, y1, x2, y2 in source pixels
         self.score = float(score)
         self.class_id = int(class_id)
         self.label = label
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> "Dict[str, Any]":
         return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
                 "class_id": self.class_id, "label": self.label}
 
@@ -40,18 +38,18 @@ class Result:
         self.task = task
         self.index = -1
         self.source: Any = None
-        self.label: Optional[str] = None
-        self.score: Optional[float] = None
-        self.class_id: Optional[int] = None
-        self.topk: List[Tuple[str, float]] = []
-        self.detections: List[Detection] = []
-        self.mask: Optional[np.ndarray] = None  # HxW class ids (model resolution)
+        self.label: "Optional[str]" = None
+        self.score: "Optional[float]" = None
+        self.class_id: "Optional[int]" = None
+        self.topk: "List[Tuple[str, float]]" = []
+        self.detections: "List[Detection]" = []
+        self.mask: "Optional[np.ndarray]" = None  # HxW class ids (model resolution)
         self.latency_ms = 0.0
         self.truth: Any = None
         self.num_classes = 0
 
-    def to_json(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"index": self.index, "source": self.source, "task": self.task,
+    def to_json(self) -> "Dict[str, Any]":
+        d: "Dict[str, Any]" = {"index": self.index, "source": self.source, "task": self.task,
                              "latency_ms": round(self.latency_ms, 3)}
         if self.task == "classify":
             d.update(label=self.label, score=None if self.score is None else round(self.score, 5),
@@ -72,24 +70,24 @@ class Result:
         return d
 
 
-def _label(labels: Sequence[str], i: int) -> str:
+def _label(labels: "Sequence[str]", i: int) -> str:
     return labels[i] if 0 <= i < len(labels) else str(i)
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: "np.ndarray") -> "np.ndarray":
     x = x.astype(np.float32, copy=False)
     e = np.exp(x - x.max())
     return e / e.sum()
 
 
-def looks_like_probs(v: np.ndarray) -> bool:
+def looks_like_probs(v: "np.ndarray") -> bool:
     return bool(v.size and v.min() >= 0.0 and v.max() <= 1.0 and abs(float(v.sum()) - 1.0) < 1e-3)
 
 
 class Postprocessor:
     """Turns the engine's host outputs for one frame into a :class:`Result`."""
 
-    def __init__(self, spec: ModelSpec, topk: int = 5, conf: float = 0.25, iou: float = 0.45,
+    def __init__(self, spec: "ModelSpec", topk: int = 5, conf: float = 0.25, iou: float = 0.45,
                  max_det: int = 100) -> None:
         self.spec = spec
         self.labels = list(spec.labels)
@@ -99,7 +97,7 @@ class Postprocessor:
         self.iou = iou
         self.max_det = max_det
 
-    def __call__(self, outputs: Dict[str, np.ndarray], frame_wh: Tuple[int, int]) -> Result:
+    def __call__(self, outputs: "Dict[str, np.ndarray]", frame_wh: "Tuple[int, int]") -> "Result":
         if self.task == "classify":
             return self.classify(outputs)
         if self.task == "detect":
@@ -109,14 +107,14 @@ class Postprocessor:
         r = Result(self.task)
         return r
 
-    def _first(self, outputs: Dict[str, np.ndarray]) -> np.ndarray:
+    def _first(self, outputs: "Dict[str, np.ndarray]") -> "np.ndarray":
         for name in self.spec.outputs:
             if name in outputs:
                 return outputs[name]
         return next(iter(outputs.values()))
 
     # ---- classify -------------------------------------------------------------------------
-    def classify(self, outputs: Dict[str, np.ndarray]) -> Result:
+    def classify(self, outputs: "Dict[str, np.ndarray]") -> "Result":
         r = Result("classify")
         folded = (self.spec.extra.get("postprocess") or {}).get("folded") if isinstance(self.spec.extra.get("postprocess"), dict) else None
         if folded == "softmax-topk" and len(self.spec.outputs) >= 2 and all(n in outputs for n in self.spec.outputs[:2]):
@@ -147,7 +145,7 @@ class Postprocessor:
         return r
 
     # ---- detect -----------------------------------------------------------------------------
-    def detect(self, outputs: Dict[str, np.ndarray], frame_wh: Tuple[int, int]) -> Result:
+    def detect(self, outputs: "Dict[str, np.ndarray]", frame_wh: "Tuple[int, int]") -> "Result":
         r = Result("detect")
         boxes, scores, classes = self._decode(outputs)
         keep = scores >= self.conf
@@ -160,7 +158,7 @@ class Postprocessor:
             r.label, r.score, r.class_id = r.detections[0].label, r.detections[0].score, r.detections[0].class_id
         return r
 
-    def _decode(self, outputs: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _decode(self, outputs: "Dict[str, np.ndarray]") -> "Tuple[np.ndarray, np.ndarray, np.ndarray]":
         names = {k.lower(): k for k in outputs}
         nk = next((names[k] for k in ("num_dets", "num_detections") if k in names), None)
         if nk is not None:  # EfficientNMS-style in-graph NMS
@@ -212,7 +210,7 @@ class Postprocessor:
         keep = nms(boxes, scores, classes, self.iou)
         return boxes[keep], scores[keep], classes[keep].astype(np.int64)
 
-    def _to_source(self, boxes: np.ndarray, frame_wh: Tuple[int, int]) -> np.ndarray:
+    def _to_source(self, boxes: "np.ndarray", frame_wh: "Tuple[int, int]") -> "np.ndarray":
         if boxes.size == 0:
             return boxes.reshape(0, 4)
         w, h = frame_wh
@@ -230,7 +228,7 @@ class Postprocessor:
         return out
 
     # ---- segment ----------------------------------------------------------------------------
-    def segment(self, outputs: Dict[str, np.ndarray]) -> Result:
+    def segment(self, outputs: "Dict[str, np.ndarray]") -> "Result":
         r = Result("segment")
         out = np.asarray(self._first(outputs))
         if out.ndim == 4:
@@ -248,7 +246,7 @@ class Postprocessor:
         return r
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = 0.45) -> np.ndarray:
+def nms(boxes: "np.ndarray", scores: "np.ndarray", classes: "np.ndarray", iou: float = 0.45) -> "np.ndarray":
     """Per-class greedy NMS (numpy); returns kept indices, highest score first."""
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
@@ -258,7 +256,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float =
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     area = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
     order = np.argsort(-scores, kind="stable")
-    keep: List[int] = []
+    keep: "List[int]" = []
     while order.size:
         i = int(order[0])
         keep.append(i)

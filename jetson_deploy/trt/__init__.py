@@ -5,8 +5,6 @@ int tuple, and every API difference between TensorRT 8.2 (JetPack 4.6), 8.5
 (JetPack 5), 8.6 and 10.x (JetPack 6) is decided by feature detection
 (:func:`features`), never by comparing version strings.  See docs/tensorrt.md.
 """
-from __future__ import annotations
-
 from .compat import (  # noqa: F401
     Features,
     calibration_header,

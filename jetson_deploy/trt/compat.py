@@ -5,8 +5,6 @@ backport or an odd build is handled by what it has, not by what its version says
 Versions are int tuples: ``(10, 3, 0, 30) > (8, 6, 2, 3)`` where the strings
 compare the other way round.
 """
-from __future__ import annotations
-
 import importlib
 import re
 import sys
@@ -17,7 +15,7 @@ from .._lazy import INSTALL_HINTS
 from ..errors import MissingDependency
 
 
-def load_tensorrt(purpose: Optional[str] = None) -> Any:
+def load_tensorrt(purpose: "Optional[str]" = None) -> Any:
     """Import ``tensorrt`` or raise :class:`MissingDependency` with how to get it.
 
     Not cached here: ``sys.modules`` is the cache, so a test can swap in a double.
@@ -40,7 +38,7 @@ def load_tensorrt(purpose: Optional[str] = None) -> Any:
         ) from None
 
 
-def version_tuple(text: Any) -> Tuple[int, ...]:
+def version_tuple(text: Any) -> "Tuple[int, ...]":
     """'8.5.2.2' -> (8, 5, 2, 2); '10.3.0.post12.dev1' -> (10, 3, 0); '' -> ()."""
     nums = []
     for part in str(text or "").split("+")[0].split("."):
@@ -53,7 +51,7 @@ def version_tuple(text: Any) -> Tuple[int, ...]:
     return tuple(nums)
 
 
-def trt_version(trt: Any) -> Tuple[int, ...]:
+def trt_version(trt: Any) -> "Tuple[int, ...]":
     return version_tuple(getattr(trt, "__version__", ""))
 
 
@@ -87,7 +85,7 @@ def calibration_header(version: Any, kind: str = "entropy2") -> str:
 class Features:
     """What this TensorRT offers; every field comes from a hasattr check."""
 
-    version: Tuple[int, ...]
+    version: "Tuple[int, ...]"
     version_string: str
     build_serialized_network: bool  # Builder.build_serialized_network (8.0+)
     build_engine: bool  # Builder.build_engine (8.x; removed in 10)
@@ -110,7 +108,7 @@ class Features:
     minmax_calibrator: bool
     dla: bool  # DeviceType.DLA
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> "Dict[str, Any]":
         d = asdict(self)
         d["version"] = list(self.version)
         return d
@@ -120,7 +118,7 @@ def _has(obj: Any, *names: str) -> bool:
     return obj is not None and all(hasattr(obj, n) for n in names)
 
 
-def features(trt: Optional[Any] = None) -> Features:
+def features(trt: "Optional[Any]" = None) -> "Features":
     """Feature-detect the TensorRT module (imported lazily when not given)."""
     trt = trt if trt is not None else load_tensorrt()
     ver = trt_version(trt)

@@ -5,8 +5,6 @@ missing.  Both are imported lazily.  This is the TensorRT layer's own small help
 (calibrator batches, the simple ``infer()`` path); the frame pipeline's zero-copy
 memory lives in ``jetson_deploy.runtime``.
 """
-from __future__ import annotations
-
 import atexit
 from typing import Any, List, Optional
 
@@ -15,7 +13,7 @@ import numpy as np
 from .._lazy import has_module, require
 from ..errors import MissingDependency
 
-_pushed: List[Any] = []
+_pushed: "List[Any]" = []
 
 
 def _pop_all() -> None:  # pragma: no cover - process exit
@@ -65,7 +63,7 @@ class PycudaAllocator:
         self.cuda = require("pycuda.driver", "CUDA device memory for TensorRT")
         ensure_pycuda_context(self.cuda)
 
-    def alloc(self, nbytes: int) -> DeviceBuffer:
+    def alloc(self, nbytes: int) -> "DeviceBuffer":
         h = self.cuda.mem_alloc(max(int(nbytes), 1))
         return DeviceBuffer(int(h), nbytes, h)
 
@@ -76,20 +74,20 @@ class PycudaAllocator:
     def handle(stream: Any) -> int:
         return int(stream.handle) if stream is not None else 0
 
-    def htod(self, buf: DeviceBuffer, arr: np.ndarray, stream: Any = None) -> None:
+    def htod(self, buf: "DeviceBuffer", arr: "np.ndarray", stream: Any = None) -> None:
         a = np.ascontiguousarray(arr)
         if stream is None:
             self.cuda.memcpy_htod(buf.ptr, a)
         else:
             self.cuda.memcpy_htod_async(buf.ptr, a, stream)
 
-    def dtoh(self, arr: np.ndarray, buf: DeviceBuffer, stream: Any = None) -> None:
+    def dtoh(self, arr: "np.ndarray", buf: "DeviceBuffer", stream: Any = None) -> None:
         if stream is None:
             self.cuda.memcpy_dtoh(arr, buf.ptr)
         else:
             self.cuda.memcpy_dtoh_async(arr, buf.ptr, stream)
 
-    def pinned_empty(self, shape: Any, dtype: Any) -> np.ndarray:
+    def pinned_empty(self, shape: Any, dtype: Any) -> "np.ndarray":
         return self.cuda.pagelocked_empty(tuple(shape), dtype)
 
     @staticmethod
@@ -105,7 +103,7 @@ class TorchAllocator:
         if not self.torch.cuda.is_available():
             raise MissingDependency("TensorRT needs CUDA device memory: install pycuda, or a CUDA build of torch")
 
-    def alloc(self, nbytes: int) -> DeviceBuffer:
+    def alloc(self, nbytes: int) -> "DeviceBuffer":
         t = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
         return DeviceBuffer(t.data_ptr(), nbytes, _TorchHandle(t))
 
@@ -116,21 +114,21 @@ class TorchAllocator:
     def handle(stream: Any) -> int:
         return int(stream.cuda_stream) if stream is not None else 0
 
-    def _view(self, buf: DeviceBuffer, nbytes: int) -> Any:
+    def _view(self, buf: "DeviceBuffer", nbytes: int) -> Any:
         return buf._handle.tensor[:nbytes]
 
-    def htod(self, buf: DeviceBuffer, arr: np.ndarray, stream: Any = None) -> None:
+    def htod(self, buf: "DeviceBuffer", arr: "np.ndarray", stream: Any = None) -> None:
         a = np.ascontiguousarray(arr)
         src = self.torch.from_numpy(a.reshape(-1).view(np.uint8))
         with self.torch.cuda.stream(stream) if stream is not None else _null():
             self._view(buf, a.nbytes).copy_(src, non_blocking=stream is not None)
 
-    def dtoh(self, arr: np.ndarray, buf: DeviceBuffer, stream: Any = None) -> None:
+    def dtoh(self, arr: "np.ndarray", buf: "DeviceBuffer", stream: Any = None) -> None:
         dst = self.torch.from_numpy(arr.reshape(-1).view(np.uint8))  # arr: a contiguous array we made
         with self.torch.cuda.stream(stream) if stream is not None else _null():
             dst.copy_(self._view(buf, arr.nbytes), non_blocking=stream is not None)
 
-    def pinned_empty(self, shape: Any, dtype: Any) -> np.ndarray:
+    def pinned_empty(self, shape: Any, dtype: Any) -> "np.ndarray":
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
         t = self.torch.empty(n, dtype=self.torch.uint8, pin_memory=True)
         return t.numpy().view(dtype).reshape(shape)
@@ -156,7 +154,7 @@ class _null:
         return None
 
 
-def default_allocator(prefer: Optional[str] = None) -> Any:
+def default_allocator(prefer: "Optional[str]" = None) -> Any:
     """pycuda when installed (design default), else torch CUDA; MissingDependency otherwise."""
     order = [prefer] if prefer else []
     order += [k for k in ("pycuda", "torch") if k not in order]

@@ -4,8 +4,6 @@ TensorRT reports build failures by returning None after logging ERROR lines, so 
 useful exception needs those lines: :func:`make_logger` returns an ``ILogger`` that
 keeps them (``errors``, ``warnings``) and forwards everything to Python logging.
 """
-from __future__ import annotations
-
 import logging
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
@@ -21,9 +19,9 @@ def make_logger(trt: Any, verbose: bool = False) -> Any:
     class CollectingLogger(trt.ILogger):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # pybind11 trampolines must be initialised explicitly
-            self.messages: List[Tuple[str, str]] = []
-            self.errors: List[str] = []
-            self.warnings: List[str] = []
+            self.messages: "List[Tuple[str, str]]" = []
+            self.errors: "List[str]" = []
+            self.warnings: "List[str]" = []
             self.verbose = verbose
 
         def log(self, sev: Any, msg: str) -> None:
@@ -61,11 +59,11 @@ class ParserIssue:
     code: str
     desc: str
     node_index: int
-    node_name: Optional[str]
-    node_op: Optional[str]
+    node_name: "Optional[str]"
+    node_op: "Optional[str]"
 
 
-def _onnx_nodes(onnx_path: Optional[str]) -> List[Tuple[str, str]]:
+def _onnx_nodes(onnx_path: "Optional[str]") -> "List[Tuple[str, str]]":
     """(name, op) of each node, read with onnx when it is installed (TensorRT 8.x only gives an index)."""
     if not onnx_path:
         return []
@@ -78,9 +76,9 @@ def _onnx_nodes(onnx_path: Optional[str]) -> List[Tuple[str, str]]:
         return []
 
 
-def parser_issues(parser: Any, onnx_path: Optional[str] = None) -> List[ParserIssue]:
+def parser_issues(parser: Any, onnx_path: "Optional[str]" = None) -> "List[ParserIssue]":
     """All errors of an ``OnnxParser``; node name/op from ``node_name()`` (10.x) or the ONNX file (8.x)."""
-    issues: List[ParserIssue] = []
+    issues: "List[ParserIssue]" = []
     nodes = None
     for i in range(int(getattr(parser, "num_errors", 0))):
         err = parser.get_error(i)
@@ -102,7 +100,7 @@ def parser_issues(parser: Any, onnx_path: Optional[str] = None) -> List[ParserIs
     return issues
 
 
-def format_parser_failure(onnx_name: str, issues: List[ParserIssue], trt_version: str = "") -> str:
+def format_parser_failure(onnx_name: str, issues: "List[ParserIssue]", trt_version: str = "") -> str:
     """One line: "model.onnx: TensorRT's ONNX parser failed at node 'Foo_3' (op NonMaxSuppression): ..."."""
     if not issues:
         return "{}: TensorRT's ONNX parser rejected the model but reported no error (is it a valid ONNX file?)".format(onnx_name)

@@ -1,19 +1,17 @@
 """Tiny ONNX models for the TensorRT tests (made with onnx.helper, deterministic weights)."""
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 
-def _w(shape, seed: int) -> np.ndarray:
+def _w(shape, seed: int) -> "np.ndarray":
     rng = np.random.default_rng(seed)
     return rng.standard_normal(shape).astype(np.float32) * 0.5
 
 
-def classifier(path: Union[str, Path], batch: Optional[int] = 1, classes: int = 4, hw: int = 8,
-               opset: int = 13, extra_op: Optional[str] = None, extra_domain: str = "") -> Path:
+def classifier(path: "Union[str, Path]", batch: "Optional[int]" = 1, classes: int = 4, hw: int = 8,
+               opset: int = 13, extra_op: "Optional[str]" = None, extra_domain: str = "") -> Path:
     """input [N,3,hw,hw] -> Conv1x1(8) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits [N,classes].
 
     ``batch=None`` makes the batch axis dynamic.  ``extra_op`` appends a node of that
@@ -52,7 +50,7 @@ def classifier(path: Union[str, Path], batch: Optional[int] = 1, classes: int = 
     return path
 
 
-def two_outputs(path: Union[str, Path], batch: Optional[int] = 1) -> Path:
+def two_outputs(path: "Union[str, Path]", batch: "Optional[int]" = 1) -> Path:
     """input [N,4] -> (scores = softmax(x @ W), boxes = x * 2 + 1) : two outputs, for IO-order tests."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -77,7 +75,7 @@ def two_outputs(path: Union[str, Path], batch: Optional[int] = 1) -> Path:
     return path
 
 
-def qdq_classifier(path: Union[str, Path]) -> Path:
+def qdq_classifier(path: "Union[str, Path]") -> Path:
     """The classifier with a QuantizeLinear/DequantizeLinear pair on its input (explicit INT8)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -98,7 +96,7 @@ def qdq_classifier(path: Union[str, Path]) -> Path:
     return Path(path)
 
 
-def reference(path: Union[str, Path], feeds) -> dict:
+def reference(path: "Union[str, Path]", feeds) -> dict:
     """ONNX Runtime outputs of the model (the numbers engines must reproduce)."""
     import onnxruntime as ort
 

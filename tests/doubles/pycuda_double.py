@@ -13,8 +13,6 @@ pycuda calls the project uses: ``init``, ``Device`` (``count``, ``name``,
 ``driver._double`` counts synchronisations (``syncs``) so tests can prove a code
 path never blocks the host.
 """
-from __future__ import annotations
-
 import ctypes
 import importlib.machinery
 import sys
@@ -24,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 
-def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (double)", memory_mb: int = 8192) -> types.ModuleType:
+def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (double)", memory_mb: int = 8192) -> "types.ModuleType":
     drv = types.ModuleType("pycuda.driver")
     pkg = types.ModuleType("pycuda")
     pkg.__version__ = "2024.1 (double)"
@@ -78,7 +76,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             self.primary = primary
 
         @staticmethod
-        def get_current() -> Optional["Context"]:
+        def get_current() -> "Optional['Context']":
             return state.current[-1] if state.current else None
 
         def push(self) -> None:
@@ -128,13 +126,13 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             return {"INTEGRATED": int(integrated), "CAN_MAP_HOST_MEMORY": 1, "UNIFIED_ADDRESSING": 1,
                     "MULTIPROCESSOR_COUNT": 8}.get(attr, 0)
 
-        def make_context(self, flags: int = 0) -> Context:
+        def make_context(self, flags: int = 0) -> "Context":
             ctx = Context(flags)
             state.contexts.append(ctx)
             ctx.push()
             return ctx
 
-        def retain_primary_context(self) -> Context:
+        def retain_primary_context(self) -> "Context":
             ctx = Context(ctx_flags.MAP_HOST, primary=True)
             state.contexts.append(ctx)
             return ctx
@@ -162,7 +160,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         def free(self) -> None:
             self.freed = True
 
-    def mem_alloc(nbytes: int) -> DeviceAllocation:
+    def mem_alloc(nbytes: int) -> "DeviceAllocation":
         _need_ctx()
         a = DeviceAllocation(nbytes)
         state.allocations.append(a)
@@ -213,7 +211,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         def __init__(self, flags: int = 0) -> None:
             self.recorded = False
 
-        def record(self, stream: Optional[Stream] = None) -> "Event":
+        def record(self, stream: "Optional[Stream]" = None) -> "Event":
             self.recorded = True
             return self
 
@@ -240,7 +238,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
                 raise LogicError("cuMemHostGetDevicePointer failed: invalid value (allocate with DEVICEMAP)")
             return ctypes.addressof(ctypes.c_char.from_buffer(self))
 
-    def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> np.ndarray:
+    def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> "np.ndarray":
         _need_ctx()
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -254,12 +252,12 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
     return pkg
 
 
-def _zero(a: np.ndarray) -> np.ndarray:
+def _zero(a: "np.ndarray") -> "np.ndarray":
     a[...] = 0
     return a
 
 
-def install(monkeypatch: Any, **kwargs: Any) -> types.ModuleType:
+def install(monkeypatch: Any, **kwargs: Any) -> "types.ModuleType":
     """Put a fresh pycuda double in ``sys.modules`` for one test; returns ``pycuda.driver``."""
     pkg = make_pycuda(**kwargs)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)

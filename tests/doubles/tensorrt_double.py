@@ -49,8 +49,6 @@ What the double does for real, so tests check numbers rather than call logs:
 Introspection for tests lives under ``module._double`` (``builds``, ``events``);
 nothing in the real API is named like that.
 """
-from __future__ import annotations
-
 import ctypes
 import enum
 import hashlib
@@ -110,7 +108,7 @@ _LAYER_TYPES = sorted(set(_LAYER_OF_OP.values()) | {"PLUGIN_V2", "UNARY"})
 # ---------------------------------------------------------------------------------------------
 # host-memory helpers: the double's "device" pointers are host addresses
 # ---------------------------------------------------------------------------------------------
-def read_pointer(ptr: int, shape: Sequence[int], dtype: Any) -> np.ndarray:
+def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
     """Copy an array out of the memory at integer address ``ptr``."""
     dt = np.dtype(dtype)
     n = int(np.prod([int(s) for s in shape], dtype=np.int64)) * dt.itemsize
@@ -120,7 +118,7 @@ def read_pointer(ptr: int, shape: Sequence[int], dtype: Any) -> np.ndarray:
     return np.frombuffer(buf, dtype=dt).reshape(tuple(int(s) for s in shape)).copy()
 
 
-def write_pointer(ptr: int, arr: np.ndarray) -> None:
+def write_pointer(ptr: int, arr: "np.ndarray") -> None:
     a = np.ascontiguousarray(arr)
     if a.nbytes:
         ctypes.memmove(int(ptr), a.ctypes.data, a.nbytes)
@@ -135,13 +133,13 @@ def _version_int(version: str) -> int:
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 
-def parse_calibration_cache(data: bytes) -> Tuple[str, Dict[str, float]]:
+def parse_calibration_cache(data: bytes) -> "Tuple[str, Dict[str, float]]":
     """(header, {tensor: scale}) from TensorRT's calibration cache text."""
     text = bytes(data).decode("utf-8", "replace")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return "", {}
-    scales: Dict[str, float] = {}
+    scales: "Dict[str, float]" = {}
     for ln in lines[1:]:
         name, _, hexval = ln.rpartition(":")
         hexval = hexval.strip()
@@ -164,10 +162,10 @@ class _Model:
         self.outputs = [self._info(v, gen) for v in proto.graph.output]
         self._sess = None
         self._sess_all = None
-        self._all_names: List[str] = []
+        self._all_names: "List[str]" = []
 
     @staticmethod
-    def _info(v: Any, gen: str) -> Dict[str, Any]:
+    def _info(v: Any, gen: str) -> "Dict[str, Any]":
         t = v.type.tensor_type
         dims = []
         for d in t.shape.dim:
@@ -185,12 +183,12 @@ class _Model:
             self._sess = ort.InferenceSession(self.data, so, providers=["CPUExecutionProvider"])
         return self._sess
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         sess = self.session()
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feeds)))
 
-    def run_all(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run_all(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         """Every float tensor of the graph (inputs, node outputs) for calibration."""
         if self._sess_all is None:
             import onnxruntime as ort
@@ -225,12 +223,12 @@ class _Model:
 def make_tensorrt(
     generation: str = "8.6",
     *,
-    version: Optional[str] = None,
+    version: "Optional[str]" = None,
     fast_int8: bool = True,
     fast_fp16: bool = True,
     num_dla_cores: int = 0,
     sm: int = 87,
-) -> types.ModuleType:
+) -> "types.ModuleType":
     """Build a fresh module object that mirrors ``tensorrt`` of one generation.
 
     ``fast_int8=False`` models Jetson Nano/TX1 (SM 5.3), whose builder reports
@@ -254,7 +252,7 @@ def make_tensorrt(
     mod._double = state
 
     # ---- enums ---------------------------------------------------------------------------
-    def _enum(name: str, members: Sequence[str], start: int = 0) -> Any:
+    def _enum(name: str, members: "Sequence[str]", start: int = 0) -> Any:
         e = enum.IntEnum(name, [(m, i + start) for i, m in enumerate(members)])
         e.__module__ = "tensorrt"
         setattr(mod, name, e)
@@ -282,7 +280,7 @@ def make_tensorrt(
             raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
         return _np_of[name]
 
-    def volume(iterable: Sequence[int]) -> int:
+    def volume(iterable: "Sequence[int]") -> int:
         v = 1
         for x in iterable:
             v *= int(x)
@@ -328,7 +326,7 @@ def make_tensorrt(
     class Dims(tuple):
         """Stand-in for trt.Dims: a sequence of ints (-1 for dynamic)."""
 
-        def __new__(cls, shape: Sequence[int] = ()) -> "Dims":
+        def __new__(cls, shape: "Sequence[int]" = ()) -> "Dims":
             return tuple.__new__(cls, [int(s) for s in shape])
 
     mod.Dims = Dims
@@ -371,7 +369,7 @@ def make_tensorrt(
         def __init__(self, min_severity: Any = Severity.WARNING) -> None:
             ILogger.__init__(self)
             self.min_severity = min_severity
-            self.messages: List[Tuple[Any, str]] = []
+            self.messages: "List[Tuple[Any, str]]" = []
 
         def log(self, severity: Any, msg: str) -> None:
             self.messages.append((severity, msg))
@@ -393,14 +391,14 @@ def make_tensorrt(
 
     # ---- network ----------------------------------------------------------------------------
     class ITensor:
-        def __init__(self, name: str, shape: Sequence[int], dtype: Any, is_input: bool = False) -> None:
+        def __init__(self, name: str, shape: "Sequence[int]", dtype: Any, is_input: bool = False) -> None:
             self.name = name
             self.shape = Dims(shape)
             self.dtype = dtype
             self.is_network_input = is_input
             self.is_network_output = False
             self.location = TensorLocation.DEVICE
-            self._range: Optional[Tuple[float, float]] = None
+            self._range: "Optional[Tuple[float, float]]" = None
 
         def set_dynamic_range(self, min: float, max: float) -> bool:  # noqa: A002 (TensorRT's names)
             if not (float(min) <= float(max)):
@@ -409,14 +407,14 @@ def make_tensorrt(
             return True
 
         @property
-        def dynamic_range(self) -> Optional[Tuple[float, float]]:
+        def dynamic_range(self) -> "Optional[Tuple[float, float]]":
             return self._range
 
         def reset_dynamic_range(self) -> None:
             self._range = None
 
     class ILayer:
-        def __init__(self, name: str, op: str, inputs: List[ITensor], outputs: List[ITensor]) -> None:
+        def __init__(self, name: str, op: str, inputs: "List[ITensor]", outputs: "List[ITensor]") -> None:
             self.name = name
             self.type = getattr(LayerType, _LAYER_OF_OP.get(op, "UNARY"))
             self._op = op
@@ -432,10 +430,10 @@ def make_tensorrt(
         def num_outputs(self) -> int:
             return len(self._outputs)
 
-        def get_input(self, index: int) -> Optional[ITensor]:
+        def get_input(self, index: int) -> "Optional[ITensor]":
             return self._inputs[index] if 0 <= index < len(self._inputs) else None
 
-        def get_output(self, index: int) -> Optional[ITensor]:
+        def get_output(self, index: int) -> "Optional[ITensor]":
             return self._outputs[index] if 0 <= index < len(self._outputs) else None
 
     class INetworkDefinition:
@@ -443,10 +441,10 @@ def make_tensorrt(
             explicit_bit = 1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
             self._explicit = (not v8) or bool(int(flags) & explicit_bit)
             self._flags = int(flags)
-            self._inputs: List[ITensor] = []
-            self._outputs: List[ITensor] = []
-            self._layers: List[ILayer] = []
-            self._model: Optional[_Model] = None
+            self._inputs: "List[ITensor]" = []
+            self._outputs: "List[ITensor]" = []
+            self._layers: "List[ILayer]" = []
+            self._model: "Optional[_Model]" = None
             self.name = "network"
 
         @property
@@ -469,16 +467,16 @@ def make_tensorrt(
         def num_layers(self) -> int:
             return len(self._layers)
 
-        def get_input(self, index: int) -> Optional[ITensor]:
+        def get_input(self, index: int) -> "Optional[ITensor]":
             return self._inputs[index] if 0 <= index < len(self._inputs) else None
 
-        def get_output(self, index: int) -> Optional[ITensor]:
+        def get_output(self, index: int) -> "Optional[ITensor]":
             return self._outputs[index] if 0 <= index < len(self._outputs) else None
 
-        def get_layer(self, index: int) -> Optional[ILayer]:
+        def get_layer(self, index: int) -> "Optional[ILayer]":
             return self._layers[index] if 0 <= index < len(self._layers) else None
 
-        def mark_output(self, tensor: ITensor) -> None:
+        def mark_output(self, tensor: "ITensor") -> None:
             tensor.is_network_output = True
             if tensor not in self._outputs:
                 self._outputs.append(tensor)
@@ -519,7 +517,7 @@ def make_tensorrt(
         def node_operator(self) -> str:
             return self._node_op
 
-        def local_function_stack(self) -> List[str]:
+        def local_function_stack(self) -> "List[str]":
             return []
 
         def local_function_stack_size(self) -> int:
@@ -534,17 +532,17 @@ def make_tensorrt(
     mod.ParserError = ParserError
 
     class OnnxParser:
-        def __init__(self, network: INetworkDefinition, logger: Any) -> None:
+        def __init__(self, network: "INetworkDefinition", logger: Any) -> None:
             _require_init(logger, "ILogger")
             self._network = network
             self._logger = logger
-            self._errors: List[ParserError] = []
+            self._errors: "List[ParserError]" = []
 
         @property
         def num_errors(self) -> int:
             return len(self._errors)
 
-        def get_error(self, index: int) -> Optional[ParserError]:
+        def get_error(self, index: int) -> "Optional[ParserError]":
             return self._errors[index] if 0 <= index < len(self._errors) else None
 
         def clear_errors(self) -> None:
@@ -564,7 +562,7 @@ def make_tensorrt(
                 return False
             return self.parse(data, model)
 
-        def parse(self, model: Any, path: Optional[str] = None) -> bool:
+        def parse(self, model: Any, path: "Optional[str]" = None) -> bool:
             import onnx
 
             net = self._network
@@ -605,7 +603,7 @@ def make_tensorrt(
             if not ok:
                 return False
             m = _Model(data, onnx, proto, gen)
-            tensors: Dict[str, ITensor] = {}
+            tensors: "Dict[str, ITensor]" = {}
             for info in m.inputs:
                 dt = _onnx_dtype(info["elem"])
                 if dt is None:
@@ -639,7 +637,7 @@ def make_tensorrt(
         def get_batch_size(self) -> int:
             raise RuntimeError('Tried to call pure virtual function "IInt8Calibrator::getBatchSize"')
 
-        def get_batch(self, names: List[str]) -> Any:
+        def get_batch(self, names: "List[str]") -> Any:
             raise RuntimeError('Tried to call pure virtual function "IInt8Calibrator::getBatch"')
 
         def get_algorithm(self) -> Any:
@@ -669,10 +667,10 @@ def make_tensorrt(
     # ---- builder config, profiles, timing cache ----------------------------------------------------
     class IOptimizationProfile:
         def __init__(self) -> None:
-            self._shapes: Dict[str, List[Dims]] = {}
+            self._shapes: "Dict[str, List[Dims]]" = {}
             self._valid = True
 
-        def set_shape(self, input: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> None:  # noqa: A002
+        def set_shape(self, input: str, min: "Sequence[int]", opt: "Sequence[int]", max: "Sequence[int]") -> None:  # noqa: A002
             lo, mid, hi = Dims(min), Dims(opt), Dims(max)
             if not (len(lo) == len(mid) == len(hi)) or any(not (a <= b <= c) or a < 0 for a, b, c in zip(lo, mid, hi)):
                 self._valid = False
@@ -680,7 +678,7 @@ def make_tensorrt(
                 return
             self._shapes[input] = [lo, mid, hi]
 
-        def get_shape(self, input: str) -> List[Dims]:  # noqa: A002
+        def get_shape(self, input: str) -> "List[Dims]":  # noqa: A002
             return list(self._shapes.get(input, []))
 
         def __bool__(self) -> bool:
@@ -689,10 +687,10 @@ def make_tensorrt(
     mod.IOptimizationProfile = IOptimizationProfile
 
     class ITimingCache:
-        def __init__(self, entries: Optional[Dict[str, int]] = None) -> None:
-            self._entries: Dict[str, int] = dict(entries or {})
+        def __init__(self, entries: "Optional[Dict[str, int]]" = None) -> None:
+            self._entries: "Dict[str, int]" = dict(entries or {})
 
-        def serialize(self) -> IHostMemory:
+        def serialize(self) -> "IHostMemory":
             body = json.dumps({"trt": ver, "entries": self._entries}, sort_keys=True).encode()
             return IHostMemory(CACHE_MAGIC + body)
 
@@ -710,15 +708,15 @@ def make_tensorrt(
         def __init__(self, builder: "Builder") -> None:
             self._builder = builder
             self._flags = 0
-            self._pools: Dict[int, int] = {}
+            self._pools: "Dict[int, int]" = {}
             self._workspace = 0
             self.int8_calibrator = None
-            self._profiles: List[IOptimizationProfile] = []
-            self._calib_profile: Optional[IOptimizationProfile] = None
-            self._timing_cache: Optional[ITimingCache] = None
+            self._profiles: "List[IOptimizationProfile]" = []
+            self._calib_profile: "Optional[IOptimizationProfile]" = None
+            self._timing_cache: "Optional[ITimingCache]" = None
             self.default_device_type = DeviceType.GPU
             self.DLA_core = -1
-            self._layer_devices: Dict[str, Any] = {}
+            self._layer_devices: "Dict[str, Any]" = {}
             self.profile_stream = 0
             self.avg_timing_iterations = 1
 
@@ -761,7 +759,7 @@ def make_tensorrt(
             return self._pools.get(int(pool), 0)
 
         # profiles
-        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        def add_optimization_profile(self, profile: "IOptimizationProfile") -> int:
             if not profile:
                 return -1
             self._profiles.append(profile)
@@ -771,15 +769,15 @@ def make_tensorrt(
         def num_optimization_profiles(self) -> int:
             return len(self._profiles)
 
-        def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
+        def set_calibration_profile(self, profile: "IOptimizationProfile") -> bool:
             self._calib_profile = profile
             return True
 
-        def get_calibration_profile(self) -> Optional[IOptimizationProfile]:
+        def get_calibration_profile(self) -> "Optional[IOptimizationProfile]":
             return self._calib_profile
 
         # timing cache
-        def create_timing_cache(self, serialized_timing_cache: Any) -> ITimingCache:
+        def create_timing_cache(self, serialized_timing_cache: Any) -> "ITimingCache":
             data = bytes(serialized_timing_cache)
             if not data:
                 return ITimingCache()
@@ -796,21 +794,21 @@ def make_tensorrt(
                 return ITimingCache()
             return ITimingCache(body.get("entries", {}))
 
-        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        def set_timing_cache(self, cache: "ITimingCache", ignore_mismatch: bool) -> bool:
             self._timing_cache = cache
             return True
 
-        def get_timing_cache(self) -> Optional[ITimingCache]:
+        def get_timing_cache(self) -> "Optional[ITimingCache]":
             return self._timing_cache
 
         # devices
-        def can_run_on_DLA(self, layer: ILayer) -> bool:
+        def can_run_on_DLA(self, layer: "ILayer") -> bool:
             return layer._op in _DLA_OPS
 
-        def set_device_type(self, layer: ILayer, device_type: Any) -> None:
+        def set_device_type(self, layer: "ILayer", device_type: Any) -> None:
             self._layer_devices[layer.name] = device_type
 
-        def get_device_type(self, layer: ILayer) -> Any:
+        def get_device_type(self, layer: "ILayer") -> Any:
             return self._layer_devices.get(layer.name, self.default_device_type)
 
     if gen == "8.2":
@@ -821,13 +819,13 @@ def make_tensorrt(
     mod.IBuilderConfig = IBuilderConfig
 
     # ---- the build ---------------------------------------------------------------------------------
-    def _flag_names(cfg: IBuilderConfig) -> List[str]:
+    def _flag_names(cfg: "IBuilderConfig") -> "List[str]":
         return [f.name for f in BuilderFlag if cfg.get_flag(f)]
 
-    def _profile_shapes(net: INetworkDefinition, prof: IOptimizationProfile) -> Dict[str, List[List[int]]]:
+    def _profile_shapes(net: "INetworkDefinition", prof: "IOptimizationProfile") -> "Dict[str, List[List[int]]]":
         return {t.name: [list(s) for s in prof.get_shape(t.name)] for t in net._inputs if prof.get_shape(t.name)}
 
-    def _calibrate(builder: "Builder", net: INetworkDefinition, cfg: IBuilderConfig) -> Optional[Dict[str, Any]]:
+    def _calibrate(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
         cal = cfg.int8_calibrator
         logger = builder._logger
         _require_init(cal, "IInt8Calibrator")
@@ -856,7 +854,7 @@ def make_tensorrt(
                 _log(logger, Severity.ERROR, "Calibration profile not set for dynamic input {}".format(t.name))
                 return None
         m = net._model
-        stats: Dict[str, List[np.ndarray]] = {}
+        stats: "Dict[str, List[np.ndarray]]" = {}
         batches = 0
         while True:
             ptrs = cal.get_batch(names)
@@ -880,7 +878,7 @@ def make_tensorrt(
                  "Calibration failure occurred with no scaling factors detected. This could be due to no int8 "
                  "calibrator or insufficient custom scales for network layers.")
             return None
-        scales: Dict[str, float] = {}
+        scales: "Dict[str, float]" = {}
         for name, parts in stats.items():
             vals = np.concatenate(parts)
             amax = float(vals.max()) if algo.name == "MINMAX_CALIBRATION" else float(np.percentile(vals, 99.99))
@@ -889,7 +887,7 @@ def make_tensorrt(
         cal.write_calibration_cache(memoryview(("\n".join(lines) + "\n").encode()))
         return {"source": "calibrated", "header": header, "scales": scales, "batches": batches, "batch_size": batch_size}
 
-    def _build(builder: "Builder", net: INetworkDefinition, cfg: IBuilderConfig) -> Optional[Dict[str, Any]]:
+    def _build(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
         logger = builder._logger
         err = lambda msg: (_log(logger, Severity.ERROR, msg), None)[1]  # noqa: E731
         if net._model is None or not net._outputs:
@@ -909,7 +907,7 @@ def make_tensorrt(
                         return err("Profile {} dimensions {} for input {} do not match the network {}".format(k, list(s), t.name, list(t.shape)))
         names = _flag_names(cfg)
         dla = cfg.default_device_type == DeviceType.DLA
-        fallback_layers: List[str] = []
+        fallback_layers: "List[str]" = []
         if dla:
             if cfg.DLA_core < 0 or cfg.DLA_core >= state.num_dla_cores:
                 return err("Cannot create DLA engine, {} not available".format(cfg.DLA_core))
@@ -924,7 +922,7 @@ def make_tensorrt(
         if cfg._workspace and cfg._workspace < (16 << 20):
             _log(logger, Severity.WARNING, "Some tactics do not have sufficient workspace memory to run. Increasing workspace size will enable more tactics.")
         qdq = any(l.type in (LayerType.QUANTIZE, LayerType.DEQUANTIZE) for l in net._layers)
-        int8: Dict[str, Any] = {"mode": None}
+        int8: "Dict[str, Any]" = {"mode": None}
         if cfg.get_flag(BuilderFlag.INT8):
             all_tensors = list(net._inputs) + [o for l in net._layers for o in l._outputs]
             ranges = {t.name: list(t.dynamic_range) for t in all_tensors if t.dynamic_range is not None}
@@ -950,7 +948,7 @@ def make_tensorrt(
                 int8 = {"mode": "none"}
         elif qdq and v8:
             return err("Network contains Q/DQ layers (explicit quantization): set BuilderFlag.INT8 to build it")
-        timing: Dict[str, int] = {"hits": 0, "misses": 0}
+        timing: "Dict[str, int]" = {"hits": 0, "misses": 0}
         tc = cfg._timing_cache
         for layer in net._layers:
             key = hashlib.sha256("{}|{}|{}|{}".format(layer._op, [list(t.shape) for t in net._inputs], names,
@@ -982,7 +980,7 @@ def make_tensorrt(
         state.builds.append(spec)
         return spec
 
-    def _plan_bytes(spec: Dict[str, Any], onnx_bytes: bytes) -> bytes:
+    def _plan_bytes(spec: "Dict[str, Any]", onnx_bytes: bytes) -> bytes:
         head = json.dumps(spec, sort_keys=True).encode()
         return PLAN_MAGIC + struct.pack("<Q", len(head)) + head + onnx_bytes
 
@@ -1024,25 +1022,25 @@ def make_tensorrt(
         def max_batch_size(self, value: int) -> None:
             self._max_batch_size = int(value)
 
-        def create_network(self, flags: int = 0) -> INetworkDefinition:
+        def create_network(self, flags: int = 0) -> "INetworkDefinition":
             return INetworkDefinition(flags)
 
-        def create_builder_config(self) -> IBuilderConfig:
+        def create_builder_config(self) -> "IBuilderConfig":
             return IBuilderConfig(self)
 
-        def create_optimization_profile(self) -> IOptimizationProfile:
+        def create_optimization_profile(self) -> "IOptimizationProfile":
             return IOptimizationProfile()
 
-        def is_network_supported(self, network: INetworkDefinition, config: IBuilderConfig) -> bool:
+        def is_network_supported(self, network: "INetworkDefinition", config: "IBuilderConfig") -> bool:
             return network._model is not None
 
-        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional[IHostMemory]:
+        def build_serialized_network(self, network: "INetworkDefinition", config: "IBuilderConfig") -> "Optional[IHostMemory]":
             spec = _build(self, network, config)
             if spec is None:
                 return None
             return IHostMemory(_plan_bytes(spec, network._model.data))
 
-        def build_engine(self, network: INetworkDefinition, config: IBuilderConfig) -> Optional["ICudaEngine"]:
+        def build_engine(self, network: "INetworkDefinition", config: "IBuilderConfig") -> "Optional['ICudaEngine']":
             spec = _build(self, network, config)
             if spec is None:
                 return None
@@ -1055,7 +1053,7 @@ def make_tensorrt(
 
     # ---- engine and execution ----------------------------------------------------------------------
     class ICudaEngine:
-        def __init__(self, spec: Dict[str, Any], onnx_bytes: bytes, logger: Any) -> None:
+        def __init__(self, spec: "Dict[str, Any]", onnx_bytes: bytes, logger: Any) -> None:
             import onnx
 
             self._spec = spec
@@ -1091,7 +1089,7 @@ def make_tensorrt(
         def max_batch_size(self) -> int:
             return 1
 
-        def serialize(self) -> IHostMemory:
+        def serialize(self) -> "IHostMemory":
             return IHostMemory(_plan_bytes(self._spec, self._model.data))
 
         def create_execution_context(self) -> "IExecutionContext":
@@ -1120,7 +1118,7 @@ def make_tensorrt(
                         return k * len(self._io) + i
             return -1
 
-        def get_binding_name(self, index: int) -> Optional[str]:
+        def get_binding_name(self, index: int) -> "Optional[str]":
             if not 0 <= index < self.num_bindings:
                 return None
             k, i = divmod(index, len(self._io))
@@ -1129,13 +1127,13 @@ def make_tensorrt(
         def binding_is_input(self, index: Any) -> bool:
             return self._io[self._bidx(index) % len(self._io)][1]
 
-        def get_binding_shape(self, index: Any) -> Dims:
+        def get_binding_shape(self, index: Any) -> "Dims":
             return self._io[self._bidx(index) % len(self._io)][2]
 
         def get_binding_dtype(self, index: Any) -> Any:
             return self._io[self._bidx(index) % len(self._io)][3]
 
-        def get_profile_shape(self, profile_index: int, binding: Any) -> List[Dims]:
+        def get_profile_shape(self, profile_index: int, binding: Any) -> "List[Dims]":
             name = self._io[self._bidx(binding) % len(self._io)][0]
             return self._profile_shape(name, profile_index)
 
@@ -1153,7 +1151,7 @@ def make_tensorrt(
                 return TensorIOMode.NONE
             return TensorIOMode.INPUT if self._io[i][1] else TensorIOMode.OUTPUT
 
-        def get_tensor_shape(self, name: str) -> Dims:
+        def get_tensor_shape(self, name: str) -> "Dims":
             i = self._find(name)
             return self._io[i][2] if i >= 0 else Dims([])
 
@@ -1164,10 +1162,10 @@ def make_tensorrt(
         def get_tensor_location(self, name: str) -> Any:
             return TensorLocation.DEVICE
 
-        def get_tensor_profile_shape(self, name: str, profile_index: int) -> List[Dims]:
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> "List[Dims]":
             return self._profile_shape(name, profile_index)
 
-        def _profile_shape(self, name: str, profile_index: int) -> List[Dims]:
+        def _profile_shape(self, name: str, profile_index: int) -> "List[Dims]":
             profs = self._spec["profiles"]
             if 0 <= profile_index < len(profs) and name in profs[profile_index]:
                 return [Dims(s) for s in profs[profile_index][name]]
@@ -1185,19 +1183,19 @@ def make_tensorrt(
     mod.ICudaEngine = ICudaEngine
 
     class IExecutionContext:
-        def __init__(self, engine: ICudaEngine) -> None:
+        def __init__(self, engine: "ICudaEngine") -> None:
             self._engine = engine
-            self._shapes: Dict[str, Dims] = {n: s for n, is_in, s, _ in engine._io if is_in}
-            self._addr: Dict[str, int] = {}
+            self._shapes: "Dict[str, Dims]" = {n: s for n, is_in, s, _ in engine._io if is_in}
+            self._addr: "Dict[str, int]" = {}
             self._profile = 0
-            self._shape_cache: Dict[Any, Dict[str, Dims]] = {}
+            self._shape_cache: "Dict[Any, Dict[str, Dims]]" = {}
             self.executions = 0
-            self.last_stream: Optional[int] = None
+            self.last_stream: "Optional[int]" = None
             self.debug_sync = False
             self.profiler = None
 
         @property
-        def engine(self) -> ICudaEngine:
+        def engine(self) -> "ICudaEngine":
             return self._engine
 
         # profiles
@@ -1215,15 +1213,15 @@ def make_tensorrt(
             self._profile = int(profile_index)
             return True
 
-        def _in_profile(self, name: str, shape: Dims) -> bool:
+        def _in_profile(self, name: str, shape: "Dims") -> bool:
             lo, _, hi = self._engine._profile_shape(name, self._profile)
             return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))
 
         # shapes
-        def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
+        def set_input_shape(self, name: str, shape: "Sequence[int]") -> bool:
             return self._set_shape(name, shape)
 
-        def _set_shape(self, name: str, shape: Sequence[int]) -> bool:
+        def _set_shape(self, name: str, shape: "Sequence[int]") -> bool:
             i = self._engine._find(name)
             if i < 0 or not self._engine._io[i][1]:
                 _log(self._engine._logger, Severity.ERROR, "setInputShape: {} is not an input tensor".format(name))
@@ -1236,7 +1234,7 @@ def make_tensorrt(
             self._shapes[name] = s
             return True
 
-        def set_binding_shape(self, binding: int, shape: Sequence[int]) -> bool:
+        def set_binding_shape(self, binding: int, shape: "Sequence[int]") -> bool:
             k, i = divmod(int(binding), len(self._engine._io))
             if k != self._profile:
                 _log(self._engine._logger, Severity.ERROR, "setBindingDimensions: binding {} belongs to profile {}, "
@@ -1244,7 +1242,7 @@ def make_tensorrt(
                 return False
             return self._set_shape(self._engine._io[i][0], shape)
 
-        def _output_shapes(self) -> Optional[Dict[str, Dims]]:
+        def _output_shapes(self) -> "Optional[Dict[str, Dims]]":
             if any(d < 0 for s in self._shapes.values() for d in s):
                 return None
             key = tuple(sorted((k, tuple(v)) for k, v in self._shapes.items()))
@@ -1254,10 +1252,10 @@ def make_tensorrt(
                 self._shape_cache[key] = {k: Dims(v.shape) for k, v in outs.items()}
             return self._shape_cache[key]
 
-        def get_tensor_shape(self, name: str) -> Dims:
+        def get_tensor_shape(self, name: str) -> "Dims":
             return self._get_shape(name)
 
-        def _get_shape(self, name: str) -> Dims:
+        def _get_shape(self, name: str) -> "Dims":
             if name in self._shapes:
                 return self._shapes[name]
             outs = self._output_shapes()
@@ -1265,7 +1263,7 @@ def make_tensorrt(
                 return self._engine._io[self._engine._find(name)][2]
             return outs.get(name, Dims([]))
 
-        def get_binding_shape(self, binding: int) -> Dims:
+        def get_binding_shape(self, binding: int) -> "Dims":
             return self._get_shape(self._engine._io[int(binding) % len(self._engine._io)][0])
 
         @property
@@ -1279,7 +1277,7 @@ def make_tensorrt(
         def all_shape_inputs_specified(self) -> bool:
             return True
 
-        def infer_shapes(self) -> List[str]:
+        def infer_shapes(self) -> "List[str]":
             return [n for n, s in self._shapes.items() if any(d < 0 for d in s)]
 
         # addresses
@@ -1294,7 +1292,7 @@ def make_tensorrt(
             return self._addr.get(name, 0)
 
         # execution
-        def _run(self, addr: Dict[str, int]) -> bool:
+        def _run(self, addr: "Dict[str, int]") -> bool:
             eng = self._engine
             logger = eng._logger
             if not self._all_specified():
@@ -1317,7 +1315,7 @@ def make_tensorrt(
             self.executions += 1
             return True
 
-        def _bindings_to_addr(self, bindings: Sequence[int]) -> Optional[Dict[str, int]]:
+        def _bindings_to_addr(self, bindings: "Sequence[int]") -> "Optional[Dict[str, int]]":
             n = len(self._engine._io)
             if len(bindings) < n * (self._profile + 1):
                 _log(self._engine._logger, Severity.ERROR, "Parameter check failed: bindings has {} entries, engine has {}".format(len(bindings), self._engine.num_bindings))
@@ -1325,12 +1323,12 @@ def make_tensorrt(
             base = n * self._profile
             return {self._engine._io[i][0]: int(bindings[base + i]) for i in range(n)}
 
-        def execute_async_v2(self, bindings: Sequence[int], stream_handle: int, input_consumed: Any = None) -> bool:
+        def execute_async_v2(self, bindings: "Sequence[int]", stream_handle: int, input_consumed: Any = None) -> bool:
             self.last_stream = int(stream_handle)
             addr = self._bindings_to_addr(bindings)
             return addr is not None and self._run(addr)
 
-        def execute_v2(self, bindings: Sequence[int]) -> bool:
+        def execute_v2(self, bindings: "Sequence[int]") -> bool:
             if not v8:
                 n = len(self._engine._io)
                 return self._run({self._engine._io[i][0]: int(bindings[i]) for i in range(min(n, len(bindings)))})
@@ -1357,7 +1355,7 @@ def make_tensorrt(
             self.DLA_core = -1
             self.max_threads = 1
 
-        def deserialize_cuda_engine(self, serialized_engine: Any) -> Optional[ICudaEngine]:
+        def deserialize_cuda_engine(self, serialized_engine: Any) -> "Optional[ICudaEngine]":
             data = bytes(serialized_engine)
             if not data.startswith(PLAN_MAGIC) or len(data) < len(PLAN_MAGIC) + 8:
                 _log(self._logger, Severity.ERROR, "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: Serialization "
@@ -1392,13 +1390,13 @@ def make_tensorrt(
     mod.Runtime = Runtime
 
     class _PluginRegistry:
-        plugin_creator_list: List[Any] = []
+        plugin_creator_list: "List[Any]" = []
 
     mod.get_plugin_registry = lambda: _PluginRegistry()
     return mod
 
 
-def read_plan(plan: bytes) -> Dict[str, Any]:
+def read_plan(plan: bytes) -> "Dict[str, Any]":
     """The build configuration a double-built plan carries (for assertions in tests)."""
     data = bytes(plan)
     if not data.startswith(PLAN_MAGIC):
@@ -1408,7 +1406,7 @@ def read_plan(plan: bytes) -> Dict[str, Any]:
     return json.loads(data[start:start + n].decode())
 
 
-def install(monkeypatch: Any, generation: str = "8.6", **kwargs: Any) -> types.ModuleType:
+def install(monkeypatch: Any, generation: str = "8.6", **kwargs: Any) -> "types.ModuleType":
     """Put a fresh double in ``sys.modules['tensorrt']`` for one test (undone by monkeypatch)."""
     mod = make_tensorrt(generation, **kwargs)
     monkeypatch.setitem(sys.modules, "tensorrt", mod)

@@ -15,8 +15,6 @@ flags, calibration (through a ``DatasetCalibrator`` like torch2trt's: items are 
 of tensors without a batch axis, copied into batch buffers whose ``data_ptr()`` go
 to TensorRT) and serialization are real.  ``module._double.calls`` records kwargs.
 """
-from __future__ import annotations
-
 import importlib.machinery
 import io
 import sys
@@ -25,7 +23,7 @@ import warnings
 from typing import Any, List
 
 
-def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
+def make_torch2trt(legacy_signature: bool = False) -> "types.ModuleType":
     """``legacy_signature=True`` mirrors old torch2trt (max_batch_size=1, no DLA/ONNX kwargs, no **kwargs)."""
     import tensorrt as trt  # the double installed by the test
     import torch
@@ -47,7 +45,7 @@ def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
             self.buffers = [torch.zeros((batch_size,) + tuple(t.shape), dtype=t.dtype, device=t.device).contiguous() for t in inputs]
             self.count = 0
 
-        def get_batch(self, *args: Any, **kwargs: Any) -> List[int]:
+        def get_batch(self, *args: Any, **kwargs: Any) -> "List[int]":
             if self.count < len(self.dataset):
                 for i in range(self.batch_size):
                     inputs = self.dataset[self.count % len(self.dataset)]
@@ -77,7 +75,7 @@ def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
             self.input_names = input_names
             self.output_names = output_names
 
-    def _build(module: Any, inputs: List[Any], input_names: List[str], output_names: List[str], fp16_mode: bool,
+    def _build(module: Any, inputs: "List[Any]", input_names: "List[str]", output_names: "List[str]", fp16_mode: bool,
                int8_mode: bool, int8_calib_dataset: Any, int8_calib_algorithm: Any, max_workspace_size: int,
                strict_type_constraints: bool, max_batch_size: Any, dla: Any, int8_calib_batch_size: int = 1) -> Any:
         buf = io.BytesIO()
@@ -117,10 +115,10 @@ def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
             return None
         return trt.Runtime(logger).deserialize_cuda_engine(plan)
 
-    def _names(given: Any, prefix: str, n: int) -> List[str]:
+    def _names(given: Any, prefix: str, n: int) -> "List[str]":
         return list(given) if given is not None else ["{}_{}".format(prefix, i) for i in range(n)]
 
-    def _outputs_of(module: Any, inputs: List[Any]) -> int:
+    def _outputs_of(module: Any, inputs: "List[Any]") -> int:
         with torch.no_grad():
             out = module(*inputs)
         return len(out) if isinstance(out, (tuple, list)) else 1
@@ -160,7 +158,7 @@ def make_torch2trt(legacy_signature: bool = False) -> types.ModuleType:
     return mod
 
 
-def install(monkeypatch: Any, **kwargs: Any) -> types.ModuleType:
+def install(monkeypatch: Any, **kwargs: Any) -> "types.ModuleType":
     """Put a torch2trt double in ``sys.modules`` (install the TensorRT double first)."""
     mod = make_torch2trt(**kwargs)
     monkeypatch.setitem(sys.modules, "torch2trt", mod)

@@ -5,8 +5,6 @@ seeded weights, so ``tests.models:<factory>`` (or ``tests/models/__init__.py:<fa
 is a valid MODEL string.  ``SPECS`` holds a matching ModelSpec dict per factory.
 Inputs are 32x32..64x64 so the whole conversion area stays fast on 2 CPU cores.
 """
-from __future__ import annotations
-
 import dataclasses
 from typing import Any, Dict
 
@@ -15,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 
-def _init(model: nn.Module, seed: int) -> nn.Module:
+def _init(model: "nn.Module", seed: int) -> "nn.Module":
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -46,7 +44,7 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         idt = x if self.down is None else self.down(x)
         y = F.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
@@ -63,12 +61,12 @@ class ResidualCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def residual_cnn() -> nn.Module:
+def residual_cnn() -> "nn.Module":
     return _init(ResidualCNN(), 1)
 
 
@@ -84,7 +82,7 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         y = self.block(x)
         return x + y if self.use_res else y
 
@@ -102,17 +100,17 @@ class MobileNetTiny(nn.Module):
         )
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         x = self.features(x).mean(dim=(2, 3))
         return self.classifier(x)
 
 
-def mobilenet_tiny() -> nn.Module:
+def mobilenet_tiny() -> "nn.Module":
     return _init(MobileNetTiny(), 2)
 
 
 # ---- UNet-like segmenter with upsampling ---------------------------------------------
-def _double(cin: int, cout: int) -> nn.Sequential:
+def _double(cin: int, cout: int) -> "nn.Sequential":
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
@@ -130,7 +128,7 @@ class TinyUNet(nn.Module):
         self.dec1 = _double(16 + 8, 8)
         self.head = nn.Conv2d(8, classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         b = self.bott(F.max_pool2d(e2, 2))
@@ -140,7 +138,7 @@ class TinyUNet(nn.Module):
         return self.head(d1)
 
 
-def tiny_unet() -> nn.Module:
+def tiny_unet() -> "nn.Module":
     m = _init(TinyUNet(), 3)
     with torch.no_grad():
         # no class wins everywhere (random features share a direction): masks have structure
@@ -165,7 +163,7 @@ class TinyDetector(nn.Module):
         self.obj = nn.Conv2d(32, 1, 1)
         self.stride = 8
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: "torch.Tensor"):
         f = self.backbone(x)
         n, _, h, w = f.shape
         ys = torch.arange(h, dtype=f.dtype).view(1, h, 1).expand(1, h, w)
@@ -180,7 +178,7 @@ class TinyDetector(nn.Module):
         return boxes, scores, obj
 
 
-def tiny_detector() -> nn.Module:
+def tiny_detector() -> "nn.Module":
     return _init(TinyDetector(), 4)
 
 
@@ -194,20 +192,20 @@ class DictOutputs(nn.Module):
         self.heat = nn.Conv2d(16, 1, 1)
         self.fc = nn.Linear(16, 6)
 
-    def forward(self, x: torch.Tensor) -> Dict[str, Any]:
+    def forward(self, x: "torch.Tensor") -> "Dict[str, Any]":
         f = self.body(x)
         emb = f.mean(dim=(2, 3))
         return {"logits": self.fc(emb), "embedding": F.normalize(emb, dim=1), "aux": {"heatmap": self.heat(f)}}
 
 
-def dict_outputs() -> nn.Module:
+def dict_outputs() -> "nn.Module":
     return _init(DictOutputs(), 5)
 
 
 @dataclasses.dataclass
 class ClassifierOutput:
-    logits: torch.Tensor
-    features: torch.Tensor
+    logits: "torch.Tensor"
+    features: "torch.Tensor"
 
 
 class DataclassOutputs(nn.Module):
@@ -216,12 +214,12 @@ class DataclassOutputs(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(8, 3)
 
-    def forward(self, x: torch.Tensor) -> ClassifierOutput:
+    def forward(self, x: "torch.Tensor") -> "ClassifierOutput":
         f = self.body(x)
         return ClassifierOutput(logits=self.fc(f), features=f)
 
 
-def dataclass_outputs() -> nn.Module:
+def dataclass_outputs() -> "nn.Module":
     return _init(DataclassOutputs(), 6)
 
 
@@ -229,7 +227,7 @@ def not_a_module() -> Any:
     return {"oops": 1}
 
 
-def _spec(task: str, size: int, outputs: Any, labels: Any = None, color: str = "rgb") -> Dict[str, Any]:
+def _spec(task: str, size: int, outputs: Any, labels: Any = None, color: str = "rgb") -> "Dict[str, Any]":
     return {
         "task": task,
         "input": {"name": "input", "shape": [1, 3, size, size], "dtype": "float32", "color": color},
@@ -239,7 +237,7 @@ def _spec(task: str, size: int, outputs: Any, labels: Any = None, color: str = "
     }
 
 
-SPECS: Dict[str, Dict[str, Any]] = {
+SPECS: "Dict[str, Dict[str, Any]]" = {
     "residual_cnn": _spec("classify", 32, ["logits"], ["c{}".format(i) for i in range(10)]),
     "mobilenet_tiny": _spec("classify", 64, ["logits"], ["a", "b", "c", "d", "e"]),
     "tiny_unet": _spec("segment", 32, ["logits"], ["bg", "road", "car"]),
@@ -258,12 +256,12 @@ class DriftingModel(nn.Module):
         self.fc = nn.Linear(3, 4)
         self.calls = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         self.calls += 1
         return self.fc(x.mean(dim=(2, 3))) + float(self.calls)
 
 
-def drifting() -> nn.Module:
+def drifting() -> "nn.Module":
     return _init(DriftingModel(), 7)
 
 
@@ -277,13 +275,13 @@ class WithUnique(nn.Module):
         super().__init__()
         self.fc = nn.Linear(3, 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         pooled = x.mean(dim=(2, 3))
         u = torch.unique(torch.round(pooled * 4.0))
         return self.fc(pooled) + 0.0 * u.sum()
 
 
-def with_unique() -> nn.Module:
+def with_unique() -> "nn.Module":
     return _init(WithUnique(), 8)
 
 
@@ -300,12 +298,12 @@ class FragileNet(nn.Module):
         self.conv = nn.Conv2d(3, 8, 3, 1, 1)
         self.fc = nn.Linear(8, 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         f = F.relu(self.conv(x)).mean(dim=(2, 3))
         return self.fc(f * 0.02 + 5.0)
 
 
-def fragile() -> nn.Module:
+def fragile() -> "nn.Module":
     m = _init(FragileNet(), 9)
     with torch.no_grad():
         m.fc.weight.sub_(m.fc.weight.mean(dim=1, keepdim=True))
@@ -324,12 +322,12 @@ class RawPixels(nn.Module):
         self.conv = nn.Conv2d(3, 6, 3, 2, 1)
         self.fc = nn.Linear(6, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         y = F.relu(self.conv(x.float() / 255.0 - 0.5))
         return self.fc(y.mean(dim=(2, 3)))
 
 
-def raw_pixels() -> nn.Module:
+def raw_pixels() -> "nn.Module":
     return _init(RawPixels(), 10)
 
 
@@ -343,14 +341,14 @@ class Branchy(nn.Module):
         super().__init__()
         self.fc = nn.Linear(3, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         y = self.fc(x.mean(dim=(2, 3)))
         if x.mean() > 100.0:
             return y * 2.0
         return y
 
 
-def branchy() -> nn.Module:
+def branchy() -> "nn.Module":
     return _init(Branchy(), 11)
 
 
@@ -364,12 +362,12 @@ class HalfOverflow(nn.Module):
         super().__init__()
         self.fc = nn.Linear(3, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         big = self.fc(x.mean(dim=(2, 3))) * 1.0e5 + 2.0e5
         return big * 1.0e-5
 
 
-def half_overflow() -> nn.Module:
+def half_overflow() -> "nn.Module":
     return _init(HalfOverflow(), 12)
 
 

@@ -4,8 +4,6 @@
 torch on CUDA when the bundle carries an exported program (or TorchScript) and a GPU is there,
 else ONNX Runtime.  Backend modules are imported only when chosen.
 """
-from __future__ import annotations
-
 from typing import Any, Optional
 
 from ..._lazy import has_module
@@ -26,7 +24,7 @@ def _cuda_available() -> bool:
         return False
 
 
-def _torch_artifact(bundle: Any) -> Optional[Any]:
+def _torch_artifact(bundle: Any) -> "Optional[Any]":
     for kind in ("exported-program", "torchscript"):
         art = bundle.artifact(kind)
         if art is not None:
@@ -51,7 +49,7 @@ def default_cpu_threads() -> int:
     return n - 2 if n > 4 else n
 
 
-def choose_backend(bundle: Any, backend: str = "auto", device: Optional[str] = None) -> str:
+def choose_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" = None) -> str:
     """The backend ``create_engine`` would use for ``bundle``."""
     if backend not in BACKENDS:
         raise BadInput("--backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
@@ -64,7 +62,7 @@ def choose_backend(bundle: Any, backend: str = "auto", device: Optional[str] = N
     return "onnxruntime"
 
 
-def create_engine(bundle: Any, backend: str = "auto", device: Optional[str] = None, **kw: Any) -> Engine:
+def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, **kw: Any) -> "Engine":
     """Build (not activate) the engine for an opened :class:`~jetson_deploy.bundle.Bundle`.
 
     Keywords go to the backend: onnxruntime ``providers``/``threads``; torch ``device``;

@@ -3,8 +3,6 @@
 For an ``int8`` bundle it runs ``model.qdq.onnx`` (kind ``onnx-qdq``), so INT8 accuracy can be
 measured on any machine before a device is involved; otherwise ``model.onnx``.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -26,7 +24,7 @@ _ORT_DTYPES = {
 }
 
 
-def _shape(shape: Sequence[Any]) -> tuple:
+def _shape(shape: "Sequence[Any]") -> tuple:
     return tuple(int(s) if isinstance(s, int) else -1 for s in shape)
 
 
@@ -36,8 +34,8 @@ class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
     is_gpu = False
 
-    def __init__(self, model_path: Any, providers: Optional[List[str]] = None, threads: Optional[int] = None,
-                 artifact_kind: str = "onnx", spinning: Optional[bool] = None) -> None:
+    def __init__(self, model_path: Any, providers: "Optional[List[str]]" = None, threads: "Optional[int]" = None,
+                 artifact_kind: str = "onnx", spinning: "Optional[bool]" = None) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.providers = providers
@@ -45,7 +43,7 @@ class OnnxRuntimeEngine(Engine):
         self.spinning = spinning
         self.artifact_kind = artifact_kind
         self.session: Any = None
-        self._out_names: List[str] = []
+        self._out_names: "List[str]" = []
 
     def activate_impl(self) -> None:
         ort = require("onnxruntime", "the onnxruntime backend")
@@ -71,11 +69,11 @@ class OnnxRuntimeEngine(Engine):
     def deactivate_impl(self) -> None:
         self.session = None
 
-    def infer_impl(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         res = self.session.run(self._out_names, feeds)
         return dict(zip(self._out_names, res))
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(model=str(self.model_path), artifact=self.artifact_kind, threads=self.threads, spinning=self.spinning,
                  providers=self.session.get_providers() if self.session is not None else self.providers)

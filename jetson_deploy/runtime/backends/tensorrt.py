@@ -16,8 +16,6 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -70,11 +68,11 @@ class TensorRTEngine(Engine):
     backend = "tensorrt"
     is_gpu = True
 
-    def __init__(self, plan: Union[bytes, bytearray, memoryview, str, Path], *, profile: int = 0,
+    def __init__(self, plan: "Union[bytes, bytearray, memoryview, str, Path]", *, profile: int = 0,
                  allocator: Any = None, verbose: bool = False) -> None:
         super().__init__()
         if isinstance(plan, (str, Path)):
-            self.path: Optional[Path] = Path(plan)
+            self.path: "Optional[Path]" = Path(plan)
             try:
                 data = self.path.read_bytes()
             except OSError as exc:
@@ -100,21 +98,21 @@ class TensorRTEngine(Engine):
         if not 0 <= self.profile < nprof:
             raise BadInput("optimization profile {} does not exist: the engine has {}".format(profile, nprof))
         self._allocator = allocator
-        self._binding_index: Dict[str, int] = {}
-        self._io_order: List[str] = []
+        self._binding_index: "Dict[str, int]" = {}
+        self._io_order: "List[str]" = []
         self._read_io()
         self.context: Any = None
-        self._addr: Dict[str, int] = {}
-        self._shapes: Dict[str, Tuple[int, ...]] = {}
-        self._dev: Dict[str, Any] = {}
+        self._addr: "Dict[str, int]" = {}
+        self._shapes: "Dict[str, Tuple[int, ...]]" = {}
+        self._dev: "Dict[str, Any]" = {}
         self._stream: Any = None
         self.source = source
 
     # ---- description ------------------------------------------------------------------------
     def _read_io(self) -> None:
         trt, eng = self.trt, self.engine
-        ins: List[TensorInfo] = []
-        outs: List[TensorInfo] = []
+        ins: "List[TensorInfo]" = []
+        outs: "List[TensorInfo]" = []
         if self.features.tensor_api:
             for i in range(eng.num_io_tensors):
                 name = eng.get_tensor_name(i)
@@ -138,7 +136,7 @@ class TensorRTEngine(Engine):
     def dynamic(self) -> bool:
         return any(d < 0 for t in self.inputs for d in t.shape)
 
-    def profile_shapes(self, name: str) -> Optional[List[Tuple[int, ...]]]:
+    def profile_shapes(self, name: str) -> "Optional[List[Tuple[int, ...]]]":
         """(min, opt, max) of a dynamic input in the active profile."""
         eng = self.engine
         if hasattr(eng, "get_tensor_profile_shape"):
@@ -184,7 +182,7 @@ class TensorRTEngine(Engine):
         self._addr = {}
 
     # ---- shapes ------------------------------------------------------------------------------------
-    def set_input_shapes(self, shapes: Dict[str, Sequence[int]]) -> None:
+    def set_input_shapes(self, shapes: "Dict[str, Sequence[int]]") -> None:
         """Set the shapes of dynamic inputs (call after activate(), before enqueue())."""
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before set_input_shapes()")
@@ -212,7 +210,7 @@ class TensorRTEngine(Engine):
         """8.x binding index of ``name`` in the active profile (bindings repeat per profile)."""
         return self.profile * len(self._io_order) + self._binding_index[name]
 
-    def output_shapes(self) -> Dict[str, Tuple[int, ...]]:
+    def output_shapes(self) -> "Dict[str, Tuple[int, ...]]":
         """Output shapes for the current input shapes."""
         out = {}
         for t in self.outputs:
@@ -224,7 +222,7 @@ class TensorRTEngine(Engine):
         return out
 
     # ---- device-level enqueue ------------------------------------------------------------------------
-    def enqueue_impl(self, buffers: Dict[str, Any], stream: Any) -> None:
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         """Enqueue on ``stream`` with caller-owned device buffers ``{name: pointer}``; never synchronises."""
         missing = [n for n in self._io_order if n not in buffers]
         if missing:
@@ -257,7 +255,7 @@ class TensorRTEngine(Engine):
             self._allocator = default_allocator()
         return self._allocator
 
-    def infer_impl(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         dev = self._device()
         if self._stream is None:
             self._stream = dev.stream()
@@ -267,7 +265,7 @@ class TensorRTEngine(Engine):
             self.set_input_shapes(dyn)
         out_shapes = self.output_shapes()
         host_out = {t.name: np.empty(out_shapes[t.name], dtype=t.dtype) for t in self.outputs}
-        ptrs: Dict[str, int] = {}
+        ptrs: "Dict[str, int]" = {}
         for name, arr in list(host_in.items()) + list(host_out.items()):
             buf = self._dev.get(name)
             if buf is None or buf.nbytes < arr.nbytes:
@@ -283,14 +281,14 @@ class TensorRTEngine(Engine):
         dev.synchronize(self._stream)  # the simple API may block; enqueue() never does
         return host_out
 
-    def _input(self, name: str) -> TensorInfo:
+    def _input(self, name: str) -> "TensorInfo":
         for t in self.inputs:
             if t.name == name:
                 return t
         raise KeyError(name)
 
     # ---- CUDA graphs ------------------------------------------------------------------------------------
-    def capture_graph(self, buffers: Dict[str, Any], stream: Any = None) -> "CudaGraph":
+    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None) -> "CudaGraph":
         """Capture one enqueue into a CUDA graph (torch's CUDAGraph); replay() relaunches it.
 
         Needs ``execute_async_v3`` (TensorRT 8.5+) and static shapes; the buffers must stay
@@ -320,7 +318,7 @@ class TensorRTEngine(Engine):
             self.enqueue_impl(buffers, s.cuda_stream)
         return CudaGraph(graph, s)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(tensorrt=self.features.version_string, api="tensor-name" if self.features.execute_async_v3 else "bindings",
                  source=self.source, profile=self.profile)
@@ -328,8 +326,8 @@ class TensorRTEngine(Engine):
 
     # ---- bundles -----------------------------------------------------------------------------------------
     @classmethod
-    def from_bundle(cls, bundle: Any, device: Any = None, precision: Optional[str] = None,
-                    cache_dir: Any = None, shapes: Optional[Dict[str, Any]] = None, **kw: Any) -> "TensorRTEngine":
+    def from_bundle(cls, bundle: Any, device: Any = None, precision: "Optional[str]" = None,
+                    cache_dir: Any = None, shapes: "Optional[Dict[str, Any]]" = None, **kw: Any) -> "TensorRTEngine":
         """The engine for this device from a bundle: the bundled plan that matches (TensorRT version, SM,
         precision) exactly, else one built from model.onnx and kept in the local engine cache."""
         from ...bundle.select import resolve_engine

@@ -8,8 +8,6 @@ host-level :meth:`infer`, it offers:
 * :meth:`TorchEngine.enqueue` -- the device-pointer interface TensorRT has (``{name: device_ptr}``
   and a ``cudaStream_t`` handle), so the pycuda memory path runs on it unchanged.
 """
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -24,7 +22,7 @@ _NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": 
        "int64": np.int64, "bool": np.bool_, "bfloat16": np.float32}
 
 
-def _np_dtype(tdtype: Any) -> np.dtype:
+def _np_dtype(tdtype: Any) -> "np.dtype":
     return np.dtype(_NP.get(str(tdtype).replace("torch.", ""), np.float32))
 
 
@@ -34,7 +32,7 @@ class _DevicePointer:
     _TYPESTR = {"float32": "<f4", "float16": "<f2", "uint8": "|u1", "int8": "|i1", "int32": "<i4", "int64": "<i8",
                 "bool": "|b1"}
 
-    def __init__(self, ptr: int, shape: Sequence[int], dtype: Any, stream: Optional[int] = None) -> None:
+    def __init__(self, ptr: int, shape: "Sequence[int]", dtype: Any, stream: "Optional[int]" = None) -> None:
         self.__cuda_array_interface__ = {
             "shape": tuple(int(s) for s in shape),
             "typestr": self._TYPESTR[np.dtype(dtype).name],
@@ -44,9 +42,9 @@ class _DevicePointer:
         }
 
 
-def _flatten(out: Any) -> List[Any]:
+def _flatten(out: Any) -> "List[Any]":
     if isinstance(out, (list, tuple)):
-        res: List[Any] = []
+        res: "List[Any]" = []
         for o in out:
             res.extend(_flatten(o))
         return res
@@ -60,9 +58,9 @@ class TorchEngine(Engine):
 
     backend = "torch"
 
-    def __init__(self, model: Any, device: Optional[str] = None, input_name: str = "input",
-                 input_shape: Optional[Sequence[int]] = None, input_dtype: str = "float32",
-                 output_names: Optional[Sequence[str]] = None, artifact_kind: str = "module",
+    def __init__(self, model: Any, device: "Optional[str]" = None, input_name: str = "input",
+                 input_shape: "Optional[Sequence[int]]" = None, input_dtype: str = "float32",
+                 output_names: "Optional[Sequence[str]]" = None, artifact_kind: str = "module",
                  half: bool = False) -> None:
         super().__init__()
         self.model_src = model
@@ -122,23 +120,23 @@ class TorchEngine(Engine):
         self.module = None
 
     # ---- running ---------------------------------------------------------------------------
-    def forward(self, x: Any) -> Dict[str, Any]:
+    def forward(self, x: Any) -> "Dict[str, Any]":
         """Device tensor in -> ``{output name: device tensor}`` (no host sync; call in inference mode)."""
         outs = _flatten(self.module(x))
         return {t.name: o for t, o in zip(self.outputs, outs)}
 
-    def infer_impl(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
         with torch.inference_mode():
             outs = self.forward(x)
         return {k: v.detach().cpu().numpy() for k, v in outs.items()}
 
-    def enqueue_impl(self, buffers: Dict[str, Any], stream: Any) -> None:
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         """``buffers``: name -> device pointer (int) or CUDA tensor; ``stream``: handle or torch stream."""
         torch = self._torch
 
-        def as_tensor(name: str, info: TensorInfo) -> Any:
+        def as_tensor(name: str, info: "TensorInfo") -> Any:
             b = buffers[name]
             if isinstance(b, int):
                 return torch.as_tensor(_DevicePointer(b, info.shape, info.dtype), device=self.device)
@@ -156,7 +154,7 @@ class TorchEngine(Engine):
             for t in self.outputs:
                 as_tensor(t.name, t).copy_(outs[t.name].reshape(t.shape))
 
-    def capture_graph(self, buffers: Dict[str, Any], stream: Any = None) -> "CudaGraph":
+    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None) -> "CudaGraph":
         """Capture one :meth:`enqueue` on these buffers into a CUDA graph (same contract as the
         TensorRT backend's): the buffers must stay allocated; ``replay()`` relaunches on ``stream``."""
         torch = self._torch
@@ -175,7 +173,7 @@ class TorchEngine(Engine):
             self.enqueue_impl(buffers, s)
         return CudaGraph(g, s)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind)
         return d
