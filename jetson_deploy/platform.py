@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 NOT_INSTALLED = "not installed"
+NANO_NOTE = "SM 5.3 (Jetson Nano/TX1) has fast FP16 and no fast INT8: build FP16 engines"
 
 # L4T release -> JetPack (NVIDIA's JetPack archive); keys are (major, minor, patch)
 _L4T_TO_JETPACK = [
@@ -263,7 +264,7 @@ def format_info(info: "Dict[str, Any]") -> str:
     width = max(len(k) for k, _ in rows)
     lines = ["{}  {}".format(k.ljust(width), v) for k, v in rows]
     if gpu and gpu.get("sm") == 53:
-        lines.append("note: SM 5.3 (Jetson Nano/TX1) has no fast INT8: build FP16 engines")
+        lines.append("note: {}".format(NANO_NOTE))
     return "\n".join(lines)
 
 

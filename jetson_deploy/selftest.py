@@ -122,6 +122,7 @@ class SelfTest:
         self.ctx: Any = None
         self.plan: "Optional[bytes]" = None
         self.built_precision = ""
+        self.sm: "Optional[int]" = None
 
     # ---- plumbing -----------------------------------------------------------------------
     def _status(self, name: str) -> "Optional[str]":
@@ -153,12 +154,14 @@ class SelfTest:
 
     # ---- checks ---------------------------------------------------------------------------
     def check_platform(self) -> str:
-        from .platform import probe
+        from .platform import NANO_NOTE, probe, sm_for_model
 
         info = probe(self.root, with_gpu=False)
         j = info["jetson"]
         if j["model"]:
-            return "{} (L4T {}, JetPack {})".format(j["model"], j["l4t"] or "?", j["jetpack"] or "unknown")
+            self.sm = sm_for_model(j["model"])
+            note = "; " + NANO_NOTE if self.sm == 53 else ""
+            return "{} (L4T {}, JetPack {}){}".format(j["model"], j["l4t"] or "?", j["jetpack"] or "unknown", note)
         return "not a Jetson ({}, Python {})".format(info["machine"], info["python"]["version"])
 
     def check_tensorrt(self) -> str:
@@ -205,7 +208,9 @@ class SelfTest:
 
         builder = self.trt.Builder(self.trt.Logger(self.trt.Logger.ERROR))
         prec = self.precision
-        if prec == "auto":
+        if self.sm == 53 and prec in ("auto", "int8"):
+            prec = "fp16"  # the Nano: FP16 is its fast path, INT8 is not (no DP4A on SM 5.3)
+        elif prec == "auto":
             prec = "fp16" if getattr(builder, "platform_has_fast_fp16", False) else "fp32"
         with tempfile.TemporaryDirectory(prefix="jd-selftest-") as tmp:
             path = Path(tmp) / "selftest.onnx"

@@ -114,3 +114,21 @@ def test_embedded_model_matches_generator_and_reference():
     out = ort.InferenceSession(shipped, providers=["CPUExecutionProvider"]).run(["output"], {"input": x})[0]
     np.testing.assert_allclose(out, numpy_reference(x), rtol=1e-5, atol=1e-6)
     assert np.abs(out).max() > 0.1  # a reference that is not all zeros
+
+
+@pytest.mark.parametrize("asked", ["auto", "int8"])
+def test_on_a_nano_the_engine_rows_run_fp16(monkeypatch, tmp_path, asked):
+    """SM 5.3 has fast FP16 and no fast INT8: selftest says so and builds FP16 even when INT8 is asked."""
+    pytest.importorskip("onnx")
+    trtd.install(monkeypatch, "8.2")
+    pycuda_double.install(monkeypatch)
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson Nano Developer Kit\x00")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref\n")
+    rep = run_selftest(root=str(tmp_path), precision=asked)
+    status = {c["name"]: (c["status"], c["detail"]) for c in rep["checks"]}
+    assert status["platform"][0] == "PASS" and "JetPack 4.6.1" in status["platform"][1]
+    assert "has fast FP16 and no fast INT8" in status["platform"][1]
+    assert status["engine build"][0] == "PASS" and status["engine build"][1].startswith("fp16 engine")
+    assert status["engine run"][0] == "PASS"
