@@ -32,7 +32,7 @@ _API: "Dict[str, Tuple[str, str]]" = {
     "create_engine": ("jetson_deploy.runtime.backends", "create_engine"),
     "run_pipeline": ("jetson_deploy.runtime.pipeline", "run_pipeline"),
     "run_bench": ("jetson_deploy.bench", "run_bench"),
-    "probe_platform": ("jetson_deploy.platform", "probe"),
+    "probe_platform": ("jetson_deploy.machine", "probe"),
 }
 
 __all__ = ["__version__", "BadInput", "CheckFailed", "JetsonDeployError", "MissingDependency"] + sorted(_API)

@@ -154,7 +154,7 @@ class SelfTest:
 
     # ---- checks ---------------------------------------------------------------------------
     def check_platform(self) -> str:
-        from .platform import NANO_NOTE, probe, sm_for_model
+        from .machine import NANO_NOTE, probe, sm_for_model
 
         info = probe(self.root, with_gpu=False)
         j = info["jetson"]
@@ -204,7 +204,7 @@ class SelfTest:
 
     def check_build(self) -> str:
         self._need("tensorrt")
-        from .convert.tensorrt_build import build_engine
+        from .trt.build import build_engine
 
         builder = self.trt.Builder(self.trt.Logger(self.trt.Logger.ERROR))
         prec = self.precision

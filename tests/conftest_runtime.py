@@ -1,4 +1,4 @@
-"""Shared helpers for the runtime/io/bench tests (imported by tests/test_runtime_*.py etc.).
+"""Shared helpers for the runtime/media/bench tests (imported by tests/test_runtime_*.py etc.).
 
 The test model is a real ONNX graph built with ``onnx.helper`` (no torch needed): it averages the
 input's colour channels and scores them, so a solid-colour frame is classified by its colour.

@@ -167,11 +167,11 @@ def test_cache_location_and_size_from_env(monkeypatch, tmp_path):
 def test_default_build_fn_without_builder_is_a_clear_error(bundle, tmp_path, monkeypatch):
     import sys
 
-    import jetson_deploy.convert as conv
+    import jetson_deploy.trt as trt_pkg
 
-    monkeypatch.setitem(sys.modules, "jetson_deploy.convert.tensorrt_build", None)  # import fails
-    monkeypatch.delattr(conv, "tensorrt_build", raising=False)
-    with pytest.raises(BadInput, match="tensorrt_build"):
+    monkeypatch.setitem(sys.modules, "jetson_deploy.trt.build", None)  # import fails
+    monkeypatch.delattr(trt_pkg, "build", raising=False)
+    with pytest.raises(BadInput, match="trt.build"):
         resolve_engine(bundle, "8.6.2", 72, "fp16", cache_dir=tmp_path / "c")
     assert EngineCache(tmp_path / "c").entries() == []
 

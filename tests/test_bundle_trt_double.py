@@ -1,5 +1,5 @@
 """Engine selection and the engine cache against the TensorRT test double (tests/doubles),
-through the real default builder (jetson_deploy.convert.tensorrt_build.build_engine)."""
+through the real default builder (jetson_deploy.trt.build.build_engine)."""
 import hashlib
 import struct
 

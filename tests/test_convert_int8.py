@@ -14,7 +14,7 @@ from calib_support import write_images  # noqa: E402
 from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
-from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.convert.api import convert  # noqa: E402
 from jetson_deploy.demo import spec_path as demo_spec_path  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402

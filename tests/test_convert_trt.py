@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from conftest_convert import assert_checksums, load_manifest, model_ref, spec_file  # noqa: E402
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.cli import cli  # noqa: E402
-from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.convert.api import convert  # noqa: E402
 from jetson_deploy.errors import BadInput, MissingDependency  # noqa: E402
 

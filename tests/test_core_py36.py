@@ -15,7 +15,7 @@ import pytest
 
 import jetson_deploy
 from jetson_deploy import _lazy, demo
-from jetson_deploy.io.sources import open_source
+from jetson_deploy.media.sources import open_source
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -148,7 +148,7 @@ def test_bad_source_and_sink(bundle, tmp_path):
 
 def test_failed_run_publishes_no_output(bundle, tmp_path):
     """A sink that raises mid-run: the jsonl/video targets are not published half-written."""
-    from jetson_deploy.io.sinks import Sink
+    from jetson_deploy.media.sinks import Sink
 
     class Boom(Sink):
         def render_impl(self, frame, result, fps):

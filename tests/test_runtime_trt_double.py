@@ -18,7 +18,7 @@ from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
 @pytest.mark.parametrize("gen", ["8.2", "10.x"])
 @pytest.mark.parametrize("memory", ["pycuda", "pycuda-pinned"])
 def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
-    from jetson_deploy.convert import tensorrt_build as tb
+    from jetson_deploy.trt import build as tb
     from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
 
     drv = pycuda_double.install(monkeypatch, integrated=True)

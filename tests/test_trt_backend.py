@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 
 from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
 
-from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed, MissingDependency  # noqa: E402
 from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine, device_pointer, stream_handle  # noqa: E402
 

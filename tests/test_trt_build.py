@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from doubles import onnx_models, tensorrt_double as trtd  # noqa: E402
 
-from jetson_deploy.convert import tensorrt_build as tb  # noqa: E402
+from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed, MissingDependency  # noqa: E402
 from jetson_deploy.trt import calibration_header, calibration_version_int, features, load_tensorrt, version_tuple  # noqa: E402
 

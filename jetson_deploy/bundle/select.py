@@ -91,15 +91,15 @@ def build_inputs(b: "Bundle", tensorrt: str, precision: str) -> "Tuple[Path, Opt
 
 def default_build_fn(onnx_path: str, precision: str, calib_cache: "Optional[str]", qdq_onnx: "Optional[str]",
                      shapes: "Optional[Dict[str, List[int]]]" = None) -> bytes:
-    """Build with :func:`jetson_deploy.convert.tensorrt_build.build_engine` (imported lazily).
+    """Build with :func:`jetson_deploy.trt.build.build_engine` (imported lazily).
 
     ``shapes`` (only when the caller asked for other shapes than the spec's) become a
     one-point optimization profile, for ONNX models with dynamic axes.
     """
     try:
-        from ..convert import tensorrt_build as tb  # type: ignore[attr-defined]
+        from ..trt import build as tb  # type: ignore[attr-defined]
     except ImportError as exc:
-        raise MissingDependency("building an engine on this device needs jetson_deploy.convert.tensorrt_build and TensorRT ({})".format(exc))
+        raise MissingDependency("building an engine on this device needs jetson_deploy.trt.build and TensorRT ({})".format(exc))
     kwargs: "Dict[str, Any]" = {}
     if calib_cache:
         kwargs["calib_cache"] = calib_cache
@@ -205,7 +205,7 @@ def device_target(tensorrt_version: Any = None, sm: Any = None) -> "Tuple[str, i
     if sm is None:
         gpu = None
         try:
-            from ..platform import probe
+            from ..machine import probe
 
             gpu = probe(with_gpu=True).get("gpu")
         except Exception:  # noqa: BLE001 -- probing is best effort

@@ -15,7 +15,7 @@ tensorrt (Polygraphy's pattern).  The calibrator:
 
 TensorRT calls ``get_batch`` from C++: an exception there cannot be reported
 cleanly, so a bad batch ends calibration (None) and the error is kept in
-``calibrator.error``; :func:`jetson_deploy.convert.tensorrt_build.build_engine`
+``calibrator.error``; :func:`jetson_deploy.trt.build.build_engine`
 raises it.
 
 ``Torch2trtCalibDataset`` adapts a calibration set to torch2trt's

@@ -13,7 +13,7 @@ from ._options import json_option
 def info(as_json: bool, root: str, no_gpu: bool) -> None:
     """Describe this machine: Jetson model, L4T/JetPack, Python, TensorRT, CUDA,
     pycuda, torch, onnxruntime, OpenCV (GStreamer?), GPU name, SM, integrated or discrete."""
-    from ..platform import format_info, probe
+    from ..machine import format_info, probe
 
     data = probe(root=root, with_gpu=not no_gpu)
     if as_json:

@@ -337,7 +337,7 @@ def _convert(
         )
 
     # ---- 7: engines ---------------------------------------------------------------------------
-    from .engines import build_engines
+    from .engine_step import build_engines
 
     workspace_mb = build_opts["workspace_mb"]
     engines, engine_built, engine_note, build_record = build_engines(
@@ -439,7 +439,7 @@ def _copy_onnx(src: Path, dst: Path) -> None:
 
 def _trt_version() -> "Optional[str]":
     """TensorRT's version when it is importable here (so an INT8 cache is written for it too)."""
-    from .engines import tensorrt_here
+    from .engine_step import tensorrt_here
 
     trt = tensorrt_here()
     if trt is None:

@@ -12,9 +12,9 @@ Python API (the CLI commands ``deploy``, ``rollback`` and ``devices status`` are
 Only the system OpenSSH client (and rsync or sftp) is needed here; the device needs sh and
 coreutils (sha256sum, stat, df, mv), nothing from jetson-deploy.  Layout: docs/deploy.md.
 """
-from .core import DEFAULT_KEEP, DEFAULT_ROOT, HostResult, deploy_host, retention, rollback_host, status_host
+from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, HostResult, deploy_host, retention, rollback_host, status_host
 from .fleet import StderrProgress, deploy, deploy_rootfs, format_status, format_table, rollback, run_fleet, status
-from .hosts import Host, collect_hosts, load_inventory, parse_host
+from .inventory import Host, collect_hosts, load_inventory, parse_host
 from .local import LocalBundle, open_local_bundle
 from .transport import LocalTransport, RemoteError, SSHTransport
 

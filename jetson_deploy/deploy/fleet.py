@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Union
 
 from ..errors import BadInput
-from . import core
-from .core import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, ProgressFn, check_root, safe_call
-from .hosts import Host, parse_host
+from . import single_host as core
+from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, ProgressFn, check_root, safe_call
+from .inventory import Host, parse_host
 from .local import LocalBundle, check_name, open_local_bundle
 from .transport import LocalTransport, SSHTransport
 

@@ -2,7 +2,7 @@
 
 Nothing but standard tools runs there: sh, mkdir, mv, ln, readlink, rm, chmod, stat, df,
 du, find, awk, sha256sum (and timeout when present).  Each script answers with lines
-``KEYWORD value...`` on stdout that :mod:`.core` parses, and exit codes:
+``KEYWORD value...`` on stdout that :mod:`.single_host` parses, and exit codes:
 
 0 ok, 3 verification failed (bad files named and removed from staging), 4 health check
 failed and the previous version was switched back, 5 no space left, 10+ other errors

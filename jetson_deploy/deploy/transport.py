@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput, JetsonDeployError, MissingDependency
-from .hosts import Host
+from .inventory import Host
 
 
 class RemoteError(JetsonDeployError):

@@ -95,7 +95,7 @@ class _InputPool:
     """Free list of model-input buffers the capture thread preprocesses into."""
 
     def __init__(self, allocator: "HostAllocator", shape: "Tuple[int, ...]", dtype: Any, count: int) -> None:
-        from ..io.sources import BufferPool
+        from ..media.sources import BufferPool
 
         self.pool = BufferPool(allocator, shape, count, dtype)
 

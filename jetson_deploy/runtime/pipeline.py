@@ -193,7 +193,7 @@ class Pipeline:
         return truth
 
     def run(self, max_frames: "Optional[int]" = None) -> "RunSummary":
-        from ..io.capture import CaptureThread
+        from ..media.capture import CaptureThread
 
         ex = self.executor
         src = self.source
@@ -416,14 +416,14 @@ def run_pipeline(
     """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
 
     ``bundle_or_path``: a bundle directory / packed file (checksums verified before loading) or an
-    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.io.Source`.  ``sink``: a URI, a Sink,
+    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.media.Source`.  ``sink``: a URI, a Sink,
     or a list of them; ``jsonl`` adds a ``.jsonl`` sink.  ``printer`` gets a metrics line every
     ``metrics_interval`` seconds (default: stderr).  ``sync_debug="error"`` runs the loop under
     ``torch.cuda.set_sync_debug_mode`` (torch CUDA path).  ``engine`` overrides the bundle's engine
     (tests, benchmarks).
     """
-    from ..io.sinks import open_sink
-    from ..io.sources import open_source
+    from ..media.sinks import open_sink
+    from ..media.sources import open_source
     from .backends import create_engine
 
     b = load_bundle(bundle_or_path, verify=verify)

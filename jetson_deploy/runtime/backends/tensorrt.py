@@ -331,7 +331,7 @@ class TensorRTEngine(Engine):
         """The engine for this device from a bundle: the bundled plan that matches (TensorRT version, SM,
         precision) exactly, else one built from model.onnx and kept in the local engine cache."""
         from ...bundle.select import resolve_engine
-        from ...convert.tensorrt_build import target_for
+        from ...trt.build import target_for
 
         trt = load_tensorrt("the tensorrt backend")
         dev = None if (device is None or str(device).startswith("cuda")) else device

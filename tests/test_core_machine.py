@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from jetson_deploy import platform as plat
+from jetson_deploy import machine as plat
 from jetson_deploy.cli import cli
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from .._lazy import require
 from ..errors import BadInput
 
-log = logging.getLogger("jetson_deploy.io")
+log = logging.getLogger("jetson_deploy.media")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

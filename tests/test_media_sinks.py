@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jetson_deploy.errors import BadInput
-from jetson_deploy.io.sinks import DisplaySink, JsonlSink, NullSink, VideoSink, open_sink
-from jetson_deploy.io.sources import Frame
+from jetson_deploy.media.sinks import DisplaySink, JsonlSink, NullSink, VideoSink, open_sink
+from jetson_deploy.media.sources import Frame
 from jetson_deploy.runtime.postprocess import Detection, Result
 
 
@@ -74,7 +74,7 @@ def test_display_without_screen_is_a_clear_error(monkeypatch):
 
 def test_overlays_draw_each_task():
     pytest.importorskip("cv2")
-    from jetson_deploy.io.overlay import draw
+    from jetson_deploy.media.overlay import draw
 
     base = np.full((120, 160, 3), 90, np.uint8)
     cls = draw(base.copy(), _res(), fps=10.0)

@@ -3,7 +3,7 @@
 ``build_engine``: ``"auto"`` builds when TensorRT is importable and otherwise leaves
 the bundle with ONNX (+ calibration data) for the device; ``True`` insists (exit 2
 without TensorRT); ``False`` never builds.  The TensorRT work itself lives in
-:mod:`jetson_deploy.convert.tensorrt_build` and
+:mod:`jetson_deploy.trt.build` and
 :mod:`jetson_deploy.convert.torch2trt_convert`.
 """
 import importlib.util
@@ -42,7 +42,7 @@ def tensorrt_here() -> Any:
 
 def _target_now(precision: str) -> "Dict[str, Any]":
     """TensorRT version, SM and precision of an engine built on this machine."""
-    from . import tensorrt_build as tb
+    from ..trt import build as tb
 
     return dict(tb.current_target(precision=precision))
 
@@ -111,7 +111,7 @@ def _build_onnx(
     say: "Callable[[str], None]", dla_core: "Optional[int]" = None, timing_cache: Any = None,
 ) -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
     from ..bundle import engine_filename
-    from . import tensorrt_build as tb
+    from ..trt import build as tb
 
     target = _target_now(precision)
     kwargs: "Dict[str, Any]" = {"workspace_mb": workspace_mb, "profiles": _profiles(spec, dynamic_batch)}

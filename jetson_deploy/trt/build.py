@@ -74,7 +74,7 @@ def _sm_from(device: Any) -> "Optional[int]":
 
 def _detect_sm() -> "Optional[int]":
     try:
-        from ..platform import probe
+        from ..machine import probe
 
         return _sm_from(probe(with_gpu=True).get("gpu"))
     except Exception:  # noqa: BLE001 -- probing is best effort

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from jetson_deploy.errors import BadInput
-from jetson_deploy.io.capture import CaptureThread
-from jetson_deploy.io.local_sources import SyntheticSource
-from jetson_deploy.io.opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, csi_pipeline, rtsp_pipeline
-from jetson_deploy.io.sources import Frame, Source, open_source, parse_source_uri
+from jetson_deploy.media.capture import CaptureThread
+from jetson_deploy.media.local_sources import SyntheticSource
+from jetson_deploy.media.opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, csi_pipeline, rtsp_pipeline
+from jetson_deploy.media.sources import Frame, Source, open_source, parse_source_uri
 from jetson_deploy.runtime.memory import NumpyAllocator
 
 
@@ -54,7 +54,7 @@ def test_csi_and_rtsp_pipeline_strings():
 
 
 def test_csi_without_gstreamer_is_a_clear_error(monkeypatch):
-    import jetson_deploy.io.opencv_sources as S
+    import jetson_deploy.media.opencv_sources as S
 
     monkeypatch.setattr(S, "has_gstreamer", lambda: False)
     with pytest.raises(BadInput, match="GStreamer"):
@@ -271,7 +271,7 @@ def test_rtsp_open_failure_message():
 
 def test_opencv_source_reads_into_pooled_buffers():
     pytest.importorskip("cv2")
-    from jetson_deploy.io.opencv_sources import OpenCVSource
+    from jetson_deploy.media.opencv_sources import OpenCVSource
 
     alloc_bufs = []
 
