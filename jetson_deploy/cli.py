@@ -8,6 +8,7 @@ one ``Error:`` line and the exit code they carry.
 import copy
 import functools
 import importlib
+import logging
 import platform
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -79,10 +80,35 @@ class LazyGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+class _EchoHandler(logging.Handler):
+    """The one message channel of the CLI: library ``logging`` records become stderr lines.
+
+    ``click.echo`` looks ``sys.stderr`` up at each call, so click's test runner sees them too.
+    """
+
+    def emit(self, record: "logging.LogRecord") -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - never let a message break a command
+            self.handleError(record)
+
+
+def install_message_handler(level: int = logging.INFO) -> None:
+    """Route the ``jetson_deploy`` loggers to stderr as plain lines (idempotent)."""
+    root = logging.getLogger("jetson_deploy")
+    if not any(isinstance(h, _EchoHandler) for h in root.handlers):
+        handler = _EchoHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="jetson-deploy")
 def cli() -> None:
     """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson."""
+    install_message_handler()
 
 
 def main(argv: "Optional[List[str]]" = None) -> None:
