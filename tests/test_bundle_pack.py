@@ -207,7 +207,10 @@ def test_inspect_packed_reads_in_place(tmp_path, monkeypatch):
     def no_extract(*a, **k):
         raise AssertionError("inspect must not extract")
 
-    monkeypatch.setattr(packmod, "unpack_archive", no_extract)
+    from jetson_deploy.bundle import reader as readermod
+
+    monkeypatch.setattr(packmod, "extract_archive", no_extract)
+    monkeypatch.setattr(readermod, "extract_archive", no_extract)
     packed = inspect_bundle(tmp_path / "d.jdb")
     plain = inspect_bundle(d)
     assert packed["packed"] is True and packed["integrity"]["ok"] is True

@@ -23,8 +23,8 @@ from .manifest import (
     normalize_trt_version,
     validate_manifest,
 )
-from .pack import pack_bundle, unpack_archive
 from .reader import Bundle, check_files, open_bundle
+from .archive import pack_bundle, unpack_archive
 from .writer import BundleWriter, add_engine
 
 __all__ = [

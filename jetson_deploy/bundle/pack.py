@@ -1,4 +1,8 @@
-"""Packing a bundle into one file and unpacking it safely.
+"""Tar I/O for packed bundles: deterministic writing, safe extraction, reading the index.
+
+Plain I/O with no notion of a verified bundle: :mod:`.archive` packs an opened
+bundle through :func:`write_archive` and verifies what :func:`extract_archive`
+wrote; :func:`~.reader.open_bundle` extracts packed bundles with it.
 
 The packed form is a plain POSIX tar (GNU header format, no compression, no pax
 records) whose members all sit under ``NAME-VERSION/``:
@@ -17,7 +21,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import IO, Any, Dict, Set, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Set, Union
 
 from .._files import CHUNK, atomic_dir, atomic_output
 from ..errors import BadInput, CheckFailed
@@ -78,54 +82,34 @@ def _tarinfo(name: str, size: int) -> "tarfile.TarInfo":
     return ti
 
 
-def pack_bundle(bundle_dir: "PathLike", out_file: "PathLike") -> "Dict[str, Any]":
-    """Pack a bundle directory into one deterministic tar file; return a summary.
+def write_archive(
+    out_file: "PathLike",
+    root: Path,
+    prefix: str,
+    rels: "List[str]",
+    on_member: "Optional[Callable[[str, int, str], None]]" = None,
+) -> int:
+    """Write ``root/REL`` for each of ``rels`` as ``PREFIX/REL`` into a deterministic tar; return content bytes.
 
-    The bundle is checked while it is streamed (each artifact hashed as it is
-    written), so a bundle that does not match its manifest is never packed:
-    CheckFailed names the artifact and no output file is left behind.
+    Each file is streamed once; ``on_member(rel, bytes_read, sha256)`` runs after each
+    member so the caller can refuse what it read (raise), and then no output is left.
     """
-    from .reader import open_bundle
-
-    b = open_bundle(bundle_dir, verify=False)
-    if b.packed:
-        b.close()
-        raise BadInput("{} is already a packed bundle; pack takes a bundle directory".format(bundle_dir))
-    out = Path(out_file)
-    try:
-        out.resolve().relative_to(b.root.resolve())
-        raise BadInput("output {} is inside the bundle directory {}; write it elsewhere".format(out, b.root))
-    except ValueError:
-        pass
-    probs = b.problems(hash_files=False)
-    if probs:
-        raise CheckFailed("{}: {}".format(b.source, probs[0]["message"]))
-    prefix = "{}-{}".format(b.name, b.version)
-    files = [MANIFEST] + ([SIGNATURE] if b.signed else []) + sorted(a["path"] for a in b.artifacts)
-    expected = {a["path"]: a for a in b.artifacts}
     total = 0
-    with atomic_output(out, "wb") as f:
+    with atomic_output(Path(out_file), "wb") as f:
         tar = tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT)
         try:
-            for rel in files:
-                path = b.root / rel
+            for rel in rels:
+                path = root / rel
                 size = os.stat(str(path)).st_size
                 with open(str(path), "rb") as src:
                     reader = _HashingReader(src)
                     tar.addfile(_tarinfo(prefix + "/" + rel, size), reader)
                 total += size
-                art = expected.get(rel)
-                if art is not None and (reader.n != art["size"] or reader.h.hexdigest() != art["sha256"]):
-                    raise CheckFailed(
-                        "{}: artifact {}: sha256 mismatch (manifest {}..., file {}...); not packed".format(
-                            b.source, rel, art["sha256"][:12], reader.h.hexdigest()[:12]
-                        )
-                    )
-                if rel == MANIFEST and reader.h.hexdigest() != b.sha256:
-                    raise CheckFailed("{}: manifest.json changed while packing".format(b.source))
+                if on_member is not None:
+                    on_member(rel, reader.n, reader.h.hexdigest())
         finally:
             tar.close()
-    return {"path": str(out), "bundle": prefix, "files": len(files), "content_bytes": total, "size": out.stat().st_size, "manifest_sha256": b.sha256}
+    return total
 
 
 def is_archive(path: "PathLike") -> bool:
@@ -155,14 +139,14 @@ def _mkdirs(root: Path, parts: list, made: "Set[str]") -> Path:
     return cur
 
 
-def unpack_archive(
+def extract_archive(
     archive: "PathLike",
     dest: "PathLike",
-    verify: bool = True,
     max_member_bytes: int = MAX_MEMBER_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
     max_members: int = MAX_MEMBERS,
     overwrite: bool = False,
+    before_swap: "Optional[Callable[[Path], None]]" = None,
 ) -> Path:
     """Extract a packed bundle into the directory ``dest`` (created atomically); return it.
 
@@ -171,8 +155,8 @@ def unpack_archive(
     paths, ``.``/``..`` segments, characters outside ``A-Za-z0-9._+-/``,
     symlinks, hard links, devices, FIFOs, sparse or other special members,
     duplicate names, a member over ``max_member_bytes``, more than
-    ``max_total_bytes`` in all or more than ``max_members`` members.  With
-    ``verify`` the extracted bundle is then checked against its manifest.
+    ``max_total_bytes`` in all or more than ``max_members`` members.
+    ``before_swap(tmp)`` may refuse the extracted tree (raise) before it appears at ``dest``.
     """
     archive = Path(archive)
     source = str(archive)
@@ -194,11 +178,8 @@ def unpack_archive(
             raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
         with atomic_dir(dest, overwrite=overwrite) as tmp:
             _extract_members(tar, tmp, source, max_member_bytes, max_total_bytes, max_members)
-            if verify:  # before the swap: a bundle that does not verify never appears at dest
-                from .reader import Bundle, read_manifest
-
-                manifest, raw = read_manifest(tmp, source)
-                Bundle(tmp, manifest, raw, source=source).verify()
+            if before_swap is not None:
+                before_swap(tmp)
     finally:
         f.close()
     return dest

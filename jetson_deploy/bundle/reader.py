@@ -2,7 +2,9 @@
 
 A bundle directory is trusted only after every artifact's size and sha256 match
 the manifest and no unlisted file is present.  A packed bundle (``.tar``/``.jdb``)
-is first extracted safely (see :mod:`.pack`) into a temporary directory.
+is first extracted safely (:func:`.pack.extract_archive`) into a temporary directory.
+This is the one place that decides whether a bundle is sound; packing and
+unpacking (:mod:`.archive`) ask it.
 """
 import atexit
 import hashlib
@@ -24,6 +26,7 @@ from .manifest import (
     target_matches,
     validate_manifest,
 )
+from .pack import extract_archive
 
 MAX_MANIFEST_BYTES = 16 << 20
 _TEMP_DIRS: "List[str]" = []
@@ -288,8 +291,6 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
         if verify:
             b.verify()
         return b
-    from .pack import unpack_archive
-
     if extract_dir is None:
         tmp = tempfile.mkdtemp(prefix="jetson-deploy-bundle-")
         _TEMP_DIRS.append(tmp)
@@ -299,7 +300,7 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
         dest = Path(extract_dir)
         temp_dir = None
     try:
-        root = unpack_archive(p, dest, verify=False)
+        root = extract_archive(p, dest)
         manifest, raw = read_manifest(root, source)
         b = Bundle(root, manifest, raw, source=source, temp_dir=temp_dir, packed=True)
         if verify:

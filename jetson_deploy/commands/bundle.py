@@ -118,7 +118,7 @@ def keygen(prefix: str, comment: str, pem_public: bool, force: bool, as_json: bo
 def pack(bundle_dir: str, out: str, as_json: bool) -> None:
     """Pack BUNDLE_DIR into one deterministic tar file (same bundle, same bytes),
     checking every artifact's sha256 while streaming it."""
-    from ..bundle.pack import pack_bundle
+    from ..bundle.archive import pack_bundle
     from ..bundle.report import human_size
 
     res = pack_bundle(bundle_dir, out)
@@ -136,7 +136,8 @@ def pack(bundle_dir: str, out: str, as_json: bool) -> None:
 def unpack(archive: str, out: str, max_size: "Optional[int]", as_json: bool) -> None:
     """Unpack a packed bundle FILE safely into a new directory and verify it
     (absolute paths, '..', links, devices and oversized members are refused)."""
-    from ..bundle.pack import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, unpack_archive
+    from ..bundle.archive import unpack_archive
+    from ..bundle.pack import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES
 
     total = max_size if max_size is not None else MAX_TOTAL_BYTES
     root = unpack_archive(archive, out, verify=True, max_total_bytes=total, max_member_bytes=min(total, MAX_MEMBER_BYTES))

@@ -1,0 +1,77 @@
+"""Packing a verified bundle into one file, and unpacking one back into a verified directory.
+
+The entry points over :mod:`.pack` (tar I/O) and :mod:`.reader` (verification):
+the reader decides what a sound bundle is, the tar layer only moves bytes.
+"""
+import os
+from pathlib import Path
+from typing import Any, Dict, Union
+
+from ..errors import BadInput, CheckFailed
+from .manifest import MANIFEST, SIGNATURE
+from .pack import MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_TOTAL_BYTES, extract_archive, write_archive
+from .reader import Bundle, open_bundle, read_manifest
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def pack_bundle(bundle_dir: "PathLike", out_file: "PathLike") -> "Dict[str, Any]":
+    """Pack a bundle directory into one deterministic tar file; return a summary.
+
+    The bundle is checked while it is streamed (each artifact hashed as it is
+    written), so a bundle that does not match its manifest is never packed:
+    CheckFailed names the artifact and no output file is left behind.
+    """
+    b = open_bundle(bundle_dir, verify=False)
+    if b.packed:
+        b.close()
+        raise BadInput("{} is already a packed bundle; pack takes a bundle directory".format(bundle_dir))
+    out = Path(out_file)
+    try:
+        out.resolve().relative_to(b.root.resolve())
+        raise BadInput("output {} is inside the bundle directory {}; write it elsewhere".format(out, b.root))
+    except ValueError:
+        pass
+    probs = b.problems(hash_files=False)  # cheap checks first; sha256 while streaming
+    if probs:
+        raise CheckFailed("{}: {}".format(b.source, probs[0]["message"]))
+    prefix = "{}-{}".format(b.name, b.version)
+    files = [MANIFEST] + ([SIGNATURE] if b.signed else []) + sorted(a["path"] for a in b.artifacts)
+    expected = {a["path"]: a for a in b.artifacts}
+
+    def check(rel: str, size: int, sha: str) -> None:
+        art = expected.get(rel)
+        if art is not None and (size != art["size"] or sha != art["sha256"]):
+            raise CheckFailed("{}: artifact {}: sha256 mismatch (manifest {}..., file {}...); not packed".format(
+                b.source, rel, art["sha256"][:12], sha[:12]))
+        if rel == MANIFEST and sha != b.sha256:
+            raise CheckFailed("{}: manifest.json changed while packing".format(b.source))
+
+    total = write_archive(out, b.root, prefix, files, on_member=check)
+    return {"path": str(out), "bundle": prefix, "files": len(files), "content_bytes": total,
+            "size": out.stat().st_size, "manifest_sha256": b.sha256}
+
+
+def unpack_archive(
+    archive: "PathLike",
+    dest: "PathLike",
+    verify: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_members: int = MAX_MEMBERS,
+    overwrite: bool = False,
+) -> Path:
+    """Extract a packed bundle safely into the new directory ``dest`` (see
+    :func:`.pack.extract_archive` for what is refused); return it.
+
+    With ``verify`` the extracted bundle is checked against its manifest before it
+    appears at ``dest``: a bundle that does not verify is never unpacked.
+    """
+    source = str(archive)
+
+    def check(tmp: Path) -> None:
+        manifest, raw = read_manifest(tmp, source)
+        Bundle(tmp, manifest, raw, source=source).verify()
+
+    return extract_archive(archive, dest, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
+                           max_members=max_members, overwrite=overwrite, before_swap=check if verify else None)
