@@ -164,15 +164,16 @@ def test_cache_location_and_size_from_env(monkeypatch, tmp_path):
         parse_size("lots")
 
 
-def test_default_build_fn_without_builder_is_a_clear_error(bundle, tmp_path, monkeypatch):
+def test_default_build_fn_without_tensorrt_is_a_clear_error(bundle, tmp_path, monkeypatch):
+    """No bundled or cached plan and no TensorRT here: one line saying what to install, nothing cached."""
     import sys
 
-    import jetson_deploy.trt as trt_pkg
+    from jetson_deploy.errors import MissingDependency
 
-    monkeypatch.setitem(sys.modules, "jetson_deploy.trt.build", None)  # import fails
-    monkeypatch.delattr(trt_pkg, "build", raising=False)
-    with pytest.raises(BadInput, match="trt.build"):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails, as on a host without TensorRT
+    with pytest.raises(MissingDependency, match="tensorrt") as exc:
         resolve_engine(bundle, "8.6.2", 72, "fp16", cache_dir=tmp_path / "c")
+    assert isinstance(exc.value, BadInput) and "\n" not in str(exc.value)
     assert EngineCache(tmp_path / "c").entries() == []
 
 

@@ -1,28 +1,20 @@
-"""The local side of deploy: opening/verifying bundles (with and without jetson_deploy.bundle)
-and the remote scripts' syntax, no ssh needed."""
+"""The local side of deploy: opening/verifying bundles for upload and the remote scripts'
+syntax, no ssh needed.  Hostile archives are refused by unpack_archive (tests/test_bundle_pack.py)."""
 import io
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 
 import pytest
 
 from conftest_deploy import make_bundle, sha
 from jetson_deploy.deploy import open_local_bundle, scripts
+from jetson_deploy.deploy.local_bundle import check_name
 from jetson_deploy.errors import BadInput, CheckFailed
 
 
-@pytest.fixture(params=["bundle-package", "fallback"])
-def reader(request, monkeypatch):
-    if request.param == "fallback":
-        # as on a device install without jetson_deploy.bundle's dependencies
-        monkeypatch.setitem(sys.modules, "jetson_deploy.bundle", None)
-    return request.param
-
-
-def test_open_lists_every_file_with_checksums(tmp_path, reader):
+def test_open_lists_every_file_with_checksums(tmp_path):
     b = make_bundle(tmp_path / "b", version="1.2.3")
     with open_local_bundle(str(b)) as lb:
         assert (lb.name, lb.version) == ("demo", "1.2.3")
@@ -36,7 +28,7 @@ def test_open_lists_every_file_with_checksums(tmp_path, reader):
         assert lb.sums_text.splitlines()[0] == "{}  manifest.json".format(sha(b / "manifest.json"))
 
 
-def test_open_rejects_a_corrupted_artifact_by_name(tmp_path, reader):
+def test_open_rejects_a_corrupted_artifact_by_name(tmp_path):
     b = make_bundle(tmp_path / "b")
     p = b / "labels.txt"
     data = p.read_bytes()
@@ -47,7 +39,7 @@ def test_open_rejects_a_corrupted_artifact_by_name(tmp_path, reader):
         open_local_bundle(str(tmp_path / "missing"))
 
 
-def test_packed_bundle_is_unpacked_safely(tmp_path, reader):
+def test_packed_bundle_is_unpacked_safely(tmp_path):
     b = make_bundle(tmp_path / "b")
     tar_path = tmp_path / "demo.jdb"
     with tarfile.open(str(tar_path), "w") as tar:  # NAME-VERSION/ on top, manifest first
@@ -69,13 +61,16 @@ def test_packed_bundle_is_unpacked_safely(tmp_path, reader):
     assert not (tmp_path.parent / "escape.txt").exists()
 
 
-def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "jetson_deploy.bundle", None)  # our own checks, not the schema's
+def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path):
     b = make_bundle(tmp_path / "b")
     m = json.loads((b / "manifest.json").read_text())
+    # names given on the command line (rollback, status) are checked by deploy itself
+    with pytest.raises(BadInput, match="name"):
+        check_name("demo; reboot", "name")
+    # inside a bundle, the manifest schema refuses them before deploy sees them
     m["name"] = "demo; reboot"
     (b / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BadInput, match="name"):
+    with pytest.raises((BadInput, CheckFailed), match="name"):
         open_local_bundle(str(b))
     m["name"] = "demo"
     (b / "labels.txt").rename(b / "my labels.txt")
@@ -83,7 +78,20 @@ def test_names_and_paths_that_cannot_travel_safely_are_refused(tmp_path, monkeyp
         if art["path"] == "labels.txt":
             art["path"] = "my labels.txt"
     (b / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BadInput, match="my labels.txt"):
+    with pytest.raises((BadInput, CheckFailed), match="my labels.txt"):
+        open_local_bundle(str(b))
+
+
+def test_an_artifact_in_the_upload_scratch_directory_is_refused(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    m = json.loads((b / "manifest.json").read_text())
+    (b / ".rsync-partial").mkdir()
+    (b / "labels.txt").rename(b / ".rsync-partial" / "labels.txt")
+    for art in m["artifacts"]:
+        if art["path"] == "labels.txt":
+            art["path"] = ".rsync-partial/labels.txt"
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BadInput, match="rsync-partial"):
         open_local_bundle(str(b))
 
 

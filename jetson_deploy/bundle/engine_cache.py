@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from .._files import atomic_write_bytes, atomic_write_json, sha256_file
 from ..errors import BadInput
 
-log = logging.getLogger("jetson_deploy.bundle")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 << 30
 ORPHAN_AGE_S = 600

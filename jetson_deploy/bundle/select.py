@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from ..errors import BadInput, MissingDependency
+from ..errors import BadInput
 from .engine_cache import EngineCache, cache_key, canonical_shapes
 from .manifest import normalize_precision, normalize_sm, normalize_target, normalize_trt_version, trt_tuple
 from .reader import Bundle, open_bundle
 
-log = logging.getLogger("jetson_deploy.bundle")
+log = logging.getLogger(__name__)
 
 BuildFn = Callable[[str, str, Optional[str], Optional[str]], bytes]
 BUNDLED, CACHE_HIT, BUILT = "bundled", "cache-hit", "built"
@@ -96,16 +96,14 @@ def default_build_fn(onnx_path: str, precision: str, calib_cache: "Optional[str]
     ``shapes`` (only when the caller asked for other shapes than the spec's) become a
     one-point optimization profile, for ONNX models with dynamic axes.
     """
-    try:
-        from ..trt import build as tb  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise MissingDependency("building an engine on this device needs jetson_deploy.trt.build and TensorRT ({})".format(exc))
+    from ..trt.build import build_engine  # lazy: selecting a bundled or cached plan needs no builder
+
     kwargs: "Dict[str, Any]" = {}
     if calib_cache:
         kwargs["calib_cache"] = calib_cache
     if shapes:
         kwargs["profiles"] = {name: (shape, shape, shape) for name, shape in shapes.items()}
-    return tb.build_engine(qdq_onnx or onnx_path, precision, **kwargs)
+    return build_engine(qdq_onnx or onnx_path, precision, **kwargs)
 
 
 NOT_FOUND = "not-found"

@@ -3,9 +3,7 @@
 Thin wrappers over :mod:`jetson_deploy.bundle`; exit 0 ok, 1 failed check, 2 bad input.
 """
 import json
-import logging
 import os
-import sys
 from typing import Any, Optional
 
 import click
@@ -19,15 +17,6 @@ def _echo_json(obj: Any) -> None:
 
 def _style(text: str, **kw: Any) -> str:
     return click.style(text, **kw)
-
-
-def _stderr_logging() -> None:
-    log = logging.getLogger("jetson_deploy.bundle")
-    if not log.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("warning: %(message)s"))
-        log.addHandler(h)
-        log.propagate = False
 
 
 key_option_pub = click.option("--key", "key", type=click.Path(dir_okay=False), default=None,
@@ -163,7 +152,6 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
     from ..bundle.reader import open_bundle
     from ..bundle.writer import add_engine as _add
 
-    _stderr_logging()
     was_signed = open_bundle(bundle_dir, verify=False).signed
     target = {"tensorrt": tensorrt, "sm": sm, "precision": precision}
     if jetpack:
@@ -195,7 +183,6 @@ def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", t
     from ..bundle.reader import open_bundle
     from ..bundle.select import device_target, find_engine, resolve_engine
 
-    _stderr_logging()
     b = open_bundle(bundle_path, verify=True)
     trt, sm_i = device_target(tensorrt_version, sm)
     prec = precision or b.precision

@@ -15,7 +15,7 @@ coreutils (sha256sum, stat, df, mv), nothing from jetson-deploy.  Layout: docs/d
 from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, HostResult, deploy_host, retention, rollback_host, status_host
 from .fleet import StderrProgress, deploy, deploy_rootfs, format_status, format_table, rollback, run_fleet, status
 from .inventory import Host, collect_hosts, load_inventory, parse_host
-from .local import LocalBundle, open_local_bundle
+from .local_bundle import LocalBundle, open_local_bundle
 from .transport import LocalTransport, RemoteError, SSHTransport
 
 __all__ = [

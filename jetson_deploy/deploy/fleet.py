@@ -13,7 +13,7 @@ from ..errors import BadInput
 from . import single_host as core
 from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, ProgressFn, check_root, safe_call
 from .inventory import Host, parse_host
-from .local import LocalBundle, check_name, open_local_bundle
+from .local_bundle import LocalBundle, check_name, open_local_bundle
 from .transport import LocalTransport, SSHTransport
 
 HostLike = Union[str, Host]

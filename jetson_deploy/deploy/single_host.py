@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import BadInput, JetsonDeployError
 from . import scripts
-from .local import LocalBundle
+from .local_bundle import LocalBundle
 from .transport import RemoteError, ScriptResult, Transport, describe_failure
 
 DEFAULT_ROOT = "/opt/jetson-deploy"
