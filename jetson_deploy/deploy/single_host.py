@@ -7,7 +7,7 @@ A redeploy of the active, verified version stops after the first call.
 import re
 import shutil
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..errors import BadInput, JetsonDeployError
 from . import scripts
@@ -118,120 +118,167 @@ def deploy_host(bundle: "LocalBundle", transport: "Transport", root: str = DEFAU
     ``verify_retries`` times; nothing is activated until every file verifies.
     ``hooks`` (tests, tooling): ``after_prepare(**ctx)`` and ``after_upload(**ctx)``.
     """
-    say = progress or _noop
-    hooks = hooks or {}
-    label = transport.label
-    name, version = bundle.name, bundle.version
-    t0 = time.monotonic()
-    say(label, "connecting")
-    info = transport.run_script(scripts.prepare(root, name, version, bundle.sums_text), timeout=300)
-    _check_error(info, "preparing " + root)
-    if info.first("PREPARED") is None:
-        raise RemoteError("the device gave no answer to the prepare step: " + info.error_line())
-    have = set(info.lines("HAVE"))
-    if "sha256sum" not in have:
-        raise RemoteError("the device has no sha256sum (GNU coreutils or busybox): install it to verify uploads")
-    active = (info.first("ACTIVE") or "").strip()
-    installed = [v for v in info.lines("INSTALLED") if v]
-    history = [v for v in info.lines("HIST") if v]
-    target = info.first("TARGET", "absent")
-    cleaned = info.lines("CLEANED")
-    if cleaned:
-        say(label, "cleaned stale uploads: " + ", ".join(cleaned))
-    details: "Dict[str, Any]" = {"installed_before": installed, "cleaned": cleaned}
-    if active == version and target == "ok":
-        return HostResult(label, "unchanged", name, version, active, time.monotonic() - t0,
-                          "{} {} is already active and verified; nothing to do".format(name, version), details)
-    if "after_prepare" in hooks:
-        hooks["after_prepare"](transport=transport, root=root, name=name, version=version)
-    staging = "{}/staging/{}/{}".format(root, name, version)
-    mode = "switch" if target == "ok" else "upload"
-    method = "-"
-    if mode == "upload":
+    d = _HostDeploy(bundle, transport, root, progress, hooks or {})
+    info = d.prepare()
+    if d.active == bundle.version and d.target == "ok":
+        return d.result("unchanged", "{} {} is already active and verified; nothing to do".format(bundle.name, bundle.version))
+    if "after_prepare" in d.hooks:
+        d.hooks["after_prepare"](transport=transport, root=root, name=bundle.name, version=bundle.version)
+    mode = "switch" if d.target == "ok" else "upload"
+    method = d.stage(info, transfer, bwlimit) if mode == "upload" else "-"
+    if mode == "switch":
+        d.say(d.label, "{} {} is already installed and verified; switching to it".format(bundle.name, bundle.version))
+    prune = retention(d.history, d.installed, bundle.version, d.active, keep)
+    script = scripts.finalize(root, bundle.name, bundle.version, mode, bundle.sizes_text, prune, health_cmd, health_timeout)
+    res = d.verify_and_activate(script, 600 + (health_timeout if health_cmd else 0), method, bwlimit, verify_retries)
+    if res.rc == scripts.RC_HEALTH:
+        return d.rolled_back(res)
+    return d.activated(res, mode, health_cmd)
+
+
+class _HostDeploy(object):
+    """The steps of one :func:`deploy_host`, sharing the device's answers and the result details.
+
+    The device runs verify, activate, health check, switch-back and prune in one
+    round trip (:func:`scripts.finalize`); these steps send what it needs and read its answer.
+    """
+
+    def __init__(self, bundle: "LocalBundle", transport: "Transport", root: str, progress: "Optional[ProgressFn]",
+                 hooks: "Hooks") -> None:
+        self.bundle, self.transport, self.root, self.hooks = bundle, transport, root, hooks
+        self.progress = progress
+        self.say = progress or _noop
+        self.label = transport.label
+        self.t0 = time.monotonic()
+        self.staging = "{}/staging/{}/{}".format(root, bundle.name, bundle.version)
+        self.details: "Dict[str, Any]" = {}
+        self.active, self.target = "", "absent"
+        self.installed: "List[str]" = []
+        self.history: "List[str]" = []
+        self.have: "Set[str]" = set()
+
+    def result(self, result: str, msg: str, active: "Optional[str]" = None) -> "HostResult":
+        return HostResult(self.label, result, self.bundle.name, self.bundle.version, self.active,
+                          time.monotonic() - self.t0, msg, self.details, active=active)
+
+    def prepare(self) -> "ScriptResult":
+        """First round trip: what is installed and active, free space, what is staged already."""
+        self.say(self.label, "connecting")
+        b = self.bundle
+        info = self.transport.run_script(scripts.prepare(self.root, b.name, b.version, b.sums_text), timeout=300)
+        _check_error(info, "preparing " + self.root)
+        if info.first("PREPARED") is None:
+            raise RemoteError("the device gave no answer to the prepare step: " + info.error_line())
+        self.have = set(info.lines("HAVE"))
+        if "sha256sum" not in self.have:
+            raise RemoteError("the device has no sha256sum (GNU coreutils or busybox): install it to verify uploads")
+        self.active = (info.first("ACTIVE") or "").strip()
+        self.installed = [v for v in info.lines("INSTALLED") if v]
+        self.history = [v for v in info.lines("HIST") if v]
+        self.target = info.first("TARGET", "absent")
+        cleaned = info.lines("CLEANED")
+        if cleaned:
+            self.say(self.label, "cleaned stale uploads: " + ", ".join(cleaned))
+        self.details.update({"installed_before": self.installed, "cleaned": cleaned})
+        return info
+
+    def stage(self, info: "ScriptResult", transfer: str, bwlimit: "Optional[int]") -> str:
+        """Upload what staging lacks (resuming partial files); return the transfer method."""
+        b = self.bundle
         staged: "Dict[str, int]" = {}
         for line in info.lines("STAGED"):
             size, _, rel = line.partition(" ")
             if size.isdigit():
                 staged[rel] = int(size)
-        already = sum(min(staged.get(rel, 0), size) for rel, size, _ in bundle.files)
+        already = sum(min(staged.get(rel, 0), size) for rel, size, _ in b.files)
         partial = sum(v for k, v in staged.items() if k.startswith(".rsync-partial/"))
-        need = max(0, bundle.total_size - already - partial)
-        avail_kb = (info.first("DF") or "").strip()
-        if avail_kb.isdigit():
-            avail = int(avail_kb) * 1024
-            margin = max(1 << 20, need // 100)
-            if avail < need + margin:
-                raise RemoteError("not enough disk space under {}: the upload needs {}, {} free (df -Pk); free space or deploy with a smaller --keep".format(
-                    root, _mib(need + margin), _mib(avail)))
-        if transfer == "auto":
-            method = "rsync" if ("rsync" in have and shutil.which("rsync") and transport.kind == "ssh") else "sftp"
-        else:
-            method = transfer
-            if method == "rsync" and "rsync" not in have and transport.kind == "ssh":
-                raise RemoteError("--transfer rsync: the device has no rsync (apt install rsync there, or use --transfer sftp)")
-        if transport.kind == "local":
-            method = "copy"
+        self._check_space(info, max(0, b.total_size - already - partial))
+        method = self._method(transfer)
         resumed = already + partial
-        say(label, "uploading {} in {} files via {}{}".format(
-            _mib(bundle.total_size), len(bundle.files), method,
+        self.say(self.label, "uploading {} in {} files via {}{}".format(
+            _mib(b.total_size), len(b.files), method,
             " (resuming: {} already on the device)".format(_mib(resumed)) if resumed else ""))
         try:
-            up_s = _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root, progress)
+            up_s = _upload(self.transport, b, self.staging, method, staged, bwlimit, self.hooks, self.root, self.progress)
         except RemoteError as exc:
-            raise _diagnose_upload_failure(transport, root, exc)
-        details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
-        say(label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
-    else:
-        say(label, "{} {} is already installed and verified; switching to it".format(name, version))
-    previous = active
-    prune = retention(history, installed, version, previous, keep)
-    script = scripts.finalize(root, name, version, mode, bundle.sizes_text, prune, health_cmd, health_timeout)
-    timeout = 600 + (health_timeout if health_cmd else 0)
-    res = transport.run_script(script, timeout=timeout)
-    attempt = 0
-    while res.rc == scripts.RC_VERIFY and attempt < verify_retries:
-        # the device removed the files that failed; send just those again (flaky links corrupt)
-        attempt += 1
-        bad = res.lines("BAD")
-        bad_paths = {b.split(" ")[0] for b in bad}
-        details.setdefault("reuploaded", []).extend(sorted(bad_paths))
-        say(label, "verification failed on the device ({}); re-uploading {} file(s)".format(
-            _bad_text(bad[0]) if bad else "?", len(bad_paths)))
-        staged = {rel: size for rel, size, _ in bundle.files if rel not in bad_paths}
-        _upload(transport, bundle, staging, method, staged, bwlimit, hooks, root)
-        res = transport.run_script(script, timeout=timeout)
-    details["pruned"] = res.lines("PRUNED")
-    extra = res.lines("EXTRA")
-    if extra:
-        details["extra_removed"] = extra
-    if res.rc == scripts.RC_VERIFY:
-        bad = res.lines("BAD")
-        first = _bad_text(bad[0]) if bad else "an unknown file"
-        more = " (+{} more)".format(len(bad) - 1) if len(bad) > 1 else ""
-        raise RemoteError("verification on the device failed, nothing activated: {}{}; removed from staging, deploy again to re-upload".format(
-            first, more))
-    if res.rc == scripts.RC_HEALTH:
+            raise _diagnose_upload_failure(self.transport, self.root, exc)
+        self.details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
+        self.say(self.label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
+        return method
+
+    def _check_space(self, info: "ScriptResult", need: int) -> None:
+        avail_kb = (info.first("DF") or "").strip()
+        if not avail_kb.isdigit():
+            return
+        avail = int(avail_kb) * 1024
+        margin = max(1 << 20, need // 100)
+        if avail < need + margin:
+            raise RemoteError("not enough disk space under {}: the upload needs {}, {} free (df -Pk); free space or deploy with a smaller --keep".format(
+                self.root, _mib(need + margin), _mib(avail)))
+
+    def _method(self, transfer: str) -> str:
+        t = self.transport
+        if transfer == "auto":
+            method = "rsync" if ("rsync" in self.have and shutil.which("rsync") and t.kind == "ssh") else "sftp"
+        else:
+            method = transfer
+            if method == "rsync" and "rsync" not in self.have and t.kind == "ssh":
+                raise RemoteError("--transfer rsync: the device has no rsync (apt install rsync there, or use --transfer sftp)")
+        return "copy" if t.kind == "local" else method
+
+    def verify_and_activate(self, script: str, timeout: float, method: str, bwlimit: "Optional[int]",
+                            retries: int) -> "ScriptResult":
+        """Second round trip; files that fail the device's check are re-sent up to ``retries`` times."""
+        res = self.transport.run_script(script, timeout=timeout)
+        attempt = 0
+        while res.rc == scripts.RC_VERIFY and attempt < retries:
+            # the device removed the files that failed; send just those again (flaky links corrupt)
+            attempt += 1
+            bad = res.lines("BAD")
+            bad_paths = {b.split(" ")[0] for b in bad}
+            self.details.setdefault("reuploaded", []).extend(sorted(bad_paths))
+            self.say(self.label, "verification failed on the device ({}); re-uploading {} file(s)".format(
+                _bad_text(bad[0]) if bad else "?", len(bad_paths)))
+            staged = {rel: size for rel, size, _ in self.bundle.files if rel not in bad_paths}
+            _upload(self.transport, self.bundle, self.staging, method, staged, bwlimit, self.hooks, self.root)
+            res = self.transport.run_script(script, timeout=timeout)
+        self.details["pruned"] = res.lines("PRUNED")
+        extra = res.lines("EXTRA")
+        if extra:
+            self.details["extra_removed"] = extra
+        if res.rc == scripts.RC_VERIFY:
+            bad = res.lines("BAD")
+            first = _bad_text(bad[0]) if bad else "an unknown file"
+            more = " (+{} more)".format(len(bad) - 1) if len(bad) > 1 else ""
+            raise RemoteError("verification on the device failed, nothing activated: {}{}; removed from staging, deploy again to re-upload".format(
+                first, more))
+        return res
+
+    def rolled_back(self, res: "ScriptResult") -> "HostResult":
+        """The health check failed: the device switched back to the previous version (or deactivated)."""
         log = res.lines("HEALTH_LOG")
         rc = res.first("HEALTH_FAILED", "?")
-        back = "switched back to {}".format(previous) if previous else "no previous version, {} deactivated".format(name)
-        details["health_log"] = log
-        return HostResult(label, "rolled-back", name, version, previous, time.monotonic() - t0,
-                          "health check failed (exit {}{}); {}".format(rc, ": " + log[-1] if log else "", back), details,
-                          active=previous)
-    _check_error(res, "activating " + version)
-    if res.first("DONE") is None:
-        raise RemoteError("the device did not confirm the switch: " + res.error_line())
-    msg = "active" + (" (was {})".format(previous) if previous else "")
-    if mode == "switch":
-        msg += "; already installed, no upload"
-    if target == "bad":
-        msg += "; replaced a damaged or different copy of {}".format(version)
-    if health_cmd:
-        msg += "; health check passed"
-    if details["pruned"]:
-        msg += "; pruned " + ", ".join(details["pruned"])
-    say(label, "{} {} {}".format(name, version, msg))
-    return HostResult(label, "deployed", name, version, previous, time.monotonic() - t0, msg, details)
+        back = "switched back to {}".format(self.active) if self.active else "no previous version, {} deactivated".format(self.bundle.name)
+        self.details["health_log"] = log
+        return self.result("rolled-back", "health check failed (exit {}{}); {}".format(rc, ": " + log[-1] if log else "", back),
+                           active=self.active)
+
+    def activated(self, res: "ScriptResult", mode: str, health_cmd: "Optional[str]") -> "HostResult":
+        b = self.bundle
+        _check_error(res, "activating " + b.version)
+        if res.first("DONE") is None:
+            raise RemoteError("the device did not confirm the switch: " + res.error_line())
+        msg = "active" + (" (was {})".format(self.active) if self.active else "")
+        if mode == "switch":
+            msg += "; already installed, no upload"
+        if self.target == "bad":
+            msg += "; replaced a damaged or different copy of {}".format(b.version)
+        if health_cmd:
+            msg += "; health check passed"
+        if self.details["pruned"]:
+            msg += "; pruned " + ", ".join(self.details["pruned"])
+        self.say(self.label, "{} {} {}".format(b.name, b.version, msg))
+        return self.result("deployed", msg)
 
 
 class _UploadProgress(object):
