@@ -103,6 +103,8 @@ def test_synthetic_takes_a_generator():
     frames = list(src.open())
     assert src.describe()["generator"] == "flat"
     assert [(f.image.shape, int(f.image[0, 0, 2]), f.truth) for f in frames] == [((2, 4, 3), 1, 1), ((2, 4, 3), 2, 0)]
+    src = registry.open_source("synthetic://4x2?frames=1", generator=Flat())  # open_source passes it on
+    assert [f.truth for f in src.open()] == [1] and src.describe()["generator"] == "flat"
 
 
 def _imports(path):

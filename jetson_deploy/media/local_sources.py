@@ -55,7 +55,7 @@ class SyntheticSource(Source):
         self.seed = int(self.options.get("seed", 0) or 0)
         self.pool_n = int(self.options.get("pool", 16))
         self.generator_name = "noise"
-        self._gen: Any = generator
+        self._gen: Any = self.options.pop("generator", None) if generator is None else generator
         self._rng = np.random.RandomState(self.seed)
         self._frames: "List[Tuple[np.ndarray, Any]]" = []
         self._t0 = 0.0
