@@ -64,8 +64,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: "Optional[str]" = None
               source_options: "Optional[Dict[str, Any]]" = None, engine_options: "Optional[Dict[str, Any]]" = None,
               output_thread: "Optional[bool]" = None, mapped_out: bool = True) -> "Dict[str, Any]":
     """Both measurements on one engine and executor; returns the ``bench --json`` object."""
-    from .media.sinks import open_sink
-    from .media.sources import open_source
+    from .media import open_sink, open_source
     from .runtime.backends import create_engine
     from .runtime.pipeline import Pipeline, load_bundle, make_executor
 

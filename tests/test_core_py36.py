@@ -15,7 +15,7 @@ import pytest
 
 import jetson_deploy
 from jetson_deploy import _lazy, demo
-from jetson_deploy.media.sources import open_source
+from jetson_deploy.media import open_source
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_lazy_subpackage_names_import():
     from jetson_deploy.demo import ShapeGenerator, label_of
 
     assert label_of("000001_circle.png") == demo.LABELS.index("circle")
-    assert ShapeGenerator.__module__ == "jetson_deploy.demo.shapes"
+    assert ShapeGenerator.__module__ == "jetson_deploy.media.shapes"  # the real class, re-exported by demo
 
 
 def test_synthetic_source_yields_the_shapes_generators_frames():

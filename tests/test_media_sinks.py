@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jetson_deploy.errors import BadInput
-from jetson_deploy.media.sinks import DisplaySink, JsonlSink, NullSink, VideoSink, open_sink
+from jetson_deploy.media.registry import open_sink
+from jetson_deploy.media.sinks import DisplaySink, JsonlSink, NullSink, VideoSink
 from jetson_deploy.media.sources import Frame
 from jetson_deploy.runtime.postprocess import Detection, Result
 

@@ -9,7 +9,8 @@ from jetson_deploy.errors import BadInput
 from jetson_deploy.media.capture import CaptureThread
 from jetson_deploy.media.local_sources import SyntheticSource
 from jetson_deploy.media.opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, csi_pipeline, rtsp_pipeline
-from jetson_deploy.media.sources import Frame, Source, open_source, parse_source_uri
+from jetson_deploy.media.registry import open_source, parse_source_uri
+from jetson_deploy.media.sources import Frame, Source
 from jetson_deploy.runtime.memory import NumpyAllocator
 
 

@@ -1,8 +1,9 @@
 """The embedded default: a small CNN that classifies synthetic shapes.
 
 ``jetson_deploy.demo:load_model`` is a MODEL string every command accepts.  The
-frame generator (:mod:`jetson_deploy.demo.shapes`) makes labelled frames, clips and
-image folders of any size.  Nothing heavy is imported until used: torch only in
+frame generator (:mod:`jetson_deploy.media.shapes`, re-exported by
+:mod:`jetson_deploy.demo.shapes`) makes labelled frames, clips and image folders of
+any size.  Nothing heavy is imported until used: torch only in
 :func:`build_model` / :func:`load_model`, cv2 only when frames are drawn.
 """
 from pathlib import Path

@@ -1,10 +1,13 @@
 """The capture thread: a source on its own thread, into a bounded queue (live sources drop oldest)."""
+import logging
 import threading
 import time
 from collections import deque
 from typing import Callable, Deque, Optional
 
-from .sources import Frame, Source, log
+from .sources import Frame, Source
+
+log = logging.getLogger(__name__)
 
 
 class CaptureThread:

@@ -1,50 +1,84 @@
 """Sources that need no camera: generated shapes (``synthetic://``) and image files/folders."""
+import logging
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import numpy as np
 
+from .._lazy import optional
 from ..errors import BadInput
+from .shapes import ShapeGenerator
+from .sources import IMAGE_EXTS, Frame, Source, _cv2, query_options, uri_path
 
-from .sources import IMAGE_EXTS, Frame, Source, _cv2, log
+log = logging.getLogger(__name__)
+
+
+def _size(text: str, uri: str) -> "Tuple[int, int, float]":
+    """``1280x720[@30]`` as (width, height, fps); fps 0 when not given."""
+    fps = 0.0
+    if "@" in text:
+        text, f = text.split("@", 1)
+        try:
+            fps = float(f)
+        except ValueError:
+            raise BadInput("source {}: fps after @ must be a number".format(uri))
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise BadInput("source {}: size must look like 1280x720 (e.g. synthetic://1280x720@30)".format(uri))
+    if w <= 0 or h <= 0:
+        raise BadInput("source {}: size must be positive".format(uri))
+    return w, h, fps
 
 
 class SyntheticSource(Source):
-    """Generated frames: shapes from ``jetson_deploy.demo.ShapeGenerator`` (noise if absent).
+    """Generated frames with ground truth: :class:`~jetson_deploy.media.shapes.ShapeGenerator`.
 
-    ``@fps`` paces it like a camera (and makes it live: frames drop when inference is slow);
-    without it frames come as fast as they are taken.  ``pool=K`` (default 16) pre-renders K
-    frames into the allocator's (pinned) buffers and cycles through them, so a 1280x720 benchmark
-    measures the pipeline, not the drawing; ``pool=0`` renders every frame.  ``frames=N`` ends the
-    stream after N frames.  ``truth`` carries the generator's label.
+    ``synthetic://WxH[@fps][?frames=N&seed=S&pool=K]``.  ``@fps`` paces it like a camera (and
+    makes it live: frames drop when inference is slow); without it frames come as fast as they
+    are taken.  ``pool=K`` (default 16) pre-renders K frames into the allocator's (pinned) buffers
+    and cycles through them, so a 1280x720 benchmark measures the pipeline, not the drawing;
+    ``pool=0`` renders every frame.  ``frames=N`` ends the stream after N frames.  ``truth``
+    carries the generator's label.  ``generator`` (anything with ``frame(width, height) ->
+    (image, label)``) replaces the shapes; without cv2 (which draws the shapes) the frames are
+    seeded noise without truth, after a one-line warning, so the path still runs.
     """
 
     scheme = "synthetic"
 
-    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, generator: Any = None) -> None:
         super().__init__(uri, options)
         self.live = self.fps > 0
         self.limit = int(self.options.get("frames", 0) or 0)
         self.seed = int(self.options.get("seed", 0) or 0)
         self.pool_n = int(self.options.get("pool", 16))
         self.generator_name = "noise"
-        self._gen: Any = None
+        self._gen: Any = self.options.pop("generator", None) if generator is None else generator
         self._rng = np.random.RandomState(self.seed)
         self._frames: "List[Tuple[np.ndarray, Any]]" = []
         self._t0 = 0.0
         self._n = 0
 
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        parts = urlsplit(uri)
+        opts = query_options(parts.query)
+        w, h, fps = _size(parts.netloc + parts.path, uri)
+        opts.update(width=w, height=h, fps=opts.get("fps", fps))
+        return opts
+
     def open_impl(self) -> None:
         if self.width <= 0 or self.height <= 0:
             raise BadInput("source {}: give a size, e.g. synthetic://1280x720 or synthetic://1280x720@30".format(self.uri))
-        try:
-            from .. import demo  # noqa: WPS433 (optional sibling package)
-
-            self._gen = demo.ShapeGenerator(self.seed)
-            self.generator_name = "shapes"
-        except Exception:  # demo package missing or broken: noise frames still exercise the path
-            self._gen = None
+        if self._gen is None:
+            if optional("cv2") is not None:
+                self._gen = ShapeGenerator(self.seed)
+            else:
+                log.warning("%s: OpenCV (cv2) is not installed, so frames are random noise without ground truth", self.uri)
+        if self._gen is not None:
+            self.generator_name = getattr(self._gen, "name", type(self._gen).__name__)
         if self.pool_n > 0:
             for _ in range(self.pool_n):
                 img, truth = self._render()
@@ -106,9 +140,14 @@ class ImageSource(Source):
 
     scheme = "images"
 
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        return {"path": Path(uri_path(uri))}
+
     def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, options)
-        self.path = Path(path if path is not None else uri)
+        path = self.options.pop("path", None) if path is None else path
+        self.path = Path(path if path is not None else uri_path(uri))
         self.files: "List[Path]" = []
         self._i = 0
 

@@ -1,14 +1,17 @@
 """OpenCV-backed sources: video files, V4L2 and CSI cameras, RTSP streams, GStreamer pipelines."""
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..errors import BadInput
+from .sources import Frame, Source, _cv2, query_options, uri_path
 
-from .sources import Frame, Source, _cv2, log
+log = logging.getLogger(__name__)
 
 
 def has_gstreamer() -> bool:
@@ -138,7 +141,12 @@ class VideoFileSource(OpenCVSource):
 
     def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, options)
-        self.path = Path(path if path is not None else uri)
+        path = self.options.pop("path", None) if path is None else path
+        self.path = Path(path if path is not None else uri_path(uri))
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        return {"path": Path(uri_path(uri))}
 
     def target(self) -> "Tuple[Any, Optional[int]]":
         return str(self.path), None
@@ -161,9 +169,23 @@ class V4L2Source(OpenCVSource):
     scheme = "v4l2"
     live = True
 
-    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, device: str = "/dev/video0") -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, device: "Optional[str]" = None) -> None:
         super().__init__(uri, options)
-        self.device = device
+        device = self.options.pop("device", None) if device is None else device
+        self.device = str(device or "/dev/video0")
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        """``v4l2:///dev/video2``, ``v4l2://2`` and a bare ``/dev/video2`` all name /dev/video2."""
+        if uri.startswith("/dev/video"):
+            return {"device": uri}
+        parts = urlsplit(uri)
+        opts = query_options(parts.query)
+        dev = parts.path or "/dev/video0"
+        if parts.netloc:
+            dev = "/dev/video" + parts.netloc if parts.netloc.isdigit() else "/" + parts.netloc + dev
+        opts["device"] = dev
+        return opts
 
     def target(self) -> "Tuple[Any, Optional[int]]":
         cv2 = _cv2()
@@ -226,13 +248,24 @@ class CSISource(OpenCVSource):
     scheme = "csi"
     live = True
 
-    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, sensor: int = 0) -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, sensor: "Optional[int]" = None) -> None:
         super().__init__(uri, options)
-        self.sensor = sensor
+        sensor = self.options.pop("sensor", 0) if sensor is None else sensor
+        self.sensor = int(sensor)
         self.width = self.width or 1280
         self.height = self.height or 720
         self.fps = self.fps or 30.0
         self.flip = int(self.options.get("flip", 0) or 0)
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        parts = urlsplit(uri)
+        opts = query_options(parts.query)
+        try:
+            opts["sensor"] = int(parts.netloc or (parts.path.strip("/") or 0))
+        except ValueError:
+            raise BadInput("source {}: csi://N takes a sensor number".format(uri))
+        return opts
 
     def pipeline(self) -> str:
         return csi_pipeline(self.sensor, self.width, self.height, self.fps, self.flip)
@@ -258,12 +291,19 @@ class GstSource(OpenCVSource):
     scheme = "gst"
     live = True
 
-    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, pipeline: str = "") -> None:
+    def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None, pipeline: "Optional[str]" = None) -> None:
         super().__init__(uri, options)
-        self.pipeline = pipeline
+        if pipeline is None:
+            pipeline = self.options.pop("pipeline", None) or self.options_from_uri(uri)["pipeline"]
+        self.pipeline = str(pipeline)
         if "appsink" not in pipeline:
             raise BadInput("gst:// pipeline must end in appsink (e.g. gst://videotestsrc ! videoconvert ! appsink)")
         self.live = str(self.options.get("live", "1")) not in ("0", "false", "no")
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        # the rest is the pipeline, "?" and all
+        return {"pipeline": uri[len("gst://"):] if uri.startswith("gst://") else uri}
 
     def target(self) -> "Tuple[Any, Optional[int]]":
         return self.pipeline, _cv2().CAP_GSTREAMER
@@ -303,6 +343,10 @@ class RTSPSource(OpenCVSource):
         gst = self.options.get("gstreamer")
         self.use_gst = (has_gstreamer() and is_jetson()) if gst is None else bool(gst)
         self._sleep: "Callable[[float], None]" = time.sleep
+
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        return {}  # the query belongs to the camera's URL; options come as keywords
 
     def target(self) -> "Tuple[Any, Optional[int]]":
         cv2 = _cv2()

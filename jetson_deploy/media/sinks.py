@@ -1,4 +1,7 @@
-"""Result sinks addressed by URI: ``display://0``, video files, ``.jsonl`` files, ``null://``.
+"""Result sinks: the :class:`Sink` template and ``display://0``, video files, ``.jsonl``, ``null://``.
+
+``registry.open_sink`` picks the class by URI scheme or file suffix; a new sink (``rtsp://``,
+``http://``) is a subclass here or in its own module plus one ``register_sink`` line there.
 
 Template method: :meth:`Sink.render` holds the guards (lazy open at the first frame's size,
 frame counting); subclasses write ``open_impl`` / ``render_impl`` / ``close_impl``.  File sinks
@@ -23,6 +26,8 @@ class Sink:
 
     scheme = ""
     needs_image = True
+    #: how the URI looks, for error messages (default ``<scheme>://``)
+    example = ""
 
     def __init__(self, uri: str, fps: float = 30.0) -> None:
         self.uri = uri
@@ -81,6 +86,10 @@ class NullSink(Sink):
         pass
 
 
+def _file_path(uri: str) -> Path:
+    return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
@@ -93,7 +102,7 @@ class JsonlSink(Sink):
 
     def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, fps)
-        self.path = Path(path if path is not None else uri)
+        self.path = Path(path) if path is not None else _file_path(uri)
         self._f: Any = None
 
     def open_impl(self) -> None:
@@ -122,7 +131,7 @@ class VideoSink(Sink):
 
     def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None) -> None:
         super().__init__(uri, fps)
-        self.path = Path(path if path is not None else uri)
+        self.path = Path(path) if path is not None else _file_path(uri)
         self._w: Any = None
         self._tmp = self.path.with_name("." + self.path.stem + ".partial" + self.path.suffix)
 
@@ -166,6 +175,7 @@ class DisplaySink(Sink):
     """``display://N``: an OpenCV window (needs a GUI-enabled OpenCV and a display)."""
 
     scheme = "display"
+    example = "display://0"
 
     def __init__(self, uri: str, fps: float = 30.0, title: str = "jetson-deploy") -> None:
         super().__init__(uri, fps)
@@ -195,26 +205,3 @@ class DisplaySink(Sink):
             require("cv2").destroyWindow(self.title)
         except Exception:
             pass
-
-
-def open_sink(uri: Any, fps: float = 30.0) -> "Sink":
-    """Make the sink for ``uri``: ``null://``, ``display://N``, ``*.jsonl``, a video file."""
-    if isinstance(uri, Sink):
-        return uri
-    if uri is None:
-        return NullSink("null://", fps)
-    uri = str(uri)
-    if uri.startswith("null:"):
-        return NullSink(uri, fps)
-    if uri.startswith("display:"):
-        return DisplaySink(uri, fps)
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    if "://" in path:
-        raise BadInput("sink {}: use display://0, null://, a .jsonl file or a video file (.mp4/.avi)".format(uri))
-    p = Path(path)
-    if p.suffix.lower() == ".jsonl":
-        return JsonlSink(uri, fps, path=p)
-    if p.suffix.lower() in VIDEO_EXTS:
-        return VideoSink(uri, fps, path=p)
-    raise BadInput("sink {}: unknown file type {!r}; use .jsonl or a video file ({})".format(
-        uri, p.suffix, ", ".join(sorted(VIDEO_EXTS))))

@@ -1,46 +1,47 @@
-"""Frame sources addressed by URI: the Source template, its frames and buffers, URI dispatch.
+"""The frame source template: :class:`Source`, its :class:`Frame` and :class:`BufferPool`.
 
-Implementations live beside it: ``local_sources`` (synthetic, images), ``opencv_sources``
-(video files, V4L2, CSI, RTSP, GStreamer); ``capture`` runs a source on its own thread.
-
-URIs (DESIGN.md, CLI contract)::
-
-    csi://0?width=1280&height=720&fps=30&flip=0     Jetson CSI camera (nvarguscamerasrc, GStreamer)
-    v4l2:///dev/video0?width=640&height=480&fps=30   USB/V4L2 camera
-    rtsp://host:554/stream                           network stream (hw decode on Jetson, FFmpeg elsewhere)
-    gst://<pipeline ending in appsink>               your own GStreamer pipeline
-    clip.mp4 | file://clip.mp4                       video file
-    frames/ | image.jpg                              folder of images (sorted by name) or one image
-    synthetic://1280x720[@30][?frames=N&seed=S&pool=K]   generated shapes (jetson_deploy.demo)
+This is the base every source imports, and it imports none of them.  Implementations live
+beside it: ``local_sources`` (synthetic, images), ``opencv_sources`` (video files, V4L2, CSI,
+RTSP, GStreamer); ``registry`` maps URI schemes to them (``open_source``); ``capture`` runs a
+source on its own thread.
 
 Template method (jetson-inference / Polygraphy style): :meth:`Source.capture` holds the guards
-and bookkeeping; subclasses write ``open_impl`` / ``read_impl`` / ``close_impl``.  ``capture()``
+and bookkeeping; subclasses write ``open_impl`` / ``read_impl`` / ``close_impl`` and, when their
+URI carries more than ``?key=value`` options, :meth:`Source.options_from_uri`.  ``capture()``
 returns None at the end of the stream or on a timeout; ``is_streaming`` then says which.
 
 Live sources (cameras, RTSP, paced synthetic) have ``live = True``: when inference is slower than
-the source, :class:`CaptureThread` drops the *oldest* queued frame (counted).  Files never drop:
-the capture thread waits for room instead.
+the source, :class:`~jetson_deploy.media.capture.CaptureThread` drops the *oldest* queued frame
+(counted).  Files never drop: the capture thread waits for room instead.
 """
 import logging
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Deque, Dict, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
 from .._lazy import require
-from ..errors import BadInput
 
-log = logging.getLogger("jetson_deploy.media")
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def _cv2() -> Any:
     return require("cv2", "video and camera I/O")
+
+
+def query_options(query: str) -> "Dict[str, Any]":
+    """``a=1&b=x`` as ``{"a": "1", "b": "x"}`` (values stay strings; sources convert them)."""
+    return dict(parse_qsl(query, keep_blank_values=True))
+
+
+def uri_path(uri: str) -> str:
+    """The file path a ``file://PATH`` or plain ``PATH`` URI names."""
+    return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
 class Frame:
@@ -193,6 +194,11 @@ class Source:
         return buf.array, buf, self._pool
 
     # ---- hooks ---------------------------------------------------------------------------
+    @classmethod
+    def options_from_uri(cls, uri: str) -> "Dict[str, Any]":
+        """The options a URI of this source's scheme carries (default: its ``?key=value`` query)."""
+        return query_options(urlsplit(uri).query)
+
     def open_impl(self) -> None:
         pass
 
@@ -205,102 +211,3 @@ class Source:
     def describe(self) -> "Dict[str, Any]":
         return {"uri": self.uri, "kind": self.scheme, "live": self.live, "width": self.width,
                 "height": self.height, "fps": self.fps}
-
-
-# ---------------------------------------------------------------------------------------------
-# synthetic
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# URI parsing
-# ---------------------------------------------------------------------------------------------
-def _options(query: str) -> "Dict[str, Any]":
-    out: "Dict[str, Any]" = {}
-    for k, v in parse_qsl(query, keep_blank_values=True):
-        out[k] = v
-    return out
-
-
-def _size(text: str, uri: str) -> "Tuple[int, int, float]":
-    fps = 0.0
-    if "@" in text:
-        text, f = text.split("@", 1)
-        try:
-            fps = float(f)
-        except ValueError:
-            raise BadInput("source {}: fps after @ must be a number".format(uri))
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise BadInput("source {}: size must look like 1280x720 (e.g. synthetic://1280x720@30)".format(uri))
-    if w <= 0 or h <= 0:
-        raise BadInput("source {}: size must be positive".format(uri))
-    return w, h, fps
-
-
-def parse_source_uri(uri: str) -> "Tuple[str, Dict[str, Any]]":
-    """(kind, options) for a source URI; kinds: synthetic csi v4l2 rtsp gst file images."""
-    uri = str(uri)
-    if uri.startswith("gst://"):
-        return "gst", {"pipeline": uri[len("gst://"):]}
-    if uri.startswith(("rtsp://", "rtsps://")):
-        return "rtsp", {}
-    if uri.startswith("synthetic://"):
-        parts = urlsplit(uri)
-        opts = _options(parts.query)
-        w, h, fps = _size(parts.netloc + parts.path, uri)
-        opts.update(width=w, height=h, fps=opts.get("fps", fps))
-        return "synthetic", opts
-    if uri.startswith("csi://"):
-        parts = urlsplit(uri)
-        opts = _options(parts.query)
-        try:
-            opts["sensor"] = int(parts.netloc or (parts.path.strip("/") or 0))
-        except ValueError:
-            raise BadInput("source {}: csi://N takes a sensor number".format(uri))
-        return "csi", opts
-    if uri.startswith("v4l2://"):
-        parts = urlsplit(uri)
-        opts = _options(parts.query)
-        dev = parts.path or "/dev/video0"
-        if parts.netloc:
-            dev = "/dev/video" + parts.netloc if parts.netloc.isdigit() else "/" + parts.netloc + dev
-        opts["device"] = dev
-        return "v4l2", opts
-    if uri.startswith("/dev/video"):
-        return "v4l2", {"device": uri}
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    if "://" in path:
-        raise BadInput("source {}: unknown scheme; use csi://, v4l2://, rtsp://, gst://, synthetic://, a video file or an image folder".format(uri))
-    p = Path(path)
-    if p.is_dir() or p.suffix.lower() in IMAGE_EXTS:
-        return "images", {"path": p}
-    return "file", {"path": p}
-
-
-def open_source(uri: Any, **options: Any) -> "Source":
-    """Make (not yet open) the source for ``uri``; extra keyword options override URI ones."""
-    from .local_sources import ImageSource, SyntheticSource
-    from .opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, VideoFileSource
-
-    if isinstance(uri, Source):
-        return uri
-    kind, opts = parse_source_uri(str(uri))
-    opts.update({k: v for k, v in options.items() if v is not None})
-    uri = str(uri)
-    if kind == "synthetic":
-        return SyntheticSource(uri, opts)
-    if kind == "images":
-        return ImageSource(uri, opts, path=opts.pop("path"))
-    if kind == "file":
-        return VideoFileSource(uri, opts, path=opts.pop("path"))
-    if kind == "csi":
-        return CSISource(uri, opts, sensor=int(opts.pop("sensor", 0)))
-    if kind == "v4l2":
-        return V4L2Source(uri, opts, device=opts.pop("device"))
-    if kind == "rtsp":
-        return RTSPSource(uri, opts)
-    if kind == "gst":
-        return GstSource(uri, opts, pipeline=opts.pop("pipeline"))
-    raise BadInput("unknown source {}".format(uri))  # pragma: no cover

@@ -422,8 +422,7 @@ def run_pipeline(
     ``torch.cuda.set_sync_debug_mode`` (torch CUDA path).  ``engine`` overrides the bundle's engine
     (tests, benchmarks).
     """
-    from ..media.sinks import open_sink
-    from ..media.sources import open_source
+    from ..media import open_sink, open_source
     from .backends import create_engine
 
     b = load_bundle(bundle_or_path, verify=verify)
