@@ -462,34 +462,43 @@ class PycudaExecutor(Executor):
         self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
-        self.dev_out: "List[Dict[str, Any]]" = []
-        self.host_out: "List[Dict[str, np.ndarray]]" = []
-        for _ in range(self.depth):
-            d: "Dict[str, Any]" = {}
-            h: "Dict[str, np.ndarray]" = {}
-            for t in engine.outputs:
-                oshape = tuple(max(int(s), 1) for s in t.shape)
-                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
-                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
-            self.dev_out.append(d)
-            self.host_out.append(h)
+        self.dev_out, self.host_out = self._alloc_outputs()
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
         self._inflight: "List[Optional[Prepared]]" = [None] * self.depth
-        # One CUDA graph per slot (its buffers are fixed) where the engine can capture one
-        # (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there.
         self.graphs: "List[Any]" = []
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
-            try:
-                for k in range(self.depth):
-                    self.graphs.append(engine.capture_graph(self._bindings(k, int(self.dev_in[k])),
-                                                            self.compute_stream.handle))
-            except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
-                self.graphs = []
-                self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._capture_graphs()
         self.graph = bool(self.graphs)
+
+    def _alloc_outputs(self) -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
+        """Per slot: device output buffers, and the pinned host buffers they are copied back into."""
+        cuda = self.cuda
+        dev_out: "List[Dict[str, Any]]" = []
+        host_out: "List[Dict[str, np.ndarray]]" = []
+        for _ in range(self.depth):
+            d: "Dict[str, Any]" = {}
+            h: "Dict[str, np.ndarray]" = {}
+            for t in self.engine.outputs:
+                oshape = tuple(max(int(s), 1) for s in t.shape)
+                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
+                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
+            dev_out.append(d)
+            host_out.append(h)
+        return dev_out, host_out
+
+    def _capture_graphs(self) -> None:
+        """One CUDA graph per slot (its buffers are fixed) where the engine can capture one
+        (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there."""
+        try:
+            for k in range(self.depth):
+                self.graphs.append(self.engine.capture_graph(self._bindings(k, int(self.dev_in[k])),
+                                                             self.compute_stream.handle))
+        except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
+            self.graphs = []
+            self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     def _bindings(self, slot: int, in_ptr: int) -> "Dict[str, int]":
         b = {self.input_name: in_ptr}
