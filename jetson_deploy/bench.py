@@ -10,37 +10,17 @@
 ``ratio = pipeline_fps / engine_fps``.
 """
 import time
+from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
-import numpy as np
-
 from .runtime.metrics import percentiles
+from .runtime.options import OutputOptions, RunOptions, SourceOptions, split_options
 
 
-def _sync_fn(executor: Any) -> Any:
-    cs = getattr(executor, "compute_stream", None)
-    if cs is None:
-        return lambda: None
-    return cs.synchronize
-
-
-def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: int = 10,
+def engine_only(executor: Any, iterations: int, warmup: int = 10,
                 latency_iterations: "Optional[int]" = None) -> "Dict[str, Any]":
     """Throughput (back-to-back, one sync at the end) and per-call latency (sync after each)."""
-    step = getattr(executor, "engine_only_step", None)
-    if step is None:  # CPU engine: synchronous host inference on a preprocessed input
-        from .preprocess import preprocess
-
-        frame = np.random.RandomState(0).randint(0, 256, size=(spec.height, spec.width, 3), dtype=np.uint8)
-        x = preprocess(frame, spec)[None]
-        if engine.inputs and np.dtype(engine.inputs[0].dtype) != x.dtype:
-            x = x.astype(engine.inputs[0].dtype)
-        feeds = {engine.inputs[0].name if engine.inputs else spec.input_name: x}
-
-        def step() -> None:
-            engine.infer(feeds)
-
-    sync = _sync_fn(executor)
+    step, sync = executor.engine_only_step, executor.synchronize
     for _ in range(warmup):
         step()
     sync()
@@ -58,47 +38,59 @@ def engine_only(executor: Any, engine: Any, spec: Any, iterations: int, warmup: 
     return {"fps": round(iterations / dt, 3), "seconds": round(dt, 4), "latency_ms": percentiles(lats)}
 
 
-def run_bench(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, memory: str = "auto",
-              iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", depth: int = 3,
-              cuda_graph: bool = True, sync_debug: "Optional[str]" = None, engine: Any = None,
-              source_options: "Optional[Dict[str, Any]]" = None, engine_options: "Optional[Dict[str, Any]]" = None,
-              output_thread: "Optional[bool]" = None, mapped_out: bool = True) -> "Dict[str, Any]":
-    """Both measurements on one engine and executor; returns the ``bench --json`` object."""
+def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", *,
+              options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None, engine: Any = None,
+              **flat: Any) -> "Dict[str, Any]":
+    """Both measurements on one engine and executor; returns the ``bench --json`` object.
+
+    ``options`` / ``inputs``: as for :func:`~jetson_deploy.runtime.pipeline.run_pipeline`, and flat
+    keywords named after their fields override them (``backend=``, ``memory=``, ``sync_debug=``...).
+    """
     from .media import open_sink, open_source
     from .runtime.backends import create_engine
     from .runtime.pipeline import Pipeline, load_bundle, make_executor
 
-    b = load_bundle(bundle, verify=True)
+    opts, ins, _ = split_options(options, inputs, **flat)
+    b = load_bundle(bundle, verify=opts.verify)
     spec = b.spec
-    eng = engine if engine is not None else create_engine(b, backend=backend, device=device, **(engine_options or {}))
+    eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device,
+                                                          **opts.engine_options)
     eng.activate()
     ex = None
     try:
-        ex = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, mapped_out=mapped_out)
+        ex = make_executor(eng, spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph, topk=opts.topk,
+                           **opts.executor_options)
 
         def pipeline_run(n: int, debug: "Optional[str]") -> Any:
-            src = open_source(source, **(source_options or {}))
-            pipe = Pipeline(eng, spec, src, [open_sink("null://")], executor=ex, metrics_interval=0, printer=None,
-                            sync_debug=debug, labels=b.labels, output_thread=output_thread)
+            src = open_source(source, **ins.options)
+            pipe = Pipeline(eng, spec, src, [open_sink("null://")], ex, options=replace(opts, sync_debug=debug),
+                            inputs=ins, outputs=OutputOptions(metrics_interval=0), labels=b.labels)
             try:
                 return pipe.run(max_frames=n)
             finally:
                 src.close()
 
         # the warm-up pipeline run also sets the executor up for the source's frame size
-        pipeline_run(max(warmup, 2 * depth), None)
-        e1 = engine_only(ex, eng, spec, iterations, warmup=warmup)
-        p = pipeline_run(iterations, sync_debug)
-        e2 = engine_only(ex, eng, spec, iterations, warmup=warmup)
+        pipeline_run(max(warmup, 2 * opts.depth), None)
+        e1 = engine_only(ex, iterations, warmup=warmup)
+        p = pipeline_run(iterations, opts.sync_debug)
+        e2 = engine_only(ex, iterations, warmup=warmup)
     finally:
         if ex is not None:
             ex.close()
         eng.deactivate()
+    return _report(b, bundle, eng, ex, source, iterations, opts.sync_debug, (e1, e2), p)
+
+
+def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int, sync_debug: "Optional[str]",
+            engine_runs: "Any", p: Any) -> "Dict[str, Any]":
+    """The ``bench --json`` object; the better engine-only run is the reference."""
+    e1, e2 = engine_runs
     e_best = e1 if e1["fps"] >= e2["fps"] else e2
     engine_fps = e_best["fps"]
     res: "Dict[str, Any]" = {
-        "backend": getattr(eng, "backend", backend),
-        "executor": ex.describe() if ex is not None else {},
+        "backend": eng.backend,
+        "executor": ex.describe(),
         "source": source,
         "iterations": iterations,
         "engine_fps": engine_fps,
@@ -109,7 +101,7 @@ def run_bench(bundle: Any, backend: str = "auto", device: "Optional[str]" = None
         "pipeline": {"fps": round(p.fps, 3), "frames": p.frames, "latency_ms": p.latency_ms, "dropped": p.dropped,
                      "host_ms_per_frame": round(p.host_ms_per_frame, 4), "seconds": round(p.seconds, 4),
                      "wait_ms_per_frame": p.wait_ms_per_frame},
-        "bundle": str(getattr(b, "source", bundle)),
+        "bundle": str(b.source),
     }
     if p.syncs is not None:
         res["syncs"] = p.syncs

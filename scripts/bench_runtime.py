@@ -109,10 +109,8 @@ def agreement(bundle, n=64):
     from jetson_deploy.runtime.pipeline import run_pipeline
 
     src = "synthetic://1280x720?seed=11&pool=32&frames={}".format(n)
-    a = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0,
-                     printer=lambda m: None)
-    b = run_pipeline(bundle, src, "null://", backend="onnxruntime", keep_results=True, metrics_interval=0,
-                     printer=lambda m: None)
+    a = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0)
+    b = run_pipeline(bundle, src, "null://", backend="onnxruntime", keep_results=True, metrics_interval=0)
     same = sum(1 for x, y in zip(a.results, b.results) if x["label"] == y["label"])
     dscore = max(abs(x["score"] - y["score"]) for x, y in zip(a.results, b.results))
     return {"frames": len(a.results), "top1_agreement": same / float(len(a.results)), "max_score_diff": round(dscore, 5),
@@ -124,7 +122,7 @@ def live(bundle, n=300):
     from jetson_deploy.runtime.pipeline import run_pipeline
 
     s = run_pipeline(bundle, "synthetic://1280x720@60", "null://", backend="torch", device="cuda", max_frames=n,
-                     metrics_interval=0, printer=lambda m: None)
+                     metrics_interval=0)
     return {"frames": s.frames, "fps": round(s.fps, 2), "latency_ms": s.latency_ms, "dropped": s.dropped,
             "host_ms_per_frame": round(s.host_ms_per_frame, 4)}
 
@@ -178,7 +176,7 @@ def main():
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
             attempt(model, "torch-cuda graph, D2H copy-out", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                mapped_out=False))
+                executor_options={"mapped_out": False}))
             attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
                 sync_debug="error"))

@@ -201,8 +201,7 @@ def test_pipeline_ends_on_stall_with_message(tmp_path):
 
     b = make_bundle(tmp_path / "b")
     t0 = time.perf_counter()
-    s = run_pipeline(b, _ListSource(100, live=True, stall_after=3), "null://", backend="onnxruntime", stall_timeout=0.3,
-                     printer=lambda m: None)
+    s = run_pipeline(b, _ListSource(100, live=True, stall_after=3), "null://", backend="onnxruntime", stall_timeout=0.3)
     assert s.frames == 3 and "stalled" in s.end_reason
     assert time.perf_counter() - t0 < 5
 
@@ -323,7 +322,6 @@ def test_pipeline_waits_for_a_reconnecting_rtsp_source(tmp_path):
     src = RTSPSource("rtsp://cam/s", {"backoff": "0.4", "reconnects": "3", "gstreamer": False})
     caps = [_FakeCap(2), _FakeCap(3)]
     src._open_capture = lambda: caps.pop(0) if caps else _FakeCap(0, opened=False)
-    s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", backend="onnxruntime", stall_timeout=0.2,
-                     printer=lambda m: None)
+    s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", backend="onnxruntime", stall_timeout=0.2)
     assert s.frames == 5 and src.reconnects == 1  # recovered after a 0.4 s backoff > 0.2 s stall timeout
     assert "gave up" in s.end_reason

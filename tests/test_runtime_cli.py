@@ -83,3 +83,13 @@ def test_help_texts():
     for cmd in ("run", "bench"):
         r = _invoke([cmd, "--help"])
         assert r.exit_code == 0 and "--backend" in r.stdout
+
+
+def test_run_metrics_lines_on_stderr_and_interval_0_silences(bundle):
+    args = ["run", str(bundle), "--source", "synthetic://64x48@400", "--backend", "onnxruntime", "--max-frames", "40"]
+    r = _invoke(args + ["--interval", "0.02"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("frames ")]
+    assert lines and all("FPS | latency p50" in ln and "| dropped" in ln for ln in lines)
+    r = _invoke(args + ["--interval", "0"])
+    assert r.exit_code == 0 and not [ln for ln in r.stderr.splitlines() if ln.startswith("frames ")]

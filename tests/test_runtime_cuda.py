@@ -27,7 +27,7 @@ def _rows(p):
 def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph, mapped_out):
     seq = write_color_video(tmp_path / "c.avi", n=24, w=320, h=240)
     s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                     cuda_graph=graph, sync_debug="error", printer=lambda m: None,
+                     cuda_graph=graph, sync_debug="error",
                      executor_options={"mapped_out": mapped_out})
     assert s.executor["mapped_out"] is mapped_out
     assert s.frames == 24 and s.executor["executor"] == "torch-cuda" and s.executor["cuda_graph"] is graph
@@ -37,7 +37,7 @@ def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph,
 
 def test_torch_cuda_synthetic_every_sink(bundle, tmp_path):
     s = run_pipeline(bundle, "synthetic://1280x720", [str(tmp_path / "a.avi"), str(tmp_path / "a.jsonl"), "null://"],
-                     backend="torch", device="cuda", max_frames=20, sync_debug="error", printer=lambda m: None)
+                     backend="torch", device="cuda", max_frames=20, sync_debug="error")
     assert s.frames == 20 and len(_rows(tmp_path / "a.jsonl")) == 20
 
 
@@ -50,7 +50,7 @@ def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
     try:
         for mem in ("pycuda-pinned", "pycuda-mapped"):
             s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                             memory=mem, printer=lambda m: None)
+                             memory=mem)
             assert s.executor["memory"] == mem and s.frames == 15
             assert s.executor["cuda_graph"] is (mem == "pycuda-pinned")  # per-slot graphs; mapped inputs move
             assert [r["label"] for r in _rows(tmp_path / "p.jsonl")] == seq

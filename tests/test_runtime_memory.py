@@ -81,8 +81,7 @@ def _run(bundle, tmp_path, memory, busy_gpu=False, monkeypatch=None, integrated=
     seq = write_color_video(tmp_path / "c.avi", n=12)
     eng = _engine(bundle)
     try:
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, memory=memory, depth=3,
-                         printer=lambda m: None)
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, memory=memory, depth=3)
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]

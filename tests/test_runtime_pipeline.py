@@ -1,5 +1,6 @@
 """The frame loop end to end on the CPU (ONNX Runtime): every source kind that runs here, every sink."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,24 @@ def bundle(tmp_path_factory):
     return make_bundle(tmp_path_factory.mktemp("rt") / "colors-1.0.0")
 
 
+@pytest.fixture
+def metric_lines():
+    """The metrics log lines of a run (a handler on the logger itself: the CLI stops propagation)."""
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("jetson_deploy.runtime.metrics")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def _rows(path: Path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
@@ -35,8 +54,7 @@ def _count_frames(path: Path) -> int:
 def test_video_file_to_every_sink(bundle, tmp_path):
     seq = write_color_video(tmp_path / "clip.avi", n=18)
     out_v, out_j = tmp_path / "annotated.avi", tmp_path / "pred.jsonl"
-    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), [str(out_v), str(out_j), "null://"], backend="onnxruntime",
-                     printer=lambda m: None)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), [str(out_v), str(out_j), "null://"], backend="onnxruntime")
     assert s.frames == 18 and s.dropped == 0 and s.backend == "onnxruntime"
     rows = _rows(out_j)
     assert [r["index"] for r in rows] == list(range(18))
@@ -50,7 +68,7 @@ def test_video_file_to_every_sink(bundle, tmp_path):
 
 def test_annotated_video_has_overlay(bundle, tmp_path):
     write_color_video(tmp_path / "clip.avi", n=3)
-    run_pipeline(bundle, str(tmp_path / "clip.avi"), str(tmp_path / "out.avi"), backend="onnxruntime", printer=lambda m: None)
+    run_pipeline(bundle, str(tmp_path / "clip.avi"), str(tmp_path / "out.avi"), backend="onnxruntime")
     cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
     ok, img = cap.read()
     assert ok
@@ -61,7 +79,7 @@ def test_annotated_video_has_overlay(bundle, tmp_path):
 
 def test_image_folder_source_names(bundle, tmp_path):
     seq = write_color_images(tmp_path / "imgs", n=6)
-    s = run_pipeline(bundle, str(tmp_path / "imgs"), str(tmp_path / "p.jsonl"), backend="onnxruntime", printer=lambda m: None)
+    s = run_pipeline(bundle, str(tmp_path / "imgs"), str(tmp_path / "p.jsonl"), backend="onnxruntime")
     rows = _rows(tmp_path / "p.jsonl")
     assert s.frames == 6
     assert [r["source"] for r in rows] == ["img_{:03d}.png".format(i) for i in range(6)]
@@ -71,7 +89,7 @@ def test_image_folder_source_names(bundle, tmp_path):
 @pytest.mark.parametrize("sink", ["null://", "out.jsonl", "out.avi", "out.mp4"])
 def test_synthetic_source_each_sink(bundle, tmp_path, sink):
     target = sink if sink == "null://" else str(tmp_path / sink)
-    s = run_pipeline(bundle, "synthetic://80x60?seed=3", target, backend="onnxruntime", max_frames=12, printer=lambda m: None)
+    s = run_pipeline(bundle, "synthetic://80x60?seed=3", target, backend="onnxruntime", max_frames=12)
     assert s.frames == 12 and s.end_reason.startswith("max frames")
     if sink.endswith(".jsonl"):
         rows = _rows(target)
@@ -83,7 +101,7 @@ def test_synthetic_source_each_sink(bundle, tmp_path, sink):
 def test_max_frames_and_keep_results(bundle, tmp_path):
     seq = write_color_video(tmp_path / "clip.avi", n=18)
     s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", backend="onnxruntime", max_frames=5,
-                     keep_results=True, printer=lambda m: None)
+                     keep_results=True)
     assert s.frames == 5 and [r["label"] for r in s.results] == seq[:5]
 
 
@@ -94,7 +112,7 @@ def test_slow_engine_on_live_source_drops_oldest(bundle):
 
     slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.03)
     s = run_pipeline(bundle, "synthetic://32x24@200", "null://", max_frames=15, engine=slow, queue_size=2,
-                     keep_results=True, printer=lambda m: None)
+                     keep_results=True)
     assert s.frames == 15
     assert s.dropped > 0
     idx = [r["index"] for r in s.results]
@@ -102,14 +120,14 @@ def test_slow_engine_on_live_source_drops_oldest(bundle):
     assert s.captured >= s.frames + s.dropped
 
 
-def test_periodic_metrics_show_live_drops(bundle):
+def test_periodic_metrics_show_live_drops(bundle, metric_lines):
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
 
-    lines = []
     slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.02)
     s = run_pipeline(bundle, "synthetic://32x24@300", "null://", max_frames=12, engine=slow, queue_size=1,
-                     metrics_interval=0.05, printer=lines.append)
+                     metrics_interval=0.05)
+    lines = metric_lines
     assert s.dropped > 0 and lines
     assert int(lines[-1].rsplit("dropped", 1)[1]) > 0  # the running count, not only the final summary
 
@@ -120,8 +138,7 @@ def test_slow_engine_on_file_never_drops(bundle, tmp_path):
 
     seq = write_color_video(tmp_path / "clip.avi", n=12)
     slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.01)
-    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", engine=slow, queue_size=1, keep_results=True,
-                     printer=lambda m: None)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", engine=slow, queue_size=1, keep_results=True)
     assert s.dropped == 0 and s.frames == 12 and [r["label"] for r in s.results] == seq
 
 
@@ -157,14 +174,14 @@ def test_failed_run_publishes_no_output(bundle, tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         run_pipeline(bundle, "synthetic://32x24", [str(tmp_path / "p.jsonl"), str(tmp_path / "v.avi"), Boom("boom://")],
-                     backend="onnxruntime", max_frames=10, printer=lambda m: None)
+                     backend="onnxruntime", max_frames=10)
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "v.avi").exists()
 
 
-def test_metrics_lines_printed(bundle):
-    lines = []
+def test_metrics_lines_logged(bundle, metric_lines):
     s = run_pipeline(bundle, "synthetic://32x24@400", "null://", backend="onnxruntime", max_frames=40,
-                     metrics_interval=0.02, printer=lines.append)
+                     metrics_interval=0.02)
+    lines = metric_lines
     assert s.frames == 40
     assert lines and all("FPS" in ln and "dropped" in ln and "p95" in ln for ln in lines)
 
@@ -173,11 +190,10 @@ def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
     pytest.importorskip("torch")
     b = make_bundle(tmp_path / "b", pt2=True)
     seq = write_color_video(tmp_path / "clip.avi", n=9)
-    s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), backend="torch", device="cpu",
-                     printer=lambda m: None)
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), backend="torch", device="cpu")
     assert s.backend == "torch" and s.frames == 9
     assert [r["label"] for r in _rows(tmp_path / "t.jsonl")] == seq
-    s2 = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "o.jsonl"), backend="onnxruntime", printer=lambda m: None)
+    s2 = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "o.jsonl"), backend="onnxruntime")
     a = [r["score"] for r in _rows(tmp_path / "t.jsonl")]
     o = [r["score"] for r in _rows(tmp_path / "o.jsonl")]
     assert s2.frames == 9 and np.allclose(a, o, atol=1e-4)
@@ -189,7 +205,7 @@ def test_segment_task_end_to_end(tmp_path):
     b = make_segment_bundle(tmp_path / "seg")
     seq = write_color_video(tmp_path / "clip.avi", n=9)
     s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "seg.avi"), str(tmp_path / "seg.jsonl")],
-                     backend="onnxruntime", printer=lambda m: None)
+                     backend="onnxruntime")
     rows = _rows(tmp_path / "seg.jsonl")
     assert s.frames == 9 and [r["label"] for r in rows] == seq
     assert all(r["task"] == "segment" and list(r["classes"].values()) == [1.0] for r in rows)
@@ -204,7 +220,7 @@ def test_detect_task_end_to_end(tmp_path):
     b = make_detect_bundle(tmp_path / "det")
     write_color_video(tmp_path / "clip.avi", n=4, w=64, h=48)
     s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "det.avi"), str(tmp_path / "det.jsonl")],
-                     backend="onnxruntime", printer=lambda m: None)
+                     backend="onnxruntime")
     rows = _rows(tmp_path / "det.jsonl")
     assert s.frames == 4 and all(r["task"] == "detect" for r in rows)
     dets = rows[0]["detections"]

@@ -34,7 +34,7 @@ def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
         # no CUDA graphs: the doubles' stream handles are not real streams (on a GPU machine torch would
         # be handed a fake cudaStream_t to capture on)
         s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
-                         memory=memory, cuda_graph=False, printer=lambda m: None)
+                         memory=memory, cuda_graph=False)
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]

@@ -244,7 +244,7 @@ def test_frame_pipeline_on_the_tensorrt_backend(monkeypatch, tmp_path, gen, memo
     bdir = make_bundle(tmp_path / "colors-1.0.0")
     seq = write_color_video(tmp_path / "c.avi", n=9)
     s = run_pipeline(str(bdir), str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="tensorrt", memory=memory,
-                     depth=3, printer=lambda m: None, engine_options={"cache_dir": str(tmp_path / "cache")})
+                     depth=3, engine_options={"cache_dir": str(tmp_path / "cache")})
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == seq and s.frames == 9
     assert s.executor["memory"] == memory

@@ -8,6 +8,10 @@ from ._options import backend_option, json_option
 MEMORY = ["auto", "numpy", "torch", "pycuda", "pycuda-pinned", "pycuda-mapped"]
 
 
+def _engine_options(threads):
+    return {"threads": threads} if threads else {}
+
+
 def _device_option():
     return click.option("--device", default=None, help="Device for the engine, e.g. cuda:0 or cpu (default: the backend's choice).")
 
@@ -53,15 +57,14 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
     p50/p95/p99, dropped frames) go to stderr every --interval seconds, and a summary at the end
     (one JSON object on stdout with --json).
     """
-    from ..runtime.metrics import stderr_printer
+    from ..runtime.options import OutputOptions, RunOptions, SourceOptions
     from ..runtime.pipeline import run_pipeline
 
-    summary = run_pipeline(
-        bundle, source, list(sinks), backend=backend, max_frames=max_frames, device=device, memory=memory, depth=depth,
-        cuda_graph=cuda_graph, queue_size=queue_size, topk=topk, metrics_interval=interval,
-        printer=stderr_printer if interval > 0 else (lambda m: None), stall_timeout=stall_timeout,
-        engine_options={"threads": threads} if threads else None, sync_debug=sync_debug,
-    )
+    options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph, topk=topk,
+                         max_frames=max_frames, sync_debug=sync_debug, engine_options=_engine_options(threads))
+    inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout)
+    summary = run_pipeline(bundle, source, list(sinks), options=options, inputs=inputs,
+                           outputs=OutputOptions(metrics_interval=interval))
     d = summary.to_dict()
     if as_json:
         click.echo(json.dumps(d, sort_keys=True))
@@ -95,10 +98,11 @@ def bench(bundle, backend, device, memory, threads, iterations, warmup, source, 
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
+    from ..runtime.options import RunOptions
 
-    res = run_bench(bundle, backend=backend, device=device, memory=memory, iterations=iterations, warmup=warmup,
-                    source=source, depth=depth, cuda_graph=cuda_graph,
-                    engine_options={"threads": threads} if threads else None)
+    options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph,
+                         engine_options=_engine_options(threads))
+    res = run_bench(bundle, iterations=iterations, warmup=warmup, source=source, options=options)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return

@@ -46,22 +46,26 @@ def _np_name(torch_dtype: Any) -> str:
 
 
 def release_frame(frame: Any) -> None:
-    data = getattr(frame, "data", None)
-    if isinstance(data, Prepared):
-        data.release()
+    """Give a frame's pooled buffers back: its preprocessed input (if any), then the frame."""
+    if isinstance(frame.data, Prepared):
+        frame.data.release()
         frame.data = None
     frame.release()
 
 
 class Executor:
-    """Base: ``depth`` slots; subclasses implement submit/query/wait/outputs."""
+    """Base: ``depth`` slots; subclasses implement submit/query/wait/outputs (and engine_only_step)."""
 
     name = "base"
     depth = 1
     #: allocator the source should capture frames into (pinned/mapped for GPU executors)
     frame_allocator: "Optional[HostAllocator]" = None
+    #: counts host synchronisations (pycuda path); the pipeline reports those inside the loop
     sync_counter: "Optional[SyncCounter]" = None
     graph = False
+    #: True when outputs() returns fresh arrays per frame (not reused slot buffers), so
+    #: postprocessing may run on another thread without a copy
+    outputs_owned = False
 
     def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         """Allocate for frames of ``frame_shape`` (H, W, C) before the loop (may capture graphs)."""
@@ -80,6 +84,13 @@ class Executor:
 
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         raise NotImplementedError
+
+    def engine_only_step(self) -> None:
+        """The engine's work alone on an input already where it reads it (bench's reference)."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Block until all enqueued work is done (bench only; never inside the frame loop)."""
 
     def close(self) -> None:
         pass
@@ -111,7 +122,6 @@ class HostExecutor(Executor):
     """Synchronous CPU inference; host preprocessing overlaps it on the capture thread."""
 
     name = "host"
-    #: outputs() returns fresh arrays per frame, so postprocessing may run on another thread
     outputs_owned = True
 
     def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8) -> None:
@@ -123,6 +133,7 @@ class HostExecutor(Executor):
         dtype = engine.inputs[0].dtype if engine.inputs else numpy_dtype(spec)
         self._inputs = _InputPool(NumpyAllocator(), shape, dtype, pool_size)
         self._out: "List[Optional[Dict[str, np.ndarray]]]" = [None] * self.depth
+        self._bench_feeds: "Optional[Dict[str, np.ndarray]]" = None
 
     def prepare(self, frame: Any) -> None:
         p = self._inputs.take()
@@ -138,6 +149,17 @@ class HostExecutor(Executor):
 
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self._out[slot] or {}
+
+    def engine_only_step(self) -> None:
+        """Synchronous host inference on one preprocessed random frame (made once)."""
+        if self._bench_feeds is None:
+            spec = self.spec
+            frame = np.random.RandomState(0).randint(0, 256, size=(spec.height, spec.width, 3), dtype=np.uint8)
+            x = preprocess(frame, spec)[None]
+            if self.engine.inputs and np.dtype(self.engine.inputs[0].dtype) != x.dtype:
+                x = x.astype(self.engine.inputs[0].dtype)
+            self._bench_feeds = {self.input_name: x}
+        self.engine.infer(self._bench_feeds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +245,8 @@ class TorchCudaExecutor(Executor):
         self.device = engine.device
         self.frame_shape: "Optional[Tuple[int, int, int]]" = None
         self._graph: Any = None
+        self._slot_graphs: "List[Any]" = []
+        self._slot_outs: "List[Any]" = []
         self.eager_reason = ""
 
     def _post(self, outs: "Dict[str, Any]") -> "Dict[str, Any]":
@@ -266,8 +290,8 @@ class TorchCudaExecutor(Executor):
             self.compute_stream.synchronize()
             self.static_out = outs
             self._graph = None
-            self._slot_graphs: "List[Any]" = []
-            self._slot_outs: "List[Any]" = []
+            self._slot_graphs = []
+            self._slot_outs = []
             self.host_out = [{k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in outs.items()}
                              for _ in range(self.depth)]
             if self.graph:
@@ -324,8 +348,7 @@ class TorchCudaExecutor(Executor):
         img = frame.image
         if tuple(img.shape) != self.frame_shape:
             self.setup(tuple(img.shape))  # new frame size: re-plan (outside steady state)
-        buf = getattr(frame, "buffer", None)
-        src = getattr(buf, "tensor", None)
+        src = frame.buffer.tensor if frame.buffer is not None else None
         if src is None:  # not captured into pinned memory: one host copy into staging
             src = self.staging[slot]
             np.copyto(src.numpy(), img)
@@ -354,14 +377,17 @@ class TorchCudaExecutor(Executor):
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self.host_np[slot]
 
-    # engine-only work for the benchmark: device-resident frame, same graph, no copies
     def engine_only_step(self) -> None:
+        """Device-resident frame, same graph, no copies."""
         torch = self.torch
         with torch.cuda.stream(self.compute_stream), torch.inference_mode():
             if self._graph is not None:
                 self._graph.replay()
             else:
                 self._step(self.static_in)
+
+    def synchronize(self) -> None:
+        self.compute_stream.synchronize()
 
     def close(self) -> None:
         self._graph = None
@@ -371,8 +397,7 @@ class TorchCudaExecutor(Executor):
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post,
-                 mapped_out=bool(self.mapped_out and getattr(self, "_slot_graphs", None)),
-                 graphs=len(getattr(self, "_slot_graphs", [])))
+                 mapped_out=bool(self.mapped_out and self._slot_graphs), graphs=len(self._slot_graphs))
         if self.eager_reason:
             d["note"] = self.eager_reason
         return d
@@ -437,34 +462,43 @@ class PycudaExecutor(Executor):
         self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
-        self.dev_out: "List[Dict[str, Any]]" = []
-        self.host_out: "List[Dict[str, np.ndarray]]" = []
-        for _ in range(self.depth):
-            d: "Dict[str, Any]" = {}
-            h: "Dict[str, np.ndarray]" = {}
-            for t in engine.outputs:
-                oshape = tuple(max(int(s), 1) for s in t.shape)
-                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
-                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
-            self.dev_out.append(d)
-            self.host_out.append(h)
+        self.dev_out, self.host_out = self._alloc_outputs()
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
         self._inflight: "List[Optional[Prepared]]" = [None] * self.depth
-        # One CUDA graph per slot (its buffers are fixed) where the engine can capture one
-        # (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there.
         self.graphs: "List[Any]" = []
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
-            try:
-                for k in range(self.depth):
-                    self.graphs.append(engine.capture_graph(self._bindings(k, int(self.dev_in[k])),
-                                                            self.compute_stream.handle))
-            except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
-                self.graphs = []
-                self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._capture_graphs()
         self.graph = bool(self.graphs)
+
+    def _alloc_outputs(self) -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
+        """Per slot: device output buffers, and the pinned host buffers they are copied back into."""
+        cuda = self.cuda
+        dev_out: "List[Dict[str, Any]]" = []
+        host_out: "List[Dict[str, np.ndarray]]" = []
+        for _ in range(self.depth):
+            d: "Dict[str, Any]" = {}
+            h: "Dict[str, np.ndarray]" = {}
+            for t in self.engine.outputs:
+                oshape = tuple(max(int(s), 1) for s in t.shape)
+                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
+                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
+            dev_out.append(d)
+            host_out.append(h)
+        return dev_out, host_out
+
+    def _capture_graphs(self) -> None:
+        """One CUDA graph per slot (its buffers are fixed) where the engine can capture one
+        (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there."""
+        try:
+            for k in range(self.depth):
+                self.graphs.append(self.engine.capture_graph(self._bindings(k, int(self.dev_in[k])),
+                                                             self.compute_stream.handle))
+        except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
+            self.graphs = []
+            self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     def _bindings(self, slot: int, in_ptr: int) -> "Dict[str, int]":
         b = {self.input_name: in_ptr}
@@ -521,6 +555,9 @@ class PycudaExecutor(Executor):
             self.graphs[0].replay()
         else:
             self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+
+    def synchronize(self) -> None:
+        self.compute_stream.synchronize()  # bench only: deliberately not counted as an in-loop sync
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()

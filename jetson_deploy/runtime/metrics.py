@@ -1,9 +1,11 @@
 """Throughput and latency bookkeeping for the frame loop (cheap enough to run every frame)."""
-import sys
+import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def percentiles(samples: "Sequence[float]", qs: "Sequence[float]" = (50, 95, 99)) -> "Dict[str, float]":
@@ -15,16 +17,14 @@ def percentiles(samples: "Sequence[float]", qs: "Sequence[float]" = (50, 95, 99)
 
 
 class Metrics:
-    """Frames, FPS, latency percentiles, drops; prints a line every ``interval`` seconds.
+    """Frames, FPS, latency percentiles, drops; logs a line (INFO) every ``interval`` seconds (0: never).
 
     Latency samples are kept in a bounded reservoir (``max_samples``, uniform over the run), so a
     camera running for days keeps constant memory.
     """
 
-    def __init__(self, interval: float = 5.0, printer: "Optional[Callable[[str], None]]" = None,
-                 max_samples: int = 200000, seed: int = 0) -> None:
+    def __init__(self, interval: float = 5.0, max_samples: int = 200000, seed: int = 0) -> None:
         self.interval = interval
-        self.printer = printer
         self.max_samples = max_samples
         self.frames = 0
         self.dropped = 0
@@ -71,14 +71,14 @@ class Metrics:
         return self.frames / dt if dt > 0 else 0.0
 
     def report(self) -> None:
-        if self.printer is None:
-            return
-        p = percentiles(self.samples[-1000:])
         self.reports += 1
         if self.dropped_fn is not None:
             self.dropped = int(self.dropped_fn())
-        self.printer("frames {} | {:.1f} FPS | latency p50 {:.2f} ms p95 {:.2f} ms p99 {:.2f} ms | dropped {}".format(
-            self.frames, self.window_fps, p["p50"], p["p95"], p["p99"], self.dropped))
+        if not log.isEnabledFor(logging.INFO):
+            return
+        p = percentiles(self.samples[-1000:])
+        log.info("frames %d | %.1f FPS | latency p50 %.2f ms p95 %.2f ms p99 %.2f ms | dropped %d",
+                 self.frames, self.window_fps, p["p50"], p["p95"], p["p99"], self.dropped)
 
     @property
     def elapsed(self) -> float:
@@ -90,8 +90,3 @@ class Metrics:
     def summary(self) -> "Dict[str, Any]":
         return {"frames": self.frames, "fps": round(self.fps(), 3), "seconds": round(self.elapsed, 4),
                 "latency_ms": percentiles(self.samples), "dropped": self.dropped}
-
-
-def stderr_printer(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()

@@ -13,20 +13,27 @@ Results are post-processed and handed to the sinks a frame or more after submiss
 
 Never hangs: the capture thread has a bounded queue and the loop polls it with timeouts; a source
 that stops delivering for ``stall_timeout`` seconds ends the run with a message; Ctrl-C ends it
-cleanly with a summary.
+cleanly with a summary.  Periodic metrics are INFO records of ``jetson_deploy.runtime.metrics``.
 """
 import logging
-import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
-from .metrics import Metrics, stderr_printer
-from .postprocess import Postprocessor, Result
+from .engine import Engine
+from .executors import Executor, HostExecutor, PycudaExecutor, TorchCudaExecutor, release_frame
+from .memory import SyncCounter
+from .metrics import Metrics
+from .options import OutputOptions, RunOptions, SourceOptions, split_options
+from .postprocess import Postprocessor
 
-log = logging.getLogger("jetson_deploy.runtime")
+__all__ = ["OutputOptions", "Pipeline", "RunOptions", "RunSummary", "SourceOptions", "load_bundle", "make_executor",
+           "run_pipeline"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,10 +90,8 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     CPU engines -> numpy), ``numpy``, ``torch`` / ``torch-pinned``, ``pycuda`` (pinned, or mapped on an
     integrated GPU), ``pycuda-pinned``, ``pycuda-mapped``.
     """
-    from .executors import HostExecutor, PycudaExecutor, TorchCudaExecutor
-
-    backend = getattr(engine, "backend", "")
-    gpu = bool(getattr(engine, "is_gpu", False))
+    backend = engine.backend
+    gpu = bool(engine.is_gpu)
     if memory == "auto":
         if backend == "torch" and gpu:
             memory = "torch"
@@ -106,34 +111,52 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
 
 
-class Pipeline:
-    """Source -> engine -> sinks with a ring of in-flight frames.  Use :func:`run_pipeline`."""
+class _Loop:
+    """The frame loop's state: the ring of in-flight ``(slot, frame)``, the free slots, the clocks."""
 
-    def __init__(self, engine: Any, spec: Any, source: Any, sinks: "Sequence[Any]", executor: Any = None,
-                 queue_size: int = 4, metrics_interval: float = 5.0, printer: "Optional[Callable[[str], None]]" = None,
-                 topk: int = 5, stall_timeout: float = 10.0, keep_results: bool = False,
-                 on_result: "Optional[Callable[[Any, Result], None]]" = None, sync_debug: "Optional[str]" = None,
-                 labels: "Optional[Sequence[str]]" = None, output_thread: "Optional[bool]" = None) -> None:
+    def __init__(self, depth: int, cap: Any, counter: "Optional[SyncCounter]") -> None:
+        self.ring: "Deque[Tuple[int, Any]]" = deque()
+        self.free = list(range(depth))[::-1]
+        self.cap = cap
+        self.counter = counter
+        self.submitted = 0
+        self.wait_src = 0.0
+        self.wait_dev = 0.0
+        self.end_reason = ""
+        self.loop_syncs: "Optional[Dict[str, int]]" = None
+        self.t_loop = time.perf_counter()
+        self.last_frame = time.monotonic()
+
+    def per_frame_ms(self, seconds: float) -> float:
+        return 1000.0 * seconds / max(self.submitted, 1)
+
+
+class Pipeline:
+    """Source -> engine -> sinks with a ring of in-flight frames.  Use :func:`run_pipeline`.
+
+    ``run()`` is start -> loop -> drain -> summary; only the loop has the no-host-sync rule.
+    """
+
+    def __init__(self, engine: "Engine", spec: Any, source: Any, sinks: "Sequence[Any]", executor: "Executor",
+                 options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
+                 outputs: "Optional[OutputOptions]" = None, labels: "Optional[Sequence[str]]" = None) -> None:
         self.engine = engine
         self.spec = spec
         self.source = source
         self.sinks = list(sinks)
         self.executor = executor
-        self.queue_size = queue_size
-        self.metrics = Metrics(interval=metrics_interval, printer=printer)
-        self.post = Postprocessor(spec, topk=topk)
+        self.options = options or RunOptions()
+        self.inputs = inputs or SourceOptions()
+        self.outputs = outputs or OutputOptions()
+        self.metrics = Metrics(interval=self.outputs.metrics_interval)
+        self.post = Postprocessor(spec, topk=self.options.topk)
         if labels:
             self.post.labels = list(labels)
-        self.stall_timeout = stall_timeout
-        self.keep_results = keep_results
-        self.on_result = on_result
-        self.sync_debug = sync_debug
         self.results: "List[Dict[str, Any]]" = []
         self.correct = 0
         self.with_truth = 0
         self.host_seconds = 0.0
         self.stop_requested = False
-        self.output_thread = output_thread
         self._worker: "Optional[_OutputWorker]" = None
         self._wait_sink = 0.0
 
@@ -143,7 +166,7 @@ class Pipeline:
             ex.wait(slot)
         outs = ex.outputs(slot)
         if self._worker is not None:
-            if not getattr(ex, "outputs_owned", False):  # slot buffers are reused: hand over copies (small)
+            if not ex.outputs_owned:  # slot buffers are reused: hand over copies (small)
                 outs = {k: v.copy() for k, v in outs.items()}
             t0 = time.perf_counter()
             self._worker.put((frame, outs))  # blocks only while the output thread is behind (slow sink)
@@ -167,14 +190,12 @@ class Pipeline:
         fps = self.metrics.live_fps()
         for s in self.sinks:
             s.render(frame, res, fps)
-            if getattr(s, "closed_by_user", False):
+            if getattr(s, "closed_by_user", False):  # only display sinks have a window to close
                 self.stop_requested = True
-        if self.keep_results:
+        if self.outputs.keep_results:
             self.results.append(res.to_json())
-        if self.on_result is not None:
-            self.on_result(frame, res)
-        from .executors import release_frame
-
+        if self.outputs.on_result is not None:
+            self.outputs.on_result(frame, res)
         release_frame(frame)
 
     def _truth_label(self, truth: Any) -> Any:
@@ -193,20 +214,35 @@ class Pipeline:
         return truth
 
     def run(self, max_frames: "Optional[int]" = None) -> "RunSummary":
+        """Process frames until ``max_frames``, the end of the source, a stall or Ctrl-C."""
+        st = self._start()
+        ok = False
+        try:
+            with _sync_debug_mode(self.engine, self.options.sync_debug):
+                self._loop(st, max_frames)
+            ok = True
+        except KeyboardInterrupt:
+            st.end_reason = "interrupted"
+            ok = True
+        finally:
+            self._stop(st, failed=not ok)
+        self._drain(st)
+        return self._summary(st)
+
+    def _start(self) -> "_Loop":
+        """Open the source in this thread (errors surface here; it allocates its pinned pool here),
+        set the executor up for its frame size, start the capture (and output) threads."""
         from ..media.capture import CaptureThread
 
-        ex = self.executor
-        src = self.source
-        depth = max(1, int(getattr(ex, "depth", 1)))
-        use_worker = self.output_thread
+        ex, src = self.executor, self.source
+        depth = max(1, int(ex.depth))
+        use_worker = self.options.output_thread
         if use_worker is None:
             # CPU engines block this thread, and drawing/encoding/showing frames is slow: run
             # postprocess + sinks on their own thread so they overlap inference
-            use_worker = bool(getattr(ex, "outputs_owned", False)) or any(
-                getattr(s, "needs_image", True) for s in self.sinks)
-        # open in this thread: errors surface here, and the source allocates its pinned pool here
+            use_worker = ex.outputs_owned or any(s.needs_image for s in self.sinks)
         if ex.frame_allocator is not None:
-            held = self.queue_size + depth + 3 + (_OutputWorker.MAXSIZE if use_worker else 0)
+            held = self.inputs.queue_size + depth + 3 + (_OutputWorker.MAXSIZE if use_worker else 0)
             src.use_allocator(ex.frame_allocator, pool_size=held)
         src.open()
         if src.width and src.height:
@@ -214,119 +250,138 @@ class Pipeline:
         if src.fps:
             for s in self.sinks:
                 s.fps = src.fps
-        cap = CaptureThread(src, maxsize=self.queue_size, prepare=ex.prepare)
+        cap = CaptureThread(src, maxsize=self.inputs.queue_size, prepare=ex.prepare)
         self.metrics.dropped_fn = lambda: cap.dropped
-        ring: "Deque[Tuple[int, Any]]" = deque()
-        free = list(range(depth))[::-1]
-        end_reason = ""
-        sync_mode = None
-        torch = None
-        wait_src = wait_dev = 0.0
-        submitted = 0
-        counter = getattr(ex, "sync_counter", None)
         self._worker = _OutputWorker(self._deliver) if use_worker else None
         self.metrics.start()
         cap.start()
-        t_loop = time.perf_counter()
-        if counter is not None:
-            counter.inside_loop = True
-        try:
-            if self.sync_debug and getattr(self.engine, "is_gpu", False):
-                from .._lazy import require
+        st = _Loop(depth, cap, ex.sync_counter)
+        if st.counter is not None:
+            st.counter.inside_loop = True
+        return st
 
-                torch = require("torch", "--sync-debug")
-                sync_mode = torch.cuda.get_sync_debug_mode()
-                torch.cuda.set_sync_debug_mode(self.sync_debug)
-            elif self.sync_debug:
-                log.warning("--sync-debug applies to GPU engines; %s runs on the CPU", getattr(self.engine, "backend", "?"))
-            last_frame = time.monotonic()
-            while True:
-                if max_frames is not None and submitted >= max_frames:
-                    end_reason = "max frames reached ({})".format(max_frames)
-                    break
-                if self.stop_requested:
-                    end_reason = "stopped by the display window"
-                    break
+    def _loop(self, st: "_Loop", max_frames: "Optional[int]") -> None:
+        """The steady state.  The one blocking call on the GPU is ``wait`` on the oldest slot when
+        the ring is full; finished results are collected with non-blocking ``query``."""
+        ex = self.executor
+        while True:
+            if max_frames is not None and st.submitted >= max_frames:
+                st.end_reason = "max frames reached ({})".format(max_frames)
+                return
+            if self.stop_requested:
+                st.end_reason = "stopped by the display window"
+                return
+            t0 = time.perf_counter()
+            # frames in flight: poll briefly so finished results go out promptly (latency on
+            # paced cameras) without blocking on the GPU; nothing in flight: wait longer
+            frame = st.cap.get(timeout=0.00025 if st.ring else 0.1)
+            st.wait_src += time.perf_counter() - t0
+            if frame is None:
+                self._collect(st, keep=0)  # nothing new: hand over results that are already done
+                st.end_reason = self._idle_end_reason(st)
+                if st.end_reason:
+                    return
+                continue
+            st.last_frame = time.monotonic()
+            if not st.free:  # ring full: the one allowed wait, on the oldest in-flight frame
+                slot, f = st.ring.popleft()
                 t0 = time.perf_counter()
-                # frames in flight: poll briefly so finished results go out promptly (latency on
-                # paced cameras) without blocking on the GPU; nothing in flight: wait longer
-                frame = cap.get(timeout=0.00025 if ring else 0.1)
-                wait_src += time.perf_counter() - t0
-                if frame is None:
-                    # nothing new: hand over results that are already done (non-blocking)
-                    while ring and ex.query(ring[0][0]):
-                        slot, f = ring.popleft()
-                        self._finish(slot, f, wait=False)
-                        free.append(slot)
-                    if cap.finished:
-                        if cap.error is not None:
-                            raise cap.error
-                        end_reason = cap.end_reason or "end of stream"
-                        break
-                    if getattr(src, "recovering", False):  # reconnecting with backoff: it ends itself if it must
-                        last_frame = time.monotonic()
-                    elif not ring and time.monotonic() - last_frame > self.stall_timeout:
-                        end_reason = "source stalled: no frame for {:.0f} s ({})".format(self.stall_timeout, src.uri)
-                        break
-                    continue
-                last_frame = time.monotonic()
-                if not free:  # ring full: the one allowed wait, on the oldest in-flight frame
-                    slot, f = ring.popleft()
-                    t0 = time.perf_counter()
-                    ex.wait(slot)
-                    wait_dev += time.perf_counter() - t0
-                    self._finish(slot, f, wait=False)
-                    free.append(slot)
-                slot = free.pop()
-                ex.submit(slot, frame)
-                submitted += 1
-                ring.append((slot, frame))
-                while len(ring) > 1 and ex.query(ring[0][0]):
-                    s0, f0 = ring.popleft()
-                    self._finish(s0, f0, wait=False)
-                    free.append(s0)
-        except KeyboardInterrupt:
-            end_reason = "interrupted"
-        finally:
-            loop_s = time.perf_counter() - t_loop
-            if torch is not None and sync_mode is not None:
-                torch.cuda.set_sync_debug_mode(sync_mode)
-            self.host_seconds = max(loop_s - wait_src - wait_dev - self._wait_sink, 0.0)
-            if counter is not None:
-                counter.inside_loop = False
-            loop_syncs = dict(counter.loop_counts) if counter is not None else None
-            cap.stop()
-            if sys.exc_info()[0] is not None and self._worker is not None:
-                try:  # an error is on its way out: stop the output thread, keep the original error
-                    self._worker.close(timeout=5.0)
-                except BaseException:
-                    pass
-                self._worker = None
-        # drain (outside the loop: blocking is fine here)
+                ex.wait(slot)
+                st.wait_dev += time.perf_counter() - t0
+                self._finish(slot, f, wait=False)
+                st.free.append(slot)
+            slot = st.free.pop()
+            ex.submit(slot, frame)
+            st.submitted += 1
+            st.ring.append((slot, frame))
+            self._collect(st, keep=1)
+
+    def _collect(self, st: "_Loop", keep: int) -> None:
+        """Finish the oldest in-flight frames whose event has fired, leaving at least ``keep``."""
+        while len(st.ring) > keep and self.executor.query(st.ring[0][0]):
+            slot, f = st.ring.popleft()
+            self._finish(slot, f, wait=False)
+            st.free.append(slot)
+
+    def _idle_end_reason(self, st: "_Loop") -> str:
+        """Why the run ends now that no frame came ("" to go on): end of stream, error or stall."""
+        cap, src = st.cap, self.source
+        if cap.finished:
+            if cap.error is not None:
+                raise cap.error
+            return cap.end_reason or "end of stream"
+        if src.recovering:  # reconnecting with backoff: it ends itself if it must
+            st.last_frame = time.monotonic()
+        elif not st.ring and time.monotonic() - st.last_frame > self.inputs.stall_timeout:
+            return "source stalled: no frame for {:.0f} s ({})".format(self.inputs.stall_timeout, src.uri)
+        return ""
+
+    def _stop(self, st: "_Loop", failed: bool) -> None:
+        """Leave the loop: account host time and syncs, stop capturing; on an error also stop the
+        output thread, keeping the original error."""
+        loop_s = time.perf_counter() - st.t_loop
+        self.host_seconds = max(loop_s - st.wait_src - st.wait_dev - self._wait_sink, 0.0)
+        if st.counter is not None:
+            st.counter.inside_loop = False
+            st.loop_syncs = dict(st.counter.loop_counts)
+        st.cap.stop()
+        if failed and self._worker is not None:
+            try:
+                self._worker.close(timeout=5.0)
+            except BaseException:
+                pass
+            self._worker = None
+
+    def _drain(self, st: "_Loop") -> None:
+        """Finish the frames still in flight (outside the loop: blocking is fine here)."""
         try:
-            while ring:
-                slot, f = ring.popleft()
+            while st.ring:
+                slot, f = st.ring.popleft()
                 self._finish(slot, f, wait=True)
         finally:
             if self._worker is not None:
                 self._worker.close()
                 self._worker = None
+
+    def _summary(self, st: "_Loop") -> "RunSummary":
+        cap = st.cap
         self.metrics.dropped = cap.dropped
         m = self.metrics.summary()
         summary = RunSummary(
             frames=m["frames"], fps=m["fps"], seconds=m["seconds"], latency_ms=m["latency_ms"], dropped=cap.dropped,
-            captured=cap.captured, backend=getattr(self.engine, "backend", ""), source=str(src.uri),
-            sinks=[s.uri for s in self.sinks], end_reason=end_reason or cap.end_reason, executor=ex.describe(),
-            host_ms_per_frame=1000.0 * self.host_seconds / max(submitted, 1),
-            wait_ms_per_frame={"source": round(1000.0 * wait_src / max(submitted, 1), 4),
-                               "device": round(1000.0 * wait_dev / max(submitted, 1), 4),
-                               "sink": round(1000.0 * self._wait_sink / max(submitted, 1), 4)},
+            captured=cap.captured, backend=self.engine.backend, source=str(self.source.uri),
+            sinks=[s.uri for s in self.sinks], end_reason=st.end_reason or cap.end_reason,
+            executor=self.executor.describe(), host_ms_per_frame=st.per_frame_ms(self.host_seconds),
+            wait_ms_per_frame={"source": round(st.per_frame_ms(st.wait_src), 4),
+                               "device": round(st.per_frame_ms(st.wait_dev), 4),
+                               "sink": round(st.per_frame_ms(self._wait_sink), 4)},
             accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
-            results=self.results if self.keep_results else None,
+            results=self.results if self.outputs.keep_results else None,
         )
-        if counter is not None:
-            summary.syncs = {"in_loop": loop_syncs, "total": counter.total}
+        if st.counter is not None:
+            summary.syncs = {"in_loop": st.loop_syncs, "total": st.counter.total}
         return summary
+
+
+@contextmanager
+def _sync_debug_mode(engine: "Engine", mode: "Optional[str]") -> "Iterator[None]":
+    """Run the body under ``torch.cuda.set_sync_debug_mode(mode)`` (GPU engines), restoring it after."""
+    if not mode:
+        yield
+        return
+    if not engine.is_gpu:
+        log.warning("--sync-debug applies to GPU engines; %s runs on the CPU", engine.backend)
+        yield
+        return
+    from .._lazy import require
+
+    torch = require("torch", "--sync-debug")
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 class _OutputWorker:
@@ -370,8 +425,6 @@ class _OutputWorker:
                 with self.cond:
                     self.error = exc
                     self.cond.notify_all()
-                    from .executors import release_frame
-
                     release_frame(item[0])
                     while self.q:
                         release_frame(self.q.popleft()[0])
@@ -386,67 +439,40 @@ class _OutputWorker:
             raise self.error
 
 
-def run_pipeline(
-    bundle_or_path: Any,
-    source: Any,
-    sink: Any = "null://",
-    backend: str = "auto",
-    max_frames: "Optional[int]" = None,
-    *,
-    jsonl: "Optional[str]" = None,
-    device: "Optional[str]" = None,
-    memory: str = "auto",
-    depth: int = 3,
-    cuda_graph: bool = True,
-    queue_size: int = 4,
-    topk: int = 5,
-    metrics_interval: float = 5.0,
-    printer: "Optional[Callable[[str], None]]" = None,
-    stall_timeout: float = 10.0,
-    keep_results: bool = False,
-    on_result: "Optional[Callable[[Any, Result], None]]" = None,
-    sync_debug: "Optional[str]" = None,
-    verify: bool = True,
-    source_options: "Optional[Dict[str, Any]]" = None,
-    engine: Any = None,
-    output_thread: "Optional[bool]" = None,
-    engine_options: "Optional[Dict[str, Any]]" = None,
-    executor_options: "Optional[Dict[str, Any]]" = None,
-) -> "RunSummary":
+def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
+                 options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
+                 outputs: "Optional[OutputOptions]" = None, engine: "Optional[Engine]" = None,
+                 **flat: Any) -> "RunSummary":
     """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
 
     ``bundle_or_path``: a bundle directory / packed file (checksums verified before loading) or an
-    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.media.Source`.  ``sink``: a URI, a Sink,
-    or a list of them; ``jsonl`` adds a ``.jsonl`` sink.  ``printer`` gets a metrics line every
-    ``metrics_interval`` seconds (default: stderr).  ``sync_debug="error"`` runs the loop under
-    ``torch.cuda.set_sync_debug_mode`` (torch CUDA path).  ``engine`` overrides the bundle's engine
-    (tests, benchmarks).
+    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.media.Source` (a list of one is
+    accepted; batching several is planned).  ``sink``: a URI, a Sink, or a list of them.
+    ``options`` / ``inputs`` / ``outputs``: see :mod:`jetson_deploy.runtime.options`; flat keywords
+    named after their fields (``backend="onnxruntime"``, ``max_frames=10``, ``jsonl=...``) override
+    them.  ``engine`` overrides the bundle's engine (tests, benchmarks).
     """
     from ..media import open_sink, open_source
     from .backends import create_engine
 
-    b = load_bundle(bundle_or_path, verify=verify)
-    spec = b.spec
-    labels = b.labels
-    src = open_source(source, **(source_options or {}))
+    opts, ins, outs = split_options(options, inputs, outputs, **flat)
+    b = load_bundle(bundle_or_path, verify=opts.verify)
+    src = open_source(_one_source(source), **ins.options)
     sink_list = list(sink) if isinstance(sink, (list, tuple)) else [sink]
-    if jsonl:
-        sink_list.append(jsonl)
+    if outs.jsonl:
+        sink_list.append(outs.jsonl)
     fps_hint = src.fps or 30.0
     sinks = [open_sink(s, fps=fps_hint) for s in sink_list if s is not None]
-    eng = engine if engine is not None else create_engine(b, backend=backend, device=device, **(engine_options or {}))
-    printer = printer if printer is not None else stderr_printer
+    eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device,
+                                                          **opts.engine_options)
     eng.activate()
     executor = None
     ok = False
     try:
-        executor = make_executor(eng, spec, memory=memory, depth=depth, graph=cuda_graph, topk=topk,
-                                 **(executor_options or {}))
-        pipe = Pipeline(eng, spec, src, sinks, executor=executor, queue_size=queue_size,
-                        metrics_interval=metrics_interval, printer=printer, topk=topk, stall_timeout=stall_timeout,
-                        keep_results=keep_results, on_result=on_result, sync_debug=sync_debug, labels=labels,
-                        output_thread=output_thread)
-        summary = pipe.run(max_frames=max_frames)
+        executor = make_executor(eng, b.spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph,
+                                 topk=opts.topk, **opts.executor_options)
+        pipe = Pipeline(eng, b.spec, src, sinks, executor, options=opts, inputs=ins, outputs=outs, labels=b.labels)
+        summary = pipe.run(max_frames=opts.max_frames)
         ok = True
     finally:
         for s in sinks:
@@ -458,7 +484,17 @@ def run_pipeline(
             executor.close()
         eng.deactivate()
         src.close()
-    summary.bundle = str(getattr(b, "source", bundle_or_path))
+    summary.bundle = str(b.source)
     if summary.frames == 0 and summary.end_reason:
         log.warning("no frames processed: %s", summary.end_reason)
     return summary
+
+
+def _one_source(source: Any) -> Any:
+    """The run's one source; a list is the shape multi-camera batching will take."""
+    if isinstance(source, (list, tuple)):
+        if len(source) != 1:
+            raise BadInput("{} sources given: one --source per run (batching several is not supported yet)".format(
+                len(source)))
+        return source[0]
+    return source

@@ -105,8 +105,5 @@ def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = 
                                     "use --backend onnxruntime or torch")
         from . import tensorrt as trt_backend
 
-        factory = getattr(trt_backend.TensorRTEngine, "from_bundle", None)
-        if factory is not None:
-            return factory(bundle, device=device, **kw) if device is not None else factory(bundle, **kw)
-        return trt_backend.TensorRTEngine(bundle, **kw)
+        return trt_backend.TensorRTEngine.from_bundle(bundle, device=device, **kw)
     raise BadInput("unknown backend {!r}".format(name))  # pragma: no cover

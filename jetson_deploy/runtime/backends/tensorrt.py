@@ -335,7 +335,7 @@ class TensorRTEngine(Engine):
 
         trt = load_tensorrt("the tensorrt backend")
         dev = None if (device is None or str(device).startswith("cuda")) else device
-        prec = precision or getattr(bundle, "precision", None) or "fp16"
+        prec = precision or bundle.precision or "fp16"
         target = target_for(trt, dev, prec)
         path, how = resolve_engine(bundle, target["tensorrt"], target["sm"], target["precision"], shapes=shapes, cache_dir=cache_dir)
         eng = cls(path, **kw)
