@@ -191,23 +191,33 @@ def build_engine_with_report(
     tc_path, tc_loaded = load_timing_cache(feats, config, timing_cache_path)
     plan = serialize(feats, builder, network, config, logger, path.name, int8.calibrator)
     del parser  # kept alive until here: it owns the parsed weights
-    report: "Dict[str, Any]" = {"tensorrt": feats.version_string, "precision": precision, "onnx": str(path)}
+    tc_saved = save_timing_cache(config, tc_path) if tc_path is not None else None
+    report = _report(
+        feats.version_string, precision, path, workspace_bytes=workspace_bytes, profiles=profs, int8=int8, dla_core=dla_core,
+        timing_cache_loaded=tc_loaded, flags=flags.names, timing_cache_saved=tc_saved, warnings=len(logger.warnings), plan=plan)
+    return BuildResult(plan, report)
+
+
+def _report(version: str, precision: str, path: Path, workspace_bytes: "Optional[int]", profiles: "List[Any]", int8: Int8Setup,
+            dla_core: "Optional[int]", timing_cache_loaded: "Optional[bool]", flags: "List[str]", timing_cache_saved: "Optional[str]",
+            warnings: int, plan: bytes) -> "Dict[str, Any]":
+    """What the build did, JSON-able, for the bundle manifest; optional keys only when the step ran."""
+    report: "Dict[str, Any]" = {"tensorrt": version, "precision": precision, "onnx": str(path)}
     if workspace_bytes is not None:
         report["workspace_bytes"] = workspace_bytes
-    report["profiles"] = profiles_report(profs)
+    report["profiles"] = profiles_report(profiles)
     if int8.dynamic_ranges is not None:
         report["dynamic_ranges"] = int8.dynamic_ranges
     report["int8_source"] = int8.source
     if dla_core is not None:
         report["dla_core"] = int(dla_core)
-    if tc_loaded is not None:
-        report["timing_cache_loaded"] = tc_loaded
-    report["flags"] = flags.names
-    tc_saved = save_timing_cache(config, tc_path) if tc_path is not None else None
-    if tc_saved is not None:
-        report["timing_cache_saved"] = tc_saved
-    report.update(warnings=len(logger.warnings), plan_bytes=len(plan))
-    return BuildResult(plan, report)
+    if timing_cache_loaded is not None:
+        report["timing_cache_loaded"] = timing_cache_loaded
+    report["flags"] = flags
+    if timing_cache_saved is not None:
+        report["timing_cache_saved"] = timing_cache_saved
+    report.update(warnings=warnings, plan_bytes=len(plan))
+    return report
 
 
 def _check_options(path: Path, precision: str, sources: Int8Sources, dla_core: "Optional[int]", workspace_mb: "Optional[int]",
