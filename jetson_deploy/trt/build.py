@@ -30,7 +30,7 @@ from .config import create_config, use_dla
 from .int8 import Int8Setup, Int8Sources, load_dynamic_ranges, read_cache_header, set_int8_source  # noqa: F401
 from .logger import make_logger
 from .network import is_qdq, network_from_onnx
-from .profiles import ShapeTriple, add_profiles, config_profile_for_calibration, normalize_profiles, profiles_report  # noqa: F401
+from .profiles import add_profiles, config_profile_for_calibration, normalize_profiles, profiles_report  # noqa: F401
 from .timing_cache import load_timing_cache, save_timing_cache
 
 PRECISIONS = ("fp32", "fp16", "int8")

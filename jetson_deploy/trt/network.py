@@ -30,11 +30,6 @@ def network_inputs(network: Any) -> "List[Any]":
     return [network.get_input(i) for i in range(network.num_inputs)]
 
 
-def dynamic_inputs(network: Any) -> "List[str]":
-    """Names of inputs with a -1 dimension: they need an optimization profile."""
-    return [t.name for t in network_inputs(network) if any(int(d) < 0 for d in t.shape)]
-
-
 def network_tensors(network: Any) -> "List[Any]":
     """Inputs and layer outputs, each once: what per-tensor dynamic ranges can name."""
     seen = {}
