@@ -1,4 +1,5 @@
 """convert with TensorRT present: engines in the bundle, against the TensorRT double (8.2, 8.5, 8.6, 10.x)."""
+import logging
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,13 @@ def test_engine_built_for_each_generation(tmp_path: Path, monkeypatch, orin, gen
     assert plan["profiles"] == []
 
 
-def test_engine_with_dynamic_batch_has_a_profile(tmp_path: Path, monkeypatch, orin) -> None:
+def test_engine_with_dynamic_batch_has_a_profile(tmp_path: Path, monkeypatch, orin, caplog) -> None:
     trtd.install(monkeypatch, "10.x")
+    monkeypatch.setattr(logging.getLogger("jetson_deploy"), "propagate", True)  # a CLI run earlier turns it off
     spec_path = spec_file(tmp_path, "mobilenet_tiny")
-    res = convert(model_ref("mobilenet_tiny"), spec_path, tmp_path / "b", precision="fp16", dynamic_batch=True, build_engine=True)
+    with caplog.at_level("INFO", logger="jetson_deploy.convert.engine_step"):
+        res = convert(model_ref("mobilenet_tiny"), spec_path, tmp_path / "b", precision="fp16", dynamic_batch=True, build_engine=True)
+    assert "building a TensorRT 10.3.0.30 fp16 engine from model.onnx" in caplog.messages
     plan = trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())
     assert plan["profiles"] == [{"input": [[1, 3, 64, 64], [1, 3, 64, 64], [8, 3, 64, 64]]}]
     assert plan["inputs"][0]["shape"] == [-1, 3, 64, 64]

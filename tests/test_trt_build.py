@@ -90,8 +90,8 @@ def test_load_tensorrt_missing_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize("gen", GENS)
 def test_fp16_build_sets_flags_workspace_and_runs(monkeypatch, model, gen):
     trt = trtd.install(monkeypatch, gen)
-    report = {}
-    plan = tb.build_engine(model, "fp16", workspace_mb=256, report=report)
+    res = tb.build_engine_with_report(model, "fp16", workspace_mb=256)
+    plan, report = res.plan, res.report
     assert isinstance(plan, bytes)
     spec = trtd.read_plan(plan)
     assert spec["trt_version"] == trt.__version__
@@ -191,8 +191,8 @@ def test_int8_from_dynamic_ranges(monkeypatch, model, tmp_path, gen):
     trtd.install(monkeypatch, gen)
     ranges = {"input": 2.5, "conv_out": [-3.0, 3.0], "relu_out": {"amax": 3.0}, "gap_out": {"min": -1.0, "max": 1.0},
               "not_in_model": 9.0}
-    report = {}
-    spec = trtd.read_plan(tb.build_engine(model, "int8", dynamic_ranges=ranges, report=report))
+    res = tb.build_engine_with_report(model, "int8", dynamic_ranges=ranges)
+    spec, report = trtd.read_plan(res.plan), res.report
     assert {"INT8", "FP16"} <= set(spec["flags"])
     assert spec["int8"]["mode"] == "dynamic_ranges"
     assert spec["int8"]["ranges"]["input"] == [-2.5, 2.5]
@@ -212,8 +212,8 @@ def test_int8_from_dynamic_ranges(monkeypatch, model, tmp_path, gen):
 def test_int8_from_qdq_model_is_explicit(monkeypatch, tmp_path, gen):
     trtd.install(monkeypatch, gen)
     path = onnx_models.qdq_classifier(tmp_path / "model.qdq.onnx")
-    report = {}
-    spec = trtd.read_plan(tb.build_engine(path, "int8", report=report))
+    res = tb.build_engine_with_report(path, "int8")
+    spec, report = trtd.read_plan(res.plan), res.report
     assert spec["int8"] == {"mode": "explicit"} and "INT8" in spec["flags"]
     assert report["int8_source"] == "qdq"
     with pytest.raises(BadInput, match="already quantized"):
@@ -240,8 +240,8 @@ def test_calibration_cache_is_read_not_recalibrated(monkeypatch, model, tmp_path
     header = calibration_header(trt.__version__, "entropy2")
     text = header + "\ninput: 3c010a14\nconv_out: 3d000000\n"
     cache.write_text(text)
-    report = {}
-    spec = trtd.read_plan(tb.build_engine(model, "int8", calib_cache=cache, report=report))
+    res = tb.build_engine_with_report(model, "int8", calib_cache=cache)
+    spec, report = trtd.read_plan(res.plan), res.report
     assert spec["int8"]["source"] == "cache" and spec["int8"]["batches"] == 0
     assert spec["int8"]["scales"]["conv_out"] == pytest.approx(0.03125)
     assert report["int8_source"] == "calibration-cache"
@@ -273,11 +273,12 @@ def test_dynamic_batch_needs_a_valid_profile(monkeypatch, tmp_path, gen):
 def test_timing_cache_is_saved_and_reused(monkeypatch, model, tmp_path, gen):
     trtd.install(monkeypatch, gen)
     tc = tmp_path / "cache" / "timing.cache"
-    r1, r2 = {}, {}
-    s1 = trtd.read_plan(tb.build_engine(model, "fp16", timing_cache_path=tc, report=r1))
+    res1 = tb.build_engine_with_report(model, "fp16", timing_cache_path=tc)
+    s1, r1 = trtd.read_plan(res1.plan), res1.report
     assert tc.is_file() and r1["timing_cache_loaded"] is False
     assert s1["timing_cache"] == {"hits": 0, "misses": 5}
-    s2 = trtd.read_plan(tb.build_engine(model, "fp16", timing_cache_path=tc, report=r2))
+    res2 = tb.build_engine_with_report(model, "fp16", timing_cache_path=tc)
+    s2, r2 = trtd.read_plan(res2.plan), res2.report
     assert r2["timing_cache_loaded"] is True
     assert s2["timing_cache"] == {"hits": 5, "misses": 0}
     assert [p for p in os.listdir(tc.parent) if p != "timing.cache"] == []  # atomic: no temp files left
@@ -289,9 +290,10 @@ def test_timing_cache_is_saved_and_reused(monkeypatch, model, tmp_path, gen):
 def test_dla_core_with_gpu_fallback(monkeypatch, tmp_path):
     trtd.install(monkeypatch, "8.5", num_dla_cores=2)  # Xavier / Orin AGX
     path = onnx_models.classifier(tmp_path / "m.onnx", extra_op="Abs")  # Abs: not a DLA layer
-    report = {}
-    spec = trtd.read_plan(tb.build_engine(path, "fp16", dla_core=1, report=report))
+    res = tb.build_engine_with_report(path, "fp16", dla_core=1)
+    spec, report = trtd.read_plan(res.plan), res.report
     assert spec["device"] == "DLA" and spec["dla_core"] == 1
+    assert report["dla_core"] == 1 and report["flags"] == ["FP16", "GPU_FALLBACK"]
     assert "GPU_FALLBACK" in spec["flags"] and spec["gpu_fallback_layers"] == ["Foo_3"]
     with pytest.raises(CheckFailed, match=r"TensorRT 8.5.2.2 failed to build m.onnx: .*not supported on DLA"):
         tb.build_engine(path, "fp16", dla_core=0, gpu_fallback=False)

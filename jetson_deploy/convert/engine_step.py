@@ -1,23 +1,27 @@
 """Where engines are built: now (TensorRT importable) or on the device at first load.
 
-``build_engine``: ``"auto"`` builds when TensorRT is importable and otherwise leaves
+``build_here``: ``"auto"`` builds when TensorRT is importable and otherwise leaves
 the bundle with ONNX (+ calibration data) for the device; ``True`` insists (exit 2
-without TensorRT); ``False`` never builds.  The TensorRT work itself lives in
-:mod:`jetson_deploy.trt.build` and
-:mod:`jetson_deploy.convert.torch2trt_convert`.
+without TensorRT); ``False`` never builds (``convert(build_engine=...)``, CLI
+``--build-engine/--no-build-engine``).  The TensorRT work itself lives in
+:mod:`jetson_deploy.trt.build` and :mod:`jetson_deploy.convert.torch2trt_convert`.
 """
 import importlib.util
+import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._lazy import INSTALL_HINTS
 from ..errors import BadInput, MissingDependency
 from ..spec import ModelSpec
 
+log = logging.getLogger(__name__)
+
 ON_DEVICE = "engines will be built on the device at first load"
 
 EngineEntry = Tuple[str, Path, Dict[str, Any]]  # (bundle path, file, target)
+StepResult = Tuple[List[EngineEntry], bool, str, Dict[str, Any]]  # (entries, built, one-line note, build record)
 
 
 def _importable(name: str) -> bool:
@@ -52,20 +56,24 @@ def build_engines(
     spec: "ModelSpec",
     precision: str,
     converter: str,
-    build_engine: Any,
+    build_here: Any,
     int8: Any,
     work: Path,
     workspace_mb: int = 1024,
     dynamic_batch: bool = False,
     torch_module: Any = None,
     example: Any = None,
-    note: "Optional[Callable[[str], None]]" = None,
+    note: Any = None,
     min_tensorrt: "Optional[str]" = None,
     dla_core: "Optional[int]" = None,
     timing_cache: Any = None,
-) -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
-    """Build zero or one engine; return (entries, built, one-line note, build record)."""
-    say = note or (lambda m: None)
+) -> "StepResult":
+    """Build zero or one engine; return (entries, built, one-line note, build record).
+
+    ``build_here``: "auto" | True | False (see the module docstring).  Progress goes to
+    this module's logger; ``note`` is accepted for callers that still pass a callable
+    and is not used.
+    """
     have_trt = tensorrt_here() is not None
     if converter == "torch2trt":
         if not _importable("torch2trt"):
@@ -74,28 +82,32 @@ def build_engines(
             raise MissingDependency("tensorrt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["tensorrt"])
         if torch_module is None:
             raise BadInput("--converter torch2trt needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), not an .onnx file")
-        return _build_torch2trt(torch_module, example, spec, precision, int8, work, workspace_mb, say)
-    if (dla_core is not None or timing_cache is not None) and (build_engine is False or converter != "onnx"):
+        return _build_torch2trt(torch_module, example, spec, precision, int8, work, workspace_mb)
+    if (dla_core is not None or timing_cache is not None) and (build_here is False or converter != "onnx"):
         raise BadInput("--dla-core/--timing-cache apply to engines built here with --converter onnx")
-    if build_engine is False:
+    if build_here is False:
         return [], False, "no engine built (--no-build-engine): " + ON_DEVICE, {}
     if not have_trt:
-        if build_engine is True:
+        if build_here is True:
             raise BadInput(
                 "--build-engine needs TensorRT, which is not installed here; leave it out (or pass --no-build-engine) "
                 "to write ONNX + calibration data and build on the device at first load"
             )
         return [], False, "TensorRT is not installed here: " + ON_DEVICE, {}
     if min_tensorrt:
-        from ..trt.compat import load_tensorrt, version_tuple
+        _check_min_tensorrt(min_tensorrt)
+    return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, dla_core, timing_cache)
 
-        here = str(getattr(load_tensorrt("building TensorRT engines"), "__version__", ""))
-        if version_tuple(here) < version_tuple(min_tensorrt):
-            raise BadInput(
-                "this model needs TensorRT >= {} (uint8 network input from --fold-preprocess) but TensorRT {} is installed here: "
-                "convert without --fold-preprocess for JetPack 4.6, or pass --no-build-engine".format(min_tensorrt, here)
-            )
-    return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, say, dla_core, timing_cache)
+
+def _check_min_tensorrt(min_tensorrt: str) -> None:
+    from ..trt.compat import load_tensorrt, version_tuple
+
+    here = str(getattr(load_tensorrt("building TensorRT engines"), "__version__", ""))
+    if version_tuple(here) < version_tuple(min_tensorrt):
+        raise BadInput(
+            "this model needs TensorRT >= {} (uint8 network input from --fold-preprocess) but TensorRT {} is installed here: "
+            "convert without --fold-preprocess for JetPack 4.6, or pass --no-build-engine".format(min_tensorrt, here)
+        )
 
 
 def _profiles(spec: "ModelSpec", dynamic_batch: bool) -> "Optional[List[Dict[str, Any]]]":
@@ -108,8 +120,8 @@ def _profiles(spec: "ModelSpec", dynamic_batch: bool) -> "Optional[List[Dict[str
 
 def _build_onnx(
     onnx_path: Path, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool,
-    say: "Callable[[str], None]", dla_core: "Optional[int]" = None, timing_cache: Any = None,
-) -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
+    dla_core: "Optional[int]" = None, timing_cache: Any = None,
+) -> "StepResult":
     from ..bundle import engine_filename
     from ..trt import build as tb
 
@@ -119,35 +131,40 @@ def _build_onnx(
         kwargs["dla_core"] = int(dla_core)
     if timing_cache is not None:
         kwargs["timing_cache_path"] = str(timing_cache)
-    source = onnx_path
-    int8_mode = None
-    if precision == "int8" and int8 is not None:
-        # TensorRT 10 deprecates implicit INT8 (calibrators/caches): use the Q/DQ model there.
-        # 8.x: the calibration cache written for this version (TensorRT picks INT8 layers
-        # freely), else per-tensor ranges, else the Q/DQ model (parsed from 8.5 on).
-        cache = int8.cache_for(target.get("tensorrt"))
-        major = _major(target.get("tensorrt"))
-        if int8.qdq_path is not None and major >= 10:
-            source, int8_mode = Path(int8.qdq_path), "qdq"
-        elif cache is not None:
-            kwargs["calib_cache"] = str(cache)
-            int8_mode = "calib-cache"
-        elif int8.ranges is not None:
-            kwargs["dynamic_ranges"] = str(int8.ranges)
-            int8_mode = "dynamic-ranges"
-        elif int8.qdq_path is not None and _qdq_ok(target.get("tensorrt")):
-            source, int8_mode = Path(int8.qdq_path), "qdq"
-    say("building a TensorRT {} {} engine from {}{}".format(target.get("tensorrt"), precision, source.name, " ({})".format(int8_mode) if int8_mode else ""))
-    report: "Dict[str, Any]" = {}
-    data = tb.build_engine(str(source), precision, report=report, **kwargs)
+    source, int8_mode, int8_kwargs = _int8_input(onnx_path, precision, int8, target.get("tensorrt"))
+    kwargs.update(int8_kwargs)
+    log.info("building a TensorRT %s %s engine from %s%s", target.get("tensorrt"), precision, source.name,
+             " ({})".format(int8_mode) if int8_mode else "")
+    result = tb.build_engine_with_report(str(source), precision, **kwargs)
     if dla_core is not None:
         target["dla_core"] = int(dla_core)
     rel = engine_filename(target["tensorrt"], target["sm"], precision)
     path = work / Path(rel).name
-    path.write_bytes(bytes(data))
+    path.write_bytes(result.plan)
     record = {"converter": "onnx", "tensorrt": target["tensorrt"], "sm": target["sm"], "workspace_mb": workspace_mb, "int8_source": int8_mode}
-    record.update({k: v for k, v in report.items() if k not in record and k != "onnx" and _jsonable(v)})
+    record.update({k: v for k, v in result.report.items() if k not in record and k != "onnx" and _jsonable(v)})
     return [(rel, path, target)], True, "engine built here: {}".format(rel), record
+
+
+def _int8_input(onnx_path: Path, precision: str, int8: Any, tensorrt: Any) -> "Tuple[Path, Optional[str], Dict[str, Any]]":
+    """(model to build, INT8 mode for the record, build_engine keywords) from the convert step's INT8 data.
+
+    TensorRT 10 deprecates implicit INT8 (calibrators/caches): use the Q/DQ model there.
+    8.x: the calibration cache written for this version (TensorRT picks INT8 layers
+    freely), else per-tensor ranges, else the Q/DQ model (parsed from 8.5 on).
+    """
+    if precision != "int8" or int8 is None:
+        return onnx_path, None, {}
+    cache = int8.cache_for(tensorrt)
+    if int8.qdq_path is not None and _major(tensorrt) >= 10:
+        return Path(int8.qdq_path), "qdq", {}
+    if cache is not None:
+        return onnx_path, "calib-cache", {"calib_cache": str(cache)}
+    if int8.ranges is not None:
+        return onnx_path, "dynamic-ranges", {"dynamic_ranges": str(int8.ranges)}
+    if int8.qdq_path is not None and _qdq_ok(tensorrt):
+        return Path(int8.qdq_path), "qdq", {}
+    return onnx_path, None, {}
 
 
 def _major(version: Any) -> int:
@@ -181,13 +198,13 @@ def _qdq_ok(version: Any) -> bool:
             return False
 
 
-def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int, say: "Callable[[str], None]") -> "Tuple[List[EngineEntry], bool, str, Dict[str, Any]]":
+def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int) -> "StepResult":
     from ..bundle import engine_filename
     from . import torch2trt_convert as t2
 
     target = _target_now(precision)
     dataset = int8.calib_set if (precision == "int8" and int8 is not None) else None
-    say("building a TensorRT {} {} engine with torch2trt".format(target.get("tensorrt"), precision))
+    log.info("building a TensorRT %s %s engine with torch2trt", target.get("tensorrt"), precision)
     data = t2.convert_with_torch2trt(
         module, example, precision, int8_calib_dataset=dataset, max_batch_size=max(1, spec.batch), workspace_mb=workspace_mb,
         input_names=[spec.input_name], output_names=list(spec.outputs),

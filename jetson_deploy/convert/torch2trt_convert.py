@@ -9,7 +9,7 @@ installed torch2trt does not take (older releases have no DLA/ONNX options) are
 refused by name rather than silently dropped.
 """
 import inspect
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
@@ -55,6 +55,30 @@ def convert_with_torch2trt(
     :class:`~jetson_deploy.calibration.trt_calibrator.Torch2trtCalibDataset`.
     ``device``: where the model runs for conversion (default cuda when available).
     """
+    _check_args(precision, int8_calib_dataset, dla_core)
+    t2 = require("torch2trt", "--converter torch2trt")
+    trt = load_tensorrt("--converter torch2trt")
+    torch = require("torch", "--converter torch2trt")
+    if precision == "int8":
+        _check_fast_int8(trt)
+    dev = device or ("cuda" if torch.cuda.is_available() else None)
+    model, inputs = _on_device(model, example_input, dev)
+    if int8_calib_dataset is not None and hasattr(int8_calib_dataset, "iter_batches"):
+        from ..calibration.trt_calibrator import Torch2trtCalibDataset
+
+        int8_calib_dataset = Torch2trtCalibDataset(int8_calib_dataset, device=dev or "cpu")
+    kwargs = _torch2trt_kwargs(trt, precision, workspace_mb, max_batch_size, strict_types, input_names, output_names)
+    if precision == "int8":
+        kwargs.update(_int8_kwargs(trt, int8_calib_dataset, calib_algorithm, calib_batch_size))
+    if use_onnx:
+        kwargs["use_onnx"] = True
+    if dla_core is not None:
+        kwargs.update(default_device_type=trt.DeviceType.DLA, dla_core=int(dla_core), gpu_fallback=bool(gpu_fallback))
+    _fit_to_signature(t2.torch2trt, kwargs)
+    return _run_torch2trt(torch, t2, model, inputs, kwargs)
+
+
+def _check_args(precision: str, int8_calib_dataset: Any, dla_core: "Optional[int]") -> None:
     if precision not in PRECISIONS:
         raise BadInput("precision must be one of {}, got {!r}".format("/".join(PRECISIONS), precision))
     if precision == "int8" and int8_calib_dataset is None:
@@ -63,29 +87,28 @@ def convert_with_torch2trt(
         raise BadInput("an INT8 calibration dataset only applies to --precision int8 (got {})".format(precision))
     if dla_core is not None and precision == "fp32":
         raise BadInput("DLA runs FP16 or INT8 only: use --precision fp16 or int8 with DLA core {}".format(dla_core))
-    t2 = require("torch2trt", "--converter torch2trt")
-    trt = load_tensorrt("--converter torch2trt")
-    torch = require("torch", "--converter torch2trt")
-    if precision == "int8":
-        try:
-            fast = trt.Builder(trt.Logger(trt.Logger.ERROR)).platform_has_fast_int8
-        except Exception:  # noqa: BLE001 -- no GPU to ask: let torch2trt try
-            fast = True
-        if not fast:
-            raise BadInput("this GPU has no fast INT8 in TensorRT (Jetson Nano/TX1 SM 5.3, TX2 SM 6.2): use --precision fp16")
 
-    dev = device or ("cuda" if torch.cuda.is_available() else None)
+
+def _check_fast_int8(trt: Any) -> None:
+    try:
+        fast = trt.Builder(trt.Logger(trt.Logger.ERROR)).platform_has_fast_int8
+    except Exception:  # noqa: BLE001 -- no GPU to ask: let torch2trt try
+        fast = True
+    if not fast:
+        raise BadInput("this GPU has no fast INT8 in TensorRT (Jetson Nano/TX1 SM 5.3, TX2 SM 6.2): use --precision fp16")
+
+
+def _on_device(model: Any, example_input: Any, dev: "Optional[str]") -> "Tuple[Any, List[Any]]":
+    """(model in eval mode, list of example tensors), both moved to ``dev`` when given."""
     inputs = list(example_input) if isinstance(example_input, (tuple, list)) else [example_input]
     if dev is not None:
         model = model.to(dev)
         inputs = [t.to(dev) for t in inputs]
-    model = model.eval()
+    return model.eval(), inputs
 
-    if int8_calib_dataset is not None and hasattr(int8_calib_dataset, "iter_batches"):
-        from ..calibration.trt_calibrator import Torch2trtCalibDataset
 
-        int8_calib_dataset = Torch2trtCalibDataset(int8_calib_dataset, device=dev or "cpu")
-
+def _torch2trt_kwargs(trt: Any, precision: str, workspace_mb: int, max_batch_size: int, strict_types: bool,
+                      input_names: "Optional[Sequence[str]]", output_names: "Optional[Sequence[str]]") -> "Dict[str, Any]":
     kwargs: "Dict[str, Any]" = {
         "fp16_mode": precision in ("fp16", "int8"),
         "int8_mode": precision == "int8",
@@ -97,28 +120,36 @@ def convert_with_torch2trt(
         kwargs["input_names"] = list(input_names)
     if output_names is not None:
         kwargs["output_names"] = list(output_names)
-    if precision == "int8":
-        kwargs["int8_calib_dataset"] = int8_calib_dataset
-        algo = {"entropy2": "ENTROPY_CALIBRATION_2", "minmax": "MINMAX_CALIBRATION"}.get(calib_algorithm)
-        if algo is None:
-            raise BadInput("calib_algorithm must be entropy2 or minmax, got {!r}".format(calib_algorithm))
-        kwargs["int8_calib_algorithm"] = getattr(trt.CalibrationAlgoType, algo)
-        if calib_batch_size != 1:
-            kwargs["int8_calib_batch_size"] = int(calib_batch_size)
-    if use_onnx:
-        kwargs["use_onnx"] = True
-    if dla_core is not None:
-        kwargs.update(default_device_type=trt.DeviceType.DLA, dla_core=int(dla_core), gpu_fallback=bool(gpu_fallback))
-    accepted = _accepts(t2.torch2trt)
-    if accepted is not None:
-        unknown = sorted(k for k in kwargs if k not in accepted)
-        optional = {"max_batch_size", "strict_type_constraints"}  # harmless to leave out on releases without them
-        refused = [k for k in unknown if k not in optional]
-        if refused:
-            raise BadInput("the installed torch2trt does not take {} (needed for these options): update torch2trt "
-                           "(git clone https://github.com/NVIDIA-AI-IOT/torch2trt && cd torch2trt && pip install .)".format(refused))
-        for k in unknown:
-            kwargs.pop(k)
+    return kwargs
+
+
+def _int8_kwargs(trt: Any, dataset: Any, calib_algorithm: str, calib_batch_size: int) -> "Dict[str, Any]":
+    kwargs: "Dict[str, Any]" = {"int8_calib_dataset": dataset}
+    algo = {"entropy2": "ENTROPY_CALIBRATION_2", "minmax": "MINMAX_CALIBRATION"}.get(calib_algorithm)
+    if algo is None:
+        raise BadInput("calib_algorithm must be entropy2 or minmax, got {!r}".format(calib_algorithm))
+    kwargs["int8_calib_algorithm"] = getattr(trt.CalibrationAlgoType, algo)
+    if calib_batch_size != 1:
+        kwargs["int8_calib_batch_size"] = int(calib_batch_size)
+    return kwargs
+
+
+def _fit_to_signature(fn: Any, kwargs: "Dict[str, Any]") -> None:
+    """Drop optional keywords ``fn`` does not take; refuse by name the ones an option needs."""
+    accepted = _accepts(fn)
+    if accepted is None:
+        return
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    optional = {"max_batch_size", "strict_type_constraints"}  # harmless to leave out on releases without them
+    refused = [k for k in unknown if k not in optional]
+    if refused:
+        raise BadInput("the installed torch2trt does not take {} (needed for these options): update torch2trt "
+                       "(git clone https://github.com/NVIDIA-AI-IOT/torch2trt && cd torch2trt && pip install .)".format(refused))
+    for k in unknown:
+        kwargs.pop(k)
+
+
+def _run_torch2trt(torch: Any, t2: Any, model: Any, inputs: "List[Any]", kwargs: "Dict[str, Any]") -> bytes:
     with torch.no_grad():
         try:
             module = t2.torch2trt(model, inputs, **kwargs)

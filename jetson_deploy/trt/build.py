@@ -1,40 +1,40 @@
 """Build a TensorRT engine (serialized plan bytes) from an ONNX file.
 
-One function, :func:`build_engine`, drives TensorRT 8.2 (JetPack 4.6), 8.5
-(JetPack 5), 8.6 and 10.x (JetPack 6) through the feature flags of
+:func:`build_engine` (plan bytes) and :func:`build_engine_with_report` (plan + what was
+done, for the bundle manifest) compose one step per module, each driving TensorRT 8.2
+(JetPack 4.6), 8.5 (JetPack 5), 8.6 and 10.x (JetPack 6) through the feature flags of
 :func:`jetson_deploy.trt.features`:
 
-* network: explicit batch (``EXPLICIT_BATCH`` where the flag is still required,
-  8.x; TensorRT 10 is always explicit and deprecates the flag);
-* ONNX parser errors become one line naming the node and op;
-* precision: FP16 / INT8 flags; INT8 from a calibrator, from per-tensor dynamic
-  ranges (``ranges.json`` / ``{tensor: amax}``), from a calibration cache, or from a
-  Q/DQ model (explicit INT8: nothing else allowed); INT8 is refused on GPUs without
-  fast INT8 (Jetson Nano/TX1, SM 5.3; TX2, SM 6.2);
-* workspace: ``set_memory_pool_limit(MemoryPoolType.WORKSPACE)`` (8.4+) else
-  ``max_workspace_size``;
-* optimization profiles for dynamic shapes; timing cache load + atomic save;
-  DLA core with GPU fallback;
-* ``build_serialized_network`` (8.0+) else ``build_engine(...).serialize()``.
+1. network from ONNX, parser errors as one line naming node and op (:mod:`.network`);
+2. builder config: workspace, FP16/INT8 flags, strict types (:mod:`.config`); INT8 is
+   refused on GPUs without fast INT8 (Jetson Nano/TX1, SM 5.3; TX2, SM 6.2);
+3. optimization profiles for dynamic shapes (:mod:`.profiles`);
+4. the INT8 source: calibrator, per-tensor dynamic ranges, calibration cache or a Q/DQ
+   model (:mod:`.int8`);
+5. DLA core with GPU fallback (:mod:`.config`);
+6. timing cache load + atomic save (:mod:`.timing_cache`);
+7. serialize: ``build_serialized_network`` (8.0+) else ``build_engine(...).serialize()``.
 
 Engine names in a bundle: ``engines/<tensorrt-version>_sm<NN>_<precision>.engine``
 (:func:`engine_relpath` of :func:`target_for`).
 """
-import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .._files import atomic_write_bytes
 from ..errors import BadInput, CheckFailed, JetsonDeployError
-from ..trt.compat import calibration_version_int, features, load_tensorrt, nptype, trt_version
-from ..trt.logger import format_parser_failure, make_logger, parser_issues
+from .compat import features, load_tensorrt, trt_version
+from .config import create_config, use_dla
+from .int8 import Int8Setup, Int8Sources, load_dynamic_ranges, read_cache_header, set_int8_source  # noqa: F401
+from .logger import make_logger
+from .network import is_qdq, network_from_onnx
+from .profiles import add_profiles, config_profile_for_calibration, normalize_profiles, profiles_report  # noqa: F401
+from .timing_cache import load_timing_cache, save_timing_cache
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_MB = 1024
-
-ShapeTriple = Tuple[Sequence[int], Sequence[int], Sequence[int]]
-ProfileSpec = Mapping[str, Any]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,146 +121,24 @@ def engine_relpath(target: "Mapping[str, Any]") -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# option parsing
-# ------------------------------------------------------------------------------------------------
-def normalize_profiles(profiles: Any) -> "List[Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]]":
-    """One dict or a list of dicts ``{input: (min, opt, max)}`` (or ``{"min":..,"opt":..,"max":..}``)."""
-    if profiles is None:
-        return []
-    if isinstance(profiles, Mapping):
-        profiles = [profiles]
-    out = []
-    for k, prof in enumerate(profiles):
-        if not isinstance(prof, Mapping) or not prof:
-            raise BadInput("optimization profile {} must map input names to (min, opt, max) shapes".format(k))
-        norm = {}
-        for name, shapes in prof.items():
-            if isinstance(shapes, Mapping):
-                try:
-                    shapes = (shapes["min"], shapes["opt"], shapes["max"])
-                except KeyError:
-                    raise BadInput("profile {} input '{}': give min, opt and max shapes".format(k, name))
-            try:
-                lo, mid, hi = (tuple(int(d) for d in s) for s in shapes)
-            except (TypeError, ValueError):
-                raise BadInput("profile {} input '{}': shapes must be three lists of ints (min, opt, max)".format(k, name))
-            if not (len(lo) == len(mid) == len(hi)) or any(not (a <= b <= c) or a < 1 for a, b, c in zip(lo, mid, hi)):
-                raise BadInput("profile {} input '{}': need 1 <= min <= opt <= max in every dimension, got {} {} {}".format(
-                    k, name, list(lo), list(mid), list(hi)))
-            norm[str(name)] = (lo, mid, hi)
-        out.append(norm)
-    return out
-
-
-def load_dynamic_ranges(ranges: Any) -> "Dict[str, Tuple[float, float]]":
-    """``{tensor: (min, max)}`` from a ranges.json path, a Ranges object or a dict.
-
-    Values may be an amax (symmetric), ``[min, max]``, ``{"amax": a}`` or
-    ``{"min": a, "max": b}``; a ``{"tensors": {...}}`` (ranges.json) or
-    ``{"ranges": {...}}`` wrapper is unwrapped.
-    """
-    source = "dynamic ranges"
-    if isinstance(ranges, (str, Path)):
-        source = str(ranges)
-        try:
-            ranges = json.loads(Path(ranges).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise BadInput("cannot read INT8 ranges {} ({})".format(ranges, exc.strerror or exc))
-        except ValueError as exc:
-            raise BadInput("{} is not JSON ({})".format(ranges, exc))
-    elif not isinstance(ranges, Mapping):
-        tensors = getattr(ranges, "tensors", None)
-        if isinstance(tensors, Mapping):
-            ranges = tensors
-        elif callable(getattr(ranges, "amax", None)):
-            ranges = ranges.amax()
-        else:
-            raise BadInput("dynamic ranges must be a ranges.json path, a dict or a Ranges object, not {}".format(type(ranges).__name__))
-    if isinstance(ranges, Mapping):
-        for key in ("tensors", "ranges"):
-            if isinstance(ranges.get(key), Mapping):
-                ranges = ranges[key]
-                break
-    out: "Dict[str, Tuple[float, float]]" = {}
-    for name, v in ranges.items():
-        try:
-            if isinstance(v, Mapping):
-                if "min" in v and "max" in v:
-                    lo, hi = float(v["min"]), float(v["max"])
-                else:
-                    a = abs(float(v["amax"]))
-                    lo, hi = -a, a
-            elif isinstance(v, (list, tuple)):
-                lo, hi = float(v[0]), float(v[1])
-            else:
-                a = abs(float(v))
-                lo, hi = -a, a
-        except (KeyError, TypeError, ValueError, IndexError):
-            raise BadInput("{}: tensor '{}' has no usable range ({!r})".format(source, name, v))
-        if not lo <= hi:
-            raise BadInput("{}: tensor '{}' has min {} > max {}".format(source, name, lo, hi))
-        out[str(name)] = (lo, hi)
-    if not out:
-        raise BadInput("{}: no tensors".format(source))
-    return out
-
-
-_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
-_ALGO_KIND = {"EntropyCalibration2": "entropy2", "MinMaxCalibration": "minmax",
-              "EntropyCalibration": "entropy", "LegacyCalibration": "legacy"}
-
-
-def read_cache_header(path: "Union[str, Path]") -> "Tuple[int, str]":
-    """(version int, calibrator kind) from a calibration cache's first line."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            first = f.readline(256).decode("utf-8", "replace").strip()
-    except OSError as exc:
-        raise BadInput("cannot read calibration cache {} ({})".format(p, exc.strerror or exc))
-    m = _HEADER.match(first)
-    if not m or m.group(2) not in _ALGO_KIND:
-        raise BadInput("{} is not a TensorRT calibration cache (first line {!r}, expected TRT-<version>-EntropyCalibration2)".format(p, first[:60]))
-    return int(m.group(1)), _ALGO_KIND[m.group(2)]
-
-
-def _version_text(n: int) -> str:
-    if n >= 100000:
-        return "{}.{}.{}".format(n // 10000, (n // 100) % 100, n % 100)
-    return "{}.{}.{}".format(n // 1000, (n // 100) % 10, n % 100)
-
-
-# ------------------------------------------------------------------------------------------------
 # the build
 # ------------------------------------------------------------------------------------------------
-def _network_tensors(network: Any) -> "List[Any]":
-    seen = {}
-    for i in range(network.num_inputs):
-        t = network.get_input(i)
-        seen[t.name] = t
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            t = layer.get_output(j)
-            if t is not None:
-                seen.setdefault(t.name, t)
-    return list(seen.values())
+@dataclass
+class BuildResult:
+    """A built engine: the plan bytes and what the build did (flags, INT8 source, profiles, ...)."""
+
+    plan: bytes
+    report: "Dict[str, Any]"
 
 
-def _is_qdq(trt: Any, network: Any) -> bool:
-    lt = getattr(trt, "LayerType", None)
-    kinds = {getattr(lt, "QUANTIZE", None), getattr(lt, "DEQUANTIZE", None)} - {None}
-    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
+def build_engine(onnx_path: "Union[str, Path]", precision: str = "fp16", **options: Any) -> bytes:
+    """Build and return a serialized TensorRT engine (plan bytes); options as :func:`build_engine_with_report`."""
+    return build_engine_with_report(onnx_path, precision, **options).plan
 
 
-def _inputs(network: Any) -> "List[Any]":
-    return [network.get_input(i) for i in range(network.num_inputs)]
-
-
-def build_engine(
+def build_engine_with_report(
     onnx_path: "Union[str, Path]",
     precision: str = "fp16",
-    *,
     calibrator: Any = None,
     dynamic_ranges: Any = None,
     calib_cache: "Optional[Union[str, Path]]" = None,
@@ -271,9 +149,8 @@ def build_engine(
     gpu_fallback: bool = True,
     strict_types: bool = False,
     verbose: bool = False,
-    report: "Optional[Dict[str, Any]]" = None,
-) -> bytes:
-    """Build and return a serialized TensorRT engine (plan bytes) for ``onnx_path``.
+) -> BuildResult:
+    """Build a TensorRT engine for ``onnx_path``; the plan and a JSON-able report of the build.
 
     ``precision``: fp32 | fp16 | int8.  INT8 needs exactly one source: ``calibrator``
     (an ``IInt8*Calibrator``, e.g. from :func:`jetson_deploy.calibration.trt_calibrator.make_calibrator`),
@@ -286,37 +163,84 @@ def build_engine(
     (atomically) after the build.  ``dla_core`` runs on that DLA core, with GPU
     fallback unless ``gpu_fallback=False``.  ``strict_types`` obeys per-layer
     precisions (``OBEY_PRECISION_CONSTRAINTS``, else ``STRICT_TYPES`` on old 8.x).
-    ``report``, if given, is filled with what was done (flags, INT8 source, ...).
 
     Raises BadInput (exit 2) for unusable input/options (missing file, parser
     failure, no INT8 on this GPU, bad profile) and CheckFailed (exit 1) when
     TensorRT's build itself fails.
     """
     path = Path(onnx_path)
-    name = path.name
+    sources = Int8Sources(calibrator, dynamic_ranges, calib_cache)
+    profs = _check_options(path, precision, sources, dla_core, workspace_mb, profiles)
+    trt = load_tensorrt("building TensorRT engines")
+    feats = features(trt)
+    logger = make_logger(trt, verbose)
+    builder = trt.Builder(logger)
+    _check_gpu(trt, builder, logger, precision)
+    network, parser = network_from_onnx(trt, feats, builder, logger, path)
+    qdq = is_qdq(trt, network)
+    if qdq and precision != "int8":
+        raise BadInput("{} is quantized (Q/DQ nodes): build it with --precision int8, or use the unquantized model for {}".format(
+            path.name, precision))
+    config, flags, workspace_bytes = create_config(trt, feats, builder, precision, workspace_mb, strict_types)
+    dynamic = add_profiles(builder, config, logger, network, profs, path.name)
+    int8 = Int8Setup()
+    if precision == "int8":
+        int8 = set_int8_source(trt, feats, builder, config, network, sources, qdq, profs, dynamic, path.name)
+    if dla_core is not None:
+        use_dla(trt, feats, builder, config, flags, dla_core, gpu_fallback)
+    tc_path, tc_loaded = load_timing_cache(feats, config, timing_cache_path)
+    plan = serialize(feats, builder, network, config, logger, path.name, int8.calibrator)
+    del parser  # kept alive until here: it owns the parsed weights
+    tc_saved = save_timing_cache(config, tc_path) if tc_path is not None else None
+    report = _report(
+        feats.version_string, precision, path, workspace_bytes=workspace_bytes, profiles=profs, int8=int8, dla_core=dla_core,
+        timing_cache_loaded=tc_loaded, flags=flags.names, timing_cache_saved=tc_saved, warnings=len(logger.warnings), plan=plan)
+    return BuildResult(plan, report)
+
+
+def _report(version: str, precision: str, path: Path, workspace_bytes: "Optional[int]", profiles: "List[Any]", int8: Int8Setup,
+            dla_core: "Optional[int]", timing_cache_loaded: "Optional[bool]", flags: "List[str]", timing_cache_saved: "Optional[str]",
+            warnings: int, plan: bytes) -> "Dict[str, Any]":
+    """What the build did, JSON-able, for the bundle manifest; optional keys only when the step ran."""
+    report: "Dict[str, Any]" = {"tensorrt": version, "precision": precision, "onnx": str(path)}
+    if workspace_bytes is not None:
+        report["workspace_bytes"] = workspace_bytes
+    report["profiles"] = profiles_report(profiles)
+    if int8.dynamic_ranges is not None:
+        report["dynamic_ranges"] = int8.dynamic_ranges
+    report["int8_source"] = int8.source
+    if dla_core is not None:
+        report["dla_core"] = int(dla_core)
+    if timing_cache_loaded is not None:
+        report["timing_cache_loaded"] = timing_cache_loaded
+    report["flags"] = flags
+    if timing_cache_saved is not None:
+        report["timing_cache_saved"] = timing_cache_saved
+    report.update(warnings=warnings, plan_bytes=len(plan))
+    return report
+
+
+def _check_options(path: Path, precision: str, sources: Int8Sources, dla_core: "Optional[int]", workspace_mb: "Optional[int]",
+                   profiles: Any) -> "List[Any]":
+    """Refuse unusable options before TensorRT is loaded; the normalized profiles."""
     if precision not in PRECISIONS:
         raise BadInput("precision must be one of {}, got {!r}".format("/".join(PRECISIONS), precision))
     if not path.is_file():
         raise BadInput("ONNX model {} does not exist".format(path))
-    sources = [k for k, v in (("calibrator", calibrator), ("dynamic ranges", dynamic_ranges), ("calibration cache", calib_cache)) if v is not None]
-    if sources and precision != "int8":
-        raise BadInput("{} only applies to --precision int8 (got {})".format(" and ".join(sources), precision))
-    if len(sources) > 1:
-        raise BadInput("give one INT8 source, not {} (a calibrator reads its own cache: make_calibrator(..., cache_path=...))".format(" and ".join(sources)))
+    given = sources.given()
+    if given and precision != "int8":
+        raise BadInput("{} only applies to --precision int8 (got {})".format(" and ".join(given), precision))
+    if len(given) > 1:
+        raise BadInput("give one INT8 source, not {} (a calibrator reads its own cache: make_calibrator(..., cache_path=...))".format(" and ".join(given)))
     if dla_core is not None and precision == "fp32":
         raise BadInput("DLA runs FP16 or INT8 only: build with --precision fp16 or int8 to use DLA core {}".format(dla_core))
     if workspace_mb is not None and int(workspace_mb) <= 0:
         raise BadInput("workspace_mb must be positive, got {}".format(workspace_mb))
-    norm_profiles = normalize_profiles(profiles)
+    return normalize_profiles(profiles)
 
-    trt = load_tensorrt("building TensorRT engines")
-    feats = features(trt)
-    version = feats.version_string
-    logger = make_logger(trt, verbose)
-    rep: "Dict[str, Any]" = report if report is not None else {}
-    rep.update({"tensorrt": version, "precision": precision, "onnx": str(path)})
 
-    builder = trt.Builder(logger)
+def _check_gpu(trt: Any, builder: Any, logger: Any, precision: str) -> None:
+    """Refuse INT8 on GPUs without fast INT8; warn (through TensorRT's logger) on slow FP16."""
     if precision == "int8" and hasattr(builder, "platform_has_fast_int8") and not builder.platform_has_fast_int8:
         sm = _detect_sm()
         raise BadInput(
@@ -325,141 +249,10 @@ def build_engine(
     if precision in ("fp16", "int8") and hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
         logger.log(trt.Logger.WARNING, "this GPU has no fast FP16; TensorRT may run FP32 kernels")
 
-    flags = 0
-    if feats.explicit_batch_required:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if feats.parse_from_file:
-        ok = parser.parse_from_file(str(path))  # resolves external weights beside the file
-    else:
-        ok = parser.parse(path.read_bytes(), str(path))
-    if not ok:
-        raise BadInput(format_parser_failure(name, parser_issues(parser, str(path)), version))
-    qdq = _is_qdq(trt, network)
-    if qdq and precision != "int8":
-        raise BadInput("{} is quantized (Q/DQ nodes): build it with --precision int8, or use the unquantized model for {}".format(
-            name, precision))
 
-    config = builder.create_builder_config()
-    if workspace_mb is not None:
-        nbytes = int(workspace_mb) << 20
-        if feats.memory_pool_limit:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, nbytes)
-        elif feats.max_workspace_size:
-            config.max_workspace_size = nbytes
-        rep["workspace_bytes"] = nbytes
-    set_flags: "List[str]" = []
-
-    def flag(fname: str) -> None:
-        config.set_flag(getattr(trt.BuilderFlag, fname))
-        set_flags.append(fname)
-
-    if precision == "fp16":
-        flag("FP16")
-    elif precision == "int8":
-        flag("INT8")
-        if getattr(builder, "platform_has_fast_fp16", True):
-            flag("FP16")
-    if strict_types:
-        if feats.obey_precision_constraints:
-            flag("OBEY_PRECISION_CONSTRAINTS")
-        elif feats.strict_types:
-            flag("STRICT_TYPES")
-
-    # ---- shapes ---------------------------------------------------------------------------
-    inputs = _inputs(network)
-    input_names = [t.name for t in inputs]
-    dynamic = [t.name for t in inputs if any(int(d) < 0 for d in t.shape)]
-    for k, prof in enumerate(norm_profiles):
-        unknown = sorted(set(prof) - set(input_names))
-        if unknown:
-            raise BadInput("profile {} names {} but {} has inputs {}".format(k, unknown, name, input_names))
-        missing = [n for n in dynamic if n not in prof]
-        if missing:
-            raise BadInput("profile {} gives no shapes for dynamic input(s) {} of {}".format(k, missing, name))
-        p = builder.create_optimization_profile()
-        for t in inputs:
-            if t.name not in prof:
-                continue
-            lo, mid, hi = prof[t.name]
-            net_shape = [int(d) for d in t.shape]
-            if len(lo) != len(net_shape) or any(d >= 0 and (d != a or d != c) for d, a, c in zip(net_shape, lo, hi)):
-                raise BadInput("profile {} input '{}': shapes {}..{} do not fit the model's shape {} (-1 = dynamic)".format(
-                    k, t.name, list(lo), list(hi), net_shape))
-            p.set_shape(t.name, lo, mid, hi)
-        if config.add_optimization_profile(p) < 0:
-            raise BadInput("TensorRT rejected optimization profile {}: {}".format(k, logger.summary() or "invalid shapes"))
-    if dynamic and not norm_profiles:
-        raise BadInput("{} has dynamic input(s) {}: give an optimization profile, e.g. profiles={{'{}': (min, opt, max)}}".format(
-            name, dynamic, dynamic[0]))
-    rep["profiles"] = [{k: [list(s) for s in v] for k, v in p.items()} for p in norm_profiles]
-
-    # ---- INT8 source -----------------------------------------------------------------------
-    int8_source = None
-    if precision == "int8":
-        if qdq:
-            if sources:
-                raise BadInput("{} is already quantized (Q/DQ nodes, explicit INT8): drop the {}".format(name, sources[0]))
-            int8_source = "qdq"
-        elif calibrator is not None:
-            if not feats.int8_calibrator:
-                raise BadInput("TensorRT {} has no INT8 calibrators: use a Q/DQ model".format(version))
-            config.int8_calibrator = calibrator
-            int8_source = "calibrator"
-        elif calib_cache is not None:
-            calibrator = _cache_calibrator(trt, feats, calib_cache, inputs, norm_profiles)
-            config.int8_calibrator = calibrator
-            int8_source = "calibration-cache"
-        elif dynamic_ranges is not None:
-            ranges = load_dynamic_ranges(dynamic_ranges)
-            tensors = _network_tensors(network)
-            matched = 0
-            for t in tensors:
-                r = ranges.get(t.name)
-                if r is not None and t.set_dynamic_range(float(r[0]), float(r[1])):
-                    matched += 1
-            if not matched:
-                raise BadInput("none of the {} tensors in the dynamic ranges match a tensor of {} (were they computed for another model?)".format(
-                    len(ranges), name))
-            rep["dynamic_ranges"] = {"given": len(ranges), "applied": matched, "network_tensors": len(tensors)}
-            int8_source = "dynamic-ranges"
-        else:
-            raise BadInput(
-                "INT8 needs calibration: give a calibrator, dynamic ranges (ranges.json), a calibration cache for "
-                "TensorRT {}, or a Q/DQ model (jetson-deploy calibrate ... --model)".format(version))
-        if int8_source in ("calibrator", "calibration-cache") and dynamic and hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(config_profile_for_calibration(builder, norm_profiles[0]))
-    rep["int8_source"] = int8_source
-
-    # ---- DLA --------------------------------------------------------------------------------
-    if dla_core is not None:
-        cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
-        if not feats.dla or cores == 0:
-            raise BadInput("this device has no DLA cores (DLA is on Jetson Xavier and Orin AGX/NX): leave out --dla-core")
-        if not 0 <= int(dla_core) < cores:
-            raise BadInput("DLA core {} does not exist: this device has {} (0..{})".format(dla_core, cores, cores - 1))
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(dla_core)
-        if gpu_fallback:
-            flag("GPU_FALLBACK")
-        rep["dla_core"] = int(dla_core)
-
-    # ---- timing cache -------------------------------------------------------------------------
-    tc_path = Path(timing_cache_path) if timing_cache_path is not None else None
-    if tc_path is not None:
-        if feats.timing_cache:
-            data = tc_path.read_bytes() if tc_path.is_file() else b""
-            cache = config.create_timing_cache(data)
-            if cache is None:  # corrupted file: start empty rather than fail the build
-                cache = config.create_timing_cache(b"")
-            config.set_timing_cache(cache, False)
-            rep["timing_cache_loaded"] = bool(data)
-        else:
-            tc_path = None
-    rep["flags"] = set_flags
-
-    # ---- build --------------------------------------------------------------------------------
+def serialize(feats: Any, builder: Any, network: Any, config: Any, logger: Any, name: str, calibrator: Any = None) -> bytes:
+    """Run TensorRT's build and return the plan; a calibrator's own error wins over TensorRT's None."""
+    version = feats.version_string
     if feats.build_serialized_network:
         plan = builder.build_serialized_network(network, config)
     elif feats.build_engine:
@@ -475,49 +268,7 @@ def build_engine(
     if plan is None:
         raise CheckFailed("TensorRT {} failed to build {}: {}".format(
             version, name, logger.summary() or "no error logged (run with verbose=True)"))
-    data = bytes(plan)
-    if tc_path is not None:
-        cache = config.get_timing_cache()
-        if cache is not None:
-            atomic_write_bytes(tc_path, bytes(cache.serialize()))
-            rep["timing_cache_saved"] = str(tc_path)
-    rep["warnings"] = len(logger.warnings)
-    rep["plan_bytes"] = len(data)
-    return data
-
-
-def config_profile_for_calibration(builder: Any, prof: "Mapping[str, ShapeTriple]") -> Any:
-    """A profile whose min/opt/max are all the opt shapes: TensorRT calibrates at one shape."""
-    p = builder.create_optimization_profile()
-    for n, (_, mid, _) in prof.items():
-        p.set_shape(n, mid, mid, mid)
-    return p
-
-
-def _cache_calibrator(trt: Any, feats: Any, cache_path: "Union[str, Path]", inputs: "List[Any]", profiles: "List[Any]") -> Any:
-    """A calibrator that only serves the cache (no batches), after checking its header fits this TensorRT."""
-    number, kind = read_cache_header(cache_path)
-    want = calibration_version_int(feats.version)
-    if number != want:
-        raise BadInput(
-            "calibration cache {} was written for TensorRT {} (header TRT-{}) but this is TensorRT {}: write one for {} "
-            "(jetson-deploy calibrate --model ...) or calibrate on the device".format(
-                cache_path, _version_text(number), number, feats.version_string, feats.version_string))
-    if kind == "minmax" and not feats.minmax_calibrator:
-        raise BadInput("calibration cache {} is a MinMax cache but TensorRT {} has no IInt8MinMaxCalibrator".format(cache_path, feats.version_string))
-    from ..calibration.trt_calibrator import make_calibrator
-
-    shapes = []
-    for t in inputs:
-        shape = [int(d) for d in t.shape]
-        if any(d < 0 for d in shape) and profiles and t.name in profiles[0]:
-            shape = list(profiles[0][t.name][1])
-        shapes.append(shape)
-    return make_calibrator(
-        [], input_names=[t.name for t in inputs], input_shapes=shapes,
-        input_dtypes=[nptype(trt, t.dtype) for t in inputs], cache_path=cache_path,
-        kind="minmax" if kind == "minmax" else "entropy2", trt=trt, read_only_cache=True,
-    )
+    return bytes(plan)
 
 
 def save_engine(plan: bytes, path: "Union[str, Path]") -> Path:
@@ -531,7 +282,10 @@ def describe_version(trt: Any = None) -> str:
 
 
 class EngineFromOnnx:
-    """Loader (Polygraphy style): describes a build, runs it when called; ``EngineFromOnnx(path, "int8", ...)()``."""
+    """Loader (Polygraphy style): describes a build, runs it when called; ``EngineFromOnnx(path, "int8", ...)()``.
+
+    ``report`` holds the last build's report.
+    """
 
     def __init__(self, onnx_path: "Union[str, Path]", precision: str = "fp16", **options: Any) -> None:
         self.onnx_path = onnx_path
@@ -540,7 +294,9 @@ class EngineFromOnnx:
         self.report: "Dict[str, Any]" = {}
 
     def __call__(self) -> bytes:
-        return build_engine(self.onnx_path, self.precision, report=self.report, **self.options)
+        result = build_engine_with_report(self.onnx_path, self.precision, **self.options)
+        self.report = result.report
+        return result.plan
 
 
 class SaveEngine:

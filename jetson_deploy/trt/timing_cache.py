@@ -1,0 +1,31 @@
+"""Timing cache: loaded into the builder config before a build, written back atomically after.
+
+A corrupted file starts an empty cache rather than failing the build; TensorRT versions
+without timing caches ignore the path.
+"""
+from pathlib import Path
+from typing import Any, Optional, Tuple, Union
+
+from .._files import atomic_write_bytes
+
+
+def load_timing_cache(feats: Any, config: Any, path: "Optional[Union[str, Path]]") -> "Tuple[Optional[Path], Optional[bool]]":
+    """(path to save back to, whether a cache was read); (None, None) when there is nothing to do."""
+    if path is None or not feats.timing_cache:
+        return None, None
+    tc_path = Path(path)
+    data = tc_path.read_bytes() if tc_path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is None:  # corrupted file: start empty rather than fail the build
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+    return tc_path, bool(data)
+
+
+def save_timing_cache(config: Any, path: Path) -> "Optional[str]":
+    """Write the config's timing cache to ``path`` atomically; the path written, or None."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        return None
+    atomic_write_bytes(path, bytes(cache.serialize()))
+    return str(path)
