@@ -1,6 +1,7 @@
 """Calibration sets: sampling (images + evenly sampled video), dedupe, determinism,
 bad input, --num too large, atomicity, manifest contents."""
 import hashlib
+import logging
 import json
 import os
 import shutil
@@ -130,7 +131,7 @@ def test_same_seed_same_set_other_seed_other_set(tmp_path: Path, spec: Path) -> 
     assert c.sha256 != a.sha256
 
 
-def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
+def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch", caplog: "pytest.LogCaptureFixture") -> None:
     folder = tmp_path / "imgs"
     good = write_images(folder, 6, seed=3, exts=("png",))
     data = good[0].read_bytes()
@@ -149,8 +150,10 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypa
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    notes = []
-    cs = build_calibration_set([folder], spec, tmp_path / "set", num=50, progress=False, log=notes.append)
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.calibration"):
+        cs = build_calibration_set([folder], spec, tmp_path / "set", num=50, progress=False)
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == cs.manifest["notes"]
     assert len(cs) + cs.num_holdout == 6
     reasons = {Path(s["path"]).name: s["reason"] for s in cs.manifest["skipped"]}
     assert "truncated PNG" in reasons["truncated.png"]
@@ -192,10 +195,11 @@ def test_nothing_usable_is_bad_input_and_writes_nothing(tmp_path: Path, spec: Pa
         build_calibration_set([tmp_path / "missing"], spec, tmp_path / "set", progress=False)
 
 
-def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Path) -> None:
+def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Path, caplog: "pytest.LogCaptureFixture") -> None:
     write_images(tmp_path / "imgs", 7, seed=8)
-    notes = []
-    cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=1000, progress=False, log=notes.append)
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.calibration"):
+        cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=1000, progress=False)
+    notes = [r.getMessage() for r in caplog.records]
     assert len(cs) + cs.num_holdout == 7
     assert any("--num 1000" in n and "using all" in n for n in notes)
     assert cs.manifest["num_requested"] == 1000

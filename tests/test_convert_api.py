@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402
 from jetson_deploy.spec import load_spec  # noqa: E402
