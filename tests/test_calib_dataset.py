@@ -340,3 +340,36 @@ def test_cli_builds_a_set_and_keeps_stdout_for_json(tmp_path: Path, spec: Path) 
     assert "using all" in res.stderr
     res = runner.invoke(cli, ["calibrate", str(tmp_path / "nope"), "--spec", str(spec), "-o", str(tmp_path / "set2")])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("Error: ")
+
+
+def test_cli_quiet_keeps_notes_for_json_only(tmp_path: Path, spec: Path) -> None:
+    from click.testing import CliRunner
+
+    from jetson_deploy.cli import cli
+
+    import inspect
+
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
+    write_images(tmp_path / "imgs", 5, seed=14)
+    args = ["calibrate", str(tmp_path / "imgs"), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "50", "--json", "--quiet"]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert any("using all" in n for n in json.loads(res.stdout)["notes"])
+    assert res.stderr == ""
+
+
+def test_library_calibrate_builds_or_refuses_in_one_line(tmp_path: Path, spec: Path) -> None:
+    from jetson_deploy.calibration import calibrate
+    from jetson_deploy.calibration.workflow import SetOptions
+
+    write_images(tmp_path / "imgs", 5, seed=14)
+    res = calibrate([tmp_path / "imgs"], tmp_path / "set", spec=spec, set_options=SetOptions(num=50), progress=False)
+    assert res.int8 is None and any("using all" in n for n in res.notes)
+    assert res.to_dict()["calibration_set"]["samples"] + res.calibration_set.num_holdout == 5
+    res.enforce_gate()  # no model: nothing to gate
+    with pytest.raises(BadInput, match="--spec is required"):
+        calibrate([tmp_path / "imgs"], tmp_path / "set2")
+    with pytest.raises(BadInput, match="or --model"):
+        calibrate([], tmp_path / "set")
+    with pytest.raises(BadInput, match="holds no calibration set"):
+        calibrate([], tmp_path / "imgs", model=tmp_path / "m.onnx")

@@ -10,7 +10,7 @@ Modules (each one job; none imports onnxruntime/cv2/tensorrt at import time):
 - :mod:`.gate`      INT8 vs FP32 agreement on held-out samples
 - :mod:`.auto_exclude`  accuracy-driven mixed precision
 - :mod:`.quantize`  ``compute_int8``: everything above for one model; ``gate_failure``
-- :mod:`.calibrate` ``calibrate``: what the command does (build or reuse a set, INT8, gate)
+- :mod:`.workflow`  ``calibrate``: what the command does (build or reuse a set, INT8, gate)
 - :mod:`.trt_calibrator`  TensorRT IInt8 calibrator adapter (device side)
 """
 from typing import Any
@@ -24,8 +24,8 @@ _EXPORTS = {
     "write_cache": "cache",
     "compute_int8": "quantize",
     "Int8Result": "quantize",
-    "calibrate": "calibrate",
-    "CalibrateResult": "calibrate",
+    "calibrate": "workflow",
+    "CalibrateResult": "workflow",
 }
 
 __all__ = sorted(_EXPORTS)

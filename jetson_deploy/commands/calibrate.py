@@ -49,7 +49,7 @@ def calibrate(
     as_json: bool,
 ) -> None:
     from .._messages import collect_messages
-    from ..calibration.calibrate import QuantizeOptions, SetOptions, calibrate as run_calibrate
+    from ..calibration.workflow import QuantizeOptions, SetOptions, calibrate as run_calibrate
 
     # --quiet: notes are still collected for --json, but not printed
     with collect_messages("jetson_deploy.calibration", echo=not quiet):

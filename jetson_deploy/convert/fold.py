@@ -19,7 +19,7 @@ to int32 because TensorRT has no int64 tensors before 10.  The spec records
 """
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 

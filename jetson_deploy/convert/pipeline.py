@@ -27,7 +27,7 @@ from ..spec import ModelSpec, load_spec
 from . import stages as _st
 from .load import load_model
 from .manifest import Engines, Stages, write_bundle
-from .options import BUILD_CHOICES, CONVERTERS, PRECISIONS, ConvertOptions  # noqa: F401  (re-exported)
+from .options import ConvertOptions
 
 log = logging.getLogger(__name__)
 
