@@ -1,6 +1,7 @@
 """Calibration sets: sampling (images + evenly sampled video), dedupe, determinism,
 bad input, --num too large, atomicity, manifest contents."""
 import hashlib
+import logging
 import json
 import os
 import shutil
@@ -130,7 +131,7 @@ def test_same_seed_same_set_other_seed_other_set(tmp_path: Path, spec: Path) -> 
     assert c.sha256 != a.sha256
 
 
-def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
+def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypatch: "pytest.MonkeyPatch", caplog: "pytest.LogCaptureFixture") -> None:
     folder = tmp_path / "imgs"
     good = write_images(folder, 6, seed=3, exts=("png",))
     data = good[0].read_bytes()
@@ -149,8 +150,10 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path, spec: Path, monkeypa
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    notes = []
-    cs = build_calibration_set([folder], spec, tmp_path / "set", num=50, progress=False, log=notes.append)
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.calibration"):
+        cs = build_calibration_set([folder], spec, tmp_path / "set", num=50, progress=False)
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == cs.manifest["notes"]
     assert len(cs) + cs.num_holdout == 6
     reasons = {Path(s["path"]).name: s["reason"] for s in cs.manifest["skipped"]}
     assert "truncated PNG" in reasons["truncated.png"]
@@ -192,10 +195,11 @@ def test_nothing_usable_is_bad_input_and_writes_nothing(tmp_path: Path, spec: Pa
         build_calibration_set([tmp_path / "missing"], spec, tmp_path / "set", progress=False)
 
 
-def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Path) -> None:
+def test_num_larger_than_available_uses_all_and_says_so(tmp_path: Path, spec: Path, caplog: "pytest.LogCaptureFixture") -> None:
     write_images(tmp_path / "imgs", 7, seed=8)
-    notes = []
-    cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=1000, progress=False, log=notes.append)
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.calibration"):
+        cs = build_calibration_set([tmp_path / "imgs"], spec, tmp_path / "set", num=1000, progress=False)
+    notes = [r.getMessage() for r in caplog.records]
     assert len(cs) + cs.num_holdout == 7
     assert any("--num 1000" in n and "using all" in n for n in notes)
     assert cs.manifest["num_requested"] == 1000
@@ -336,3 +340,36 @@ def test_cli_builds_a_set_and_keeps_stdout_for_json(tmp_path: Path, spec: Path) 
     assert "using all" in res.stderr
     res = runner.invoke(cli, ["calibrate", str(tmp_path / "nope"), "--spec", str(spec), "-o", str(tmp_path / "set2")])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("Error: ")
+
+
+def test_cli_quiet_keeps_notes_for_json_only(tmp_path: Path, spec: Path) -> None:
+    from click.testing import CliRunner
+
+    from jetson_deploy.cli import cli
+
+    import inspect
+
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
+    write_images(tmp_path / "imgs", 5, seed=14)
+    args = ["calibrate", str(tmp_path / "imgs"), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "50", "--json", "--quiet"]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert any("using all" in n for n in json.loads(res.stdout)["notes"])
+    assert res.stderr == ""
+
+
+def test_library_calibrate_builds_or_refuses_in_one_line(tmp_path: Path, spec: Path) -> None:
+    from jetson_deploy.calibration import calibrate
+    from jetson_deploy.calibration.workflow import SetOptions
+
+    write_images(tmp_path / "imgs", 5, seed=14)
+    res = calibrate([tmp_path / "imgs"], tmp_path / "set", spec=spec, set_options=SetOptions(num=50), progress=False)
+    assert res.int8 is None and any("using all" in n for n in res.notes)
+    assert res.to_dict()["calibration_set"]["samples"] + res.calibration_set.num_holdout == 5
+    res.enforce_gate()  # no model: nothing to gate
+    with pytest.raises(BadInput, match="--spec is required"):
+        calibrate([tmp_path / "imgs"], tmp_path / "set2")
+    with pytest.raises(BadInput, match="or --model"):
+        calibrate([], tmp_path / "set")
+    with pytest.raises(BadInput, match="holds no calibration set"):
+        calibrate([], tmp_path / "imgs", model=tmp_path / "m.onnx")

@@ -9,7 +9,7 @@ pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from jetson_deploy.calibration.api import compute_int8  # noqa: E402
+from jetson_deploy.calibration.quantize import compute_int8  # noqa: E402
 from jetson_deploy.calibration.cache import read_cache  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
 from jetson_deploy.calibration.ranges import Ranges  # noqa: E402

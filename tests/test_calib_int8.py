@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from calib_support import make_cnn_onnx, make_hidden_outlier_onnx, write_clip, write_images, write_spec  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from jetson_deploy.calibration.api import compute_int8  # noqa: E402
+from jetson_deploy.calibration.quantize import compute_int8  # noqa: E402
 from jetson_deploy.calibration.cache import read_cache  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
 from jetson_deploy.calibration.ranges import Ranges, compute_ranges, entropy_amax  # noqa: E402

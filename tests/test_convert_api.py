@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402
 from jetson_deploy.spec import load_spec  # noqa: E402
@@ -198,3 +198,24 @@ def test_fp16_estimate_recorded_and_overflow_refused(tmp_path: Path) -> None:
     convert(model_ref("half_overflow"), spec_path, tmp_path / "d", precision="fp16", build_engine=False, force=True)
     over = load_manifest(tmp_path / "d")["accuracy"]["fp16_estimate"]["overflows"]
     assert [o["tensor"] for o in over][:1] == ["/Add_output_0"] and over[0]["max_abs"] > 65504
+
+
+def test_option_groups_match_the_flat_keywords(tmp_path: Path, caplog: "pytest.LogCaptureFixture") -> None:
+    import logging
+
+    from jetson_deploy.convert.options import BundleOptions, ConvertOptions, EngineOptions
+
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    opts = ConvertOptions(bundle=BundleOptions(name="res", version="1.2.3"), engine=EngineOptions(build=False))
+    assert ConvertOptions.from_flat(name="res", version="1.2.3", build_engine=False) == opts
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.convert"):
+        res = convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "b", opts)
+    m = load_manifest(tmp_path / "b")
+    assert (m["name"], m["version"]) == ("res", "1.2.3")
+    assert res.messages and res.messages == [r.getMessage() for r in caplog.records if r.name.startswith("jetson_deploy.convert")][: len(res.messages)]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "c", nope=1)
+    with pytest.raises(TypeError, match="not both"):
+        convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "c", opts, name="x")
+    with pytest.raises(BadInput, match="--precision int8 needs --calib"):
+        convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "c", ConvertOptions(precision="int8"))

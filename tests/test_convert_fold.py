@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from conftest_convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402
 from jetson_deploy.spec import ModelSpec, load_spec  # noqa: E402

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from conftest_convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.convert.load import load_model, parse_model_arg  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402

@@ -15,7 +15,7 @@ from conftest_convert import assert_checksums, frame, load_manifest, model_ref, 
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.demo import spec_path as demo_spec_path  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402

@@ -13,7 +13,7 @@ from conftest_convert import assert_checksums, load_manifest, model_ref, spec_fi
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.cli import cli  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402
-from jetson_deploy.convert.api import convert  # noqa: E402
+from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput, MissingDependency  # noqa: E402
 
 VERSIONS = {"8.2": "8.2.1", "8.5": "8.5.2", "8.6": "8.6.2", "10.x": "10.3.0"}

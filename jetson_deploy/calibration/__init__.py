@@ -9,7 +9,8 @@ Modules (each one job; none imports onnxruntime/cv2/tensorrt at import time):
 - :mod:`.qdq`       Q/DQ ONNX model for explicit INT8 (TensorRT 8.5+/10)
 - :mod:`.gate`      INT8 vs FP32 agreement on held-out samples
 - :mod:`.auto_exclude`  accuracy-driven mixed precision
-- :mod:`.api`       ``compute_int8``: everything above for one model
+- :mod:`.quantize`  ``compute_int8``: everything above for one model; ``gate_failure``
+- :mod:`.workflow`  ``calibrate``: what the command does (build or reuse a set, INT8, gate)
 - :mod:`.trt_calibrator`  TensorRT IInt8 calibrator adapter (device side)
 """
 from typing import Any
@@ -21,8 +22,10 @@ _EXPORTS = {
     "is_calibration_set": "dataset",
     "read_cache": "cache",
     "write_cache": "cache",
-    "compute_int8": "api",
-    "Int8Result": "api",
+    "compute_int8": "quantize",
+    "Int8Result": "quantize",
+    "calibrate": "workflow",
+    "CalibrateResult": "workflow",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,16 +24,19 @@ moves from one layer's noise) and so ranks poorly.  Cost: one Q/DQ build and one
 held-out evaluation per group, plus one per greedy step (no recalibration: the
 ranges are computed once).
 """
+import logging
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._lazy import require
 from .gate import Gate, better
 from .qdq import QDQ_OP_TYPES, build_qdq
 from .ranges import Ranges
+
+log = logging.getLogger(__name__)
 
 ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FOLLOWERS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "BatchNormalization", "PRelu", "Elu", "Selu", "Tanh")
@@ -100,7 +103,6 @@ def search_exclusions(
     min_agreement: float,
     budget: int,
     progress: bool = True,
-    log: "Optional[Callable[[str], None]]" = None,
 ) -> "Tuple[ExcludeResult, Path, Any]":
     """Run the search; returns (result, path of the best Q/DQ model, its temp dir).
 
@@ -125,7 +127,6 @@ def search_exclusions(
         res.evaluations += 1
         return rec, p
 
-    say = log or (lambda m: print(m, file=sys.stderr))
     base, best_path = trial([])
     res.before = base
     current = base
@@ -157,7 +158,7 @@ def search_exclusions(
             excluded.append(gr)
             current = rec
             best_path = p
-            say("auto-exclude: {} back to float -> {} {:.4f}".format(gr.name, rec["metric"], rec["value"]))
+            log.info("auto-exclude: {} back to float -> {} {:.4f}".format(gr.name, rec["metric"], rec["value"]))
         else:
             p.unlink()
     res.excluded = excluded

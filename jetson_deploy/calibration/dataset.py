@@ -16,14 +16,16 @@ The directory is built under a temporary name and renamed into place at the end.
 import datetime
 import hashlib
 import json
+import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import __version__
+from .._messages import collect_messages
 from .._files import atomic_dir, sha256_file
 from ..errors import BadInput
 from ..spec import ModelSpec, load_spec
@@ -35,6 +37,8 @@ SHARD_BYTES = 32 << 20  # bound on one shard file (and on each in-memory shard b
 DEFAULT_DEDUPE_BITS = 5  # Hamming distance (of 64) at or below which frames are near-duplicates
 
 PathLike = Union[str, Path]
+
+log = logging.getLogger(__name__)
 
 
 # ---- writing ---------------------------------------------------------------------------
@@ -190,162 +194,168 @@ def build_calibration_set(
     progress: bool = True,
     dedupe_bits: int = DEFAULT_DEDUPE_BITS,
     shard_bytes: int = SHARD_BYTES,
-    log: "Optional[Callable[[str], None]]" = None,
 ) -> "CalibrationSet":
     """Build a calibration set of ``num`` samples (calibration + held-out) in ``out_dir``.
 
     ``holdout`` is the fraction of samples kept out of range computation for the
     accuracy gate.  ``dedupe_bits`` < 0 disables near-duplicate removal.  Raises
-    :class:`BadInput` when nothing usable is found.  ``log`` receives notes for the
-    user (``--num`` too large, files skipped); by default they go to stderr.
+    :class:`BadInput` when nothing usable is found.  Notes for the user (``--num``
+    too large, files skipped) are logged and kept in the set's manifest.
     """
     spec = load_spec(spec)
     if num < 1:
         raise BadInput("--num must be at least 1, got {}".format(num))
     if not 0.0 <= holdout < 1.0:
         raise BadInput("holdout fraction must be in [0, 1), got {}".format(holdout))
-    notes: "List[str]" = []
+    with collect_messages(__name__, "jetson_deploy.calibration.sources") as notes:
+        scan = scan_sources(sources)
+        total = scan.candidates
+        if total == 0:
+            raise BadInput(_nothing_usable(sources, scan.skipped))
+        target = min(num, total)
+        if num > total:
+            log.info("--num {} is more than the {} image(s)/frame(s) found; using all of them".format(num, total))
+        with atomic_dir(Path(out_dir)) as tmp:
+            sampler = _Sampler(tmp, spec, holdout, dedupe_bits, shard_bytes, list(scan.skipped))
+            sampler.run(_Plan(scan, np.random.default_rng(seed)), scan, target, progress)
+            sampler.finish(sources, min(num, total), target)
+            manifest = _manifest(sampler, scan, spec, seed=seed, num=num, holdout=holdout, dedupe_bits=dedupe_bits, notes=notes)
+            with open(str(tmp / MANIFEST), "w", encoding="utf-8") as f:
+                json.dump(manifest, f, indent=2, sort_keys=True)
+                f.write("\n")
+    return load_calibration_set(out_dir)
 
-    def note(msg: str) -> None:
-        notes.append(msg)
-        if log is not None:
-            log(msg)
-        elif progress:
-            print(msg, file=sys.stderr)
 
-    scan = scan_sources(sources, log=note)
-    total = scan.candidates
-    if total == 0:
-        raise BadInput(_nothing_usable(sources, scan.skipped))
-    target = num
-    if num > total:
-        target = total
-        note("--num {} is more than the {} image(s)/frame(s) found; using all of them".format(num, total))
+class _Sampler:
+    """Pass 2: reads the drawn candidates, drops near-duplicates, preprocesses and shards them."""
 
-    rng = np.random.default_rng(seed)
-    plan = _Plan(scan, rng)
-    index = HashIndex(dedupe_bits)
-    skipped: "List[Skipped]" = list(scan.skipped)
-    duplicates: "List[Dict[str, Any]]" = []
-    n_duplicates = 0
-    image_entries: "Dict[str, Dict[str, Any]]" = {}
-    video_entries: "Dict[int, Dict[str, Any]]" = {}
-    channel_axis = 0 if spec.layout == "nchw" else 2
-    stats = _Stats(channel_axis)
-    expect = tuple(int(s) for s in spec.shape[1:])
+    def __init__(self, tmp: Path, spec: "ModelSpec", holdout: float, dedupe_bits: int, shard_bytes: int, skipped: "List[Skipped]") -> None:
+        self.tmp = tmp
+        self.spec = spec
+        self.holdout = holdout
+        self.index = HashIndex(dedupe_bits)
+        self.calib_w = _ShardWriter(tmp, "calib", shard_bytes)
+        self.hold_w = _ShardWriter(tmp, "holdout", shard_bytes)
+        self.channel_axis = 0 if spec.layout == "nchw" else 2
+        self.stats = _Stats(self.channel_axis)
+        self.expect = tuple(int(s) for s in spec.shape[1:])
+        self.skipped = skipped
+        self.duplicates: "List[Dict[str, Any]]" = []
+        self.n_duplicates = 0
+        self.accepted = 0
+        self.image_entries: "Dict[str, Dict[str, Any]]" = {}
+        self.video_entries: "Dict[int, Dict[str, Any]]" = {}
+        self.bar: Any = None
 
-    from ..preprocess import preprocess
-
-    with atomic_dir(Path(out_dir)) as tmp:
-        calib_w = _ShardWriter(tmp, "calib", shard_bytes)
-        hold_w = _ShardWriter(tmp, "holdout", shard_bytes)
-        accepted = 0
-        bar = _progress(target, progress, "calibration set")
+    def run(self, plan: "_Plan", scan: "ScanResult", target: int, progress: bool) -> None:
+        self.bar = _progress(target, progress, "calibration set")
         try:
-
-            def accept(frame: "np.ndarray", where: str) -> bool:
-                nonlocal accepted, n_duplicates
-                h = phash64(frame)
-                if index.is_duplicate(h):
-                    n_duplicates += 1
-                    if len(duplicates) < 100:
-                        duplicates.append({"source": where})
-                    return False
-                x = preprocess(frame, spec)
-                if tuple(x.shape) != expect:
-                    raise BadInput(
-                        "preprocessing gives shape {} but the spec's input.shape wants {}: check the spec".format(
-                            tuple(x.shape), expect
-                        )
-                    )
-                index.add(h)
-                (hold_w if _is_holdout(accepted, holdout) else calib_w).add(x)
-                stats.add(x)
-                accepted += 1
-                if bar is not None:
-                    bar.update(1)
-                return True
-
-            while accepted < target and plan.remaining() > 0:
-                imgs, vids = plan.draw(target - accepted)
-                for path in imgs:
-                    if accepted >= target:
-                        break
-                    img, digest, why = read_image(path)
-                    if img is None:
-                        skipped.append(Skipped(path, why or "unreadable"))
-                        continue
-                    if accept(img, path):
-                        image_entries[path] = {"path": path, "kind": "image", "sha256": digest, "samples": 1}
-                for vi, frames in vids:
-                    info = scan.videos[vi]
-                    for fi, frame, why in read_video_frames(info, frames):
-                        if accepted >= target:
-                            break
-                        if frame is None:
-                            skipped.append(Skipped("{}#{}".format(info.path, fi), why or "unreadable frame"))
-                            continue
-                        if accept(frame, "{}#{}".format(info.path, fi)):
-                            e = video_entries.setdefault(
-                                vi, {"path": info.path, "kind": "video", "frames": info.frames, "frame_indices": []}
-                            )
-                            e["frame_indices"].append(fi)
+            while self.accepted < target and plan.remaining() > 0:
+                imgs, vids = plan.draw(target - self.accepted)
+                self._read_images(imgs, target)
+                self._read_videos(vids, scan, target)
         finally:
-            if bar is not None:
-                bar.close()
+            if self.bar is not None:
+                self.bar.close()
 
-        if accepted == 0:
-            raise BadInput(_nothing_usable(sources, skipped))
-        calib_w.flush()
-        hold_w.flush()
-        if calib_w.count == 0:
-            raise BadInput("only {} usable sample(s), all held out: add more images or frames".format(accepted))
-        if accepted < target:
-            note(
-                "{} sample(s) requested, {} usable ({} near-duplicate(s) dropped, {} file(s)/frame(s) skipped)".format(
-                    min(num, total), accepted, n_duplicates, len(skipped)
-                )
-            )
-        bad = [s for s in skipped]
-        if bad:
-            note("skipped {} file(s)/frame(s); reasons are listed in manifest.json".format(len(bad)))
+    def _read_images(self, imgs: "List[str]", target: int) -> None:
+        for path in imgs:
+            if self.accepted >= target:
+                break
+            img, digest, why = read_image(path)
+            if img is None:
+                self.skipped.append(Skipped(path, why or "unreadable"))
+                continue
+            if self._accept(img, path):
+                self.image_entries[path] = {"path": path, "kind": "image", "sha256": digest, "samples": 1}
 
-        for e in video_entries.values():
+    def _read_videos(self, vids: "List[Tuple[int, List[int]]]", scan: "ScanResult", target: int) -> None:
+        for vi, frames in vids:
+            info = scan.videos[vi]
+            for fi, frame, why in read_video_frames(info, frames):
+                if self.accepted >= target:
+                    break
+                where = "{}#{}".format(info.path, fi)
+                if frame is None:
+                    self.skipped.append(Skipped(where, why or "unreadable frame"))
+                    continue
+                if self._accept(frame, where):
+                    e = self.video_entries.setdefault(vi, {"path": info.path, "kind": "video", "frames": info.frames, "frame_indices": []})
+                    e["frame_indices"].append(fi)
+
+    def _accept(self, frame: "np.ndarray", where: str) -> bool:
+        from ..preprocess import preprocess
+
+        h = phash64(frame)
+        if self.index.is_duplicate(h):
+            self.n_duplicates += 1
+            if len(self.duplicates) < 100:
+                self.duplicates.append({"source": where})
+            return False
+        x = preprocess(frame, self.spec)
+        if tuple(x.shape) != self.expect:
+            raise BadInput("preprocessing gives shape {} but the spec's input.shape wants {}: check the spec".format(tuple(x.shape), self.expect))
+        self.index.add(h)
+        (self.hold_w if _is_holdout(self.accepted, self.holdout) else self.calib_w).add(x)
+        self.stats.add(x)
+        self.accepted += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return True
+
+    def finish(self, sources: "Sequence[PathLike]", requested: int, target: int) -> None:
+        """Flush the shards; refuse an empty set; say what fell short."""
+        if self.accepted == 0:
+            raise BadInput(_nothing_usable(sources, self.skipped))
+        self.calib_w.flush()
+        self.hold_w.flush()
+        if self.calib_w.count == 0:
+            raise BadInput("only {} usable sample(s), all held out: add more images or frames".format(self.accepted))
+        if self.accepted < target:
+            log.info("{} sample(s) requested, {} usable ({} near-duplicate(s) dropped, {} file(s)/frame(s) skipped)".format(
+                requested, self.accepted, self.n_duplicates, len(self.skipped)))
+        if self.skipped:
+            log.info("skipped {} file(s)/frame(s); reasons are listed in manifest.json".format(len(self.skipped)))
+        for e in self.video_entries.values():
             e["frame_indices"].sort()
             e["samples"] = len(e["frame_indices"])
             e["sha256"] = sha256_file(e["path"])
-        src_entries = sorted(list(image_entries.values()) + list(video_entries.values()), key=lambda d: d["path"])
-        shards = {"calib": calib_w.shards, "holdout": hold_w.shards}
-        sample = np.load(str(tmp / calib_w.shards[0]["file"]), mmap_mode="r")
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "calibration-set",
-            "tool": {"name": "jetson-deploy", "version": __version__},
-            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "spec": spec.to_dict(),
-            "spec_sha256": spec.sha256(),
-            "input_name": spec.input_name,
-            "sample_shape": list(expect),
-            "dtype": str(sample.dtype),
-            "seed": int(seed),
-            "num_requested": int(num),
-            "samples": int(calib_w.count),
-            "holdout": int(hold_w.count),
-            "holdout_fraction": float(holdout),
-            "candidates": {"images": len(scan.images), "videos": len(scan.videos), "total": int(total)},
-            "dedupe": {"method": "phash64", "threshold_bits": int(dedupe_bits), "dropped": int(n_duplicates), "examples": duplicates},
-            "stats": dict(stats.result(), channel_axis=channel_axis, note="per channel of one sample, over all samples, after preprocessing"),
-            "shards": shards,
-            "set_sha256": _set_sha256(spec.sha256(), shards),
-            "sources": src_entries,
-            "skipped": [s.to_dict() for s in skipped],
-            "notes": notes,
-        }
-        del sample
-        with open(str(tmp / MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-            f.write("\n")
-    return load_calibration_set(out_dir)
+
+    def sources(self) -> "List[Dict[str, Any]]":
+        return sorted(list(self.image_entries.values()) + list(self.video_entries.values()), key=lambda d: d["path"])
+
+
+def _manifest(
+    sm: "_Sampler", scan: "ScanResult", spec: "ModelSpec", seed: int, num: int, holdout: float, dedupe_bits: int, notes: "List[str]",
+) -> "Dict[str, Any]":
+    shards = {"calib": sm.calib_w.shards, "holdout": sm.hold_w.shards}
+    sample = np.load(str(sm.tmp / sm.calib_w.shards[0]["file"]), mmap_mode="r")
+    dtype = str(sample.dtype)
+    del sample
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "calibration-set",
+        "tool": {"name": "jetson-deploy", "version": __version__},
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "spec": spec.to_dict(),
+        "spec_sha256": spec.sha256(),
+        "input_name": spec.input_name,
+        "sample_shape": list(sm.expect),
+        "dtype": dtype,
+        "seed": int(seed),
+        "num_requested": int(num),
+        "samples": int(sm.calib_w.count),
+        "holdout": int(sm.hold_w.count),
+        "holdout_fraction": float(holdout),
+        "candidates": {"images": len(scan.images), "videos": len(scan.videos), "total": int(scan.candidates)},
+        "dedupe": {"method": "phash64", "threshold_bits": int(dedupe_bits), "dropped": int(sm.n_duplicates), "examples": sm.duplicates},
+        "stats": dict(sm.stats.result(), channel_axis=sm.channel_axis, note="per channel of one sample, over all samples, after preprocessing"),
+        "shards": shards,
+        "set_sha256": _set_sha256(spec.sha256(), shards),
+        "sources": sm.sources(),
+        "skipped": [s.to_dict() for s in sm.skipped],
+        "notes": list(notes),
+    }
 
 
 def _set_sha256(spec_sha: str, shards: "Dict[str, List[Dict[str, Any]]]") -> str:

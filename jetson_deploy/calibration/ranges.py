@@ -250,11 +250,7 @@ def compute_ranges(
             "{}: the model has a fixed batch of {} but the calibration set has only {} samples".format(onnx_path, fixed_batch, len(cs))
         )
     method_enum = {"entropy": cal.CalibrationMethod.Percentile, "percentile": cal.CalibrationMethod.Percentile, "minmax": cal.CalibrationMethod.MinMax}[method]
-    options: "Dict[str, Any]" = {"symmetric": True}
-    if method == "entropy":
-        options.update(num_bins=int(num_bins), rule="tensorrt-entropy2 (KL divergence, 128 levels of |x|)")
-    elif method == "percentile":
-        options.update(num_bins=int(num_bins), percentile=float(percentile))
+    options = _method_options(method, num_bins, percentile)
     ort_options = {k: v for k, v in options.items() if k in ("symmetric", "num_bins", "percentile")}
 
     bar = None
@@ -270,25 +266,7 @@ def compute_ranges(
             calibrate_method=method_enum,
             extra_options=ort_options,
         )
-        seen = 0
-        per_chunk = max(1, chunk_samples // batch)
-        chunk: "List[np.ndarray]" = []
-        for b in iter_model_batches(cs.iter_batches(batch), fixed_batch, dtype):
-            if chunk and len(b) != len(chunk[0]):
-                # ORT stacks a chunk's outputs into one array: keep batch sizes equal
-                calibrator.collect_data(_Reader(cs.input_name, chunk))
-                seen += sum(len(x) for x in chunk)
-                chunk = []
-            chunk.append(b)
-            if len(chunk) >= per_chunk:
-                calibrator.collect_data(_Reader(cs.input_name, chunk))
-                seen += sum(len(x) for x in chunk)
-                if bar is not None:
-                    bar.update(sum(len(x) for x in chunk))
-                chunk = []
-        if chunk:
-            calibrator.collect_data(_Reader(cs.input_name, chunk))
-            seen += sum(len(x) for x in chunk)
+        seen = _feed(calibrator, cs, batch, fixed_batch, dtype, max(1, chunk_samples // batch), bar)
         if seen == 0:
             raise BadInput("calibration set {} gave no batches for {}".format(cs.path, onnx_path))
         if method == "entropy":
@@ -313,6 +291,39 @@ def compute_ranges(
         input_name=cs.input_name,
         options=options,
     )
+
+
+def _method_options(method: str, num_bins: int, percentile: float) -> "Dict[str, Any]":
+    """The settings recorded in ranges.json (ORT takes the numeric ones)."""
+    options: "Dict[str, Any]" = {"symmetric": True}
+    if method == "entropy":
+        options.update(num_bins=int(num_bins), rule="tensorrt-entropy2 (KL divergence, 128 levels of |x|)")
+    elif method == "percentile":
+        options.update(num_bins=int(num_bins), percentile=float(percentile))
+    return options
+
+
+def _feed(calibrator: Any, cs: Any, batch: int, fixed_batch: Any, dtype: Any, per_chunk: int, bar: Any) -> int:
+    """Feed the calibration samples to ORT's calibrator in chunks; return how many went in."""
+    seen = 0
+    chunk: "List[np.ndarray]" = []
+    for b in iter_model_batches(cs.iter_batches(batch), fixed_batch, dtype):
+        if chunk and len(b) != len(chunk[0]):
+            # ORT stacks a chunk's outputs into one array: keep batch sizes equal
+            calibrator.collect_data(_Reader(cs.input_name, chunk))
+            seen += sum(len(x) for x in chunk)
+            chunk = []
+        chunk.append(b)
+        if len(chunk) >= per_chunk:
+            calibrator.collect_data(_Reader(cs.input_name, chunk))
+            seen += sum(len(x) for x in chunk)
+            if bar is not None:
+                bar.update(sum(len(x) for x in chunk))
+            chunk = []
+    if chunk:
+        calibrator.collect_data(_Reader(cs.input_name, chunk))
+        seen += sum(len(x) for x in chunk)
+    return seen
 
 
 def entropy_amax(hist: "np.ndarray", edges: "np.ndarray", num_levels: int = 128, start_bin: int = 128, skip_zero_bin: bool = True, max_candidates: int = 480) -> float:

@@ -8,6 +8,7 @@ frame at a time, so memory never depends on how many files there are.
 Bad files never stop a run: they are recorded as ``Skipped(path, reason)``.
 """
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import BadInput
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -113,7 +116,7 @@ def probe_video(path: str) -> "Tuple[Optional[VideoInfo], Optional[str]]":
         cap.release()
 
 
-def scan_sources(sources: "Sequence[Union[str, Path]]", log: "Optional[Callable[[str], None]]" = None) -> "ScanResult":
+def scan_sources(sources: "Sequence[Union[str, Path]]") -> "ScanResult":
     """Pass 1: list image files and videos (with frame counts); no pixels decoded.
 
     A SOURCE that does not exist is a usage error (BadInput); unreadable or
@@ -158,8 +161,8 @@ def scan_sources(sources: "Sequence[Union[str, Path]]", log: "Optional[Callable[
                 add_file(f, explicit=False)
         else:
             add_file(p, explicit=True)
-    if log is not None and res.ignored:
-        log("ignored {} file(s) in folders that are neither images ({}) nor videos".format(res.ignored, "/".join(IMAGE_EXTS)))
+    if res.ignored:
+        log.info("ignored {} file(s) in folders that are neither images ({}) nor videos".format(res.ignored, "/".join(IMAGE_EXTS)))
     return res
 
 

@@ -1,12 +1,10 @@
 """``jetson-deploy calibrate``: build a calibration set, optionally INT8 ranges + gate."""
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import click
 
 from ._options import json_option
-
-DEFAULT_TRT = ("8.2.1", "8.5.2", "8.6.2")
 
 
 @click.command(
@@ -50,81 +48,34 @@ def calibrate(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    from ..calibration.dataset import build_calibration_set, is_calibration_set, load_calibration_set
-    from ..errors import BadInput, CheckFailed
+    from .._messages import collect_messages
+    from ..calibration.workflow import QuantizeOptions, SetOptions, calibrate as run_calibrate
 
-    progress = not quiet
-    notes: "List[str]" = []
-
-    def log(msg: str) -> None:
-        notes.append(msg)
-        if not quiet:
-            click.echo(msg, err=True)
-
-    if sources:
-        if not spec_path:
-            raise BadInput("--spec is required to build a calibration set: pass the model's ModelSpec file")
-        cs = build_calibration_set(
-            list(sources), spec_path, out_dir, num=num, seed=seed, holdout=holdout, progress=progress, dedupe_bits=dedupe_bits, log=log
+    # --quiet: notes are still collected for --json, but not printed
+    with collect_messages("jetson_deploy.calibration", echo=not quiet):
+        result = run_calibrate(
+            sources,
+            out_dir,
+            spec=spec_path,
+            model=model,
+            set_options=SetOptions(num=num, seed=seed, holdout=holdout, dedupe_bits=dedupe_bits),
+            quantize=QuantizeOptions(
+                method=method, trt_versions=trt_versions, min_agreement=min_agreement, auto_exclude=auto_exclude, exclude_budget=exclude_budget
+            ),
+            progress=not quiet,
         )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:
-        if not model:
-            raise BadInput("give SOURCE files/folders/videos to build a set, or --model to compute INT8 ranges for the set in -o")
-        if not is_calibration_set(out_dir):
-            raise BadInput("{} holds no calibration set: give SOURCE files and --spec to build one first".format(out_dir))
-        cs = load_calibration_set(out_dir)
-
-    out: "Dict[str, Any]" = {"calibration_set": _set_summary(cs), "notes": notes}
-    if not as_json:
-        s = out["calibration_set"]
+        s = result.set_summary()
         click.echo(
             "calibration set: {} ({} calibration + {} held-out samples of shape {}; {} skipped, {} near-duplicates dropped)".format(
                 s["path"], s["samples"], s["holdout"], "x".join(str(d) for d in s["shape"]), s["skipped"], s["duplicates"]
             )
         )
-    result = None
-    if model:
-        from ..calibration.api import compute_int8
-
-        result = compute_int8(
-            model,
-            out_dir,
-            method=method,
-            trt_versions=trt_versions or DEFAULT_TRT,
-            min_agreement=min_agreement,
-            auto_exclude=auto_exclude,
-            exclude_budget=exclude_budget,
-            progress=progress,
-            log=log,
-        )
-        out["int8"] = result.to_dict()
-        if not as_json:
-            _print_int8(result)
-    if as_json:
-        click.echo(json.dumps(out, sort_keys=True))
-    if result is not None and not result.passed:
-        a = result.agreement
-        raise CheckFailed(
-            "INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}; try --auto-exclude, --method percentile/minmax or more calibration data".format(
-                a["metric"], a["value"], a["samples"], min_agreement
-            )
-        )
-
-
-def _set_summary(cs: Any) -> "Dict[str, Any]":
-    m = cs.manifest
-    return {
-        "path": str(cs.path),
-        "samples": len(cs),
-        "holdout": cs.num_holdout,
-        "shape": list(cs.shape),
-        "dtype": str(cs.dtype),
-        "set_sha256": cs.sha256,
-        "spec_sha256": cs.spec_sha256,
-        "skipped": len(m.get("skipped", [])),
-        "duplicates": int(m.get("dedupe", {}).get("dropped", 0)),
-        "stats": {"mean": m.get("stats", {}).get("mean"), "std": m.get("stats", {}).get("std")},
-    }
+        if result.int8 is not None:
+            _print_int8(result.int8)
+    result.enforce_gate()
 
 
 def _print_int8(r: Any) -> None:

@@ -75,39 +75,23 @@ def convert(
     MODEL is path/to/file.py:factory, package.module:factory, a TorchScript file,
     a torch.export .pt2 file or an .onnx file.
     """
-    from ..convert.api import convert as run_convert
-
-    def log(msg: str) -> None:
-        click.echo(msg, err=True)
-
-    result = run_convert(
-        model,
-        spec,
-        out,
-        name=name,
-        version=version,
-        precision=precision,
-        calib=calib,
-        converter=converter,
-        weights=weights,
-        build_engine=_build_choice(build_engine),
-        outputs=list(outputs) or None,
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        fold_preprocess=fold_preprocess,
-        fold_postprocess=fold_postprocess,
-        top_k=top_k,
-        tolerance=tolerance,
-        min_agreement=min_agreement,
-        force=force,
-        auto_exclude=auto_exclude,
-        parity_samples=parity_samples,
-        workspace_mb=workspace_mb,
-        dla_core=dla_core,
-        timing_cache=timing_cache,
-        progress=True,
-        log=log,
+    from ..convert.options import (
+        BundleOptions, CheckOptions, ConvertOptions, EngineOptions, ExportOptions, FoldOptions, Int8Options,
     )
+    from ..convert.pipeline import convert as run_convert
+
+    options = ConvertOptions(
+        precision=precision,
+        bundle=BundleOptions(name=name, version=version),
+        export=ExportOptions(weights=weights, outputs=list(outputs) or None, opset=opset, dynamic_batch=dynamic_batch),
+        check=CheckOptions(tolerance=tolerance, samples=parity_samples, force=force),
+        fold=FoldOptions(preprocess=fold_preprocess, postprocess=fold_postprocess, top_k=top_k),
+        int8=Int8Options(calib=calib, min_agreement=min_agreement, auto_exclude=auto_exclude, progress=True),
+        engine=EngineOptions(
+            converter=converter, build=_build_choice(build_engine), workspace_mb=workspace_mb, dla_core=dla_core, timing_cache=timing_cache
+        ),
+    )
+    result = run_convert(model, spec, out, options)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     else:

@@ -20,6 +20,6 @@ def demo(workdir: Path, backend: str, frames: int, precision: str) -> None:
     and write an annotated video and report.json with accuracy against ground truth."""
     from ..demo.job import run_demo
 
-    report = run_demo(workdir, backend=backend, frames=frames, precision=precision, log=lambda m: click.echo(m, err=True))
+    report = run_demo(workdir, backend=backend, frames=frames, precision=precision)
     click.echo(json.dumps({k: report[k] for k in ("backend", "frames", "fps", "accuracy")}, sort_keys=True))
     click.echo("wrote {}".format(Path(workdir) / "report.json"), err=True)

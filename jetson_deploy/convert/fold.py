@@ -17,8 +17,9 @@ Postprocessing: classifiers get ``Softmax(axis=1) -> TopK(k)`` with outputs
 to int32 because TensorRT has no int64 tensors before 10.  The spec records
 ``postprocess: {folded: ...}`` so runtimes read the outputs right.
 """
+import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from .export import graph_io, model_opset
 PRE_SUFFIX = "__normalized"
 DEFAULT_TOP_K = 5
 FOLDED_MIN_TRT = "8.5"
+
+log = logging.getLogger(__name__)
 
 
 def _onnx() -> Any:
@@ -221,7 +224,7 @@ def reference_postprocess(ref: "Dict[str, np.ndarray]", spec: "ModelSpec", new_s
     return argmax_mask(logits)
 
 
-def select_onnx_outputs(path: Path, spec: "ModelSpec", selectors: "Optional[Sequence[Any]]", note: "Callable[[str], None]") -> "List[str]":
+def select_onnx_outputs(path: Path, spec: "ModelSpec", selectors: "Optional[Sequence[Any]]") -> "List[str]":
     """``--output`` for an .onnx MODEL: keep the chosen graph outputs (by name or index), in order."""
     onnx = _onnx()
     model = onnx.load(str(path))
@@ -240,5 +243,5 @@ def select_onnx_outputs(path: Path, spec: "ModelSpec", selectors: "Optional[Sequ
     except Exception:
         pass  # dead branches stay; harmless for ONNX Runtime and TensorRT
     atomic_write_bytes(path, model.SerializeToString())
-    note(describe_selection(names, chosen, chosen))
+    log.info(describe_selection(names, chosen, chosen))
     return chosen

@@ -1,6 +1,6 @@
 """INT8 for convert: ranges, TensorRT calibration caches and the Q/DQ model into the bundle.
 
-The numbers come from :func:`jetson_deploy.calibration.api.compute_int8` (ONNX
+The numbers come from :func:`jetson_deploy.calibration.quantize.compute_int8` (ONNX
 Runtime over the calibration set, no TensorRT needed), computed on the *unfolded*
 model: calibration sets hold tensors preprocessed with the spec, which is what
 the unfolded model takes.  When preprocessing is folded into the graph, the Q/DQ
@@ -9,15 +9,19 @@ now carries the normalised image (``<input>__normalized``), so TensorRT's cache
 and ranges name tensors of the graph in the bundle.
 """
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._files import sha256_file
-from ..errors import BadInput, CheckFailed
+from ..errors import BadInput
 from ..spec import ModelSpec
+from .options import Int8Options
+
+log = logging.getLogger(__name__)
 
 _SPEC_KEYS = ("shape", "dtype", "color", "layout", "resize_wh", "keep_aspect", "scale", "mean", "std")
 
@@ -86,71 +90,30 @@ def _writable(path: Path) -> bool:
 def prepare_int8(
     onnx_path: Path,
     spec: "ModelSpec",
-    out_spec: "ModelSpec",
-    calib: Any,
+    opts: "Int8Options",
     work: Path,
-    min_agreement: float = 0.99,
     force: bool = False,
-    auto_exclude: bool = False,
-    note: "Optional[Callable[[str], None]]" = None,
     unfolded_onnx: "Optional[Path]" = None,
     fold: "Optional[Callable[[Path], None]]" = None,
     trt_version: "Optional[str]" = None,
-    progress: bool = False,
 ) -> "Int8Data":
-    """Compute (or reuse) INT8 data for the model; refuse below ``min_agreement`` unless ``force``.
+    """Compute (or reuse) INT8 data for the model; refuse below ``opts.min_agreement`` unless ``force``.
 
     ``unfolded_onnx``: the model before folding (what the calibration set fits);
     ``fold``: applies the same fold to a copy of the Q/DQ model.
     """
-    say = note or (lambda m: None)
-    from ..calibration.api import compute_int8
-    from ..calibration.cache import DEFAULT_TRT_VERSIONS, write_cache
     from ..calibration.dataset import load_calibration_set
-    from ..bundle import normalize_trt_version
 
-    calib = Path(calib)
+    calib = Path(opts.calib)
     calib_set = load_calibration_set(calib)
     _check_set_matches(calib_set, spec, calib)
-    source = Path(unfolded_onnx) if unfolded_onnx is not None else Path(onnx_path)
-    versions = list(DEFAULT_TRT_VERSIONS)
-    if trt_version is not None:
-        v = normalize_trt_version(trt_version)
-        if v not in [normalize_trt_version(x) for x in versions]:
-            versions.append(v)
-    out_dir = calib if _writable(calib) else work / "int8"
-    res = compute_int8(
-        source, calib, out_dir=out_dir, trt_versions=versions, min_agreement=min_agreement, auto_exclude=auto_exclude,
-        progress=progress, log=say,
-    )
-    agreement = dict(res.agreement)
-    say("INT8 (ONNX Runtime, Q/DQ) vs FP32: {} {:.4f} on {} held-out samples{}{}".format(
-        agreement.get("metric", "agreement"), float(agreement.get("value", 0.0)), agreement.get("samples", "?"),
-        ", {} layer group(s) kept in float".format(len(res.excluded_groups)) if res.excluded_groups else "",
-        " (reused)" if res.reused != "none" else "",
-    ))
-    if agreement.get("note"):
-        say("note: " + agreement["note"])
-    if not res.passed:
-        if not force:
-            raise CheckFailed(
-                "INT8 agreement {} {:.4f} is below --min-agreement {}: try --auto-exclude, more/better calibration data, "
-                "or --precision fp16 (--force writes the bundle anyway)".format(agreement.get("metric", ""), float(agreement.get("value", 0.0)), min_agreement)
-            )
-        say("INT8 agreement gate failed; continuing because of --force")
-
-    # Copy into the work dir: the bundle takes these, and folding rewrites them.
+    res = _compute(Path(unfolded_onnx) if unfolded_onnx is not None else Path(onnx_path), calib, opts, work, trt_version, force)
     d = work / "int8-bundle"
-    d.mkdir(parents=True, exist_ok=True)
-    ranges_path = d / "ranges.json"
-    shutil.copyfile(str(res.ranges_path), str(ranges_path))
-    qdq_path: "Optional[Path]" = d / "model.qdq.onnx"
-    shutil.copyfile(str(res.qdq_path), str(qdq_path))
-    caches: "Dict[str, Path]" = {}
-    for v, p in res.cache_paths.items():
-        caches[normalize_trt_version(v)] = Path(shutil.copyfile(str(p), str(d / "{}.cache".format(normalize_trt_version(v)))))
+    ranges_path, qdq_path, caches = _copy_out(res, d)
     renamed = None
     if fold is not None:
+        from ..calibration.cache import write_cache
+
         fold(qdq_path)
         renamed = _rename_input(ranges_path, caches, spec.input_name, spec.input_name + "__normalized", res, write_cache)
     calibration = {
@@ -171,15 +134,62 @@ def prepare_int8(
         "trt_versions": sorted(caches),
         "excluded": list(res.excluded),
         "excluded_groups": list(res.excluded_groups),
-        "auto_exclude": bool(auto_exclude),
-        "min_agreement": float(min_agreement),
+        "auto_exclude": bool(opts.auto_exclude),
+        "min_agreement": float(opts.min_agreement),
         "passed": bool(res.passed),
         "forced": bool(force and not res.passed),
     }
     if renamed:
         quantization["input_tensor_renamed"] = renamed
-    accuracy = {"reference": "onnxruntime-fp32", "agreement": agreement, "agreement_before": res.agreement_before}
+    accuracy = {"reference": "onnxruntime-fp32", "agreement": dict(res.agreement), "agreement_before": res.agreement_before}
     return Int8Data(ranges_path, caches, qdq_path, calibration, quantization, accuracy, calib_set=calib_set)
+
+
+def _compute(source: Path, calib: Path, opts: "Int8Options", work: Path, trt_version: "Optional[str]", force: bool) -> Any:
+    """``compute_int8`` for the default TensorRT versions (+ the one here), then the agreement gate."""
+    from ..bundle import normalize_trt_version
+    from ..calibration.cache import DEFAULT_TRT_VERSIONS
+    from ..calibration.quantize import compute_int8, gate_failure
+
+    versions = list(DEFAULT_TRT_VERSIONS)
+    if trt_version is not None:
+        v = normalize_trt_version(trt_version)
+        if v not in [normalize_trt_version(x) for x in versions]:
+            versions.append(v)
+    out_dir = calib if _writable(calib) else work / "int8"
+    res = compute_int8(
+        source, calib, out_dir=out_dir, trt_versions=versions, min_agreement=opts.min_agreement, auto_exclude=opts.auto_exclude,
+        progress=opts.progress,
+    )
+    agreement = res.agreement
+    log.info("INT8 (ONNX Runtime, Q/DQ) vs FP32: {} {:.4f} on {} held-out samples{}{}".format(
+        agreement.get("metric", "agreement"), float(agreement.get("value", 0.0)), agreement.get("samples", "?"),
+        ", {} layer group(s) kept in float".format(len(res.excluded_groups)) if res.excluded_groups else "",
+        " (reused)" if res.reused != "none" else "",
+    ))
+    if agreement.get("note"):
+        log.info("note: " + agreement["note"])
+    err = gate_failure(res, opts.min_agreement, for_convert=True)
+    if err is not None:
+        if not force:
+            raise err
+        log.info("INT8 agreement gate failed; continuing because of --force")
+    return res
+
+
+def _copy_out(res: Any, d: Path) -> "Tuple[Path, Path, Dict[str, Path]]":
+    """Copy the INT8 files into ``d``: the bundle takes them from there, and folding rewrites them."""
+    from ..bundle import normalize_trt_version
+
+    d.mkdir(parents=True, exist_ok=True)
+    ranges_path = d / "ranges.json"
+    shutil.copyfile(str(res.ranges_path), str(ranges_path))
+    qdq_path = d / "model.qdq.onnx"
+    shutil.copyfile(str(res.qdq_path), str(qdq_path))
+    caches: "Dict[str, Path]" = {}
+    for v, p in res.cache_paths.items():
+        caches[normalize_trt_version(v)] = Path(shutil.copyfile(str(p), str(d / "{}.cache".format(normalize_trt_version(v)))))
+    return ranges_path, qdq_path, caches
 
 
 def _rename_input(ranges_path: Path, caches: "Dict[str, Path]", old: str, new: str, res: Any, write_cache: Any) -> "Optional[Dict[str, str]]":

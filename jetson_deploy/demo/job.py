@@ -4,6 +4,7 @@ This is what ``jetson-deploy demo`` does and what the README's first command sho
 every stage of the real path, on the CPU, with no GPU and no downloads.
 """
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -15,37 +16,41 @@ CLIP_FRAMES = 150
 CLIP_SIZE = (320, 240)
 CLIP_SEED = 2026  # never used for training
 
+log = logging.getLogger(__name__)
+
 
 def run_demo(
     workdir: Path,
     backend: str = "auto",
     frames: int = CLIP_FRAMES,
     precision: str = "fp32",
-    log: Any = None,
 ) -> "Dict[str, Any]":
-    """Run the whole path and return the report (also written to ``workdir/report.json``)."""
+    """Run the whole path and return the report (also written to ``workdir/report.json``).
+
+    Progress lines go to this module's logger; the conversion's own notes are kept
+    in its result, not shown (the demo tells the stages, not their details).
+    """
     from . import load_spec, write_clip
-    from ..convert.api import convert
+    from .._messages import collect_messages
+    from ..convert.pipeline import MESSAGE_LOGGERS, convert
     from ..runtime.pipeline import run_pipeline
 
-    say = log or (lambda msg: None)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = load_spec()
     t0 = time.perf_counter()
 
-    calib = None
-    if precision == "int8":
-        calib = _calibration_set(workdir, spec, say)
-    say("[1/3] converting {} -> {} ({})".format(DEMO_MODEL, workdir / "bundle", precision))
-    conv = convert(DEMO_MODEL, spec, workdir / "bundle", name="shapes-demo", version="1.0.0", precision=precision, calib=calib)
+    with collect_messages(*MESSAGE_LOGGERS, echo=False):
+        calib = _calibration_set(workdir, spec) if precision == "int8" else None
+        log.info("[1/3] converting {} -> {} ({})".format(DEMO_MODEL, workdir / "bundle", precision))
+        conv = convert(DEMO_MODEL, spec, workdir / "bundle", name="shapes-demo", version="1.0.0", precision=precision, calib=calib)
     t_convert = time.perf_counter() - t0
 
-    say("[2/3] generating a {}-frame {}x{} clip".format(frames, *CLIP_SIZE))
+    log.info("[2/3] generating a {}-frame {}x{} clip".format(frames, *CLIP_SIZE))
     clip = workdir / "clip.mp4"
     truth = write_clip(clip, frames, width=CLIP_SIZE[0], height=CLIP_SIZE[1], fps=15, seed=CLIP_SEED)
 
-    say("[3/3] running the bundle on the clip ({} backend)".format(backend))
+    log.info("[3/3] running the bundle on the clip ({} backend)".format(backend))
     predictions = workdir / "predictions.jsonl"
     summary = run_pipeline(
         workdir / "bundle", source=str(clip), sink=str(workdir / "annotated.mp4"), backend=backend,
@@ -74,12 +79,12 @@ def run_demo(
     return report
 
 
-def _calibration_set(workdir: Path, spec: Any, say: Any) -> Path:
+def _calibration_set(workdir: Path, spec: Any) -> Path:
     """INT8 needs a calibration set: generated frames, never the clip we score on."""
     from . import write_images
     from ..calibration.dataset import build_calibration_set
 
-    say("[0/3] building an INT8 calibration set from 480 generated frames (25% held out for the gate)")
+    log.info("[0/3] building an INT8 calibration set from 480 generated frames (25% held out for the gate)")
     images = workdir / "calib-images"
     write_images(images, 480, width=160, height=120, seed=CLIP_SEED + 1)
     out = workdir / "calib"

@@ -13,17 +13,17 @@ call with other gate settings reuses at least ``ranges.json``.
 """
 import datetime
 import json
+import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import __version__
 from .._files import atomic_write_json, sha256_file
 from .._lazy import require
-from ..errors import BadInput
+from ..errors import BadInput, CheckFailed
 from .cache import DEFAULT_TRT_VERSIONS, trt_version_number, write_cache
 from .dataset import load_calibration_set
 
@@ -33,6 +33,8 @@ QDQ_FILE = "model.qdq.onnx"
 DEFAULT_EXCLUDE_BUDGET = 5
 
 PathLike = Union[str, Path]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,6 +147,19 @@ def _find_ranges(dirs: "Sequence[Path]", onnx_sha: str, set_sha: str, method: st
     return None
 
 
+@dataclass
+class _Quantized:
+    """The Q/DQ model in the output dir and the gate's verdict on it."""
+
+    qdq_path: Path
+    before: "Dict[str, Any]"
+    after: "Dict[str, Any]"
+    excluded_groups: "List[Dict[str, Any]]" = field(default_factory=list)
+    excluded_nodes: "List[str]" = field(default_factory=list)
+    excluded_tensors: "List[str]" = field(default_factory=list)
+    ranking: "List[Dict[str, Any]]" = field(default_factory=list)
+
+
 def compute_int8(
     onnx_path: "PathLike",
     calib_dir: "PathLike",
@@ -156,26 +171,13 @@ def compute_int8(
     exclude_budget: int = DEFAULT_EXCLUDE_BUDGET,
     progress: bool = True,
     reuse: bool = True,
-    log: "Optional[Callable[[str], None]]" = None,
 ) -> "Int8Result":
     """Compute INT8 ranges for ``onnx_path`` over the set in ``calib_dir`` and gate them.
 
     ``onnx_path`` may be a bundle (its model.onnx is used).  Does not raise when
-    the gate fails: check ``result.passed`` (the CLI turns it into exit 1).
+    the gate fails: check ``result.passed`` or call :func:`enforce_gate`.
     """
-    from .auto_exclude import search_exclusions
-    from .gate import Gate
-    from .qdq import build_qdq, ensure_node_names
-    from .ranges import METHODS, Ranges, compute_ranges
-
-    if method not in METHODS:
-        raise BadInput("--method must be one of {}, got {!r}".format("|".join(METHODS), method))
-    if not 0.0 <= float(min_agreement) <= 1.0:
-        raise BadInput("--min-agreement must be between 0 and 1, got {}".format(min_agreement))
-    versions = [str(v) for v in trt_versions]
-    for v in versions:
-        trt_version_number(v)  # validates
-    say = log or (lambda m: print(m, file=sys.stderr) if progress else None)
+    versions = _check_args(method, min_agreement, trt_versions)
     onnx_path = resolve_model(onnx_path)
     cs = load_calibration_set(calib_dir)
     calib_dir = Path(calib_dir)
@@ -190,74 +192,18 @@ def compute_int8(
         "auto_exclude": bool(auto_exclude),
         "exclude_budget": int(exclude_budget) if auto_exclude else 0,
     }
-
     if reuse:
-        for d in ([out] if out == calib_dir else [out, calib_dir]):
-            rec = _try_reuse(d, settings, versions)
-            if rec is None:
-                continue
-            if d != out:
-                for name in rec["files"]:
-                    shutil.copy2(str(d / name), str(out / (name + ".tmp")))
-                    (out / (name + ".tmp")).replace(out / name)
-                atomic_write_json(out / RESULT_FILE, rec)
-            say("reusing INT8 results in {} (same model, set and settings)".format(d))
-            return _result_from_record(out, rec, versions, reused="all")
+        done = _reuse_all(out, calib_dir, settings, versions)
+        if done is not None:
+            return done
 
-    onnx = require("onnx", "INT8 calibration")
     with tempfile.TemporaryDirectory(prefix="jd-int8-") as td:
-        work_model = onnx_path
-        model = onnx.load(str(onnx_path), load_external_data=False)
-        if ensure_node_names(model):
-            if any(i.HasField("data_location") and i.data_location == 1 for i in model.graph.initializer):
-                raise BadInput("{}: has unnamed nodes and external weights; name the nodes (re-export) to calibrate".format(onnx_path))
-            work_model = Path(td) / "named.onnx"
-            onnx.save(model, str(work_model))
-        del model
-
-        reused = "none"
-        rp = _find_ranges([out, calib_dir], onnx_sha, cs.sha256, method) if reuse else None
-        if rp is not None:
-            ranges = Ranges.load(rp)
-            reused = "ranges"
-            say("reusing ranges from {}".format(rp))
-        else:
-            ranges = compute_ranges(work_model, cs, method=method, progress=progress)
-            ranges.onnx_sha256 = onnx_sha
+        work_model = _with_node_names(onnx_path, Path(td))
+        ranges, reused = _ranges(work_model, cs, [out, calib_dir] if reuse else [], onnx_sha, method, progress)
         ranges_path = ranges.save(out / RANGES_FILE)
-
-        gate = Gate(work_model, cs)
-        excluded_groups: "List[Dict[str, Any]]" = []
-        excluded_nodes: "List[str]" = []
-        excluded_tensors: "List[str]" = []
-        if auto_exclude:
-            res, best, tmpdir = search_exclusions(work_model, ranges, gate, float(min_agreement), int(exclude_budget), progress, say)
-            try:
-                before, after = res.before, res.after
-                excluded_groups = [g.to_dict() for g in res.excluded]
-                excluded_nodes = [n for g in res.excluded for n in g.nodes]
-                excluded_tensors = sorted({t for g in res.excluded for t in g.tensors})
-                qdq_path = out / QDQ_FILE
-                shutil.copyfile(str(best), str(out / (QDQ_FILE + ".tmp")))
-                (out / (QDQ_FILE + ".tmp")).replace(qdq_path)
-                ranking = res.ranking
-            finally:
-                tmpdir.cleanup()
-        else:
-            qdq_path = build_qdq(work_model, ranges, out / QDQ_FILE)
-            before = after = gate.evaluate(qdq_path, float(min_agreement))
-            ranking = []
-    assert after is not None
-
-    # Implicit INT8: tensors of layers left in float get no scale, so TensorRT
-    # keeps the layers that produce or consume them out of INT8.
-    amax = {k: v for k, v in ranges.amax().items() if k not in set(excluded_tensors)}
-    cache_paths: "Dict[str, Path]" = {}
-    cache_method = "minmax" if method == "minmax" else "entropy"
-    for v in versions:
-        cache_paths[v] = write_cache(out / "{}.cache".format(v), amax, v, cache_method)
-
-    files = {p.name: sha256_file(p) for p in [ranges_path, qdq_path] + list(cache_paths.values())}
+        q = _quantize(work_model, cs, ranges, out, float(min_agreement), int(exclude_budget) if auto_exclude else None, progress)
+    cache_paths = _write_caches(out, ranges, q.excluded_tensors, versions, method)
+    files = {p.name: sha256_file(p) for p in [ranges_path, q.qdq_path] + list(cache_paths.values())}
     rec = {
         "schema_version": 1,
         "kind": "int8-result",
@@ -267,18 +213,129 @@ def compute_int8(
         "onnx": str(onnx_path),
         "trt_versions": versions,
         "samples": ranges.samples,
-        "agreement": after,
-        "agreement_before": before,
-        "passed": bool(after["passed"]),
-        "excluded": excluded_nodes,
-        "excluded_groups": excluded_groups,
-        "excluded_tensors": excluded_tensors,
-        "ranking": ranking,
+        "agreement": q.after,
+        "agreement_before": q.before,
+        "passed": bool(q.after["passed"]),
+        "excluded": q.excluded_nodes,
+        "excluded_groups": q.excluded_groups,
+        "excluded_tensors": q.excluded_tensors,
+        "ranking": q.ranking,
         "reused": reused,
         "files": files,
     }
     atomic_write_json(out / RESULT_FILE, rec)
     return _result_from_record(out, rec, versions, reused=reused)
+
+
+def _check_args(method: str, min_agreement: float, trt_versions: "Sequence[str]") -> "List[str]":
+    from .ranges import METHODS
+
+    if method not in METHODS:
+        raise BadInput("--method must be one of {}, got {!r}".format("|".join(METHODS), method))
+    if not 0.0 <= float(min_agreement) <= 1.0:
+        raise BadInput("--min-agreement must be between 0 and 1, got {}".format(min_agreement))
+    versions = [str(v) for v in trt_versions]
+    for v in versions:
+        trt_version_number(v)  # validates
+    return versions
+
+
+def _reuse_all(out: Path, calib_dir: Path, settings: "Dict[str, Any]", versions: "List[str]") -> "Optional[Int8Result]":
+    """A complete earlier result for the same model, set and settings (copied into ``out``), or None."""
+    for d in ([out] if out == calib_dir else [out, calib_dir]):
+        rec = _try_reuse(d, settings, versions)
+        if rec is None:
+            continue
+        if d != out:
+            for name in rec["files"]:
+                shutil.copy2(str(d / name), str(out / (name + ".tmp")))
+                (out / (name + ".tmp")).replace(out / name)
+            atomic_write_json(out / RESULT_FILE, rec)
+        log.info("reusing INT8 results in {} (same model, set and settings)".format(d))
+        return _result_from_record(out, rec, versions, reused="all")
+    return None
+
+
+def _with_node_names(onnx_path: Path, td: Path) -> Path:
+    """The model itself, or a copy in ``td`` whose nodes all have names (exclusions name nodes)."""
+    from .qdq import ensure_node_names
+
+    onnx = require("onnx", "INT8 calibration")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not ensure_node_names(model):
+        return onnx_path
+    if any(i.HasField("data_location") and i.data_location == 1 for i in model.graph.initializer):
+        raise BadInput("{}: has unnamed nodes and external weights; name the nodes (re-export) to calibrate".format(onnx_path))
+    named = td / "named.onnx"
+    onnx.save(model, str(named))
+    return named
+
+
+def _ranges(work_model: Path, cs: Any, search: "List[Path]", onnx_sha: str, method: str, progress: bool) -> "Tuple[Any, str]":
+    """Ranges reused from ``search`` dirs when they fit, else computed; and ``reused`` (none|ranges)."""
+    from .ranges import Ranges, compute_ranges
+
+    rp = _find_ranges(search, onnx_sha, cs.sha256, method) if search else None
+    if rp is not None:
+        log.info("reusing ranges from {}".format(rp))
+        return Ranges.load(rp), "ranges"
+    ranges = compute_ranges(work_model, cs, method=method, progress=progress)
+    ranges.onnx_sha256 = onnx_sha
+    return ranges, "none"
+
+
+def _quantize(work_model: Path, cs: Any, ranges: Any, out: Path, min_agreement: float, budget: "Optional[int]", progress: bool) -> "_Quantized":
+    """The Q/DQ model and its agreement; with a ``budget``, layers left in float until the gate passes."""
+    from .auto_exclude import search_exclusions
+    from .gate import Gate
+    from .qdq import build_qdq
+
+    gate = Gate(work_model, cs)
+    if budget is None:
+        qdq_path = build_qdq(work_model, ranges, out / QDQ_FILE)
+        after = gate.evaluate(qdq_path, min_agreement)
+        return _Quantized(qdq_path, after, after)
+    res, best, tmpdir = search_exclusions(work_model, ranges, gate, min_agreement, budget, progress)
+    try:
+        qdq_path = out / QDQ_FILE
+        shutil.copyfile(str(best), str(out / (QDQ_FILE + ".tmp")))
+        (out / (QDQ_FILE + ".tmp")).replace(qdq_path)
+    finally:
+        tmpdir.cleanup()
+    assert res.after is not None
+    return _Quantized(
+        qdq_path, res.before, res.after,
+        excluded_groups=[g.to_dict() for g in res.excluded],
+        excluded_nodes=[n for g in res.excluded for n in g.nodes],
+        excluded_tensors=sorted({t for g in res.excluded for t in g.tensors}),
+        ranking=res.ranking,
+    )
+
+
+def _write_caches(out: Path, ranges: Any, excluded_tensors: "List[str]", versions: "List[str]", method: str) -> "Dict[str, Path]":
+    """Implicit INT8: tensors of layers left in float get no scale, so TensorRT
+    keeps the layers that produce or consume them out of INT8."""
+    skip = set(excluded_tensors)
+    amax = {k: v for k, v in ranges.amax().items() if k not in skip}
+    cache_method = "minmax" if method == "minmax" else "entropy"
+    return {v: write_cache(out / "{}.cache".format(v), amax, v, cache_method) for v in versions}
+
+
+def gate_failure(result: "Int8Result", min_agreement: float, for_convert: bool = False) -> "Optional[CheckFailed]":
+    """The error for a failed INT8 agreement gate (None when it passed), worded for the command at hand."""
+    if result.passed:
+        return None
+    a = result.agreement
+    if for_convert:
+        return CheckFailed(
+            "INT8 agreement {} {:.4f} is below --min-agreement {}: try --auto-exclude, more/better calibration data, "
+            "or --precision fp16 (--force writes the bundle anyway)".format(a.get("metric", ""), float(a.get("value", 0.0)), min_agreement)
+        )
+    return CheckFailed(
+        "INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}; try --auto-exclude, --method percentile/minmax or more calibration data".format(
+            a["metric"], a["value"], a["samples"], min_agreement
+        )
+    )
 
 
 def _result_from_record(out: Path, rec: "Dict[str, Any]", versions: "Sequence[str]", reused: str) -> "Int8Result":

@@ -1,0 +1,117 @@
+"""``calibrate``: what ``jetson-deploy calibrate`` does, as one library call.
+
+Builds a calibration set from SOURCE files (or takes the one already in the
+output dir when only ``model`` work is asked), then, given a model, computes INT8
+ranges, caches and the Q/DQ model and holds them to the agreement gate.  The
+command only parses options, calls :func:`calibrate`, prints the result and calls
+:meth:`CalibrateResult.enforce_gate`.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .._messages import collect_messages
+from ..errors import BadInput
+from .cache import DEFAULT_TRT_VERSIONS
+from .dataset import DEFAULT_DEDUPE_BITS, CalibrationSet, build_calibration_set, is_calibration_set, load_calibration_set
+from .quantize import DEFAULT_EXCLUDE_BUDGET, Int8Result, compute_int8, gate_failure
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class SetOptions:
+    """How to sample a calibration set."""
+
+    num: int = 500
+    seed: int = 0
+    holdout: float = 0.1
+    dedupe_bits: int = DEFAULT_DEDUPE_BITS
+
+
+@dataclass
+class QuantizeOptions:
+    """How to compute INT8 ranges and gate them."""
+
+    method: str = "entropy"
+    trt_versions: "Sequence[str]" = DEFAULT_TRT_VERSIONS
+    min_agreement: float = 0.99
+    auto_exclude: bool = False
+    exclude_budget: int = DEFAULT_EXCLUDE_BUDGET
+
+
+@dataclass
+class CalibrateResult:
+    """The set, the INT8 result when a model was given, and the notes logged on the way."""
+
+    calibration_set: "CalibrationSet"
+    int8: "Optional[Int8Result]" = None
+    min_agreement: float = 0.99
+    notes: "List[str]" = field(default_factory=list)
+
+    def set_summary(self) -> "Dict[str, Any]":
+        cs = self.calibration_set
+        m = cs.manifest
+        return {
+            "path": str(cs.path),
+            "samples": len(cs),
+            "holdout": cs.num_holdout,
+            "shape": list(cs.shape),
+            "dtype": str(cs.dtype),
+            "set_sha256": cs.sha256,
+            "spec_sha256": cs.spec_sha256,
+            "skipped": len(m.get("skipped", [])),
+            "duplicates": int(m.get("dedupe", {}).get("dropped", 0)),
+            "stats": {"mean": m.get("stats", {}).get("mean"), "std": m.get("stats", {}).get("std")},
+        }
+
+    def to_dict(self) -> "Dict[str, Any]":
+        out: "Dict[str, Any]" = {"calibration_set": self.set_summary(), "notes": list(self.notes)}
+        if self.int8 is not None:
+            out["int8"] = self.int8.to_dict()
+        return out
+
+    def enforce_gate(self) -> None:
+        """Raise :class:`CheckFailed` (exit 1) when the INT8 agreement gate failed."""
+        if self.int8 is not None:
+            err = gate_failure(self.int8, self.min_agreement)
+            if err is not None:
+                raise err
+
+
+def calibrate(
+    sources: "Sequence[PathLike]",
+    out_dir: "PathLike",
+    spec: Any = None,
+    model: "Optional[PathLike]" = None,
+    set_options: "Optional[SetOptions]" = None,
+    quantize: "Optional[QuantizeOptions]" = None,
+    progress: bool = True,
+) -> "CalibrateResult":
+    """Build (with ``sources``) or reuse (without) the set in ``out_dir``; with ``model``, INT8 for it.
+
+    Does not raise when the gate fails, so the result can be shown first: call
+    :meth:`CalibrateResult.enforce_gate` after.
+    """
+    so = set_options or SetOptions()
+    qo = quantize or QuantizeOptions()
+    with collect_messages("jetson_deploy.calibration") as notes:
+        if sources:
+            if not spec:
+                raise BadInput("--spec is required to build a calibration set: pass the model's ModelSpec file")
+            cs = build_calibration_set(
+                list(sources), spec, out_dir, num=so.num, seed=so.seed, holdout=so.holdout, progress=progress, dedupe_bits=so.dedupe_bits
+            )
+        else:
+            if not model:
+                raise BadInput("give SOURCE files/folders/videos to build a set, or --model to compute INT8 ranges for the set in -o")
+            if not is_calibration_set(out_dir):
+                raise BadInput("{} holds no calibration set: give SOURCE files and --spec to build one first".format(out_dir))
+            cs = load_calibration_set(out_dir)
+        result = CalibrateResult(cs, min_agreement=qo.min_agreement, notes=notes)
+        if model:
+            result.int8 = compute_int8(
+                model, out_dir, method=qo.method, trt_versions=qo.trt_versions or DEFAULT_TRT_VERSIONS, min_agreement=qo.min_agreement,
+                auto_exclude=qo.auto_exclude, exclude_budget=qo.exclude_budget, progress=progress,
+            )
+    return result

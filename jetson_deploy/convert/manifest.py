@@ -1,0 +1,140 @@
+"""The one place that turns the stages' results into the bundle's manifest and files.
+
+:func:`manifest_sections` reads the results (it computes nothing new but the
+source's hashes and tool versions); :func:`write_bundle` hands sections and files
+to :class:`~jetson_deploy.bundle.BundleWriter`, which writes atomically.
+"""
+import platform as _platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .._lazy import has_module, optional
+from .load import LoadedModel
+from .options import ConvertOptions
+from .stages import Exported, Folded, Parity
+
+EngineEntry = Tuple[str, Path, "Dict[str, Any]"]  # bundle path, file, target
+
+
+@dataclass
+class Engines:
+    """What the engine stage gave: entries for the bundle and a one-line note."""
+
+    entries: "List[EngineEntry]" = field(default_factory=list)
+    built: bool = False
+    note: str = ""
+    record: "Dict[str, Any]" = field(default_factory=dict)
+
+
+@dataclass
+class Stages:
+    """The results of every stage, as :func:`manifest_sections` reads them."""
+
+    loaded: "LoadedModel"
+    exported: "Exported"
+    parity: "Parity"
+    folded: "Folded"
+    fp16: "Optional[Dict[str, Any]]" = None
+    int8: Any = None  # convert.int8.Int8Data
+    engines: "Engines" = field(default_factory=Engines)
+
+
+def _versions() -> "Dict[str, Optional[str]]":
+    out: "Dict[str, Optional[str]]" = {}
+    for mod in ("torch", "onnx", "onnxruntime"):
+        m = optional(mod) if has_module(mod) else None
+        out[mod] = getattr(m, "__version__", None) if m is not None else None
+    out["python"] = _platform.python_version()
+    return out
+
+
+def _source(loaded: "LoadedModel", opset: Any, versions: "Dict[str, Optional[str]]") -> "Dict[str, Any]":
+    source = dict(loaded.source)
+    source.setdefault("model_sha256", None)
+    if loaded.module is not None:
+        from .load import params_sha256
+
+        source["params_sha256"] = params_sha256(loaded.module)
+    source["sha256"] = source.get("weights_sha256") or source.get("model_sha256")
+    source.update({"torch": versions["torch"], "onnx": versions["onnx"], "onnxruntime": versions["onnxruntime"], "opset": opset})
+    return source
+
+
+def _accuracy(st: "Stages", tolerance: float) -> "Dict[str, Any]":
+    parity = st.parity.record
+    accuracy: "Dict[str, Any]" = {
+        "metric": "max_abs_error",
+        "reference": parity.get("reference") or "none",
+        "value": parity.get("max_abs_error"),
+        "max_abs_error": parity.get("max_abs_error"),
+        "top1_agreement": parity.get("top1_agreement"),
+        "tolerance": tolerance,
+    }
+    if st.folded.parity is not None:
+        accuracy["folded"] = {k: st.folded.parity.get(k) for k in ("max_abs_error", "top1_agreement", "passed")}
+    if st.fp16 is not None:
+        accuracy["fp16_estimate"] = st.fp16
+    if st.int8 is not None and st.int8.accuracy:
+        accuracy["int8"] = st.int8.accuracy
+    return accuracy
+
+
+def _conversion(st: "Stages", opts: "ConvertOptions", python: "Optional[str]") -> "Dict[str, Any]":
+    info = st.exported.info
+    checks = st.folded.checks or st.exported.checks
+    conversion: "Dict[str, Any]" = {
+        "converter": opts.engine.converter,
+        "opset": info.get("opset"),
+        "exporter": info.get("exporter"),
+        "dynamic_batch": bool(info.get("dynamic_batch")),
+        "outputs_kept": st.exported.outputs_kept,
+        "onnx_check": {k: checks[k] for k in ("checker", "shape_inference", "nodes", "inputs", "outputs")},
+        "parity": st.parity.record,
+        "engine": {"built": st.engines.built, "note": st.engines.note},
+        "python": python,
+    }
+    fold_record = st.folded.record
+    if fold_record:
+        conversion["fold"] = fold_record
+        conversion["fold_parity"] = st.folded.parity
+        if fold_record.get("min_tensorrt"):
+            conversion["min_tensorrt"] = fold_record["min_tensorrt"]
+    if st.engines.record:
+        conversion["build"] = st.engines.record
+    return conversion
+
+
+def manifest_sections(st: "Stages", opts: "ConvertOptions") -> "Dict[str, Any]":
+    """The manifest keys convert owns (the writer adds name, version, created, artifacts)."""
+    versions = _versions()
+    sections: "Dict[str, Any]" = {
+        "spec": st.folded.spec.to_dict(),
+        "precision": opts.precision,
+        "source": _source(st.loaded, st.exported.info.get("opset"), versions),
+        "accuracy": _accuracy(st, opts.check.tolerance),
+        "conversion": _conversion(st, opts, versions["python"]),
+    }
+    if st.int8 is not None:
+        sections["calibration"] = st.int8.calibration
+        sections["quantization"] = st.int8.quantization
+    if st.engines.record:
+        sections["build"] = {"workspace_mb": opts.engine.workspace_mb}
+    return sections
+
+
+def write_bundle(out: Path, name: str, st: "Stages", opts: "ConvertOptions") -> "Dict[str, Any]":
+    """Write the bundle directory ``out`` atomically; return its manifest."""
+    from ..bundle import BundleWriter
+
+    spec = st.folded.spec
+    with BundleWriter(out, name=name, version=opts.bundle.version, precision=opts.precision) as w:
+        w.add_file(st.exported.onnx_path, "model.onnx", kind="onnx")
+        if spec.labels:
+            w.add_bytes(("\n".join(spec.labels) + "\n").encode("utf-8"), "labels.txt", kind="labels")
+        if st.int8 is not None:
+            st.int8.add_to_bundle(w)
+        for rel, path, target in st.engines.entries:
+            w.add_file(path, rel, kind="engine", target=target)
+        w.manifest.update(manifest_sections(st, opts))
+        return w.manifest
