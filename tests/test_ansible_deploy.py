@@ -110,7 +110,11 @@ def test_steps_plan_without_ansible(tmp_path):
     assert pl["action"] == "upload" and pl["staging"] == "{}/staging/demo/3.0.0".format(root)
     assert "systemctl restart jetson-deploy-demo.service" in pl["restart_cmd"]
     assert "is-active" in Path(pl["finalize"]).read_text()
-    shutil.copytree(info["files_dir"], pl["staging"], dirs_exist_ok=True)
+    for f in Path(info["files_dir"]).rglob("*"):
+        if f.is_file():
+            dst = Path(pl["staging"]) / f.relative_to(info["files_dir"])
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(str(f), str(dst))
     pl = plan(str(work), "h1", str(root), 0, p.stdout)   # no service: plain gate
     f = subprocess.run(["sh", pl["finalize"]], stdout=subprocess.PIPE, universal_newlines=True)
     r = result(str(work), "h1", f.returncode, f.stdout)
