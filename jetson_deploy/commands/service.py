@@ -72,8 +72,9 @@ def _install_params(fn):
     fn = click.option("--exec", "exec_cmd", metavar="CMD",
                       help="How the board starts jetson-deploy (default: this Python '-m jetson_deploy'; "
                            "with --rootfs '/usr/bin/python3 -m jetson_deploy').")(fn)
-    fn = click.option("--group", "groups", multiple=True, default=["video"], show_default=True, metavar="GROUP",
-                      help="Supplementary group of the service (repeatable); 'video' opens /dev/video* and the GPU.")(fn)
+    fn = click.option("--extra-group", "groups", multiple=True, default=["video"], show_default=True, metavar="GROUP",
+                      help="Supplementary group of the service (repeatable, replaces the default); 'video' opens "
+                           "/dev/video* and the Jetson GPU nodes.")(fn)
     fn = click.option("--user", metavar="USER",
                       help="User the service runs as (default: the sudo caller or the current user).")(fn)
     fn = _root_option()(fn)
