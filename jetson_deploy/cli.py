@@ -30,6 +30,7 @@ COMMANDS: "Dict[str, Tuple[str, str, str]]" = {
     "devices": ("jetson_deploy.commands.deploy", "devices", "List installed and active bundle versions on hosts."),
     "run": ("jetson_deploy.commands.run", "run", "Run a bundle on a live source (camera, RTSP, video, images)."),
     "bench": ("jetson_deploy.commands.run", "bench", "Benchmark engine-only vs full-pipeline throughput and latency."),
+    "service": ("jetson_deploy.commands.service", "service", "Run a deployed bundle as a systemd service (boot, restart, journal)."),
     "selftest": ("jetson_deploy.commands.selftest", "selftest", "Exercise the real device path (TensorRT, CUDA, camera) and report."),
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the system tools the deploy tests need: a real OpenSSH server and client, and rsync.
+# Install the system tools the deploy tests need: a real OpenSSH server and client, rsync, and
+# systemd (its systemd-analyze checks service units).
 # Idempotent: does nothing (no apt-get update) when everything is already installed.
 # Needs root or sudo on Debian/Ubuntu; elsewhere prints what to install and exits 0, so the
 # deploy tests then skip with a clear reason instead of failing the run.
@@ -10,9 +11,11 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || need+=(openssh-server)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# systemd-analyze checks the service unit text (tests/test_service.py)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install_system_deps: ssh, sshd and rsync already present"
+    echo "install_system_deps: ssh, sshd, rsync and systemd-analyze already present"
     exit 0
 fi
 

@@ -1,0 +1,213 @@
+"""The controller-side steps of the Ansible play (``ansible/deploy.yml``): one implementation.
+
+The play runs these on the controller (``delegate_to: localhost``) and ships what they render
+to the boards with ``script:``/``copy:``.  The on-device scripts are the very ones ``deploy``
+runs (:mod:`jetson_deploy.deploy.scripts`), and the decisions between them (nothing to do,
+upload or switch, disk space, what to prune, what the answer means) use the same functions,
+so staging -> on-device sha256 -> atomic switch -> health gate -> rollback is the same here::
+
+    python -m jetson_deploy.ansible_steps stage BUNDLE WORKDIR          # verify here, lay files out
+    python -m jetson_deploy.ansible_steps prepare WORKDIR HOST --root R # -> path of prepare.sh
+    ... script: prepare.sh on HOST, its stdout on stdin of:
+    python -m jetson_deploy.ansible_steps plan WORKDIR HOST --root R --rc RC [--health-cmd ...]
+    ... copy: files -> staging (when the plan says upload), script: finalize.sh, its stdout on stdin of:
+    python -m jetson_deploy.ansible_steps result WORKDIR HOST --rc RC
+
+Every step prints one JSON object on stdout; a failure prints one line on stderr and exits
+non-zero (``result``: 4 rolled back, 1 failed), so Ansible marks the host failed with it.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ._files import atomic_write_json, atomic_write_text
+from .deploy import scripts
+from .deploy.local import open_local_bundle
+from .deploy.single_host import check_root, retention
+from .deploy.transport import ScriptResult
+from . import service as service_fragments
+from .errors import JetsonDeployError
+
+BUNDLE_JSON = "bundle.json"
+_HOST_DIR_RE = re.compile(r"[^A-Za-z0-9._\-]")
+
+
+def _host_dir(workdir: str, host: str) -> Path:
+    d = Path(workdir) / "hosts" / (_HOST_DIR_RE.sub("_", host) or "_")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _load(workdir: str) -> "Dict[str, Any]":
+    try:
+        return json.loads((Path(workdir) / BUNDLE_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise JetsonDeployError("{} has no staged bundle ({}): run the stage step first".format(workdir, exc))
+
+
+def stage(bundle: str, workdir: str, public_key: "Optional[str]" = None) -> "Dict[str, Any]":
+    """Verify BUNDLE (sizes, sha256, signature with a key) and lay its files out under WORKDIR/files."""
+    files_dir = Path(workdir) / "files"
+    if files_dir.exists():
+        shutil.rmtree(str(files_dir))
+    with open_local_bundle(bundle, public_key) as lb:
+        for rel, _, _ in lb.files:
+            dst = files_dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(str(lb.root / rel), str(dst))
+            except OSError:
+                shutil.copyfile(str(lb.root / rel), str(dst))
+        info = {"name": lb.name, "version": lb.version, "files_dir": str(files_dir.resolve()),
+                "files": [list(f) for f in lb.files], "sums_text": lb.sums_text, "sizes_text": lb.sizes_text,
+                "total_size": lb.total_size}
+    atomic_write_json(Path(workdir) / BUNDLE_JSON, info)
+    return {k: info[k] for k in ("name", "version", "files_dir", "total_size")}
+
+
+def prepare(workdir: str, host: str, root: str) -> "Dict[str, Any]":
+    """Render the prepare step (inspect the device, make staging, write expected checksums)."""
+    info = _load(workdir)
+    path = _host_dir(workdir, host) / "prepare.sh"
+    atomic_write_text(path, scripts.prepare(_abs_root(root), info["name"], info["version"], info["sums_text"]))
+    return {"script": str(path.resolve())}
+
+
+def _abs_root(root: str) -> str:
+    root = check_root(root)
+    if not root.startswith("/"):
+        raise JetsonDeployError("jd_root {!r}: the Ansible play needs an absolute device root (copy: needs it)".format(root))
+    return root
+
+
+def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: int = 3,
+         health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, service: "Optional[str]" = None,
+         settle: int = 10) -> "Dict[str, Any]":
+    """Read the device's answer to prepare, decide unchanged / switch / upload, render finalize.
+
+    With SERVICE the health gate first restarts that unit on the new version and requires it to
+    stay active for SETTLE seconds; ``restart_cmd`` in the answer restarts it after a rollback."""
+    info = _load(workdir)
+    root = _abs_root(root)
+    res = ScriptResult(rc, prepare_out.replace("\r", ""), "")
+    if rc != 0 or res.first("PREPARED") is None:
+        raise JetsonDeployError("preparing {} failed: {}".format(root, res.error_line()))
+    if "sha256sum" not in set(res.lines("HAVE")):
+        raise JetsonDeployError("the device has no sha256sum (GNU coreutils or busybox): install it to verify uploads")
+    name, version = info["name"], info["version"]
+    active = (res.first("ACTIVE") or "").strip()
+    installed = [v for v in res.lines("INSTALLED") if v]
+    history = [v for v in res.lines("HIST") if v]
+    target = res.first("TARGET", "absent")
+    staging = "{}/staging/{}/{}".format(root, name, version)
+    if active == version and target == "ok":
+        return {"action": "unchanged", "staging": staging, "message": "{} {} is already active and verified; nothing to do".format(name, version)}
+    action = "switch" if target == "ok" else "upload"
+    if action == "upload":
+        _check_space(res, info, root)
+    prune = retention(history, installed, version, active, keep)
+    extra: "Dict[str, Any]" = {}
+    if service:
+        gate = service_fragments.restart_and_check_command(service, settle)
+        health_cmd = "{ " + gate + "; }" + (" && { " + health_cmd + "; }" if health_cmd else "")
+        health_timeout += settle + 30
+        extra["restart_cmd"] = service_fragments.restart_command(service)
+    script = scripts.finalize(root, name, version, action, info["sizes_text"], prune, health_cmd or None, health_timeout)
+    path = _host_dir(workdir, host) / "finalize.sh"
+    atomic_write_text(path, script)
+    atomic_write_json(_host_dir(workdir, host) / "plan.json", {"previous": active, "action": action})
+    return {"action": action, "staging": staging, "finalize": str(path.resolve()), "previous": active, "prune": prune, **extra}
+
+
+def _check_space(res: "ScriptResult", info: "Dict[str, Any]", root: str) -> None:
+    staged: "Dict[str, int]" = {}
+    for line in res.lines("STAGED"):
+        size, _, rel = line.partition(" ")
+        if size.isdigit():
+            staged[rel] = int(size)
+    need = max(0, int(info["total_size"]) - sum(min(staged.get(rel, 0), size) for rel, size, _ in info["files"]))
+    avail_kb = (res.first("DF") or "").strip()
+    if avail_kb.isdigit() and int(avail_kb) * 1024 < need + max(1 << 20, need // 100):
+        raise JetsonDeployError("not enough disk space under {}: the upload needs {:.1f} MiB, {:.1f} MiB free (df -Pk)".format(
+            root, need / 1048576.0, int(avail_kb) / 1024.0))
+
+
+def result(workdir: str, host: str, rc: int, finalize_out: str) -> "Dict[str, Any]":
+    """What the finalize answer means: deployed, rolled-back (health check failed) or failed."""
+    info = _load(workdir)
+    try:
+        previous = json.loads((_host_dir(workdir, host) / "plan.json").read_text(encoding="utf-8")).get("previous", "")
+    except (OSError, ValueError):
+        previous = ""
+    res = ScriptResult(rc, finalize_out.replace("\r", ""), "")
+    out = {"name": info["name"], "version": info["version"], "previous": previous, "pruned": res.lines("PRUNED")}
+    if rc == scripts.RC_HEALTH:
+        logs = res.lines("HEALTH_LOG")
+        back = "switched back to {}".format(previous) if previous else "no previous version, {} deactivated".format(info["name"])
+        out.update(result="rolled-back", active=previous, health_log=logs, message="health check failed (exit {}{}); {}".format(
+            res.first("HEALTH_FAILED", "?"), ": " + logs[-1] if logs else "", back))
+    elif rc == scripts.RC_VERIFY:
+        bad = res.lines("BAD")
+        out.update(result="failed", active=previous, message="verification on the device failed, nothing activated: {}; "
+                   "removed from staging, run the play again to re-upload".format(bad[0] if bad else "?"))
+    elif rc != 0 or res.first("DONE") is None:
+        out.update(result="failed", active=previous, message="activating {} failed: {}".format(info["version"], res.error_line()))
+    else:
+        out.update(result="deployed", active=info["version"], message="{} {} active{}".format(
+            info["name"], info["version"], " (was {})".format(previous) if previous else ""))
+    return out
+
+
+def _parser() -> "argparse.ArgumentParser":
+    p = argparse.ArgumentParser(prog="python -m jetson_deploy.ansible_steps", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="step")
+    s = sub.add_parser("stage")
+    s.add_argument("bundle")
+    s.add_argument("workdir")
+    s.add_argument("--key", default=None)
+    for name in ("prepare", "plan", "result"):
+        s = sub.add_parser(name)
+        s.add_argument("workdir")
+        s.add_argument("host")
+        s.add_argument("--root", default="/opt/jetson-deploy")
+        s.add_argument("--rc", type=int, default=0)
+        s.add_argument("--keep", type=int, default=3)
+        s.add_argument("--health-cmd", default="")
+        s.add_argument("--health-timeout", type=float, default=60.0)
+        s.add_argument("--service", default="")
+        s.add_argument("--settle", type=int, default=10)
+    return p
+
+
+def main(argv: "Optional[List[str]]" = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        if a.step == "stage":
+            out = stage(a.bundle, a.workdir, a.key or None)
+        elif a.step == "prepare":
+            out = prepare(a.workdir, a.host, a.root)
+        elif a.step == "plan":
+            out = plan(a.workdir, a.host, a.root, a.rc, sys.stdin.read(), a.keep, a.health_cmd, a.health_timeout,
+                       a.service or None, a.settle)
+        elif a.step == "result":
+            out = result(a.workdir, a.host, a.rc, sys.stdin.read())
+        else:
+            _parser().print_usage(sys.stderr)
+            return 2
+    except JetsonDeployError as exc:
+        sys.stderr.write("{}\n".format(exc))
+        return 1
+    print(json.dumps(out, sort_keys=True))
+    if a.step == "result" and out["result"] != "deployed":
+        sys.stderr.write("{}\n".format(out["message"]))
+        return 4 if out["result"] == "rolled-back" else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""``jetson-deploy service install|status|uninstall``: thin layer over :mod:`jetson_deploy.service`."""
+import copy
+import json
+import shlex
+from typing import Any, Dict, List, Optional
+
+import click
+
+from ._options import json_option
+from .run import run as _run_command
+
+DEFAULT_ROOT = "/opt/jetson-deploy"
+# `run` options that make no sense for a service that runs until stopped
+_NOT_FOR_SERVICE = ("bundle", "as_json", "max_frames", "sync_debug")
+
+
+def _run_options() -> "List[click.Option]":
+    """The `run` command's options, so `service install` takes exactly what `run` takes."""
+    return [copy.copy(p) for p in _run_command.params
+            if isinstance(p, click.Option) and p.name not in _NOT_FOR_SERVICE]
+
+
+RUN_OPTIONS = _run_options()
+
+
+def _run_argv(values: "Dict[str, Any]") -> "List[str]":
+    """Run options whose value differs from the default, as `jetson-deploy run` arguments."""
+    argv: "List[str]" = []
+    for opt in RUN_OPTIONS:
+        if opt.name in ("source", "sinks"):
+            continue
+        value = values.get(opt.name)
+        if value is None or value == opt.default:
+            continue
+        if opt.is_flag and opt.secondary_opts:
+            argv.append(opt.opts[0] if value else opt.secondary_opts[0])
+        elif opt.is_flag:
+            if value:
+                argv.append(opt.opts[0])
+        elif opt.multiple:
+            for v in value:
+                argv += [opt.opts[0], str(v)]
+        else:
+            argv += [opt.opts[0], str(value)]
+    return argv
+
+
+def _rootfs_option():
+    return click.option("--rootfs", type=click.Path(file_okay=False), metavar="DIR",
+                        help="Work inside a mounted SD card or Linux_for_Tegra/rootfs instead of this machine "
+                             "(no systemd needed here).")
+
+
+def _root_option():
+    return click.option("--root", default=DEFAULT_ROOT, show_default=True, metavar="DIR",
+                        help="The deploy root on the board (the service runs ROOT/active/NAME).")
+
+
+@click.group()
+def service() -> None:
+    """Run a deployed bundle as a systemd service: at boot, restarted after a crash, logs in the journal."""
+
+
+def _install_params(fn):
+    fn = click.option("--print", "print_only", is_flag=True, help="Print the unit text and install nothing.")(fn)
+    fn = click.option("--no-start", is_flag=True, help="Enable the unit but do not start it now (this machine only).")(fn)
+    fn = _rootfs_option()(fn)
+    fn = click.option("--after", "after", multiple=True, metavar="UNIT",
+                      help="Start after this unit too (repeatable); nvargus-daemon.service is added for csi:// sources.")(fn)
+    fn = click.option("--restart-sec", type=click.IntRange(1, 3600), default=5, show_default=True,
+                      help="Seconds systemd waits before restarting after a failure (at most 10 starts in 5 minutes).")(fn)
+    fn = click.option("--exec", "exec_cmd", metavar="CMD",
+                      help="How the board starts jetson-deploy (default: this Python '-m jetson_deploy'; "
+                           "with --rootfs '/usr/bin/python3 -m jetson_deploy').")(fn)
+    fn = click.option("--extra-group", "groups", multiple=True, default=["video"], show_default=True, metavar="GROUP",
+                      help="Supplementary group of the service (repeatable, replaces the default); 'video' opens "
+                           "/dev/video* and the Jetson GPU nodes.")(fn)
+    fn = click.option("--user", metavar="USER",
+                      help="User the service runs as (default: the sudo caller or the current user).")(fn)
+    fn = _root_option()(fn)
+    return fn
+
+
+@service.command()
+@click.argument("name")
+@_install_params
+def install(name: str, root: str, user: "Optional[str]", groups: "List[str]", exec_cmd: "Optional[str]",
+            restart_sec: int, after: "List[str]", rootfs: "Optional[str]", no_start: bool, print_only: bool,
+            **run_values: "Any") -> None:
+    """Install a systemd unit that runs `jetson-deploy run ROOT/active/NAME --source SRC ...`.
+
+    Takes the same --source, --sink and run options as `jetson-deploy run`.  A deploy's switch
+    or rollback changes what the next (re)start runs.  Restart=on-failure, logs in the journal
+    (journalctl -u jetson-deploy-NAME), started after the camera daemon for csi:// sources.
+    """
+    from ..service import ServiceSpec, default_exec, install_local, install_rootfs, render_unit
+
+    spec = ServiceSpec(name, run_values["source"], list(run_values["sinks"]), _run_argv(run_values), root=root,
+                       user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(rootfs is not None),
+                       groups=groups, restart_sec=restart_sec, after=after)
+    if print_only:
+        click.echo(render_unit(spec), nl=False)
+        return
+    res = install_rootfs(spec, rootfs) if rootfs else install_local(spec, start=not no_start)
+    click.echo("{} installed at {}".format(res["unit"], res["path"]))
+
+
+for _opt in reversed(RUN_OPTIONS):
+    install.params.insert(1, _opt)
+
+
+@service.command()
+@click.argument("name")
+@_root_option()
+@_rootfs_option()
+@json_option()
+def status(name: str, root: str, rootfs: "Optional[str]", as_json: bool) -> None:
+    """Show whether NAME's service is installed, enabled and running (exit 1 when it is not running,
+    or with --rootfs not installed and enabled)."""
+    from ..service import status_local, status_rootfs
+
+    if rootfs:
+        st = status_rootfs(name, rootfs, root)
+        ok = bool(st["installed"] and st["enabled"])
+        text = "{}: {}, {}; active bundle version {}".format(
+            st["unit"], "installed" if st["installed"] else "not installed",
+            "enabled" if st["enabled"] else "not enabled", st["active_version"] or "none")
+    else:
+        st = status_local(name)
+        ok = st["ActiveState"] == "active"
+        text = "{}: {} ({}), {}, {} restarts, pid {}".format(
+            st["unit"], st["ActiveState"] or "unknown", st["SubState"] or "-", st["UnitFileState"] or "not installed",
+            st["NRestarts"] or "0", st["MainPID"] or "-")
+    if as_json:
+        st = dict(st, ok=ok)
+        click.echo(json.dumps(st, sort_keys=True))
+    else:
+        click.echo(text)
+    if not ok:
+        raise SystemExit(1)
+
+
+@service.command()
+@click.argument("name")
+@_rootfs_option()
+def uninstall(name: str, rootfs: "Optional[str]") -> None:
+    """Stop, disable and remove NAME's service (only a unit this tool installed)."""
+    from ..service import uninstall_local, uninstall_rootfs
+
+    res = uninstall_rootfs(name, rootfs) if rootfs else uninstall_local(name)
+    click.echo("{} removed".format(res["unit"]))

@@ -1,0 +1,370 @@
+"""A systemd unit that keeps a deployed bundle running on the board: at boot, and after a crash.
+
+The unit runs ``jetson-deploy run ROOT/active/NAME``: the path is resolved at each start, so a
+deploy's switch or rollback changes what the next (re)start runs.  Three ways to install it:
+
+* on this machine (``systemctl`` present and systemd running): unit file, daemon-reload, enable;
+* into an SD card or ``Linux_for_Tegra/rootfs`` (``rootfs=``): the unit file and the
+  ``multi-user.target.wants`` link ``systemctl enable`` would make, with no systemd needed here;
+  paths are resolved as the board sees them, so an absolute symlink inside the image never leads
+  out of it;
+* not at all (:func:`render_unit`, ``--print``).
+
+The deploy step uses :func:`restart_command`, :func:`health_check_command` and
+:func:`restart_and_check_command`: shell fragments run on the device, nothing imported there.
+"""
+import logging
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ._files import atomic_output
+from .errors import BadInput, CheckFailed
+
+log = logging.getLogger(__name__)
+
+UNIT_DIR = "/etc/systemd/system"
+WANTED_BY = "multi-user.target"
+DEFAULT_ROOT = "/opt/jetson-deploy"
+DEFAULT_RESTART_SEC = 5
+# the marker on the first line: only units this tool wrote are ever replaced or removed
+MARKER = "# Made by jetson-deploy service install; jetson-deploy service uninstall removes it."
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_\-]*\$?$")
+_PLAIN_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=,+@\-]+$")
+# which daemon must be up before a source can open: CSI cameras go through Argus
+_CAMERA_UNITS = (("csi://", "nvargus-daemon.service"),)
+
+
+def unit_name(name: str) -> str:
+    """``jetson-deploy-NAME.service``: one unit per bundle name."""
+    check_name(name)
+    return "jetson-deploy-{}.service".format(name)
+
+
+def check_name(name: str) -> str:
+    if not name or not _NAME_RE.match(name) or len(name) > 128:
+        raise BadInput("service name {!r}: use the bundle name (letters, digits, '.', '_', '+', '-')".format(name))
+    return name
+
+
+def camera_units(source: str) -> "List[str]":
+    """Units the camera stack needs before SOURCE opens (``nvargus-daemon`` for ``csi://``)."""
+    return [unit for prefix, unit in _CAMERA_UNITS if source.startswith(prefix)]
+
+
+def _exec_arg(arg: str) -> str:
+    """One ExecStart argument in systemd's syntax: ``%`` and ``$`` are specifiers/variables there."""
+    text = arg.replace("%", "%%").replace("$", "$$")
+    if _PLAIN_ARG_RE.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_exec(rootfs: bool = False) -> "List[str]":
+    """How the unit starts jetson-deploy: this interpreter here; the board's python3 in an image."""
+    if rootfs:
+        return ["/usr/bin/python3", "-m", "jetson_deploy"]
+    return [sys.executable, "-m", "jetson_deploy"]
+
+
+def default_user() -> str:
+    """The user who ran sudo, else the current one (the board's login user, who owns the camera)."""
+    user = os.environ.get("SUDO_USER")
+    return user if user and user != "root" else pwd.getpwuid(os.geteuid()).pw_name
+
+
+class ServiceSpec(object):
+    """What the unit runs and as whom.  ``run_args`` are extra ``jetson-deploy run`` options."""
+
+    def __init__(self, name: str, source: str, sinks: "Sequence[str]" = ("null://",), run_args: "Sequence[str]" = (),
+                 root: str = DEFAULT_ROOT, user: "Optional[str]" = None, exec_cmd: "Optional[Sequence[str]]" = None,
+                 groups: "Sequence[str]" = ("video",), restart_sec: int = DEFAULT_RESTART_SEC,
+                 after: "Sequence[str]" = ()) -> None:
+        self.name = check_name(name)
+        if not source:
+            raise BadInput("--source is required: the camera or stream the service runs on")
+        if not root.startswith("/") or ".." in root.split("/"):
+            raise BadInput("--root {!r}: the service needs the absolute device root (e.g. {})".format(root, DEFAULT_ROOT))
+        self.user = user or default_user()
+        if not _USER_RE.match(self.user):
+            raise BadInput("--user {!r} is not a valid user name".format(self.user))
+        for g in groups:
+            if not _USER_RE.match(g):
+                raise BadInput("group {!r} is not a valid group name".format(g))
+        if restart_sec < 1:
+            raise BadInput("--restart-sec must be 1 or more")
+        self.source, self.sinks, self.run_args = source, list(sinks), list(run_args)
+        self.root = root.rstrip("/") or "/"
+        self.exec_cmd = list(exec_cmd) if exec_cmd else default_exec()
+        if not self.exec_cmd[0].startswith("/"):
+            raise BadInput("--exec {!r}: systemd needs an absolute program path".format(self.exec_cmd[0]))
+        self.groups, self.restart_sec, self.after = list(groups), int(restart_sec), list(after)
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.name)
+
+    @property
+    def bundle_path(self) -> str:
+        return "{}/active/{}".format(self.root, self.name)
+
+    def argv(self) -> "List[str]":
+        args = self.exec_cmd + ["run", self.bundle_path, "--source", self.source]
+        for s in self.sinks:
+            args += ["--sink", s]
+        return args + self.run_args
+
+
+def render_unit(spec: "ServiceSpec") -> str:
+    """The unit text.  Back-off: RestartSec between tries, at most 10 starts in 5 minutes, after
+    which systemd stops trying (``systemctl reset-failed`` or the next deploy's restart resumes)."""
+    cams = camera_units(spec.source)
+    after = ["network-online.target"] + cams + [u for u in spec.after if u not in cams]
+    lines = [
+        MARKER,
+        "[Unit]",
+        "Description=jetson-deploy: run bundle {} from {}".format(spec.name, spec.bundle_path),
+        "After=" + " ".join(after),
+        "Wants=" + " ".join(after),
+        "StartLimitIntervalSec=300",
+        "StartLimitBurst=10",
+        "",
+        "[Service]",
+        "Type=simple",
+        "User=" + spec.user,
+    ]
+    if spec.groups:
+        lines.append("SupplementaryGroups=" + " ".join(spec.groups))
+    lines += [
+        "ExecStart=" + " ".join(_exec_arg(a) for a in spec.argv()),
+        "Restart=on-failure",
+        "RestartSec={}".format(spec.restart_sec),
+        "TimeoutStopSec=20",
+        "KillSignal=SIGINT",
+        "StandardOutput=journal",
+        "StandardError=journal",
+        "SyslogIdentifier=jetson-deploy-{}".format(spec.name),
+        "Environment=PYTHONUNBUFFERED=1",
+    ]
+    if any(s.startswith("display://") for s in spec.sinks):
+        lines.append("Environment=DISPLAY=:0")  # the board's local X server (display://0)
+    lines += [
+        "",
+        "[Install]",
+        "WantedBy=" + WANTED_BY,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- rootfs paths
+
+def board_path(rootfs: str, path: str) -> Path:
+    """Where PATH on the booted board lies under ROOTFS: every directory symlink is followed as
+    the board would follow it (absolute targets re-rooted at ROOTFS, ``..`` stops at its top).
+    The last component is not followed: it is what gets written or removed."""
+    top = Path(rootfs).resolve()
+    parts = [p for p in path.split("/") if p]
+    cur: "List[str]" = []
+    hops = 0
+    pending = parts[:-1]
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if cur:
+                cur.pop()
+            continue
+        here = top.joinpath(*(cur + [part]))
+        if here.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise BadInput("{}: too many symlinks resolving {} inside the image".format(rootfs, path))
+            target = os.readlink(str(here))
+            if target.startswith("/"):
+                cur = []
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        cur.append(part)
+    return top.joinpath(*(cur + parts[-1:]))
+
+
+def _ours(path: Path) -> bool:
+    try:
+        with open(str(path), "r", encoding="utf-8", errors="replace") as f:
+            return f.readline().rstrip("\n") == MARKER
+    except OSError:
+        return False
+
+
+def _write_unit(dest: Path, text: str) -> None:
+    if dest.is_symlink():
+        raise BadInput("{} is a symlink (a masked unit?): remove it first, this tool replaces only its own units".format(dest))
+    if dest.exists() and not _ours(dest):
+        raise BadInput("{} exists and was not made by jetson-deploy: remove or rename it first".format(dest))
+    try:
+        with atomic_output(dest, "w") as f:
+            f.write(text)
+    except PermissionError:
+        raise BadInput("cannot write {}: permission denied (run with sudo)".format(dest))
+
+
+def _symlink(link: Path, target: str) -> None:
+    """LINK -> TARGET, replacing an old link in one rename."""
+    if link.exists() and not link.is_symlink():
+        raise BadInput("{} exists and is not a symlink: refusing to replace it".format(link))
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.parent / ".{}.tmp.{}".format(link.name, os.getpid())
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, str(tmp))
+    os.replace(str(tmp), str(link))
+
+
+def _check_rootfs(rootfs: str) -> None:
+    if not Path(rootfs).is_dir():
+        raise BadInput("--rootfs {} is not a directory (mount the SD card or point at Linux_for_Tegra/rootfs)".format(rootfs))
+    if not (Path(rootfs) / "etc").exists():
+        log.info("note: %s has no etc/; is it really a root filesystem?", rootfs)
+
+
+def _user_in_rootfs(rootfs: str, user: str) -> bool:
+    passwd = board_path(rootfs, "/etc/passwd")
+    try:
+        text = passwd.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True  # nothing to check against
+    return any(line.split(":", 1)[0] == user for line in text.splitlines())
+
+
+def install_rootfs(spec: "ServiceSpec", rootfs: str) -> "Dict[str, str]":
+    """Write the unit into ROOTFS and enable it there (the ``multi-user.target.wants`` link)."""
+    _check_rootfs(rootfs)
+    if not _user_in_rootfs(rootfs, spec.user):
+        log.info("note: user %s is not in %s/etc/passwd yet; create it on the board (oem-config) or pass --user",
+                 spec.user, rootfs)
+    unit_path = "{}/{}".format(UNIT_DIR, spec.unit)
+    dest = board_path(rootfs, unit_path)
+    _write_unit(dest, render_unit(spec))
+    link = board_path(rootfs, "{}/{}.wants/{}".format(UNIT_DIR, WANTED_BY, spec.unit))
+    _symlink(link, unit_path)
+    log.info("installed %s and enabled it for %s in %s", spec.unit, WANTED_BY, rootfs)
+    return {"unit": spec.unit, "path": str(dest), "wants": str(link)}
+
+
+def uninstall_rootfs(name: str, rootfs: str) -> "Dict[str, object]":
+    _check_rootfs(rootfs)
+    unit = unit_name(name)
+    dest = board_path(rootfs, "{}/{}".format(UNIT_DIR, unit))
+    removed: "List[str]" = []
+    sysdir = board_path(rootfs, UNIT_DIR + "/x").parent
+    if sysdir.is_dir():
+        for wants in sysdir.glob("*.wants"):
+            link = wants / unit
+            if link.is_symlink():
+                link.unlink()
+                removed.append(str(link))
+    if dest.is_symlink() or dest.exists():
+        if not _ours(dest):
+            raise BadInput("{} was not made by jetson-deploy: leaving it alone".format(dest))
+        dest.unlink()
+        removed.append(str(dest))
+    if not removed:
+        raise BadInput("{} is not installed in {}".format(unit, rootfs))
+    log.info("removed %s from %s", unit, rootfs)
+    return {"unit": unit, "removed": removed}
+
+
+def status_rootfs(name: str, rootfs: str, root: str = DEFAULT_ROOT) -> "Dict[str, object]":
+    _check_rootfs(rootfs)
+    unit = unit_name(name)
+    dest = board_path(rootfs, "{}/{}".format(UNIT_DIR, unit))
+    link = board_path(rootfs, "{}/{}.wants/{}".format(UNIT_DIR, WANTED_BY, unit))
+    active = board_path(rootfs, "{}/active/{}".format(root.rstrip("/"), name))
+    version = os.readlink(str(active)).rstrip("/").split("/")[-1] if active.is_symlink() else None
+    return {"unit": unit, "installed": dest.is_file() and _ours(dest), "enabled": link.is_symlink(),
+            "active_version": version}
+
+
+# ----------------------------------------------------------------------------- this machine
+
+def _systemctl(args: "Sequence[str]", check: bool = True) -> "subprocess.CompletedProcess":
+    exe = shutil.which("systemctl")
+    if exe is None:
+        raise BadInput("systemctl not found: this machine does not run systemd; use --rootfs DIR for an image or --print")
+    p = subprocess.run([exe] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if check and p.returncode != 0:
+        raise CheckFailed("systemctl {} failed: {}".format(" ".join(args), (p.stderr or p.stdout).strip().splitlines()[-1:] or "exit {}".format(p.returncode)))
+    return p
+
+
+def install_local(spec: "ServiceSpec", start: bool = True, unit_dir: str = UNIT_DIR) -> "Dict[str, str]":
+    """Write the unit here, reload systemd, enable it (and start it unless ``start`` is False)."""
+    dest = Path(unit_dir) / spec.unit
+    _write_unit(dest, render_unit(spec))
+    _systemctl(["daemon-reload"])
+    _systemctl(["enable"] + (["--now"] if start else []) + [spec.unit])
+    log.info("installed %s (%s)%s", spec.unit, dest, ", started" if start else "")
+    return {"unit": spec.unit, "path": str(dest)}
+
+
+def uninstall_local(name: str, unit_dir: str = UNIT_DIR) -> "Dict[str, object]":
+    unit = unit_name(name)
+    dest = Path(unit_dir) / unit
+    if not dest.exists():
+        raise BadInput("{} is not installed ({} does not exist)".format(unit, dest))
+    if not _ours(dest):
+        raise BadInput("{} was not made by jetson-deploy: leaving it alone".format(dest))
+    _systemctl(["disable", "--now", unit], check=False)
+    dest.unlink()
+    _systemctl(["daemon-reload"])
+    log.info("stopped, disabled and removed %s", unit)
+    return {"unit": unit, "removed": [str(dest)]}
+
+
+STATUS_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "MainPID")
+
+
+def status_local(name: str) -> "Dict[str, object]":
+    unit = unit_name(name)
+    p = _systemctl(["show", unit, "-p", ",".join(STATUS_KEYS)], check=False)
+    props = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    out: "Dict[str, object]" = {"unit": unit}
+    out.update({k: props.get(k, "") for k in STATUS_KEYS})
+    return out
+
+
+# ----------------------------------------------------------------------------- deploy fragments
+
+def _as_root(cmd: str) -> str:
+    """Run CMD as root: directly when the deploy user is root, else through passwordless sudo."""
+    return 'if [ "$(id -u)" -eq 0 ]; then {0}; else sudo -n {0}; fi'.format(cmd)
+
+
+def restart_command(name: str) -> str:
+    """Shell for the device: restart NAME's unit (after a switch, or after a rollback)."""
+    return _as_root("systemctl restart " + shlex.quote(unit_name(name)))
+
+
+def health_check_command(name: str, settle: int = 10) -> str:
+    """Shell for the device: the unit stays active for SETTLE seconds (a crash loop shows up as
+    'activating'/'failed' within RestartSec); on failure its last journal lines go to the log."""
+    unit = shlex.quote(unit_name(name))
+    return ('i=0; while [ "$i" -lt {s} ]; do '
+            'if ! systemctl is-active --quiet {u}; then '
+            'echo "{u} is $(systemctl is-active {u})"; systemctl status --no-pager -n 20 {u} 2>&1 | tail -n 20; exit 1; fi; '
+            'sleep 1; i=$((i + 1)); done; systemctl is-active --quiet {u}').format(s=max(1, int(settle)), u=unit)
+
+
+def restart_and_check_command(name: str, settle: int = 10) -> str:
+    """``--health-cmd`` for a deploy that restarts the service on the new version and gates on it."""
+    return "{{ {}; }} && {{ {}; }}".format(restart_command(name), health_check_command(name, settle))
