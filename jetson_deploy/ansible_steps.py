@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from ._files import atomic_write_json, atomic_write_text
 from .deploy import scripts
-from .deploy.local import open_local_bundle
+from .deploy.local_bundle import open_local_bundle
 from .deploy.single_host import check_root, retention
 from .deploy.transport import ScriptResult
 from . import service as service_fragments
