@@ -1,14 +1,19 @@
-"""Suite-wide pytest set-up: import paths, markers, deterministic RNG.
+"""Suite-wide pytest set-up: import paths, the one skip mechanism, deterministic RNG.
 
-Markers (auto-skipped when the machine lacks what they need):
-``needs_torch``, ``needs_cv2``, ``needs_ort``, ``needs_cuda``, ``needs_sshd``.
+Skips: ``@pytest.mark.needs("torch", "cv2", ...)`` names what a test needs: importable modules,
+or ``cuda`` (a CUDA GPU through torch) and ``sshd`` (OpenSSH server on this machine). A test that
+starts sshd is ``slow`` automatically, so ``-m "not slow"`` is a quick loop.
+
+No silent skips: with ``JD_STRICT_SKIPS=1`` (CI sets it) the run fails when a test was skipped for
+a reason that tests/skip_allowlist.txt does not list, and the skip summary is printed.
 """
 import importlib.util
 import os
 import random
-import shutil
+import re
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -19,18 +24,25 @@ for p in (str(ROOT), str(TESTS)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+pytest_plugins = ["support.deploy"]  # fixtures: sshd, sshd_pair
+
 # Keep engine caches and similar per-user state out of the real home directory.
 os.environ.setdefault("JETSON_DEPLOY_CACHE", str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / "jd-test-engine-cache-{}".format(os.getpid())))
 
+ALLOWLIST = TESTS / "skip_allowlist.txt"
+
 
 def _has(mod: str) -> bool:
+    if mod in sys.modules:
+        return sys.modules[mod] is not None
     try:
-        return importlib.util.find_spec(mod) is not None
+        spec = importlib.util.find_spec(mod)
     except (ImportError, ValueError):
         return False
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
-def _cuda() -> bool:
+def _cuda() -> "bool":
     if not _has("torch"):
         return False
     import torch
@@ -38,30 +50,79 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-MARKERS = {
-    "needs_torch": (lambda: _has("torch"), "torch not installed"),
-    "needs_cv2": (lambda: _has("cv2"), "OpenCV not installed"),
-    "needs_ort": (lambda: _has("onnxruntime"), "onnxruntime not installed"),
-    "needs_cuda": (_cuda, "no CUDA GPU"),
-    "needs_sshd": (lambda: shutil.which("sshd") is not None or os.path.exists("/usr/sbin/sshd"), "OpenSSH server not installed (scripts/install_system_deps.sh)"),
-}
+def _sshd() -> "Optional[str]":
+    from support.sshd_server import sshd_skip_reason
+
+    return sshd_skip_reason()
+
+
+def _missing(need: str, cache: "Dict[str, Optional[str]]") -> "Optional[str]":
+    """The skip reason for one need, or None when it is met."""
+    if need not in cache:
+        if need == "cuda":
+            cache[need] = None if _cuda() else "needs a CUDA GPU"
+        elif need == "sshd":
+            cache[need] = _sshd()
+        else:
+            cache[need] = None if _has(need) else "needs {} (not installed)".format(need)
+    return cache[need]
 
 
 def pytest_configure(config):
-    for name, (_, why) in MARKERS.items():
-        config.addinivalue_line("markers", "{}: skipped when {}".format(name, why))
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "needs(*what): skipped, with the reason, when a module/cuda/sshd is missing")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (sshd, ansible, end-to-end)")
+    if not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError("pytest-timeout is required (pip install pytest-timeout): a hung test must not hang CI")
 
 
 def pytest_collection_modifyitems(config, items):
-    cache = {}
+    cache: "Dict[str, Optional[str]]" = {}
     for item in items:
-        for name, (check, why) in MARKERS.items():
-            if item.get_closest_marker(name) is not None:
-                if name not in cache:
-                    cache[name] = check()
-                if not cache[name]:
+        if "sshd" in getattr(item, "fixturenames", ()) or "sshd_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+        for mark in item.iter_markers("needs"):
+            for need in mark.args:
+                why = _missing(need, cache)
+                if why:
                     item.add_marker(pytest.mark.skip(reason=why))
+                    break
+
+
+def _allowed() -> "List[re.Pattern]":
+    pats = []
+    for line in ALLOWLIST.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            pats.append(re.compile(line))
+    return pats
+
+
+def _skip_reason(rep) -> str:
+    lr = rep.longrepr
+    return str(lr[2] if isinstance(lr, tuple) else lr).replace("Skipped: ", "", 1)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    allowed = _allowed()
+    counts: "Dict[str, int]" = {}
+    for rep in skipped:
+        counts[_skip_reason(rep)] = counts.get(_skip_reason(rep), 0) + 1
+    unlisted = sorted(r for r in counts if not any(p.search(r) for p in allowed))
+    terminalreporter.write_sep("-", "skip summary ({} skipped)".format(len(skipped)))
+    for reason, n in sorted(counts.items()):
+        terminalreporter.write_line("{:4d}  {}{}".format(n, reason, "   <-- NOT in tests/skip_allowlist.txt" if reason in unlisted else ""))
+    if unlisted and os.environ.get("JD_STRICT_SKIPS") == "1":
+        terminalreporter.write_line("skips not in tests/skip_allowlist.txt: {} (JD_STRICT_SKIPS=1 fails the run)".format(len(unlisted)))
+        config._jd_unlisted_skips = unlisted
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if getattr(session.config, "_jd_unlisted_skips", None) and exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture(autouse=True)

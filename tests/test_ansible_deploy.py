@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_deploy import active_version, assert_active_verified, make_bundle, needs_sshd, out, runner, sshd_pair  # noqa: F401
+from support.deploy import active_version, assert_active_verified, make_bundle, needs_sshd, out, runner
 from jetson_deploy.ansible_steps import plan, prepare, result, stage
 from jetson_deploy.cli import cli
 from jetson_deploy.deploy import load_inventory

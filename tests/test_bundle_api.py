@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest_bundle import ENGINE_TARGET, SPEC, edit_manifest, flip_byte, make_bundle, sha
+from support.bundles import ENGINE_TARGET, SPEC, edit_manifest, flip_byte, make_bundle, sha
 from jetson_deploy.bundle import BundleWriter, add_engine, engine_filename, open_bundle
 from jetson_deploy.errors import BadInput, CheckFailed
 

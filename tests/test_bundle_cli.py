@@ -6,7 +6,7 @@ import tarfile
 import pytest
 from click.testing import CliRunner
 
-from conftest_bundle import edit_manifest, flip_byte, make_bundle
+from support.bundles import edit_manifest, flip_byte, make_bundle
 from jetson_deploy.cli import cli
 
 

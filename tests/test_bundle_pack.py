@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest_bundle import flip_byte, make_bundle, sha
+from support.bundles import flip_byte, make_bundle, sha
 from jetson_deploy.bundle import open_bundle, pack_bundle, unpack_archive
 from jetson_deploy.bundle import pack as packmod
 from jetson_deploy.errors import BadInput, CheckFailed

@@ -3,14 +3,15 @@ import json
 
 import pytest
 
-from conftest_bundle import edit_manifest, make_bundle
+from support.bundles import edit_manifest, make_bundle
 from jetson_deploy.bundle import SCHEMA_VERSION, load_schema, open_bundle, validate_manifest
 from jetson_deploy.bundle.manifest import schema_path
 from jetson_deploy.errors import BadInput, CheckFailed
 
 
+@pytest.mark.needs("jsonschema")
 def test_schema_is_shipped_and_valid_draft7():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     assert schema_path().is_file() and schema_path().parent.name == "bundle"
     jsonschema.Draft7Validator.check_schema(load_schema())
     assert load_schema()["properties"]["schema_version"]["const"] == SCHEMA_VERSION

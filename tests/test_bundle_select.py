@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest_bundle import flip_byte, make_bundle
+from support.bundles import flip_byte, make_bundle
 from jetson_deploy.bundle import EngineCache, open_bundle, resolve_engine
 from jetson_deploy.bundle.engine_cache import cache_key, default_cache_dir, parse_size
 from jetson_deploy.errors import BadInput, CheckFailed

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-pytest.importorskip("cryptography")
+pytestmark = pytest.mark.needs("cryptography")
 
-from conftest_bundle import edit_manifest, make_bundle  # noqa: E402
+from support.bundles import edit_manifest, make_bundle  # noqa: E402
 from jetson_deploy.bundle import add_engine, keygen, open_bundle, pack_bundle, sign_bundle, signature_state, verify_signature  # noqa: E402
 from jetson_deploy.bundle.sign import INVALID, SIGNED_UNVERIFIED, UNSIGNED, VALID  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402

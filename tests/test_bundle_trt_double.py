@@ -5,10 +5,9 @@ import struct
 
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
-from conftest_bundle import flip_byte  # noqa: E402
+from support.bundles import flip_byte  # noqa: E402
 from doubles import onnx_models  # noqa: E402
 from doubles import tensorrt_double as td  # noqa: E402
 from jetson_deploy.bundle import BundleWriter, EngineCache, open_bundle, resolve_engine  # noqa: E402

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("cv2")
+pytestmark = pytest.mark.needs("cv2")
 
-from calib_support import scene, write_clip, write_images, write_spec  # noqa: E402
+from support.calib import scene, write_clip, write_images, write_spec  # noqa: E402
 
 from jetson_deploy.calibration import dataset as ds  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set, load_calibration_set  # noqa: E402

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("cv2")
-pytest.importorskip("onnxruntime")
-torch = pytest.importorskip("torch")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("cv2", "onnxruntime", "torch")
+torch = optional_module("torch")
 
 from jetson_deploy.calibration.quantize import compute_int8  # noqa: E402
 from jetson_deploy.calibration.cache import read_cache  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
 from jetson_deploy.calibration.ranges import Ranges  # noqa: E402
 
-demo = pytest.importorskip("jetson_deploy.demo")
+import jetson_deploy.demo as demo
 
 
 def _export(path: Path) -> Path:

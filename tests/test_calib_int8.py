@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("cv2")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-torch = pytest.importorskip("torch")
+from support import optional_module
 
-from calib_support import make_cnn_onnx, make_hidden_outlier_onnx, write_clip, write_images, write_spec  # noqa: E402
+pytestmark = pytest.mark.needs("cv2", "onnxruntime", "onnx", "torch")
+torch = optional_module("torch")
+
+from support.calib import make_cnn_onnx, make_hidden_outlier_onnx, write_clip, write_images, write_spec  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from jetson_deploy.calibration.quantize import compute_int8  # noqa: E402

@@ -133,6 +133,7 @@ def test_no_heavy_import_at_module_top():
     assert not offenders, offenders
 
 
+@pytest.mark.needs("vermin")
 def test_package_and_device_tests_parse_on_python_36():
     """JetPack 4.6 (the Nano) ships Python 3.6: the package and the device-side tests must run there.
 
@@ -140,7 +141,7 @@ def test_package_and_device_tests_parse_on_python_36():
     vermin does not see the PEP 562 trap (a module ``__getattr__`` ignored on 3.6):
     tests/test_core_py36.py does, in the 3.6 CI leg.
     """
-    pytest.importorskip("vermin", reason="vermin not installed (pip install vermin)")
+    import vermin  # noqa: F401
     r = subprocess.run(
         [sys.executable, "-c", "import sys, vermin; sys.argv[0] = 'vermin'; sys.exit(vermin.main())", "-t=3.6-", "--no-tips", "--violations", "--backport", "dataclasses",
          "jetson_deploy", "tests"],

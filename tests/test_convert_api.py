@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from support import optional_module
 
-from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
+pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime")
+torch = optional_module("torch")
+
+from support.convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402

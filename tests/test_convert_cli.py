@@ -7,10 +7,9 @@ from click.testing import CliRunner
 
 from jetson_deploy.cli import cli
 
-pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("torch", "onnxruntime")
 
-from conftest_convert import MODELS_FILE, assert_checksums, load_manifest, model_ref, spec_file  # noqa: E402
+from support.convert import MODELS_FILE, assert_checksums, load_manifest, model_ref, spec_file  # noqa: E402
 
 
 def _run(args):

@@ -4,11 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from support import optional_module
 
-from conftest_convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
+pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime")
+torch = optional_module("torch")
+onnx = optional_module("onnx")
+
+from support.convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402

@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
+from support import optional_module
 
-from conftest_convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
+pytestmark = pytest.mark.needs("torch", "onnxruntime")
+torch = optional_module("torch")
+
+from support.convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.convert.load import load_model, parse_model_arg  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402

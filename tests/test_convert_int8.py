@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("cv2")
+from support import optional_module
 
-from calib_support import write_images  # noqa: E402
-from conftest_convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
+pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime", "cv2")
+torch = optional_module("torch")
+
+from support.calib import write_images  # noqa: E402
+from support.convert import assert_checksums, frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.calibration.dataset import build_calibration_set  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402

@@ -3,13 +3,14 @@ import logging
 from pathlib import Path
 
 import pytest
+
+from support import optional_module
 from click.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime")
+torch = optional_module("torch")
 
-from conftest_convert import assert_checksums, load_manifest, model_ref, spec_file  # noqa: E402
+from support.convert import assert_checksums, load_manifest, model_ref, spec_file  # noqa: E402
 from doubles import tensorrt_double as trtd  # noqa: E402
 from jetson_deploy.cli import cli  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
 
+from support import optional_module
+
 from jetson_deploy.preprocess import letterbox_params, preprocess, preprocess_batch
 from jetson_deploy.spec import load_spec
 
-cv2 = pytest.importorskip("cv2")
+pytestmark = pytest.mark.needs("cv2")
+cv2 = optional_module("cv2")
 
 
 def spec(**over):

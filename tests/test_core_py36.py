@@ -73,7 +73,7 @@ def _pack_with(python: str, bundle: Path, out: Path) -> str:
 
 def test_pack_is_byte_identical_across_interpreters(tmp_path):
     """Each venv CI has (.venv = 3.11, .venv36, .venv38) packs the same bundle to one sha256."""
-    from conftest_bundle import make_bundle
+    from support.bundles import make_bundle
 
     demo_bundle = make_bundle(tmp_path / "demo-0.1.0", qdq=True, calib="8.2.1")
     pythons = [sys.executable] + [str(REPO / v / "bin" / "python") for v in (".venv", ".venv36", ".venv38")]

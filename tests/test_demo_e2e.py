@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from jetson_deploy.cli import cli
 
-pytestmark = [pytest.mark.needs_torch, pytest.mark.needs_cv2, pytest.mark.needs_ort, pytest.mark.slow]
+pytestmark = [pytest.mark.needs("torch", "cv2", "onnxruntime"), pytest.mark.slow]
 
 
 def test_demo_writes_bundle_video_and_accurate_report(tmp_path):

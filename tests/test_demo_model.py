@@ -4,8 +4,11 @@ import importlib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-cv2 = pytest.importorskip("cv2")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("torch", "cv2")
+torch = optional_module("torch")
+cv2 = optional_module("cv2")
 
 from jetson_deploy.demo import LABELS, ShapeGenerator, load_spec, weights_path, write_clip  # noqa: E402
 from jetson_deploy.demo.shapes import MIXED_SIZES  # noqa: E402
@@ -106,10 +109,11 @@ def test_untrained_model_is_not_accurate():
     assert float((_predict(fresh, x) == y).mean()) < 0.6
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_exports_to_plain_onnx(model, tmp_path):
     # Only ops every backend has (TensorRT 8.x included); ONNX Runtime matches PyTorch.
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     from jetson_deploy.demo.shapes import dataset
 
     x, _ = dataset(8, TEST_SEED + 4)

@@ -4,7 +4,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("cv2")
+cv2 = optional_module("cv2")
 
 from jetson_deploy.demo import LABELS, ShapeGenerator, load_spec, spec_path, write_clip, write_images  # noqa: E402
 from jetson_deploy.demo.shapes import label_of  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_deploy import (assert_active_verified, installed, jd_cmd, make_bundle, needs_sshd, sshd,  # noqa: F401
+from support.deploy import (assert_active_verified, installed, jd_cmd, make_bundle, needs_sshd,
                              staged_bytes)
 from jetson_deploy.deploy import deploy
 

@@ -3,7 +3,9 @@ import json
 import os
 from pathlib import Path
 
-from conftest_deploy import assert_active_verified, installed, make_bundle, out, runner
+import pytest
+
+from support.deploy import assert_active_verified, installed, make_bundle, out, runner
 from jetson_deploy.cli import cli
 
 
@@ -83,7 +85,7 @@ def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
 
 def test_packed_bundle_deploys(tmp_path):
     """A packed .jdb is verified and unpacked here, then installed like a directory."""
-    pack = __import__("pytest").importorskip("jetson_deploy.bundle").pack_bundle
+    from jetson_deploy.bundle import pack_bundle as pack
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     jdb = tmp_path / "demo-1.0.0.jdb"
     pack(str(b1), str(jdb))
@@ -94,11 +96,9 @@ def test_packed_bundle_deploys(tmp_path):
     assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)
 
 
+@pytest.mark.needs("cryptography")
 def test_key_requires_a_valid_signature(tmp_path):
-    import pytest
-
-    pytest.importorskip("cryptography")
-    sign = pytest.importorskip("jetson_deploy.bundle.sign")
+    from jetson_deploy.bundle import sign
     keys = sign.keygen(tmp_path / "keys" / "release")
     other = sign.keygen(tmp_path / "keys" / "other")
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest_deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,  # noqa: F401
-                             out, runner, sshd, sshd_pair)  # sshd, sshd_pair: fixtures
+from support.deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,
+                             out, runner)
 from jetson_deploy.cli import cli
 from jetson_deploy.deploy import deploy, rollback, status
 
@@ -313,7 +313,7 @@ def test_relative_root_is_under_the_remote_home(sshd, tmp_path):
 
 def test_ipv6_loopback_host(tmp_path):
     """user@[::1]:port through ssh, rsync and sftp (brackets where each tool needs them)."""
-    from sshd_server import SshServer, ipv6_loopback
+    from support.sshd_server import SshServer, ipv6_loopback
 
     if not ipv6_loopback():
         pytest.skip("no IPv6 loopback (::1) on this machine")

@@ -45,8 +45,9 @@ def test_jsonl_published_only_on_close(tmp_path):
     assert not (tmp_path / "out.jsonl.partial").exists()
 
 
+@pytest.mark.needs("cv2")
 def test_video_sink_abort_leaves_nothing(tmp_path):
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     p = tmp_path / "v.avi"
     s = open_sink(str(p))
     s.render(Frame(np.zeros((32, 48, 3), np.uint8)), _res())
@@ -54,8 +55,9 @@ def test_video_sink_abort_leaves_nothing(tmp_path):
     assert not p.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.needs("cv2")
 def test_video_sink_does_not_modify_the_frame(tmp_path):
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     img = np.full((48, 64, 3), 200, np.uint8)
     before = img.copy()
     s = open_sink(str(tmp_path / "v.avi"), fps=12)
@@ -64,8 +66,9 @@ def test_video_sink_does_not_modify_the_frame(tmp_path):
     assert np.array_equal(img, before) and (tmp_path / "v.avi").stat().st_size > 0
 
 
+@pytest.mark.needs("cv2")
 def test_display_without_screen_is_a_clear_error(monkeypatch):
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     s = open_sink("display://0")
@@ -73,8 +76,9 @@ def test_display_without_screen_is_a_clear_error(monkeypatch):
         s.render(Frame(np.zeros((8, 8, 3), np.uint8)), _res())
 
 
+@pytest.mark.needs("cv2")
 def test_overlays_draw_each_task():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     from jetson_deploy.media.overlay import draw
 
     base = np.full((120, 160, 3), 90, np.uint8)

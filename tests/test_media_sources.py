@@ -62,14 +62,16 @@ def test_csi_without_gstreamer_is_a_clear_error(monkeypatch):
         open_source("csi://0").open()
 
 
+@pytest.mark.needs("cv2")
 def test_v4l2_missing_camera_message():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     with pytest.raises(BadInput, match="not found|plugged"):
         open_source("v4l2:///dev/video_does_not_exist").open()
 
 
+@pytest.mark.needs("cv2")
 def test_synthetic_frames_truth_and_limit():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     src = open_source("synthetic://48x32?frames=5&seed=2&pool=3").open()
     frames = list(src)
     assert [f.index for f in frames] == list(range(5)) and [f.source for f in frames] == list(range(5))
@@ -81,8 +83,9 @@ def test_synthetic_frames_truth_and_limit():
     assert np.array_equal(frames[3].image, frames[0].image) and not np.array_equal(frames[1].image, frames[0].image)
 
 
+@pytest.mark.needs("cv2")
 def test_synthetic_pool_lives_in_allocator_buffers():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
 
     class Tracking(NumpyAllocator):
         kind = "tracking"
@@ -192,10 +195,11 @@ def test_source_error_reaches_consumer():
     assert isinstance(cap.error, OSError) and "unplugged" in cap.end_reason
 
 
+@pytest.mark.needs("onnxruntime", "cv2")
 def test_pipeline_ends_on_stall_with_message(tmp_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("cv2")
-    from conftest_runtime import make_bundle
+    import onnxruntime  # noqa: F401
+    import cv2  # noqa: F401
+    from support.runtime import make_bundle
 
     from jetson_deploy.runtime.pipeline import run_pipeline
 
@@ -237,8 +241,9 @@ class _FakeCap:
         self.released = True
 
 
+@pytest.mark.needs("cv2")
 def test_rtsp_reconnects_with_backoff_then_gives_up():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     src = RTSPSource("rtsp://cam/stream", {"backoff": "0.1", "backoff_max": "0.3", "reconnects": "4", "gstreamer": False})
     caps = [_FakeCap(3), _FakeCap(2), _FakeCap(0, opened=False), _FakeCap(1)]
     opened = []
@@ -261,16 +266,18 @@ def test_rtsp_reconnects_with_backoff_then_gives_up():
     assert all(c.released for c in opened[:-1])
 
 
+@pytest.mark.needs("cv2")
 def test_rtsp_open_failure_message():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     src = RTSPSource("rtsp://nowhere/x", {"gstreamer": False})
     src._open_capture = lambda: _FakeCap(0, opened=False)
     with pytest.raises(BadInput, match="cannot connect"):
         src.open()
 
 
+@pytest.mark.needs("cv2")
 def test_opencv_source_reads_into_pooled_buffers():
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     from jetson_deploy.media.opencv_sources import OpenCVSource
 
     alloc_bufs = []
@@ -311,11 +318,12 @@ def test_stop_is_prompt_even_when_blocked():
     release.set()
 
 
+@pytest.mark.needs("onnxruntime", "cv2")
 def test_pipeline_waits_for_a_reconnecting_rtsp_source(tmp_path):
     """A stream that drops and needs longer than stall_timeout to come back is not ended as stalled."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("cv2")
-    from conftest_runtime import make_bundle
+    import onnxruntime  # noqa: F401
+    import cv2  # noqa: F401
+    from support.runtime import make_bundle
 
     from jetson_deploy.runtime.pipeline import run_pipeline
 

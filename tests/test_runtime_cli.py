@@ -3,11 +3,10 @@ import json
 
 import pytest
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("cv2")
+pytestmark = pytest.mark.needs("onnxruntime", "cv2")
 
 from click.testing import CliRunner  # noqa: E402
-from conftest_runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import make_bundle, write_color_video  # noqa: E402
 
 from jetson_deploy.cli import cli  # noqa: E402
 

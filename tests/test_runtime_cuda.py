@@ -4,12 +4,14 @@ import json
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("cv2")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("torch", "cv2")
+torch = optional_module("torch")
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-from conftest_runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import make_bundle, write_color_video  # noqa: E402
 
 from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
 
@@ -41,8 +43,9 @@ def test_torch_cuda_synthetic_every_sink(bundle, tmp_path):
     assert s.frames == 20 and len(_rows(tmp_path / "a.jsonl")) == 20
 
 
+@pytest.mark.needs("pycuda.driver")
 def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
-    pytest.importorskip("pycuda.driver")
+    import pycuda.driver  # noqa: F401
     from jetson_deploy.runtime.memory import make_context
 
     seq = write_color_video(tmp_path / "c.avi", n=15, w=64, h=48)

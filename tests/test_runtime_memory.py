@@ -11,10 +11,9 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("cv2")
+pytestmark = pytest.mark.needs("onnxruntime", "cv2")
 
-from conftest_runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double  # noqa: E402
 
 from jetson_deploy.runtime.engine import Engine, TensorInfo  # noqa: E402
@@ -135,8 +134,9 @@ def test_allocators(monkeypatch):
         allocator_for("bogus")
 
 
+@pytest.mark.needs("torch")
 def test_torch_pinned_allocator():
-    torch = pytest.importorskip("torch")
+    import torch
     from jetson_deploy.runtime.memory import TorchPinnedAllocator
 
     if not torch.cuda.is_available():

@@ -26,9 +26,10 @@ def test_unknown_and_removed_keywords_are_errors():
         split_options(printer=print)
 
 
+@pytest.mark.needs("onnxruntime")
 def test_several_sources_are_refused_for_now(tmp_path):
-    pytest.importorskip("onnxruntime")
-    from conftest_runtime import make_bundle
+    import onnxruntime  # noqa: F401
+    from support.runtime import make_bundle
 
     from jetson_deploy.errors import BadInput
     from jetson_deploy.runtime.pipeline import run_pipeline

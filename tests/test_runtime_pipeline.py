@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-cv2 = pytest.importorskip("cv2")
+from support import optional_module
 
-from conftest_runtime import LABELS, SlowEngine, make_bundle, write_color_images, write_color_video  # noqa: E402
+pytestmark = pytest.mark.needs("onnxruntime", "cv2")
+cv2 = optional_module("cv2")
+
+from support.runtime import LABELS, SlowEngine, make_bundle, write_color_images, write_color_video  # noqa: E402
 
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
@@ -186,8 +188,9 @@ def test_metrics_lines_logged(bundle, metric_lines):
     assert lines and all("FPS" in ln and "dropped" in ln and "p95" in ln for ln in lines)
 
 
+@pytest.mark.needs("torch")
 def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     b = make_bundle(tmp_path / "b", pt2=True)
     seq = write_color_video(tmp_path / "clip.avi", n=9)
     s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), backend="torch", device="cpu")
@@ -200,7 +203,7 @@ def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
 
 
 def test_segment_task_end_to_end(tmp_path):
-    from conftest_runtime import make_segment_bundle
+    from support.runtime import make_segment_bundle
 
     b = make_segment_bundle(tmp_path / "seg")
     seq = write_color_video(tmp_path / "clip.avi", n=9)
@@ -215,7 +218,7 @@ def test_segment_task_end_to_end(tmp_path):
 
 
 def test_detect_task_end_to_end(tmp_path):
-    from conftest_runtime import make_detect_bundle
+    from support.runtime import make_detect_bundle
 
     b = make_detect_bundle(tmp_path / "det")
     write_color_video(tmp_path / "clip.avi", n=4, w=64, h=48)

@@ -3,8 +3,10 @@ and the torch engine's device-pointer-free API (forward/infer)."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("cv2")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("torch", "cv2")
+torch = optional_module("torch")
 
 from jetson_deploy.preprocess import preprocess  # noqa: E402
 from jetson_deploy.runtime.executors import TorchPreprocess  # noqa: E402
@@ -48,7 +50,7 @@ def test_torch_preprocess_matches_host(kw):
 
 
 def test_torch_engine_infer_and_forward(tmp_path):
-    from conftest_runtime import make_bundle
+    from support.runtime import make_bundle
 
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import choose_backend, create_engine
@@ -72,7 +74,7 @@ def test_torch_engine_infer_and_forward(tmp_path):
 
 
 def test_torch_backend_needs_an_exported_program(tmp_path):
-    from conftest_runtime import make_bundle
+    from support.runtime import make_bundle
 
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.errors import BadInput

@@ -4,11 +4,9 @@ import json
 
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("cv2")
+pytestmark = pytest.mark.needs("onnx", "onnxruntime", "cv2")
 
-from conftest_runtime import color_onnx_bytes, make_bundle, write_color_video  # noqa: E402
+from support.runtime import color_onnx_bytes, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double, tensorrt_double as trtd  # noqa: E402
 
 from jetson_deploy.runtime.memory import make_context  # noqa: E402

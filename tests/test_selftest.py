@@ -33,10 +33,11 @@ def test_without_tensorrt_everything_skips_with_reasons(monkeypatch):
     assert out.rstrip().endswith("1 passed, 0 failed, 6 skipped")
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 @pytest.mark.parametrize("gen", ["8.2", "10.x"])
 def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
     trt = trtd.install(monkeypatch, gen)
     cuda = pycuda_double.install(monkeypatch)
     res = _invoke(["--json"])
@@ -55,8 +56,9 @@ def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
     assert cuda.Context.get_current() is None or cuda.Context.get_current().primary  # the selftest's context was popped
 
 
+@pytest.mark.needs("onnxruntime")
 def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
-    pytest.importorskip("onnxruntime")
+    import onnxruntime  # noqa: F401
     trt = trtd.install(monkeypatch, "10.x")
     pycuda_double.install(monkeypatch)
     orig = trt.IExecutionContext._run
@@ -75,8 +77,9 @@ def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
     assert res.exit_code == 1 and json.loads(res.output)["ok"] is False
 
 
+@pytest.mark.needs("cv2")
 def test_camera_check(monkeypatch, tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     trtd.uninstall(monkeypatch)
     pycuda_double.uninstall(monkeypatch)
     video = tmp_path / "cam.avi"
@@ -103,9 +106,10 @@ def test_platform_on_a_jetson_root(monkeypatch, tmp_path):
                                 "detail": "NVIDIA Jetson AGX Orin Developer Kit (L4T 35.4.1, JetPack 5.1.2)"}
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_embedded_model_matches_generator_and_reference():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     from jetson_deploy.selftest import _tiny_onnx_bytes
 
     shipped = base64.b64decode(EMBEDDED_ONNX_B64)
@@ -116,10 +120,11 @@ def test_embedded_model_matches_generator_and_reference():
     assert np.abs(out).max() > 0.1  # a reference that is not all zeros
 
 
+@pytest.mark.needs("onnx")
 @pytest.mark.parametrize("asked", ["auto", "int8"])
 def test_on_a_nano_the_engine_rows_run_fp16(monkeypatch, tmp_path, asked):
     """SM 5.3 has fast FP16 and no fast INT8: selftest says so and builds FP16 even when INT8 is asked."""
-    pytest.importorskip("onnx")
+    import onnx  # noqa: F401
     trtd.install(monkeypatch, "8.2")
     pycuda_double.install(monkeypatch)
     (tmp_path / "proc/device-tree").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_deploy import out, runner
+from support.deploy import out, runner
 from jetson_deploy import service as svc
 from jetson_deploy.cli import cli
 from jetson_deploy.errors import BadInput

@@ -6,8 +6,7 @@ Plans come from ``build_engine`` on the double; device memory is the pycuda doub
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
 from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
 
@@ -160,10 +159,11 @@ def test_capture_graph_preconditions(monkeypatch, cuda, tmp_path):
             eng.capture_graph({"input": 1, "logits": 2})
 
 
+@pytest.mark.needs("torch")
 def test_infer_without_pycuda_or_cuda_torch(monkeypatch, tmp_path):
     trtd.install(monkeypatch, "10.x")
     pycuda_double.uninstall(monkeypatch)
-    torch = pytest.importorskip("torch")
+    import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
@@ -203,7 +203,7 @@ def test_pointer_and_stream_helpers(cuda):
 @pytest.mark.parametrize("gen", ["8.2", "10.x"])
 def test_from_bundle_builds_caches_then_uses_bundled_engine(monkeypatch, cuda, tmp_path, gen):
     """Engine selection on a device: build from model.onnx once, reuse the cache, prefer an exact bundled plan."""
-    from conftest_runtime import color_onnx_bytes, make_bundle
+    from support.runtime import color_onnx_bytes, make_bundle
 
     from jetson_deploy.bundle import add_engine, open_bundle
     from jetson_deploy.runtime.backends import create_engine
@@ -228,14 +228,15 @@ def test_from_bundle_builds_caches_then_uses_bundled_engine(monkeypatch, cuda, t
     assert eng.resolved == "bundled"
 
 
+@pytest.mark.needs("cv2")
 @pytest.mark.parametrize("gen,memory", [("8.2", "pycuda-pinned"), ("10.x", "pycuda-mapped")])
 def test_frame_pipeline_on_the_tensorrt_backend(monkeypatch, tmp_path, gen, memory):
     """run_pipeline with backend=tensorrt: the engine built on the device, enqueue() per frame on the
     executor's stream, results read a frame later -- and the host never synchronises a stream."""
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401
     import json
 
-    from conftest_runtime import make_bundle, write_color_video
+    from support.runtime import make_bundle, write_color_video
 
     from jetson_deploy.runtime.pipeline import run_pipeline
 
@@ -277,8 +278,9 @@ class _FakeCudaTorch:
         return self._t.empty(n, dtype=dtype)
 
 
+@pytest.mark.needs("torch")
 def test_infer_falls_back_to_torch_cuda_memory(monkeypatch, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     trtd.install(monkeypatch, "10.x")
     pycuda_double.uninstall(monkeypatch)
     fake = _FakeCudaTorch(torch)

@@ -10,8 +10,7 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
 from doubles import onnx_models, tensorrt_double as trtd  # noqa: E402
 

@@ -14,8 +14,7 @@ import types
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
 from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
 
@@ -163,6 +162,7 @@ def test_calibration_set_object_streams_full_batches(monkeypatch, model):
     assert spec["int8"]["batches"] == 2
 
 
+@pytest.mark.needs("torch")
 def test_custom_allocator_and_missing_cuda(monkeypatch, model):
     trtd.install(monkeypatch, "8.5")
 
@@ -186,7 +186,7 @@ def test_custom_allocator_and_missing_cuda(monkeypatch, model):
     assert alloc.copies == 3 and len(alloc.keep) == 1  # one buffer, reused
     # no pycuda and no CUDA torch: the calibrator's failure surfaces as MissingDependency
     pycuda_double.uninstall(monkeypatch)
-    torch = pytest.importorskip("torch")
+    import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(MissingDependency, match="pycuda"):
@@ -223,8 +223,9 @@ def test_module_import_does_not_touch_tensorrt():
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.needs("torch")
 def test_torch2trt_dataset_adapter():
-    torch = pytest.importorskip("torch")
+    import torch
     rng = np.random.default_rng(5)
     samples = [rng.random((3, 8, 8), dtype=np.float32) for _ in range(5)]
     ds = Torch2trtCalibDataset(FakeCalibSet(samples), device="cpu")
@@ -254,9 +255,10 @@ def test_dynamic_batch_model_calibrates_at_the_profile_opt_shape(monkeypatch, tm
     assert spec["int8"]["scales"]["input"] == pytest.approx(expect, rel=1e-5)
 
 
+@pytest.mark.needs("cv2")
 def test_real_calibration_set_feeds_the_calibrator(monkeypatch, tmp_path):
     """End to end with the calibration helper's set: images -> preprocess -> shards -> TensorRT batches."""
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     from jetson_deploy.calibration.dataset import build_calibration_set, load_calibration_set
 
     rng = np.random.default_rng(11)

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from support import optional_module
+
+pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime")
+torch = optional_module("torch")
 
 from doubles import pycuda_double, tensorrt_double as trtd, torch2trt_double as t2d  # noqa: E402
 

@@ -219,7 +219,7 @@ def combined_ssh_config(servers: "List[SshServer]", path: Path) -> Path:
 def main() -> None:  # pragma: no cover - a manual helper
     """Start a throwaway sshd to try deploy without a Jetson::
 
-        python tests/sshd_server.py /tmp/fake-jetson
+        python tests/support.sshd_server.py /tmp/fake-jetson
         jetson-deploy deploy BUNDLE jd-test --ssh-config /tmp/fake-jetson/ssh_config --root /tmp/fake-jetson/root
     """
     import sys

@@ -8,47 +8,14 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from sshd_server import SshServer, combined_ssh_config, sshd_skip_reason
+from support.bundles import random_bundle, sha  # noqa: F401 (sha is re-exported for the deploy tests)
+from support.sshd_server import SshServer, combined_ssh_config, sshd_skip_reason
 
-# Skip (with the reason) only when the OpenSSH server truly is not installed here.
-_SKIP = sshd_skip_reason()
-needs_sshd = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+needs_sshd = pytest.mark.needs("sshd")  # skipped, with the reason, only where OpenSSH's server is missing
 
 
 def make_bundle(dest: Path, name: str = "demo", version: str = "1.0.0", sizes: "Optional[Dict[str, int]]" = None) -> Path:
-    """A small bundle of random artifacts with correct sha256/size (BundleWriter when present)."""
-    sizes = sizes or {"model.onnx": 40000, "labels.txt": 64, "engines/8.6.2_sm87_fp16.engine": 20000}
-    data = {rel: os.urandom(n) for rel, n in sizes.items()}
-    kinds = {"model.onnx": "onnx", "labels.txt": "labels"}
-    try:
-        from jetson_deploy.bundle import BundleWriter
-    except ImportError:  # pragma: no cover - the bundle package is optional for deploy
-        BundleWriter = None  # type: ignore
-    if BundleWriter is not None:
-        with BundleWriter(dest, name=name, version=version) as w:
-            for rel, blob in data.items():
-                if rel.endswith(".engine"):
-                    w.add_bytes(blob, rel, kind="engine", target={"tensorrt": "8.6.2", "sm": 87, "precision": "fp16"})
-                else:
-                    w.add_bytes(blob, rel, kind=kinds.get(rel, "onnx"))
-        return dest
-    dest.mkdir(parents=True)  # pragma: no cover
-    arts = []
-    for rel, blob in data.items():
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_bytes(blob)
-        arts.append({"path": rel, "kind": kinds.get(rel, "engine"), "size": len(blob),
-                     "sha256": hashlib.sha256(blob).hexdigest()})
-    (dest / "manifest.json").write_text(json.dumps({"schema_version": 1, "name": name, "version": version, "artifacts": arts}))
-    return dest
-
-
-def sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(str(path), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return random_bundle(dest, name, version, sizes)
 
 
 def active_version(root: Path, name: str = "demo") -> "Optional[str]":
@@ -129,8 +96,9 @@ def jd_cmd() -> "List[str]":
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
-    if _SKIP:
-        pytest.skip(_SKIP)
+    why = sshd_skip_reason()
+    if why:
+        pytest.skip(why)
     srv = SshServer.start(tmp_path_factory.mktemp("sshd"), alias="jd-a")
     try:
         yield srv
@@ -141,8 +109,9 @@ def sshd(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sshd_pair(tmp_path_factory):
     """Two sshd on two ports sharing one user key, plus one client config naming both."""
-    if _SKIP:
-        pytest.skip(_SKIP)
+    why = sshd_skip_reason()
+    if why:
+        pytest.skip(why)
     base = tmp_path_factory.mktemp("sshd2")
     a = SshServer.start(base / "a", alias="jd-a")
     try:

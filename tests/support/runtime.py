@@ -52,16 +52,12 @@ def color_onnx_bytes(size: int = SIZE) -> bytes:
 
 
 def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: "Optional[Dict[str, Any]]" = None) -> Path:
-    from jetson_deploy.bundle import BundleWriter
+    from support.bundles import write_bundle
 
-    with BundleWriter(dest, name="colors", version="1.0.0") as w:
-        w.add_bytes(color_onnx_bytes(), "model.onnx", kind="onnx")
-        w.add_bytes(("\n".join(LABELS) + "\n").encode(), "labels.txt", kind="labels")
-        if pt2:
-            w.add_bytes(color_pt2_bytes(), "model.pt2", kind="exported-program")
-        w.manifest["spec"] = spec or spec_dict()
-        w.manifest["precision"] = precision
-    return dest
+    files: "Dict[str, Any]" = {"model.onnx": color_onnx_bytes(), "labels.txt": ("\n".join(LABELS) + "\n").encode()}
+    if pt2:
+        files["model.pt2"] = color_pt2_bytes()
+    return write_bundle(dest, "colors", "1.0.0", files, {"spec": spec or spec_dict(), "precision": precision})
 
 
 def color_pt2_bytes(size: int = SIZE) -> bytes:
@@ -155,13 +151,10 @@ def segment_onnx_bytes(size: int = SIZE) -> bytes:
 
 def _task_bundle(dest: Path, name: str, onnx_bytes: bytes, task: str, outputs: "List[str]") -> Path:
     """An fp32 bundle of one ONNX model for ``task`` with the blue/green/red labels."""
-    from jetson_deploy.bundle import BundleWriter
+    from support.bundles import write_bundle
 
-    with BundleWriter(dest, name=name, version="1.0.0") as w:
-        w.add_bytes(onnx_bytes, "model.onnx", kind="onnx")
-        w.manifest["spec"] = spec_dict(task=task, labels=["blue", "green", "red"], outputs=outputs)
-        w.manifest["precision"] = "fp32"
-    return dest
+    return write_bundle(dest, name, "1.0.0", {"model.onnx": onnx_bytes},
+                        {"spec": spec_dict(task=task, labels=["blue", "green", "red"], outputs=outputs), "precision": "fp32"})
 
 
 def make_segment_bundle(dest: Path) -> Path:
