@@ -6,10 +6,8 @@ import pytest
 
 from support import optional_module
 
-pytestmark = pytest.mark.needs("torch", "cv2")
+pytestmark = pytest.mark.needs("torch", "cv2", "cuda")
 torch = optional_module("torch")
-if not torch.cuda.is_available():
-    pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
 from support.runtime import make_bundle, write_color_video  # noqa: E402
 
