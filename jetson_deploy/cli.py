@@ -102,7 +102,6 @@ def install_message_handler(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,6 +112,9 @@ def cli() -> None:
 
 
 def main(argv: "Optional[List[str]]" = None) -> None:
+    # The console command: our handler is the only one; a root handler someone configured
+    # must not print every line twice.  (Library use and click's test runner keep propagation.)
+    logging.getLogger("jetson_deploy").propagate = False
     cli.main(args=argv, prog_name="jetson-deploy")
 
 
