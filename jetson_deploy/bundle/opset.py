@@ -116,8 +116,11 @@ def compat_problem(manifest: "Dict[str, Any]", trt_version: Any) -> "Optional[st
     if need is None or _tuple(trt_version) >= _tuple(need[0]):
         return None
     version, why = need
-    top = max_opset_for_tensorrt(trt_version)
+    here = ".".join(str(p) for p in _tuple(trt_version)[:2])
+    if why.startswith("ONNX opset"):
+        fix = "re-convert with --opset {} (the highest TensorRT {} parses)".format(max_opset_for_tensorrt(trt_version), here)
+    else:
+        fix = "re-convert without --fold-preprocess"
     name = manifest.get("name", "the bundle")
-    return ("bundle {} needs TensorRT >= {} for {}; this device has TensorRT {}: re-convert with --opset {} "
-            "(the highest TensorRT {} parses), or flash JetPack {}".format(
-                name, version, why, trt_version, top, ".".join(str(p) for p in _tuple(trt_version)[:2]), jetpack_for(version)))
+    return "bundle {} needs TensorRT >= {} for {}; this device has TensorRT {}: {}, or flash JetPack {}".format(
+        name, version, why, trt_version, fix, jetpack_for(version))
