@@ -26,7 +26,7 @@ TRT_MAX_OPSET = (
     ("10.0", 20),
 )
 #: JetPack that first ships a TensorRT at least this version (for the one-line messages).
-_JETPACK = {"8.0": "4.6 (TensorRT 8.2)", "8.4": "5.1 (TensorRT 8.5)", "9.0": "6.1 (TensorRT 10.3)", "10.0": "6.1 (TensorRT 10.3)"}
+_JETPACK = {"8.0": "4.6", "8.4": "5.1", "9.0": "6.1", "10.0": "6.1"}
 
 
 def min_tensorrt_for_opset(opset: Any) -> "Optional[str]":
@@ -52,7 +52,7 @@ def max_opset_for_tensorrt(version: Any) -> int:
 
 
 def jetpack_for(version: str) -> str:
-    return _JETPACK.get(version, "with TensorRT >= {}".format(version))
+    return _JETPACK.get(version, "6.1")
 
 
 def _tuple(version: Any) -> "Tuple[int, ...]":

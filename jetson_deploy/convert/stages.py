@@ -129,7 +129,7 @@ def export_line(info: Any, dynamic_batch: bool) -> str:
     elif info.chosen:
         why = " (chosen: the lowest opset that exports)"
     trt = min_tensorrt_for_opset(info.opset)
-    reads = "; TensorRT >= {} (JetPack {}) parses it".format(trt, jetpack_for(trt)) if trt else "; no TensorRT release is known to parse it"
+    reads = "; TensorRT >= {} (JetPack {}+) parses it".format(trt, jetpack_for(trt)) if trt else "; no TensorRT release is known to parse it"
     return "exported ONNX opset {} with the {} exporter{}{}{}".format(
         info.opset, info.exporter, ", dynamic batch" if dynamic_batch else "", why, reads)
 
