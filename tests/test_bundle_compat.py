@@ -1,7 +1,5 @@
 """The manifest's minimum TensorRT, checked on the device side before any engine build
 (against the TensorRT test double of an older version)."""
-import json
-
 import pytest
 
 from jetson_deploy.bundle import BundleWriter, open_bundle
@@ -77,8 +75,8 @@ def test_bundle_engine_command_refuses_in_one_line(tmp_path, monkeypatch):
     assert len(lines) == 1 and "needs TensorRT >= 8.4" in lines[0], r.output
     assert trt._double.builds == []
     td.install(monkeypatch, "8.6")
-    r = CliRunner().invoke(cli, ["bundle", "engine", d, "--sm", "87", "--cache-dir", str(tmp_path / "cache"), "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["how"] == "built", r.output
+    r = CliRunner().invoke(cli, ["bundle", "engine", d, "--sm", "87", "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0 and "built" in r.output, r.output
 
 
 def test_deploy_warns_from_inventory_tensorrt(tmp_path, caplog):
