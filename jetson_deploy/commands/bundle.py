@@ -183,8 +183,11 @@ def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", t
     from ..bundle.reader import open_bundle
     from ..bundle.select import device_target, find_engine, resolve_engine
 
+    from ..bundle.opset import check_tensorrt_compat
+
     b = open_bundle(bundle_path, verify=True)
     trt, sm_i = device_target(tensorrt_version, sm)
+    check_tensorrt_compat(b, trt)  # one line before any build
     prec = precision or b.precision
     if build:
         path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)

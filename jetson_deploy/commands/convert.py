@@ -28,7 +28,8 @@ def _build_choice(value: "Optional[bool]") -> Any:
     help="Build a TensorRT engine now (needs TensorRT here) or never; default: build when TensorRT is importable, else the device builds it at first load.",
 )
 @click.option("--output", "outputs", multiple=True, help="Model output to keep, by name (dict key, dataclass field, dotted path) or index; repeat for several. Default: all.")
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 13: read by TensorRT 8.2, 8.5, 8.6 and 10).")
+@click.option("--opset", type=int, default=None, help="ONNX opset. Default: chosen, the lowest from 13 up that exports and passes parity "
+              "(13: TensorRT 8.2+ / JetPack 4.6; 14-17: 8.5+ / JetPack 5; 18: 10+ / JetPack 6); the manifest records it.")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch axis (engines get an optimization profile).")
 @click.option("--fold-preprocess", is_flag=True, help="Fold normalisation and layout change into the graph: the engine takes uint8 NHWC BGR camera frames.")
 @click.option("--fold-postprocess", is_flag=True, help="Fold softmax/top-k (classify) or an argmax mask (segment) into the graph.")

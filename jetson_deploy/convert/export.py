@@ -1,26 +1,39 @@
 """ONNX export and checking.
 
-Exporter choice (see docs/convert.md): the TorchScript-based exporter
-(``torch.onnx.export(..., dynamo=False)``).  It writes any opset from 9 up, so the
-default opset 13 is native, not down-converted: TensorRT 8.2 (JetPack 4.6) parses
-up to opset 13, 8.5/8.6 (JetPack 5) up to 17, 10.x (JetPack 6) later ones, so 13
-is what every target reads.  The dynamo exporter starts at opset 18 and its down
-conversion fails on common ops (``No Adapter From Version $14 for Relu``); it is
-used only as a fallback for a ``.pt2`` program that cannot be traced, and then the
-opset it wrote is recorded.
+Opset choice (docs/convert.md): without ``--opset``, the lowest opset from 13 up that
+exports (and, in :mod:`.stages`, passes parity), because the opset decides the oldest
+TensorRT that parses the file (:mod:`jetson_deploy.bundle.opset`): 13 keeps TensorRT
+8.2 (JetPack 4.6, Nano), 14-17 need 8.4+ (JetPack 5), 18+ need 9.0+ (JetPack 6).
+Opsets 13-17 come from the TorchScript-based exporter (``dynamo=False``), which writes
+them natively.  torch's dynamo exporter writes opset 18 and cannot go lower (its down
+conversion fails on common ops: ``No Adapter From Version $14 for Relu``): it is tried
+when the TorchScript exporter fails at every opset up to 17 and the target's TensorRT
+reads 18, and the manifest says which exporter made the file.
+
+Exporters are loud (graph dumps from C++ on stdout, deprecation warnings): their output
+goes to a log file, and a failure is one line naming the operator, the module it came
+from and what to try, with the log's path.
 """
 import contextlib
+import logging
+import os
+import re
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
 
-DEFAULT_OPSET = 13
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 13  # the first opset tried; the lowest one TensorRT 8.2 (JetPack 4.6) reads
 MIN_OPSET = 11
+MAX_TORCHSCRIPT_OPSET = 17  # the last one TensorRT 8.5/8.6 (JetPack 5) read
+DYNAMO_OPSET = 18
 BATCH_DIM = "batch"
 
 
@@ -33,6 +46,10 @@ class ExportInfo:
     input_name: str
     output_names: "List[str]"
     notes: "List[str]" = field(default_factory=list)
+    chosen: bool = False  # picked by convert (no --opset)
+    request: Any = None  # the ExportRequest, to export again at a later opset (parity retry)
+    later: "List[int]" = field(default_factory=list)  # the opsets left to try after this one
+    skipped: "List[str]" = field(default_factory=list)  # why lower opsets were not used
 
     def to_dict(self) -> "Dict[str, Any]":
         return {
@@ -41,7 +58,47 @@ class ExportInfo:
             "dynamic_batch": self.dynamic_batch,
             "input": self.input_name,
             "outputs": list(self.output_names),
+            "opset_chosen": self.chosen,
         }
+
+
+@dataclass
+class ExportRequest:
+    """What to export and how; the exporters' output goes to ``log_path``."""
+
+    module: Any
+    example: Any
+    path: Path
+    input_name: str
+    output_names: "List[str]"
+    dynamic_batch: bool = False
+    trace_first: bool = False
+    log_path: "Optional[Path]" = None
+    auto: bool = True  # opset chosen here: opset 18 comes from the dynamo exporter
+
+
+class ExportFailed(Exception):
+    """One exporter attempt failed; ``op``/``where`` name the operator and module when known."""
+
+    def __init__(self, opset: int, exporter: str, exc: "BaseException", op: "Optional[str]" = None,
+                 where: "Optional[str]" = None, added_in: "Optional[int]" = None) -> None:
+        Exception.__init__(self, _first_line(exc))
+        self.opset, self.exporter, self.exc = opset, exporter, exc
+        self.op, self.where, self.added_in = op, where, added_in
+        self.tried: "List[int]" = [opset]
+
+    def what(self) -> str:
+        if self.op:
+            at = " in {}".format(self.where) if self.where else ""
+            return "operator {}{} is not exported at opset {}".format(self.op, at, self.opset)
+        return "{}: {}".format(type(self.exc).__name__, _first_line(self.exc)[:200])
+
+
+def export_log_path() -> Path:
+    """A log file for the exporters' output, in the temporary directory (it outlives the work dir)."""
+    fd, name = tempfile.mkstemp(prefix="jetson-deploy-export-", suffix=".log")
+    os.close(fd)
+    return Path(name)
 
 
 def export_onnx(
@@ -50,54 +107,290 @@ def export_onnx(
     path: Any,
     input_name: str,
     output_names: "Sequence[str]",
-    opset: int = DEFAULT_OPSET,
+    opset: "Optional[int]" = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     trace_first: bool = False,
+    max_opset: "Optional[int]" = None,
 ) -> "ExportInfo":
-    """Export ``module(example)`` to ``path`` with the given names; return what was done.
+    """Export ``module(example)`` to ``path``; ``opset=None`` picks the lowest opset that exports.
 
-    ``trace_first`` traces with ``torch.jit.trace`` before exporting (needed for the
-    ``GraphModule`` of a ``torch.export`` program, which refuses ``train()``).
+    ``max_opset``: the highest opset the target reads (None: any, so the dynamo exporter may be
+    used).  ``trace_first`` traces with ``torch.jit.trace`` first (a ``torch.export`` program's
+    ``GraphModule`` refuses ``train()``).  Raises one-line :class:`BadInput` on failure.
     """
+    require("torch", "ONNX export")
+    if opset is not None and opset < MIN_OPSET:
+        raise BadInput("--opset {} is too old: use {} or newer (default: chosen, from {})".format(opset, MIN_OPSET, DEFAULT_OPSET))
+    req = ExportRequest(module, example, Path(path), input_name, list(output_names), dynamic_batch, trace_first,
+                        export_log_path(), auto=opset is None)
+    opsets = candidate_opsets(opset, max_opset)
+    try:
+        info = export_first(req, opsets)
+    except ExportFailed as failed:
+        raise BadInput(failure_line(failed, req.log_path, forced=opset is not None))
+    info.chosen = opset is None
+    info.request = req
+    info.later = [n for n in opsets if n > info.opset]
+    _drop_log(req.log_path)
+    return info
+
+
+def export_later(info: "ExportInfo", why: str) -> "Optional[ExportInfo]":
+    """Export again at the next opset that exports (parity failed at ``info.opset``); None if none does."""
+    req = info.request
+    if req is None or not info.later:
+        return None
+    req.log_path = export_log_path()
+    try:
+        again = export_first(req, info.later)
+    except ExportFailed:
+        _drop_log(req.log_path)
+        return None
+    _drop_log(req.log_path)
+    again.chosen, again.request = info.chosen, req
+    again.later = [n for n in info.later if n > again.opset]
+    again.skipped = info.skipped + ["opset {}: {}".format(info.opset, why)]
+    return again
+
+
+def candidate_opsets(opset: "Optional[int]", max_opset: "Optional[int]" = None, after: int = 0) -> "List[int]":
+    """Opsets to try in order: the forced one, else 13..17 then 18 (dynamo) up to ``max_opset``."""
+    if opset is not None:
+        return [opset] if opset > after else []
+    top = DYNAMO_OPSET if max_opset is None else min(max_opset, DYNAMO_OPSET)
+    return [n for n in range(DEFAULT_OPSET, top + 1) if n > after]
+
+
+def export_first(req: "ExportRequest", opsets: "Sequence[int]") -> "ExportInfo":
+    """The first opset of ``opsets`` that exports; else raises the most telling ExportFailed.
+
+    That is the last one naming an operator of the TorchScript exporter (the op no opset
+    up to 17 exports), else the last one; the dynamo exporter's own error goes to the log.
+    """
+    failures: "List[ExportFailed]" = []
+    skip_below = 0
+    for n in opsets:
+        if n < skip_below:
+            continue
+        try:
+            info = export_once(req, n)
+            info.skipped = ["opset {}: {}".format(f.opset, f.what()) for f in failures]
+            return info
+        except ExportFailed as failed:
+            failures.append(failed)
+            log.debug("export at opset %s failed: %s", n, failed.what())
+            if failed.added_in:
+                skip_below = failed.added_in  # the exporter says where the op starts
+    if not failures:
+        raise ExportFailed(0, "none", RuntimeError("no opset to try"))
+    named = [f for f in failures if f.op and f.exporter == "torchscript"]
+    worst = named[-1] if named else failures[-1]
+    worst.tried = [f.opset for f in failures]
+    raise worst
+
+
+def export_once(req: "ExportRequest", opset: int) -> "ExportInfo":
+    """One attempt at ``opset`` (TorchScript exporter up to 17, dynamo from 18), quietly."""
     torch = require("torch", "ONNX export")
-    if opset < MIN_OPSET:
-        raise BadInput("--opset {} is too old: use {} or newer (default {}, read by TensorRT 8.2 and later)".format(opset, MIN_OPSET, DEFAULT_OPSET))
-    path = Path(path)
-    names = list(output_names)
-    dynamic_axes = None
-    if dynamic_batch:
-        dynamic_axes = {input_name: {0: BATCH_DIM}}
-        for n in names:
-            dynamic_axes[n] = {0: BATCH_DIM}
-    target = module
-    notes: "List[str]" = []
-    # Exporters print progress to stdout; --json promises stdout holds only the result.
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
-        # The TorchScript exporter is deprecated in torch >= 2.9 but is the one writing opset 13:
-        # its DeprecationWarning is noise.  TracerWarnings are not: they flag Python control flow
-        # or constants frozen at trace time, so they are reported (parity then checks the result).
-        warnings.simplefilter("always")
-        if trace_first:
+    with _quiet(req.log_path, "opset {}".format(opset)) as caught:
+        if req.auto and opset >= DYNAMO_OPSET:
+            return _export_dynamo(req, opset)
+        target = req.module
+        if req.trace_first:
             try:
                 with torch.no_grad():
-                    target = torch.jit.trace(module, (example,), check_trace=False, strict=False)
-            except Exception as exc:
-                return _export_dynamo(module, example, path, input_name, names, opset, dynamic_batch, exc)
-        kwargs = dict(opset_version=opset, input_names=[input_name], output_names=names,
-                      dynamic_axes=dynamic_axes, do_constant_folding=True)
+                    target = torch.jit.trace(req.module, (req.example,), check_trace=False, strict=False)
+            except Exception as exc:  # no TorchScript opset will do: go straight to the dynamo exporter
+                raise ExportFailed(opset, "torchscript", exc, added_in=DYNAMO_OPSET)
+        _export_torchscript(torch, target, req, opset)
+    info = ExportInfo(req.path, opset, "torchscript", req.dynamic_batch, req.input_name, req.output_names)
+    info.notes.extend(_tracer_notes(caught))
+    return info
+
+
+def _export_torchscript(torch: Any, target: Any, req: "ExportRequest", opset: int) -> None:
+    dynamic_axes = None
+    if req.dynamic_batch:
+        dynamic_axes = {req.input_name: {0: BATCH_DIM}}
+        for n in req.output_names:
+            dynamic_axes[n] = {0: BATCH_DIM}
+    kwargs = dict(opset_version=opset, input_names=[req.input_name], output_names=req.output_names,
+                  dynamic_axes=dynamic_axes, do_constant_folding=True)
+    dump_start = _log_size(req.log_path)
+    try:
+        with torch.no_grad():
+            try:
+                torch.onnx.export(target, (req.example,), str(req.path), dynamo=False, **kwargs)
+            except TypeError as exc:
+                if "dynamo" not in str(exc):
+                    raise
+                # torch < 2.1 has no 'dynamo' argument: its only exporter is the TorchScript one.
+                torch.onnx.export(target, (req.example,), str(req.path), **kwargs)
+    except Exception as exc:
+        sys.stdout.flush()
+        raise _located(exc, opset, "torchscript", req.log_path, dump_start)
+
+
+def _export_dynamo(req: "ExportRequest", opset: int) -> "ExportInfo":
+    torch = require("torch", "ONNX export")
+    require("onnxscript", "the torch.export-based ONNX exporter (opset 18)")
+    dyn = None
+    if req.dynamic_batch:
+        dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    try:
+        prog = torch.onnx.export(req.module, (req.example,), dynamo=True, opset_version=opset, input_names=[req.input_name],
+                                 output_names=req.output_names, dynamic_shapes=dyn)
+        prog.save(str(req.path))
+    except Exception as exc:
+        raise _located(exc, opset, "dynamo", None, 0)
+    info = ExportInfo(req.path, opset, "dynamo", req.dynamic_batch, req.input_name, req.output_names)
+    info.notes.append("exported with torch's dynamo exporter at opset {}: TensorRT 8.x cannot parse it (JetPack 6 can)".format(opset))
+    return info
+
+
+# ---- quiet exporters and one-line failures -----------------------------------------------
+
+@contextlib.contextmanager
+def _quiet(log_path: "Optional[Path]", what: str) -> "Iterator[List[Any]]":
+    """Send stdout/stderr (Python's and the C++ file descriptors 1 and 2) and warnings to ``log_path``.
+
+    The TorchScript exporter prints the whole graph from C++ on failure and torch prints
+    deprecation warnings; none of it belongs on the terminal (or on stdout under --json).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if log_path is None:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield caught
+            return
+        with open(str(log_path), "a") as f:
+            f.write("==== export at {}\n".format(what))
+            f.flush()
+            saved = _redirect_fds(f.fileno())
+            try:
+                with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                    yield caught
+            finally:
+                _restore_fds(saved)
+                for w in caught:
+                    f.write("warning: {}: {}\n".format(getattr(w.category, "__name__", "Warning"), w.message))
+
+
+def _redirect_fds(target: int) -> "List[Tuple[int, int]]":
+    saved = []
+    for fd in (1, 2):
         try:
-            with torch.no_grad():
-                try:
-                    torch.onnx.export(target, (example,), str(path), dynamo=False, **kwargs)
-                except TypeError as exc:
-                    if "dynamo" not in str(exc):
-                        raise
-                    # torch < 2.1 has no 'dynamo' argument: its only exporter is the TorchScript one.
-                    torch.onnx.export(target, (example,), str(path), **kwargs)
-        except Exception as exc:
-            raise _export_error(exc, opset)
-    notes.extend(_tracer_notes(caught))
-    return ExportInfo(path, opset, "torchscript", dynamic_batch, input_name, names, notes)
+            for stream in (sys.__stdout__, sys.__stderr__):
+                if stream is not None:
+                    stream.flush()
+            saved.append((fd, os.dup(fd)))
+            os.dup2(target, fd)
+        except OSError:  # no such descriptor (embedded interpreters): Python-level redirect only
+            continue
+    return saved
+
+
+def _restore_fds(saved: "List[Tuple[int, int]]") -> None:
+    for fd, copy in saved:
+        os.dup2(copy, fd)
+        os.close(copy)
+
+
+def _log_size(log_path: "Optional[Path]") -> int:
+    try:
+        return os.path.getsize(str(log_path)) if log_path is not None else 0
+    except OSError:
+        return 0
+
+
+def _drop_log(log_path: "Optional[Path]") -> None:
+    if log_path is not None:
+        try:
+            os.unlink(str(log_path))
+        except OSError:
+            pass
+
+
+_OP_RE = re.compile(r"operator '([A-Za-z0-9_:.]+)'")
+_ADDED_RE = re.compile(r"added in version (\d+)")
+
+
+def _located(exc: "BaseException", opset: int, exporter: str, log_path: "Optional[Path]", dump_start: int) -> "ExportFailed":
+    """An ExportFailed naming the operator and, from the graph dump's scope, the module path."""
+    text = str(exc)
+    m = _OP_RE.search(text)
+    op = m.group(1) if m else None
+    added = _ADDED_RE.search(text)
+    where = None
+    if op and log_path is not None:
+        try:
+            with open(str(log_path), "r", errors="replace") as f:
+                f.seek(dump_start)
+                where = module_path_from_dump(f.read(), op)
+        except OSError:
+            where = None
+    if log_path is not None:
+        with open(str(log_path), "a") as f:
+            f.write("{} exporter, opset {}: {}: {}\n".format(exporter, opset, type(exc).__name__, text))
+    return ExportFailed(opset, exporter, exc, op, where, int(added.group(1)) if added else None)
+
+
+_SCOPE_RE = re.compile(r"scope: (\S+)(?: # (\S+))?")
+
+
+def module_path_from_dump(dump: str, op: str) -> "Optional[str]":
+    """``m.encoder.block.0.attention (model.py:53)`` for the first node calling ``op`` in a TorchScript graph dump.
+
+    Scopes read ``Root::/pkg.Type::name/pkg.Type::name.0/...``; a name either extends the
+    previous one (``blocks`` -> ``blocks.0``) or is relative to it (``attn``).
+    """
+    for line in dump.splitlines():
+        if "= {}(".format(op) not in line:
+            continue
+        m = _SCOPE_RE.search(line)
+        if not m:
+            return None
+        path = ""
+        for seg in m.group(1).split("/")[1:]:
+            name = seg.rsplit("::", 1)[-1]
+            if not name:
+                continue
+            path = name if (not path or name.startswith(path + ".")) else path + "." + name
+        where = "m." + path if path else "the model's forward()"
+        if m.group(2):
+            src = m.group(2).rsplit(":", 1)[0]  # file:line:col -> file:line
+            where += " ({})".format(Path(src.rsplit(":", 1)[0]).name + ":" + src.rsplit(":", 1)[-1])
+        return where
+    return None
+
+
+def failure_line(failed: "ExportFailed", log_path: "Optional[Path]", forced: bool) -> str:
+    """The one line a failed export prints: what failed, where, what to try, where the details are."""
+    if forced and failed.op and failed.added_in:
+        hint = "try --opset {} (TensorRT >= {}), or leave --opset out to let convert choose".format(
+            failed.added_in, _min_trt(failed.added_in))
+    elif forced:
+        hint = "leave --opset out to let convert try opsets {}-{}".format(DEFAULT_OPSET, DYNAMO_OPSET)
+    elif failed.op:
+        hint = "no opset up to {} exports it: replace that op in the model or register a custom symbolic " \
+               "(torch.onnx.register_custom_op_symbolic)".format(DYNAMO_OPSET)
+    else:
+        hint = "check that the model runs under torch.jit.trace and torch.export"
+    tried = sorted(set(failed.tried))
+    at = "opset {}".format(tried[0]) if len(tried) == 1 else "opsets {}-{}".format(tried[0], tried[-1])
+    details = "; details: {}".format(log_path) if log_path is not None else ""
+    return "ONNX export failed ({}): {}: {}{}".format(at, failed.what(), hint, details)
+
+
+def _min_trt(opset: int) -> str:
+    from ..bundle.opset import min_tensorrt_for_opset
+
+    return min_tensorrt_for_opset(opset) or "10"
+
+
+def _first_line(exc: "BaseException") -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _tracer_notes(caught: Any, limit: int = 3) -> "List[str]":
@@ -116,39 +409,6 @@ def _tracer_notes(caught: Any, limit: int = 3) -> "List[str]":
     if extra > 0:
         out.append("... and {} more tracing warning(s)".format(extra))
     return out
-
-
-def _export_error(exc: "BaseException", opset: int) -> "BadInput":
-    msg = str(exc).strip().splitlines()
-    first = msg[0] if msg else type(exc).__name__
-    return BadInput("ONNX export failed at opset {}: {}: {} (try a newer --opset, or fix the op in the model)".format(opset, type(exc).__name__, first[:300]))
-
-
-def _export_dynamo(module: Any, example: Any, path: Path, input_name: str, names: "List[str]", opset: int, dynamic_batch: bool, why: "BaseException") -> "ExportInfo":
-    torch = require("torch", "ONNX export")
-    require("onnxscript", "the torch.export-based ONNX exporter")
-    dyn = None
-    if dynamic_batch:
-        dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},)
-    used = max(opset, 18)
-    try:
-        prog = torch.onnx.export(
-            module, (example,), dynamo=True, opset_version=used, input_names=[input_name], output_names=names, dynamic_shapes=dyn
-        )
-        prog.save(str(path))
-    except Exception as exc:
-        raise BadInput(
-            "ONNX export failed: tracing gave {}: {}; the torch.export exporter gave {}: {}".format(
-                type(why).__name__, str(why).splitlines()[0][:200], type(exc).__name__, str(exc).splitlines()[0][:200]
-            )
-        )
-    info = ExportInfo(path, used, "dynamo", dynamic_batch, input_name, names)
-    info.notes.append(
-        "exported with the torch.export-based exporter at opset {} (tracing failed: {}); TensorRT 8.2/8.5 cannot parse it".format(
-            used, str(why).splitlines()[0][:120]
-        )
-    )
-    return info
 
 
 def model_opset(model: Any) -> int:

@@ -49,7 +49,7 @@ def _versions() -> "Dict[str, Optional[str]]":
     return out
 
 
-def _source(loaded: "LoadedModel", opset: Any, versions: "Dict[str, Optional[str]]") -> "Dict[str, Any]":
+def _source(loaded: "LoadedModel", info: "Dict[str, Any]", versions: "Dict[str, Optional[str]]") -> "Dict[str, Any]":
     source = dict(loaded.source)
     source.setdefault("model_sha256", None)
     if loaded.module is not None:
@@ -57,8 +57,24 @@ def _source(loaded: "LoadedModel", opset: Any, versions: "Dict[str, Optional[str
 
         source["params_sha256"] = params_sha256(loaded.module)
     source["sha256"] = source.get("weights_sha256") or source.get("model_sha256")
-    source.update({"torch": versions["torch"], "onnx": versions["onnx"], "onnxruntime": versions["onnxruntime"], "opset": opset})
+    opset = info.get("opset")
+    source.update({"torch": versions["torch"], "onnx": versions["onnx"], "onnxruntime": versions["onnxruntime"], "opset": opset,
+                   "onnx_opset": opset, "exporter": info.get("exporter")})
     return source
+
+
+def _requires(st: "Stages") -> "Optional[Dict[str, Any]]":
+    """``requires.tensorrt_min``: the oldest TensorRT that parses model.onnx (its opset, folded steps).
+
+    Devices check it before any engine build (:func:`jetson_deploy.bundle.opset.check_tensorrt_compat`).
+    """
+    from ..bundle.opset import bundle_requirement
+
+    opset = st.exported.info.get("opset")
+    need = bundle_requirement({"source": {"onnx_opset": opset}, "conversion": {"min_tensorrt": st.folded.record.get("min_tensorrt")}})
+    if need is None:
+        return None
+    return {"tensorrt_min": need[0], "why": need[1]}
 
 
 def _accuracy(st: "Stages", tolerance: float) -> "Dict[str, Any]":
@@ -87,6 +103,7 @@ def _conversion(st: "Stages", opts: "ConvertOptions", python: "Optional[str]") -
         "converter": opts.engine.converter,
         "opset": info.get("opset"),
         "exporter": info.get("exporter"),
+        "opset_chosen": bool(info.get("opset_chosen")),
         "dynamic_batch": bool(info.get("dynamic_batch")),
         "outputs_kept": st.exported.outputs_kept,
         "onnx_check": {k: checks[k] for k in ("checker", "shape_inference", "nodes", "inputs", "outputs")},
@@ -111,10 +128,13 @@ def manifest_sections(st: "Stages", opts: "ConvertOptions") -> "Dict[str, Any]":
     sections: "Dict[str, Any]" = {
         "spec": st.folded.spec.to_dict(),
         "precision": opts.precision,
-        "source": _source(st.loaded, st.exported.info.get("opset"), versions),
+        "source": _source(st.loaded, st.exported.info, versions),
         "accuracy": _accuracy(st, opts.check.tolerance),
         "conversion": _conversion(st, opts, versions["python"]),
     }
+    requires = _requires(st)
+    if requires is not None:
+        sections["requires"] = requires
     if st.int8 is not None:
         sections["calibration"] = st.int8.calibration
         sections["quantization"] = st.int8.quantization

@@ -27,7 +27,11 @@ class BundleOptions:
 
 @dataclass
 class ExportOptions:
-    """MODEL -> ONNX: state dict to load, outputs to keep, opset, dynamic batch axis."""
+    """MODEL -> ONNX: state dict to load, outputs to keep, opset, dynamic batch axis.
+
+    ``opset=None`` (the default) lets convert choose: the lowest from 13 up that exports
+    and passes parity, since the opset decides the oldest TensorRT that can parse the file.
+    """
 
     weights: "Optional[Union[str, Path]]" = None
     outputs: "Optional[Sequence[Any]]" = None
@@ -37,11 +41,15 @@ class ExportOptions:
 
 @dataclass
 class CheckOptions:
-    """Parity/FP16 checks: tolerance, batches compared, and ``force`` to write anyway."""
+    """Parity/FP16 checks: tolerance, batches compared, and ``force`` to write anyway.
+
+    ``calib``: a calibration set whose real frames are checked too (set from ``--calib``).
+    """
 
     tolerance: float = _parity.DEFAULT_TOLERANCE
     samples: int = _parity.DEFAULT_SAMPLES
     force: bool = False
+    calib: "Optional[Union[str, Path]]" = None
 
 
 @dataclass
@@ -106,6 +114,8 @@ class ConvertOptions:
         """Refuse combinations that cannot work (BadInput, exit 2)."""
         _check_choices(self)
         _check_spec_fit(self, spec)
+        if self.check.calib is None:
+            self.check.calib = self.int8.calib  # real frames for parity and the FP16 check too
 
 
 # flat keyword -> (group attribute or "" for ConvertOptions itself, field)

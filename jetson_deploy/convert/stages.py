@@ -15,7 +15,7 @@ from .._lazy import require
 from ..errors import BadInput, CheckFailed
 from ..spec import ModelSpec
 from . import parity as _parity
-from .export import DEFAULT_OPSET, check_names, check_onnx, export_onnx, model_opset
+from .export import check_names, check_onnx, export_later, export_onnx, model_opset
 from .load import KIND_EXPORTED, KIND_ONNX, LoadedModel
 from .options import CheckOptions, ExportOptions, FoldOptions
 from .outputs import describe_selection, flatten_outputs, make_selector_module, select_outputs
@@ -36,6 +36,7 @@ class Exported:
     module: Any = None  # the exported nn.Module (torch2trt builds from it)
     example: Any = None  # its example input
     checks: "Dict[str, Any]" = field(default_factory=dict)  # onnx.checker + shape inference
+    export: Any = None  # export.ExportInfo: exports again at a later opset when parity fails
 
 
 @dataclass
@@ -106,15 +107,44 @@ def _onnx_from_torch(loaded: "LoadedModel", spec: "ModelSpec", opts: "ExportOpti
     # paths (parser errors then name '/layer1/conv1/Conv', not '/inner/layer1/...').
     export_module = module if single else make_selector_module(module, chosen, single)
     info = export_onnx(
-        export_module, example, onnx_path, spec.input_name, spec.outputs,
-        opset=opts.opset if opts.opset is not None else DEFAULT_OPSET, dynamic_batch=opts.dynamic_batch,
-        trace_first=loaded.kind == KIND_EXPORTED or loaded.kind == "torchscript",
+        export_module, example, onnx_path, spec.input_name, spec.outputs, opset=opts.opset, dynamic_batch=opts.dynamic_batch,
+        trace_first=loaded.kind == KIND_EXPORTED or loaded.kind == "torchscript", max_opset=target_max_opset(),
     )
     for n in info.notes:
         log.info(n)
-    log.info("exported ONNX opset {} with the {} exporter{}".format(info.opset, info.exporter, ", dynamic batch" if opts.dynamic_batch else ""))
+    log.info(export_line(info, opts.dynamic_batch))
     reference = _parity.torch_runner(export_module, spec.outputs)
-    return Exported(onnx_path, list(chosen), info.to_dict(), reference, export_module, example)
+    exported = Exported(onnx_path, list(chosen), info.to_dict(), reference, export_module, example)
+    exported.export = info
+    return exported
+
+
+def export_line(info: Any, dynamic_batch: bool) -> str:
+    """``exported ONNX opset 14 with the torchscript exporter (chosen: ...); TensorRT >= 8.4 parses it``."""
+    from ..bundle.opset import jetpack_for, min_tensorrt_for_opset
+
+    why = ""
+    if info.chosen and info.skipped:
+        why = " (chosen: {})".format("; ".join(info.skipped)[:300])
+    elif info.chosen:
+        why = " (chosen: the lowest opset that exports)"
+    trt = min_tensorrt_for_opset(info.opset)
+    reads = "; TensorRT >= {} (JetPack {}+) parses it".format(trt, jetpack_for(trt)) if trt else "; no TensorRT release is known to parse it"
+    return "exported ONNX opset {} with the {} exporter{}{}{}".format(
+        info.opset, info.exporter, ", dynamic batch" if dynamic_batch else "", why, reads)
+
+
+def target_max_opset() -> "Optional[int]":
+    """The highest opset the TensorRT here parses (the engine is built for it); None without TensorRT."""
+    from .engine_step import tensorrt_here
+
+    trt = tensorrt_here()
+    version = getattr(trt, "__version__", None) if trt is not None else None
+    if not version:
+        return None
+    from ..bundle.opset import max_opset_for_tensorrt
+
+    return max_opset_for_tensorrt(version)
 
 
 def _example_input(spec: "ModelSpec") -> Any:
@@ -171,28 +201,94 @@ def _is_dynamic(model: Any) -> bool:
 # ---- checks ------------------------------------------------------------------------------
 
 def check_parity(exported: "Exported", spec: "ModelSpec", opts: "CheckOptions", dynamic_batch: bool) -> "Parity":
-    """ONNX Runtime vs PyTorch on frames preprocessed with the spec (exit 1 above tolerance)."""
+    """ONNX Runtime vs PyTorch on synthetic frames preprocessed with the spec, plus calibration
+    frames when ``--calib`` is given (exit 1 above tolerance).
+
+    With the opset chosen here, a parity failure tries the next opsets that export before failing.
+    """
     frames = _parity.make_frames(spec, max(1, opts.samples) * spec.batch, seed=0)
-    inputs = _parity.batches(frames, spec, spec.batch)
-    ort_model = _parity.OrtModel(exported.onnx_path)
-    onnx_outs = [ort_model(x) for x in inputs]
+    inputs = _parity.batches(frames, spec, spec.batch) + calibration_batches(opts.calib, spec, opts.samples)
+    n_calib = len(inputs) - len(_parity.batches(frames, spec, spec.batch))
     reference = exported.reference
     if reference is None:
+        onnx_outs = _ort_outputs(exported.onnx_path, inputs)
         record = {"reference": None, "skipped": "the model was given as ONNX: there is no PyTorch reference", "passed": None, "batches": len(inputs)}
         return Parity(record, frames, inputs, onnx_outs)  # the unfolded ONNX model is the reference for folding checks
     refs = [reference(x) for x in inputs]
-    if dynamic_batch:
-        both = _parity.batches(frames[: 2 * spec.batch], spec, 2 * spec.batch)
-        refs += [reference(x) for x in both]
-        onnx_outs += [ort_model(x) for x in both]
-    record = _parity.compare(refs, onnx_outs, spec.outputs, spec.task, opts.tolerance)
-    record["reference"] = "torch-fp32"
-    log.info(parity_line("ONNX Runtime vs PyTorch", record))
+    extra_in = _parity.batches(frames[: 2 * spec.batch], spec, 2 * spec.batch) if dynamic_batch else []
+    extra_refs = [reference(x) for x in extra_in]
+    record = _compare_onnx(exported.onnx_path, inputs + extra_in, refs + extra_refs, spec, opts)
+    if not record["passed"] and not opts.force:
+        record = _parity_retry(exported, inputs + extra_in, refs + extra_refs, spec, opts, record)
+    if n_calib:
+        record["calibration_batches"] = n_calib
+    log.info(parity_line("ONNX Runtime vs PyTorch", record) + (" (incl. {} calibration batches)".format(n_calib) if n_calib else ""))
     if not record["passed"]:
         if not opts.force:
             raise CheckFailed(_parity.failure_line(record, "ONNX Runtime vs PyTorch"))
         log.info("parity failed; continuing because of --force")
-    return Parity(record, frames, inputs, refs)
+    return Parity(record, frames, inputs, refs + extra_refs)
+
+
+def _ort_outputs(onnx_path: Path, inputs: "List[Any]") -> "List[Dict[str, Any]]":
+    ort_model = _parity.OrtModel(onnx_path)
+    return [ort_model(x) for x in inputs]
+
+
+def _compare_onnx(onnx_path: Path, inputs: "List[Any]", refs: "List[Dict[str, Any]]", spec: "ModelSpec", opts: "CheckOptions") -> "Dict[str, Any]":
+    record = _parity.compare(refs, _ort_outputs(onnx_path, inputs), spec.outputs, spec.task, opts.tolerance)
+    record["reference"] = "torch-fp32"
+    return record
+
+
+def _parity_retry(exported: "Exported", inputs: "List[Any]", refs: "List[Dict[str, Any]]", spec: "ModelSpec",
+                  opts: "CheckOptions", failed: "Dict[str, Any]") -> "Dict[str, Any]":
+    """The opset was chosen here and parity failed: the next opsets that export, until one passes.
+
+    None passing leaves the first export (and its failed record) in place.
+    """
+    info = exported.export
+    if info is None or not info.chosen or not info.later:
+        return failed
+    backup = exported.onnx_path.with_name("model.first.onnx")
+    shutil.copyfile(str(exported.onnx_path), str(backup))
+    current = info
+    while True:
+        why = "parity max abs error {:.3g}".format(failed.get("max_abs_error", 0.0))
+        again = export_later(current, why)
+        if again is None:
+            break
+        checks = check_onnx(exported.onnx_path)
+        record = _compare_onnx(exported.onnx_path, inputs, refs, spec, opts)
+        log.info("parity failed at opset {} ({}); opset {}: {}".format(current.opset, why, again.opset, "passed" if record["passed"] else "failed too"))
+        if record["passed"]:
+            exported.export, exported.info, exported.checks = again, again.to_dict(), checks
+            return record
+        current = again
+    shutil.copyfile(str(backup), str(exported.onnx_path))
+    return failed
+
+
+def calibration_batches(calib: Any, spec: "ModelSpec", samples: int) -> "List[Any]":
+    """Up to ``samples`` batches of real (preprocessed) frames from a calibration set, or []."""
+    if calib is None:
+        return []
+    from ..calibration.dataset import load_calibration_set
+    import numpy as np
+
+    try:
+        cs = load_calibration_set(Path(calib))
+    except Exception:  # the INT8 stage reports an unusable set in its own words
+        return []
+    dtype = np.uint8 if spec.dtype == "uint8" else np.float32
+    out = []
+    for x in cs.iter_batches(spec.batch, dtype=dtype, drop_last=True):
+        if tuple(x.shape[1:]) != tuple(spec.shape[1:]):
+            return []
+        out.append(np.ascontiguousarray(x))
+        if len(out) >= max(1, samples):
+            break
+    return out
 
 
 def check_fp16(onnx_path: Path, spec: "ModelSpec", parity: "Parity", work: Path, force: bool, has_torch: bool) -> "Dict[str, Any]":

@@ -2,6 +2,7 @@
 
 One host failing never stops the others; callers exit 1 when any result is 'failed'.
 """
+import logging
 import sys
 import threading
 import time
@@ -15,6 +16,8 @@ from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, Prog
 from .inventory import Host, parse_host
 from .local_bundle import LocalBundle, check_name, open_local_bundle
 from .transport import LocalTransport, SSHTransport
+
+log = logging.getLogger(__name__)
 
 HostLike = Union[str, Host]
 
@@ -76,6 +79,7 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root:
         if progress:
             progress("local", "verified {} {} ({} files, {:.1f} MiB)".format(
                 lb.name, lb.version, len(lb.files), lb.total_size / (1 << 20)))
+        _warn_tensorrt(lb.manifest, host_list, progress)
 
         def work(h: "Host") -> "HostResult":
             t = SSHTransport(h, ssh_config=ssh_config, connect_timeout=connect_timeout, ssh_options=ssh_options)
@@ -87,6 +91,16 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root:
     finally:
         if not isinstance(bundle, LocalBundle):
             lb.close()
+
+
+def _warn_tensorrt(manifest: "Dict[str, Any]", hosts: "Sequence[Host]", progress: "Optional[ProgressFn]") -> None:
+    """Before uploading: a host whose inventory gives ``tensorrt=`` too old for the bundle gets one warning line."""
+    from ..bundle.opset import compat_problem
+
+    for h in hosts:
+        problem = compat_problem(manifest, h.tensorrt) if getattr(h, "tensorrt", None) else None
+        if problem:
+            (progress or (lambda label, msg: log.warning("%s: %s", label, msg)))(h.label, "warning: " + problem)
 
 
 def deploy_rootfs(bundle: "Union[str, LocalBundle]", rootfs: str, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,

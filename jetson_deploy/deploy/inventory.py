@@ -25,7 +25,7 @@ class Host(object):
     ``hostname`` is what ssh connects to (an alias from ``~/.ssh/config`` works too).
     """
 
-    __slots__ = ("label", "hostname", "user", "port")
+    __slots__ = ("label", "hostname", "user", "port", "tensorrt")
 
     def __init__(self, hostname: str, user: "Optional[str]" = None, port: "Optional[int]" = None, label: "Optional[str]" = None) -> None:
         if not hostname or not _HOST_RE.match(hostname.strip("[]")) or hostname.startswith("-"):
@@ -38,6 +38,7 @@ class Host(object):
         self.user = user
         self.port = int(port) if port is not None else None
         self.label = label or _format(self.hostname, user, self.port)
+        self.tensorrt: "Optional[str]" = None  # inventory var tensorrt=8.2.1: deploy warns before uploading
 
     @property
     def destination(self) -> str:
@@ -223,7 +224,9 @@ def _host_from_vars(alias: str, hv: "Dict[str, str]", where: str) -> "Host":
     user = hv.get("ansible_user") or hv.get("ansible_ssh_user") or base.user
     port_s = hv.get("ansible_port") or hv.get("ansible_ssh_port")
     port = _int_var(port_s, "ansible_port", where) if port_s else base.port
-    return Host(hostname, user=user, port=port, label=alias)
+    host = Host(hostname, user=user, port=port, label=alias)
+    host.tensorrt = hv.get("tensorrt") or None
+    return host
 
 
 def collect_hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]" = None, group: "Optional[str]" = None) -> "List[Host]":

@@ -6,7 +6,7 @@ else ONNX Runtime.  Backend modules are imported only when chosen.
 """
 from typing import Any, Optional
 
-from ..._lazy import has_module
+from ..._lazy import has_module, require
 from ...errors import BadInput, MissingDependency
 from ..engine import Engine
 
@@ -104,6 +104,8 @@ def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = 
             raise MissingDependency("--backend tensorrt: TensorRT is not installed (it ships with JetPack on a Jetson); "
                                     "use --backend onnxruntime or torch")
         from . import tensorrt as trt_backend
+        from ...bundle.opset import check_tensorrt_compat
 
+        check_tensorrt_compat(bundle, getattr(require("tensorrt"), "__version__", None))  # one line before any build
         return trt_backend.TensorRTEngine.from_bundle(bundle, device=device, **kw)
     raise BadInput("unknown backend {!r}".format(name))  # pragma: no cover
