@@ -125,10 +125,10 @@ def _switchable(root, name, version):
     """An installed, verified version ready for finalize's 'switch' mode."""
     d = root / "bundles" / name / version
     d.mkdir(parents=True)
-    (d / "f.txt").write_text("hello")
+    (d / "f.txt").write_text("hello " + version)
     sums = "{}  f.txt\n".format(sha(d / "f.txt"))
-    (root / "staging" / name).mkdir(parents=True)
-    (root / "active").mkdir()
+    (root / "staging" / name).mkdir(parents=True, exist_ok=True)
+    (root / "active").mkdir(exist_ok=True)
     (root / "staging" / name / ".{}.sha256".format(version)).write_text(sums)
 
 
@@ -160,3 +160,17 @@ def test_health_command_runs_as_written_not_reinterpreted(tmp_path):
     assert rc == 0 and "HEALTH_OK" in so, so + se
     assert _markers(tmp_path) == []
     assert "$(touch" in (root / "bundles" / "demo" / "1.0.0" / "seen.txt").read_text()
+
+
+def test_failed_health_check_switches_back_to_the_previous_version(tmp_path):
+    root = tmp_path / "root"
+    _switchable(root, "demo", "1.0.0")
+    rc, so, se = _sh(scripts.finalize(str(root), "demo", "1.0.0", "switch", "", [], None, 5), tmp_path)
+    assert rc == 0, so + se
+    _switchable(root, "demo", "2.0.0")
+    rc, so, se = _sh(scripts.finalize(str(root), "demo", "2.0.0", "switch", "", [], "echo unhealthy; exit 7", 5), tmp_path)
+    assert rc == scripts.RC_HEALTH and "HEALTH_FAILED 7" in so and "HEALTH_LOG unhealthy" in so, so + se
+    import os
+
+    assert os.readlink(str(root / "active" / "demo")) == "../bundles/demo/1.0.0"
+    assert (root / "state" / "demo.history").read_text().split() == ["1.0.0"]
