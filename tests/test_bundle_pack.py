@@ -283,3 +283,63 @@ def test_flat_tar_in_any_member_order_unpacks(tmp_path):
     out = unpack_archive(arc, tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in d.iterdir())
     assert open_bundle(arc).name == open_bundle(d).name
+
+
+# Every path that unpacks an archive gets every hostile case: the library call, opening a packed
+# bundle (extracted to a temp dir), the CLI's unpack/verify, and deploy --rootfs of a .jdb file.
+def _via_unpack(arc, tmp_path):
+    with pytest.raises(CheckFailed):
+        unpack_archive(arc, tmp_path / "dest")
+
+
+def _via_open(arc, tmp_path):
+    with pytest.raises(CheckFailed):
+        open_bundle(arc)
+
+
+def _via_open_local(arc, tmp_path):
+    from jetson_deploy.deploy import open_local_bundle
+
+    with pytest.raises(CheckFailed):
+        with open_local_bundle(str(arc)):
+            pass
+
+
+def _cli(args):
+    from support.deploy import out, runner
+    from jetson_deploy.cli import cli
+
+    res = runner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 1, (res.exit_code, out(res))
+
+
+def _via_cli_unpack(arc, tmp_path):
+    _cli(["bundle", "unpack", arc, "-o", tmp_path / "dest"])
+
+
+def _via_cli_verify(arc, tmp_path):
+    _cli(["bundle", "verify", arc])
+
+
+def _via_deploy_rootfs(arc, tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    _cli(["deploy", arc, "--rootfs", tmp_path / "rootfs", "-q"])
+    assert not (tmp_path / "rootfs" / "opt").exists() or not any((tmp_path / "rootfs" / "opt").rglob("manifest.json"))
+
+
+UNPACKERS = {"unpack_archive": _via_unpack, "open_bundle": _via_open, "open_local_bundle": _via_open_local,
+             "cli-unpack": _via_cli_unpack, "cli-verify": _via_cli_verify, "deploy-rootfs": _via_deploy_rootfs}
+
+
+@pytest.mark.parametrize("path", sorted(UNPACKERS))
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_every_unpacking_path_refuses_hostile_archives(tmp_path, case, path):
+    build, _expect = HOSTILE[case]
+    work = tmp_path / "w"
+    work.mkdir()
+    arc = _tar(work / "evil.jdb", build(_manifest_member(tmp_path)))
+    UNPACKERS[path](arc, work)
+    assert not (work / "dest").exists()
+    for escaped in (tmp_path / "jd-evil", tmp_path.parent / "jd-evil", "/tmp/jd-evil", "/tmp/jd-evil-abs"):
+        assert not os.path.lexists(str(escaped)), escaped
+    assert sorted(p.name for p in work.iterdir()) in (["evil.jdb"], ["evil.jdb", "rootfs"])

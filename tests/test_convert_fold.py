@@ -1,4 +1,5 @@
-"""Pre/postprocessing folded into the graph, checked against preprocess() + the unfolded model."""
+"""Pre/postprocessing folded into the graph, checked against the independent preprocessing oracle
+(tests/support/oracle.py) + the unfolded model, never against preprocess() itself."""
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ pytestmark = pytest.mark.needs("torch", "onnx", "onnxruntime")
 torch = optional_module("torch")
 onnx = optional_module("onnx")
 
+from support import oracle  # noqa: E402
 from support.convert import frame, load_manifest, model_ref, ort_run, spec_file  # noqa: E402
 from jetson_deploy.convert.pipeline import convert  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402
@@ -22,6 +24,11 @@ import models  # noqa: E402
 def _eager(module, x: "np.ndarray") -> "np.ndarray":
     with torch.no_grad():
         return module(torch.from_numpy(x)).numpy()
+
+
+def _ref(bgr: "np.ndarray", spec) -> "np.ndarray":
+    """The oracle's model input for one frame, batched, float32."""
+    return oracle.preprocess(bgr, spec).astype(np.float32)[None]
 
 
 def _ops(path: Path):
@@ -49,7 +56,7 @@ def test_fold_preprocess_takes_camera_frames(tmp_path: Path) -> None:
         assert x_engine.dtype == np.uint8 and x_engine.shape == (1, 32, 32, 3)
         np.testing.assert_array_equal(x_engine[0], bgr)
         got = ort_run(tmp_path / "b" / "model.onnx", x_engine)["logits"]
-        want = _eager(model, preprocess(bgr, orig)[None])
+        want = _eager(model, _ref(bgr, orig))
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -60,7 +67,7 @@ def test_fold_preprocess_bgr_model_needs_no_channel_swap(tmp_path: Path) -> None
     assert ops[:4] == ["Cast", "Transpose", "Mul", "Add"] and "Gather" not in ops[:4]
     bgr = frame(64, 64, seed=9)
     got = ort_run(tmp_path / "b" / "model.onnx", bgr[None])
-    want = models.tiny_detector()(torch.from_numpy(preprocess(bgr, load_spec(spec_path))[None]))
+    want = models.tiny_detector()(torch.from_numpy(_ref(bgr, load_spec(spec_path))))
     np.testing.assert_allclose(got["boxes"], want[0].detach().numpy(), rtol=1e-4, atol=1e-3)
 
 
@@ -77,7 +84,7 @@ def test_fold_postprocess_classifier_topk(tmp_path: Path) -> None:
         bgr = frame(64, 64, seed=seed)
         out = ort_run(tmp_path / "b" / "model.onnx", bgr[None])
         assert out["classes"].dtype == np.int32 and out["classes"].shape == (1, 3)
-        logits = _eager(model, preprocess(bgr, orig)[None])[0]
+        logits = _eager(model, _ref(bgr, orig))[0]
         p = np.exp(logits - logits.max())
         p /= p.sum()
         order = np.argsort(-p)[:3]
@@ -106,7 +113,7 @@ def test_fold_with_dynamic_batch(tmp_path: Path) -> None:
     out = ort_run(tmp_path / "b" / "model.onnx", frames)
     assert out["classes"].shape == (3, 5) and out["scores"].shape == (3, 5)
     orig = load_spec(spec_path)
-    want = np.argmax(_eager(models.residual_cnn(), np.stack([preprocess(f, orig) for f in frames])), axis=1)
+    want = np.argmax(_eager(models.residual_cnn(), np.concatenate([_ref(f, orig) for f in frames])), axis=1)
     np.testing.assert_array_equal(out["classes"][:, 0], want)
 
 
@@ -129,3 +136,35 @@ def test_fold_errors(tmp_path: Path) -> None:
     spec_path = spec_file(tmp_path, "residual_cnn")
     with pytest.raises(BadInput, match=r"--top-k 11 must be between 1 and the number of classes \(10\)"):
         convert(model_ref("residual_cnn"), spec_path, tmp_path / "d", fold_postprocess=True, top_k=11, build_engine=False)
+
+
+def _identity_onnx(path: Path, shape) -> Path:
+    """A model that returns its input: the folded graph's output *is* the normalised frame."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "ident",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("color", ["rgb", "bgr"])
+def test_folded_normalisation_matches_the_oracle_per_channel(tmp_path: Path, layout: str, color: str) -> None:
+    """Per-channel constants all different, both layouts: a reversed or misplaced constant fails."""
+    import json
+
+    shape = [1, 3, 12, 20] if layout == "nchw" else [1, 12, 20, 3]
+    spec = {"task": "raw", "input": {"name": "input", "shape": shape, "dtype": "float32", "color": color, "layout": layout},
+            "preprocess": {"scale": 1.0 / 255.0, "mean": [0.485, 0.256, 0.106], "std": [0.229, 0.524, 0.125]},
+            "outputs": ["out"]}
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    _identity_onnx(tmp_path / "m.onnx", shape)
+    convert(str(tmp_path / "m.onnx"), tmp_path / "s.json", tmp_path / "b", fold_preprocess=True, build_engine=False)
+    bspec = ModelSpec.from_dict(load_manifest(tmp_path / "b")["spec"])
+    assert (bspec.dtype, bspec.layout) == ("uint8", "nhwc")
+    for seed in (1, 2):
+        bgr = frame(12, 20, seed=seed)
+        got = ort_run(tmp_path / "b" / "model.onnx", bgr[None])["out"][0]
+        oracle.assert_matches(got, bgr, spec, lsb=0.01, exact_fraction=1.0)

@@ -88,6 +88,15 @@ def test_int8_with_folding_renames_the_input_range(tmp_path: Path, monkeypatch, 
         fp = ort_run(tmp_path / "b" / "model.onnx", x)
         q = ort_run(tmp_path / "b" / "model.qdq.onnx", x)
         assert q["classes"].dtype == np.int32 and q["scores"].shape == fp["scores"].shape
+    from jetson_deploy.demo import ShapeGenerator
+
+    hits = 0
+    for img, _label in ShapeGenerator(seed=78).frames(10, 64, 64):
+        x = preprocess(img, bspec)[None]
+        fp_top1 = ort_run(tmp_path / "b" / "model.onnx", x)["classes"][0, 0]
+        q_top1 = ort_run(tmp_path / "b" / "model.qdq.onnx", x)["classes"][0, 0]
+        hits += int(fp_top1 == q_top1)
+    assert hits >= 9, "the folded Q/DQ model agrees with folded FP32 on only {}/10 frames".format(hits)
 
 
 def test_int8_gate_fails_below_min_agreement(tmp_path: Path, monkeypatch) -> None:
@@ -151,3 +160,30 @@ def test_torch2trt_int8_gets_the_calibration_set(tmp_path: Path, monkeypatch, de
 
     assert t2._double.calls and "INT8" in trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())["flags"]
     assert load_manifest(tmp_path / "b")["calibration"]["samples"] == len(load_calibration_set(demo_calib))
+
+
+def test_min_agreement_reaches_the_gate_through_convert_and_the_cli(tmp_path: Path, monkeypatch) -> None:
+    """On FragileNet (agreement v well under 0.99): --min-agreement v passes, v + 0.01 refuses,
+    both through the API and the CLI; a hard-coded or slackened threshold fails one of them."""
+    from jetson_deploy.cli import cli
+    from support.deploy import out, runner
+
+    trtd.uninstall(monkeypatch)
+    spec_path = spec_file(tmp_path, "fragile")
+    write_images(tmp_path / "imgs", 80, seed=2)
+    build_calibration_set([tmp_path / "imgs"], spec_path, tmp_path / "calib", num=80, progress=False)
+    convert(model_ref("fragile"), spec_path, tmp_path / "f", precision="int8", calib=tmp_path / "calib", force=True)
+    v = load_manifest(tmp_path / "f")["accuracy"]["int8"]["agreement"]["value"]
+    assert 0.05 < v < 0.9, v
+    convert(model_ref("fragile"), spec_path, tmp_path / "ok", precision="int8", calib=tmp_path / "calib", min_agreement=v)
+    q = load_manifest(tmp_path / "ok")["quantization"]
+    assert q["passed"] is True and q["forced"] is False and q["min_agreement"] == v
+    with pytest.raises(CheckFailed, match="below --min-agreement"):
+        convert(model_ref("fragile"), spec_path, tmp_path / "no", precision="int8", calib=tmp_path / "calib", min_agreement=v + 0.01)
+    assert not (tmp_path / "no").exists()
+    base = ["convert", model_ref("fragile"), "--spec", str(spec_path), "--precision", "int8", "--calib", str(tmp_path / "calib"),
+            "--no-build-engine"]
+    res = runner().invoke(cli, base + ["-o", str(tmp_path / "cli-ok"), "--min-agreement", repr(v)])
+    assert res.exit_code == 0, out(res)
+    res = runner().invoke(cli, base + ["-o", str(tmp_path / "cli-no"), "--min-agreement", repr(round(v + 0.01, 6))])
+    assert res.exit_code == 1 and "below --min-agreement" in out(res), out(res)

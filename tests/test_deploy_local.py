@@ -109,7 +109,68 @@ def test_remote_scripts_parse_in_posix_shells(shell):
         assert text.rstrip().endswith("jd_main")  # nothing runs until the whole script has arrived
 
 
-def test_health_command_is_quoted_not_interpreted(tmp_path):
-    """Values reach the device as single-quoted shell words: no injection through them."""
-    text = scripts.finalize("/opt/jd", "demo", "1.0.0", "switch", "", [], "echo '$(touch {})'".format(tmp_path / "x"), 5)
-    assert "HEALTH='echo '\"'\"'$(touch" in text
+HOSTILE_WORDS = ["$(touch {m}1)", "`touch {m}2`", "x; touch {m}3", "x' ; touch {m}4 ; '", 'x" ; touch {m}5 ; "', "a\ntouch {m}6"]
+
+
+def _sh(text, cwd):
+    p = subprocess.run(["sh", "-s"], input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(cwd), timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def _markers(tmp_path):
+    return sorted(p.name for p in tmp_path.rglob("MARK*"))
+
+
+def _switchable(root, name, version):
+    """An installed, verified version ready for finalize's 'switch' mode."""
+    d = root / "bundles" / name / version
+    d.mkdir(parents=True)
+    (d / "f.txt").write_text("hello " + version)
+    sums = "{}  f.txt\n".format(sha(d / "f.txt"))
+    (root / "staging" / name).mkdir(parents=True, exist_ok=True)
+    (root / "active").mkdir(exist_ok=True)
+    (root / "staging" / name / ".{}.sha256".format(version)).write_text(sums)
+
+
+@pytest.mark.parametrize("word", HOSTILE_WORDS)
+def test_scripts_run_with_hostile_values_inject_nothing(tmp_path, word):
+    """Root, name, version and prune list reach the device as data: the rendered scripts are RUN
+    with hostile values and no injected command may create its marker file."""
+    w = word.format(m=tmp_path / "MARK")
+    root = tmp_path / ("r " + w.replace("/", "_"))
+    name, version = "demo" + w.replace("/", "_"), "1.0" + w.replace("/", "_")
+    _switchable(root, name, version)
+    rc, so, se = _sh(scripts.finalize(str(root), name, version, "switch", "", [w, "1.0.0"], None, 5), tmp_path)
+    assert rc == 0 and "DONE" in so, so + se
+    assert (root / "active" / name).is_symlink()
+    for text in (scripts.prepare(str(root), name, version, ""), scripts.status(str(root), name, True),
+                 scripts.rollback(str(root), name, w), scripts.free_space(str(root))):
+        _sh(text, tmp_path)
+    assert _markers(tmp_path) == []
+
+
+def test_health_command_runs_as_written_not_reinterpreted(tmp_path):
+    """The health command is one shell command run inside the new version; quoting inside it is
+    the user's: a single-quoted $(...) stays text, and nothing runs before the switch."""
+    root = tmp_path / "root"
+    _switchable(root, "demo", "1.0.0")
+    mark = tmp_path / "MARK_quoted"
+    health = "echo '$(touch {})' > seen.txt; test -f f.txt".format(mark)
+    rc, so, se = _sh(scripts.finalize(str(root), "demo", "1.0.0", "switch", "", [], health, 5), tmp_path)
+    assert rc == 0 and "HEALTH_OK" in so, so + se
+    assert _markers(tmp_path) == []
+    assert "$(touch" in (root / "bundles" / "demo" / "1.0.0" / "seen.txt").read_text()
+
+
+def test_failed_health_check_switches_back_to_the_previous_version(tmp_path):
+    root = tmp_path / "root"
+    _switchable(root, "demo", "1.0.0")
+    rc, so, se = _sh(scripts.finalize(str(root), "demo", "1.0.0", "switch", "", [], None, 5), tmp_path)
+    assert rc == 0, so + se
+    _switchable(root, "demo", "2.0.0")
+    rc, so, se = _sh(scripts.finalize(str(root), "demo", "2.0.0", "switch", "", [], "echo unhealthy; exit 7", 5), tmp_path)
+    assert rc == scripts.RC_HEALTH and "HEALTH_FAILED 7" in so and "HEALTH_LOG unhealthy" in so, so + se
+    import os
+
+    assert os.readlink(str(root / "active" / "demo")) == "../bundles/demo/1.0.0"
+    assert (root / "state" / "demo.history").read_text().split() == ["1.0.0"]

@@ -127,6 +127,7 @@ class _ListSource(Source):
         self.stall_after = stall_after
         self.i = 0
         self.released = 0
+        self.ended = threading.Event()  # set once every frame has been handed to the capture thread
 
     def read_impl(self, timeout):
         if self.stall_after is not None and self.i >= self.stall_after:
@@ -134,6 +135,7 @@ class _ListSource(Source):
             return None  # a stalled stream: still "streaming", nothing arrives
         if self.i >= self.n:
             self.end("done")
+            self.ended.set()
             return None
         time.sleep(self.delay)
         self.i += 1
@@ -146,10 +148,18 @@ class _ListSource(Source):
         return Frame(np.zeros((2, 2, 3), np.uint8), buffer=object(), pool=_Pool())
 
 
+def _wait(cond, timeout=10.0):
+    """Wait for a condition (not a fixed sleep): fails the test if it never holds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in {} s".format(timeout)
+        time.sleep(0.005)
+
+
 def test_capture_thread_live_drops_oldest_and_counts():
     src = _ListSource(50, live=True)
     cap = CaptureThread(src, maxsize=3).start()
-    time.sleep(0.3)  # consumer is "slow": it reads nothing while 50 frames arrive
+    assert src.ended.wait(10.0)  # consumer is "slow": it reads nothing while all 50 frames arrive
     got = []
     while True:
         f = cap.get(timeout=1.0)
@@ -165,7 +175,7 @@ def test_capture_thread_live_drops_oldest_and_counts():
 def test_capture_thread_file_never_drops():
     src = _ListSource(30, live=False)
     cap = CaptureThread(src, maxsize=2).start()
-    time.sleep(0.2)
+    _wait(lambda: src.i >= 3)  # the queue is full and the producer waits for the consumer
     got = []
     while True:
         f = cap.get(timeout=1.0)

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Mutation canary: plant small deliberate bugs in safety-critical code, one at a time, in a
+scratch copy of the tree, run only the tests meant to catch each, and fail if any survives.
+
+A surviving mutation means those tests no longer bite: the code they guard could break
+unnoticed.  Each mutation is (id, file, exact old text, new text, pytest node ids); the old
+text must occur exactly once, so a canary whose target moved fails loudly instead of
+silently testing nothing.
+
+    python scripts/mutation_canary.py            # the CI subset (fast), within ~4 minutes
+    python scripts/mutation_canary.py --all      # every mutation
+    python scripts/mutation_canary.py --only gate-slack,unpack-dotdot
+    python scripts/mutation_canary.py --list
+
+Exit 0 when every mutation run was caught, 1 when one survived, 2 when a target moved.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import namedtuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+Mutation = namedtuple("Mutation", "id file old new tests fast")
+
+T = "tests/"
+MUTATIONS = [
+    # ---- the ten the audit planted --------------------------------------------------------
+    Mutation("gate-slack", "jetson_deploy/calibration/gate.py",
+             'res["passed"] = bool(res["value"] >= min_agreement)', 'res["passed"] = bool(res["value"] >= min_agreement - 0.05)',
+             [T + "test_calib_gate_boundary.py"], True),
+    Mutation("convert-ignores-min-agreement", "jetson_deploy/convert/int8.py",
+             "min_agreement=opts.min_agreement, auto_exclude=opts.auto_exclude,", "min_agreement=0.99, auto_exclude=opts.auto_exclude,",
+             [T + "test_convert_int8.py::test_min_agreement_reaches_the_gate_through_convert_and_the_cli"], False),
+    Mutation("unpack-dotdot-leading-only", "jetson_deploy/bundle/pack.py",
+             'if ".." in name.split("/"):', 'if name.startswith(".."):',
+             [T + "test_bundle_pack.py::test_hostile_archive_is_refused"], True),
+    Mutation("rollback-skips-checksums", "jetson_deploy/deploy/scripts.py",
+             'ok() { [ -d "$B/$1" ] && [ -f "$B/.$1.sha256" ] && run_sums "$B/$1" "$B/.$1.sha256" >/dev/null; }',
+             'ok() { [ -d "$B/$1" ]; }',
+             [T + "test_deploy_rollback_rootfs.py"], True),
+    Mutation("nhwc-constants-reversed", "jetson_deploy/preprocess.py",
+             "mul_b, off_b = mul[None, None, :], off[None, None, :]", "mul_b, off_b = mul[None, None, ::-1], off[None, None, ::-1]",
+             [T + "test_core_oracle.py"], True),
+    Mutation("int8-top1-unchecked", "jetson_deploy/calibration/gate.py",
+             "agree += int(np.sum(np.argmax(ref[0].reshape(b, -1), axis=1) == np.argmax(out[0].reshape(b, -1), axis=1)))",
+             "agree += b",
+             [T + "test_calib_gate_boundary.py"], True),
+    Mutation("live-drop-newest", "jetson_deploy/media/capture.py",
+             "old = self._q.popleft()", "old = self._q.pop()",
+             [T + "test_media_sources.py::test_capture_thread_live_drops_oldest_and_counts"], True),
+    Mutation("script-values-double-quoted", "jetson_deploy/deploy/scripts.py",
+             'shlex.quote(v if v is not None else "")', '\'"{}"\'.format(v if v is not None else "")',
+             [T + "test_deploy_local.py::test_scripts_run_with_hostile_values_inject_nothing"], True),
+    Mutation("fold-constants-reversed", "jetson_deploy/convert/fold.py",
+             "inits.append(_const(mul_n, mul.reshape(cshape).astype(np.float32)))",
+             "inits.append(_const(mul_n, mul[::-1].reshape(cshape).astype(np.float32)))",
+             [T + "test_convert_fold.py::test_folded_normalisation_matches_the_oracle_per_channel"], False),
+    Mutation("unpack-allows-symlinks", "jetson_deploy/bundle/pack.py",
+             "if m.type in (tarfile.SYMTYPE,):", "if m.type in ():",
+             [T + "test_bundle_pack.py::test_hostile_archive_is_refused"], True),
+    # ---- ten more ---------------------------------------------------------------------------
+    Mutation("artifact-sha256-unchecked", "jetson_deploy/bundle/reader.py",
+             'if got != art["sha256"]:', "if False:",
+             [T + "test_bundle_pack.py::test_tampered_member_inside_archive_fails_verify"], True),
+    Mutation("signature-not-verified", "jetson_deploy/bundle/sign.py",
+             "key.verify(sig, manifest_raw)", "pass",
+             [T + "test_deploy_rootfs.py::test_key_requires_a_valid_signature"], True),
+    Mutation("device-upload-sha-unchecked", "jetson_deploy/deploy/scripts.py",
+             'if ! run_sums "$S" "$SUMS" > "$SIZES.bad"; then', "if false; then",
+             [T + "test_deploy_rootfs.py::test_rootfs_corrupted_copy_is_not_activated"], True),
+    Mutation("health-fail-no-switch-back", "jetson_deploy/deploy/scripts.py",
+             'if [ -n "$prev" ]; then swap "$prev"; else rm -f "$A/$N"; fi', ":",
+             [T + "test_deploy_local.py::test_failed_health_check_switches_back_to_the_previous_version"], True),
+    Mutation("rollback-to-unchecked", "jetson_deploy/deploy/scripts.py",
+             'ok "$TO" || die', 'true || die',
+             [T + "test_deploy_rollback_rootfs.py::test_rollback_to_a_damaged_version_is_refused"], True),
+    Mutation("letterbox-offset", "jetson_deploy/preprocess.py",
+             "return (r, (dst_w - new_w) // 2, (dst_h - new_h) // 2)", "return (r, (dst_w - new_w) // 2, 0)",
+             [T + "test_core_oracle.py"], True),
+    Mutation("scale-after-mean", "jetson_deploy/preprocess.py",
+             "off = -mean / std", "off = -mean * np.float32(spec.scale) / std",
+             [T + "test_core_oracle.py"], True),
+    Mutation("torch-gray-weights-reversed", "jetson_deploy/runtime/executors.py",
+             "torch.tensor([0.114, 0.587, 0.299]", "torch.tensor([0.299, 0.587, 0.114]",
+             [T + "test_runtime_oracle.py::test_torch_preprocess_matches_the_oracle"], True),
+    Mutation("unpack-member-limit", "jetson_deploy/bundle/pack.py",
+             "if m.size < 0 or m.size > max_member:", "if m.size < 0:",
+             [T + "test_bundle_pack.py::test_oversized_member_and_total_are_refused"], True),
+    Mutation("engine-cache-key-ignores-sm", "jetson_deploy/bundle/engine_cache.py",
+             '"sm": int(sm),', '"sm": 0,',
+             [T + "test_bundle_select.py"], True),
+    Mutation("host-buffer-not-written", "jetson_deploy/runtime/executors.py",
+             '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        preprocess(frame.image, self.spec, out=p.buffer.array[0])',
+             '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        if p.pool is None:\n            preprocess(frame.image, self.spec, out=p.buffer.array[0])',
+             [T + "test_runtime_oracle.py::test_host_executor_feeds_what_the_oracle_says"], True),
+]
+
+
+def _copy_tree(dst: str) -> None:
+    """The working tree (tracked and untracked-unignored files) without venvs or caches."""
+    skip = {".git", ".venv", ".venv36", ".venv38", "__pycache__", ".pytest_cache", "build", "dist", ".mypy_cache"}
+
+    def ignore(_d, names):
+        return [n for n in names if n in skip or n.endswith(".egg-info")]
+
+    for name in os.listdir(ROOT):
+        if name in skip or name.endswith(".egg-info"):
+            continue
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dst, name), symlinks=True, ignore=ignore)
+        else:
+            shutil.copy2(src, os.path.join(dst, name))
+
+
+def _check_targets(muts):
+    bad = []
+    for m in muts:
+        with open(os.path.join(ROOT, m.file), encoding="utf-8") as f:
+            n = f.read().count(m.old)
+        if n != 1:
+            bad.append("{}: expected the target text exactly once in {}, found it {} times (the code moved: update the canary)".format(m.id, m.file, n))
+    return bad
+
+
+def _run_tests(scratch: str, tests, timeout: int):
+    env = dict(os.environ, PYTHONPATH=scratch, PYTHONDONTWRITEBYTECODE="1", JD_STRICT_SKIPS="0")
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-rfEs"] + list(tests)
+    try:
+        p = subprocess.run(cmd, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 124, "timed out"
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def _first_failure(output: str) -> str:
+    for line in output.splitlines():
+        if line.startswith("FAILED ") or line.startswith("ERROR "):
+            return line.split(" ", 1)[1].split(" - ")[0]
+    return "(rc without a FAILED line)"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--all", action="store_true", help="run every mutation (default: the fast CI subset)")
+    ap.add_argument("--only", default="", help="comma-separated mutation ids")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per mutation")
+    args = ap.parse_args()
+    muts = MUTATIONS
+    if args.only:
+        want = set(args.only.split(","))
+        muts = [m for m in MUTATIONS if m.id in want]
+        unknown = want - {m.id for m in muts}
+        if unknown:
+            print("unknown mutation ids: {}".format(", ".join(sorted(unknown))), file=sys.stderr)
+            return 2
+    elif not args.all:
+        muts = [m for m in MUTATIONS if m.fast]
+    if args.list:
+        for m in MUTATIONS:
+            print("{:32s} {:5s} {}  <- {}".format(m.id, "fast" if m.fast else "full", m.file, " ".join(m.tests)))
+        return 0
+    bad = _check_targets(muts)
+    if bad:
+        print("\n".join(bad), file=sys.stderr)
+        return 2
+    rows = []
+    t_all = time.time()
+    scratch = tempfile.mkdtemp(prefix="jd-canary-")
+    try:
+        _copy_tree(scratch)
+        for m in muts:
+            path = os.path.join(scratch, m.file)
+            with open(path, encoding="utf-8") as f:
+                original = f.read()
+            t0 = time.time()
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(original.replace(m.old, m.new, 1))
+                rc, output = _run_tests(scratch, m.tests, args.timeout)
+            finally:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(original)
+            if rc == 1:
+                verdict, by = "caught", _first_failure(output)
+            elif rc == 0:
+                verdict, by = "SURVIVED", "-"
+                if " skipped" in output:
+                    by = "(tests skipped: {})".format(output.strip().splitlines()[-1])
+            else:
+                verdict, by = "ERROR", "pytest rc {}: {}".format(rc, output.strip().splitlines()[-1] if output.strip() else "")
+            rows.append((m.id, verdict, by, time.time() - t0))
+            print("[canary] {:32s} {:8s} {:6.1f}s  {}".format(m.id, verdict, rows[-1][3], by), flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print("\n| mutation | result | caught by |\n|---|---|---|")
+    for mid, verdict, by, _dt in rows:
+        print("| {} | {} | {} |".format(mid, verdict, by))
+    print("\n[canary] {} mutation(s), {:.0f}s".format(len(rows), time.time() - t_all))
+    failed = [r for r in rows if r[1] != "caught"]
+    if failed:
+        print("[canary] FAILED: {} mutation(s) not caught: {}".format(len(failed), ", ".join(r[0] for r in failed)), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
