@@ -1,19 +1,13 @@
 """``http://`` live view: URI grammar and token rules, then ``jetson-deploy run`` read by real clients
 (headless Chromium's screenshot, a raw MJPEG reader, a client that never reads)."""
-import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +17,8 @@ from jetson_deploy.media.http_sink import HTTPSink
 from jetson_deploy.media.live import LatestSlot, LiveFigures, split_host_port
 from jetson_deploy.media.registry import open_sink
 from jetson_deploy.runtime.postprocess import Result
+from support.live_run import Run, free_port, get_json
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -69,57 +63,6 @@ def bundle(tmp_path_factory):
     from support.runtime import make_bundle
 
     return make_bundle(tmp_path_factory.mktemp("httpb"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Run:
-    """``jetson-deploy run`` in a subprocess; stops it with Ctrl-C (SIGINT) and checks the exit."""
-
-    def __init__(self, bundle, source, sink, frames=100000):
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.err = tempfile.TemporaryFile()
-        self.p = subprocess.Popen([sys.executable, "-m", "jetson_deploy.cli", "run", str(bundle), "--source", source,
-                                   "--sink", sink, "--max-frames", str(frames), "--interval", "0"],
-                                  stdout=subprocess.DEVNULL, stderr=self.err, env=env)
-
-    def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")
-
-    def wait_url(self, base, timeout=30.0, **kw):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.p.poll() is not None:
-                raise AssertionError("run exited early:\n" + self.stderr())
-            try:
-                return get_json(base + "stats", **kw)
-            except (OSError, ValueError):
-                time.sleep(0.2)
-        raise AssertionError("no live view after {} s:\n{}".format(timeout, self.stderr()))
-
-    def stop(self, timeout=15.0):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-            raise AssertionError("run did not stop within {} s of Ctrl-C:\n{}".format(timeout, self.stderr()))
-        return rc
-
-
-def get_json(url, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read().decode())
 
 
 def status(url, headers=None):
