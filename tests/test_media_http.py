@@ -1,0 +1,187 @@
+"""``http://`` live view: URI grammar and token rules, then ``jetson-deploy run`` read by real clients
+(headless Chromium's screenshot, a raw MJPEG reader, a client that never reads)."""
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from jetson_deploy.errors import BadInput
+from jetson_deploy.media.http_sink import HTTPSink
+from jetson_deploy.media.live import LatestSlot, LiveFigures, split_host_port
+from jetson_deploy.media.registry import open_sink
+from jetson_deploy.runtime.postprocess import Result
+from support.live_run import Run, free_port, get_json
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _res(index, label="red", lat=2.0):
+    r = Result("classify")
+    r.index, r.label, r.score, r.latency_ms = index, label, 0.9, lat
+    return r
+
+
+def test_uri_grammar_and_token_rules():
+    s = open_sink("http://@:8090/")
+    assert isinstance(s, HTTPSink) and (s.host, s.port, s.token) == ("127.0.0.1", 8090, None)
+    assert (HTTPSink("http://127.0.0.1/").port, HTTPSink("http://localhost:81/").token) == (8080, None)
+    wide = HTTPSink("http://0.0.0.0:8080/")
+    assert wide.token and len(wide.token) >= 16 and "?token=" + wide.token in wide.url
+    assert not wide.authorized({}, "") and not wide.authorized({"token": ["nope"]}, "")
+    assert wide.authorized({"token": [wide.token]}, "") and wide.authorized({}, "a=b; jd_token=" + wide.token)
+    assert HTTPSink("http://0.0.0.0:8080/?token=abc").token == "abc"
+    assert HTTPSink("http://127.0.0.1:8080/?token=abc").token == "abc"  # asked for on loopback too
+    assert split_host_port("[::1]:9", "x", 1) == ("::1", 9)
+    with pytest.raises(BadInput, match="http://"):
+        HTTPSink("http://@:port/")
+
+
+def test_latest_slot_drops_and_figures():
+    slot = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0.01) == 4 and slot.dropped == 4 and slot.take(0.01) is None
+    fig = LiveFigures()
+    for i in [0, 1, 2, 5, 6]:  # 3 and 4 never reached the sinks: dropped at the source
+        fig.add(_res(i, lat=float(i)), 30.0)
+    s = fig.snapshot()
+    assert s["frames"] == 5 and s["dropped_source"] == 2 and s["latency_ms_p50"] == 2.0
+    assert s["labels"][0] == "red 0.90" and s["fps"] == 30.0
+
+
+# -- live: jetson-deploy run as a subprocess ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from support.runtime import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("httpb"))
+
+
+def status(url, headers=None):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            r.read(1)
+            return r.status if hasattr(r, "status") else r.getcode()
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/install_system_deps.sh installs it)")
+def test_browser_shows_annotated_frame_and_figures(bundle, tmp_path):
+    import cv2
+
+    port = free_port()
+    run = Run(bundle, "synthetic://320x240@15", "http://127.0.0.1:{}/".format(port))
+    try:
+        run.wait_url("http://127.0.0.1:{}/".format(port))
+        shot = tmp_path / "page.png"
+        prof = tmp_path / "profile"
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+               "--user-data-dir=" + str(prof), "--window-size=800,400", "--virtual-time-budget=4000",
+               "--screenshot=" + str(shot), "http://127.0.0.1:{}/".format(port)]
+        subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        assert shot.exists(), "chromium wrote no screenshot"
+        img = cv2.imread(str(shot))
+        stats = get_json("http://127.0.0.1:{}/stats".format(port))
+    finally:
+        assert run.stop() == 0
+    # the page lays the 320x240 stream out at (16, 16); the overlay's label box is black with
+    # white text in the frame's top-left corner, drawn by the sink (the synthetic frames have neither)
+    frame = img[16:16 + 240, 16:16 + 320].astype(int)
+    corner = frame[4:60, 4:100]
+    black = (corner.max(axis=2) < 16).mean()
+    white = (corner.min(axis=2) > 200).mean()
+    assert black > 0.2 and white > 0.02, "no overlay in the frame's corner (black {:.2f} white {:.2f})".format(black, white)
+    page_bg = (np.abs(frame - 17).max(axis=2) < 4).mean()
+    assert page_bg < 0.2, "the stream is not on the page"
+    # the figures panel turns its border green (#00c853) once /stats answered and filled it in
+    green = ((np.abs(img[:, 330:].astype(int) - (83, 200, 0)).max(axis=2)) < 30).sum()
+    assert green > 500, "the figures panel never went live"
+    assert stats["frames"] > 0 and stats["fps"] and stats["latency_ms_p50"] is not None and stats["labels"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+def test_token_required_when_asked_for(bundle):
+    port = free_port()
+    base = "http://127.0.0.1:{}/".format(port)
+    run = Run(bundle, "synthetic://160x120@15", base + "?token=s3cret-t0ken")
+    try:
+        run.wait_url(base, headers={"Cookie": "jd_token=s3cret-t0ken"})
+        assert status(base) == 403 and status(base + "stats") == 403 and status(base + "stream.mjpg") == 403
+        assert status(base + "?token=wrong") == 403 and status(base + "stats", {"Cookie": "jd_token=wrong"}) == 403
+        with urllib.request.urlopen(base + "?token=s3cret-t0ken", timeout=5) as r:
+            assert r.getcode() == 200 and "jd_token=s3cret-t0ken" in r.headers.get("Set-Cookie", "")
+            assert b"stream.mjpg" in r.read()
+        assert status(base + "frame.jpg?token=s3cret-t0ken") == 200
+    finally:
+        assert run.stop() == 0
+    assert "?token=s3cret-t0ken" in run.stderr()  # the URL with its token, printed once
+
+
+def _reader(url, stop, counter):
+    """A well-behaved MJPEG client: reads and counts JPEG parts."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        buf = b""
+        while not stop.is_set():
+            chunk = r.read(16384)
+            if not chunk:
+                return
+            buf = (buf + chunk)[-65536:]
+            counter[0] += chunk.count(b"\xff\xd8\xff")
+
+
+def _fps(base, seconds):
+    a = get_json(base + "stats")
+    t0 = time.time()
+    time.sleep(seconds)
+    b = get_json(base + "stats")
+    return (b["frames"] - a["frames"]) / (time.time() - t0), b
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+def test_stalled_client_leaves_fps_unchanged(bundle):
+    port = free_port()
+    base = "http://127.0.0.1:{}/".format(port)
+    run = Run(bundle, "synthetic://320x240@60", base)
+    stop, got = threading.Event(), [0]
+    stalled = None
+    try:
+        run.wait_url(base)
+        t = threading.Thread(target=_reader, args=(base + "stream.mjpg", stop, got), daemon=True)
+        t.start()
+        time.sleep(1.0)
+        fps_before, _ = _fps(base, 3.0)
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # ... and never reads
+        time.sleep(2.0)  # long enough to fill both socket buffers: its server thread now blocks
+        seen = got[0]
+        fps_after, stats = _fps(base, 3.0)
+        assert got[0] > seen, "the reading client stopped getting frames"
+        assert stats["clients"] >= 2
+    finally:
+        stop.set()
+        rc = run.stop()
+        if stalled is not None:
+            stalled.close()
+    ratio = fps_after / fps_before
+    print("live view FPS without/with a stalled client: {:.1f} / {:.1f} (ratio {:.2f})".format(fps_before, fps_after, ratio))
+    assert rc == 0
+    assert fps_before > 20 and ratio >= 0.8, (fps_before, fps_after)
+    assert re.search(r"ended: interrupted|frames in", run.stderr())
