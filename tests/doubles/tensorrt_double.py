@@ -108,10 +108,18 @@ _LAYER_TYPES = sorted(set(_LAYER_OF_OP.values()) | {"PLUGIN_V2", "UNARY"})
 # ---------------------------------------------------------------------------------------------
 # host-memory helpers: the double's "device" pointers are host addresses
 # ---------------------------------------------------------------------------------------------
+try:  # bounds checks and stream queues of the pycuda double (tests/doubles/pycuda_double.py)
+    from .pycuda_double import check_access, enqueue_on
+except ImportError:  # pragma: no cover -- loaded outside the doubles package
+    from pycuda_double import check_access, enqueue_on  # type: ignore[no-redef]
+
+
 def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
-    """Copy an array out of the memory at integer address ``ptr``."""
+    """Copy an array out of the memory at integer address ``ptr`` (bounds-checked against pycuda-double
+    allocations: a real GPU would read garbage or fault with CUDA_ERROR_ILLEGAL_ADDRESS)."""
     dt = np.dtype(dtype)
     n = int(np.prod([int(s) for s in shape], dtype=np.int64)) * dt.itemsize
+    check_access(int(ptr), n, "TensorRT read")
     if n == 0:
         return np.zeros(tuple(shape), dt)
     buf = (ctypes.c_char * n).from_address(int(ptr))
@@ -120,6 +128,7 @@ def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
 
 def write_pointer(ptr: int, arr: "np.ndarray") -> None:
     a = np.ascontiguousarray(arr)
+    check_access(int(ptr), a.nbytes, "TensorRT write")
     if a.nbytes:
         ctypes.memmove(int(ptr), a.ctypes.data, a.nbytes)
 
@@ -1292,7 +1301,10 @@ def make_tensorrt(
             return self._addr.get(name, 0)
 
         # execution
-        def _run(self, addr: "Dict[str, int]") -> bool:
+        def _run(self, addr: "Dict[str, int]", stream_handle: int = 0) -> bool:
+            """Validate now (False + an ERROR log, like enqueueV2/V3), compute when the stream is reached:
+            on a pycuda-double stream the kernel is queued behind earlier copies (execute_async_v3 returns
+            once enqueued: NvInferRuntime.h 10.3 L4250-4270); on any other handle it runs at once."""
             eng = self._engine
             logger = eng._logger
             if not self._all_specified():
@@ -1302,16 +1314,26 @@ def make_tensorrt(
                 if not addr.get(name):
                     _log(logger, Severity.ERROR, "Parameter check failed: address of tensor {} is null (call set_tensor_address).".format(name))
                     return False
-            feeds = {n: read_pointer(addr[n], self._shapes[n], nptype(dt)) for n, is_in, _, dt in eng._io if is_in}
-            outs = eng._model.run(feeds)
-            low = any(f in eng._spec["flags"] for f in ("FP16", "INT8"))
-            for n, is_in, _, dt in eng._io:
-                if is_in:
-                    continue
-                a = outs[n]
-                if low and a.dtype == np.float32:
-                    a = a.astype(np.float16).astype(np.float32)
-                write_pointer(addr[n], a.astype(nptype(dt), copy=False))
+            addr = dict(addr)
+            shapes = {n: self._get_shape(n) for n, _, _, _ in eng._io}
+            for n, _, _, dt in eng._io:  # every I/O buffer must hold the tensor at its current shape
+                check_access(addr[n], volume(shapes[n]) * np.dtype(nptype(dt)).itemsize,
+                             "TensorRT {} '{}' {}".format("enqueue", n, list(shapes[n])))
+
+            def kernel() -> None:
+                feeds = {n: read_pointer(addr[n], shapes[n], nptype(dt)) for n, is_in, _, dt in eng._io if is_in}
+                outs = eng._model.run(feeds)
+                low = any(f in eng._spec["flags"] for f in ("FP16", "INT8"))
+                for n, is_in, _, dt in eng._io:
+                    if is_in:
+                        continue
+                    a = outs[n]
+                    if low and a.dtype == np.float32:
+                        a = a.astype(np.float16).astype(np.float32)
+                    write_pointer(addr[n], a.astype(nptype(dt), copy=False))
+
+            if not enqueue_on(stream_handle, kernel):
+                kernel()
             self.executions += 1
             return True
 
@@ -1326,7 +1348,7 @@ def make_tensorrt(
         def execute_async_v2(self, bindings: "Sequence[int]", stream_handle: int, input_consumed: Any = None) -> bool:
             self.last_stream = int(stream_handle)
             addr = self._bindings_to_addr(bindings)
-            return addr is not None and self._run(addr)
+            return addr is not None and self._run(addr, stream_handle)
 
         def execute_v2(self, bindings: "Sequence[int]") -> bool:
             if not v8:
@@ -1337,7 +1359,7 @@ def make_tensorrt(
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             self.last_stream = int(stream_handle)
-            return self._run(self._addr)
+            return self._run(self._addr, stream_handle)
 
     if gen == "8.2":
         for name in ("set_input_shape", "get_tensor_shape", "set_tensor_address", "get_tensor_address",
