@@ -349,3 +349,17 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
         g.replay()
     assert events == ["sync", ("capture", 0x5150, "thread_local"), "end-capture", "replay"]
     np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("gen", ["8.2", "8.5", "10.x"])
+def test_profile_that_cannot_be_set_is_one_line_check_failed(monkeypatch, cuda, tmp_path, gen):
+    """Issue #12 item 5: set_optimization_profile_async raises RuntimeError (it never returns False);
+    activate() turns that into CheckFailed carrying TensorRT's log line."""
+    trt = trtd.install(monkeypatch, gen)
+    model = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    plan = tb.build_engine(model, "fp32", profiles=[{"input": ([1, 3, 8, 8], [1, 3, 8, 8], [2, 3, 8, 8])},
+                                                     {"input": ([4, 3, 8, 8], [8, 3, 8, 8], [16, 3, 8, 8])}])
+    eng = TensorRTEngine(plan, profile=1)
+    trt._double.fail_profile_async = True
+    with pytest.raises(CheckFailed, match=r"refused optimization profile 1: setOptimizationProfileAsync: profile 1 cannot be selected"):
+        eng.activate()

@@ -257,6 +257,7 @@ def make_tensorrt(
     state = types.SimpleNamespace(
         generation=gen, version=ver, fast_int8=fast_int8, fast_fp16=fast_fp16, num_dla_cores=num_dla_cores, sm=int(sm),
         builds=[], events=[], engines=[],
+        fail_profile_async=False,  # tests: make set_optimization_profile_async fail (e.g. profile held elsewhere)
     )
     mod._double = state
 
@@ -1217,8 +1218,13 @@ def make_tensorrt(
             self._profile = int(value)
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
-            if not 0 <= profile_index < self._engine._nprof:
-                return False
+            # The binding raises instead of returning False: NVIDIA/TensorRT release/8.2
+            # python/src/infer/pyCore.cpp L292-299 (throw std::runtime_error), release/8.5 L322-327,
+            # release/8.6 L353-358, release/10.3 L326-332 (PY_ASSERT_RUNTIME_ERROR).  Never returns False.
+            if not 0 <= int(profile_index) < self._engine._nprof or state.fail_profile_async:
+                _log(self._engine._logger, Severity.ERROR, "setOptimizationProfileAsync: profile {} cannot be "
+                     "selected (engine has {}; another context in use holds it?)".format(profile_index, self._engine._nprof))
+                raise RuntimeError("Error in set optimization profile async.")
             self._profile = int(profile_index)
             return True
 

@@ -153,13 +153,16 @@ class TensorRTEngine(Engine):
         if self.context is None:
             raise CheckFailed("TensorRT could not create an execution context: {}".format(self.logger.summary() or "out of GPU memory?"))
         if self.profile:
-            if hasattr(self.context, "set_optimization_profile_async"):
-                ok = self.context.set_optimization_profile_async(self.profile, 0)
-            else:
-                self.context.active_optimization_profile = self.profile
-                ok = True
-            if not ok:
-                raise CheckFailed("TensorRT refused optimization profile {}: {}".format(self.profile, self.logger.summary()))
+            try:
+                if hasattr(self.context, "set_optimization_profile_async"):
+                    # raises RuntimeError on failure, never returns False (pyCore.cpp 8.2 L292-299, 10.3 L326-332)
+                    self.context.set_optimization_profile_async(self.profile, 0)
+                else:
+                    self.context.active_optimization_profile = self.profile
+            except RuntimeError as exc:
+                self.context = None
+                raise CheckFailed("TensorRT refused optimization profile {}: {}".format(
+                    self.profile, self.logger.summary() or str(exc))) from None
         self._addr = {}
         self._shapes = {}
         opt = {}
