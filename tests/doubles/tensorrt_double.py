@@ -697,11 +697,12 @@ def make_tensorrt(
     mod.IOptimizationProfile = IOptimizationProfile
 
     class ITimingCache:
-        def __init__(self, entries: "Optional[Dict[str, int]]" = None) -> None:
+        def __init__(self, entries: "Optional[Dict[str, int]]" = None, sm: "Optional[int]" = None) -> None:
             self._entries: "Dict[str, int]" = dict(entries or {})
+            self._sm = state.sm if sm is None else int(sm)  # the verification header's device
 
         def serialize(self) -> "IHostMemory":
-            body = json.dumps({"trt": ver, "entries": self._entries}, sort_keys=True).encode()
+            body = json.dumps({"trt": ver, "sm": self._sm, "entries": self._entries}, sort_keys=True).encode()
             return IHostMemory(CACHE_MAGIC + body)
 
         def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
@@ -802,9 +803,16 @@ def make_tensorrt(
             if body.get("trt") != ver:
                 _log(self._builder._logger, Severity.WARNING, "The timing cache was created by TensorRT {}: starting an empty one.".format(body.get("trt")))
                 return ITimingCache()
-            return ITimingCache(body.get("entries", {}))
+            return ITimingCache(body.get("entries", {}), body.get("sm", state.sm))
 
         def set_timing_cache(self, cache: "ITimingCache", ignore_mismatch: bool) -> bool:
+            # Bound straight to IBuilderConfig::setTimingCache (pyCore.cpp 8.2 L805, 10.3 L1482): returns the
+            # C++ bool, no exception; false when the cache's verification header (CUDA device properties)
+            # differs and ignore_mismatch is false (include/NvInfer.h 8.2 L8401-8419, 10.3 L9268-9286).
+            if cache._sm != state.sm and not ignore_mismatch:
+                _log(self._builder._logger, Severity.ERROR, "The timing cache was created on a different device "
+                     "(compute {}.{}); it cannot be used here.".format(cache._sm // 10, cache._sm % 10))
+                return False
             self._timing_cache = cache
             return True
 
