@@ -150,6 +150,7 @@ def resolve_engine(
     cache_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None,
     build_fn: "Optional[BuildFn]" = None,
     cache: "Optional[EngineCache]" = None,
+    skip_bundled: bool = False,
 ) -> "Tuple[Path, str]":
     """Return ``(engine_path, how)`` with how in ``"bundled" | "cache-hit" | "built"``.
 
@@ -157,9 +158,11 @@ def resolve_engine(
     ``shapes``: {input name: shape}; default the spec's input shape.
     ``build_fn(onnx_path, precision, calib_cache_path_or_None, qdq_onnx_path_or_None) -> bytes``
     builds a plan; default :func:`default_build_fn`.  ``cache`` overrides ``cache_dir``.
+    ``skip_bundled``: the bundled plan did not deserialize here (right name, wrong build): go to
+    the cache / a build from model.onnx.
     """
     b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
-    art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
+    art = None if skip_bundled else find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
     if art is not None:
         return b.verify_artifact(art), BUNDLED
 

@@ -16,6 +16,7 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -26,6 +27,8 @@ from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
 from ..cuda_graph import CudaGraph
 from ..engine import Engine, TensorInfo
+
+log = logging.getLogger(__name__)
 
 
 def stream_handle(stream: Any) -> int:
@@ -341,7 +344,18 @@ class TensorRTEngine(Engine):
         prec = precision or bundle.precision or "fp16"
         target = target_for(trt, dev, prec)
         path, how = resolve_engine(bundle, target["tensorrt"], target["sm"], target["precision"], shapes=shapes, cache_dir=cache_dir)
-        eng = cls(path, **kw)
+        try:
+            eng = cls(path, **kw)
+        except CheckFailed as exc:
+            if how != "bundled":
+                raise
+            # right name, wrong build (deserialize_cuda_engine returned None: pyCore.cpp 8.2 L149-152,
+            # 10.3 L163-166): build this device's plan from model.onnx instead of failing the run
+            log.warning("bundled engine %s does not load here (%s): building one from model.onnx",
+                        Path(str(path)).name, str(exc).split(" -- ")[0])
+            path, how = resolve_engine(bundle, target["tensorrt"], target["sm"], target["precision"], shapes=shapes,
+                                       cache_dir=cache_dir, skip_bundled=True)
+            eng = cls(path, **kw)
         eng.resolved = how  # type: ignore[attr-defined]
         eng.target = target  # type: ignore[attr-defined]
         return eng
