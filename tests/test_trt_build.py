@@ -400,3 +400,22 @@ def test_timing_cache_from_another_gpu_is_reported_and_rebuilt(monkeypatch, mode
     res2 = tb.build_engine_with_report(model, "fp16", timing_cache_path=tc)  # rewritten for this GPU
     assert res2.report["timing_cache_loaded"] is True
     assert trtd.read_plan(res2.plan)["timing_cache"] == {"hits": 5, "misses": 0}
+
+
+@pytest.mark.parametrize("algo,calibrator", [("EntropyCalibration", "ENTROPY_CALIBRATION"),
+                                             ("MinMaxCalibration", "MINMAX_CALIBRATION")])
+def test_calibration_cache_is_served_by_the_calibrator_its_header_names(monkeypatch, model, tmp_path, algo, calibrator):
+    """Issue #12 item 7: TensorRT uses a cache only when its algorithm token matches the calibrator
+    (sampleINT8/README.md, release/8.2 L115-145); an EntropyCalibration (v1) cache served by an
+    EntropyCalibrator2 is skipped and calibration finds no batches."""
+    from jetson_deploy.trt.compat import calibration_version_int
+
+    trt = trtd.install(monkeypatch, "8.2")
+    cache = tmp_path / "calib.cache"
+    cache.write_text("TRT-{}-{}\ninput: 3c010a14\nconv_out: 3d000000\n".format(calibration_version_int(trt.__version__), algo))
+    res = tb.build_engine_with_report(model, "int8", calib_cache=cache)
+    spec = trtd.read_plan(res.plan)
+    assert spec["int8"]["source"] == "cache" and spec["int8"]["header"].endswith("-" + algo)
+    cache.write_text("TRT-{}-LegacyCalibration\ninput: 3c010a14\n".format(calibration_version_int(trt.__version__)))
+    with pytest.raises(BadInput, match="LegacyCalibrator"):
+        tb.build_engine(model, "int8", calib_cache=cache)

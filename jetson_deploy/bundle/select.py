@@ -69,15 +69,9 @@ def build_inputs(b: "Bundle", tensorrt: str, precision: str) -> "Tuple[Path, Opt
     qdq_art = b.artifact("onnx-qdq")
     if qdq_art is not None and ver >= (8, 5, 0):
         return onnx, None, b.verify_artifact(qdq_art)
+    # only a cache for exactly this version: TensorRT skips a cache whose header version differs
+    # (sampleINT8/README.md, NVIDIA/TensorRT release/8.2 L115-145) and the builder refuses it up front
     calib_art = b.artifact("calib-cache", {"tensorrt": tensorrt})
-    if calib_art is None:
-        same_minor = [
-            a for a in b.artifacts
-            if a["kind"] == "calib-cache" and trt_tuple((a.get("target") or {}).get("tensorrt", "0"))[:2] == ver[:2]
-        ]
-        if same_minor:
-            calib_art = sorted(same_minor, key=lambda a: a["path"])[-1]
-            log.warning("%s: no calibration cache for TensorRT %s; using %s (same %d.%d release)", b.source, tensorrt, calib_art["path"], ver[0], ver[1])
     if calib_art is not None:
         return onnx, b.verify_artifact(calib_art), None
     if qdq_art is not None and ver >= (8, 0, 0):

@@ -30,7 +30,10 @@ import numpy as np
 from .._files import atomic_write_bytes
 from ..errors import BadInput
 
-KINDS = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
+# "entropy" (IInt8EntropyCalibrator, v1) only serves caches with that header: TensorRT uses a cache
+# only when its algorithm token matches the calibrator (NVIDIA/TensorRT release/8.2
+# samples/sampleINT8/README.md L115-145)
+KINDS = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator", "entropy": "IInt8EntropyCalibrator"}
 
 
 def _as_batches(batches: Any, batch_size: int) -> "Iterable[Any]":
