@@ -149,12 +149,25 @@ def make_calibrator(
                 self.free()
                 return None
 
+        # TensorRT 8.2 calls these from noexcept trampolines without try/catch (NVIDIA/TensorRT
+        # release/8.2 python/src/infer/pyInt8.cpp L28-106): an exception escaping here is
+        # std::terminate, i.e. the process aborts.  Keep it as self.error; the build reports it.
         def read_calibration_cache(self) -> "Optional[bytes]":
-            data = self._read_cache()
+            try:
+                data = self._read_cache()
+            except BaseException as exc:  # noqa: BLE001 -- never let an exception reach C++
+                self.error = exc
+                return None
             self.cache_read = bool(data)
             return data or None
 
         def write_calibration_cache(self, cache: Any) -> None:
+            try:
+                self._write_cache(cache)
+            except BaseException as exc:  # noqa: BLE001 -- never let an exception reach C++
+                self.error = exc
+
+        def _write_cache(self, cache: Any) -> None:
             data = bytes(cache)
             self.cache_bytes = data
             if self.cache_path is None or self.read_only_cache:

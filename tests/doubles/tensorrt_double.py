@@ -843,13 +843,34 @@ def make_tensorrt(
     def _profile_shapes(net: "INetworkDefinition", prof: "IOptimizationProfile") -> "Dict[str, List[List[int]]]":
         return {t.name: [list(s) for s in prof.get_shape(t.name)] for t in net._inputs if prof.get_shape(t.name)}
 
+    def _trampoline(what: str, fn: Any, fallback: Any) -> Any:
+        """Call a Python calibrator override the way pyInt8.cpp's trampoline does.
+
+        8.2: the trampoline methods are ``noexcept`` with no try/catch (release/8.2
+        python/src/infer/pyInt8.cpp L28-106), so a Python exception reaching C++ calls
+        std::terminate: the process aborts -- os.abort() here.  8.4+: each body is wrapped in
+        try/catch that prints "[ERROR] Exception caught in <name>(): ..." and returns a fallback
+        (release/8.5 pyInt8.cpp L34-154; 8.6 and 10.3 the same; first in b030b9e6 "rel-8.4")."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if gen == "8.2":
+                sys.stderr.write("terminate called after throwing an instance of 'pybind11::error_already_set'\n"
+                                 "  what():  {}: {}\n".format(type(exc).__name__, exc))
+                sys.stderr.flush()
+                import os
+
+                os.abort()
+            sys.stderr.write("[ERROR] Exception caught in {}(): {}\n".format(what, exc))
+            return fallback
+
     def _calibrate(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
         cal = cfg.int8_calibrator
         logger = builder._logger
         _require_init(cal, "IInt8Calibrator")
-        algo = CalibrationAlgoType(int(cal.get_algorithm()))
+        algo = CalibrationAlgoType(int(_trampoline("get_algorithm", cal.get_algorithm, 0)))
         header = "TRT-{}-{}".format(_version_int(ver), CALIB_NAMES[algo.name])
-        cached = cal.read_calibration_cache()
+        cached = _trampoline("read_calibration_cache", cal.read_calibration_cache, None)
         if cached is not None and len(bytes(cached)) > 0:
             hdr, scales = parse_calibration_cache(bytes(cached))
             if hdr == header:
@@ -857,7 +878,7 @@ def make_tensorrt(
                 return {"source": "cache", "header": header, "scales": scales, "batches": 0}
             _log(logger, Severity.WARNING,
                  "Calibration table header '{}' does not match this calibrator ('{}'); ignoring it and calibrating.".format(hdr, header))
-        batch_size = int(cal.get_batch_size())
+        batch_size = int(_trampoline("get_batch_size", cal.get_batch_size, -1))
         if batch_size != 1 and not net.has_implicit_batch_dimension:
             _log(logger, Severity.WARNING, "Explicit batch network detected and batch size specified, use execute without batch size instead.")
         names = [t.name for t in net._inputs]
@@ -875,7 +896,9 @@ def make_tensorrt(
         stats: "Dict[str, List[np.ndarray]]" = {}
         batches = 0
         while True:
-            ptrs = cal.get_batch(names)
+            ptrs = _trampoline("get_batch", lambda: cal.get_batch(names), False)
+            if ptrs is False:
+                break
             if ptrs is None or len(ptrs) == 0:
                 break
             if len(ptrs) != len(names):
@@ -902,7 +925,8 @@ def make_tensorrt(
             amax = float(vals.max()) if algo.name == "MINMAX_CALIBRATION" else float(np.percentile(vals, 99.99))
             scales[name] = max(amax, 1e-8) / 127.0
         lines = [header] + ["{}: {}".format(n, struct.pack(">f", s).hex()) for n, s in sorted(scales.items())]
-        cal.write_calibration_cache(memoryview(("\n".join(lines) + "\n").encode()))
+        blob = memoryview(("\n".join(lines) + "\n").encode())  # a memoryview, not bytes (pyInt8.cpp)
+        _trampoline("write_calibration_cache", lambda: cal.write_calibration_cache(blob), None)
         return {"source": "calibrated", "header": header, "scales": scales, "batches": batches, "batch_size": batch_size}
 
     def _build(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
