@@ -385,3 +385,18 @@ def test_bundled_plan_that_does_not_deserialize_is_rebuilt_from_onnx(monkeypatch
     assert len(msgs) == 1 and "could not be deserialized" in msgs[0] and "\n" not in msgs[0]
     with eng:
         assert eng.infer({"input": np.zeros((1, 3, 16, 16), np.float32)})["logits"].shape == (1, 4)
+
+
+def test_failure_reason_reaches_us_while_another_logger_is_alive_on_82(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 4: before 8.4.1 TensorRT keeps one logger per process while any builder/runtime
+    lives (NVIDIA/TensorRT#1475, #1539); a per-call logger then hears nothing and failures read
+    'no error logged'.  selftest's check_build kept such a Builder alive."""
+    from jetson_deploy.trt.logger import process_logger
+
+    trt = trtd.install(monkeypatch, "8.2")
+    first = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp32"))  # its Runtime lives on
+    with pytest.raises(CheckFailed, match=r"Magic tag does not match"):
+        TensorRTEngine(b"not a plan")
+    keep = trt.Builder(process_logger(trt))  # noqa: F841 -- what selftest's check_build now keeps alive
+    with pytest.raises(CheckFailed, match=r"Magic tag does not match"):
+        TensorRTEngine(b"still not a plan")

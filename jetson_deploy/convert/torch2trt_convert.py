@@ -91,7 +91,9 @@ def _check_args(precision: str, int8_calib_dataset: Any, dla_core: "Optional[int
 
 def _check_fast_int8(trt: Any) -> None:
     try:
-        fast = trt.Builder(trt.Logger(trt.Logger.ERROR)).platform_has_fast_int8
+        from ..trt.logger import process_logger
+
+        fast = trt.Builder(process_logger(trt)).platform_has_fast_int8
     except Exception:  # noqa: BLE001 -- no GPU to ask: let torch2trt try
         fast = True
     if not fast:

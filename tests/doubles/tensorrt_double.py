@@ -393,6 +393,39 @@ def make_tensorrt(
         state.events.append((Severity(int(sev)).name, msg))
         logger.log(sev, msg)
 
+    # One logger per process before 8.4.1: while any Builder/Runtime is alive, one created with a
+    # different logger gets this warning and the existing logger is used instead
+    # (NVIDIA/TensorRT#1475, TensorRT 8.0.1; #1539: "should have been fixed in the latest TRT
+    # (8.4.1)", nvpohanh 2022-06-15).  The 8.2 CHANGELOG claims otherwise; the double follows the
+    # maintainer's statement (the stricter one).  state.live counts live Builder/Runtime objects.
+    single_logger = tuple(int(p) for p in ver.split(".")[:3]) < (8, 4, 1)
+    state.live = 0
+    state.active_logger = None
+    _LOGGER_WARNING = ("The logger passed into createInferRuntime differs from one already provided for an existing "
+                       "builder, runtime, or refitter. TensorRT maintains only a single logger pointer at any given "
+                       "time, so the existing value, which can be retrieved with getLogger(), will be used instead. "
+                       "In order to use a new logger, first destroy all existing builder, runner or refitter objects.")
+
+    def _take_logger(obj: Any, logger: Any) -> Any:
+        """The logger ``obj`` (a Builder/Runtime) will really use; registers it as live."""
+        import weakref
+
+        if not single_logger:
+            return logger
+        if state.live and state.active_logger is not None and state.active_logger is not logger:
+            _log(state.active_logger, Severity.WARNING, _LOGGER_WARNING)
+            logger = state.active_logger
+        state.active_logger = logger
+        state.live += 1
+
+        def _gone() -> None:
+            state.live -= 1
+            if state.live == 0:
+                state.active_logger = None
+
+        weakref.finalize(obj, _gone)
+        return logger
+
     def _init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
         _require_init(logger, "ILogger")
         return True
@@ -1029,7 +1062,7 @@ def make_tensorrt(
     class Builder:
         def __init__(self, logger: Any) -> None:
             _require_init(logger, "ILogger")
-            self._logger = logger
+            self._logger = _take_logger(self, logger)
             self._max_batch_size = 1
 
         @property
@@ -1411,7 +1444,7 @@ def make_tensorrt(
     class Runtime:
         def __init__(self, logger: Any) -> None:
             _require_init(logger, "ILogger")
-            self._logger = logger
+            self._logger = _take_logger(self, logger)
             self.DLA_core = -1
             self.max_threads = 1
 

@@ -89,7 +89,7 @@ class TensorRTEngine(Engine):
         self.features = features(self.trt)
         self.logger = make_logger(self.trt, verbose)
         _ensure_cuda_context()
-        self.runtime = self.trt.Runtime(self.logger)
+        self.runtime = self.trt.Runtime(self.logger.native)
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise CheckFailed(
@@ -151,7 +151,13 @@ class TensorRTEngine(Engine):
         return [tuple(int(d) for d in s) for s in shapes]
 
     # ---- lifecycle ------------------------------------------------------------------------------
+    def _fresh_log(self) -> None:
+        """Per-call collection: the process-wide logger also reached us with other callers' lines."""
+        if self.logger.errors:
+            self.logger.clear()
+
     def activate_impl(self) -> None:
+        self._fresh_log()
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise CheckFailed("TensorRT could not create an execution context: {}".format(self.logger.summary() or "out of GPU memory?"))
@@ -193,6 +199,7 @@ class TensorRTEngine(Engine):
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before set_input_shapes()")
         known = {t.name: t for t in self.inputs}
+        self._fresh_log()
         for name, shape in shapes.items():
             if name not in known:
                 raise BadInput("tensorrt engine: no input named '{}' (inputs: {})".format(name, sorted(known)))
@@ -230,6 +237,7 @@ class TensorRTEngine(Engine):
     # ---- device-level enqueue ------------------------------------------------------------------------
     def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         """Enqueue on ``stream`` with caller-owned device buffers ``{name: pointer}``; never synchronises."""
+        self._fresh_log()
         missing = [n for n in self._io_order if n not in buffers]
         if missing:
             raise BadInput("tensorrt enqueue: no buffer for {} (needs {})".format(missing, self._io_order))
