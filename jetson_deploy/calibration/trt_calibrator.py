@@ -272,6 +272,12 @@ class Torch2trtCalibDataset:
     ``ds[i]`` is a list with one tensor (the i-th sample, no batch axis) on
     ``device``; ``len(ds)`` is the number of samples.  Sequential indexing (what
     torch2trt does) streams the set; random access restarts the stream.
+
+    ``batch_axis``: torch2trt v0.5.0/master's ``DatasetCalibrator`` hands TensorRT each item's own
+    ``data_ptr()`` (``torch2trt/dataset_calibrator.py``: no batch buffer, no copy, no dtype
+    conversion), so there the item must already be the batch (1, C, H, W) in the engine's dtype,
+    contiguous on the device, and alive after ``__getitem__`` returns: the last items are kept.
+    v0.2-v0.4 copy items into their own batch buffers (``calibration.py``) and want no batch axis.
     """
 
     def __init__(self, calib_set: Any, device: str = "cuda", dtype: Any = np.float32) -> None:
@@ -283,6 +289,8 @@ class Torch2trtCalibDataset:
         self._n = len(calib_set)
         self._iter: "Optional[Iterator[np.ndarray]]" = None
         self._pos = 0
+        self.batch_axis = False
+        self._alive: "List[Any]" = []
 
     def __len__(self) -> int:
         return self._n
@@ -309,7 +317,11 @@ class Torch2trtCalibDataset:
             raise IndexError(index)
         torch = require("torch", "torch2trt INT8 calibration")
         a = np.ascontiguousarray(self._sample(index), dtype=self.dtype)
-        return [torch.from_numpy(a).to(self.device)]
+        if self.batch_axis:
+            a = a[None]
+        t = torch.from_numpy(a).to(self.device).contiguous()
+        self._alive = (self._alive + [t])[-2:]  # TensorRT reads it after get_batch returned
+        return [t]
 
 
 def cache_file_object(data: bytes = b"") -> "io.BytesIO":
