@@ -400,3 +400,21 @@ def test_failure_reason_reaches_us_while_another_logger_is_alive_on_82(monkeypat
     keep = trt.Builder(process_logger(trt))  # noqa: F841 -- what selftest's check_build now keeps alive
     with pytest.raises(CheckFailed, match=r"Magic tag does not match"):
         TensorRTEngine(b"still not a plan")
+
+
+def test_dla_core_is_set_on_the_runtime_before_deserializing(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 10: IRuntime.DLA_core picks the core a DLA plan runs on at deserialization
+    (NvInferRuntime.h 8.2 L645-652; trtexec sets it first); unset, the plan runs on core 0."""
+    trtd.install(monkeypatch, "8.5", num_dla_cores=2)
+    plan = tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16", dla_core=1)
+    assert TensorRTEngine(plan, dla_core=1).engine._dla_core == 1
+    assert TensorRTEngine(plan).engine._dla_core == 0
+
+
+def test_parser_error_codes_per_generation(monkeypatch):
+    """trt.ErrorCode is the ONNX parser's enum (pyOnnx.cpp): 10.x adds six members; the core enum is ErrorCodeTRT."""
+    t8 = trtd.make_tensorrt("8.6")
+    t10 = trtd.make_tensorrt("10.x")
+    assert hasattr(t10.ErrorCode, "UNSUPPORTED_NODE_ATTR") and hasattr(t10.ErrorCode, "REFIT_FAILED")
+    assert not hasattr(t8.ErrorCode, "UNSUPPORTED_NODE_ATTR") and not hasattr(t8.ErrorCode, "FAILED_EXECUTION")
+    assert len(t8.ErrorCodeTRT) == len(t10.ErrorCodeTRT) == 11

@@ -301,8 +301,16 @@ def make_tensorrt(
 
     TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
     TensorLocation = _enum("TensorLocation", ["DEVICE", "HOST"])
+    # trt.ErrorCode is the ONNX *parser* enum (python/src/parsers/pyOnnx.cpp: 8.2 L93, 8.5 L94, 8.6 L124 --
+    # 9 members; 10.3 L153 adds UNSUPPORTED_NODE_ATTR/INPUT/DATATYPE/DYNAMIC/SHAPE and REFIT_FAILED).
+    # The core nvinfer1::ErrorCode is trt.ErrorCodeTRT (pyCore.cpp 8.2 L521, 10.3 L813), the same 11 members.
     _enum("ErrorCode", ["SUCCESS", "INTERNAL_ERROR", "MEM_ALLOC_FAILED", "MODEL_DESERIALIZE_FAILED",
-                        "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH", "UNSUPPORTED_NODE"])
+                        "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH", "UNSUPPORTED_NODE"]
+          + (["UNSUPPORTED_NODE_ATTR", "UNSUPPORTED_NODE_INPUT", "UNSUPPORTED_NODE_DATATYPE", "UNSUPPORTED_NODE_DYNAMIC",
+              "UNSUPPORTED_NODE_SHAPE", "REFIT_FAILED"] if gen == "10.x" else []))
+    _enum("ErrorCodeTRT", ["SUCCESS", "UNSPECIFIED_ERROR", "INTERNAL_ERROR", "INVALID_ARGUMENT", "INVALID_CONFIG",
+                           "FAILED_ALLOCATION", "FAILED_INITIALIZATION", "FAILED_EXECUTION", "FAILED_COMPUTATION",
+                           "INVALID_STATE", "UNSUPPORTED_STATE"])
     ErrorCode = mod.ErrorCode
     CalibrationAlgoType = _enum("CalibrationAlgoType", list(CALIB_NAMES))
     DeviceType = _enum("DeviceType", ["GPU", "DLA"])
@@ -1137,6 +1145,7 @@ def make_tensorrt(
             self._io = [(d["name"], True, Dims(d["shape"]), getattr(DataType, d["dtype"])) for d in spec["inputs"]]
             self._io += [(d["name"], False, Dims(d["shape"]), getattr(DataType, d["dtype"])) for d in spec["outputs"]]
             self._nprof = max(1, len(spec["profiles"]))
+            self._dla_core: "Optional[int]" = None  # the DLA core a DLA plan runs on (set by Runtime)
             state.engines.append(self)
 
         # common
@@ -1478,7 +1487,14 @@ def make_tensorrt(
                      "6: The engine plan file is generated on an incompatible device, expecting compute {}.{} got compute "
                      "{}.{}, please rebuild.".format(state.sm // 10, state.sm % 10, int(spec["sm"]) // 10, int(spec["sm"]) % 10))
                 return None
-            return ICudaEngine(spec, onnx_bytes, self._logger)
+            eng = ICudaEngine(spec, onnx_bytes, self._logger)
+            # IRuntime::setDLACore picks "the DLA core that the deserialized engine must execute on"
+            # (include/NvInferRuntime.h 8.2 L645-652; 10.3 L1390-1401); trtexec sets it before
+            # deserializeCudaEngine (samples/common/sampleEngines.cpp 8.2 L999-1004).  Bound here, at
+            # deserialization: changing it later does not move the engine.  -1 (unset) runs on core 0.
+            if spec.get("device") == "DLA":
+                eng._dla_core = self.DLA_core if self.DLA_core >= 0 else 0
+            return eng
 
     mod.Runtime = Runtime
 

@@ -66,13 +66,14 @@ class TensorRTEngine(Engine):
 
     ``profile``: the optimization profile to run with (multi-profile engines).
     ``allocator``: device memory for :meth:`infer` (default pycuda, else torch CUDA).
+    ``dla_core``: the DLA core a DLA plan runs on (set on the runtime before deserializing).
     """
 
     backend = "tensorrt"
     is_gpu = True
 
     def __init__(self, plan: "Union[bytes, bytearray, memoryview, str, Path]", *, profile: int = 0,
-                 allocator: Any = None, verbose: bool = False) -> None:
+                 allocator: Any = None, verbose: bool = False, dla_core: "Optional[int]" = None) -> None:
         super().__init__()
         if isinstance(plan, (str, Path)):
             self.path: "Optional[Path]" = Path(plan)
@@ -90,6 +91,10 @@ class TensorRTEngine(Engine):
         self.logger = make_logger(self.trt, verbose)
         _ensure_cuda_context()
         self.runtime = self.trt.Runtime(self.logger.native)
+        if dla_core is not None:
+            # before deserializing: the core binds to the engine then (NvInferRuntime.h 8.2 L645-652;
+            # trtexec's order, sampleEngines.cpp 8.2 L999-1004); unset, a DLA plan runs on core 0
+            self.runtime.DLA_core = int(dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise CheckFailed(
