@@ -345,7 +345,7 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
     x, out = _x((1, 3, 8, 8)), np.zeros((1, 4), np.float32)
     with eng:
         g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data})
-        assert eng.context.executions == 2 and eng.context.last_stream == 0x5150
+        assert g.context.executions == 2 and g.context.last_stream == 0x5150  # the graph's own context
         g.replay()
     assert events == ["sync", ("capture", 0x5150, "thread_local"), "end-capture", "replay"]
     np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=2e-3, atol=2e-3)
@@ -418,3 +418,34 @@ def test_parser_error_codes_per_generation(monkeypatch):
     assert hasattr(t10.ErrorCode, "UNSUPPORTED_NODE_ATTR") and hasattr(t10.ErrorCode, "REFIT_FAILED")
     assert not hasattr(t8.ErrorCode, "UNSUPPORTED_NODE_ATTR") and not hasattr(t8.ErrorCode, "FAILED_EXECUTION")
     assert len(t8.ErrorCodeTRT) == len(t10.ErrorCodeTRT) == 11
+
+
+def test_one_execution_context_per_captured_graph(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 10: one CUDA graph per ring slot, each from its own execution context (trtexec:
+    one context <-> one stream <-> one graph, sampleInference.cpp 10.3 L371-411, L952-1011)."""
+    import contextlib
+    import types
+
+    class Stream:
+        cuda_stream = 0x5150
+
+        def synchronize(self):
+            pass
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(),
+        CUDAGraph=lambda: types.SimpleNamespace(replay=lambda: None),
+        graph=lambda g, stream=None, capture_error_mode=None: contextlib.ExitStack(), stream=lambda s: contextlib.ExitStack()))
+    import jetson_deploy._lazy as lazy
+
+    real_require = lazy.require
+    monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
+    trtd.install(monkeypatch, "10.x")
+    eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
+    slots = [(_x((1, 3, 8, 8), k), np.zeros((1, 4), np.float32)) for k in range(3)]
+    with eng:
+        graphs = [eng.capture_graph({"input": x.ctypes.data, "logits": o.ctypes.data}) for x, o in slots]
+        contexts = [g.context for g in graphs]
+        assert len({id(c) for c in contexts}) == 3 and all(c is not None and c is not eng.context for c in contexts)
+        for c, (x, o) in zip(contexts, slots):
+            assert c.get_tensor_address("input") == x.ctypes.data  # each context keeps its slot's addresses

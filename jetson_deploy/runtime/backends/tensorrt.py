@@ -246,15 +246,16 @@ class TensorRTEngine(Engine):
         missing = [n for n in self._io_order if n not in buffers]
         if missing:
             raise BadInput("tensorrt enqueue: no buffer for {} (needs {})".format(missing, self._io_order))
-        handle = stream_handle(stream)
-        ctx = self.context
+        self._enqueue_on(self.context, self._addr, buffers, stream_handle(stream))
+
+    def _enqueue_on(self, ctx: Any, addr_cache: "Dict[str, int]", buffers: "Dict[str, Any]", handle: int) -> None:
         if self.features.execute_async_v3:
             for name in self._io_order:
                 p = device_pointer(buffers[name], name)
-                if self._addr.get(name) != p:  # addresses persist in the context: set only on change
+                if addr_cache.get(name) != p:  # addresses persist in the context: set only on change
                     if not ctx.set_tensor_address(name, p):
                         raise RuntimeError("TensorRT set_tensor_address('{}') failed: {}".format(name, self.logger.summary()))
-                    self._addr[name] = p
+                    addr_cache[name] = p
             ok = ctx.execute_async_v3(handle)
         else:
             n = len(self._io_order)
@@ -311,8 +312,9 @@ class TensorRTEngine(Engine):
         """Capture one enqueue into a CUDA graph (torch's CUDAGraph); replay() relaunches it.
 
         Needs ``execute_async_v3`` (TensorRT 8.5+) and static shapes; the buffers must stay
-        the same allocations for the graph's life.  TensorRT requires one plain enqueue
-        before capture (it may allocate on the first run), which this does.
+        the same allocations for the graph's life.  Each graph gets its own execution context
+        (kept on ``graph.context``).  TensorRT requires one plain enqueue before capture (it
+        may allocate on the first run), which this does.
         """
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before capture_graph()")
@@ -326,7 +328,21 @@ class TensorRTEngine(Engine):
         if not torch.cuda.is_available():
             raise BadInput("CUDA graph capture needs a CUDA GPU")
         s = torch.cuda.Stream() if stream is None else torch.cuda.ExternalStream(stream_handle(stream))
-        self.enqueue(buffers, s.cuda_stream)
+        missing = [n for n in self._io_order if n not in buffers]
+        if missing:
+            raise BadInput("tensorrt capture: no buffer for {} (needs {})".format(missing, self._io_order))
+        # One execution context per graph: NVIDIA's practice is one context <-> one stream <-> one graph
+        # (trtexec, samples/common/sampleInference.cpp release/10.3 L371-411 and L952-1011), and
+        # enqueue on one context from concurrent streams is undefined (NvInferRuntime.h 8.6 L3102-3104).
+        # No source says graphs captured from one context with different addresses may share it.
+        ctx = self.engine.create_execution_context()
+        if ctx is None:
+            raise CheckFailed("TensorRT could not create an execution context for a CUDA graph: {}".format(
+                self.logger.summary() or "out of GPU memory?"))
+        if self.profile:
+            ctx.set_optimization_profile_async(self.profile, s.cuda_stream)
+        addr: "Dict[str, int]" = {}
+        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)  # TensorRT may allocate on the first run: not captured
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
@@ -334,8 +350,10 @@ class TensorRTEngine(Engine):
         except TypeError:  # torch < 2.1 (JetPack 5 wheels)
             capture = torch.cuda.graph(graph, stream=s)
         with capture:
-            self.enqueue_impl(buffers, s.cuda_stream)
-        return CudaGraph(graph, s)
+            self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
+        g = CudaGraph(graph, s)
+        g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
+        return g
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
