@@ -34,17 +34,19 @@ class Torch2trtFeatures:
 
 
 def _dist_version(name: str) -> "Optional[str]":
-    try:
-        from importlib.metadata import version  # Python 3.8+
-    except ImportError:  # Python 3.6/3.7 (JetPack 4.6): pkg_resources
-        try:
-            import pkg_resources
+    """The installed distribution's version (importlib.metadata on 3.8+, pkg_resources before)."""
+    import importlib
 
-            return pkg_resources.get_distribution(name).version
-        except Exception:  # noqa: BLE001
-            return None
     try:
-        return version(name)
+        return importlib.import_module("importlib.metadata").version(name)  # type: ignore[no-any-return]
+    except ImportError:  # Python 3.6/3.7 (JetPack 4.6)
+        pass
+    except Exception:  # noqa: BLE001 -- not installed as a distribution
+        return None
+    try:
+        import pkg_resources
+
+        return pkg_resources.get_distribution(name).version
     except Exception:  # noqa: BLE001
         return None
 
