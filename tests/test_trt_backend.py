@@ -366,7 +366,7 @@ def test_profile_that_cannot_be_set_is_one_line_check_failed(monkeypatch, cuda, 
 
 
 @pytest.mark.parametrize("gen", ["8.2", "10.x"])
-def test_bundled_plan_that_does_not_deserialize_is_rebuilt_from_onnx(monkeypatch, cuda, tmp_path, gen, caplog):
+def test_bundled_plan_that_does_not_deserialize_is_rebuilt_from_onnx(monkeypatch, cuda, tmp_path, gen):
     """Issue #12 item 9: a bundled plan named for this target but built by another TensorRT build
     (deserialize_cuda_engine returns None) is rebuilt from model.onnx with a one-line reason."""
     import logging
@@ -378,10 +378,17 @@ def test_bundled_plan_that_does_not_deserialize_is_rebuilt_from_onnx(monkeypatch
     trt = trtd.install(monkeypatch, gen)
     bdir = make_bundle(tmp_path / "colors-1.0.0", precision="fp16")
     add_engine(bdir, b"a plan from another build of TensorRT", {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"})
-    with caplog.at_level(logging.WARNING, logger="jetson_deploy"):
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[assignment] -- independent of any CLI handler left installed
+    lg = logging.getLogger("jetson_deploy.runtime.backends.tensorrt")
+    lg.addHandler(handler)
+    try:
         eng = TensorRTEngine.from_bundle(open_bundle(bdir), device=87, cache_dir=tmp_path / "cache")
+    finally:
+        lg.removeHandler(handler)
     assert eng.resolved == "built"
-    msgs = [r.getMessage() for r in caplog.records if "does not load here" in r.getMessage()]
+    msgs = [r.getMessage() for r in records if "does not load here" in r.getMessage()]
     assert len(msgs) == 1 and "could not be deserialized" in msgs[0] and "\n" not in msgs[0]
     with eng:
         assert eng.infer({"input": np.zeros((1, 3, 16, 16), np.float32)})["logits"].shape == (1, 4)
