@@ -206,7 +206,9 @@ class SelfTest:
         self._need("tensorrt")
         from .trt.build import build_engine
 
-        builder = self.trt.Builder(self.trt.Logger(self.trt.Logger.ERROR))
+        from .trt.logger import process_logger
+
+        builder = self.trt.Builder(process_logger(self.trt))  # the one logger (TensorRT < 8.4.1 keeps only one)
         prec = self.precision
         if self.sm == 53 and prec in ("auto", "int8"):
             prec = "fp16"  # the Nano: FP16 is its fast path, INT8 is not (no DP4A on SM 5.3)

@@ -111,8 +111,18 @@ def test_int8_inputs_follow_tensorrt_version(bundle, tmp_path):
     assert fb.calls[-1][3] == str(bundle.root / "model.qdq.onnx")
     resolve_engine(bundle, "8.2.1", 72, "int8", cache_dir=cache, build_fn=fb)  # TensorRT < 8.5: calibration cache
     assert fb.calls[-1][2] == str(bundle.root / "calibration/8.2.1.cache") and fb.calls[-1][3] is None
-    resolve_engine(bundle, "8.2.3", 72, "int8", cache_dir=cache, build_fn=fb)  # same 8.2 release
-    assert fb.calls[-1][2] == str(bundle.root / "calibration/8.2.1.cache")
+    resolve_engine(bundle, "8.2.3", 72, "int8", cache_dir=cache, build_fn=fb)  # 8.2.1's cache is no use to 8.2.3
+    assert fb.calls[-1][2] is None and fb.calls[-1][3] == str(bundle.root / "model.qdq.onnx")
+
+
+def test_calibration_cache_of_another_patch_release_is_not_used(tmp_path):
+    """Issue #12 item 7: TensorRT skips a cache whose header version differs, and the builder refuses it;
+    selection must not hand 8.2.1's cache to 8.2.3 (no same-major.minor fallback)."""
+    fb = FakeBuilder()
+    b = open_bundle(make_bundle(tmp_path / "b", calib="8.2.1"))
+    with pytest.raises(BadInput, match="no INT8 data for TensorRT 8.2.3"):
+        resolve_engine(b, "8.2.3", 72, "int8", cache_dir=tmp_path / "c", build_fn=fb)
+    assert fb.calls == []
 
 
 def test_int8_without_data_or_support(tmp_path):

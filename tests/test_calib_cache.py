@@ -56,7 +56,10 @@ def test_round_trip_equals_ranges(tmp_path: Path) -> None:
     assert info["tensorrt"] == "8.5.2" and info["algorithm"] == "EntropyCalibration2"
     assert set(back) == set(amax)
     hexes = {ln.rpartition(":")[0]: ln.rpartition(":")[2].strip() for ln in text.splitlines()[1:]}
+    from jetson_deploy.calibration.cache import MIN_AMAX
+
     for k, v in amax.items():
+        v = max(v, MIN_AMAX)  # amax 0 ("relu:0") is floored: never a zero scale (issue #12 item 10)
         assert back[k] == pytest.approx(v, rel=1e-6, abs=1e-12)
         assert hexes[k] == scale_to_hex(v / 127.0)  # the float32 bits of amax/127
 
@@ -82,3 +85,11 @@ def test_gate_says_when_the_holdout_set_cannot_resolve_the_threshold():
     # Wilson lower bound: 42/42 cannot vouch for 0.99; 1000/1000 can
     assert wilson_lower(42, 42) < 0.99 < wilson_lower(1000, 1000)
     assert 0.0 < wilson_lower(41, 42) < 41 / 42
+
+
+def test_amax_of_zero_never_writes_a_zero_scale():
+    """Issue #12 item 10: an all-zero tensor must not become a zero scale in TensorRT's cache."""
+    from jetson_deploy.calibration.cache import format_cache, parse_cache
+
+    info, amax = parse_cache(format_cache({"dead": 0.0, "live": 2.0}, "8.5.2"))
+    assert amax["dead"] > 0 and amax["live"] == pytest.approx(2.0)

@@ -63,9 +63,15 @@ def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
     pycuda_double.install(monkeypatch)
     orig = trt.IExecutionContext._run
 
-    def broken(self, addr):
-        ok = orig(self, addr)
-        trtd.write_pointer(addr["output"], np.full((1, 3), 7.0, np.float32))  # a miscompiled engine
+    def broken(self, addr, stream_handle=0):
+        ok = orig(self, addr, stream_handle)
+        out = addr["output"]
+
+        def corrupt():  # a miscompiled engine, its kernel queued after the real one
+            trtd.write_pointer(out, np.full((1, 3), 7.0, np.float32))
+
+        if not pycuda_double.enqueue_on(stream_handle, corrupt):
+            corrupt()
         return ok
 
     monkeypatch.setattr(trt.IExecutionContext, "_run", broken)

@@ -345,7 +345,114 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
     x, out = _x((1, 3, 8, 8)), np.zeros((1, 4), np.float32)
     with eng:
         g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data})
-        assert eng.context.executions == 2 and eng.context.last_stream == 0x5150
+        assert g.context.executions == 2 and g.context.last_stream == 0x5150  # the graph's own context
         g.replay()
     assert events == ["sync", ("capture", 0x5150, "thread_local"), "end-capture", "replay"]
     np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("gen", ["8.2", "8.5", "10.x"])
+def test_profile_that_cannot_be_set_is_one_line_check_failed(monkeypatch, cuda, tmp_path, gen):
+    """Issue #12 item 5: set_optimization_profile_async raises RuntimeError (it never returns False);
+    activate() turns that into CheckFailed carrying TensorRT's log line."""
+    trt = trtd.install(monkeypatch, gen)
+    model = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    plan = tb.build_engine(model, "fp32", profiles=[{"input": ([1, 3, 8, 8], [1, 3, 8, 8], [2, 3, 8, 8])},
+                                                     {"input": ([4, 3, 8, 8], [8, 3, 8, 8], [16, 3, 8, 8])}])
+    eng = TensorRTEngine(plan, profile=1)
+    trt._double.fail_profile_async = True
+    with pytest.raises(CheckFailed, match=r"refused optimization profile 1: setOptimizationProfileAsync: profile 1 cannot be selected"):
+        eng.activate()
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+def test_bundled_plan_that_does_not_deserialize_is_rebuilt_from_onnx(monkeypatch, cuda, tmp_path, gen):
+    """Issue #12 item 9: a bundled plan named for this target but built by another TensorRT build
+    (deserialize_cuda_engine returns None) is rebuilt from model.onnx with a one-line reason."""
+    import logging
+
+    from support.runtime import make_bundle
+
+    from jetson_deploy.bundle import add_engine, open_bundle
+
+    trt = trtd.install(monkeypatch, gen)
+    bdir = make_bundle(tmp_path / "colors-1.0.0", precision="fp16")
+    add_engine(bdir, b"a plan from another build of TensorRT", {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"})
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[assignment] -- independent of any CLI handler left installed
+    lg = logging.getLogger("jetson_deploy.runtime.backends.tensorrt")
+    lg.addHandler(handler)
+    try:
+        eng = TensorRTEngine.from_bundle(open_bundle(bdir), device=87, cache_dir=tmp_path / "cache")
+    finally:
+        lg.removeHandler(handler)
+    assert eng.resolved == "built"
+    msgs = [r.getMessage() for r in records if "does not load here" in r.getMessage()]
+    assert len(msgs) == 1 and "could not be deserialized" in msgs[0] and "\n" not in msgs[0]
+    with eng:
+        assert eng.infer({"input": np.zeros((1, 3, 16, 16), np.float32)})["logits"].shape == (1, 4)
+
+
+def test_failure_reason_reaches_us_while_another_logger_is_alive_on_82(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 4: before 8.4.1 TensorRT keeps one logger per process while any builder/runtime
+    lives (NVIDIA/TensorRT#1475, #1539); a per-call logger then hears nothing and failures read
+    'no error logged'.  selftest's check_build kept such a Builder alive."""
+    from jetson_deploy.trt.logger import process_logger
+
+    trt = trtd.install(monkeypatch, "8.2")
+    first = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp32"))  # its Runtime lives on
+    with pytest.raises(CheckFailed, match=r"Magic tag does not match"):
+        TensorRTEngine(b"not a plan")
+    keep = trt.Builder(process_logger(trt))  # noqa: F841 -- what selftest's check_build now keeps alive
+    with pytest.raises(CheckFailed, match=r"Magic tag does not match"):
+        TensorRTEngine(b"still not a plan")
+
+
+def test_dla_core_is_set_on_the_runtime_before_deserializing(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 10: IRuntime.DLA_core picks the core a DLA plan runs on at deserialization
+    (NvInferRuntime.h 8.2 L645-652; trtexec sets it first); unset, the plan runs on core 0."""
+    trtd.install(monkeypatch, "8.5", num_dla_cores=2)
+    plan = tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16", dla_core=1)
+    assert TensorRTEngine(plan, dla_core=1).engine._dla_core == 1
+    assert TensorRTEngine(plan).engine._dla_core == 0
+
+
+def test_parser_error_codes_per_generation(monkeypatch):
+    """trt.ErrorCode is the ONNX parser's enum (pyOnnx.cpp): 10.x adds six members; the core enum is ErrorCodeTRT."""
+    t8 = trtd.make_tensorrt("8.6")
+    t10 = trtd.make_tensorrt("10.x")
+    assert hasattr(t10.ErrorCode, "UNSUPPORTED_NODE_ATTR") and hasattr(t10.ErrorCode, "REFIT_FAILED")
+    assert not hasattr(t8.ErrorCode, "UNSUPPORTED_NODE_ATTR") and not hasattr(t8.ErrorCode, "FAILED_EXECUTION")
+    assert len(t8.ErrorCodeTRT) == len(t10.ErrorCodeTRT) == 11
+
+
+def test_one_execution_context_per_captured_graph(monkeypatch, cuda, tmp_path):
+    """Issue #12 item 10: one CUDA graph per ring slot, each from its own execution context (trtexec:
+    one context <-> one stream <-> one graph, sampleInference.cpp 10.3 L371-411, L952-1011)."""
+    import contextlib
+    import types
+
+    class Stream:
+        cuda_stream = 0x5150
+
+        def synchronize(self):
+            pass
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(),
+        CUDAGraph=lambda: types.SimpleNamespace(replay=lambda: None),
+        graph=lambda g, stream=None, capture_error_mode=None: contextlib.ExitStack(), stream=lambda s: contextlib.ExitStack()))
+    import jetson_deploy._lazy as lazy
+
+    real_require = lazy.require
+    monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
+    trtd.install(monkeypatch, "10.x")
+    eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
+    slots = [(_x((1, 3, 8, 8), k), np.zeros((1, 4), np.float32)) for k in range(3)]
+    with eng:
+        graphs = [eng.capture_graph({"input": x.ctypes.data, "logits": o.ctypes.data}) for x, o in slots]
+        contexts = [g.context for g in graphs]
+        assert len({id(c) for c in contexts}) == 3 and all(c is not None and c is not eng.context for c in contexts)
+        for c, (x, o) in zip(contexts, slots):
+            assert c.get_tensor_address("input") == x.ctypes.data  # each context keeps its slot's addresses

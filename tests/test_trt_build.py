@@ -382,3 +382,40 @@ def test_loaders_compose(monkeypatch, model, tmp_path):
     plan = save()
     assert (tmp_path / "engines" / "m.engine").read_bytes() == plan
     assert build.report["flags"] == ["FP16"] and trtd.read_plan(plan)["workspace"] == 128 << 20
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+def test_timing_cache_from_another_gpu_is_reported_and_rebuilt(monkeypatch, model, tmp_path, gen):
+    """Issue #12 item 8: set_timing_cache returns False for another device's cache (it does not raise):
+    the report says not loaded, and the cache is rebuilt for this GPU."""
+    import sys
+
+    tc = tmp_path / "timing.cache"
+    monkeypatch.setitem(sys.modules, "tensorrt", trtd.make_tensorrt(gen, sm=72))  # Xavier writes the cache
+    tb.build_engine(model, "fp16", timing_cache_path=tc)
+    trtd.install(monkeypatch, gen, sm=87)  # Orin reads it
+    res = tb.build_engine_with_report(model, "fp16", timing_cache_path=tc)
+    assert res.report["timing_cache_loaded"] is False
+    assert trtd.read_plan(res.plan)["timing_cache"] == {"hits": 0, "misses": 5}
+    res2 = tb.build_engine_with_report(model, "fp16", timing_cache_path=tc)  # rewritten for this GPU
+    assert res2.report["timing_cache_loaded"] is True
+    assert trtd.read_plan(res2.plan)["timing_cache"] == {"hits": 5, "misses": 0}
+
+
+@pytest.mark.parametrize("algo,calibrator", [("EntropyCalibration", "ENTROPY_CALIBRATION"),
+                                             ("MinMaxCalibration", "MINMAX_CALIBRATION")])
+def test_calibration_cache_is_served_by_the_calibrator_its_header_names(monkeypatch, model, tmp_path, algo, calibrator):
+    """Issue #12 item 7: TensorRT uses a cache only when its algorithm token matches the calibrator
+    (sampleINT8/README.md, release/8.2 L115-145); an EntropyCalibration (v1) cache served by an
+    EntropyCalibrator2 is skipped and calibration finds no batches."""
+    from jetson_deploy.trt.compat import calibration_version_int
+
+    trt = trtd.install(monkeypatch, "8.2")
+    cache = tmp_path / "calib.cache"
+    cache.write_text("TRT-{}-{}\ninput: 3c010a14\nconv_out: 3d000000\n".format(calibration_version_int(trt.__version__), algo))
+    res = tb.build_engine_with_report(model, "int8", calib_cache=cache)
+    spec = trtd.read_plan(res.plan)
+    assert spec["int8"]["source"] == "cache" and spec["int8"]["header"].endswith("-" + algo)
+    cache.write_text("TRT-{}-LegacyCalibration\ninput: 3c010a14\n".format(calibration_version_int(trt.__version__)))
+    with pytest.raises(BadInput, match="LegacyCalibrator"):
+        tb.build_engine(model, "int8", calib_cache=cache)

@@ -280,3 +280,46 @@ def test_real_calibration_set_feeds_the_calibrator(monkeypatch, tmp_path):
     assert cal.batches_served == n // 2 and spec_plan["int8"]["batches"] == n // 2
     seen = np.concatenate([b.ravel() for b in cset.iter_batches(2, drop_last=True)])
     assert spec_plan["int8"]["scales"]["input"] == pytest.approx(np.percentile(np.abs(seen), 99.99) / 127.0, rel=1e-5)
+
+
+_CALLBACK_SCRIPT = r"""
+import sys
+from pathlib import Path
+import numpy as np
+from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
+sys.modules["tensorrt"] = trtd.make_tensorrt(sys.argv[1])
+pkg = pycuda_double.make_pycuda()
+sys.modules["pycuda"], sys.modules["pycuda.driver"] = pkg, pkg.driver
+from jetson_deploy.calibration.trt_calibrator import make_calibrator
+from jetson_deploy.runtime.memory import make_context
+from jetson_deploy.trt import build as tb
+from jetson_deploy.errors import JetsonDeployError
+tmp = Path(sys.argv[2])
+model = onnx_models.classifier(tmp / "model.onnx", batch=2)
+ctx = make_context(cuda=pkg.driver)
+batches = [np.ones((2, 3, 8, 8), np.float32) * (i + 1) for i in range(2)]
+cache_dir = tmp / "a-directory"  # writing the cache there fails with IsADirectoryError
+cache_dir.mkdir()
+cal = make_calibrator(batches, ["input"], [[2, 3, 8, 8]], [np.float32], cache_path=cache_dir)
+try:
+    tb.build_engine(model, "int8", calibrator=cal)
+    print("BUILT")
+except JetsonDeployError as exc:
+    print("REFUSED", exc)
+"""
+
+
+@pytest.mark.parametrize("gen", ["8.2", "8.5"])
+def test_cache_callback_exception_never_reaches_tensorrt(tmp_path, gen):
+    """Issue #12 item 6: on 8.2 the calibrator trampolines are noexcept without try/catch
+    (pyInt8.cpp L28-106): an exception in write_calibration_cache aborts the process.  The
+    double os.abort()s there; our calibrator keeps the error and the build reports it."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests")]))
+    p = subprocess.Popen([sys.executable, "-c", _CALLBACK_SCRIPT, gen, str(tmp_path)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, "calibration process died ({}): {}".format(p.returncode, err[-800:])
+    assert "REFUSED" in out and "IsADirectoryError" in out

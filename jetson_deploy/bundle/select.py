@@ -69,15 +69,9 @@ def build_inputs(b: "Bundle", tensorrt: str, precision: str) -> "Tuple[Path, Opt
     qdq_art = b.artifact("onnx-qdq")
     if qdq_art is not None and ver >= (8, 5, 0):
         return onnx, None, b.verify_artifact(qdq_art)
+    # only a cache for exactly this version: TensorRT skips a cache whose header version differs
+    # (sampleINT8/README.md, NVIDIA/TensorRT release/8.2 L115-145) and the builder refuses it up front
     calib_art = b.artifact("calib-cache", {"tensorrt": tensorrt})
-    if calib_art is None:
-        same_minor = [
-            a for a in b.artifacts
-            if a["kind"] == "calib-cache" and trt_tuple((a.get("target") or {}).get("tensorrt", "0"))[:2] == ver[:2]
-        ]
-        if same_minor:
-            calib_art = sorted(same_minor, key=lambda a: a["path"])[-1]
-            log.warning("%s: no calibration cache for TensorRT %s; using %s (same %d.%d release)", b.source, tensorrt, calib_art["path"], ver[0], ver[1])
     if calib_art is not None:
         return onnx, b.verify_artifact(calib_art), None
     if qdq_art is not None and ver >= (8, 0, 0):
@@ -150,6 +144,7 @@ def resolve_engine(
     cache_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None,
     build_fn: "Optional[BuildFn]" = None,
     cache: "Optional[EngineCache]" = None,
+    skip_bundled: bool = False,
 ) -> "Tuple[Path, str]":
     """Return ``(engine_path, how)`` with how in ``"bundled" | "cache-hit" | "built"``.
 
@@ -157,9 +152,11 @@ def resolve_engine(
     ``shapes``: {input name: shape}; default the spec's input shape.
     ``build_fn(onnx_path, precision, calib_cache_path_or_None, qdq_onnx_path_or_None) -> bytes``
     builds a plan; default :func:`default_build_fn`.  ``cache`` overrides ``cache_dir``.
+    ``skip_bundled``: the bundled plan did not deserialize here (right name, wrong build): go to
+    the cache / a build from model.onnx.
     """
     b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
-    art = find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
+    art = None if skip_bundled else find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
     if art is not None:
         return b.verify_artifact(art), BUNDLED
 

@@ -84,8 +84,13 @@ def hex_to_scale(text: str) -> float:
     return struct.unpack(">f", struct.pack(">I", value))[0]
 
 
+# An all-zero tensor (a dead ReLU channel, padding) has amax 0; a zero scale would give TensorRT a
+# [0, 0] range (a division by zero when it quantises).  Floor it: the range stays effectively zero.
+MIN_AMAX = 1e-6
+
+
 def format_cache(amax: "Mapping[str, float]", version: str, method: str = "entropy") -> str:
-    """The cache text for per-tensor ``amax`` (absolute max of the range)."""
+    """The cache text for per-tensor ``amax`` (absolute max of the range); amax 0 is floored at MIN_AMAX."""
     lines = [cache_header(version, method)]
     for name in sorted(amax):
         a = float(amax[name])
@@ -93,7 +98,7 @@ def format_cache(amax: "Mapping[str, float]", version: str, method: str = "entro
             raise ValueError("tensor {!r}: amax must be a finite non-negative number, got {}".format(name, a))
         if "\n" in name or "\r" in name:
             raise ValueError("tensor name {!r} contains a newline and cannot be written to a TensorRT cache".format(name))
-        lines.append("{}: {}".format(name, scale_to_hex(a / 127.0)))
+        lines.append("{}: {}".format(name, scale_to_hex(max(a, MIN_AMAX) / 127.0)))
     return "\n".join(lines) + "\n"
 
 

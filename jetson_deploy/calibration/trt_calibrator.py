@@ -30,7 +30,10 @@ import numpy as np
 from .._files import atomic_write_bytes
 from ..errors import BadInput
 
-KINDS = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator"}
+# "entropy" (IInt8EntropyCalibrator, v1) only serves caches with that header: TensorRT uses a cache
+# only when its algorithm token matches the calibrator (NVIDIA/TensorRT release/8.2
+# samples/sampleINT8/README.md L115-145)
+KINDS = {"entropy2": "IInt8EntropyCalibrator2", "minmax": "IInt8MinMaxCalibrator", "entropy": "IInt8EntropyCalibrator"}
 
 
 def _as_batches(batches: Any, batch_size: int) -> "Iterable[Any]":
@@ -146,12 +149,25 @@ def make_calibrator(
                 self.free()
                 return None
 
+        # TensorRT 8.2 calls these from noexcept trampolines without try/catch (NVIDIA/TensorRT
+        # release/8.2 python/src/infer/pyInt8.cpp L28-106): an exception escaping here is
+        # std::terminate, i.e. the process aborts.  Keep it as self.error; the build reports it.
         def read_calibration_cache(self) -> "Optional[bytes]":
-            data = self._read_cache()
+            try:
+                data = self._read_cache()
+            except BaseException as exc:  # noqa: BLE001 -- never let an exception reach C++
+                self.error = exc
+                return None
             self.cache_read = bool(data)
             return data or None
 
         def write_calibration_cache(self, cache: Any) -> None:
+            try:
+                self._write_cache(cache)
+            except BaseException as exc:  # noqa: BLE001 -- never let an exception reach C++
+                self.error = exc
+
+        def _write_cache(self, cache: Any) -> None:
             data = bytes(cache)
             self.cache_bytes = data
             if self.cache_path is None or self.read_only_cache:
@@ -256,6 +272,12 @@ class Torch2trtCalibDataset:
     ``ds[i]`` is a list with one tensor (the i-th sample, no batch axis) on
     ``device``; ``len(ds)`` is the number of samples.  Sequential indexing (what
     torch2trt does) streams the set; random access restarts the stream.
+
+    ``batch_axis``: torch2trt v0.5.0/master's ``DatasetCalibrator`` hands TensorRT each item's own
+    ``data_ptr()`` (``torch2trt/dataset_calibrator.py``: no batch buffer, no copy, no dtype
+    conversion), so there the item must already be the batch (1, C, H, W) in the engine's dtype,
+    contiguous on the device, and alive after ``__getitem__`` returns: the last items are kept.
+    v0.2-v0.4 copy items into their own batch buffers (``calibration.py``) and want no batch axis.
     """
 
     def __init__(self, calib_set: Any, device: str = "cuda", dtype: Any = np.float32) -> None:
@@ -267,6 +289,8 @@ class Torch2trtCalibDataset:
         self._n = len(calib_set)
         self._iter: "Optional[Iterator[np.ndarray]]" = None
         self._pos = 0
+        self.batch_axis = False
+        self._alive: "List[Any]" = []
 
     def __len__(self) -> int:
         return self._n
@@ -293,7 +317,11 @@ class Torch2trtCalibDataset:
             raise IndexError(index)
         torch = require("torch", "torch2trt INT8 calibration")
         a = np.ascontiguousarray(self._sample(index), dtype=self.dtype)
-        return [torch.from_numpy(a).to(self.device)]
+        if self.batch_axis:
+            a = a[None]
+        t = torch.from_numpy(a).to(self.device).contiguous()
+        self._alive = (self._alive + [t])[-2:]  # TensorRT reads it after get_batch returned
+        return [t]
 
 
 def cache_file_object(data: bytes = b"") -> "io.BytesIO":

@@ -4,11 +4,16 @@
 returns ``module.engine.serialize()``: a plain plan that goes into the same bundle
 slot (``engines/<tensorrt>_sm<NN>_<precision>.engine``) as an ONNX-built engine.
 torch2trt is optional and installed from source; without it the call raises
-MissingDependency (exit 2) with the install line.  Keyword arguments that the
-installed torch2trt does not take (older releases have no DLA/ONNX options) are
-refused by name rather than silently dropped.
+MissingDependency (exit 2) with the install line.
+
+Every torch2trt release takes ``**kwargs`` and silently swallows keywords it does not
+know, so its signature says nothing.  :func:`torch2trt_features` reads what the installed
+release really uses from its source (package metadata as a fallback: master still says
+0.5.0), and options it would drop are refused by name (docs/tensorrt.md cites the tags).
 """
 import inspect
+import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._lazy import require
@@ -18,15 +23,49 @@ from ..trt.compat import load_tensorrt
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _accepts(fn: Any) -> "Optional[set]":
-    """Parameter names of ``fn``, or None when it takes **kwargs (accepts anything)."""
+@dataclass
+class Torch2trtFeatures:
+    """What the installed torch2trt does with an option (NVIDIA-AI-IOT/torch2trt ``torch2trt/torch2trt.py``)."""
+
+    dla: bool  # default_device_type/dla_core/gpu_fallback used: v0.4.0 L657-660; absent in v0.2/v0.3
+    calib_batch_size: bool  # int8_calib_batch_size: v0.2-v0.4; removed in v0.5.0 (swallowed by **kwargs)
+    batch_profile: bool  # max_batch_size -> profile min 1/max N: v0.5.0/master L579-582
+    how: str  # "source" or "version X"
+
+
+def _dist_version(name: str) -> "Optional[str]":
+    """The installed distribution's version (importlib.metadata on 3.8+, pkg_resources before)."""
+    import importlib
+
     try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
+        return importlib.import_module("importlib.metadata").version(name)  # type: ignore[no-any-return]
+    except ImportError:  # Python 3.6/3.7 (JetPack 4.6)
+        pass
+    except Exception:  # noqa: BLE001 -- not installed as a distribution
         return None
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    try:
+        import pkg_resources
+
+        return pkg_resources.get_distribution(name).version
+    except Exception:  # noqa: BLE001
         return None
-    return set(params)
+
+
+def torch2trt_features(t2: Any) -> "Torch2trtFeatures":
+    """Read from the torch2trt function's source (the keywords its body uses), else from the version."""
+    try:
+        src = inspect.getsource(t2.torch2trt)
+    except (TypeError, OSError):
+        src = ""
+    if src:
+        used = set(re.findall(r"\b\w+\b", src))
+        return Torch2trtFeatures("dla_core" in used, "int8_calib_batch_size" in used, "min_shapes" in used, "source")
+    ver = getattr(t2, "dist_version", None) or _dist_version("torch2trt") or "0.5.0"
+    try:
+        nums = tuple(int(p) for p in ver.split(".")[:2])
+    except ValueError:
+        nums = (0, 5)
+    return Torch2trtFeatures(nums >= (0, 4), nums < (0, 5), nums >= (0, 5), "version " + ver)
 
 
 def convert_with_torch2trt(
@@ -63,10 +102,14 @@ def convert_with_torch2trt(
         _check_fast_int8(trt)
     dev = device or ("cuda" if torch.cuda.is_available() else None)
     model, inputs = _on_device(model, example_input, dev)
-    if int8_calib_dataset is not None and hasattr(int8_calib_dataset, "iter_batches"):
-        from ..calibration.trt_calibrator import Torch2trtCalibDataset
+    from ..calibration.trt_calibrator import Torch2trtCalibDataset
 
+    if int8_calib_dataset is not None and hasattr(int8_calib_dataset, "iter_batches"):
         int8_calib_dataset = Torch2trtCalibDataset(int8_calib_dataset, device=dev or "cpu")
+    feats = torch2trt_features(t2)
+    _refuse_dropped(trt, feats, dla_core, calib_batch_size, strict_types, max_batch_size, inputs)
+    if int8_calib_dataset is not None and feats.batch_profile and isinstance(int8_calib_dataset, Torch2trtCalibDataset):
+        int8_calib_dataset.batch_axis = True  # master hands TensorRT each item's data_ptr(): it must be the batch
     kwargs = _torch2trt_kwargs(trt, precision, workspace_mb, max_batch_size, strict_types, input_names, output_names)
     if precision == "int8":
         kwargs.update(_int8_kwargs(trt, int8_calib_dataset, calib_algorithm, calib_batch_size))
@@ -74,7 +117,6 @@ def convert_with_torch2trt(
         kwargs["use_onnx"] = True
     if dla_core is not None:
         kwargs.update(default_device_type=trt.DeviceType.DLA, dla_core=int(dla_core), gpu_fallback=bool(gpu_fallback))
-    _fit_to_signature(t2.torch2trt, kwargs)
     return _run_torch2trt(torch, t2, model, inputs, kwargs)
 
 
@@ -91,7 +133,9 @@ def _check_args(precision: str, int8_calib_dataset: Any, dla_core: "Optional[int
 
 def _check_fast_int8(trt: Any) -> None:
     try:
-        fast = trt.Builder(trt.Logger(trt.Logger.ERROR)).platform_has_fast_int8
+        from ..trt.logger import process_logger
+
+        fast = trt.Builder(process_logger(trt)).platform_has_fast_int8
     except Exception:  # noqa: BLE001 -- no GPU to ask: let torch2trt try
         fast = True
     if not fast:
@@ -113,9 +157,11 @@ def _torch2trt_kwargs(trt: Any, precision: str, workspace_mb: int, max_batch_siz
         "fp16_mode": precision in ("fp16", "int8"),
         "int8_mode": precision == "int8",
         "max_workspace_size": int(workspace_mb) << 20,
-        "max_batch_size": int(max_batch_size),
-        "strict_type_constraints": bool(strict_types),
     }
+    if int(max_batch_size) != 1:  # v0.5+/master turn any max_batch_size into a dynamic-batch profile
+        kwargs["max_batch_size"] = int(max_batch_size)
+    if strict_types:
+        kwargs["strict_type_constraints"] = True
     if input_names is not None:
         kwargs["input_names"] = list(input_names)
     if output_names is not None:
@@ -134,19 +180,22 @@ def _int8_kwargs(trt: Any, dataset: Any, calib_algorithm: str, calib_batch_size:
     return kwargs
 
 
-def _fit_to_signature(fn: Any, kwargs: "Dict[str, Any]") -> None:
-    """Drop optional keywords ``fn`` does not take; refuse by name the ones an option needs."""
-    accepted = _accepts(fn)
-    if accepted is None:
-        return
-    unknown = sorted(k for k in kwargs if k not in accepted)
-    optional = {"max_batch_size", "strict_type_constraints"}  # harmless to leave out on releases without them
-    refused = [k for k in unknown if k not in optional]
-    if refused:
-        raise BadInput("the installed torch2trt does not take {} (needed for these options): update torch2trt "
-                       "(git clone https://github.com/NVIDIA-AI-IOT/torch2trt && cd torch2trt && pip install .)".format(refused))
-    for k in unknown:
-        kwargs.pop(k)
+def _refuse_dropped(trt: Any, feats: "Torch2trtFeatures", dla_core: "Optional[int]", calib_batch_size: int,
+                    strict_types: bool, max_batch_size: int, inputs: "List[Any]") -> None:
+    """BadInput for an option the installed torch2trt would swallow (or crash on) instead of honouring."""
+    update = "update torch2trt (git clone https://github.com/NVIDIA-AI-IOT/torch2trt && cd torch2trt && pip install .)"
+    if dla_core is not None and not feats.dla:
+        raise BadInput("the installed torch2trt does not take ['default_device_type', 'dla_core', 'gpu_fallback'] "
+                       "(it would ignore them and build a GPU engine; {}): {}".format(feats.how, update))
+    if calib_batch_size != 1 and not feats.calib_batch_size:
+        raise BadInput("the installed torch2trt has no int8_calib_batch_size (removed in v0.5.0; it would be ignored): "
+                       "leave the calibration batch size at 1")
+    if strict_types and not hasattr(trt.BuilderFlag, "STRICT_TYPES"):
+        raise BadInput("strict types: torch2trt sets BuilderFlag.STRICT_TYPES, which TensorRT {} no longer has (removed in "
+                       "10.0): drop --strict-types".format(getattr(trt, "__version__", "10")))
+    if feats.batch_profile and int(max_batch_size) != 1 and dla_core is not None:
+        raise BadInput("torch2trt makes max_batch_size {} a dynamic-batch profile, which DLA cannot run: use batch 1 "
+                       "with DLA".format(max_batch_size))
 
 
 def _run_torch2trt(torch: Any, t2: Any, model: Any, inputs: "List[Any]", kwargs: "Dict[str, Any]") -> bytes:

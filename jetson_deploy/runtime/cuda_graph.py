@@ -8,6 +8,7 @@ class CudaGraph:
     def __init__(self, graph: Any, stream: Any) -> None:
         self.graph = graph
         self.stream = stream
+        self.context: Any = None  # the TensorRT execution context captured (one per graph)
 
     def replay(self) -> None:
         import torch  # graphs are captured through torch.cuda; only reached when torch made one

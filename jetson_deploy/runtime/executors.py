@@ -459,6 +459,10 @@ class PycudaExecutor(Executor):
         self.input_name = inp.name
         shape = tuple(s if s > 0 else d for s, d in zip(inp.shape, spec.shape))
         self.in_shape = shape
+        if shape != tuple(inp.shape) and hasattr(engine, "set_input_shapes"):
+            # activate() left dynamic inputs at the profile's opt shape (batch N with --dynamic-batch or
+            # torch2trt's max_batch_size): run at the shape the input buffers are made for
+            engine.set_input_shapes({inp.name: shape})
         self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
@@ -477,11 +481,13 @@ class PycudaExecutor(Executor):
         cuda = self.cuda
         dev_out: "List[Dict[str, Any]]" = []
         host_out: "List[Dict[str, np.ndarray]]" = []
+        # the shapes TensorRT will write: the activated context's, not the engine's (-1 for dynamic axes)
+        live = self.engine.output_shapes() if hasattr(self.engine, "output_shapes") else {}
         for _ in range(self.depth):
             d: "Dict[str, Any]" = {}
             h: "Dict[str, np.ndarray]" = {}
             for t in self.engine.outputs:
-                oshape = tuple(max(int(s), 1) for s in t.shape)
+                oshape = tuple(max(int(s), 1) for s in live.get(t.name, t.shape))
                 d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
                 h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
             dev_out.append(d)

@@ -174,7 +174,7 @@ def build_engine_with_report(
     trt = load_tensorrt("building TensorRT engines")
     feats = features(trt)
     logger = make_logger(trt, verbose)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(logger.native)
     _check_gpu(trt, builder, logger, precision)
     network, parser = network_from_onnx(trt, feats, builder, logger, path)
     qdq = is_qdq(trt, network)

@@ -174,6 +174,9 @@ def cache_calibrator(trt: Any, feats: Any, cache_path: "Union[str, Path]", input
                 cache_path, _version_text(number), number, feats.version_string, feats.version_string))
     if kind == "minmax" and not feats.minmax_calibrator:
         raise BadInput("calibration cache {} is a MinMax cache but TensorRT {} has no IInt8MinMaxCalibrator".format(cache_path, feats.version_string))
+    if kind == "legacy":  # IInt8LegacyCalibrator also needs the quantile/cutoff the cache was made with
+        raise BadInput("calibration cache {} was written by a LegacyCalibrator, which this tool cannot reproduce: "
+                       "recalibrate (jetson-deploy calibrate --method entropy)".format(cache_path))
     from ..calibration.trt_calibrator import make_calibrator
 
     shapes = []
@@ -185,5 +188,7 @@ def cache_calibrator(trt: Any, feats: Any, cache_path: "Union[str, Path]", input
     return make_calibrator(
         [], input_names=[t.name for t in inputs], input_shapes=shapes,
         input_dtypes=[nptype(trt, t.dtype) for t in inputs], cache_path=cache_path,
-        kind="minmax" if kind == "minmax" else "entropy2", trt=trt, read_only_cache=True,
+        # the calibrator must be the one the cache names: TensorRT skips a cache whose algorithm differs and
+        # asks for batches, which a cache-only calibrator has none of (sampleINT8/README.md, release/8.2 L115-145)
+        kind=kind, trt=trt, read_only_cache=True,
     )

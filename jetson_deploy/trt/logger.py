@@ -1,55 +1,104 @@
 """TensorRT logger that collects what TensorRT said, and ONNX parser error reporting.
 
 TensorRT reports build failures by returning None after logging ERROR lines, so a
-useful exception needs those lines: :func:`make_logger` returns an ``ILogger`` that
-keeps them (``errors``, ``warnings``) and forwards everything to Python logging.
+useful exception needs those lines: one process-wide ``ILogger`` (:func:`process_logger`)
+forwards everything to Python logging and to the per-call :class:`Collector` objects
+that :func:`make_logger` returns (``errors``, ``warnings``, ``summary()``).
 """
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 _log = logging.getLogger("jetson_deploy.trt")
 
 
-def make_logger(trt: Any, verbose: bool = False) -> Any:
-    """An instance of an ``trt.ILogger`` subclass defined here (so importing this module needs no TensorRT)."""
+def process_logger(trt: Any) -> Any:
+    """The one ``trt.ILogger`` this process hands TensorRT (created on first use, per tensorrt module).
 
+    Before TensorRT 8.4.1 the library keeps a single logger pointer: while any builder, runtime
+    or refitter is alive, one created with a *different* logger prints "The logger passed into
+    createInferRuntime differs from one already provided ..." and keeps using the old one
+    (NVIDIA/TensorRT#1475 on 8.0.1; fixed in 8.4.1 per the maintainer in #1539).  A fresh logger per
+    call therefore heard nothing on 8.2 whenever another object was alive.  One process-wide
+    logger is correct on every version, so it is used on all of them; per-call collection is
+    done by :class:`Collector` objects it forwards to.
+    """
+    existing = getattr(trt, "_jetson_deploy_logger", None)
+    if existing is not None:
+        return existing
     severity = trt.ILogger.Severity if hasattr(trt.ILogger, "Severity") else trt.Logger.Severity
 
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc, valid-type]
+    class ProcessLogger(trt.ILogger):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # pybind11 trampolines must be initialised explicitly
-            self.messages: "List[Tuple[str, str]]" = []
-            self.errors: "List[str]" = []
-            self.warnings: "List[str]" = []
-            self.verbose = verbose
+            self.collectors: "weakref.WeakSet" = weakref.WeakSet()
+            self._lock = threading.Lock()
 
         def log(self, sev: Any, msg: str) -> None:
             level = int(sev)
-            name = getattr(sev, "name", str(sev))
-            self.messages.append((name, msg))
+            with self._lock:
+                collectors = list(self.collectors)
+            verbose = any(c.verbose for c in collectors)
             if level <= int(severity.ERROR):
-                self.errors.append(msg)
                 _log.error("TensorRT: %s", msg)
             elif level == int(severity.WARNING):
-                self.warnings.append(msg)
                 _log.warning("TensorRT: %s", msg)
-            elif self.verbose or level == int(severity.INFO):
+            elif verbose or level == int(severity.INFO):
                 _log.log(logging.INFO if level == int(severity.INFO) else logging.DEBUG, "TensorRT: %s", msg)
+            for c in collectors:
+                c.collect(level, getattr(sev, "name", str(sev)), msg, int(severity.ERROR), int(severity.WARNING))
 
-        def clear(self) -> None:
-            self.messages, self.errors, self.warnings = [], [], []
+    logger = ProcessLogger()
+    try:
+        trt._jetson_deploy_logger = logger  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover -- a module that refuses attributes: no sharing
+        pass
+    return logger
 
-        def summary(self, limit: int = 1) -> str:
-            """The first ERROR lines as one line, '' when there were none."""
-            if not self.errors:
-                return ""
-            text = "; ".join(e.strip().replace("\n", " ") for e in self.errors[:limit])
-            if len(self.errors) > limit:
-                text += " (+{} more TensorRT errors)".format(len(self.errors) - limit)
-            return text
 
-    return CollectingLogger()
+class Collector:
+    """What TensorRT said while this collector was alive (``errors``, ``warnings``, ``summary()``).
+
+    ``native`` is the process-wide ``trt.ILogger`` to hand to ``Builder``/``Runtime``/``OnnxParser``;
+    ``log()`` lets our own code add lines (e.g. a slow-FP16 warning) as if TensorRT said them.
+    """
+
+    def __init__(self, native: Any, verbose: bool = False) -> None:
+        self.native = native
+        self.verbose = verbose
+        self.messages: "List[Tuple[str, str]]" = []
+        self.errors: "List[str]" = []
+        self.warnings: "List[str]" = []
+        native.collectors.add(self)
+
+    def collect(self, level: int, name: str, msg: str, error: int, warning: int) -> None:
+        self.messages.append((name, msg))
+        if level <= error:
+            self.errors.append(msg)
+        elif level == warning:
+            self.warnings.append(msg)
+
+    def log(self, sev: Any, msg: str) -> None:
+        self.native.log(sev, msg)
+
+    def clear(self) -> None:
+        self.messages, self.errors, self.warnings = [], [], []
+
+    def summary(self, limit: int = 1) -> str:
+        """The first ERROR lines as one line, '' when there were none."""
+        if not self.errors:
+            return ""
+        text = "; ".join(e.strip().replace("\n", " ") for e in self.errors[:limit])
+        if len(self.errors) > limit:
+            text += " (+{} more TensorRT errors)".format(len(self.errors) - limit)
+        return text
+
+
+def make_logger(trt: Any, verbose: bool = False) -> "Collector":
+    """A per-call :class:`Collector` on the process-wide logger (pass ``.native`` to TensorRT)."""
+    return Collector(process_logger(trt), verbose)
 
 
 @dataclass

@@ -16,7 +16,7 @@ def network_from_onnx(trt: Any, feats: Any, builder: Any, logger: Any, path: Pat
     if feats.explicit_batch_required:  # 8.x; TensorRT 10 is always explicit and deprecates the flag
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger.native)
     if feats.parse_from_file:
         ok = parser.parse_from_file(str(path))  # resolves external weights beside the file
     else:

@@ -1,7 +1,20 @@
 """A test double of ``pycuda`` / ``pycuda.driver`` -- NOT pycuda, no GPU.
 
 "Device" memory is host memory (so the TensorRT double can read/write it through
-integer pointers); streams and events complete immediately.  It mirrors the
+integer pointers).  Stricter than pycuda where pycuda corrupts memory silently:
+
+* every ``mem_alloc`` is registered with its size; a copy or a TensorRT-double kernel that
+  reads or writes past the end of an allocation (or touches a freed one) raises
+  :class:`IllegalAddress` at once.  Real pycuda never checks: ``memcpy_htod_async`` copies
+  ``host.nbytes`` bytes to a bare ``CUdeviceptr`` (inducer/pycuda main 19bed90,
+  ``src/wrapper/wrap_cudadrv.cpp`` L209-244; ``DeviceAllocation`` stores no size,
+  ``src/cpp/cuda.hpp`` L1570-1581), so an overrun is silent corruption or a later
+  ``CUDA_ERROR_ILLEGAL_ADDRESS``;
+* async work (``memcpy_*_async`` on a ``Stream``, TensorRT-double kernels enqueued on a
+  stream handle) is queued and runs only when the stream is *reached*: ``Stream.synchronize``,
+  ``Event.synchronize``/``query`` of an event recorded after it, or a stream that waits on such
+  an event.  Host buffers are read/written when the copy runs, not when it was issued, so a
+  buffer reused or released too early shows up as wrong data -- as on a GPU.  It mirrors the
 pycuda calls the project uses: ``init``, ``Device`` (``count``, ``name``,
 ``compute_capability``, ``get_attribute``, ``make_context``,
 ``retain_primary_context``), ``Context.get_current``/``push``/``pop``,
@@ -15,11 +28,46 @@ path never blocks the host.
 """
 import ctypes
 import importlib.machinery
+import weakref
 import sys
 import types
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
+
+
+class IllegalAddress(RuntimeError):
+    """What a real GPU reports late (CUDA_ERROR_ILLEGAL_ADDRESS) the double raises at the access."""
+
+
+# Process-wide registries (like the driver's): the TensorRT double checks its pointer accesses
+# against ALLOCATIONS and queues kernels on STREAMS by handle.
+ALLOCATIONS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+STREAMS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
+def check_access(ptr: int, nbytes: int, what: str = "access") -> None:
+    """Raise IllegalAddress when [ptr, ptr+nbytes) starts inside a registered allocation but does not
+    fit in it (or the allocation was freed).  Addresses outside every allocation (numpy arrays
+    used as "device" memory by tests) are not checked."""
+    ptr, nbytes = int(ptr), int(nbytes)
+    for start, alloc in list(ALLOCATIONS.items()):
+        if start <= ptr < start + max(alloc.nbytes, 1):
+            if alloc.freed:
+                raise IllegalAddress("{} at 0x{:x}: the allocation was freed".format(what, ptr))
+            if ptr + nbytes > start + alloc.nbytes:
+                raise IllegalAddress("{} of {} bytes at 0x{:x} overruns a {}-byte allocation (offset {})".format(
+                    what, nbytes, ptr, alloc.nbytes, ptr - start))
+            return
+
+
+def enqueue_on(handle: int, op: Any) -> bool:
+    """Queue ``op`` on the pycuda-double stream with this handle; False when it is no such stream."""
+    st = STREAMS.get(int(handle)) if handle else None
+    if st is None:
+        return False
+    st._queue.append(op)
+    return True
 
 
 def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (double)", memory_mb: int = 8192) -> "types.ModuleType":
@@ -95,6 +143,8 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         @staticmethod
         def synchronize() -> None:
             state.syncs += 1
+            for st in list(STREAMS.values()):
+                st._run_until(None)
 
         def get_device(self) -> "Device":
             return Device(0)
@@ -150,6 +200,8 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             self.nbytes = int(nbytes)
             self.freed = False
 
+            ALLOCATIONS[ctypes.addressof(self._buf)] = self
+
         def __int__(self) -> int:
             if self.freed:
                 raise LogicError("cannot use a freed allocation")
@@ -158,7 +210,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         __index__ = __int__
 
         def free(self) -> None:
-            self.freed = True
+            self.freed = True  # stays registered: a later access through a stale pointer raises
 
     def mem_alloc(nbytes: int) -> "DeviceAllocation":
         _need_ctx()
@@ -173,53 +225,143 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
     def _addr(x: Any) -> int:
         return int(x)
 
+    def _host(a: Any, writable: bool) -> "np.ndarray":
+        # pycuda takes the host side with PyObject_GetBuffer(PyBUF_ANY_CONTIGUOUS[|PyBUF_WRITABLE])
+        # (wrap_cudadrv.cpp L209-244): non-contiguous -> BufferError, read-only dtoh target -> error
+        arr = np.asarray(a) if not isinstance(a, np.ndarray) else a
+        if not (arr.flags["C_CONTIGUOUS"] or arr.flags["F_CONTIGUOUS"]):
+            raise BufferError("ndarray is not contiguous")
+        if writable and not arr.flags["WRITEABLE"]:
+            raise BufferError("the host buffer of a device-to-host copy must be writable")
+        return arr
+
+    def _legacy_default_stream() -> None:
+        # cuMemcpyHtoD/DtoH run on the legacy default stream, which waits for all work on blocking
+        # streams (pycuda's Stream() is created with flags 0 = blocking): CUDA driver API docs,
+        # "Stream synchronization behavior" (not an NVIDIA/TensorRT source in docs/tensorrt.md's list)
+        for st in list(STREAMS.values()):
+            st._run_until(None)
+
     def memcpy_htod(dest: Any, src: Any) -> None:
         _need_ctx()
-        a = np.ascontiguousarray(src)
+        _legacy_default_stream()
+        a = _host(src, False)
+        check_access(_addr(dest), a.nbytes, "memcpy_htod")
         ctypes.memmove(_addr(dest), a.ctypes.data, a.nbytes)
 
     def memcpy_dtoh(dest: Any, src: Any) -> None:
         _need_ctx()
-        if not dest.flags["C_CONTIGUOUS"]:
-            raise ValueError("dest must be contiguous")
-        ctypes.memmove(dest.ctypes.data, _addr(src), dest.nbytes)
+        _legacy_default_stream()
+        a = _host(dest, True)
+        check_access(_addr(src), a.nbytes, "memcpy_dtoh")
+        ctypes.memmove(a.ctypes.data, _addr(src), a.nbytes)
+
+    def _stream_arg(stream: Any) -> "Optional[Stream]":
+        # PYCUDA_PARSE_STREAM_PY (src/cpp/cuda.hpp L78-86): None or a pycuda Stream; an int is refused
+        if stream is None:
+            return None
+        if not isinstance(stream, Stream):
+            raise TypeError("stream must be a pycuda.driver.Stream or None, not {}".format(type(stream).__name__))
+        return stream
+
+    def _async(stream: Any, op: Any) -> None:
+        st = _stream_arg(stream)
+        if st is None:
+            _legacy_default_stream()
+            op()  # stream 0 (legacy default stream): ordered after everything; run now
+        else:
+            st._queue.append(op)
+
+    def memcpy_htod_async(dest: Any, src: Any, stream: Any = None) -> None:
+        _need_ctx()
+        a = _host(src, False)
+        check_access(_addr(dest), a.nbytes, "memcpy_htod_async")  # fail at the call, not later
+        d = _addr(dest)
+        _async(stream, lambda: ctypes.memmove(d, a.ctypes.data, a.nbytes))
+
+    def memcpy_dtoh_async(dest: Any, src: Any, stream: Any = None) -> None:
+        _need_ctx()
+        a = _host(dest, True)
+        check_access(_addr(src), a.nbytes, "memcpy_dtoh_async")
+        s_ = _addr(src)
+        _async(stream, lambda: ctypes.memmove(a.ctypes.data, s_, a.nbytes))
+
+    def memcpy_dtod_async(dest: Any, src: Any, size: int, stream: Any = None) -> None:
+        d, s_ = _addr(dest), _addr(src)
+        check_access(d, size, "memcpy_dtod_async")
+        check_access(s_, size, "memcpy_dtod_async")
+        _async(stream, lambda: ctypes.memmove(d, s_, size))
 
     drv.memcpy_htod = memcpy_htod
     drv.memcpy_dtoh = memcpy_dtoh
-    drv.memcpy_htod_async = lambda dest, src, stream=None: memcpy_htod(dest, src)
-    drv.memcpy_dtoh_async = lambda dest, src, stream=None: memcpy_dtoh(dest, src)
-    drv.memcpy_dtod_async = lambda dest, src, size, stream=None: ctypes.memmove(_addr(dest), _addr(src), size)
+    drv.memcpy_htod_async = memcpy_htod_async
+    drv.memcpy_dtoh_async = memcpy_dtoh_async
+    drv.memcpy_dtod_async = memcpy_dtod_async
 
     class Stream:
+        """Work queued here runs when the stream is reached (synchronize, or an event after it)."""
+
         _next = [0x1000]
 
         def __init__(self, flags: int = 0) -> None:
             _need_ctx()
             Stream._next[0] += 16
             self.handle = Stream._next[0]
+            self._queue: "list" = []
+            STREAMS[self.handle] = self
+
+        def _run_until(self, marker: Any = None) -> None:
+            while self._queue:
+                op = self._queue.pop(0)
+                if op is marker:
+                    return
+                if not isinstance(op, _Marker):
+                    op()
 
         def synchronize(self) -> None:
             state.syncs += 1
+            self._run_until(None)
 
         def is_done(self) -> bool:
+            self._run_until(None)
             return True
 
         def wait_for_event(self, event: Any) -> None:
-            pass  # device-side wait: no host sync
+            # device-side wait, no host sync: when this stream reaches it, the event's stream runs up to it
+            st, m = event._stream, event._marker
+            if st is not None and m is not None:
+                self._queue.append(lambda: st._run_until(m) if m in st._queue else None)
+
+    class _Marker:
+        pass
 
     class Event:
         def __init__(self, flags: int = 0) -> None:
             self.recorded = False
+            self._stream: "Optional[Stream]" = None
+            self._marker: "Optional[_Marker]" = None
 
         def record(self, stream: "Optional[Stream]" = None) -> "Event":
             self.recorded = True
+            st = _stream_arg(stream)
+            self._stream, self._marker = st, None
+            if st is not None:
+                self._marker = _Marker()
+                st._queue.append(self._marker)
             return self
+
+        def _reach(self) -> None:
+            st, m = self._stream, self._marker
+            if st is not None and m is not None and m in st._queue:
+                st._run_until(m)
 
         def synchronize(self) -> "Event":
             state.syncs += 1
+            self._reach()
             return self
 
         def query(self) -> bool:
+            self._reach()  # the double's GPU finishes work when someone looks
             return True
 
         def time_since(self, other: "Event") -> float:

@@ -108,10 +108,18 @@ _LAYER_TYPES = sorted(set(_LAYER_OF_OP.values()) | {"PLUGIN_V2", "UNARY"})
 # ---------------------------------------------------------------------------------------------
 # host-memory helpers: the double's "device" pointers are host addresses
 # ---------------------------------------------------------------------------------------------
+try:  # bounds checks and stream queues of the pycuda double (tests/doubles/pycuda_double.py)
+    from .pycuda_double import check_access, enqueue_on
+except ImportError:  # pragma: no cover -- loaded outside the doubles package
+    from pycuda_double import check_access, enqueue_on  # type: ignore[no-redef]
+
+
 def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
-    """Copy an array out of the memory at integer address ``ptr``."""
+    """Copy an array out of the memory at integer address ``ptr`` (bounds-checked against pycuda-double
+    allocations: a real GPU would read garbage or fault with CUDA_ERROR_ILLEGAL_ADDRESS)."""
     dt = np.dtype(dtype)
     n = int(np.prod([int(s) for s in shape], dtype=np.int64)) * dt.itemsize
+    check_access(int(ptr), n, "TensorRT read")
     if n == 0:
         return np.zeros(tuple(shape), dt)
     buf = (ctypes.c_char * n).from_address(int(ptr))
@@ -120,6 +128,7 @@ def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
 
 def write_pointer(ptr: int, arr: "np.ndarray") -> None:
     a = np.ascontiguousarray(arr)
+    check_access(int(ptr), a.nbytes, "TensorRT write")
     if a.nbytes:
         ctypes.memmove(int(ptr), a.ctypes.data, a.nbytes)
 
@@ -248,6 +257,7 @@ def make_tensorrt(
     state = types.SimpleNamespace(
         generation=gen, version=ver, fast_int8=fast_int8, fast_fp16=fast_fp16, num_dla_cores=num_dla_cores, sm=int(sm),
         builds=[], events=[], engines=[],
+        fail_profile_async=False,  # tests: make set_optimization_profile_async fail (e.g. profile held elsewhere)
     )
     mod._double = state
 
@@ -291,8 +301,16 @@ def make_tensorrt(
 
     TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
     TensorLocation = _enum("TensorLocation", ["DEVICE", "HOST"])
+    # trt.ErrorCode is the ONNX *parser* enum (python/src/parsers/pyOnnx.cpp: 8.2 L93, 8.5 L94, 8.6 L124 --
+    # 9 members; 10.3 L153 adds UNSUPPORTED_NODE_ATTR/INPUT/DATATYPE/DYNAMIC/SHAPE and REFIT_FAILED).
+    # The core nvinfer1::ErrorCode is trt.ErrorCodeTRT (pyCore.cpp 8.2 L521, 10.3 L813), the same 11 members.
     _enum("ErrorCode", ["SUCCESS", "INTERNAL_ERROR", "MEM_ALLOC_FAILED", "MODEL_DESERIALIZE_FAILED",
-                        "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH", "UNSUPPORTED_NODE"])
+                        "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH", "UNSUPPORTED_NODE"]
+          + (["UNSUPPORTED_NODE_ATTR", "UNSUPPORTED_NODE_INPUT", "UNSUPPORTED_NODE_DATATYPE", "UNSUPPORTED_NODE_DYNAMIC",
+              "UNSUPPORTED_NODE_SHAPE", "REFIT_FAILED"] if gen == "10.x" else []))
+    _enum("ErrorCodeTRT", ["SUCCESS", "UNSPECIFIED_ERROR", "INTERNAL_ERROR", "INVALID_ARGUMENT", "INVALID_CONFIG",
+                           "FAILED_ALLOCATION", "FAILED_INITIALIZATION", "FAILED_EXECUTION", "FAILED_COMPUTATION",
+                           "INVALID_STATE", "UNSUPPORTED_STATE"])
     ErrorCode = mod.ErrorCode
     CalibrationAlgoType = _enum("CalibrationAlgoType", list(CALIB_NAMES))
     DeviceType = _enum("DeviceType", ["GPU", "DLA"])
@@ -382,6 +400,39 @@ def make_tensorrt(
     def _log(logger: Any, sev: Any, msg: str) -> None:
         state.events.append((Severity(int(sev)).name, msg))
         logger.log(sev, msg)
+
+    # One logger per process before 8.4.1: while any Builder/Runtime is alive, one created with a
+    # different logger gets this warning and the existing logger is used instead
+    # (NVIDIA/TensorRT#1475, TensorRT 8.0.1; #1539: "should have been fixed in the latest TRT
+    # (8.4.1)", nvpohanh 2022-06-15).  The 8.2 CHANGELOG claims otherwise; the double follows the
+    # maintainer's statement (the stricter one).  state.live counts live Builder/Runtime objects.
+    single_logger = tuple(int(p) for p in ver.split(".")[:3]) < (8, 4, 1)
+    state.live = 0
+    state.active_logger = None
+    _LOGGER_WARNING = ("The logger passed into createInferRuntime differs from one already provided for an existing "
+                       "builder, runtime, or refitter. TensorRT maintains only a single logger pointer at any given "
+                       "time, so the existing value, which can be retrieved with getLogger(), will be used instead. "
+                       "In order to use a new logger, first destroy all existing builder, runner or refitter objects.")
+
+    def _take_logger(obj: Any, logger: Any) -> Any:
+        """The logger ``obj`` (a Builder/Runtime) will really use; registers it as live."""
+        import weakref
+
+        if not single_logger:
+            return logger
+        if state.live and state.active_logger is not None and state.active_logger is not logger:
+            _log(state.active_logger, Severity.WARNING, _LOGGER_WARNING)
+            logger = state.active_logger
+        state.active_logger = logger
+        state.live += 1
+
+        def _gone() -> None:
+            state.live -= 1
+            if state.live == 0:
+                state.active_logger = None
+
+        weakref.finalize(obj, _gone)
+        return logger
 
     def _init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
         _require_init(logger, "ILogger")
@@ -687,11 +738,12 @@ def make_tensorrt(
     mod.IOptimizationProfile = IOptimizationProfile
 
     class ITimingCache:
-        def __init__(self, entries: "Optional[Dict[str, int]]" = None) -> None:
+        def __init__(self, entries: "Optional[Dict[str, int]]" = None, sm: "Optional[int]" = None) -> None:
             self._entries: "Dict[str, int]" = dict(entries or {})
+            self._sm = state.sm if sm is None else int(sm)  # the verification header's device
 
         def serialize(self) -> "IHostMemory":
-            body = json.dumps({"trt": ver, "entries": self._entries}, sort_keys=True).encode()
+            body = json.dumps({"trt": ver, "sm": self._sm, "entries": self._entries}, sort_keys=True).encode()
             return IHostMemory(CACHE_MAGIC + body)
 
         def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
@@ -792,9 +844,16 @@ def make_tensorrt(
             if body.get("trt") != ver:
                 _log(self._builder._logger, Severity.WARNING, "The timing cache was created by TensorRT {}: starting an empty one.".format(body.get("trt")))
                 return ITimingCache()
-            return ITimingCache(body.get("entries", {}))
+            return ITimingCache(body.get("entries", {}), body.get("sm", state.sm))
 
         def set_timing_cache(self, cache: "ITimingCache", ignore_mismatch: bool) -> bool:
+            # Bound straight to IBuilderConfig::setTimingCache (pyCore.cpp 8.2 L805, 10.3 L1482): returns the
+            # C++ bool, no exception; false when the cache's verification header (CUDA device properties)
+            # differs and ignore_mismatch is false (include/NvInfer.h 8.2 L8401-8419, 10.3 L9268-9286).
+            if cache._sm != state.sm and not ignore_mismatch:
+                _log(self._builder._logger, Severity.ERROR, "The timing cache was created on a different device "
+                     "(compute {}.{}); it cannot be used here.".format(cache._sm // 10, cache._sm % 10))
+                return False
             self._timing_cache = cache
             return True
 
@@ -825,13 +884,34 @@ def make_tensorrt(
     def _profile_shapes(net: "INetworkDefinition", prof: "IOptimizationProfile") -> "Dict[str, List[List[int]]]":
         return {t.name: [list(s) for s in prof.get_shape(t.name)] for t in net._inputs if prof.get_shape(t.name)}
 
+    def _trampoline(what: str, fn: Any, fallback: Any) -> Any:
+        """Call a Python calibrator override the way pyInt8.cpp's trampoline does.
+
+        8.2: the trampoline methods are ``noexcept`` with no try/catch (release/8.2
+        python/src/infer/pyInt8.cpp L28-106), so a Python exception reaching C++ calls
+        std::terminate: the process aborts -- os.abort() here.  8.4+: each body is wrapped in
+        try/catch that prints "[ERROR] Exception caught in <name>(): ..." and returns a fallback
+        (release/8.5 pyInt8.cpp L34-154; 8.6 and 10.3 the same; first in b030b9e6 "rel-8.4")."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if gen == "8.2":
+                sys.stderr.write("terminate called after throwing an instance of 'pybind11::error_already_set'\n"
+                                 "  what():  {}: {}\n".format(type(exc).__name__, exc))
+                sys.stderr.flush()
+                import os
+
+                os.abort()
+            sys.stderr.write("[ERROR] Exception caught in {}(): {}\n".format(what, exc))
+            return fallback
+
     def _calibrate(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
         cal = cfg.int8_calibrator
         logger = builder._logger
         _require_init(cal, "IInt8Calibrator")
-        algo = CalibrationAlgoType(int(cal.get_algorithm()))
+        algo = CalibrationAlgoType(int(_trampoline("get_algorithm", cal.get_algorithm, 0)))
         header = "TRT-{}-{}".format(_version_int(ver), CALIB_NAMES[algo.name])
-        cached = cal.read_calibration_cache()
+        cached = _trampoline("read_calibration_cache", cal.read_calibration_cache, None)
         if cached is not None and len(bytes(cached)) > 0:
             hdr, scales = parse_calibration_cache(bytes(cached))
             if hdr == header:
@@ -839,7 +919,7 @@ def make_tensorrt(
                 return {"source": "cache", "header": header, "scales": scales, "batches": 0}
             _log(logger, Severity.WARNING,
                  "Calibration table header '{}' does not match this calibrator ('{}'); ignoring it and calibrating.".format(hdr, header))
-        batch_size = int(cal.get_batch_size())
+        batch_size = int(_trampoline("get_batch_size", cal.get_batch_size, -1))
         if batch_size != 1 and not net.has_implicit_batch_dimension:
             _log(logger, Severity.WARNING, "Explicit batch network detected and batch size specified, use execute without batch size instead.")
         names = [t.name for t in net._inputs]
@@ -857,7 +937,9 @@ def make_tensorrt(
         stats: "Dict[str, List[np.ndarray]]" = {}
         batches = 0
         while True:
-            ptrs = cal.get_batch(names)
+            ptrs = _trampoline("get_batch", lambda: cal.get_batch(names), False)
+            if ptrs is False:
+                break
             if ptrs is None or len(ptrs) == 0:
                 break
             if len(ptrs) != len(names):
@@ -884,7 +966,8 @@ def make_tensorrt(
             amax = float(vals.max()) if algo.name == "MINMAX_CALIBRATION" else float(np.percentile(vals, 99.99))
             scales[name] = max(amax, 1e-8) / 127.0
         lines = [header] + ["{}: {}".format(n, struct.pack(">f", s).hex()) for n, s in sorted(scales.items())]
-        cal.write_calibration_cache(memoryview(("\n".join(lines) + "\n").encode()))
+        blob = memoryview(("\n".join(lines) + "\n").encode())  # a memoryview, not bytes (pyInt8.cpp)
+        _trampoline("write_calibration_cache", lambda: cal.write_calibration_cache(blob), None)
         return {"source": "calibrated", "header": header, "scales": scales, "batches": batches, "batch_size": batch_size}
 
     def _build(builder: "Builder", net: "INetworkDefinition", cfg: "IBuilderConfig") -> "Optional[Dict[str, Any]]":
@@ -987,7 +1070,7 @@ def make_tensorrt(
     class Builder:
         def __init__(self, logger: Any) -> None:
             _require_init(logger, "ILogger")
-            self._logger = logger
+            self._logger = _take_logger(self, logger)
             self._max_batch_size = 1
 
         @property
@@ -1062,6 +1145,7 @@ def make_tensorrt(
             self._io = [(d["name"], True, Dims(d["shape"]), getattr(DataType, d["dtype"])) for d in spec["inputs"]]
             self._io += [(d["name"], False, Dims(d["shape"]), getattr(DataType, d["dtype"])) for d in spec["outputs"]]
             self._nprof = max(1, len(spec["profiles"]))
+            self._dla_core: "Optional[int]" = None  # the DLA core a DLA plan runs on (set by Runtime)
             state.engines.append(self)
 
         # common
@@ -1208,8 +1292,13 @@ def make_tensorrt(
             self._profile = int(value)
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
-            if not 0 <= profile_index < self._engine._nprof:
-                return False
+            # The binding raises instead of returning False: NVIDIA/TensorRT release/8.2
+            # python/src/infer/pyCore.cpp L292-299 (throw std::runtime_error), release/8.5 L322-327,
+            # release/8.6 L353-358, release/10.3 L326-332 (PY_ASSERT_RUNTIME_ERROR).  Never returns False.
+            if not 0 <= int(profile_index) < self._engine._nprof or state.fail_profile_async:
+                _log(self._engine._logger, Severity.ERROR, "setOptimizationProfileAsync: profile {} cannot be "
+                     "selected (engine has {}; another context in use holds it?)".format(profile_index, self._engine._nprof))
+                raise RuntimeError("Error in set optimization profile async.")
             self._profile = int(profile_index)
             return True
 
@@ -1292,7 +1381,10 @@ def make_tensorrt(
             return self._addr.get(name, 0)
 
         # execution
-        def _run(self, addr: "Dict[str, int]") -> bool:
+        def _run(self, addr: "Dict[str, int]", stream_handle: int = 0) -> bool:
+            """Validate now (False + an ERROR log, like enqueueV2/V3), compute when the stream is reached:
+            on a pycuda-double stream the kernel is queued behind earlier copies (execute_async_v3 returns
+            once enqueued: NvInferRuntime.h 10.3 L4250-4270); on any other handle it runs at once."""
             eng = self._engine
             logger = eng._logger
             if not self._all_specified():
@@ -1302,16 +1394,26 @@ def make_tensorrt(
                 if not addr.get(name):
                     _log(logger, Severity.ERROR, "Parameter check failed: address of tensor {} is null (call set_tensor_address).".format(name))
                     return False
-            feeds = {n: read_pointer(addr[n], self._shapes[n], nptype(dt)) for n, is_in, _, dt in eng._io if is_in}
-            outs = eng._model.run(feeds)
-            low = any(f in eng._spec["flags"] for f in ("FP16", "INT8"))
-            for n, is_in, _, dt in eng._io:
-                if is_in:
-                    continue
-                a = outs[n]
-                if low and a.dtype == np.float32:
-                    a = a.astype(np.float16).astype(np.float32)
-                write_pointer(addr[n], a.astype(nptype(dt), copy=False))
+            addr = dict(addr)
+            shapes = {n: self._get_shape(n) for n, _, _, _ in eng._io}
+            for n, _, _, dt in eng._io:  # every I/O buffer must hold the tensor at its current shape
+                check_access(addr[n], volume(shapes[n]) * np.dtype(nptype(dt)).itemsize,
+                             "TensorRT {} '{}' {}".format("enqueue", n, list(shapes[n])))
+
+            def kernel() -> None:
+                feeds = {n: read_pointer(addr[n], shapes[n], nptype(dt)) for n, is_in, _, dt in eng._io if is_in}
+                outs = eng._model.run(feeds)
+                low = any(f in eng._spec["flags"] for f in ("FP16", "INT8"))
+                for n, is_in, _, dt in eng._io:
+                    if is_in:
+                        continue
+                    a = outs[n]
+                    if low and a.dtype == np.float32:
+                        a = a.astype(np.float16).astype(np.float32)
+                    write_pointer(addr[n], a.astype(nptype(dt), copy=False))
+
+            if not enqueue_on(stream_handle, kernel):
+                kernel()
             self.executions += 1
             return True
 
@@ -1326,7 +1428,7 @@ def make_tensorrt(
         def execute_async_v2(self, bindings: "Sequence[int]", stream_handle: int, input_consumed: Any = None) -> bool:
             self.last_stream = int(stream_handle)
             addr = self._bindings_to_addr(bindings)
-            return addr is not None and self._run(addr)
+            return addr is not None and self._run(addr, stream_handle)
 
         def execute_v2(self, bindings: "Sequence[int]") -> bool:
             if not v8:
@@ -1337,7 +1439,7 @@ def make_tensorrt(
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             self.last_stream = int(stream_handle)
-            return self._run(self._addr)
+            return self._run(self._addr, stream_handle)
 
     if gen == "8.2":
         for name in ("set_input_shape", "get_tensor_shape", "set_tensor_address", "get_tensor_address",
@@ -1351,7 +1453,7 @@ def make_tensorrt(
     class Runtime:
         def __init__(self, logger: Any) -> None:
             _require_init(logger, "ILogger")
-            self._logger = logger
+            self._logger = _take_logger(self, logger)
             self.DLA_core = -1
             self.max_threads = 1
 
@@ -1385,7 +1487,14 @@ def make_tensorrt(
                      "6: The engine plan file is generated on an incompatible device, expecting compute {}.{} got compute "
                      "{}.{}, please rebuild.".format(state.sm // 10, state.sm % 10, int(spec["sm"]) // 10, int(spec["sm"]) % 10))
                 return None
-            return ICudaEngine(spec, onnx_bytes, self._logger)
+            eng = ICudaEngine(spec, onnx_bytes, self._logger)
+            # IRuntime::setDLACore picks "the DLA core that the deserialized engine must execute on"
+            # (include/NvInferRuntime.h 8.2 L645-652; 10.3 L1390-1401); trtexec sets it before
+            # deserializeCudaEngine (samples/common/sampleEngines.cpp 8.2 L999-1004).  Bound here, at
+            # deserialization: changing it later does not move the engine.  -1 (unset) runs on core 0.
+            if spec.get("device") == "DLA":
+                eng._dla_core = self.DLA_core if self.DLA_core >= 0 else 0
+            return eng
 
     mod.Runtime = Runtime
 

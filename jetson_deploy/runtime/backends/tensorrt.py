@@ -16,6 +16,7 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -26,6 +27,8 @@ from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
 from ..cuda_graph import CudaGraph
 from ..engine import Engine, TensorInfo
+
+log = logging.getLogger(__name__)
 
 
 def stream_handle(stream: Any) -> int:
@@ -63,13 +66,14 @@ class TensorRTEngine(Engine):
 
     ``profile``: the optimization profile to run with (multi-profile engines).
     ``allocator``: device memory for :meth:`infer` (default pycuda, else torch CUDA).
+    ``dla_core``: the DLA core a DLA plan runs on (set on the runtime before deserializing).
     """
 
     backend = "tensorrt"
     is_gpu = True
 
     def __init__(self, plan: "Union[bytes, bytearray, memoryview, str, Path]", *, profile: int = 0,
-                 allocator: Any = None, verbose: bool = False) -> None:
+                 allocator: Any = None, verbose: bool = False, dla_core: "Optional[int]" = None) -> None:
         super().__init__()
         if isinstance(plan, (str, Path)):
             self.path: "Optional[Path]" = Path(plan)
@@ -86,7 +90,11 @@ class TensorRTEngine(Engine):
         self.features = features(self.trt)
         self.logger = make_logger(self.trt, verbose)
         _ensure_cuda_context()
-        self.runtime = self.trt.Runtime(self.logger)
+        self.runtime = self.trt.Runtime(self.logger.native)
+        if dla_core is not None:
+            # before deserializing: the core binds to the engine then (NvInferRuntime.h 8.2 L645-652;
+            # trtexec's order, sampleEngines.cpp 8.2 L999-1004); unset, a DLA plan runs on core 0
+            self.runtime.DLA_core = int(dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise CheckFailed(
@@ -148,18 +156,27 @@ class TensorRTEngine(Engine):
         return [tuple(int(d) for d in s) for s in shapes]
 
     # ---- lifecycle ------------------------------------------------------------------------------
+    def _fresh_log(self) -> None:
+        """Per-call collection: the process-wide logger also reached us with other callers' lines."""
+        if self.logger.errors:
+            self.logger.clear()
+
     def activate_impl(self) -> None:
+        self._fresh_log()
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise CheckFailed("TensorRT could not create an execution context: {}".format(self.logger.summary() or "out of GPU memory?"))
         if self.profile:
-            if hasattr(self.context, "set_optimization_profile_async"):
-                ok = self.context.set_optimization_profile_async(self.profile, 0)
-            else:
-                self.context.active_optimization_profile = self.profile
-                ok = True
-            if not ok:
-                raise CheckFailed("TensorRT refused optimization profile {}: {}".format(self.profile, self.logger.summary()))
+            try:
+                if hasattr(self.context, "set_optimization_profile_async"):
+                    # raises RuntimeError on failure, never returns False (pyCore.cpp 8.2 L292-299, 10.3 L326-332)
+                    self.context.set_optimization_profile_async(self.profile, 0)
+                else:
+                    self.context.active_optimization_profile = self.profile
+            except RuntimeError as exc:
+                self.context = None
+                raise CheckFailed("TensorRT refused optimization profile {}: {}".format(
+                    self.profile, self.logger.summary() or str(exc))) from None
         self._addr = {}
         self._shapes = {}
         opt = {}
@@ -187,6 +204,7 @@ class TensorRTEngine(Engine):
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before set_input_shapes()")
         known = {t.name: t for t in self.inputs}
+        self._fresh_log()
         for name, shape in shapes.items():
             if name not in known:
                 raise BadInput("tensorrt engine: no input named '{}' (inputs: {})".format(name, sorted(known)))
@@ -224,18 +242,20 @@ class TensorRTEngine(Engine):
     # ---- device-level enqueue ------------------------------------------------------------------------
     def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
         """Enqueue on ``stream`` with caller-owned device buffers ``{name: pointer}``; never synchronises."""
+        self._fresh_log()
         missing = [n for n in self._io_order if n not in buffers]
         if missing:
             raise BadInput("tensorrt enqueue: no buffer for {} (needs {})".format(missing, self._io_order))
-        handle = stream_handle(stream)
-        ctx = self.context
+        self._enqueue_on(self.context, self._addr, buffers, stream_handle(stream))
+
+    def _enqueue_on(self, ctx: Any, addr_cache: "Dict[str, int]", buffers: "Dict[str, Any]", handle: int) -> None:
         if self.features.execute_async_v3:
             for name in self._io_order:
                 p = device_pointer(buffers[name], name)
-                if self._addr.get(name) != p:  # addresses persist in the context: set only on change
+                if addr_cache.get(name) != p:  # addresses persist in the context: set only on change
                     if not ctx.set_tensor_address(name, p):
                         raise RuntimeError("TensorRT set_tensor_address('{}') failed: {}".format(name, self.logger.summary()))
-                    self._addr[name] = p
+                    addr_cache[name] = p
             ok = ctx.execute_async_v3(handle)
         else:
             n = len(self._io_order)
@@ -292,8 +312,9 @@ class TensorRTEngine(Engine):
         """Capture one enqueue into a CUDA graph (torch's CUDAGraph); replay() relaunches it.
 
         Needs ``execute_async_v3`` (TensorRT 8.5+) and static shapes; the buffers must stay
-        the same allocations for the graph's life.  TensorRT requires one plain enqueue
-        before capture (it may allocate on the first run), which this does.
+        the same allocations for the graph's life.  Each graph gets its own execution context
+        (kept on ``graph.context``).  TensorRT requires one plain enqueue before capture (it
+        may allocate on the first run), which this does.
         """
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before capture_graph()")
@@ -307,7 +328,21 @@ class TensorRTEngine(Engine):
         if not torch.cuda.is_available():
             raise BadInput("CUDA graph capture needs a CUDA GPU")
         s = torch.cuda.Stream() if stream is None else torch.cuda.ExternalStream(stream_handle(stream))
-        self.enqueue(buffers, s.cuda_stream)
+        missing = [n for n in self._io_order if n not in buffers]
+        if missing:
+            raise BadInput("tensorrt capture: no buffer for {} (needs {})".format(missing, self._io_order))
+        # One execution context per graph: NVIDIA's practice is one context <-> one stream <-> one graph
+        # (trtexec, samples/common/sampleInference.cpp release/10.3 L371-411 and L952-1011), and
+        # enqueue on one context from concurrent streams is undefined (NvInferRuntime.h 8.6 L3102-3104).
+        # No source says graphs captured from one context with different addresses may share it.
+        ctx = self.engine.create_execution_context()
+        if ctx is None:
+            raise CheckFailed("TensorRT could not create an execution context for a CUDA graph: {}".format(
+                self.logger.summary() or "out of GPU memory?"))
+        if self.profile:
+            ctx.set_optimization_profile_async(self.profile, s.cuda_stream)
+        addr: "Dict[str, int]" = {}
+        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)  # TensorRT may allocate on the first run: not captured
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
@@ -315,8 +350,10 @@ class TensorRTEngine(Engine):
         except TypeError:  # torch < 2.1 (JetPack 5 wheels)
             capture = torch.cuda.graph(graph, stream=s)
         with capture:
-            self.enqueue_impl(buffers, s.cuda_stream)
-        return CudaGraph(graph, s)
+            self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
+        g = CudaGraph(graph, s)
+        g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
+        return g
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
@@ -338,7 +375,18 @@ class TensorRTEngine(Engine):
         prec = precision or bundle.precision or "fp16"
         target = target_for(trt, dev, prec)
         path, how = resolve_engine(bundle, target["tensorrt"], target["sm"], target["precision"], shapes=shapes, cache_dir=cache_dir)
-        eng = cls(path, **kw)
+        try:
+            eng = cls(path, **kw)
+        except CheckFailed as exc:
+            if how != "bundled":
+                raise
+            # right name, wrong build (deserialize_cuda_engine returned None: pyCore.cpp 8.2 L149-152,
+            # 10.3 L163-166): build this device's plan from model.onnx instead of failing the run
+            log.warning("bundled engine %s does not load here (%s): building one from model.onnx",
+                        Path(str(path)).name, str(exc).split(" -- ")[0])
+            path, how = resolve_engine(bundle, target["tensorrt"], target["sm"], target["precision"], shapes=shapes,
+                                       cache_dir=cache_dir, skip_bundled=True)
+            eng = cls(path, **kw)
         eng.resolved = how  # type: ignore[attr-defined]
         eng.target = target  # type: ignore[attr-defined]
         return eng
