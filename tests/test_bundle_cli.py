@@ -6,12 +6,16 @@ import tarfile
 import pytest
 from click.testing import CliRunner
 
+from support import cli_runner
+
 from support.bundles import edit_manifest, flip_byte, make_bundle
 from jetson_deploy.cli import cli
 
 
 def run(*args):
-    r = CliRunner().invoke(cli, ["bundle"] + [str(a) for a in args])
+    # --json: stdout must be the JSON alone, also on click 8.0 (Python 3.6) which mixes stderr in
+    runner = cli_runner() if "--json" in args else CliRunner()
+    r = runner.invoke(cli, ["bundle"] + [str(a) for a in args])
     return r
 
 

@@ -76,7 +76,7 @@ def test_int8_qdq_on_86_and_calib_cache_on_82(tmp_path, monkeypatch):
 def test_engine_command_builds_then_hits_with_double(tmp_path, monkeypatch):
     import json
 
-    from click.testing import CliRunner
+    from support import cli_runner
 
     from jetson_deploy.cli import cli
 
@@ -85,15 +85,15 @@ def test_engine_command_builds_then_hits_with_double(tmp_path, monkeypatch):
     d = str(tmp_path / "demo-0.1.0")
     cache = str(tmp_path / "cache")
     args = ["bundle", "engine", d, "--sm", "87", "--precision", "fp16", "--cache-dir", cache, "--json"]
-    r = CliRunner().invoke(cli, args[:-1] + ["--no-build", "--json"])
+    r = cli_runner().invoke(cli, args[:-1] + ["--no-build", "--json"])
     assert r.exit_code == 1 and json.loads(r.stdout)["how"] == "not-found"
-    r = CliRunner().invoke(cli, args)
+    r = cli_runner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["how"] == "built" and out["tensorrt"] == "10.3.0" and len(trt._double.builds) == 1
-    r = CliRunner().invoke(cli, args)
+    r = cli_runner().invoke(cli, args)
     assert json.loads(r.stdout)["how"] == "cache-hit" and len(trt._double.builds) == 1
-    r = CliRunner().invoke(cli, ["bundle", "engine", d, "--sm", "53", "--precision", "int8", "--cache-dir", cache])
+    r = cli_runner().invoke(cli, ["bundle", "engine", d, "--sm", "53", "--precision", "int8", "--cache-dir", cache])
     assert r.exit_code == 2 and "no fast INT8" in r.output
 
 

@@ -14,3 +14,13 @@ def optional_module(name: str) -> "Optional[Any]":
         return importlib.import_module(name)
     except ImportError:
         return None
+
+
+def cli_runner() -> "Any":
+    """A click CliRunner whose ``stdout`` is stdout alone on every click (< 8.2 mixes stderr in)."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps them apart already
+        return CliRunner()
