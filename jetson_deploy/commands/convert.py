@@ -30,6 +30,7 @@ def _build_choice(value: "Optional[bool]") -> Any:
 @click.option("--output", "outputs", multiple=True, help="Model output to keep, by name (dict key, dataclass field, dotted path) or index; repeat for several. Default: all.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 13: read by TensorRT 8.2, 8.5, 8.6 and 10).")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch axis (engines get an optimization profile).")
+@click.option("--export-program", is_flag=True, help="Also write model.pt2 (torch.export): 'run'/'bench' then take the torch CUDA path on a GPU without TensorRT.")
 @click.option("--fold-preprocess", is_flag=True, help="Fold normalisation and layout change into the graph: the engine takes uint8 NHWC BGR camera frames.")
 @click.option("--fold-postprocess", is_flag=True, help="Fold softmax/top-k (classify) or an argmax mask (segment) into the graph.")
 @click.option("--top-k", type=int, default=None, help="k for --fold-postprocess on classifiers (default min(5, classes)).")
@@ -56,6 +57,7 @@ def convert(
     outputs: "Tuple[str, ...]",
     opset: "Optional[int]",
     dynamic_batch: bool,
+    export_program: bool,
     fold_preprocess: bool,
     fold_postprocess: bool,
     top_k: "Optional[int]",
@@ -83,7 +85,8 @@ def convert(
     options = ConvertOptions(
         precision=precision,
         bundle=BundleOptions(name=name, version=version),
-        export=ExportOptions(weights=weights, outputs=list(outputs) or None, opset=opset, dynamic_batch=dynamic_batch),
+        export=ExportOptions(weights=weights, outputs=list(outputs) or None, opset=opset, dynamic_batch=dynamic_batch,
+                             program=export_program),
         check=CheckOptions(tolerance=tolerance, samples=parity_samples, force=force),
         fold=FoldOptions(preprocess=fold_preprocess, postprocess=fold_postprocess, top_k=top_k),
         int8=Int8Options(calib=calib, min_agreement=min_agreement, auto_exclude=auto_exclude, progress=True),
