@@ -399,7 +399,7 @@ def torch_preprocessor(spec: "ModelSpec", device: Any, out_dtype: "Optional[str]
     imports and compiles, else torch ops.  ``.kind`` says which (``run`` prints it)."""
     from .._lazy import has_module
 
-    if prefer in ("auto", "kernel") and has_module("cupy"):
+    if prefer in ("auto", "kernel", "on", "True") and has_module("cupy"):
         try:
             return TorchKernelPreprocess(spec, device, out_dtype=out_dtype, channels_last=channels_last)
         except Exception as exc:  # no NVRTC, unsupported device: the torch ops do the same maths
