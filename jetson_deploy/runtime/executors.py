@@ -23,6 +23,7 @@ import numpy as np
 from .._lazy import require
 from ..preprocess import numpy_dtype, preprocess
 from ..spec import ModelSpec
+from .gpu_preprocess import TorchPreprocess  # noqa: F401  (public here too: the torch-ops preprocessing)
 from .memory import HostAllocator, NumpyAllocator, SyncCounter
 
 
@@ -178,70 +179,6 @@ class HostExecutor(Executor):
 # ---------------------------------------------------------------------------------------------
 # torch CUDA
 # ---------------------------------------------------------------------------------------------
-class TorchPreprocess:
-    """GPU (or CPU) preprocessing with torch: the maths of :func:`jetson_deploy.preprocess.preprocess`.
-
-    uint8 HxWx3 BGR frame tensor -> the model input (1,C,H,W) (or NHWC): bilinear resize (or
-    letterbox) rounded to uint8 levels like the host path, colour order, ``x*scale-mean)/std``.
-    """
-
-    kind = "torch-ops"
-
-    def __init__(self, spec: "ModelSpec", device: Any, out_dtype: "Optional[str]" = None,
-                 channels_last: bool = False) -> None:
-        torch = require("torch", "GPU preprocessing")
-        from ..preprocess import normalize_constants
-
-        self.torch = torch
-        self.spec = spec
-        self.out_dtype = out_dtype or spec.dtype
-        self.channels_last = bool(channels_last and spec.layout == "nchw")
-        mul, off = normalize_constants(spec)
-        self.mul = torch.from_numpy(mul).to(device).view(1, -1, 1, 1)
-        self.off = torch.from_numpy(off).to(device).view(1, -1, 1, 1)
-        self.gray_w = torch.tensor([0.114, 0.587, 0.299], device=device).view(1, 3, 1, 1)
-
-    def __call__(self, frame_u8: Any, out: Any = None) -> Any:
-        x = self._run(frame_u8)
-        if out is None:
-            return x
-        out.copy_(x)
-        return out
-
-    def _run(self, frame_u8: Any) -> Any:
-        torch = self.torch
-        F = torch.nn.functional
-        spec = self.spec
-        h, w = int(frame_u8.shape[0]), int(frame_u8.shape[1])
-        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,3,H,W (BGR)
-        dst_w, dst_h = spec.resize_wh
-        if (w, h) != (dst_w, dst_h):
-            if spec.keep_aspect:
-                from ..preprocess import LETTERBOX_FILL, letterbox_params
-
-                r, px, py = letterbox_params(w, h, spec)
-                nw, nh = int(round(w * r)), int(round(h * r))
-                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-                x = F.pad(x, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
-            else:
-                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-        if spec.color == "rgb":
-            x = x.flip(1)
-        elif spec.color == "gray":
-            x = (x * self.gray_w).sum(1, keepdim=True).round_()
-        if self.out_dtype == "uint8":
-            x = x.to(torch.uint8)
-        else:
-            x = x * self.mul + self.off
-            if self.out_dtype == "float16":
-                x = x.half()
-        if spec.layout == "nhwc":
-            x = x.permute(0, 2, 3, 1)
-        if self.channels_last:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous()
-
-
 class TorchCudaExecutor(Executor):
     """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
 
