@@ -249,14 +249,14 @@ def test_pycuda_frame_size_change_gets_a_new_plan(tmp_path, monkeypatch):
 
 
 @pytest.mark.needs("onnxruntime", "cv2")
-def test_pycuda_without_compiler_falls_back_to_host_preprocessing(tmp_path, monkeypatch, caplog):
+def test_pycuda_without_compiler_falls_back_to_host_preprocessing(tmp_path, monkeypatch):
     seq = write_color_video(tmp_path / "c.avi", n=6)
-    with caplog.at_level("WARNING", logger="jetson_deploy"):
-        s, rows, launches, htod, prepares = _run_double(tmp_path, monkeypatch, str(tmp_path / "c.avi"), "pycuda-pinned",
-                                                        False, compiler=False)
+    s, rows, launches, htod, prepares = _run_double(tmp_path, monkeypatch, str(tmp_path / "c.avi"), "pycuda-pinned",
+                                                    False, compiler=False)
     assert [r["label"] for r in rows] == seq
     assert s.executor["preprocess"] == "host (capture thread)" and "unavailable" in s.executor["preprocess_note"]
-    assert prepares[0] is not None and "host preprocessing" in caplog.text
+    assert "host preprocessing on the capture thread" in s.executor["preprocess_note"]
+    assert prepares[0] is not None and launches == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def preprocess_like_kernel(frame: "np.ndarray", spec: "ModelSpec", out_dtype: "O
 # ---------------------------------------------------------------------------------------------
 # launchers
 # ---------------------------------------------------------------------------------------------
-_COMPILED: "Dict[Tuple[str, Any, KernelSpec], Any]" = {}
+_COMPILED: "Dict[Tuple[Any, ...], Any]" = {}
 
 
 def find_nvcc() -> "Optional[str]":
@@ -316,18 +316,17 @@ def pycuda_kernel(kspec: "KernelSpec", cuda: Any = None) -> Any:
     compiler = importlib.import_module("pycuda.compiler")
     cuda = cuda if cuda is not None else importlib.import_module("pycuda.driver")
     ctx = cuda.Context.get_current() if hasattr(cuda, "Context") else None
-    key = ("pycuda", id(ctx), kspec)
-    fn = _COMPILED.get(key)
-    if fn is None:
+    # the entry keeps the context and compiler alive, so their ids cannot be reused while it exists
+    key = ("pycuda", id(compiler), id(ctx), kspec)
+    hit = _COMPILED.get(key)
+    if hit is None:
         kw: "Dict[str, Any]" = {"no_extern_c": True}
         nvcc = find_nvcc()
         if nvcc is not None:
             kw["nvcc"] = nvcc
         mod = compiler.SourceModule(kspec.source(), **kw)
-        fn = mod.get_function(KERNEL_NAME)
-        _COMPILED[key] = fn
-        _COMPILED[key + ("module",)] = mod  # type: ignore[operator]  # keep the module loaded
-    return fn
+        hit = _COMPILED[key] = (mod.get_function(KERNEL_NAME), mod, ctx, compiler)
+    return hit[0]
 
 
 def launch_pycuda(fn: Any, plan: "Plan", src_ptr: int, dst_ptr: int, stream: Any) -> None:
