@@ -7,6 +7,10 @@
 * **pipeline**: the real loop -- source (unpaced ``synthetic://1280x720`` by default) -> capture
   thread -> copies/preprocessing -> engine -> postprocess -> ``null://`` sink.
 
+* **model-only**: the network alone at its input shape -- no preprocessing, no reduction, no copies
+  (``model_fps``); ``ratio_model = pipeline_fps / model_fps`` is what the frame path costs against
+  the bare network.  On CPU engines the engine-only step already is the bare model.
+
 ``ratio = pipeline_fps / engine_fps``.
 """
 import time
@@ -18,9 +22,12 @@ from .runtime.options import OutputOptions, RunOptions, SourceOptions, split_opt
 
 
 def engine_only(executor: Any, iterations: int, warmup: int = 10,
-                latency_iterations: "Optional[int]" = None) -> "Dict[str, Any]":
-    """Throughput (back-to-back, one sync at the end) and per-call latency (sync after each)."""
-    step, sync = executor.engine_only_step, executor.synchronize
+                latency_iterations: "Optional[int]" = None, model_only: bool = False) -> "Dict[str, Any]":
+    """Throughput (back-to-back, one sync at the end) and per-call latency (sync after each).
+
+    ``model_only``: the bare network (``executor.model_only_step``) instead of the engine step."""
+    step = executor.model_only_step if model_only else executor.engine_only_step
+    sync = executor.synchronize
     for _ in range(warmup):
         step()
     sync()
@@ -73,13 +80,20 @@ def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: str 
         # the warm-up pipeline run also sets the executor up for the source's frame size
         pipeline_run(max(warmup, 2 * opts.depth), None)
         e1 = engine_only(ex, iterations, warmup=warmup)
+        m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
         p = pipeline_run(iterations, opts.sync_debug)
         e2 = engine_only(ex, iterations, warmup=warmup)
+        m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
     finally:
         if ex is not None:
             ex.close()
         eng.deactivate()
-    return _report(b, bundle, eng, ex, source, iterations, opts.sync_debug, (e1, e2), p)
+    res = _report(b, bundle, eng, ex, source, iterations, opts.sync_debug, (e1, e2), p)
+    m_best = m1 if m1["fps"] >= m2["fps"] else m2
+    res["model_fps"] = m_best["fps"]
+    res["ratio_model"] = round(p.fps / m_best["fps"], 4) if m_best["fps"] else 0.0
+    res["model_only"] = {"fps": m_best["fps"], "runs_fps": [m1["fps"], m2["fps"]], "latency_ms": m_best["latency_ms"]}
+    return res
 
 
 def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int, sync_debug: "Optional[str]",

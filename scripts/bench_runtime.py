@@ -9,8 +9,16 @@ source:
 * torch CUDA (if a GPU is there): CUDA graph on/off; the loop under
   ``torch.cuda.set_sync_debug_mode("error")``; Python host time per frame; GPU vs host
   preprocessing agreement on the same frames;
-* the pycuda memory path (if pycuda imports): pinned and mapped, with the sync counter;
+* torch CUDA on an fp16 bundle (half + channels-last), and the preprocessing implementation in use
+  (the fused kernel through cupy when importable, else torch ops);
+* the pycuda memory path (if pycuda imports): pinned and mapped, with the sync counter, GPU
+  preprocessing (the fused kernel through SourceModule) against host preprocessing;
 * ONNX Runtime on the CPU.
+
+Every run reports ``engine_fps``, ``pipeline_fps``, ``model_fps`` (the network alone) and the ratios
+pipeline/engine and pipeline/model.  One command for a GPU session (docs/runtime.md)::
+
+    python scripts/bench_runtime.py --out $OUT --iterations 2000
 
 Usage: ``python scripts/bench_runtime.py [--out DIR] [--iterations N] [--models demo,resnet18] [--skip-ort]``.
 Writes ``bench_runtime.json`` in ``--out`` (default ``$OUT`` or ``./out``) and prints a table last.
@@ -35,7 +43,7 @@ def log(msg):
     sys.stderr.flush()
 
 
-def build_bundle(work: Path, name: str, onnx: bool = True) -> Path:
+def build_bundle(work: Path, name: str, onnx: bool = True, precision: str = "fp32") -> Path:
     import torch
 
     from jetson_deploy.bundle import BundleWriter
@@ -68,13 +76,13 @@ def build_bundle(work: Path, name: str, onnx: bool = True) -> Path:
     if onnx:
         torch.onnx.export(model, (x,), str(tmp / "model.onnx"), input_names=["input"], output_names=["logits"],
                           opset_version=17, dynamo=False)
-    dest = work / name
+    dest = work / (name if precision == "fp32" else "{}-{}".format(name, precision))
     with BundleWriter(dest, name=name, version="1.0.0") as w:
         w.add_file(tmp / "model.pt2", "model.pt2", kind="exported-program")
         if onnx:
             w.add_file(tmp / "model.onnx", "model.onnx", kind="onnx")
         w.manifest["spec"] = spec.to_dict()
-        w.manifest["precision"] = "fp32"
+        w.manifest["precision"] = precision
     return dest
 
 
@@ -83,7 +91,7 @@ def record(model, what, res):
     row.update(res)
     RESULTS["runs"].append(row)
     log("[{}] {}: {}".format(model, what, json.dumps({k: res.get(k) for k in (
-        "engine_fps", "pipeline_fps", "ratio", "latency_ms", "syncs") if k in res})))
+        "engine_fps", "pipeline_fps", "model_fps", "ratio", "ratio_model", "latency_ms", "syncs") if k in res})))
     return row
 
 
@@ -183,6 +191,15 @@ def main():
             attempt(model, "torch-cuda eager", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=False))
             attempt(model, "live synthetic://1280x720@60, 300 frames", lambda: live(bundle))
+            attempt(model, "torch-cuda graph, torch-ops preprocessing", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
+                executor_options={"gpu_preprocess": "torch-ops"}))
+            attempt(model, "torch-cuda graph, mapped input (zero copy)", lambda: run_bench(
+                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
+                executor_options={"mapped_in": True}))
+            fp16 = build_bundle(work, model, onnx=False, precision="fp16")
+            attempt(model, "torch-cuda graph fp16 bundle", lambda: run_bench(
+                fp16, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
             if env["onnxruntime"]:
                 attempt(model, "agreement torch-cuda vs onnxruntime", lambda: agreement(bundle))
             if env["pycuda"] and not args.skip_pycuda:
@@ -190,10 +207,14 @@ def main():
 
                 ctx = make_context()
                 try:
-                    for mem, g in (("pycuda-pinned", True), ("pycuda-pinned", False), ("pycuda-mapped", False)):
-                        attempt(model, "torch engine via {}{}".format(mem, " graph" if g else " eager"), lambda: run_bench(
-                            bundle, backend="torch", device="cuda", memory=mem, iterations=max(n // 4, 100),
-                            source=args.source, cuda_graph=g))
+                    for mem, g, gp in (("pycuda-pinned", True, "on"), ("pycuda-pinned", True, "off"),
+                                       ("pycuda-pinned", False, "on"), ("pycuda-mapped", True, "on"),
+                                       ("pycuda-mapped", False, "off")):
+                        attempt(model, "torch engine via {}{} {}".format(
+                            mem, " graph" if g else " eager", "gpu-pre" if gp == "on" else "host-pre"),
+                            lambda: run_bench(bundle, backend="torch", device="cuda", memory=mem,
+                                              iterations=max(n // 4, 100), source=args.source, cuda_graph=g,
+                                              executor_options={"gpu_preprocess": gp}))
                 finally:
                     ctx.pop()
         if env["onnxruntime"] and not args.skip_ort:
@@ -206,18 +227,19 @@ def main():
                 bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": 0}))
 
     (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
-    print("\n{:<9} {:<38} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}".format(
-        "model", "run", "engine_fps", "pipe_fps", "ratio", "p50_ms", "host_ms", "loop_syncs"))
+    print("\n{:<9} {:<44} {:>11} {:>11} {:>11} {:>7} {:>7} {:>9} {:>9} {:>10}".format(
+        "model", "run", "model_fps", "engine_fps", "pipe_fps", "ratio", "r_model", "p50_ms", "host_ms", "loop_syncs"))
     for r in RESULTS["runs"]:
         if "error" in r:
-            print("{:<9} {:<38} ERROR {}".format(r["model"], r["what"], r["error"][:80]))
+            print("{:<9} {:<44} ERROR {}".format(r["model"], r["what"], r["error"][:80]))
             continue
         if "engine_fps" not in r:
-            print("{:<9} {:<38} {}".format(r["model"], r["what"], json.dumps({k: v for k, v in r.items() if k not in ("model", "what")})))
+            print("{:<9} {:<44} {}".format(r["model"], r["what"], json.dumps({k: v for k, v in r.items() if k not in ("model", "what")})))
             continue
         syncs = r.get("syncs", {}).get("in_loop") if r.get("syncs") else None
-        print("{:<9} {:<38} {:>11.1f} {:>11.1f} {:>7.3f} {:>9.3f} {:>9.4f} {:>10}".format(
-            r["model"], r["what"], r["engine_fps"], r["pipeline_fps"], r["ratio"], r["latency_ms"]["p50"],
+        print("{:<9} {:<44} {:>11.1f} {:>11.1f} {:>11.1f} {:>7.3f} {:>7.3f} {:>9.3f} {:>9.4f} {:>10}".format(
+            r["model"], r["what"], r.get("model_fps", 0.0), r["engine_fps"], r["pipeline_fps"], r["ratio"],
+            r.get("ratio_model", 0.0), r["latency_ms"]["p50"],
             r["pipeline"]["host_ms_per_frame"], json.dumps(syncs) if syncs is not None else "-"))
     print("env: " + json.dumps(env))
 

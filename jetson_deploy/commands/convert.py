@@ -31,6 +31,7 @@ def _build_choice(value: "Optional[bool]") -> Any:
 @click.option("--opset", type=int, default=None, help="ONNX opset. Default: chosen, the lowest from 13 up that exports and passes parity "
               "(13: TensorRT 8.2+ / JetPack 4.6; 14-17: 8.5+ / JetPack 5; 18: 10+ / JetPack 6); the manifest records it.")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch axis (engines get an optimization profile).")
+@click.option("--export-program", is_flag=True, help="Also write model.pt2 (torch.export): 'run'/'bench' then take the torch CUDA path on a GPU without TensorRT.")
 @click.option("--fold-preprocess", is_flag=True, help="Fold normalisation and layout change into the graph: the engine takes uint8 NHWC BGR camera frames.")
 @click.option("--fold-postprocess", is_flag=True, help="Fold softmax/top-k (classify) or an argmax mask (segment) into the graph.")
 @click.option("--top-k", type=int, default=None, help="k for --fold-postprocess on classifiers (default min(5, classes)).")
@@ -57,6 +58,7 @@ def convert(
     outputs: "Tuple[str, ...]",
     opset: "Optional[int]",
     dynamic_batch: bool,
+    export_program: bool,
     fold_preprocess: bool,
     fold_postprocess: bool,
     top_k: "Optional[int]",
@@ -84,7 +86,8 @@ def convert(
     options = ConvertOptions(
         precision=precision,
         bundle=BundleOptions(name=name, version=version),
-        export=ExportOptions(weights=weights, outputs=list(outputs) or None, opset=opset, dynamic_batch=dynamic_batch),
+        export=ExportOptions(weights=weights, outputs=list(outputs) or None, opset=opset, dynamic_batch=dynamic_batch,
+                             program=export_program),
         check=CheckOptions(tolerance=tolerance, samples=parity_samples, force=force),
         fold=FoldOptions(preprocess=fold_preprocess, postprocess=fold_postprocess, top_k=top_k),
         int8=Int8Options(calib=calib, min_agreement=min_agreement, auto_exclude=auto_exclude, progress=True),

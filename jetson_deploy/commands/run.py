@@ -112,4 +112,9 @@ def bench(bundle, backend, device, memory, threads, iterations, warmup, source, 
         res["engine_fps"], e["latency_ms"]["p50"], e["latency_ms"]["p95"], e["latency_ms"]["p99"]))
     click.echo("pipeline    : {:9.1f} FPS | latency p50 {} ms p95 {} ms p99 {} ms | host {:.3f} ms/frame".format(
         res["pipeline_fps"], p["latency_ms"]["p50"], p["latency_ms"]["p95"], p["latency_ms"]["p99"], p["host_ms_per_frame"]))
+    if "model_fps" in res:
+        click.echo("model-only  : {:9.1f} FPS | latency p50 {} ms (the network alone: no preprocessing, no copies)".format(
+            res["model_fps"], res["model_only"]["latency_ms"]["p50"]))
     click.echo("ratio (pipeline / engine): {:.3f}".format(res["ratio"]))
+    if res.get("ratio_model"):
+        click.echo("ratio (pipeline / model) : {:.3f}".format(res["ratio_model"]))

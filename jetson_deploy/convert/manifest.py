@@ -38,6 +38,7 @@ class Stages:
     fp16: "Optional[Dict[str, Any]]" = None
     int8: Any = None  # convert.int8.Int8Data
     engines: "Engines" = field(default_factory=Engines)
+    program: "Optional[Path]" = None  # model.pt2 (convert --export-program)
 
 
 def _versions() -> "Dict[str, Optional[str]]":
@@ -150,6 +151,8 @@ def write_bundle(out: Path, name: str, st: "Stages", opts: "ConvertOptions") -> 
     spec = st.folded.spec
     with BundleWriter(out, name=name, version=opts.bundle.version, precision=opts.precision) as w:
         w.add_file(st.exported.onnx_path, "model.onnx", kind="onnx")
+        if st.program is not None:
+            w.add_file(st.program, "model.pt2", kind="exported-program")
         if spec.labels:
             w.add_bytes(("\n".join(spec.labels) + "\n").encode("utf-8"), "labels.txt", kind="labels")
         if st.int8 is not None:

@@ -37,6 +37,8 @@ class ExportOptions:
     outputs: "Optional[Sequence[Any]]" = None
     opset: "Optional[int]" = None
     dynamic_batch: bool = False
+    #: also write ``model.pt2`` (torch.export): the torch CUDA path on GPUs without TensorRT
+    program: bool = False
 
 
 @dataclass
@@ -127,6 +129,7 @@ FLAT_NAMES: "Dict[str, Tuple[str, str]]" = {
     "outputs": ("export", "outputs"),
     "opset": ("export", "opset"),
     "dynamic_batch": ("export", "dynamic_batch"),
+    "export_program": ("export", "program"),
     "tolerance": ("check", "tolerance"),
     "parity_samples": ("check", "samples"),
     "force": ("check", "force"),
@@ -161,6 +164,8 @@ def _check_choices(o: "ConvertOptions") -> None:
         raise BadInput("--converter torch2trt builds the engine in PyTorch; it cannot be combined with --no-build-engine")
     if converter == "torch2trt" and o.fold.any:
         raise BadInput("--fold-preprocess/--fold-postprocess work on the ONNX graph: use them with --converter onnx")
+    if o.export.program and o.fold.any:
+        raise BadInput("--export-program writes the unfolded network; it cannot be combined with --fold-preprocess/--fold-postprocess")
     if not (o.check.tolerance > 0):
         raise BadInput("--tolerance must be positive, got {}".format(o.check.tolerance))
 

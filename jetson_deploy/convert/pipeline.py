@@ -121,6 +121,7 @@ def _run_stages(loaded: Any, spec: "ModelSpec", out: Path, work: Path, opts: "Co
     if opts.precision == "int8":
         st.int8 = _int8_stage(st, spec, opts, work)
     st.engines = _engine_stage(st, opts, work)
+    st.program = _st.export_program(exported, opts.export, work)
     manifest = write_bundle(out, opts.bundle.name or loaded.name_hint, st, opts)
     if out.parent != work:
         log.info("bundle written: {} ({})".format(out, st.engines.note))

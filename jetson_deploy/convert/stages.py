@@ -147,6 +147,31 @@ def target_max_opset() -> "Optional[int]":
     return max_opset_for_tensorrt(version)
 
 
+def export_program(exported: "Exported", opts: "ExportOptions", work: Path) -> "Optional[Path]":
+    """``--export-program``: the network as a torch.export program (``model.pt2``), so ``run`` and
+    ``bench`` take the torch CUDA path on a GPU without TensorRT.  Checked against the module once."""
+    if not opts.program:
+        return None
+    if exported.module is None or exported.example is None:
+        raise BadInput("--export-program needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), "
+                       "not an ONNX file")
+    torch = require("torch", "--export-program")
+    path = work / "model.pt2"
+    try:
+        ep = torch.export.export(exported.module, (exported.example,))
+        torch.export.save(ep, str(path))
+        with torch.no_grad():
+            got = flatten_outputs(torch.export.load(str(path)).module()(exported.example))
+            ref = flatten_outputs(exported.module(exported.example))
+    except Exception as exc:
+        text = str(exc).strip()
+        raise BadInput("--export-program: torch.export failed: {}: {}".format(
+            type(exc).__name__, text.splitlines()[0][:300] if text else ""))
+    diff = max(float((a.float() - b.float()).abs().max()) for (_, a), (_, b) in zip(got, ref)) if got else 0.0
+    log.info("exported program model.pt2 (torch.export), max |diff| against the module {:.3g}".format(diff))
+    return path
+
+
 def _example_input(spec: "ModelSpec") -> Any:
     torch = require("torch", "exporting PyTorch models")
     import numpy as np

@@ -23,6 +23,7 @@ import numpy as np
 from .._lazy import require
 from ..preprocess import numpy_dtype, preprocess
 from ..spec import ModelSpec
+from .gpu_preprocess import TorchPreprocess  # noqa: F401  (public here too: the torch-ops preprocessing)
 from .memory import HostAllocator, NumpyAllocator, SyncCounter
 
 
@@ -63,6 +64,11 @@ class Executor:
     #: counts host synchronisations (pycuda path); the pipeline reports those inside the loop
     sync_counter: "Optional[SyncCounter]" = None
     graph = False
+    #: True when the capture thread must run host preprocessing (``prepare``); GPU-preprocessing
+    #: executors leave the capture thread to capture only
+    host_preprocess = True
+    #: why preprocessing is not where the design wants it (e.g. no kernel compiler on the pycuda path)
+    preprocess_note = ""
     #: True when outputs() returns fresh arrays per frame (not reused slot buffers), so
     #: postprocessing may run on another thread without a copy
     outputs_owned = False
@@ -89,6 +95,11 @@ class Executor:
         """The engine's work alone on an input already where it reads it (bench's reference)."""
         raise NotImplementedError
 
+    def model_only_step(self) -> None:
+        """The network alone at its input shape: no preprocessing, no copies (bench's ``model_fps``).
+        CPU executors: the same as :meth:`engine_only_step`."""
+        self.engine_only_step()
+
     def synchronize(self) -> None:
         """Block until all enqueued work is done (bench only; never inside the frame loop)."""
 
@@ -96,7 +107,10 @@ class Executor:
         pass
 
     def describe(self) -> "Dict[str, Any]":
-        d: "Dict[str, Any]" = {"executor": self.name, "depth": self.depth, "cuda_graph": self.graph}
+        d: "Dict[str, Any]" = {"executor": self.name, "depth": self.depth, "cuda_graph": self.graph,
+                               "preprocess": "host (capture thread)" if self.host_preprocess else "gpu"}
+        if self.preprocess_note:
+            d["preprocess_note"] = self.preprocess_note
         if self.frame_allocator is not None:
             d["memory"] = self.frame_allocator.kind
         return d
@@ -165,56 +179,6 @@ class HostExecutor(Executor):
 # ---------------------------------------------------------------------------------------------
 # torch CUDA
 # ---------------------------------------------------------------------------------------------
-class TorchPreprocess:
-    """GPU (or CPU) preprocessing with torch: the maths of :func:`jetson_deploy.preprocess.preprocess`.
-
-    uint8 HxWx3 BGR frame tensor -> the model input (1,C,H,W) (or NHWC): bilinear resize (or
-    letterbox) rounded to uint8 levels like the host path, colour order, ``x*scale-mean)/std``.
-    """
-
-    def __init__(self, spec: "ModelSpec", device: Any) -> None:
-        torch = require("torch", "GPU preprocessing")
-        from ..preprocess import normalize_constants
-
-        self.torch = torch
-        self.spec = spec
-        mul, off = normalize_constants(spec)
-        self.mul = torch.from_numpy(mul).to(device).view(1, -1, 1, 1)
-        self.off = torch.from_numpy(off).to(device).view(1, -1, 1, 1)
-        self.gray_w = torch.tensor([0.114, 0.587, 0.299], device=device).view(1, 3, 1, 1)
-
-    def __call__(self, frame_u8: Any) -> Any:
-        torch = self.torch
-        F = torch.nn.functional
-        spec = self.spec
-        h, w = int(frame_u8.shape[0]), int(frame_u8.shape[1])
-        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,3,H,W (BGR)
-        dst_w, dst_h = spec.resize_wh
-        if (w, h) != (dst_w, dst_h):
-            if spec.keep_aspect:
-                from ..preprocess import LETTERBOX_FILL, letterbox_params
-
-                r, px, py = letterbox_params(w, h, spec)
-                nw, nh = int(round(w * r)), int(round(h * r))
-                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-                x = F.pad(x, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
-            else:
-                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-        if spec.color == "rgb":
-            x = x.flip(1)
-        elif spec.color == "gray":
-            x = (x * self.gray_w).sum(1, keepdim=True).round_()
-        if spec.dtype == "uint8":
-            x = x.to(torch.uint8)
-        else:
-            x = x * self.mul + self.off
-            if spec.dtype == "float16":
-                x = x.half()
-        if spec.layout == "nhwc":
-            x = x.permute(0, 2, 3, 1)
-        return x.contiguous()
-
-
 class TorchCudaExecutor(Executor):
     """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
 
@@ -228,10 +192,12 @@ class TorchCudaExecutor(Executor):
     """
 
     name = "torch-cuda"
+    host_preprocess = False
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, graph: bool = True, topk: int = 5,
-                 fold_post: bool = True, mapped_out: bool = True) -> None:
-        from .memory import TorchPinnedAllocator
+                 fold_post: bool = True, mapped_out: bool = True, mapped_in: "Optional[bool]" = None,
+                 preprocess_impl: str = "auto") -> None:
+        from .memory import TorchPinnedAllocator, is_integrated
 
         self.torch = require("torch", "the torch CUDA executor")
         self.engine = engine
@@ -241,6 +207,10 @@ class TorchCudaExecutor(Executor):
         self.topk = topk
         self.fold_post = fold_post
         self.mapped_out = bool(mapped_out)
+        #: integrated GPUs: the preprocessing kernel reads the pinned frame in place (zero copy)
+        self.mapped_in = is_integrated() if mapped_in is None else bool(mapped_in)
+        self.preprocess_impl = preprocess_impl
+        self._model_graph: Any = None
         self.frame_allocator = TorchPinnedAllocator()
         self.device = engine.device
         self.frame_shape: "Optional[Tuple[int, int, int]]" = None
@@ -267,6 +237,9 @@ class TorchCudaExecutor(Executor):
     def _step(self, dev_frame: Any) -> "Dict[str, Any]":
         return self._post(self.engine.forward(self._pre(dev_frame)))
 
+    def _model_step(self, x: Any) -> "Dict[str, Any]":
+        return self._post(self.engine.forward(x))
+
     def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         torch = self.torch
         if self.frame_shape == tuple(frame_shape):
@@ -274,7 +247,12 @@ class TorchCudaExecutor(Executor):
         self.frame_shape = tuple(frame_shape)
         dev = self.device
         torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick the fastest kernels once
-        self._pre = TorchPreprocess(self.spec, dev)
+        from .gpu_preprocess import torch_preprocessor
+
+        in_dt = np.dtype(self.engine.inputs[0].dtype).name if self.engine.inputs else self.spec.dtype
+        self._pre = torch_preprocessor(self.spec, dev, out_dtype=in_dt if self.spec.dtype != "uint8" else "uint8",
+                                       channels_last=bool(getattr(self.engine, "channels_last", False)),
+                                       prefer=self.preprocess_impl)
         self.copy_stream = torch.cuda.Stream(dev)
         self.compute_stream = torch.cuda.Stream(dev)
         self.dev_frames = [torch.empty(frame_shape, dtype=torch.uint8, device=dev) for _ in range(self.depth)]
@@ -287,8 +265,11 @@ class TorchCudaExecutor(Executor):
             with torch.cuda.stream(self.compute_stream):
                 for _ in range(3):
                     outs = self._step(self.static_in)
+                self.model_in = [self._pre(self.static_in) for _ in range(self.depth)]
+                self.static_model_in = self._pre(self.static_in)
             self.compute_stream.synchronize()
             self.static_out = outs
+            self._model_graph = None
             self._graph = None
             self._slot_graphs = []
             self._slot_outs = []
@@ -299,7 +280,7 @@ class TorchCudaExecutor(Executor):
                     self._capture()
                 except Exception as exc:  # some models (data-dependent shapes) cannot be captured
                     self.graph = False
-                    self._graph, self._slot_graphs, self._slot_outs = None, [], []
+                    self._graph, self._slot_graphs, self._slot_outs, self._model_graph = None, [], [], None
                     self.eager_reason = "CUDA graph capture failed ({}); running eagerly".format(
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                     torch.cuda.synchronize(dev)
@@ -329,10 +310,16 @@ class TorchCudaExecutor(Executor):
         with torch.cuda.graph(g, pool=pool, stream=cs):
             self.static_out = self._step(self.static_in)
         self._graph = g
+        gm = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(gm, pool=pool, stream=cs):
+            self.engine.forward(self.static_model_in)
+        self._model_graph = gm
         for k in range(self.depth):
             gk = torch.cuda.CUDAGraph()
             with torch.cuda.graph(gk, pool=pool, stream=cs):
-                outs = self._step(self.dev_frames[k])
+                # mapped input: the kernel reads each frame where it was captured (its address
+                # changes per frame), so it runs just before the replay and the graph starts at the model
+                outs = self._model_step(self.model_in[k]) if self.mapped_in else self._step(self.dev_frames[k])
                 for name, v in outs.items():
                     if self.mapped_out:
                         # a kernel writes the (small) results straight into pinned host memory through
@@ -352,6 +339,9 @@ class TorchCudaExecutor(Executor):
         if src is None:  # not captured into pinned memory: one host copy into staging
             src = self.staging[slot]
             np.copyto(src.numpy(), img)
+        if self.mapped_in:
+            self._submit_mapped(slot, src)
+            return
         with torch.cuda.stream(self.copy_stream):
             self.dev_frames[slot].copy_(src, non_blocking=True)
             self.copied[slot].record(self.copy_stream)
@@ -366,6 +356,24 @@ class TorchCudaExecutor(Executor):
                     ho = self.host_out[slot]
                     for k, v in outs.items():
                         ho[k].copy_(v, non_blocking=True)
+            self.done[slot].record(cs)
+
+    def _submit_mapped(self, slot: int, src: Any) -> None:
+        """Zero copy: the preprocessing reads the pinned frame through its device (UVA) address,
+        writes the slot's model input, then the slot's graph (model + reduction + copy-out) replays."""
+        torch = self.torch
+        from .backends.torch import _DevicePointer
+
+        view = torch.as_tensor(_DevicePointer(src.data_ptr(), tuple(src.shape), np.uint8), device=self.device)
+        cs = self.compute_stream
+        with torch.cuda.stream(cs), torch.inference_mode():
+            self._pre(view, out=self.model_in[slot])
+            if self._slot_graphs:
+                self._slot_graphs[slot].replay()
+            else:
+                outs = self._model_step(self.model_in[slot])
+                for k, v in outs.items():
+                    self.host_out[slot][k].copy_(v, non_blocking=True)
             self.done[slot].record(cs)
 
     def query(self, slot: int) -> bool:
@@ -386,17 +394,28 @@ class TorchCudaExecutor(Executor):
             else:
                 self._step(self.static_in)
 
+    def model_only_step(self) -> None:
+        """The network alone on a device-resident input of its shape (no preprocessing, no reduction)."""
+        torch = self.torch
+        with torch.cuda.stream(self.compute_stream), torch.inference_mode():
+            if self._model_graph is not None:
+                self._model_graph.replay()
+            else:
+                self.engine.forward(self.static_model_in)
+
     def synchronize(self) -> None:
         self.compute_stream.synchronize()
 
     def close(self) -> None:
+        self._model_graph = None
         self._graph = None
         self._slot_graphs = []
         self._slot_outs = []
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
-        d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post,
+        d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post, mapped_in=self.mapped_in,
+                 preprocess=getattr(getattr(self, "_pre", None), "kind", self.preprocess_impl),
                  mapped_out=bool(self.mapped_out and self._slot_graphs), graphs=len(self._slot_graphs))
         if self.eager_reason:
             d["note"] = self.eager_reason

@@ -104,11 +104,30 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     if memory in ("torch", "torch-pinned"):
         if not (backend == "torch" and gpu):
             raise BadInput("--memory torch needs the torch backend on a CUDA GPU")
-        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out)
+        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out,
+                                 mapped_in=kw.get("mapped_in"), preprocess_impl=str(kw.get("gpu_preprocess", "auto")))
     if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
         mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
-        return PycudaExecutor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
+        return _pycuda_executor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
     raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
+
+
+def _pycuda_executor(engine: Any, spec: Any, gpu_preprocess: Any = "auto", **kw: Any) -> Any:
+    """The pycuda executor: GPU preprocessing (the fused kernel) unless it cannot compile here
+    (``gpu_preprocess="auto"``: then host preprocessing, said once) or is switched off (False)."""
+    from .gpu_executors import PycudaGpuExecutor, gpu_preprocess_unavailable
+
+    if gpu_preprocess in (False, "off", "host"):
+        return PycudaExecutor(engine, spec, **kw)
+    why = gpu_preprocess_unavailable(spec, engine, cuda=kw.get("cuda"))
+    if not why:
+        return PycudaGpuExecutor(engine, spec, **kw)
+    if gpu_preprocess in (True, "on", "kernel"):
+        raise BadInput("GPU preprocessing on the pycuda path needs pycuda's SourceModule and nvcc: {}".format(why))
+    ex = PycudaExecutor(engine, spec, **kw)
+    ex.preprocess_note = "GPU preprocessing kernel unavailable ({}); host preprocessing on the capture thread".format(why)
+    log.warning("%s", ex.preprocess_note)
+    return ex
 
 
 class _Loop:
@@ -250,7 +269,8 @@ class Pipeline:
         if src.fps:
             for s in self.sinks:
                 s.fps = src.fps
-        cap = CaptureThread(src, maxsize=self.inputs.queue_size, prepare=ex.prepare)
+        # GPU-preprocessing executors: the capture thread only captures (no per-pixel CPU work)
+        cap = CaptureThread(src, maxsize=self.inputs.queue_size, prepare=ex.prepare if ex.host_preprocess else None)
         self.metrics.dropped_fn = lambda: cap.dropped
         self._worker = _OutputWorker(self._deliver) if use_worker else None
         self.metrics.start()
@@ -453,7 +473,7 @@ def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
     them.  ``engine`` overrides the bundle's engine (tests, benchmarks).
     """
     from ..media import open_sink, open_source
-    from .backends import create_engine
+    from .backends import create_engine, describe_choice, explain_backend
 
     opts, ins, outs = split_options(options, inputs, outputs, **flat)
     b = load_bundle(bundle_or_path, verify=opts.verify)
@@ -463,6 +483,9 @@ def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
         sink_list.append(outs.jsonl)
     fps_hint = src.fps or 30.0
     sinks = [open_sink(s, fps=fps_hint) for s in sink_list if s is not None]
+    why = ""
+    if engine is None:
+        why = explain_backend(b, opts.backend, opts.device)[1]
     eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device,
                                                           **opts.engine_options)
     eng.activate()
@@ -471,6 +494,7 @@ def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
     try:
         executor = make_executor(eng, b.spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph,
                                  topk=opts.topk, **opts.executor_options)
+        log.info("%s", describe_choice(eng, executor, why))
         pipe = Pipeline(eng, b.spec, src, sinks, executor, options=opts, inputs=ins, outputs=outs, labels=b.labels)
         summary = pipe.run(max_frames=opts.max_frames)
         ok = True

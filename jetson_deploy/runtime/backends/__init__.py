@@ -4,7 +4,7 @@
 torch on CUDA when the bundle carries an exported program (or TorchScript) and a GPU is there,
 else ONNX Runtime.  Backend modules are imported only when chosen.
 """
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from ..._lazy import has_module, require
 from ...errors import BadInput, MissingDependency
@@ -51,15 +51,71 @@ def default_cpu_threads() -> int:
 
 def choose_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" = None) -> str:
     """The backend ``create_engine`` would use for ``bundle``."""
+    return explain_backend(bundle, backend, device)[0]
+
+
+def _gpu_present() -> bool:
+    """A CUDA GPU is visible (torch or pycuda can see one), without importing either when absent."""
+    if _cuda_available():
+        return True
+    if has_module("pycuda"):
+        try:
+            import importlib
+
+            drv = importlib.import_module("pycuda.driver")
+            drv.init()
+            return drv.Device.count() > 0
+        except Exception:
+            return False
+    return False
+
+
+def explain_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" = None) -> "Tuple[str, str]":
+    """(backend, why) -- ``run`` prints the why in one line; when a GPU is there but only a CPU
+    backend can run the bundle, the why says how to get the GPU path."""
     if backend not in BACKENDS:
         raise BadInput("--backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
     if backend != "auto":
-        return backend
+        return backend, "asked for with --backend {}".format(backend)
     if has_module("tensorrt") and (bundle.artifact("engine") is not None or bundle.artifact("onnx") is not None):
-        return "tensorrt"
-    if _torch_artifact(bundle) is not None and (device or "cuda").startswith("cuda") and _cuda_available():
-        return "torch"
-    return "onnxruntime"
+        return "tensorrt", "TensorRT is installed"
+    has_torch_art = _torch_artifact(bundle) is not None
+    wants_cuda = (device or "cuda").startswith("cuda")
+    if has_torch_art and wants_cuda and _cuda_available():
+        return "torch", "no TensorRT; the bundle has an exported program (model.pt2) and torch sees a CUDA GPU"
+    if device and not wants_cuda:
+        return "onnxruntime", "--device {} asked for".format(device)
+    if _gpu_present():
+        if not has_torch_art:
+            return "onnxruntime", ("a GPU is present but only a CPU backend can run this bundle: no TensorRT here and no "
+                                   "model.pt2 in the bundle; re-convert with `jetson-deploy convert ... --export-program` "
+                                   "for the torch CUDA path (or install TensorRT)")
+        return "onnxruntime", ("a GPU is present but torch cannot use it (torch without CUDA?); install a CUDA build of "
+                               "torch for the torch CUDA path (or TensorRT)")
+    return "onnxruntime", "no TensorRT and no CUDA GPU here"
+
+
+def describe_choice(engine: Any, executor: Any, why: str = "") -> str:
+    """One line: what runs, where the preprocessing runs, and why this backend."""
+    d = engine.describe() if hasattr(engine, "describe") else {}
+    bits = [str(getattr(engine, "backend", "?"))]
+    if d.get("device"):
+        bits.append("on {}".format(d["device"]))
+    if d.get("precision"):
+        bits.append(str(d["precision"]))
+    ex = executor.describe() if executor is not None else {}
+    pre = ex.get("preprocess")
+    line = "backend: {}".format(" ".join(bits))
+    if ex.get("executor"):
+        line += ", executor {}".format(ex["executor"])
+    if pre:
+        line += ", preprocessing {}".format(pre)
+    if why:
+        line += " ({})".format(why)
+    note = ex.get("preprocess_note") or d.get("precision_note")
+    if note:
+        line += "; " + str(note)
+    return line
 
 
 def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, **kw: Any) -> "Engine":
@@ -98,7 +154,7 @@ def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = 
         kind, path = found
         return TorchEngine(path, device=device, input_name=spec.input_name, input_shape=spec.shape,
                            input_dtype=spec.dtype if spec.dtype != "int8" else "float32",
-                           output_names=spec.outputs, artifact_kind=kind, **kw)
+                           output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision, **kw)
     if name == "tensorrt":
         if not has_module("tensorrt"):
             raise MissingDependency("--backend tensorrt: TensorRT is not installed (it ships with JetPack on a Jetson); "

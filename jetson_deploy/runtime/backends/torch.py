@@ -8,8 +8,9 @@ host-level :meth:`infer`, it offers:
 * :meth:`TorchEngine.enqueue` -- the device-pointer interface TensorRT has (``{name: device_ptr}``
   and a ``cudaStream_t`` handle), so the pycuda memory path runs on it unchanged.
 """
+import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from ..engine import Engine, TensorInfo
 
 _NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8, "int32": np.int32,
        "int64": np.int64, "bool": np.bool_, "bfloat16": np.float32}
+
+
+log = logging.getLogger(__name__)
 
 
 def _np_dtype(tdtype: Any) -> "np.dtype":
@@ -54,14 +58,21 @@ def _flatten(out: Any) -> "List[Any]":
 
 
 class TorchEngine(Engine):
-    """A torch module (exported program / TorchScript / ``nn.Module``) on one device."""
+    """A torch module (exported program / TorchScript / ``nn.Module``) on one device.
+
+    ``precision`` is the bundle's: ``fp16`` runs the module in half on CUDA (channels-last for
+    4-D NCHW inputs, where cuDNN's tensor-core convolutions want it), ``int8`` says it runs FP16
+    (the exported program has no INT8 kernels; TensorRT runs the INT8 engine), and both run FP32
+    on the CPU, saying so.  ``describe()["precision"]`` is what actually runs.
+    """
 
     backend = "torch"
 
     def __init__(self, model: Any, device: "Optional[str]" = None, input_name: str = "input",
                  input_shape: "Optional[Sequence[int]]" = None, input_dtype: str = "float32",
                  output_names: "Optional[Sequence[str]]" = None, artifact_kind: str = "module",
-                 half: bool = False) -> None:
+                 half: bool = False, precision: "Optional[str]" = None,
+                 channels_last: "Optional[bool]" = None) -> None:
         super().__init__()
         self.model_src = model
         self.device_name = device
@@ -70,7 +81,12 @@ class TorchEngine(Engine):
         self.input_dtype = input_dtype
         self.output_name_hint = list(output_names or [])
         self.artifact_kind = artifact_kind
-        self.half = half
+        self.bundle_precision = precision or ("fp16" if half else "fp32")
+        self.half = bool(half) or self.bundle_precision in ("fp16", "int8")
+        self.channels_last_wanted = channels_last
+        self.channels_last = False
+        self.precision = "fp32"
+        self.precision_note = ""
         self.module: Any = None
         self.device: Any = None
         self._torch: Any = None
@@ -109,12 +125,53 @@ class TorchEngine(Engine):
         self.module = mod
         if self.input_shape is None:
             raise BadInput("torch backend needs the input shape (the bundle's spec gives it)")
-        dt = getattr(torch, self.input_dtype)
-        with torch.inference_mode():
-            outs = _flatten(self.module(torch.zeros(self.input_shape, dtype=dt, device=self.device)))
+        outs, in_dtype = self._apply_precision()
         names = self.output_name_hint if len(self.output_name_hint) == len(outs) else ["output{}".format(i) for i in range(len(outs))]
-        self.inputs = [TensorInfo(self.input_name, self.input_shape, np.dtype(_NP[self.input_dtype]))]
+        self.inputs = [TensorInfo(self.input_name, self.input_shape, np.dtype(_NP[in_dtype]))]
         self.outputs = [TensorInfo(n, tuple(o.shape), _np_dtype(o.dtype)) for n, o in zip(names, outs)]
+
+    def _try_forward(self, dtype_name: str) -> "List[Any]":
+        torch = self._torch
+        x = torch.zeros(self.input_shape, dtype=getattr(torch, dtype_name), device=self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return _flatten(self.module(x))
+
+    def _apply_precision(self) -> "Tuple[List[Any], str]":
+        """Honour the bundle's precision; returns (warm-up outputs, input dtype name)."""
+        torch = self._torch
+        float_in = self.input_dtype in ("float32", "float16")
+        bp = self.bundle_precision
+        if not (self.half and float_in):
+            return self._try_forward(self.input_dtype), self.input_dtype
+        if not self.is_gpu:
+            self.precision_note = "{} bundle on the CPU: the torch backend runs FP32".format(bp)
+            log.info("torch backend: %s", self.precision_note)
+            return self._try_forward(self.input_dtype), self.input_dtype
+        fp32_module = self.module
+        want_cl = self.channels_last_wanted
+        if want_cl is None:
+            want_cl = len(self.input_shape or ()) == 4
+        try:
+            self.module = fp32_module.half()
+            if want_cl:
+                self.module = self.module.to(memory_format=torch.channels_last)
+                self.channels_last = True
+            outs = self._try_forward("float16")
+        except Exception as exc:  # a graph with fixed float32 ops cannot run in half: say so, run FP32
+            self.channels_last = False
+            self.module = self._load().to(self.device)
+            self.precision_note = "{} bundle: the exported program does not run in half ({}); running FP32".format(
+                bp, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning("torch backend: %s", self.precision_note)
+            return self._try_forward(self.input_dtype), self.input_dtype
+        self.precision = "fp16"
+        if bp == "int8":
+            self.precision_note = ("int8 bundle: the torch backend has no INT8 kernels; running the exported program "
+                                   "in FP16 (the TensorRT engine runs INT8)")
+            log.info("torch backend: %s", self.precision_note)
+        return outs, "float16"
 
     def deactivate_impl(self) -> None:
         self.module = None
@@ -128,6 +185,11 @@ class TorchEngine(Engine):
     def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
+        want = getattr(torch, np.dtype(self.inputs[0].dtype).name)
+        if x.dtype != want and x.is_floating_point():
+            x = x.to(want)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             outs = self.forward(x)
         return {k: v.detach().cpu().numpy() for k, v in outs.items()}
@@ -175,5 +237,8 @@ class TorchEngine(Engine):
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
-        d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind)
+        d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind,
+                 precision=self.precision, bundle_precision=self.bundle_precision, channels_last=self.channels_last)
+        if self.precision_note:
+            d["precision_note"] = self.precision_note
         return d

@@ -1,0 +1,323 @@
+"""The fused GPU preprocessing kernel: its maths on the CPU (numpy port vs host ``preprocess()``,
+top-1 agreement through ONNX Runtime on the demo model), the pycuda executor's frame path on the
+pycuda double with a stand-in compiler that runs the numpy port, and the kernel itself on CUDA."""
+import ctypes
+import json
+import re
+import sys
+import types
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+from support.runtime import make_bundle, write_color_video  # noqa: E402
+from doubles import pycuda_double  # noqa: E402
+
+from jetson_deploy.preprocess import preprocess  # noqa: E402
+from jetson_deploy.runtime.engine import Engine  # noqa: E402
+from jetson_deploy.runtime.gpu_preprocess import (  # noqa: E402
+    KernelSpec,
+    Plan,
+    kernel_spec,
+    make_plan,
+    numpy_kernel,
+    preprocess_like_kernel,
+)
+from jetson_deploy.spec import ModelSpec  # noqa: E402
+
+
+def _spec(color="rgb", keep=False, layout="nchw", dtype="float32", size=(224, 160)) -> "ModelSpec":
+    c = 1 if color == "gray" else 3
+    w, h = size
+    shape = [1, c, h, w] if layout == "nchw" else [1, h, w, c]
+    mean, std = ([0.5], [0.25]) if c == 1 else ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    return ModelSpec.from_dict({
+        "task": "classify", "input": {"name": "input", "shape": shape, "dtype": dtype, "color": color, "layout": layout},
+        "preprocess": {"resize": [w, h], "keep_aspect": keep, "scale": 1 / 255.0, "mean": mean, "std": std},
+        "outputs": ["logits"], "labels": ["a", "b"]})
+
+
+CASES = [(c, k, l, d) for c in ("rgb", "bgr", "gray") for k in (False, True) for l in ("nchw", "nhwc")
+         for d in ("float32", "float16", "uint8")]
+
+
+@pytest.mark.needs("cv2")
+@pytest.mark.parametrize("color,keep,layout,dtype", CASES)
+def test_numpy_port_matches_host_preprocess_within_one_level(color, keep, layout, dtype, record_property):
+    spec = _spec(color, keep, layout, dtype)
+    rs = np.random.RandomState(3)
+    worst = 0.0
+    for h, w, c in ((720, 1280, 3), (97, 41, 3), (160, 224, 3), (480, 640, 1), (300, 200, 4)):
+        f = rs.randint(0, 256, (h, w, c), dtype=np.uint8)
+        a = preprocess(f, spec)
+        b = preprocess_like_kernel(f, spec)
+        assert b.shape == a.shape and b.dtype == a.dtype
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        # cv2's 11-bit fixed-point bilinear vs exact float: at most one uint8 level apart per
+        # channel (two for gray, which sums three channels), never more
+        mul = np.abs(make_plan(spec, f.shape).mul).max()
+        level = 1.0 if dtype == "uint8" else mul
+        tol = (2.0 if color == "gray" else 1.0) * level + (2e-3 if dtype == "float16" else 1e-5)
+        d = float(np.abs(a - b).max())
+        assert d <= tol, (h, w, c, d)
+        worst = max(worst, d)
+        if (w, h) == spec.resize_wh:  # no resize: identical
+            assert np.array_equal(a, b)
+    record_property("max_abs_diff", worst)
+    print("max |host - kernel maths| {} {} {} {}: {:.5f}".format(color, keep, layout, dtype, worst))
+
+
+@pytest.mark.needs("cv2")
+def test_letterbox_fill_and_region():
+    spec = _spec(keep=True, size=(64, 64), dtype="uint8")
+    f = np.full((50, 100, 3), 7, np.uint8)
+    p = make_plan(spec, f.shape)
+    assert (p.rw, p.rh, p.rx0, p.ry0) == (64, 32, 0, 16)
+    out = numpy_kernel(f, p)
+    assert (out[:, :16] == 114).all() and (out[:, 48:] == 114).all() and (out[:, 16:48] == 7).all()
+    assert np.array_equal(out, preprocess(f, spec))
+
+
+@pytest.mark.needs("cv2", "torch", "onnxruntime")
+@pytest.mark.slow
+def test_demo_top1_agreement_kernel_maths_vs_host_through_onnxruntime(tmp_path, record_property):
+    """The acceptance figure: >= 0.99 top-1 agreement on generated 720p (and mixed-size) frames."""
+    import onnxruntime as ort
+    import torch
+
+    from jetson_deploy import demo
+    from jetson_deploy.media.shapes import ShapeGenerator
+
+    spec = demo.load_spec()
+    model = demo.load_model().eval()
+    path = tmp_path / "demo.onnx"
+    torch.onnx.export(model, (torch.zeros(spec.shape),), str(path), input_names=["input"], output_names=["logits"],
+                      opset_version=13, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = ShapeGenerator(21)
+    host, kern = [], []
+    sizes = [(1280, 720)] * 150 + [(640, 480), (320, 240), (97, 61), (1920, 1080)] * 15
+    for w, h in sizes:
+        f, _ = gen.frame(w, h)
+        host.append(preprocess(f, spec))
+        kern.append(preprocess_like_kernel(f, spec))
+    a = np.concatenate([sess.run(None, {"input": x[None]})[0] for x in host])
+    b = np.concatenate([sess.run(None, {"input": x[None]})[0] for x in kern])
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    agree = float((a.argmax(1) == b.argmax(1)).mean())
+    dscore = float(np.abs(softmax(a).max(1) - softmax(b).max(1)).max())
+    dinput = float(max(np.abs(x - y).max() for x, y in zip(host, kern)))
+    record_property("top1_agreement", agree)
+    record_property("max_score_diff", dscore)
+    print("demo, {} frames: top-1 agreement {:.4f}, max score diff {:.5f}, max input diff {:.5f}".format(
+        len(sizes), agree, dscore, dinput))
+    assert agree >= 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# the pycuda executor's GPU frame path, on the pycuda double
+# ---------------------------------------------------------------------------------------------
+def _plan_from_args(kspec: "KernelSpec", args) -> "Plan":
+    v = [a.item() for a in args]
+    return Plan(kspec, *v[2:14], mul=tuple(v[14:17]), off=tuple(v[17:20]), fill=v[20])
+
+
+def install_compiler(monkeypatch, launches):
+    """A stand-in ``pycuda.compiler``: 'compiles' the source by reading its #defines and runs the
+    numpy port on the double's (host) memory, at the pointers the executor passes."""
+    mod = types.ModuleType("pycuda.compiler")
+    names = {0: "bgr", 1: "rgb", 2: "gray"}
+
+    class SourceModule:
+        def __init__(self, source, **kw):
+            d = dict(re.findall(r"#define (\w+) (\S+)", source))
+            self.kspec = KernelSpec(color=names[int(d["COLOR"])], layout=["nchw", "nhwc"][int(d["LAYOUT"])],
+                                    out_dtype=["float32", "float16", "uint8"][int(d["OUT_KIND"])])
+
+        def get_function(self, name):
+            kspec = self.kspec
+
+            def fn(*args, block=None, grid=None, stream=None):
+                p = _plan_from_args(kspec, args)
+                assert grid == p.grid and block is not None
+                n = p.src_h * p.src_pitch
+                src = np.frombuffer((ctypes.c_uint8 * n).from_address(int(args[0])), np.uint8)
+                frame = src.reshape(p.src_h, p.src_w, p.src_c)
+                out = numpy_kernel(frame, p)
+                ctypes.memmove(int(args[1]), out.ctypes.data, out.nbytes)
+                launches.append((int(args[0]), (p.src_w, p.src_h)))
+            return fn
+
+    mod.SourceModule = SourceModule
+    monkeypatch.setitem(sys.modules, "pycuda.compiler", mod)
+    sys.modules["pycuda"].compiler = mod
+
+
+class PointerEngine(Engine):
+    """TensorRT's calling convention (device pointers) computing with ONNX Runtime."""
+
+    backend = "tensorrt"
+    is_gpu = True
+
+    def __init__(self, ort_engine: Any) -> None:
+        super().__init__()
+        self.ort = ort_engine
+
+    def activate_impl(self) -> None:
+        self.ort.activate()
+        self.inputs, self.outputs = list(self.ort.inputs), list(self.ort.outputs)
+
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
+        inp = self.inputs[0]
+        n = int(np.prod(inp.shape))
+        x = np.frombuffer((ctypes.c_float * n).from_address(buffers[inp.name]), np.float32).reshape(inp.shape).copy()
+        for t, a in self.ort.infer({inp.name: x}).items():
+            a = np.ascontiguousarray(a)
+            ctypes.memmove(buffers[t], a.ctypes.data, a.nbytes)
+
+
+def _run_double(tmp_path, monkeypatch, source, memory, integrated, compiler=True, **kw):
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    drv = pycuda_double.install(monkeypatch, integrated=integrated)
+    launches, htod = [], []
+    if compiler:
+        install_compiler(monkeypatch, launches)
+    real = drv.memcpy_htod_async
+    drv.memcpy_htod_async = lambda d, s, stream=None: (htod.append(s.shape), real(d, s, stream))
+    from jetson_deploy.media import capture
+
+    prepares = []
+    orig = capture.CaptureThread.__init__
+
+    def spy(self, *a, **k):
+        prepares.append(k.get("prepare"))
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(capture.CaptureThread, "__init__", spy)
+    bundle = make_bundle(tmp_path / "b")
+    ctx = make_context(cuda=drv)
+    try:
+        eng = PointerEngine(create_engine(open_bundle(bundle), backend="onnxruntime"))
+        s = run_pipeline(bundle, source, str(tmp_path / "p.jsonl"), engine=eng, memory=memory, depth=3, **kw)
+    finally:
+        ctx.pop()
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    return s, rows, launches, htod, prepares
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+@pytest.mark.parametrize("integrated", [False, True], ids=["discrete-pinned", "integrated-mapped"])
+def test_pycuda_gpu_preprocess_path(tmp_path, monkeypatch, integrated):
+    seq = write_color_video(tmp_path / "c.avi", n=12, w=64, h=48)
+    s, rows, launches, htod, prepares = _run_double(tmp_path, monkeypatch, str(tmp_path / "c.avi"), "pycuda", integrated)
+    assert [r["label"] for r in rows] == seq
+    ex = s.executor
+    assert ex["executor"] == "pycuda" and ex["preprocess"] == "cuda-kernel (pycuda)" and ex["gpu_preprocess"] is True
+    assert prepares == [None]  # the capture thread only captures
+    assert len(launches) == 12 and all(size == (64, 48) for _, size in launches)
+    if integrated:
+        assert htod == [] and ex["memory"] == "pycuda-mapped"  # the kernel read the mapped frames in place
+    else:
+        assert htod == [(48, 64, 3)] * 12  # the uint8 frame as captured, nothing preprocessed on the host
+    assert ex["staged_frames"] == 0  # frames were captured straight into page-locked memory
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+def test_pycuda_frame_size_change_gets_a_new_plan(tmp_path, monkeypatch):
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    colours = {"blue": (255, 0, 0), "green": (0, 255, 0), "red": (0, 0, 255)}
+    want = []
+    for i, (name, (w, h)) in enumerate([("red", (64, 48)), ("green", (64, 48)), ("blue", (33, 90)), ("red", (33, 90)),
+                                        ("green", (200, 20)), ("blue", (64, 48))]):
+        cv2.imwrite(str(folder / "{:02d}.png".format(i)), np.full((h, w, 3), colours[name], np.uint8))
+        want.append((name, (w, h)))
+    s, rows, launches, htod, _ = _run_double(tmp_path, monkeypatch, str(folder), "pycuda-pinned", False)
+    assert [r["label"] for r in rows] == [n for n, _ in want]
+    assert [size for _, size in launches] == [wh for _, wh in want]
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+def test_pycuda_without_compiler_falls_back_to_host_preprocessing(tmp_path, monkeypatch):
+    seq = write_color_video(tmp_path / "c.avi", n=6)
+    s, rows, launches, htod, prepares = _run_double(tmp_path, monkeypatch, str(tmp_path / "c.avi"), "pycuda-pinned",
+                                                    False, compiler=False)
+    assert [r["label"] for r in rows] == seq
+    assert s.executor["preprocess"] == "host (capture thread)" and "unavailable" in s.executor["preprocess_note"]
+    assert "host preprocessing on the capture thread" in s.executor["preprocess_note"]
+    assert prepares[0] is not None and launches == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel itself (a later GPU session; CI has no GPU)
+# ---------------------------------------------------------------------------------------------
+def _cuda_cases():
+    return [("rgb", False, "nchw", "float32"), ("bgr", True, "nhwc", "float16"), ("gray", False, "nchw", "uint8"),
+            ("rgb", True, "nchw", "float16")]
+
+
+@pytest.mark.needs("cuda", "cupy")
+@pytest.mark.parametrize("color,keep,layout,dtype", _cuda_cases())
+def test_cuda_kernel_cupy_matches_numpy_port(color, keep, layout, dtype):
+    import torch
+
+    from jetson_deploy.runtime.gpu_preprocess import TorchKernelPreprocess
+
+    spec = _spec(color, keep, layout, dtype)
+    pre = TorchKernelPreprocess(spec, torch.device("cuda"))
+    rs = np.random.RandomState(5)
+    for h, w, c in ((720, 1280, 3), (97, 41, 3), (480, 640, 1), (160, 224, 4)):
+        f = rs.randint(0, 256, (h, w, c), dtype=np.uint8)
+        got = pre(torch.from_numpy(f).cuda())[0].cpu().numpy().astype(np.float32)
+        want = numpy_kernel(f, make_plan(spec, f.shape, kernel_spec(spec))).astype(np.float32)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.needs("cuda", "pycuda.compiler")
+def test_cuda_kernel_pycuda_matches_numpy_port():
+    import pycuda.driver as drv
+
+    from jetson_deploy.runtime.gpu_preprocess import launch_pycuda, pycuda_kernel
+    from jetson_deploy.runtime.memory import make_context
+
+    ctx = make_context(cuda=drv)
+    try:
+        for color, keep, layout, dtype in _cuda_cases():
+            spec = _spec(color, keep, layout, dtype)
+            f = np.random.RandomState(7).randint(0, 256, (720, 1280, 3), dtype=np.uint8)
+            plan = make_plan(spec, f.shape, kernel_spec(spec))
+            want = numpy_kernel(f, plan)
+            src, dst = drv.mem_alloc(f.nbytes), drv.mem_alloc(want.nbytes)
+            drv.memcpy_htod(src, f)
+            s = drv.Stream()
+            launch_pycuda(pycuda_kernel(plan.kspec, cuda=drv), plan, int(src), int(dst), s)
+            s.synchronize()
+            got = np.empty_like(want)
+            drv.memcpy_dtoh(got, dst)
+            np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=0, atol=1e-5)
+    finally:
+        ctx.pop()
+
+
+@pytest.mark.needs("cuda", "onnxruntime", "cv2")
+@pytest.mark.parametrize("mapped_in", [False, True])
+def test_torch_cuda_path_with_gpu_preprocessing_agrees_with_host(tmp_path, mapped_in):
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    bundle = make_bundle(tmp_path / "b", pt2=True)
+    seq = write_color_video(tmp_path / "c.avi", n=12)
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), "null://", backend="torch", device="cuda", keep_results=True,
+                     metrics_interval=0, executor_options={"mapped_in": mapped_in})
+    assert [r["label"] for r in s.results] == seq
+    assert s.executor["mapped_in"] is mapped_in and s.executor["preprocess"]
