@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Union
 
 from .. import __version__
-from .._files import CHUNK, atomic_dir, sha256_file
+from .._files import BUNDLE, CHUNK, atomic_dir, sha256_file
 from ..errors import BadInput
 from .manifest import (
     FORMAT,
@@ -117,7 +117,7 @@ class BundleWriter:
 
     # ---- context management ------------------------------------------------------------
     def __enter__(self) -> "BundleWriter":
-        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite)
+        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite, kind=BUNDLE)
         self.root = self._ctx.__enter__()
         return self
 
