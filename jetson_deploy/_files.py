@@ -114,6 +114,16 @@ def _ours(path: Path, kind: str, st: "os.stat_result") -> bool:
     return False
 
 
+def is_utf8_path(path: "Any") -> bool:
+    """Whether ``path`` can be handed to OpenCV/FFmpeg: a non-UTF-8 name crashes them (segfault)."""
+    s = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in s
+
+
 def check_path(path: "PathLike", what: str = "path") -> Path:
     """Refuse a path a system call would choke on (not UTF-8, too long, NUL) with one line."""
     s = os.fspath(path)
@@ -191,7 +201,7 @@ def clean_stale_temps(directory: "PathLike") -> int:
     except OSError:
         return 0
     for e in entries:
-        if not e.name.startswith(TEMP_PREFIX) or not e.name.endswith(TEMP_SUFFIXES):
+        if not e.name.startswith(TEMP_PREFIX):
             continue
         pid = e.name[len(TEMP_PREFIX):].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
@@ -207,6 +217,14 @@ def clean_stale_temps(directory: "PathLike") -> int:
 
 def _temp_prefix() -> str:
     return "{}{}-".format(TEMP_PREFIX, os.getpid())
+
+
+def temp_sibling(path: "PathLike", suffix: str = "") -> Path:
+    """A short temporary name beside ``path`` (fits however long ``path``'s name is), e.g. for a writer
+    that needs the real suffix (``.mp4``) to pick its format."""
+    path = Path(path)
+    tag = hashlib.sha1(os.fsencode(path.name)).hexdigest()[:8]
+    return path.with_name("{}{}.partial{}".format(_temp_prefix(), tag, suffix))
 
 
 # ---- atomic writes ----------------------------------------------------------------------------
