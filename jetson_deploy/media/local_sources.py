@@ -30,6 +30,10 @@ def _size(text: str, uri: str) -> "Tuple[int, int, float]":
         raise BadInput("source {}: size must look like 1280x720 (e.g. synthetic://1280x720@30)".format(uri))
     if w <= 0 or h <= 0:
         raise BadInput("source {}: size must be positive".format(uri))
+    if w > 16384 or h > 16384:
+        raise BadInput("source {}: size {}x{} is too large (at most 16384 per side)".format(uri, w, h))
+    if not (fps >= 0 and fps < 1e6):  # also NaN
+        raise BadInput("source {}: fps after @ must be a number >= 0, got {}".format(uri, fps))
     return w, h, fps
 
 
