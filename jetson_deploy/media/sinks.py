@@ -91,8 +91,10 @@ def _file_path(uri: str) -> Path:
     return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
 
 
-def _partial(path: Path) -> Path:
-    return temp_sibling(path)
+def _partial(path: Path, suffix: str = "") -> Path:
+    """``NAME.partial``; a short temporary name when that would pass the 255-byte name limit."""
+    name = ("." + path.stem + ".partial" + suffix) if suffix else (path.name + ".partial")
+    return path.with_name(name) if len(os.fsencode(name)) <= 255 else temp_sibling(path, suffix)
 
 
 class JsonlSink(Sink):
@@ -134,7 +136,7 @@ class VideoSink(Sink):
         super().__init__(uri, fps)
         self.path = Path(path) if path is not None else _file_path(uri)
         self._w: Any = None
-        self._tmp = temp_sibling(self.path, self.path.suffix)
+        self._tmp = _partial(self.path, self.path.suffix)
 
     def open_impl(self) -> None:
         cv2 = require("cv2", "writing video files")
