@@ -252,7 +252,9 @@ def add_engine(
     """
     from .reader import open_bundle
 
-    b = open_bundle(bundle_dir, verify=False)
+    # verify first: a tampered bundle (unlisted files, symlinked directories pointing outside,
+    # edited artifacts) is refused, never rewritten into a "valid" one
+    b = open_bundle(bundle_dir, verify=True)
     if b.packed:
         b.close()
         raise BadInput("add-engine needs a bundle directory, not a packed file: unpack {} first".format(bundle_dir))
