@@ -89,7 +89,7 @@ def check_files(root: Path, manifest: "Dict[str, Any]", hash_files: bool = True)
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, str(root)).replace(os.sep, "/")
             st = os.lstat(full)
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and rel not in RESERVED:
                 continue
             if rel in listed:
                 continue
@@ -263,7 +263,10 @@ def read_manifest(root: Path, source: str) -> tuple:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise CheckFailed("{}: manifest.json is larger than {} bytes".format(source, MAX_MANIFEST_BYTES))
     raw = mpath.read_bytes()
-    manifest = parse_manifest(raw, source)
+    try:
+        manifest = parse_manifest(raw, source)
+    except RecursionError:
+        raise CheckFailed("{}: manifest.json is nested too deeply to be a bundle manifest".format(source))
     validate_manifest(manifest, source, error=CheckFailed)
     return manifest, raw
 

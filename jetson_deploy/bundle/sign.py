@@ -102,6 +102,11 @@ def load_private_key(path: "PathLike", password: "Optional[bytes]" = None) -> An
         raise BadInput("private key {}: {} (set JETSON_DEPLOY_KEY_PASSWORD for encrypted keys)".format(path, exc))
     except ValueError as exc:
         raise BadInput("private key {} cannot be read ({}); expected an Ed25519 PEM or OpenSSH private key".format(path, exc))
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm: an encrypted OpenSSH key needs bcrypt
+        if type(exc).__name__ != "UnsupportedAlgorithm":
+            raise
+        raise BadInput("private key {} is an encrypted OpenSSH key, which needs the 'bcrypt' package ({}): "
+                       "pip install bcrypt, or use the PEM key from 'jetson-deploy bundle keygen'".format(path, exc))
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise BadInput("private key {} is not an Ed25519 key; create one with 'jetson-deploy bundle keygen'".format(path))
     return key
