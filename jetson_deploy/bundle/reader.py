@@ -263,10 +263,7 @@ def read_manifest(root: Path, source: str) -> tuple:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise CheckFailed("{}: manifest.json is larger than {} bytes".format(source, MAX_MANIFEST_BYTES))
     raw = mpath.read_bytes()
-    try:
-        manifest = parse_manifest(raw, source)
-    except RecursionError:
-        raise CheckFailed("{}: manifest.json is nested too deeply to be a bundle manifest".format(source))
+    manifest = parse_manifest(raw, source)
     validate_manifest(manifest, source, error=CheckFailed)
     return manifest, raw
 
