@@ -152,5 +152,5 @@ def test_rootfs_symlink_escaping_under_the_root_is_refused(tmp_path):
     os.symlink("../../../../..", str(rootfs / "opt" / "jetson-deploy" / "up"))
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     res = runner().invoke(cli, ["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
-    assert res.exit_code == 2 and "leads out of the rootfs" in res.output, res.output
+    assert res.exit_code == 2 and "leads out of the rootfs" in out(res), out(res)
     assert list(outside.iterdir()) == []

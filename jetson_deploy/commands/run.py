@@ -67,7 +67,7 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
     (one JSON object on stdout with --json).
     """
     from ..runtime.options import OutputOptions, RunOptions, SourceOptions
-    from ..bundle.reader import require_signature
+    from ..bundle.sign import require_signature
     from ..runtime.pipeline import run_pipeline
 
     require_signature(bundle, key)
@@ -110,7 +110,7 @@ def bench(bundle, backend, device, memory, threads, iterations, warmup, source, 
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
-    from ..bundle.reader import require_signature
+    from ..bundle.sign import require_signature
     from ..runtime.options import RunOptions
 
     require_signature(bundle, key)
