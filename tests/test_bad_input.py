@@ -350,3 +350,8 @@ def test_convert_and_demo_output_policy(tmp_path, demo):
     factory = tmp_path / "quits.py"
     factory.write_text("import sys\ndef make():\n    sys.exit(0)\n")
     refused(jd(["convert", "{}:make".format(factory), "--spec", DEMO_SPEC, "-o", tmp_path / "out"], tmp_path), 2, "SystemExit")
+
+
+def test_unpack_max_size_must_be_positive(tmp_path, bundle):
+    assert jd(["bundle", "pack", bundle, "-o", tmp_path / "b.jdb"], tmp_path)[0] == 0
+    refused(jd(["bundle", "unpack", tmp_path / "b.jdb", "-o", tmp_path / "u", "--max-size", "-1"], tmp_path), 2, "--max-size")
