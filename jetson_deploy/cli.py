@@ -9,6 +9,7 @@ import copy
 import functools
 import importlib
 import logging
+import os
 import platform
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -76,9 +77,52 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: "click.Context"):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except JetsonDeployError as exc:
-            click.echo("Error: {}".format(exc), err=True)
+            if _debug(ctx):
+                raise
+            click.echo("Error: {}".format(_one_line(str(exc))), err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; outputs are left as they were before this run", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # every other error: one line, never a traceback (unless --debug)
+            if _debug(ctx):
+                raise
+            message, code = describe_error(exc)
+            click.echo("Error: {} (run with --debug or {}=1 for the traceback)".format(message, DEBUG_ENV), err=True)
+            ctx.exit(code)
+
+
+DEBUG_ENV = "JETSON_DEPLOY_DEBUG"
+
+
+def _debug(ctx: "click.Context") -> bool:
+    obj = ctx.find_root().meta.get("jetson_deploy.debug")
+    return bool(obj) or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def describe_error(exc: BaseException) -> "Tuple[str, int]":
+    """One line naming what failed, and the exit code (2: bad input, 1: failed)."""
+    if isinstance(exc, OSError):
+        names = [n for n in (exc.filename, getattr(exc, "filename2", None)) if n is not None]
+        what = " -> ".join(os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in names)
+        reason = exc.strerror or _one_line(str(exc))
+        return ("{}: {}".format(what, reason) if what else reason), 2
+    if isinstance(exc, UnicodeError):
+        return "a file or name is not valid UTF-8 text ({}): give a UTF-8 text file and names".format(_one_line(str(exc))), 2
+    if isinstance(exc, RecursionError):
+        return "an input is nested too deeply to read (a JSON/YAML file with thousands of levels?)", 2
+    if isinstance(exc, MemoryError):
+        return "out of memory (is a shape, size or count in the input far too large?)", 2
+    if isinstance(exc, OverflowError):
+        return "a number in the input is too large: {}".format(_one_line(str(exc))), 2
+    return "unexpected {}: {}".format(type(exc).__name__, _one_line(str(exc))), 1
 
 
 class _EchoHandler(logging.Handler):
@@ -106,9 +150,22 @@ def install_message_handler(level: int = logging.INFO) -> None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="jetson-deploy")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error (also {}=1).".format(DEBUG_ENV))
+@click.pass_context
+def cli(ctx: "click.Context", debug: bool) -> None:
     """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson."""
+    ctx.meta["jetson_deploy.debug"] = debug
     install_message_handler()
+    quiet_native_libraries()
+    from ._scratch import use_private_tempdir
+
+    use_private_tempdir()
+
+
+def quiet_native_libraries() -> None:
+    """OpenCV/FFmpeg print warnings before our one error line: only errors; ONNX Runtime writes no telemetry file."""
+    for name, value in (("ORT_DISABLE_TELEMETRY", "1"), ("OPENCV_LOG_LEVEL", "ERROR"), ("OPENCV_FFMPEG_LOGLEVEL", "16"), ("OPENCV_VIDEOIO_DEBUG", "0")):
+        os.environ.setdefault(name, value)
 
 
 def main(argv: "Optional[List[str]]" = None) -> None:

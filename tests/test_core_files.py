@@ -85,3 +85,41 @@ def test_require_forgets_a_module_removed_from_sys_modules(monkeypatch):
     assert not has_module("jd_fake_double")
     with pytest.raises(MissingDependency):
         require("jd_fake_double")
+
+
+def test_prepare_output_replaces_only_what_we_made(tmp_path):
+    import json
+
+    from jetson_deploy._files import BUNDLE, CALIBRATION_SET, PACKED, prepare_output
+    from jetson_deploy.errors import BadInput
+
+    user = tmp_path / "v"
+    user.mkdir()
+    (user / "thesis.txt").write_text("x")
+    for kind in (BUNDLE, CALIBRATION_SET):
+        with pytest.raises(BadInput, match="not a .* made by jetson-deploy"):
+            prepare_output(user, kind)
+    with pytest.raises(BadInput, match="never replaced"):
+        prepare_output("/dev/null", PACKED)
+    with pytest.raises(BadInput, match="current directory"):
+        prepare_output(".", BUNDLE)
+    (tmp_path / "empty").mkdir()
+    prepare_output(tmp_path / "empty", BUNDLE)
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps({"format": "jetson-deploy-bundle", "artifacts": []}))
+    prepare_output(b, BUNDLE)
+    with pytest.raises(BadInput):
+        prepare_output(b, CALIBRATION_SET)
+    with atomic_dir(b, kind=BUNDLE) as d:
+        (d / "manifest.json").write_text(json.dumps({"format": "jetson-deploy-bundle", "artifacts": []}))
+    assert (user / "thesis.txt").read_text() == "x"
+
+
+def test_temp_names_stay_short(tmp_path):
+    target = tmp_path / ("n" * 250)
+    with atomic_dir(target) as d:
+        assert len(d.name) < 40
+    with atomic_output(tmp_path / ("f" * 250)) as f:
+        f.write(b"1")
+    assert target.is_dir() and (tmp_path / ("f" * 250)).read_bytes() == b"1"

@@ -116,3 +116,41 @@ def test_key_requires_a_valid_signature(tmp_path):
     assert_active_verified(jd, "demo", "1.0.0", b1)
     # the signature travels with the bundle and is verified on the device like any file
     assert (jd / "active" / "demo" / "manifest.sig").read_bytes() == (b1 / "manifest.sig").read_bytes()
+
+
+def test_rootfs_absolute_symlink_resolves_inside_the_rootfs(tmp_path):
+    """R/opt -> /data/opt is the board's /data/opt, i.e. R/data/opt: nothing lands on this machine."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "data" / "opt").mkdir(parents=True)
+    outside = tmp_path / "host-opt"
+    outside.mkdir()
+    os.symlink(str(outside), str(rootfs / "opt"))  # as the workstation sees it: outside the rootfs
+    (rootfs / "data" / "opt2").mkdir()
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
+    # /opt in the rootfs is a link to a host path, absolute: as the board sees it, it is R/<that path>
+    assert res.exit_code == 0, res.output
+    assert list(outside.iterdir()) == []
+    board_opt = rootfs / str(outside).lstrip("/")
+    assert (board_opt / "jetson-deploy" / "active" / "demo").is_symlink()
+
+    os.unlink(str(rootfs / "opt"))
+    os.symlink("/data/opt", str(rootfs / "opt"))
+    res = run(["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 0, res.output
+    assert (rootfs / "data" / "opt" / "jetson-deploy" / "active" / "demo").is_symlink()
+
+
+def test_rootfs_symlink_escaping_under_the_root_is_refused(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "opt" / "jetson-deploy").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(str(outside), str(rootfs / "opt" / "jetson-deploy" / "bundles"))
+    os.symlink("../../../../..", str(rootfs / "opt" / "jetson-deploy" / "up"))
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    res = runner().invoke(cli, ["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
+    assert res.exit_code == 2 and "leads out of the rootfs" in out(res), out(res)
+    assert list(outside.iterdir()) == []

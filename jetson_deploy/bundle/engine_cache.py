@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
@@ -75,6 +76,9 @@ def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes
         separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
 class EngineCache:
@@ -190,12 +194,17 @@ class EngineCache:
         self.evict(keep=key)
         return path
 
+    def _ours(self, pattern: str) -> "List[Path]":
+        """Files named like our entries (``<sha256 key>.engine|json|lock``): a cache directory may
+        hold files of others (``--cache-dir .``), and those are never touched."""
+        return [p for p in self.root.glob(pattern) if _KEY.match(p.stem) and not p.is_symlink()]
+
     def entries(self) -> "List[Dict[str, Any]]":
         """Metadata of every entry, most recently used first."""
         out = []
         if not self.root.is_dir():
             return out
-        for p in self.root.glob("*.json"):
+        for p in self._ours("*.json"):
             key = p.stem
             meta = self._read_meta(key)
             if meta is None:
@@ -215,7 +224,7 @@ class EngineCache:
     def total_bytes(self) -> int:
         if not self.root.is_dir():
             return 0
-        return sum(self._size(p) for p in self.root.glob("*.engine"))
+        return sum(self._size(p) for p in self._ours("*.engine"))
 
     def evict(self, keep: "Optional[str]" = None) -> "List[str]":
         """Remove least recently used entries until the total fits ``max_bytes``; return removed keys."""
@@ -224,9 +233,9 @@ class EngineCache:
             return removed
         # orphans first: plans without metadata left by an interrupted store (old enough that
         # no other process is between writing the plan and its metadata right now)
-        metas = {p.stem for p in self.root.glob("*.json")}
+        metas = {p.stem for p in self._ours("*.json")}
         now = time.time()
-        for p in self.root.glob("*.engine"):
+        for p in self._ours("*.engine"):
             if p.stem not in metas and p.stem != keep:
                 try:
                     if now - p.stat().st_mtime < ORPHAN_AGE_S:
@@ -252,15 +261,16 @@ class EngineCache:
         return removed
 
     def clear(self) -> int:
+        """Remove the entries of the cache's index (``<key>.json`` with our metadata) and their
+        engines and locks; any other file in the directory stays."""
         n = 0
         if not self.root.is_dir():
             return 0
-        for p in list(self.root.glob("*.engine")):
-            self.remove(p.stem)
-            n += 1
-        for p in list(self.root.glob("*.json")) + list(self.root.glob("*.lock")):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+        for meta in self.entries():
+            key = meta["key"]
+            if self.engine_path(key).is_file():
+                n += 1
+            self.remove(key)
+            with contextlib.suppress(OSError):
+                (self.root / (key + ".lock")).unlink()
         return n

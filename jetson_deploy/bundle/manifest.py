@@ -173,7 +173,7 @@ def manifest_bytes(manifest: "Dict[str, Any]") -> bytes:
 def parse_manifest(data: bytes, source: str) -> "Dict[str, Any]":
     try:
         obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckFailed("{}: manifest.json is not valid JSON ({})".format(source, exc))
     if not isinstance(obj, dict):
         raise CheckFailed("{}: manifest.json must hold a JSON object".format(source))

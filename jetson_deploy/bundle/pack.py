@@ -23,7 +23,7 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Set, Union
 
-from .._files import CHUNK, atomic_dir, atomic_output
+from .._files import BUNDLE, CHUNK, PACKED, atomic_dir, atomic_output
 from ..errors import BadInput, CheckFailed
 from .manifest import MANIFEST, SIGNATURE, check_relpath
 
@@ -95,7 +95,7 @@ def write_archive(
     member so the caller can refuse what it read (raise), and then no output is left.
     """
     total = 0
-    with atomic_output(Path(out_file), "wb") as f:
+    with atomic_output(Path(out_file), "wb", kind=PACKED) as f:
         tar = tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT)
         try:
             for rel in rels:
@@ -176,7 +176,7 @@ def extract_archive(
             tar = tarfile.open(fileobj=f, mode="r|*")
         except tarfile.TarError as exc:
             raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
-        with atomic_dir(dest, overwrite=overwrite) as tmp:
+        with atomic_dir(dest, overwrite=overwrite, kind=BUNDLE) as tmp:
             _extract_members(tar, tmp, source, max_member_bytes, max_total_bytes, max_members)
             if before_swap is not None:
                 before_swap(tmp)

@@ -89,7 +89,7 @@ def check_files(root: Path, manifest: "Dict[str, Any]", hash_files: bool = True)
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, str(root)).replace(os.sep, "/")
             st = os.lstat(full)
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and rel not in RESERVED:
                 continue
             if rel in listed:
                 continue
@@ -312,3 +312,4 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
                 _TEMP_DIRS.remove(temp_dir)
         raise
     return b
+

@@ -102,6 +102,11 @@ def load_private_key(path: "PathLike", password: "Optional[bytes]" = None) -> An
         raise BadInput("private key {}: {} (set JETSON_DEPLOY_KEY_PASSWORD for encrypted keys)".format(path, exc))
     except ValueError as exc:
         raise BadInput("private key {} cannot be read ({}); expected an Ed25519 PEM or OpenSSH private key".format(path, exc))
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm: an encrypted OpenSSH key needs bcrypt
+        if type(exc).__name__ != "UnsupportedAlgorithm":
+            raise
+        raise BadInput("private key {} is an encrypted OpenSSH key, which needs the 'bcrypt' package ({}): "
+                       "pip install bcrypt, or use the PEM key from 'jetson-deploy bundle keygen'".format(path, exc))
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise BadInput("private key {} is not an Ed25519 key; create one with 'jetson-deploy bundle keygen'".format(path))
     return key
@@ -177,3 +182,36 @@ def verify_signature(bundle: Any, public_key: "PathLike") -> str:
     if state != VALID:
         raise CheckFailed("{}: signature INVALID: {}".format(bundle.source, detail))
     return detail or ""
+
+
+REQUIRE_KEY_ENV = "JETSON_DEPLOY_REQUIRE_KEY"
+TRUSTED_KEY_FILE = "/etc/jetson-deploy/trusted.pub"
+
+
+def required_key(key: "Optional[PathLike]" = None) -> "Optional[str]":
+    """The public key a bundle must be signed by before it runs: ``--key``, else the device-wide
+    setting (``$JETSON_DEPLOY_REQUIRE_KEY``, else ``/etc/jetson-deploy/trusted.pub`` when it exists), else None."""
+    if key:
+        return str(key)
+    env = os.environ.get(REQUIRE_KEY_ENV, "").strip()
+    if env:
+        return env
+    return TRUSTED_KEY_FILE if os.path.isfile(TRUSTED_KEY_FILE) else None
+
+
+def require_signature(bundle: Any, key: "Optional[PathLike]" = None) -> "Optional[str]":
+    """Refuse (CheckFailed, exit 1) a bundle without a valid signature by the required key; no key required: None."""
+    pub = required_key(key)
+    if pub is None:
+        return None
+    if not os.path.isfile(pub):
+        raise BadInput("signing key {} does not exist (from {}): give the Ed25519 public key file".format(
+            pub, "--key" if key else REQUIRE_KEY_ENV if os.environ.get(REQUIRE_KEY_ENV) else TRUSTED_KEY_FILE))
+    from .reader import Bundle, open_bundle
+
+    b = open_bundle(bundle, verify=True)
+    try:
+        return verify_signature(b, pub)
+    finally:
+        if not isinstance(bundle, Bundle):
+            b.close()

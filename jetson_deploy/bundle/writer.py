@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Union
 
 from .. import __version__
-from .._files import CHUNK, atomic_dir, sha256_file
+from .._files import BUNDLE, CHUNK, atomic_dir, sha256_file
 from ..errors import BadInput
 from .manifest import (
     FORMAT,
@@ -117,7 +117,7 @@ class BundleWriter:
 
     # ---- context management ------------------------------------------------------------
     def __enter__(self) -> "BundleWriter":
-        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite)
+        self._ctx = atomic_dir(self.out_dir, overwrite=self.overwrite, kind=BUNDLE)
         self.root = self._ctx.__enter__()
         return self
 
@@ -252,7 +252,9 @@ def add_engine(
     """
     from .reader import open_bundle
 
-    b = open_bundle(bundle_dir, verify=False)
+    # verify first: a tampered bundle (unlisted files, symlinked directories pointing outside,
+    # edited artifacts) is refused, never rewritten into a "valid" one
+    b = open_bundle(bundle_dir, verify=True)
     if b.packed:
         b.close()
         raise BadInput("add-engine needs a bundle directory, not a packed file: unpack {} first".format(bundle_dir))

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import __version__
 from .._messages import collect_messages
-from .._files import atomic_dir, sha256_file
+from .._files import CALIBRATION_SET, atomic_dir, prepare_output, sha256_file
 from ..errors import BadInput
 from ..spec import ModelSpec, load_spec
 from .sources import HashIndex, ScanResult, Skipped, phash64, read_image, read_video_frames, scan_sources
@@ -202,11 +202,32 @@ def build_calibration_set(
     :class:`BadInput` when nothing usable is found.  Notes for the user (``--num``
     too large, files skipped) are logged and kept in the set's manifest.
     """
+    prepare_output(out_dir, CALIBRATION_SET)
+    with atomic_dir(Path(out_dir), kind=CALIBRATION_SET) as tmp:
+        fill_calibration_set(sources, spec, tmp, num=num, seed=seed, holdout=holdout, progress=progress,
+                             dedupe_bits=dedupe_bits, shard_bytes=shard_bytes)
+    return load_calibration_set(out_dir)
+
+
+def fill_calibration_set(
+    sources: "Sequence[PathLike]",
+    spec: "Union[ModelSpec, PathLike, dict]",
+    tmp: Path,
+    num: int = 500,
+    seed: int = 0,
+    holdout: float = 0.1,
+    progress: bool = True,
+    dedupe_bits: int = DEFAULT_DEDUPE_BITS,
+    shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Write a calibration set into the empty staging directory ``tmp`` (the caller swaps it in)."""
     spec = load_spec(spec)
     if num < 1:
         raise BadInput("--num must be at least 1, got {}".format(num))
     if not 0.0 <= holdout < 1.0:
         raise BadInput("holdout fraction must be in [0, 1), got {}".format(holdout))
+    if dedupe_bits > 64:
+        raise BadInput("--dedupe-bits must be at most 64 (-1 keeps duplicates), got {}".format(dedupe_bits))
     with collect_messages(__name__, "jetson_deploy.calibration.sources") as notes:
         scan = scan_sources(sources)
         total = scan.candidates
@@ -215,15 +236,13 @@ def build_calibration_set(
         target = min(num, total)
         if num > total:
             log.info("--num {} is more than the {} image(s)/frame(s) found; using all of them".format(num, total))
-        with atomic_dir(Path(out_dir)) as tmp:
-            sampler = _Sampler(tmp, spec, holdout, dedupe_bits, shard_bytes, list(scan.skipped))
-            sampler.run(_Plan(scan, np.random.default_rng(seed)), scan, target, progress)
-            sampler.finish(sources, min(num, total), target)
-            manifest = _manifest(sampler, scan, spec, seed=seed, num=num, holdout=holdout, dedupe_bits=dedupe_bits, notes=notes)
-            with open(str(tmp / MANIFEST), "w", encoding="utf-8") as f:
-                json.dump(manifest, f, indent=2, sort_keys=True)
-                f.write("\n")
-    return load_calibration_set(out_dir)
+        sampler = _Sampler(tmp, spec, holdout, dedupe_bits, shard_bytes, list(scan.skipped))
+        sampler.run(_Plan(scan, np.random.default_rng(seed)), scan, target, progress)
+        sampler.finish(sources, min(num, total), target)
+        manifest = _manifest(sampler, scan, spec, seed=seed, num=num, holdout=holdout, dedupe_bits=dedupe_bits, notes=notes)
+        with open(str(tmp / MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+            f.write("\n")
 
 
 class _Sampler:

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._files import is_utf8_path
 from ..errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def probe_video(path: str) -> "Tuple[Optional[VideoInfo], Optional[str]]":
     cv2 = _cv2()
     if os.path.getsize(path) == 0:
         return None, "empty file (0 bytes)"
+    if not is_utf8_path(path):
+        return None, "file name is not valid UTF-8 (OpenCV cannot open it): rename it"
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():

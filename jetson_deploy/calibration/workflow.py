@@ -6,14 +6,19 @@ ranges, caches and the Q/DQ model and holds them to the agreement gate.  The
 command only parses options, calls :func:`calibrate`, prints the result and calls
 :meth:`CalibrateResult.enforce_gate`.
 """
+import dataclasses
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from .._files import CALIBRATION_SET, atomic_dir
 from .._messages import collect_messages
 from ..errors import BadInput
 from .cache import DEFAULT_TRT_VERSIONS
-from .dataset import DEFAULT_DEDUPE_BITS, CalibrationSet, build_calibration_set, is_calibration_set, load_calibration_set
+from .dataset import (DEFAULT_DEDUPE_BITS, CalibrationSet, build_calibration_set, fill_calibration_set, is_calibration_set,
+                      load_calibration_set)
 from .quantize import DEFAULT_EXCLUDE_BUDGET, Int8Result, compute_int8, gate_failure
 
 PathLike = Union[str, Path]
@@ -96,22 +101,58 @@ def calibrate(
     so = set_options or SetOptions()
     qo = quantize or QuantizeOptions()
     with collect_messages("jetson_deploy.calibration") as notes:
-        if sources:
-            if not spec:
-                raise BadInput("--spec is required to build a calibration set: pass the model's ModelSpec file")
-            cs = build_calibration_set(
-                list(sources), spec, out_dir, num=so.num, seed=so.seed, holdout=so.holdout, progress=progress, dedupe_bits=so.dedupe_bits
-            )
-        else:
+        if sources and not spec:
+            raise BadInput("--spec is required to build a calibration set: pass the model's ModelSpec file")
+        if not sources:
             if not model:
                 raise BadInput("give SOURCE files/folders/videos to build a set, or --model to compute INT8 ranges for the set in -o")
             if not is_calibration_set(out_dir):
                 raise BadInput("{} holds no calibration set: give SOURCE files and --spec to build one first".format(out_dir))
-            cs = load_calibration_set(out_dir)
-        result = CalibrateResult(cs, min_agreement=qo.min_agreement, notes=notes)
-        if model:
-            result.int8 = compute_int8(
-                model, out_dir, method=qo.method, trt_versions=qo.trt_versions or DEFAULT_TRT_VERSIONS, min_agreement=qo.min_agreement,
+        if sources and not model:
+            cs = build_calibration_set(
+                list(sources), spec, out_dir, num=so.num, seed=so.seed, holdout=so.holdout, progress=progress, dedupe_bits=so.dedupe_bits
+            )
+            return CalibrateResult(cs, min_agreement=qo.min_agreement, notes=notes)
+        # Everything (set, ranges, caches, Q/DQ model) is built beside -o and swapped in once at
+        # the end: a failed or interrupted --model step leaves the previous set whole.
+        with atomic_dir(Path(out_dir), kind=CALIBRATION_SET) as tmp:
+            if sources:
+                fill_calibration_set(list(sources), spec, tmp, num=so.num, seed=so.seed, holdout=so.holdout,
+                                     progress=progress, dedupe_bits=so.dedupe_bits)
+            else:
+                _link_tree(Path(out_dir), tmp)
+            int8 = compute_int8(
+                model, tmp, method=qo.method, trt_versions=qo.trt_versions or DEFAULT_TRT_VERSIONS, min_agreement=qo.min_agreement,
                 auto_exclude=qo.auto_exclude, exclude_budget=qo.exclude_budget, progress=progress,
             )
+        result = CalibrateResult(load_calibration_set(out_dir), min_agreement=qo.min_agreement, notes=notes)
+        result.int8 = _moved(int8, tmp, Path(out_dir))
     return result
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) the files of the existing set into the staging directory."""
+    for dirpath, dirnames, filenames in os.walk(str(src)):
+        rel = os.path.relpath(dirpath, str(src))
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            s, d = os.path.join(dirpath, name), str(dst / rel / name)
+            try:
+                os.link(s, d)
+            except OSError:
+                shutil.copy2(s, d)
+
+
+def _moved(r: "Int8Result", tmp: Path, out: Path) -> "Int8Result":
+    """``r`` with its paths pointing into ``out`` (where ``tmp`` was swapped in)."""
+    def fix(p: "Optional[Path]") -> "Optional[Path]":
+        if p is None:
+            return None
+        try:
+            return out / Path(p).relative_to(tmp)
+        except ValueError:
+            return Path(p)
+    return dataclasses.replace(
+        r, ranges_path=fix(r.ranges_path), qdq_path=fix(r.qdq_path), result_path=fix(r.result_path),
+        cache_paths={k: fix(v) for k, v in r.cache_paths.items()},
+    )

@@ -120,7 +120,7 @@ def pack(bundle_dir: str, out: str, as_json: bool) -> None:
 @bundle.command()
 @click.argument("archive", metavar="FILE", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Directory to create for the bundle.")
-@click.option("--max-size", type=int, default=None, help="Refuse archives whose content exceeds this many bytes (default 32 GiB).")
+@click.option("--max-size", type=click.IntRange(1, None), default=None, help="Refuse archives whose content exceeds this many bytes (default 32 GiB).")
 @json_option()
 def unpack(archive: str, out: str, max_size: "Optional[int]", as_json: bool) -> None:
     """Unpack a packed bundle FILE safely into a new directory and verify it

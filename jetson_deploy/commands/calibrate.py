@@ -22,7 +22,7 @@ from ._options import json_option
 @click.option("--num", default=500, show_default=True, type=click.IntRange(min=1), help="Samples to take (calibration + held-out).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sampling; same seed, same set.")
 @click.option("--holdout", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.9), help="Fraction held out for the accuracy gate.")
-@click.option("--dedupe-bits", default=5, show_default=True, type=int, help="Near-duplicate threshold (Hamming bits of a 64-bit pHash); -1 keeps duplicates.")
+@click.option("--dedupe-bits", default=5, show_default=True, type=click.IntRange(-1, 64), help="Near-duplicate threshold (Hamming bits of a 64-bit pHash); -1 keeps duplicates.")
 @click.option("--model", "model", type=click.Path(), help="ONNX file or bundle: compute INT8 ranges, caches, Q/DQ model and agreement.")
 @click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True, help="Range calibration method.")
 @click.option("--trt-version", "trt_versions", multiple=True, help="TensorRT version to write a cache for (repeatable). Default: 8.2.1, 8.5.2, 8.6.2.")

@@ -18,10 +18,10 @@ def fleet_options(fn):
         click.option("--hosts", "hosts_file", type=click.Path(dir_okay=False), metavar="FILE",
                      help="Host file: one user@host[:port] a line (# comments) or an Ansible-style INI inventory."),
         click.option("--group", metavar="NAME", help="Only the hosts of this [group] of the --hosts inventory."),
-        click.option("--ssh-config", type=click.Path(dir_okay=False), metavar="FILE",
+        click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                      help="OpenSSH client config passed as -F FILE to every ssh/rsync/sftp call "
                           "(default: your ~/.ssh/config)."),
-        click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+        click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", callback=_check_ssh_options,
                      help="Extra ssh -o option, repeatable (e.g. -o ProxyJump=bastion)."),
         click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(1, 256),
                      help="Hosts worked on at once."),
@@ -32,6 +32,16 @@ def fleet_options(fn):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def _check_ssh_options(ctx, param, value):
+    """A usage error (exit 2) here, not a failed host for each of them later."""
+    import re
+
+    for v in value:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9]*=[^\n\r\0]*$", v) or v.split("=", 1)[1] == "":
+            raise click.BadParameter("{!r} must be KEY=VALUE, e.g. ProxyJump=bastion".format(v), ctx, param)
+    return value
 
 
 def _hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]", group: "Optional[str]"):

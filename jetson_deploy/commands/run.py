@@ -3,7 +3,7 @@ import json
 
 import click
 
-from ._options import backend_option, json_option
+from ._options import FiniteFloat, backend_option, device_option, json_option, key_option, nonempty
 
 MEMORY = ["auto", "numpy", "torch", "pycuda", "pycuda-pinned", "pycuda-mapped"]
 
@@ -13,7 +13,15 @@ def _engine_options(threads):
 
 
 def _device_option():
-    return click.option("--device", default=None, help="Device for the engine, e.g. cuda:0 or cpu (default: the backend's choice).")
+    return device_option()
+
+
+def _unique_sinks(ctx, param, value):
+    if len(set(value)) != len(value):
+        raise click.BadParameter("the same sink is given twice: {}".format(", ".join(sorted(set(v for v in value if value.count(v) > 1)))), ctx, param)
+    for v in value:
+        nonempty(ctx, param, v)
+    return value
 
 
 def _threads_option():
@@ -29,9 +37,9 @@ def _memory_option():
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--source", "source", required=True,
+@click.option("--source", "source", required=True, callback=nonempty,
               help="csi://0, v4l2:///dev/video0, rtsp://..., gst://<pipeline>, a video file, an image folder, or synthetic://WxH[@fps].")
-@click.option("--sink", "sinks", multiple=True, default=["null://"], show_default=True,
+@click.option("--sink", "sinks", multiple=True, default=["null://"], show_default=True, callback=_unique_sinks,
               help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame) or null://; repeatable.")
 @backend_option()
 @_device_option()
@@ -43,14 +51,15 @@ def _memory_option():
 @click.option("--queue", "queue_size", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Capture queue length; live sources drop the oldest frame when it is full.")
 @click.option("--topk", type=click.IntRange(1, 100), default=5, show_default=True, help="Classes reported per frame (classify).")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between metrics lines on stderr (0: none).")
-@click.option("--stall-timeout", type=float, default=10.0, show_default=True,
+@click.option("--interval", type=FiniteFloat(0.0, 86400.0), default=5.0, show_default=True, help="Seconds between metrics lines on stderr (0: none).")
+@click.option("--stall-timeout", type=FiniteFloat(0.001, 86400.0), default=10.0, show_default=True,
               help="End the run when the source delivers nothing for this many seconds.")
 @click.option("--sync-debug", type=click.Choice(["warn", "error"]), default=None,
               help="torch CUDA path: run the loop under torch.cuda.set_sync_debug_mode (error: any host sync raises).")
+@key_option()
 @json_option()
 def run(bundle, source, sinks, backend, device, memory, threads, max_frames, depth, cuda_graph, queue_size, topk, interval,
-        stall_timeout, sync_debug, as_json):
+        stall_timeout, sync_debug, key, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
@@ -58,8 +67,10 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
     (one JSON object on stdout with --json).
     """
     from ..runtime.options import OutputOptions, RunOptions, SourceOptions
+    from ..bundle.sign import require_signature
     from ..runtime.pipeline import run_pipeline
 
+    require_signature(bundle, key)
     options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph, topk=topk,
                          max_frames=max_frames, sync_debug=sync_debug, engine_options=_engine_options(threads))
     inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout)
@@ -88,18 +99,21 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
 @click.option("--iterations", type=click.IntRange(10, None), default=300, show_default=True,
               help="Timed iterations for each of the engine-only and pipeline runs.")
 @click.option("--warmup", type=click.IntRange(0, None), default=30, show_default=True, help="Untimed iterations first.")
-@click.option("--source", "source", default="synthetic://1280x720", show_default=True,
+@click.option("--source", "source", default="synthetic://1280x720", show_default=True, callback=nonempty,
               help="Source for the pipeline run (unpaced synthetic frames by default).")
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Use CUDA graphs where the backend allows.")
+@key_option()
 @json_option()
-def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, as_json):
+def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, key, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
+    from ..bundle.sign import require_signature
     from ..runtime.options import RunOptions
 
+    require_signature(bundle, key)
     options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph,
                          engine_options=_engine_options(threads))
     res = run_bench(bundle, iterations=iterations, warmup=warmup, source=source, options=options)

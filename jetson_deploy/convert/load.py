@@ -114,7 +114,7 @@ def _import_file(path: Path) -> Any:
     except SyntaxError as exc:
         sys.modules.pop(mod_name, None)
         raise BadInput("{}: syntax error at line {}: {}".format(path, exc.lineno, exc.msg))
-    except Exception as exc:  # the user's module failed while importing
+    except (Exception, SystemExit) as exc:  # the user's module failed while importing
         sys.modules.pop(mod_name, None)
         raise BadInput("importing {} failed: {}: {}".format(path, type(exc).__name__, _one_line(exc)))
     finally:
@@ -150,7 +150,7 @@ def _call_factory(module: Any, factory: str, where: str) -> Any:
         raise BadInput("calling {}:{}() failed: {} (the factory must work with no arguments)".format(where, factory, _one_line(exc)))
     except BadInput:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise BadInput("calling {}:{}() failed: {}: {}".format(where, factory, type(exc).__name__, _one_line(exc)))
     return obj
 

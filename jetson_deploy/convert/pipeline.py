@@ -88,6 +88,8 @@ def convert(
     opts.validate(spec)
     out = Path(out)
     packed = out.suffix.lower() in (".tar", ".jdb")
+    from .._files import BUNDLE, PACKED, prepare_output
+    prepare_output(out, PACKED if packed else BUNDLE)  # refuse before minutes of work, not after
     with collect_messages(*MESSAGE_LOGGERS) as messages:
         loaded = load_model(model, weights=opts.export.weights)
         for n in loaded.notes:

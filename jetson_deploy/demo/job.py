@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .._files import atomic_write_json
+from .._files import BUNDLE, atomic_write_json, check_path, is_bundle_dir, prepare_output
+from ..errors import BadInput
 
 DEMO_MODEL = "jetson_deploy.demo:load_model"
 CLIP_FRAMES = 150
@@ -35,7 +36,7 @@ def run_demo(
     from ..convert.pipeline import MESSAGE_LOGGERS, convert
     from ..runtime.pipeline import run_pipeline
 
-    workdir = Path(workdir)
+    workdir = _check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = load_spec()
     t0 = time.perf_counter()
@@ -104,3 +105,21 @@ def _parity_of(conv: Any) -> "Optional[Dict[str, Any]]":
         if val is not None:
             return val if isinstance(val, dict) else getattr(val, "__dict__", str(val))
     return None
+
+
+DEMO_FILES = ("bundle", "calib", "calib-images", "clip.mp4", "annotated.mp4", "predictions.jsonl", "report.json")
+
+
+def _check_workdir(workdir: "Any") -> Path:
+    """The demo writes fixed names into ``--workdir``: only a new, empty or earlier demo directory."""
+    workdir = check_path(workdir, "--workdir")
+    if workdir.exists() and not workdir.is_dir():
+        raise BadInput("--workdir {} is not a directory: give a new directory".format(workdir))
+    if workdir.is_dir():
+        names = set(p.name for p in workdir.iterdir())
+        ours = (workdir / "report.json").is_file() or is_bundle_dir(workdir / "bundle")
+        if names and not (ours and names <= set(DEMO_FILES)):
+            raise BadInput("--workdir {} holds files the demo did not make: give a new or empty directory".format(workdir))
+        if (workdir / "bundle").exists():
+            prepare_output(workdir / "bundle", BUNDLE, flag="--workdir")
+    return workdir

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Union
 
 from ..errors import BadInput
+from .rootfs import rootfs_path
 from . import single_host as core
 from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, ProgressFn, check_root, safe_call
 from .inventory import Host, parse_host
@@ -116,7 +117,7 @@ def deploy_rootfs(bundle: "Union[str, LocalBundle]", rootfs: str, root: str = DE
         raise BadInput("--rootfs {} is not a directory (mount the SD card or point at Linux_for_Tegra/rootfs)".format(rootfs))
     if not (fs / "etc").is_dir() and progress:
         progress(str(fs), "note: {} has no etc/; is it really a root filesystem?".format(fs))
-    local_root = str(fs.resolve()) + "/" + root.lstrip("/")
+    local_root = rootfs_path(fs, root)
     lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), public_key)
     try:
         t = LocalTransport("rootfs:" + str(fs))
@@ -137,7 +138,7 @@ def rollback(name: str, hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT, t
     if to is not None:
         check_name(to, "version")
     if rootfs is not None:
-        local_root = str(Path(rootfs).resolve()) + "/" + root.lstrip("/")
+        local_root = rootfs_path(rootfs, root)
         t = LocalTransport("rootfs:" + rootfs)
         return [safe_call(lambda: core.rollback_host(name, t, local_root, to, progress), t.label, name)]
     host_list = _hosts(hosts)
@@ -158,7 +159,7 @@ def status(hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT, name: "Optiona
         check_name(name, "name")
     if rootfs is not None:
         t = LocalTransport("rootfs:" + rootfs)
-        return [core.status_host(t, str(Path(rootfs).resolve()) + "/" + root.lstrip("/"), name, verify)]
+        return [core.status_host(t, rootfs_path(rootfs, root), name, verify)]
     host_list = _hosts(hosts)
     out: "List[Dict[str, Any]]" = [{} for _ in host_list]
 

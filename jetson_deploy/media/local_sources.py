@@ -30,6 +30,10 @@ def _size(text: str, uri: str) -> "Tuple[int, int, float]":
         raise BadInput("source {}: size must look like 1280x720 (e.g. synthetic://1280x720@30)".format(uri))
     if w <= 0 or h <= 0:
         raise BadInput("source {}: size must be positive".format(uri))
+    if w > 16384 or h > 16384:
+        raise BadInput("source {}: size {}x{} is too large (at most 16384 per side)".format(uri, w, h))
+    if not (fps >= 0 and fps < 1e6):  # also NaN
+        raise BadInput("source {}: fps after @ must be a number >= 0, got {}".format(uri, fps))
     return w, h, fps
 
 
@@ -160,7 +164,7 @@ class ImageSource(Source):
             self.files = [self.path]
         else:
             raise BadInput("source {} does not exist: give a video file, an image folder or a URI".format(self.path))
-        first = _cv2().imread(str(self.files[0]), 1)
+        first = _imread(self.files[0])
         if first is not None:
             self.height, self.width = first.shape[:2]
 
@@ -169,10 +173,22 @@ class ImageSource(Source):
         while self._i < len(self.files):
             p = self.files[self._i]
             self._i += 1
-            img = cv2.imread(str(p), 1)  # always BGR, 3 channels
+            img = _imread(p)
             if img is None:
-                log.warning("skipping %s: not a readable image", p)
+                log.warning("skipping %s: not a readable image", ascii(str(p)))
                 continue
             return Frame(img, source=p.name)
         self.end("end of image folder ({} images)".format(len(self.files)))
         return None
+
+
+def _imread(path: Path) -> "Optional[np.ndarray]":
+    """BGR, 3 channels, or None.  Bytes are read by Python and decoded by OpenCV, so a file name
+    OpenCV cannot take (not UTF-8: it crashes) still works."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except (OSError, ValueError):
+        return None
+    if data.size == 0:
+        return None
+    return _cv2().imdecode(data, 1)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .._files import is_utf8_path
 from ..errors import BadInput
 from .sources import Frame, Source, _cv2, query_options, uri_path
 
@@ -66,6 +67,8 @@ class OpenCVSource(Source):
                 params += [getattr(cv2, name), val]
         if api is None:
             api = cv2.CAP_ANY
+        if isinstance(target, str) and not is_utf8_path(target):  # OpenCV/FFmpeg crash on such a name
+            raise BadInput("--source {!r} is not valid UTF-8: rename the file".format(target))
         try:
             cap = cv2.VideoCapture(target, api, params) if params else cv2.VideoCapture(target, api)
         except TypeError:  # old OpenCV without the params overload

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from .._files import is_utf8_path, temp_sibling
 from .._lazy import require
 from ..errors import BadInput
 
@@ -90,8 +91,10 @@ def _file_path(uri: str) -> Path:
     return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
+def _partial(path: Path, suffix: str = "") -> Path:
+    """``NAME.partial``; a short temporary name when that would pass the 255-byte name limit."""
+    name = ("." + path.stem + ".partial" + suffix) if suffix else (path.name + ".partial")
+    return path.with_name(name) if len(os.fsencode(name)) <= 255 else temp_sibling(path, suffix)
 
 
 class JsonlSink(Sink):
@@ -133,10 +136,12 @@ class VideoSink(Sink):
         super().__init__(uri, fps)
         self.path = Path(path) if path is not None else _file_path(uri)
         self._w: Any = None
-        self._tmp = self.path.with_name("." + self.path.stem + ".partial" + self.path.suffix)
+        self._tmp = _partial(self.path, self.path.suffix)
 
     def open_impl(self) -> None:
         cv2 = require("cv2", "writing video files")
+        if not is_utf8_path(self.path):  # OpenCV/FFmpeg crash on such a name
+            raise BadInput("--sink {!r} is not valid UTF-8: use another name".format(str(self.path)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_EXTS.get(self.path.suffix.lower(), "mp4v"))
         w, h = self.size

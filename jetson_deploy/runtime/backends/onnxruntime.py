@@ -3,6 +3,7 @@
 For an ``int8`` bundle it runs ``model.qdq.onnx`` (kind ``onnx-qdq``), so INT8 accuracy can be
 measured on any machine before a device is involved; otherwise ``model.onnx``.
 """
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -46,7 +47,10 @@ class OnnxRuntimeEngine(Engine):
         self._out_names: "List[str]" = []
 
     def activate_impl(self) -> None:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # else import writes ~/.cache/Microsoft/...
         ort = require("onnxruntime", "the onnxruntime backend")
+        if hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()  # nothing written outside what the user asked for
         if not self.model_path.is_file():
             raise BadInput("ONNX model {} not found".format(self.model_path))
         opts = ort.SessionOptions()

@@ -1,0 +1,357 @@
+"""Bad input through the real CLI, as a user or an attacker would give it (docs/bad-input.md).
+
+Every case runs ``python -m jetson_deploy`` as a subprocess (crash cases need a real process:
+a segfault is exit -11, not an exception) and asserts the exit code, exactly one ``Error:``
+line, no traceback, and that sentinel user files survive byte for byte.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SPEC = ROOT / "jetson_deploy" / "demo" / "spec.json"
+SENTINEL = b"my thesis, chapter 3\n"
+
+
+def jd(args, tmp, env=None, cwd=None, timeout=240):
+    """Run the CLI; HOME and TMPDIR are private so writes outside what was asked for show."""
+    e = dict(os.environ)
+    e.update({"PYTHONPATH": str(ROOT), "HOME": str(tmp / "home"), "TMPDIR": str(tmp / "tmp"), "PYTHONFAULTHANDLER": ""})
+    e.pop("JETSON_DEPLOY_DEBUG", None)
+    e.pop("JETSON_DEPLOY_REQUIRE_KEY", None)
+    e.update(env or {})
+    (tmp / "home").mkdir(exist_ok=True)
+    (tmp / "tmp").mkdir(exist_ok=True)
+    p = subprocess.Popen([sys.executable, "-m", "jetson_deploy"] + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(cwd or tmp), env=e)
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def refused(res, code=2, *needles):
+    rc, out, err = res
+    assert rc == code, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def sentinel_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "thesis.txt").write_bytes(SENTINEL)
+    return path
+
+
+def survived(path: Path) -> None:
+    assert (path / "thesis.txt").read_bytes() == SENTINEL
+
+
+@pytest.fixture()
+def imgs(tmp_path):
+    import cv2
+    import numpy as np
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(d / "{}.png".format(i)), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    return d
+
+
+def write_spec(tmp: Path, name: str, text) -> Path:
+    p = tmp / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return p
+
+
+SPEC = json.loads(DEMO_SPEC.read_text())
+YAML_OK = ("task: classify\ninput: {name: input, shape: [1, 3, 64, 64], dtype: float32, color: rgb}\n"
+           "preprocess: {scale: 0.00392, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}\n")
+
+
+def _json(**changes):
+    d = json.loads(json.dumps(SPEC))
+    for k, v in changes.items():
+        if "." in k:
+            a, b = k.split(".")
+            d[a][b] = v
+        else:
+            d[k] = v
+    return json.dumps(d)
+
+
+SPEC_CASES = {
+    "not-utf8.yaml": (b"task: classify\nlabels: [\xff\xfe]\n", "not UTF-8"),
+    "binary.json": (b"\x00\x01\x02PK\x03\x04", "binary"),
+    "deep.json": ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    "deep.yaml": ("[" * 100000 + "]" * 100000, ""),
+    "date.yaml": (YAML_OK + "labels: [2024-01-01]\n", "labels"),
+    "baddate.yaml": (YAML_OK + "x-when: 2024-13-45\n", ""),
+    "binary-tag.yaml": (YAML_OK + "x-blob: !!binary aGVsbG8=\n", "plain JSON"),
+    "inf.yaml": (YAML_OK.replace("std: [0.25, 0.25, 0.25]", "std: .inf"), "preprocess.std"),
+    "nan.yaml": (YAML_OK.replace("scale: 0.00392", "scale: .nan"), "preprocess.scale"),
+    "infinity.json": (_json(**{"preprocess.scale": 1}).replace('"scale": 1', '"scale": Infinity'), "preprocess.scale"),
+    "typo.json": (_json().replace('"preprocess"', '"preprocessing"'), "did you mean 'preprocess'"),
+    "huge.json": (_json(**{"input.shape": [1, 3, 50000, 50000]}).replace('"resize": [64, 64], ', ""), "too large"),
+    "newline-label.json": (_json(labels=["circle\nsquare", "triangle", "none", "x"]), "line break"),
+    "dup-outputs.json": (_json(outputs=["logits", "logits"]), "outputs"),
+}
+
+
+@pytest.mark.needs("cv2", "yaml")
+@pytest.mark.parametrize("name", sorted(SPEC_CASES))
+def test_bad_spec_files_one_line(tmp_path, imgs, name):
+    text, needle = SPEC_CASES[name]
+    spec = write_spec(tmp_path, name, text)
+    out = sentinel_dir(tmp_path / "prev")
+    refused(jd(["calibrate", imgs, "--spec", spec, "-o", tmp_path / "set"], tmp_path), 2, needle)
+    survived(out)
+    assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.needs("cv2")
+def test_labels_file_not_utf8(tmp_path, imgs):
+    (tmp_path / "labels.txt").write_bytes(b"cat\n\xff\xfe\n")
+    spec = write_spec(tmp_path, "s.json", _json(labels="labels.txt"))
+    refused(jd(["calibrate", imgs, "--spec", spec, "-o", tmp_path / "set"], tmp_path), 2, "not UTF-8")
+
+
+# ---- -o never destroys what the tool did not make ------------------------------------------
+@pytest.mark.needs("cv2")
+def test_calibrate_output_policy(tmp_path, imgs):
+    v = sentinel_dir(tmp_path / "v")
+    refused(jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", v], tmp_path), 2, str(v), "not a calibration set")
+    survived(v)
+    refused(jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", "."], v), 2, "current directory")
+    survived(v)
+    refused(jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", "/proc/jd-nope/set"], tmp_path), 2)
+    refused(jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", "x" * 5000], tmp_path), 2, "shorter path")
+    # a 250-character name works: temporary names are short
+    long_name = tmp_path / ("s" * 250)
+    rc, out, err = jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", long_name, "--quiet"], tmp_path)
+    assert rc == 0, err
+    assert (long_name / "manifest.json").is_file()
+    # ours: replaced fine; an empty directory too
+    assert jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", long_name, "--quiet"], tmp_path)[0] == 0
+    (tmp_path / "empty").mkdir()
+    assert jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", tmp_path / "empty", "--quiet"], tmp_path)[0] == 0
+
+
+@pytest.mark.needs("cv2")
+def test_failed_model_step_keeps_previous_set(tmp_path, imgs):
+    out = tmp_path / "set"
+    assert jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", out, "--quiet"], tmp_path)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra in (["--model", tmp_path / "missing.onnx"], ["--model", DEMO_SPEC, "--trt-version", "junk"]):
+        rc, _, err = jd(["calibrate", imgs, "--spec", DEMO_SPEC, "-o", out, "--seed", "7", "--quiet"] + extra, tmp_path)
+        assert rc == 2 and "Traceback" not in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".jd-")] == []
+
+
+def test_stale_temporaries_of_killed_runs_are_cleaned(tmp_path):
+    dead = 4194304 + 17  # above pid_max: never a live process
+    (tmp_path / ".jd-{}-abcd.partial".format(dead)).mkdir()
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "jd-run-{}-abcd".format(dead)).mkdir()
+    keep = tmp_path / ".jd-{}-live.partial".format(os.getpid())
+    keep.mkdir()
+    refused(jd(["bundle", "pack", tmp_path / "nope", "-o", tmp_path / "x.jdb"], tmp_path), 2)
+    assert not (tmp_path / "tmp" / "jd-run-{}-abcd".format(dead)).exists()
+    assert list((tmp_path / "tmp").iterdir()) == []  # this run's own scratch is gone too
+    # beside an output: cleaned when that output is prepared
+    from jetson_deploy._files import prepare_output
+
+    prepare_output(tmp_path / "out", "bundle")
+    assert not (tmp_path / ".jd-{}-abcd.partial".format(dead)).exists() and keep.exists()
+
+
+# ---- bundles -------------------------------------------------------------------------------------
+@pytest.fixture()
+def bundle(tmp_path):
+    from support.bundles import make_bundle
+
+    return make_bundle(tmp_path / "b")
+
+
+def test_pack_never_replaces_user_files_or_devices(tmp_path, bundle):
+    user = tmp_path / "notes.jdb"
+    user.write_bytes(SENTINEL)
+    refused(jd(["bundle", "pack", bundle, "-o", user], tmp_path), 2, "not a packed bundle")
+    assert user.read_bytes() == SENTINEL
+    refused(jd(["bundle", "pack", bundle, "-o", "/dev/null"], tmp_path), 2, "never replaced")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert jd(["bundle", "pack", bundle, "-o", tmp_path / "ok.jdb"], tmp_path)[0] == 0
+    assert jd(["bundle", "pack", bundle, "-o", tmp_path / "ok.jdb"], tmp_path)[0] == 0  # ours: replaced
+    v = sentinel_dir(tmp_path / "v")
+    refused(jd(["bundle", "unpack", tmp_path / "ok.jdb", "-o", v], tmp_path), 2)
+    survived(v)
+
+
+def test_add_engine_on_tampered_bundle_refused(tmp_path, bundle):
+    (bundle / "notes.txt").write_bytes(SENTINEL)
+    eng = tmp_path / "e.engine"
+    eng.write_bytes(b"PLAN")
+    refused(jd(["bundle", "add-engine", bundle, eng, "--tensorrt", "8.6.2", "--sm", "87", "--precision", "fp16"], tmp_path), 1)
+    assert (bundle / "notes.txt").read_bytes() == SENTINEL
+
+
+def test_add_engine_symlinked_engines_dir_refused(tmp_path, bundle):
+    outside = tmp_path / "outside"
+    os.rename(str(bundle / "engines"), str(outside))
+    os.symlink(str(outside), str(bundle / "engines"))
+    eng = tmp_path / "e.engine"
+    eng.write_bytes(b"PLAN")
+    refused(jd(["bundle", "add-engine", bundle, eng, "--tensorrt", "8.5.2", "--sm", "87", "--precision", "fp16"], tmp_path), 1)
+    assert (bundle / "engines").is_symlink()
+
+
+def test_cache_clear_removes_only_its_entries(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "mine.engine").write_bytes(SENTINEL)
+    (cache / "notes.json").write_text('{"sha256": "x", "size": 1}')
+    rc, out, err = jd(["bundle", "cache", "clear", "--cache-dir", cache], tmp_path)
+    assert rc == 0, err
+    assert (cache / "mine.engine").read_bytes() == SENTINEL and (cache / "notes.json").exists()
+
+
+def test_bundle_reading_errors_one_line(tmp_path, bundle):
+    refused(jd(["bundle", "inspect", tmp_path], tmp_path), 2, "not a bundle")
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "manifest.json").write_text("[" * 100000 + "]" * 100000)
+    rc, out, err = jd(["bundle", "inspect", deep], tmp_path)
+    assert rc == 1 and "Traceback" not in err and "not valid JSON" in err, err
+    os.mkdir(str(bundle / "manifest.sig"))
+    rc, out, err = jd(["bundle", "verify", bundle], tmp_path)
+    assert rc == 1 and "manifest.sig" in out + err and "Traceback" not in err
+
+
+@pytest.mark.needs("cryptography")
+def test_encrypted_openssh_key_one_line(tmp_path, bundle):
+    import shutil
+
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen not installed")
+    subprocess.check_call(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(tmp_path / "k")])
+    res = jd(["bundle", "sign", bundle, "--key", tmp_path / "k"], tmp_path, env={"JETSON_DEPLOY_KEY_PASSWORD": "secret"})
+    try:
+        import bcrypt  # noqa: F401
+    except ImportError:
+        refused(res, 2, "bcrypt")
+    else:
+        assert res[0] == 0, res
+
+
+def test_deploy_usage_errors_are_exit_2(tmp_path, bundle):
+    refused(jd(["deploy", bundle, "pi@h", "-o", "NoEquals"], tmp_path), 2, "KEY=VALUE")
+    refused(jd(["deploy", bundle, "pi@h", "--ssh-config", tmp_path / "missing"], tmp_path), 2)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    for args, env in ((["--debug", "bundle", "inspect", tmp_path / "none"], {}), (["bundle", "inspect", tmp_path / "none"], {"JETSON_DEPLOY_DEBUG": "1"})):
+        rc, out, err = jd(args, tmp_path, env=env)
+        assert rc != 0 and "Traceback" in err, err
+
+
+# ---- the runtime path: a real demo bundle ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    rc, out, err = jd(["demo", "--workdir", tmp / "d", "--frames", "20"], tmp)
+    assert rc == 0, err
+    assert not (tmp / "home" / ".cache").exists(), "ONNX Runtime wrote its telemetry file"
+    return tmp / "d"
+
+
+def _bad_name(tmp: Path, data: bytes, name: bytes) -> bytes:
+    p = os.fsencode(str(tmp)) + b"/" + name
+    with open(p, "wb") as f:
+        f.write(data)
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "cv2", "onnxruntime")
+def test_non_utf8_names_never_segfault(tmp_path, demo):
+    clip = (demo / "clip.mp4").read_bytes()
+    video = _bad_name(tmp_path, clip, b"\xff\xfe.mp4")
+    folder = os.fsencode(str(tmp_path)) + b"/imgs"
+    os.mkdir(folder)
+    png = __import__("cv2").imencode(".png", __import__("numpy").zeros((32, 32, 3), "uint8"))[1].tobytes()
+    _bad_name(Path(os.fsdecode(folder)), png, b"\xff.png")
+    b = demo / "bundle"
+    rc, out, err = jd(["run", b, "--source", folder], tmp_path)
+    assert rc == 0 and "Traceback" not in err, err  # read through Python + imdecode
+    refused(jd(["run", b, "--source", video], tmp_path), 2, "UTF-8")
+    refused(jd(["bench", b, "--source", video, "--iterations", "10"], tmp_path), 2, "UTF-8")
+    refused(jd(["run", b, "--source", demo / "clip.mp4", "--sink", os.fsencode(str(tmp_path)) + b"/o\xff.mp4"], tmp_path), 2, "UTF-8")
+    refused(jd(["demo", "--workdir", os.fsencode(str(tmp_path)) + b"/w\xff"], tmp_path), 2, "UTF-8")
+    rc, out, err = jd(["calibrate", video, folder, "--spec", DEMO_SPEC, "-o", tmp_path / "set", "--quiet"], tmp_path)
+    assert rc == 0 and "Traceback" not in err, err
+    skipped = json.loads((tmp_path / "set" / "manifest.json").read_text())["skipped"]
+    assert any("UTF-8" in s["reason"] for s in skipped)
+
+
+RUN_CASES = [
+    (["--source", "synthetic://64x64", "--interval", "nan"], "--interval"),
+    (["--source", "synthetic://64x64", "--stall-timeout", "-1"], "--stall-timeout"),
+    (["--source", "synthetic://64x64", "--device", "bogus"], "--device"),
+    (["--source", ""], "--source"),
+    (["--source", "synthetic://64x64", "--sink", "a.jsonl", "--sink", "a.jsonl"], "--sink"),
+    (["--source", "synthetic://100000x100000"], "too large"),
+    (["--source", "synthetic://64x64@-1"], "fps"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "cv2", "onnxruntime")
+def test_run_options_refused(tmp_path, demo):
+    for args, needle in RUN_CASES:
+        refused(jd(["run", demo / "bundle"] + args, tmp_path), 2, needle)
+    assert not (tmp_path / "home" / ".cache").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "cv2", "onnxruntime", "cryptography")
+def test_signature_required_at_run_time(tmp_path, demo):
+    keys = tmp_path / "k"
+    assert jd(["bundle", "keygen", "-o", keys], tmp_path)[0] == 0
+    b = demo / "bundle"
+    refused(jd(["run", b, "--source", "synthetic://64x64", "--max-frames", "2", "--key", str(keys) + ".pub"], tmp_path), 1, "not signed")
+    refused(jd(["bench", b, "--iterations", "10", "--warmup", "0"], tmp_path, env={"JETSON_DEPLOY_REQUIRE_KEY": str(keys) + ".pub"}), 1)
+    import shutil
+
+    signed = tmp_path / "signed"
+    shutil.copytree(str(b), str(signed))
+    assert jd(["bundle", "sign", signed, "--key", keys], tmp_path)[0] == 0
+    rc, out, err = jd(["run", signed, "--source", "synthetic://64x64", "--max-frames", "2"], tmp_path,
+                      env={"JETSON_DEPLOY_REQUIRE_KEY": str(keys) + ".pub"})
+    assert rc == 0, err
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "cv2", "onnxruntime")
+def test_convert_and_demo_output_policy(tmp_path, demo):
+    v = sentinel_dir(tmp_path / "v")
+    refused(jd(["convert", "jetson_deploy.demo:load_model", "--spec", DEMO_SPEC, "-o", v], tmp_path), 2, str(v))
+    survived(v)
+    refused(jd(["demo", "--workdir", v], tmp_path), 2, "--workdir")
+    survived(v)
+    factory = tmp_path / "quits.py"
+    factory.write_text("import sys\ndef make():\n    sys.exit(0)\n")
+    refused(jd(["convert", "{}:make".format(factory), "--spec", DEMO_SPEC, "-o", tmp_path / "out"], tmp_path), 2, "SystemExit")
+
+
+def test_unpack_max_size_must_be_positive(tmp_path, bundle):
+    assert jd(["bundle", "pack", bundle, "-o", tmp_path / "b.jdb"], tmp_path)[0] == 0
+    refused(jd(["bundle", "unpack", tmp_path / "b.jdb", "-o", tmp_path / "u", "--max-size", "-1"], tmp_path), 2, "--max-size")
