@@ -298,7 +298,7 @@ tmp = Path(sys.argv[2])
 model = onnx_models.classifier(tmp / "model.onnx", batch=2)
 ctx = make_context(cuda=pkg.driver)
 batches = [np.ones((2, 3, 8, 8), np.float32) * (i + 1) for i in range(2)]
-cache_dir = tmp / "a-directory"  # writing the cache there fails with IsADirectoryError
+cache_dir = tmp / "a-directory"  # writing the cache there raises (the output policy refuses a directory)
 cache_dir.mkdir()
 cal = make_calibrator(batches, ["input"], [[2, 3, 8, 8]], [np.float32], cache_path=cache_dir)
 try:
@@ -322,4 +322,5 @@ def test_cache_callback_exception_never_reaches_tensorrt(tmp_path, gen):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, "calibration process died ({}): {}".format(p.returncode, err[-800:])
-    assert "REFUSED" in out and "IsADirectoryError" in out
+    # the callback's exception is kept and the build reports it, naming the cache path
+    assert "REFUSED" in out and "a-directory" in out, out
