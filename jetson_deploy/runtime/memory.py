@@ -111,8 +111,27 @@ class PycudaAllocator(HostAllocator):
         self.cuda = cuda if cuda is not None else require("pycuda.driver", "pycuda buffers")
         self.mapped = bool(mapped)
         self.kind = "pycuda-mapped" if mapped else "pycuda-pinned"
+        # pycuda contexts are current per thread; capture threads allocate their frame pools
+        # lazily, so remember the context of the thread that made the allocator.
+        self._ctx = self._current()
+
+    def _current(self) -> Any:
+        try:
+            return self.cuda.Context.get_current()
+        except Exception:  # pragma: no cover - no context API (old doubles)
+            return None
 
     def empty(self, shape: "Sequence[int]", dtype: Any = np.uint8) -> "HostBuffer":
+        pushed = self._ctx is not None and self._current() is None
+        if pushed:
+            self._ctx.push()
+        try:
+            return self._empty(shape, dtype)
+        finally:
+            if pushed:
+                self.cuda.Context.pop()
+
+    def _empty(self, shape: "Sequence[int]", dtype: Any) -> "HostBuffer":
         cuda = self.cuda
         shape = tuple(int(s) for s in shape)
         if self.mapped:

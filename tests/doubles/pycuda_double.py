@@ -30,8 +30,9 @@ import ctypes
 import importlib.machinery
 import weakref
 import sys
+import threading
 import types
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -70,6 +71,16 @@ def enqueue_on(handle: int, op: Any) -> bool:
     return True
 
 
+class _ThreadContexts(threading.local):
+    """The context stack is per CPU thread: cuCtxPushCurrent/cuCtxGetCurrent act on the calling
+    thread (CUDA Driver API reference, Context Management; pycuda's Context.push/get_current wrap
+    them, inducer/pycuda src/cpp/cuda.hpp).  A thread that never pushed a context has none, so a
+    capture thread allocating pinned memory gets pycuda's 'invalid device context' LogicError."""
+
+    def __init__(self) -> None:
+        self.stack: "List[Any]" = []
+
+
 def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (double)", memory_mb: int = 8192) -> "types.ModuleType":
     drv = types.ModuleType("pycuda.driver")
     pkg = types.ModuleType("pycuda")
@@ -79,7 +90,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
     pkg.__path__ = []  # a package, so "import pycuda.driver" resolves through sys.modules
     pkg.__spec__ = importlib.machinery.ModuleSpec("pycuda", None, is_package=True)
     drv.__spec__ = importlib.machinery.ModuleSpec("pycuda.driver", None)
-    state = types.SimpleNamespace(syncs=0, allocations=[], contexts=[], current=[], initialised=False)
+    state = types.SimpleNamespace(syncs=0, allocations=[], contexts=[], threads=_ThreadContexts(), initialised=False)
     drv._double = state
 
     class LogicError(RuntimeError):
@@ -125,20 +136,20 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
 
         @staticmethod
         def get_current() -> "Optional['Context']":
-            return state.current[-1] if state.current else None
+            return state.threads.stack[-1] if state.threads.stack else None
 
         def push(self) -> None:
-            state.current.append(self)
+            state.threads.stack.append(self)
 
         @staticmethod
         def pop() -> None:
-            if not state.current:
+            if not state.threads.stack:
                 raise LogicError("cuCtxPopCurrent failed: invalid context")
-            state.current.pop()
+            state.threads.stack.pop()
 
         def detach(self) -> None:
-            if self in state.current:
-                state.current.remove(self)
+            if self in state.threads.stack:
+                state.threads.stack.remove(self)
 
         @staticmethod
         def synchronize() -> None:
@@ -191,7 +202,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
 
     def _need_ctx() -> None:
         _need_init()
-        if not state.current:
+        if not state.threads.stack:
             raise LogicError("explicit_context_dependent failed: invalid device context - no currently active context?")
 
     class DeviceAllocation:
