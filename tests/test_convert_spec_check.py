@@ -54,6 +54,7 @@ def test_detect_raw_heads_count_4_or_5_plus_classes():
     refuses([out("out", [1, 84, 8400])], spec("detect", 3), "3 labels", "84 values per box", "80 classes")
     refuses([out("out", [1, 8400, 85])], spec("detect", 3, detect_format="raw"), "85 values")
     check_spec_fits([out("out", [1, 100, 6])], spec("detect", 3), "s")  # NMS rows: no class axis
+    check_spec_fits([out("scores", [1, 64, 4])], spec("detect", 4, outputs=["scores"]), "s")  # no raw head
     check_spec_fits([out("out", [1, 84, 8400])], spec("detect", 3, detect_format="nms"), "s")
     nms = [out("num_dets", [1, 1], "int32"), out("det_boxes", [1, 100, 4])]
     check_spec_fits(nms, spec("detect", 3, outputs=["num_dets", "det_boxes"]), "s")

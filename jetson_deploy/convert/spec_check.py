@@ -69,8 +69,10 @@ def _check_detect(out: "Dict[str, Any]", names: "List[str]", spec: "ModelSpec", 
         fits = cols in widths
     elif fmt == "raw-t":
         fits = rows in widths
-    elif fmt == "yolov8" or (fmt == "auto" and len(names) == 1 and cols not in (6, 7)):
-        fits = rows in widths or cols in widths  # 6/7 columns may be NMS rows; several outputs: boxes/scores apart
+    elif fmt == "yolov8" or (fmt == "auto" and len(names) == 1 and cols not in (6, 7) and min(rows, cols) >= 5):
+        # auto: 6/7 columns may be NMS rows, under 5 values per box is no raw head, several outputs
+        # are heads kept apart (boxes, scores): no class count to check in those
+        fits = rows in widths or cols in widths
     else:
         return
     if fits:
