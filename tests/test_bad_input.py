@@ -355,3 +355,29 @@ def test_convert_and_demo_output_policy(tmp_path, demo):
 def test_unpack_max_size_must_be_positive(tmp_path, bundle):
     assert jd(["bundle", "pack", bundle, "-o", tmp_path / "b.jdb"], tmp_path)[0] == 0
     refused(jd(["bundle", "unpack", tmp_path / "b.jdb", "-o", tmp_path / "u", "--max-size", "-1"], tmp_path), 2, "--max-size")
+
+
+def _spec_copy(tmp: Path, name: str, **changes) -> Path:
+    data = json.loads(DEMO_SPEC.read_text())
+    data.update(changes)
+    return write_spec(tmp, name, json.dumps(data))
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "cv2", "onnx", "onnxruntime")
+def test_convert_spec_must_fit_the_model(tmp_path):
+    """3 labels for the demo's 4 classes; an .onnx MODEL whose outputs the spec misnames. (A PyTorch
+    model's outputs take the spec's names at export: there `outputs: [nope]` names, it cannot miss.)"""
+    three = _spec_copy(tmp_path, "three.json", labels=["circle", "square", "triangle"])
+    out = tmp_path / "out"
+    line = refused(jd(["convert", "jetson_deploy.demo:load_model", "--spec", three, "-o", out], tmp_path), 2,
+                   str(three), "3 labels", "4 classes", "give 4 labels")
+    assert not out.exists(), line
+    assert jd(["convert", "jetson_deploy.demo:load_model", "--spec", DEMO_SPEC, "-o", tmp_path / "ok"], tmp_path)[0] == 0
+    onnx_model = tmp_path / "ok" / "model.onnx"
+    nope = _spec_copy(tmp_path, "nope.json", outputs=["nope"])
+    refused(jd(["convert", onnx_model, "--spec", nope, "-o", out], tmp_path), 2, str(onnx_model), "['logits']", "nope",
+            "set outputs: [logits]")
+    assert not out.exists()
+    refused(jd(["convert", onnx_model, "--spec", three, "-o", out], tmp_path), 2, "3 labels", "4 classes")
+    assert not out.exists()

@@ -147,7 +147,10 @@ def test_int8_engine_from_calibration_data(tmp_path: Path, monkeypatch, demo_cal
 
 
 def test_torch2trt_int8_gets_the_calibration_set(tmp_path: Path, monkeypatch, demo_calib: Path) -> None:
+    """torch2trt is handed the set's held-in samples (not the held-out ones, not the example input),
+    as the engine's float32 batches, and TensorRT calibrates on exactly those values."""
     from doubles import torch2trt_double as t2d
+    from jetson_deploy.calibration.dataset import load_calibration_set
 
     trtd.install(monkeypatch, "8.5")
     t2 = t2d.install(monkeypatch)
@@ -156,10 +159,23 @@ def test_torch2trt_int8_gets_the_calibration_set(tmp_path: Path, monkeypatch, de
     assert res.engines == ["engines/8.5.2_sm72_int8.engine"]
     call = t2._double.calls[-1]
     assert call["int8_mode"] is True
-    from jetson_deploy.calibration.dataset import load_calibration_set
-
-    assert t2._double.calls and "INT8" in trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())["flags"]
-    assert load_manifest(tmp_path / "b")["calibration"]["samples"] == len(load_calibration_set(demo_calib))
+    cs = load_calibration_set(demo_calib)
+    assert cs.num_holdout > 0 and cs.spec_sha256 == load_spec(demo_spec_path()).sha256()
+    held_in = np.concatenate(list(cs.iter_batches(1, dtype=np.float32)), axis=0)
+    assert held_in.shape == (len(cs), 3, 64, 64)
+    # Preprocessed as the spec says (scale 1/255, mean 0.5, std 0.25): values span [-2, 2], not pixels.
+    assert -2.0 - 1e-5 <= held_in.min() < -1.0 and 1.0 < held_in.max() <= 2.0 + 1e-5
+    dataset = call["int8_calib_dataset"]
+    assert len(dataset) == len(cs)
+    items = [dataset[i] for i in range(len(dataset))]
+    assert all(len(it) == 1 and it[0].dtype == torch.float32 and tuple(it[0].shape) == (1, 3, 64, 64) for it in items)
+    np.testing.assert_array_equal(np.concatenate([it[0].cpu().numpy() for it in items], axis=0), held_in)
+    # TensorRT (the double) read every held-in sample: one batch each, and the input's scale is theirs.
+    int8 = trtd.read_plan((tmp_path / "b" / res.engines[0]).read_bytes())["int8"]
+    assert int8["mode"] == "calibrator" and int8["batches"] == len(cs)
+    want = max(float(np.percentile(np.abs(held_in).ravel(), 99.99)), 1e-8) / 127.0
+    assert int8["scales"]["input"] == pytest.approx(want, rel=1e-6)
+    assert load_manifest(tmp_path / "b")["calibration"]["samples"] == len(cs)
 
 
 def test_min_agreement_reaches_the_gate_through_convert_and_the_cli(tmp_path: Path, monkeypatch) -> None:

@@ -480,21 +480,22 @@ def onnx_io(path: Any) -> "Dict[str, List[Dict[str, Any]]]":
     return {"inputs": graph_io(m.graph.input, m.graph.initializer), "outputs": graph_io(m.graph.output, ())}
 
 
-def check_names(path: Any, input_name: str, output_names: "Optional[Sequence[str]]") -> "List[str]":
+def check_names(path: Any, input_name: str, output_names: "Optional[Sequence[str]]", shown: "Optional[Any]" = None) -> "List[str]":
     """For ONNX files given by the user: the spec's names must be the graph's names.
 
     Returns the graph's output names.  We do not rename silently: the spec is what the
-    runtime binds by name.
+    runtime binds by name.  ``shown``: the user's file, named in messages (``path`` may be a copy).
     """
     io = onnx_io(path)
     ins = [i["name"] for i in io["inputs"]]
     outs = [o["name"] for o in io["outputs"]]
+    name = str(shown) if shown is not None else Path(path).name
     if len(ins) != 1:
-        raise BadInput("{} has {} inputs ({}); jetson-deploy models take one image input".format(Path(path).name, len(ins), ", ".join(ins)))
+        raise BadInput("{} has {} inputs ({}); jetson-deploy models take one image input".format(name, len(ins), ", ".join(ins)))
     if ins[0] != input_name:
-        raise BadInput("{} names its input {!r} but the spec says input.name {!r}: set input.name: {} in the spec".format(Path(path).name, ins[0], input_name, ins[0]))
+        raise BadInput("{} names its input {!r} but the spec says input.name {!r}: set input.name: {} in the spec".format(name, ins[0], input_name, ins[0]))
     if output_names is not None and list(output_names) != outs:
         raise BadInput(
-            "{} has outputs {} but the spec lists {}: set outputs: [{}] in the spec".format(Path(path).name, outs, list(output_names), ", ".join(outs))
+            "{} has outputs {} but the spec lists {}: set outputs: [{}] in the spec".format(name, outs, list(output_names), ", ".join(outs))
         )
     return outs

@@ -28,6 +28,7 @@ from . import stages as _st
 from .load import load_model
 from .manifest import Engines, Stages, write_bundle
 from .options import ConvertOptions
+from .spec_check import check_spec_fits
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def convert(
     if options is not None and flat:
         raise TypeError("convert(): give options=ConvertOptions(...) or keywords, not both")
     opts = options or ConvertOptions.from_flat(**flat)
+    source = "spec file {}".format(spec) if isinstance(spec, (str, Path)) else "the spec"
     spec = load_spec(spec)
     opts.validate(spec)
     out = Path(out)
@@ -96,7 +98,7 @@ def convert(
             log.info(n)
         work = Path(tempfile.mkdtemp(prefix="jetson-deploy-convert-"))
         try:
-            res = _run_stages(loaded, spec, work / "bundle" if packed else out, work, opts)
+            res = _run_stages(loaded, spec, work / "bundle" if packed else out, work, opts, source)
             res.messages = list(messages)
             if packed:
                 from ..bundle import pack_bundle
@@ -109,9 +111,11 @@ def convert(
             shutil.rmtree(str(work), ignore_errors=True)
 
 
-def _run_stages(loaded: Any, spec: "ModelSpec", out: Path, work: Path, opts: "ConvertOptions") -> "ConvertResult":
+def _run_stages(loaded: Any, spec: "ModelSpec", out: Path, work: Path, opts: "ConvertOptions",
+                source: str = "the spec") -> "ConvertResult":
     """The stages in order; each result feeds the next and, at the end, the manifest."""
     exported = _st.onnx_from_model(loaded, spec, opts.export, work)
+    check_spec_fits(exported.checks["outputs"], spec, source)  # labels vs classes, output names: before minutes of checks
     has_torch = exported.reference is not None
     parity = _st.check_parity(exported, spec, opts.check, opts.export.dynamic_batch)
     fp16 = None

@@ -83,7 +83,7 @@ def _onnx_from_onnx_file(loaded: "LoadedModel", spec: "ModelSpec", opts: "Export
     from .fold import select_onnx_outputs
 
     kept = select_onnx_outputs(onnx_path, spec, opts.outputs)
-    check_names(onnx_path, spec.input_name, spec.outputs)
+    check_names(onnx_path, spec.input_name, spec.outputs, shown=src)
     onnx_mod = require("onnx", "reading ONNX models")
     m = onnx_mod.load(str(onnx_path), load_external_data=False)
     info = {"opset": model_opset(m), "exporter": "none (ONNX input)", "dynamic_batch": _is_dynamic(m)}
