@@ -331,3 +331,41 @@ def test_torch_cuda_path_with_gpu_preprocessing_agrees_with_host(tmp_path, mappe
                      metrics_interval=0, executor_options={"mapped_in": mapped_in})
     assert [r["label"] for r in s.results] == seq
     assert s.executor["mapped_in"] is mapped_in and s.executor["preprocess"]
+
+
+def test_prepared_launch_passes_what_the_plain_call_passes():
+    """pycuda's prepared call (struct-packed, prepared once) carries exactly the plain call's arguments."""
+    import struct
+
+    from jetson_deploy.runtime.gpu_preprocess import ARG_FORMAT, BLOCK, launch_pycuda
+
+    class Fn:
+        def __init__(self):
+            self.prepares, self.calls, self.plain = [], [], []
+
+        def prepare(self, fmt):
+            self.prepares.append(fmt)
+            self.arg_format = fmt
+
+        def prepared_async_call(self, grid, block, stream, *args):
+            self.calls.append((grid, block, stream, args))
+
+        def __call__(self, *args, block=None, grid=None, stream=None):
+            self.plain.append((grid, block, stream, args))
+
+    plan = make_plan(_spec("bgr", keep=True, size=(224, 160)), (720, 1280, 3))
+    fn = Fn()
+    for _ in range(3):
+        launch_pycuda(fn, plan, 0x7f0000001000, 0x7f0000002000, "stream")
+    assert fn.prepares == [ARG_FORMAT] and len(fn.calls) == 3 and not fn.plain
+    grid, block, stream, args = fn.calls[-1]
+    assert (grid, block, stream) == (plan.grid, BLOCK, "stream")
+    struct.pack(ARG_FORMAT, *args)  # the values fit the C types
+    plain = plan.args(0x7f0000001000, 0x7f0000002000)
+    assert len(args) == len(plain) == len(ARG_FORMAT)
+    np.testing.assert_array_equal(np.array(args[:2], np.uint64), np.array(plain[:2], np.uint64))
+    for a, p, t in zip(args[2:], plain[2:], ARG_FORMAT[2:]):
+        assert (np.float32(a) == p) if t == "f" else (a == int(p) and isinstance(a, int))
+    fn2 = types.SimpleNamespace(plain=[])  # a stand-in without prepared calls gets the plain call
+    launch_pycuda(lambda *a, **k: fn2.plain.append((k["grid"], a)), plan, 1, 2, None)
+    assert fn2.plain[0][0] == plan.grid and len(fn2.plain[0][1]) == len(ARG_FORMAT)
