@@ -86,7 +86,7 @@ run_sums() {
 ROLLBACK_TIMEOUT = 120
 
 # run_limited SECS CMD: sh -c CMD, killed after SECS (with timeout(1) when it works, else a watchdog)
-_RUN_LIMITED = r"""
+_FINALIZE_HELPERS = r"""
 run_limited() {
   if command -v timeout >/dev/null 2>&1 && timeout -k 1 5 true >/dev/null 2>&1; then
     timeout -k 5 "$1" sh -c "$2"; return $?
@@ -96,6 +96,13 @@ run_limited() {
   wait $hp; hrc=$?
   kill $wp 2>/dev/null
   return $hrc
+}
+# after_rollback VERSION: finalize's on_rollback command (ONRB), VERSION = what is active again
+after_rollback() {
+  rlog="$ST/$N.rollback.log"
+  ( JETSON_DEPLOY_PREVIOUS="$1"; export JETSON_DEPLOY_PREVIOUS; run_limited "$RBT" "$ONRB" ) > "$rlog" 2>&1 < /dev/null
+  say "AFTER_ROLLBACK $?"
+  tail -n 5 "$rlog" | while IFS= read -r l; do say "AFTER_ROLLBACK_LOG $l"; done
 }
 """
 
@@ -169,7 +176,7 @@ def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, pru
     ``AFTER_ROLLBACK rc`` and may take ``ROLLBACK_TIMEOUT`` seconds."""
     return _whole(_vars(R=root, N=name, V=version, MODE=mode, HEALTH=health_cmd or "",
                  HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune), ONRB=on_rollback or "",
-                 RBT=str(ROLLBACK_TIMEOUT)) + _PROLOGUE + _RUN_LIMITED + r"""
+                 RBT=str(ROLLBACK_TIMEOUT)) + _PROLOGUE + _FINALIZE_HELPERS + r"""
 S="$R/staging/$N/$V"; SUMS="$R/staging/$N/.$V.sha256"; SIZES="$ST/.$N.sizes.$$"
 mkdir -p "$ST" || die "cannot create $ST"
 take_lock
@@ -241,12 +248,7 @@ if [ -n "$HEALTH" ]; then
     if [ -f "$H.bak.$$" ]; then mv -f "$H.bak.$$" "$H"; else rm -f "$H"; fi
     say "HEALTH_FAILED $hrc"
     tail -n 20 "$log" | while IFS= read -r l; do say "HEALTH_LOG $l"; done
-    if [ -n "$ONRB" ]; then
-      rlog="$ST/$N.rollback.log"
-      ( JETSON_DEPLOY_PREVIOUS="${prev##*/}"; export JETSON_DEPLOY_PREVIOUS; run_limited "$RBT" "$ONRB" ) > "$rlog" 2>&1 < /dev/null
-      say "AFTER_ROLLBACK $?"
-      tail -n 5 "$rlog" | while IFS= read -r l; do say "AFTER_ROLLBACK_LOG $l"; done
-    fi
+    [ -n "$ONRB" ] && after_rollback "${prev##*/}"
     exit 4
   fi
   say "HEALTH_OK"
