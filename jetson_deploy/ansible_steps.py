@@ -28,9 +28,9 @@ from typing import Any, Dict, List, Optional
 from ._files import atomic_write_json, atomic_write_text
 from .deploy import scripts
 from .deploy.local_bundle import open_local_bundle
-from .deploy.single_host import check_root, retention
+from .deploy.single_host import check_root, retention, rollback_message
 from .deploy.transport import ScriptResult
-from . import service as service_fragments
+from .service import deploy_gate, unit_name
 from .errors import JetsonDeployError
 
 BUNDLE_JSON = "bundle.json"
@@ -91,7 +91,8 @@ def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: in
     """Read the device's answer to prepare, decide unchanged / switch / upload, render finalize.
 
     With SERVICE the health gate first restarts that unit on the new version and requires it to
-    stay active for SETTLE seconds; ``restart_cmd`` in the answer restarts it after a rollback."""
+    stay active for SETTLE seconds; after a failed gate finalize itself restarts it on the
+    version it switched back to (:func:`jetson_deploy.service.deploy_gate`, as ``deploy`` does)."""
     info = _load(workdir)
     root = _abs_root(root)
     res = ScriptResult(rc, prepare_out.replace("\r", ""), "")
@@ -111,17 +112,12 @@ def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: in
     if action == "upload":
         _check_space(res, info, root)
     prune = retention(history, installed, version, active, keep)
-    extra: "Dict[str, Any]" = {}
-    if service:
-        gate = service_fragments.restart_and_check_command(service, settle)
-        health_cmd = "{ " + gate + "; }" + (" && { " + health_cmd + "; }" if health_cmd else "")
-        health_timeout += settle + 30
-        extra["restart_cmd"] = service_fragments.restart_command(service)
-    script = scripts.finalize(root, name, version, action, info["sizes_text"], prune, health_cmd or None, health_timeout)
+    gate_cmd, gate_timeout, on_rollback = deploy_gate(service, settle, health_cmd or None, health_timeout)
+    script = scripts.finalize(root, name, version, action, info["sizes_text"], prune, gate_cmd, gate_timeout, on_rollback)
     path = _host_dir(workdir, host) / "finalize.sh"
     atomic_write_text(path, script)
-    atomic_write_json(_host_dir(workdir, host) / "plan.json", {"previous": active, "action": action})
-    return {"action": action, "staging": staging, "finalize": str(path.resolve()), "previous": active, "prune": prune, **extra}
+    atomic_write_json(_host_dir(workdir, host) / "plan.json", {"previous": active, "action": action, "service": service or ""})
+    return {"action": action, "staging": staging, "finalize": str(path.resolve()), "previous": active, "prune": prune}
 
 
 def _check_space(res: "ScriptResult", info: "Dict[str, Any]", root: str) -> None:
@@ -141,16 +137,15 @@ def result(workdir: str, host: str, rc: int, finalize_out: str) -> "Dict[str, An
     """What the finalize answer means: deployed, rolled-back (health check failed) or failed."""
     info = _load(workdir)
     try:
-        previous = json.loads((_host_dir(workdir, host) / "plan.json").read_text(encoding="utf-8")).get("previous", "")
+        planned = json.loads((_host_dir(workdir, host) / "plan.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        previous = ""
+        planned = {}
+    previous, service = planned.get("previous", ""), planned.get("service") or None
     res = ScriptResult(rc, finalize_out.replace("\r", ""), "")
     out = {"name": info["name"], "version": info["version"], "previous": previous, "pruned": res.lines("PRUNED")}
     if rc == scripts.RC_HEALTH:
-        logs = res.lines("HEALTH_LOG")
-        back = "switched back to {}".format(previous) if previous else "no previous version, {} deactivated".format(info["name"])
-        out.update(result="rolled-back", active=previous, health_log=logs, message="health check failed (exit {}{}); {}".format(
-            res.first("HEALTH_FAILED", "?"), ": " + logs[-1] if logs else "", back))
+        out.update(result="rolled-back", active=previous, health_log=res.lines("HEALTH_LOG"),
+                   message=rollback_message(res, previous, info["name"], service))
     elif rc == scripts.RC_VERIFY:
         bad = res.lines("BAD")
         out.update(result="failed", active=previous, message="verification on the device failed, nothing activated: {}; "
@@ -158,8 +153,9 @@ def result(workdir: str, host: str, rc: int, finalize_out: str) -> "Dict[str, An
     elif rc != 0 or res.first("DONE") is None:
         out.update(result="failed", active=previous, message="activating {} failed: {}".format(info["version"], res.error_line()))
     else:
-        out.update(result="deployed", active=info["version"], message="{} {} active{}".format(
-            info["name"], info["version"], " (was {})".format(previous) if previous else ""))
+        out.update(result="deployed", active=info["version"], message="{} {} active{}{}".format(
+            info["name"], info["version"], " (was {})".format(previous) if previous else "",
+            "; {} restarted on it".format(unit_name(service)) if service else ""))
     return out
 
 

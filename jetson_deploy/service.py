@@ -10,8 +10,8 @@ deploy's switch or rollback changes what the next (re)start runs.  Three ways to
   out of it;
 * not at all (:func:`render_unit`, ``--print``).
 
-The deploy step uses :func:`restart_command`, :func:`health_check_command` and
-:func:`restart_and_check_command`: shell fragments run on the device, nothing imported there.
+The deploy step (``deploy --restart-service``, the Ansible play's ``jd_service``) uses
+:func:`deploy_gate`: shell fragments run on the device, nothing imported there.
 """
 import logging
 import os
@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._files import atomic_output
 from .errors import BadInput, CheckFailed
@@ -368,3 +368,27 @@ def health_check_command(name: str, settle: int = 10) -> str:
 def restart_and_check_command(name: str, settle: int = 10) -> str:
     """``--health-cmd`` for a deploy that restarts the service on the new version and gates on it."""
     return "{{ {}; }} && {{ {}; }}".format(restart_command(name), health_check_command(name, settle))
+
+
+def after_rollback_command(name: str) -> str:
+    """Shell for finalize's ``on_rollback``: restart NAME's unit on the version switched back to,
+    or stop it when there is none (its bundle path is gone; restarting would only crash-loop)."""
+    stop = _as_root("systemctl stop " + shlex.quote(unit_name(name)))
+    return 'if [ -n "${{JETSON_DEPLOY_PREVIOUS:-}}" ]; then {}; else {}; fi'.format(restart_command(name), stop)
+
+
+def deploy_gate(name: "Optional[str]", settle: int, health_cmd: "Optional[str]",
+                health_timeout: float) -> "Tuple[Optional[str], float, Optional[str]]":
+    """``(health_cmd, health_timeout, on_rollback)`` for finalize when a deploy restarts NAME.
+
+    The unit restarts on the new version first and must stay active SETTLE seconds (0: restart
+    only), then the user's health command runs; a failure switches back and restarts the unit
+    there.  Without NAME everything passes through unchanged."""
+    if not name:
+        return health_cmd, health_timeout, None
+    if settle < 0:
+        raise BadInput("--service-settle must be 0 or more")
+    gate = restart_and_check_command(name, settle) if settle > 0 else restart_command(name)
+    # newlines, not "; }": a user command ending in a # comment must not swallow the brace
+    cmd = "{ " + gate + "; }" + (" && {\n" + health_cmd + "\n}" if health_cmd else "")
+    return cmd, health_timeout + settle + 30, after_rollback_command(name)

@@ -1,5 +1,6 @@
 """``deploy``, ``rollback`` and ``devices status``: thin layers over :mod:`jetson_deploy.deploy`."""
 import json
+import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
@@ -7,6 +8,8 @@ import click
 from ._options import json_option
 
 DEFAULT_ROOT = "/opt/jetson-deploy"
+
+log = logging.getLogger(__name__)
 
 
 def fleet_options(fn):
@@ -82,6 +85,11 @@ def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" 
                    "non-zero exit or timeout switches back and reports the host as rolled-back.")
 @click.option("--health-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds the health command may take.")
+@click.option("--restart-service", "service", metavar="NAME",
+              help="Restart the bundle's unit (jetson-deploy service install NAME) after the switch and "
+                   "gate on it staying active; a failure switches back and restarts it on the previous version.")
+@click.option("--service-settle", default=10, show_default=True, type=click.IntRange(0, 600), metavar="SECONDS",
+              help="How long the restarted unit must stay active (0: restart only, no check).")
 @click.option("--rootfs", type=click.Path(file_okay=False), metavar="DIR",
               help="Install into a mounted SD card or Linux_for_Tegra/rootfs instead of over ssh "
                    "(ROOTFS/<root>, relative symlinks).")
@@ -94,8 +102,9 @@ def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" 
 @json_option()
 def deploy(bundle: str, hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "Optional[str]",
            ssh_config: "Optional[str]", ssh_options: "List[str]", jobs: int, connect_timeout: int, quiet: bool,
-           keep: int, health_cmd: "Optional[str]", health_timeout: float, rootfs: "Optional[str]", transfer: str,
-           bwlimit: "Optional[int]", public_key: "Optional[str]", as_json: bool) -> None:
+           keep: int, health_cmd: "Optional[str]", health_timeout: float, service: "Optional[str]",
+           service_settle: int, rootfs: "Optional[str]", transfer: str, bwlimit: "Optional[int]",
+           public_key: "Optional[str]", as_json: bool) -> None:
     """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
 
     The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
@@ -113,17 +122,33 @@ def deploy(bundle: str, hosts: "List[str]", root: str, hosts_file: "Optional[str
             raise BadInput("--rootfs installs into a directory: give no HOST or --hosts with it")
         if health_cmd:
             raise BadInput("--health-cmd cannot run inside a --rootfs image; drop it")
+        if service:
+            _note_rootfs_service(service, rootfs, root)
         results = [deploy_rootfs(bundle, rootfs, root=root, keep=keep, progress=progress, public_key=public_key)]
     else:
         host_list = _hosts(hosts, hosts_file, group)
         results = api_deploy(bundle, host_list, root=root, keep=keep, ssh_config=ssh_config, jobs=jobs,
                              health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
                              bwlimit=bwlimit, connect_timeout=connect_timeout, ssh_options=ssh_options,
-                             progress=progress, public_key=public_key)
+                             progress=progress, public_key=public_key, service=service, settle=service_settle)
     name = next((r.name for r in results if r.name), "")
     if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root},
                  bad=("failed", "rolled-back")):
         raise SystemExit(1)
+
+
+def _note_rootfs_service(service: str, rootfs: str, root: str) -> None:
+    """An image is not running: nothing to restart.  The unit starts the new version at the
+    board's next boot, if the image has it (``service install --rootfs``)."""
+    from ..service import status_rootfs
+
+    st = status_rootfs(service, rootfs, root)
+    if st["installed"] and st["enabled"]:
+        log.info("--restart-service: %s is not running in an image; %s starts the new version at the board's next boot",
+                 rootfs, st["unit"])
+    else:
+        log.warning("--restart-service: %s has no enabled %s; install it with: jetson-deploy service install %s "
+                    "--rootfs %s --source ...", rootfs, st["unit"], service, rootfs)
 
 
 @click.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Union
 
 from ..errors import BadInput
+from ..service import check_name as check_service_name
 from .rootfs import rootfs_path
 from . import single_host as core
 from .single_host import DEFAULT_KEEP, DEFAULT_ROOT, TRANSFERS, HostResult, ProgressFn, check_root, safe_call
@@ -61,8 +62,12 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root:
            health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, transfer: str = "auto",
            bwlimit: "Optional[int]" = None, connect_timeout: int = 10, ssh_options: "Sequence[str]" = (),
            progress: "Optional[ProgressFn]" = None, hooks: "Optional[Dict[str, Callable[..., Any]]]" = None,
-           verify_retries: int = 1, public_key: "Optional[str]" = None) -> "List[HostResult]":
+           verify_retries: int = 1, public_key: "Optional[str]" = None, service: "Optional[str]" = None,
+           settle: int = 10) -> "List[HostResult]":
     """Verify ``bundle`` here, then deploy it to every host (see docs/deploy.md).
+
+    ``service``: restart that unit (``service install NAME``) after the switch and gate on it
+    staying active ``settle`` seconds; see :func:`.single_host.deploy_host`.
 
     Returns one :class:`HostResult` per host, in order. Bad input (bundle, flags) raises
     BadInput/CheckFailed before any host is touched; per-host failures are results.
@@ -74,6 +79,10 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root:
         raise BadInput("--transfer must be one of " + ", ".join(TRANSFERS))
     if health_timeout <= 0:
         raise BadInput("--health-timeout must be positive")
+    if service:
+        check_service_name(service)
+    if settle < 0:
+        raise BadInput("--service-settle must be 0 or more")
     host_list = _hosts(hosts)
     lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), public_key)
     try:
@@ -86,7 +95,8 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", root:
             t = SSHTransport(h, ssh_config=ssh_config, connect_timeout=connect_timeout, ssh_options=ssh_options)
             return core.deploy_host(lb, t, root=root, keep=keep, health_cmd=health_cmd,
                                     health_timeout=health_timeout, transfer=transfer, bwlimit=bwlimit,
-                                    progress=progress, hooks=hooks, verify_retries=verify_retries)
+                                    progress=progress, hooks=hooks, verify_retries=verify_retries,
+                                    service=service, settle=settle)
 
         return run_fleet(host_list, work, jobs, lb.name, lb.version)
     finally:

@@ -115,76 +115,92 @@ def load_inventory(path: str, group: "Optional[str]" = None) -> "List[Host]":
     to the group's hosts), ``[group:children]`` (nested groups). Without ``group`` every host in
     the file is returned (once, in file order); with it, the hosts of that group and its children.
     """
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput("cannot read --hosts file {}: {}".format(path, exc.strerror or exc))
-    groups: "Dict[str, List[str]]" = {}      # group -> host aliases, in order
-    children: "Dict[str, List[str]]" = {}    # group -> child groups
-    group_vars: "Dict[str, Dict[str, str]]" = {}
-    host_vars: "Dict[str, Dict[str, str]]" = {}
-    order: "List[str]" = []
-    section, kind = "ungrouped", "hosts"
+    inv = _Inventory(path)
     for lineno, line in enumerate(text.splitlines(), 1):
+        inv.add_line(line, "{}:{}".format(path, lineno))
+    hosts = [_host_from_vars(alias, inv.vars_of(alias), "{} (host {})".format(path, alias)) for alias in inv.select(group)]
+    if not hosts:
+        raise BadInput("no hosts in {}{}".format(path, " group " + group if group else ""))
+    return hosts
+
+
+class _Inventory(object):
+    """An INI inventory as it is read: groups, children, group and host variables, in file order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.groups: "Dict[str, List[str]]" = {}      # group -> host aliases, in order
+        self.children: "Dict[str, List[str]]" = {}    # group -> child groups
+        self.group_vars: "Dict[str, Dict[str, str]]" = {}
+        self.host_vars: "Dict[str, Dict[str, str]]" = {}
+        self.order: "List[str]" = []
+        self.section, self.kind = "ungrouped", "hosts"
+
+    def add_line(self, line: str, where: str) -> None:
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or stripped.startswith(";"):
-            continue
-        where = "{}:{}".format(path, lineno)
+            return
         m = _SECTION_RE.match(stripped)
         if m:
             name = m.group(1).strip()
-            section, _, kind = name.partition(":")
-            kind = kind or "hosts"
-            if kind not in ("hosts", "vars", "children"):
+            self.section, _, kind = name.partition(":")
+            self.kind = kind or "hosts"
+            if self.kind not in ("hosts", "vars", "children"):
                 raise BadInput("{}: unknown section kind [{}] (use [group], [group:vars] or [group:children])".format(where, name))
-            groups.setdefault(section, [])
-            continue
+            self.groups.setdefault(self.section, [])
+            return
         try:
             tokens = shlex.split(stripped, comments=True)
         except ValueError as exc:
             raise BadInput("{}: cannot parse line: {}".format(where, exc))
         if not tokens:
-            continue
-        if kind == "children":
-            children.setdefault(section, []).append(tokens[0])
-            continue
-        if kind == "vars":
+            return
+        if self.kind == "children":
+            self.children.setdefault(self.section, []).append(tokens[0])
+        elif self.kind == "vars":
+            gv = self.group_vars.setdefault(self.section, {})
             for tok in tokens:
                 key, eq, value = tok.partition("=")
                 if not eq:
-                    raise BadInput("{}: expected key=value in [{}:vars], got {!r}".format(where, section, tok))
-                group_vars.setdefault(section, {})[key.strip()] = value.strip()
-            continue
+                    raise BadInput("{}: expected key=value in [{}:vars], got {!r}".format(where, self.section, tok))
+                gv[key.strip()] = value.strip()
+        else:
+            self._add_host(tokens, where)
+
+    def _add_host(self, tokens: "List[str]", where: str) -> None:
         alias = tokens[0]
         if "=" in alias:
             raise BadInput("{}: a host line starts with the host, got {!r}".format(where, alias))
-        hv = host_vars.setdefault(alias, {})
+        hv = self.host_vars.setdefault(alias, {})
         for tok in tokens[1:]:
             key, eq, value = tok.partition("=")
             if not eq:
                 raise BadInput("{}: expected key=value after the host, got {!r}".format(where, tok))
             hv[key.strip()] = value.strip()
-        groups.setdefault(section, []).append(alias)
-        if alias not in order:
-            order.append(alias)
+        self.groups.setdefault(self.section, []).append(alias)
+        if alias not in self.order:
+            self.order.append(alias)
 
-    def members(name: str, seen: "Optional[set]" = None) -> "List[str]":
+    def members(self, name: str, seen: "Optional[set]" = None) -> "List[str]":
         seen = seen if seen is not None else set()
         if name in seen:
             return []
         seen.add(name)
-        out = list(groups.get(name, []))
-        for child in children.get(name, []):
-            out.extend(members(child, seen))
+        out = list(self.groups.get(name, []))
+        for child in self.children.get(name, []):
+            out.extend(self.members(child, seen))
         return out
 
-    def groups_of(alias: str) -> "List[str]":
+    def groups_of(self, alias: str) -> "List[str]":
         # parents first, then more specific groups, so a child's vars win over its parent's
-        direct = [g for g, hs in groups.items() if alias in hs]
+        direct = [g for g, hs in self.groups.items() if alias in hs]
         result: "List[str]" = []
         for g in direct:
-            for parent, kids in children.items():
+            for parent, kids in self.children.items():
                 if g in kids and parent not in result:
                     result.append(parent)
         for g in direct:
@@ -192,30 +208,27 @@ def load_inventory(path: str, group: "Optional[str]" = None) -> "List[Host]":
                 result.append(g)
         return result
 
-    if group is not None:
-        if group == "all":
-            selected = order
-        elif group not in groups and group not in children:
-            known = sorted(set(groups) | set(children))
-            raise BadInput("--group {!r} is not in {} (groups there: {})".format(group, path, ", ".join(known) or "none"))
-        else:
-            selected = []
-            for a in members(group):
-                if a not in selected:
-                    selected.append(a)
-    else:
-        selected = order
-    hosts: "List[Host]" = []
-    for alias in selected:
+    def select(self, group: "Optional[str]") -> "List[str]":
+        """Aliases of GROUP (and its children), once each; every host without a group or with 'all'."""
+        if group is None or group == "all":
+            return self.order
+        if group not in self.groups and group not in self.children:
+            known = sorted(set(self.groups) | set(self.children))
+            raise BadInput("--group {!r} is not in {} (groups there: {})".format(group, self.path, ", ".join(known) or "none"))
+        selected: "List[str]" = []
+        for a in self.members(group):
+            if a not in selected:
+                selected.append(a)
+        return selected
+
+    def vars_of(self, alias: str) -> "Dict[str, str]":
+        """all's vars, then each group's (parents first), then the host line's."""
         merged: "Dict[str, str]" = {}
-        merged.update(group_vars.get("all", {}))
-        for g in groups_of(alias):
-            merged.update(group_vars.get(g, {}))
-        merged.update(host_vars.get(alias, {}))
-        hosts.append(_host_from_vars(alias, merged, "{} (host {})".format(path, alias)))
-    if not hosts:
-        raise BadInput("no hosts in {}{}".format(path, " group " + group if group else ""))
-    return hosts
+        merged.update(self.group_vars.get("all", {}))
+        for g in self.groups_of(alias):
+            merged.update(self.group_vars.get(g, {}))
+        merged.update(self.host_vars.get(alias, {}))
+        return merged
 
 
 def _host_from_vars(alias: str, hv: "Dict[str, str]", where: str) -> "Host":

@@ -82,6 +82,31 @@ run_sums() {
 """
 
 
+# Seconds the on_rollback command of finalize may take (systemctl restart waits for the stop).
+ROLLBACK_TIMEOUT = 120
+
+# run_limited SECS CMD: sh -c CMD, killed after SECS (with timeout(1) when it works, else a watchdog)
+_FINALIZE_HELPERS = r"""
+run_limited() {
+  if command -v timeout >/dev/null 2>&1 && timeout -k 1 5 true >/dev/null 2>&1; then
+    timeout -k 5 "$1" sh -c "$2"; return $?
+  fi
+  sh -c "$2" & hp=$!
+  ( sleep "$1"; kill -TERM $hp; sleep 5; kill -KILL $hp ) >/dev/null 2>&1 & wp=$!
+  wait $hp; hrc=$?
+  kill $wp 2>/dev/null
+  return $hrc
+}
+# after_rollback VERSION: finalize's on_rollback command (ONRB), VERSION = what is active again
+after_rollback() {
+  rlog="$ST/$N.rollback.log"
+  ( JETSON_DEPLOY_PREVIOUS="$1"; export JETSON_DEPLOY_PREVIOUS; run_limited "$RBT" "$ONRB" ) > "$rlog" 2>&1 < /dev/null
+  say "AFTER_ROLLBACK $?"
+  tail -n 5 "$rlog" | while IFS= read -r l; do say "AFTER_ROLLBACK_LOG $l"; done
+}
+"""
+
+
 def _whole(script: str) -> str:
     """Wrap a script in a function called on its last line: ``sh -s`` reads stdin as it goes, so
     a link dropping mid-send would otherwise run the first half of a script. Now the shell parses
@@ -142,10 +167,16 @@ say "PREPARED"
 
 
 def finalize(root: str, name: str, version: str, mode: str, sizes_text: str, prune: "Iterable[str]",
-             health_cmd: "Optional[str]", health_timeout: float) -> str:
-    """Verify staging (mode 'upload'), install, switch, health-check, prune."""
+             health_cmd: "Optional[str]", health_timeout: float, on_rollback: "Optional[str]" = None) -> str:
+    """Verify staging (mode 'upload'), install, switch, health-check, prune.
+
+    ``on_rollback``: shell run on the device right after a failed health check switched back
+    (``JETSON_DEPLOY_PREVIOUS`` = the version switched back to, empty when none), here rather
+    than in a later call so that it happens even when the link drops; it answers
+    ``AFTER_ROLLBACK rc`` and may take ``ROLLBACK_TIMEOUT`` seconds."""
     return _whole(_vars(R=root, N=name, V=version, MODE=mode, HEALTH=health_cmd or "",
-                 HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune)) + _PROLOGUE + r"""
+                 HT=str(max(1, int(round(health_timeout)))), PRUNE=" ".join(prune), ONRB=on_rollback or "",
+                 RBT=str(ROLLBACK_TIMEOUT)) + _PROLOGUE + _FINALIZE_HELPERS + r"""
 S="$R/staging/$N/$V"; SUMS="$R/staging/$N/.$V.sha256"; SIZES="$ST/.$N.sizes.$$"
 mkdir -p "$ST" || die "cannot create $ST"
 take_lock
@@ -209,14 +240,7 @@ if [ -n "$HEALTH" ]; then
     cd "$A/$N" || exit 125
     JETSON_DEPLOY_ROOT="$R"; JETSON_DEPLOY_NAME="$N"; JETSON_DEPLOY_VERSION="$V"; JETSON_DEPLOY_ACTIVE="$A/$N"
     export JETSON_DEPLOY_ROOT JETSON_DEPLOY_NAME JETSON_DEPLOY_VERSION JETSON_DEPLOY_ACTIVE
-    if command -v timeout >/dev/null 2>&1 && timeout -k 1 5 true >/dev/null 2>&1; then
-      exec timeout -k 5 "$HT" sh -c "$HEALTH"
-    fi
-    sh -c "$HEALTH" & hp=$!
-    ( sleep "$HT"; kill -TERM $hp; sleep 5; kill -KILL $hp ) >/dev/null 2>&1 & wp=$!
-    wait $hp; hrc=$?
-    kill $wp 2>/dev/null
-    exit $hrc
+    run_limited "$HT" "$HEALTH"
   ) > "$log" 2>&1 < /dev/null
   hrc=$?
   if [ $hrc -ne 0 ]; then
@@ -224,6 +248,7 @@ if [ -n "$HEALTH" ]; then
     if [ -f "$H.bak.$$" ]; then mv -f "$H.bak.$$" "$H"; else rm -f "$H"; fi
     say "HEALTH_FAILED $hrc"
     tail -n 20 "$log" | while IFS= read -r l; do say "HEALTH_LOG $l"; done
+    [ -n "$ONRB" ] && after_rollback "${prev##*/}"
     exit 4
   fi
   say "HEALTH_OK"

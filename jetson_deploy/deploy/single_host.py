@@ -10,6 +10,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..errors import BadInput, JetsonDeployError
+from ..service import deploy_gate as service_gate
+from ..service import unit_name
 from . import scripts
 from .local_bundle import LocalBundle
 from .transport import RemoteError, ScriptResult, Transport, describe_failure
@@ -108,14 +110,39 @@ def retention(history: "List[str]", installed: "List[str]", new: str, previous: 
     return sorted(v for v in installed if v not in keep_set)
 
 
+def rollback_message(res: "ScriptResult", previous: str, name: str, service: "Optional[str]" = None) -> str:
+    """One line for finalize's RC_HEALTH answer: why, where the device switched back to, and
+    what became of the service there (restarted on PREVIOUS, stopped, or the restart failed)."""
+    log = res.lines("HEALTH_LOG")
+    msg = "health check failed (exit {}{}); {}".format(
+        res.first("HEALTH_FAILED", "?"), ": " + log[-1] if log else "",
+        "switched back to {}".format(previous) if previous else "no previous version, {} deactivated".format(name))
+    if not service:
+        return msg
+    unit, rc = unit_name(service), res.first("AFTER_ROLLBACK")
+    done = "restarted on {}".format(previous) if previous else "stopped"
+    if rc is None:
+        return msg + "; the device did not say whether {} was {} (check: systemctl status {})".format(unit, done, unit)
+    if rc.strip() == "0":
+        return msg + "; service {}".format(done)
+    slog = res.lines("AFTER_ROLLBACK_LOG")
+    what = "restarting {} on {}".format(unit, previous) if previous else "stopping " + unit
+    return msg + "; {} failed (exit {}{}): fix it on the device (the deploy user needs root or passwordless sudo " \
+                 "for systemctl)".format(what, rc.strip(), ": " + slog[-1] if slog else "")
+
+
 def deploy_host(bundle: "LocalBundle", transport: "Transport", root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
                 health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, transfer: str = "auto",
                 bwlimit: "Optional[int]" = None, progress: "Optional[ProgressFn]" = None,
-                hooks: "Optional[Hooks]" = None, verify_retries: int = 1) -> "HostResult":
+                hooks: "Optional[Hooks]" = None, verify_retries: int = 1, service: "Optional[str]" = None,
+                settle: int = 10) -> "HostResult":
     """Deploy one verified bundle to one device; raises RemoteError on failure.
 
     Files that fail the on-device check are removed there and re-sent up to
     ``verify_retries`` times; nothing is activated until every file verifies.
+    ``service``: the bundle's systemd unit (``service install``) restarts on the new version and
+    must stay active ``settle`` seconds before ``health_cmd`` runs; a failure switches back and
+    the device restarts the unit on the previous version in the same call.
     ``hooks`` (tests, tooling): ``after_prepare(**ctx)`` and ``after_upload(**ctx)``.
     """
     d = _HostDeploy(bundle, transport, root, progress, hooks or {})
@@ -129,11 +156,14 @@ def deploy_host(bundle: "LocalBundle", transport: "Transport", root: str = DEFAU
     if mode == "switch":
         d.say(d.label, "{} {} is already installed and verified; switching to it".format(bundle.name, bundle.version))
     prune = retention(d.history, d.installed, bundle.version, d.active, keep)
-    script = scripts.finalize(root, bundle.name, bundle.version, mode, bundle.sizes_text, prune, health_cmd, health_timeout)
-    res = d.verify_and_activate(script, 600 + (health_timeout if health_cmd else 0), method, bwlimit, verify_retries)
+    gate_cmd, gate_timeout, on_rollback = service_gate(service, settle, health_cmd, health_timeout)
+    script = scripts.finalize(root, bundle.name, bundle.version, mode, bundle.sizes_text, prune, gate_cmd, gate_timeout,
+                              on_rollback)
+    timeout = 600 + (gate_timeout if gate_cmd else 0) + (scripts.ROLLBACK_TIMEOUT if on_rollback else 0)
+    res = d.verify_and_activate(script, timeout, method, bwlimit, verify_retries)
     if res.rc == scripts.RC_HEALTH:
-        return d.rolled_back(res)
-    return d.activated(res, mode, health_cmd)
+        return d.rolled_back(res, service)
+    return d.activated(res, mode, health_cmd, service)
 
 
 class _HostDeploy(object):
@@ -254,16 +284,17 @@ class _HostDeploy(object):
                 first, more))
         return res
 
-    def rolled_back(self, res: "ScriptResult") -> "HostResult":
+    def rolled_back(self, res: "ScriptResult", service: "Optional[str]" = None) -> "HostResult":
         """The health check failed: the device switched back to the previous version (or deactivated)."""
-        log = res.lines("HEALTH_LOG")
-        rc = res.first("HEALTH_FAILED", "?")
-        back = "switched back to {}".format(self.active) if self.active else "no previous version, {} deactivated".format(self.bundle.name)
-        self.details["health_log"] = log
-        return self.result("rolled-back", "health check failed (exit {}{}); {}".format(rc, ": " + log[-1] if log else "", back),
-                           active=self.active)
+        self.details["health_log"] = res.lines("HEALTH_LOG")
+        if service:
+            self.details["service_log"] = res.lines("AFTER_ROLLBACK_LOG")
+        msg = rollback_message(res, self.active, self.bundle.name, service)
+        self.say(self.label, msg)
+        return self.result("rolled-back", msg, active=self.active)
 
-    def activated(self, res: "ScriptResult", mode: str, health_cmd: "Optional[str]") -> "HostResult":
+    def activated(self, res: "ScriptResult", mode: str, health_cmd: "Optional[str]",
+                  service: "Optional[str]" = None) -> "HostResult":
         b = self.bundle
         _check_error(res, "activating " + b.version)
         if res.first("DONE") is None:
@@ -273,6 +304,8 @@ class _HostDeploy(object):
             msg += "; already installed, no upload"
         if self.target == "bad":
             msg += "; replaced a damaged or different copy of {}".format(b.version)
+        if service:
+            msg += "; {} restarted on it".format(unit_name(service))
         if health_cmd:
             msg += "; health check passed"
         if self.details["pruned"]:

@@ -4,7 +4,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -125,3 +125,73 @@ def sshd_pair(tmp_path_factory):
     finally:
         a.stop()
         b.stop()
+
+
+# ----------------------------------------------------------------------------- a fake systemd
+
+_FAKE_SYSTEMCTL = r"""#!/bin/sh
+# fake systemctl: logs "ARGS @VERSION" (the version active/NAME points at when called);
+# is-active answers 'failed' while that version is listed in failing, else 'active';
+# restart/stop fail while the file restart_fails exists
+d={dir}
+v=$(readlink "$(cat "$d/link" 2>/dev/null)" 2>/dev/null); v=${{v##*/}}
+echo "$* @${{v:-none}}" >> "$d/calls"
+case "$1" in
+  is-active)
+    if grep -qxF -- "$v" "$d/failing" 2>/dev/null; then s=failed; else s=active; fi
+    [ "$2" = --quiet ] || echo "$s"
+    [ "$s" = active ];;
+  restart|stop)
+    if [ -f "$d/restart_fails" ]; then echo "Failed to $1 $2: Access denied" >&2; exit 1; fi;;
+  status) echo "$2 - crashed on $v";;
+esac
+"""
+
+# `sudo -n CMD` runs CMD (the tests may run as a non-root user)
+_FAKE_SUDO = '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n'
+
+
+class FakeSystemd(object):
+    """A bin dir with fake ``systemctl`` and ``sudo``; ``calls()`` lists what systemctl was asked."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = Path(base)
+        self.bin = self.dir / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        for name, text in (("systemctl", _FAKE_SYSTEMCTL.format(dir=self.dir)), ("sudo", _FAKE_SUDO)):
+            p = self.bin / name
+            p.write_text(text)
+            p.chmod(0o755)
+
+    def reset(self, root: Path, name: str = "demo", failing: "Sequence[str]" = (), restart_fails: bool = False) -> None:
+        """Watch ROOT/active/NAME; versions in FAILING crash-loop; forget earlier calls."""
+        (self.dir / "link").write_text(str(Path(root) / "active" / name))
+        (self.dir / "failing").write_text("".join(v + "\n" for v in failing))
+        (self.dir / "calls").write_text("")
+        rf = self.dir / "restart_fails"
+        if restart_fails:
+            rf.write_text("")
+        elif rf.exists():
+            rf.unlink()
+
+    def calls(self) -> "List[str]":
+        p = self.dir / "calls"
+        return p.read_text().splitlines() if p.exists() else []
+
+    def path(self) -> str:
+        return str(self.bin) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+
+
+@pytest.fixture(scope="module")
+def sshd_systemd(tmp_path_factory):
+    """An sshd whose sessions find a :class:`FakeSystemd` first on PATH: ``(srv, fake)``."""
+    why = sshd_skip_reason()
+    if why:
+        pytest.skip(why)
+    base = tmp_path_factory.mktemp("sshd-systemd")
+    fake = FakeSystemd(base / "systemd")
+    srv = SshServer.start(base / "sshd", alias="jd-a", env={"PATH": fake.bin.as_posix() + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        yield srv, fake
+    finally:
+        srv.stop()

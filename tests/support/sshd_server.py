@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 SSHD = "/usr/sbin/sshd"
 
@@ -73,12 +73,15 @@ class SshServer(object):
     """One sshd. ``alias`` (in ``ssh_config``) and ``spec`` (``user@127.0.0.1:port``) reach it.
     ``listen`` is a loopback address: 127.0.0.1 (default) or ::1."""
 
-    def __init__(self, workdir: Path, alias: str = "jd-test", listen: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path, alias: str = "jd-test", listen: str = "127.0.0.1",
+                 env: "Optional[Dict[str, str]]" = None) -> None:
         if listen not in ("127.0.0.1", "::1"):
             raise ValueError("test sshd listens on loopback only")
         self.dir = Path(workdir)
         self.alias = alias
         self.listen = listen
+        # sshd_config SetEnv: variables for every session (e.g. PATH with fake tools first)
+        self.env = dict(env or {})
         # the account sshd authenticates, whatever $USER/$LOGNAME say (CI runs as root)
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.port = 0
@@ -93,8 +96,8 @@ class SshServer(object):
 
     @classmethod
     def start(cls, workdir: Path, alias: str = "jd-test", user_key: "Optional[Path]" = None,
-              listen: str = "127.0.0.1") -> "SshServer":
-        srv = cls(workdir, alias, listen)
+              listen: str = "127.0.0.1", env: "Optional[Dict[str, str]]" = None) -> "SshServer":
+        srv = cls(workdir, alias, listen, env)
         srv._setup(user_key)
         srv._launch()
         return srv
@@ -132,8 +135,7 @@ class SshServer(object):
             "MaxSessions 50",
             "LogLevel ERROR",
             "Subsystem sftp {}".format(sftp if os.path.exists(sftp) else "internal-sftp"),
-            "",
-        ]))
+        ] + ["SetEnv {}={}".format(k, v) for k, v in sorted(self.env.items())] + [""]))
         self.ssh_config.write_text("\n".join([
             "Host {} {}".format(self.alias, self.listen),
             "  HostName {}".format(self.listen),
