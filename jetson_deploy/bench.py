@@ -114,7 +114,8 @@ def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int
         "engine": {"fps": engine_fps, "runs_fps": [e1["fps"], e2["fps"]], "latency_ms": e_best["latency_ms"]},
         "pipeline": {"fps": round(p.fps, 3), "frames": p.frames, "latency_ms": p.latency_ms, "dropped": p.dropped,
                      "host_ms_per_frame": round(p.host_ms_per_frame, 4), "seconds": round(p.seconds, 4),
-                     "wait_ms_per_frame": p.wait_ms_per_frame},
+                     "wait_ms_per_frame": p.wait_ms_per_frame,
+                     "capture_cpu_ms_per_frame": p.capture_cpu_ms_per_frame},
         "bundle": str(b.source),
     }
     if p.syncs is not None:

@@ -343,3 +343,24 @@ def test_pipeline_waits_for_a_reconnecting_rtsp_source(tmp_path):
     s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", backend="onnxruntime", stall_timeout=0.2)
     assert s.frames == 5 and src.reconnects == 1  # recovered after a 0.4 s backoff > 0.2 s stall timeout
     assert "gave up" in s.end_reason
+
+
+@pytest.mark.needs("cv2")
+def test_capture_thread_reports_its_cpu_time():
+    """Benchmarks report the capture thread's CPU per frame: it is measured on that thread."""
+    from jetson_deploy.media import open_source
+    from jetson_deploy.media.capture import CaptureThread
+
+    busy = []
+
+    def prepare(frame):  # spends 10 ms of this thread's CPU: it must show in the capture thread's figure
+        cpu = lambda: time.clock_gettime(time.CLOCK_THREAD_CPUTIME_ID)  # noqa: E731
+        t = cpu()
+        while cpu() - t < 0.01:
+            busy.append(1)
+
+    cap = CaptureThread(open_source("synthetic://64x48?frames=5&pool=2"), maxsize=8, prepare=prepare).start()
+    while not cap.finished:
+        cap.get(timeout=0.5)
+    cap.stop()
+    assert cap.captured == 5 and cap.cpu_seconds >= 0.04

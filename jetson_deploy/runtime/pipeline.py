@@ -57,6 +57,7 @@ class RunSummary:
     bundle: str = ""
     results: "Optional[List[Dict[str, Any]]]" = None
     syncs: "Optional[Dict[str, Any]]" = None
+    capture_cpu_ms_per_frame: "Optional[float]" = None
 
     def to_dict(self) -> "Dict[str, Any]":
         d = {
@@ -70,6 +71,8 @@ class RunSummary:
             d["accuracy"] = round(self.accuracy, 5)
         if self.syncs is not None:
             d["syncs"] = self.syncs
+        if self.capture_cpu_ms_per_frame is not None:
+            d["capture_cpu_ms_per_frame"] = round(self.capture_cpu_ms_per_frame, 4)
         if self.results is not None:
             d["results"] = self.results
         return d
@@ -377,6 +380,7 @@ class Pipeline:
                                "sink": round(st.per_frame_ms(self._wait_sink), 4)},
             accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
             results=self.results if self.outputs.keep_results else None,
+            capture_cpu_ms_per_frame=(1000.0 * cap.cpu_seconds / cap.captured) if cap.captured else None,
         )
         if st.counter is not None:
             summary.syncs = {"in_loop": st.loop_syncs, "total": st.counter.total}
