@@ -183,7 +183,8 @@ def _is_cwd_or_above(path: Path) -> bool:
     return cwd == target or cwd.startswith(target.rstrip(os.sep) + os.sep)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists (stale temporaries of dead runs may be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -204,7 +205,7 @@ def clean_stale_temps(directory: "PathLike") -> int:
         if not e.name.startswith(TEMP_PREFIX):
             continue
         pid = e.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             if e.is_dir(follow_symlinks=False):

@@ -12,18 +12,10 @@ import shutil
 import tempfile
 from typing import Optional
 
+from ._files import pid_alive
+
 PREFIX = "jd-run-"
 _mine: "Optional[str]" = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def clean_stale(base: str) -> int:
@@ -43,7 +35,7 @@ def clean_stale(base: str) -> int:
             continue
         if not pid.isdigit() or int(pid) == os.getpid() or st.st_uid != os.getuid() or not e.is_dir(follow_symlinks=False):
             continue
-        if _pid_alive(int(pid)):
+        if pid_alive(int(pid)):
             continue
         shutil.rmtree(e.path, ignore_errors=True)
         n += 1
