@@ -21,12 +21,15 @@ class CaptureThread:
     * :meth:`get` never blocks longer than its timeout; ``finished`` is True once the source
       ended (end of stream, unplugged camera, failure) and the queue is empty; ``end_reason``
       and ``error`` say why.
+    * ``ready`` (an Event, shared by several capture threads): set when a frame is queued or the
+      source ends, so one consumer can wait on many sources without polling each.
     """
 
     def __init__(self, source: "Source", maxsize: int = 4, drop: "Optional[bool]" = None,
                  prepare: "Optional[Callable[[Frame], None]]" = None, max_frames: "Optional[int]" = None,
-                 poll: float = 0.25) -> None:
+                 poll: float = 0.25, ready: "Optional[threading.Event]" = None, name: str = "capture") -> None:
         self.source = source
+        self.ready = ready
         self.maxsize = max(1, int(maxsize))
         self.drop = source.live if drop is None else bool(drop)
         self.prepare = prepare
@@ -41,7 +44,7 @@ class CaptureThread:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> "CaptureThread":
         self._thread.start()
@@ -71,6 +74,8 @@ class CaptureThread:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+            if self.ready is not None:
+                self.ready.set()
 
     def _put(self, frame: "Frame") -> None:
         with self._cond:
@@ -87,6 +92,8 @@ class CaptureThread:
             self._q.append(frame)
             self.last_frame_time = time.monotonic()
             self._cond.notify_all()
+        if self.ready is not None:
+            self.ready.set()
 
     def get(self, timeout: "Optional[float]" = None) -> "Optional[Frame]":
         """The oldest queued frame, or None after ``timeout`` seconds or when finished."""

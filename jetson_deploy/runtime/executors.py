@@ -72,6 +72,10 @@ class Executor:
     #: True when outputs() returns fresh arrays per frame (not reused slot buffers), so
     #: postprocessing may run on another thread without a copy
     outputs_owned = False
+    #: rows per engine call (frames of several sources batched; 1: one frame per call)
+    batch = 1
+    #: the engine takes any row count up to ``batch``: no padding rows (ONNX Runtime, dynamic batch)
+    dynamic_batch = False
 
     def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         """Allocate for frames of ``frame_shape`` (H, W, C) before the loop (may capture graphs)."""
@@ -81,6 +85,21 @@ class Executor:
 
     def submit(self, slot: int, frame: Any) -> None:
         raise NotImplementedError
+
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """Up to ``batch`` frames (one per source) through the engine as one call.  Fixed-batch
+        engines get the missing rows filled with a real frame of this batch; their results are
+        never read (:meth:`row_outputs` returns the real rows only)."""
+        if self.batch == 1 and len(frames) == 1:
+            self.submit(slot, frames[0])
+            return
+        raise NotImplementedError("{} runs one frame per engine call".format(self.name))
+
+    def row_outputs(self, slot: int, rows: int) -> "List[Dict[str, np.ndarray]]":
+        """The outputs of a batch slot, one ``(1, ...)`` dict per real row, in submission order."""
+        from .batching import split_rows
+
+        return split_rows(self.outputs(slot), rows, self.batch)
 
     def query(self, slot: int) -> bool:
         return True
@@ -113,6 +132,9 @@ class Executor:
             d["preprocess_note"] = self.preprocess_note
         if self.frame_allocator is not None:
             d["memory"] = self.frame_allocator.kind
+        if self.batch > 1:
+            d["batch"] = self.batch
+            d["dynamic_batch"] = self.dynamic_batch
         return d
 
 
@@ -138,12 +160,18 @@ class HostExecutor(Executor):
     name = "host"
     outputs_owned = True
 
-    def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8) -> None:
+    def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8, batch: int = 1,
+                 dynamic_batch: bool = False) -> None:
         self.engine = engine
         self.spec = spec
+        self.batch = max(1, int(batch))
+        self.dynamic_batch = bool(dynamic_batch)
         self.input_name = engine.inputs[0].name if engine.inputs else spec.input_name
         shape = tuple(engine.inputs[0].shape) if engine.inputs else tuple(spec.shape)
         shape = tuple(s if s > 0 else d for s, d in zip(shape, spec.shape))
+        if self.batch > 1 or self.dynamic_batch:  # frames are preprocessed one row each
+            shape = (1,) + shape[1:]
+            pool_size += 2 * self.batch
         dtype = engine.inputs[0].dtype if engine.inputs else numpy_dtype(spec)
         self._inputs = _InputPool(NumpyAllocator(), shape, dtype, pool_size)
         self._out: "List[Optional[Dict[str, np.ndarray]]]" = [None] * self.depth
@@ -161,6 +189,23 @@ class HostExecutor(Executor):
         frame.data.release()
         frame.data = None
 
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """The rows' preprocessed inputs stacked (a small host copy) into one synchronous call: the
+        actual count on a dynamic-batch engine, else padded to ``batch`` with row 0."""
+        if self.batch == 1 and not self.dynamic_batch:
+            self.submit(slot, frames[0])
+            return
+        from .batching import pad_rows
+
+        for f in frames:
+            if not isinstance(f.data, Prepared):
+                self.prepare(f)
+        x = pad_rows([f.data.buffer.array for f in frames], len(frames) if self.dynamic_batch else self.batch)
+        for f in frames:
+            f.data.release()
+            f.data = None
+        self._out[slot] = self.engine.infer({self.input_name: x})
+
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self._out[slot] or {}
 
@@ -170,6 +215,8 @@ class HostExecutor(Executor):
             spec = self.spec
             frame = np.random.RandomState(0).randint(0, 256, size=(spec.height, spec.width, 3), dtype=np.uint8)
             x = preprocess(frame, spec)[None]
+            if self.batch > 1:
+                x = np.repeat(x, self.batch, axis=0)
             if self.engine.inputs and np.dtype(self.engine.inputs[0].dtype) != x.dtype:
                 x = x.astype(self.engine.inputs[0].dtype)
             self._bench_feeds = {self.input_name: x}
