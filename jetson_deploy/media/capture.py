@@ -10,6 +10,16 @@ from .sources import Frame, Source
 log = logging.getLogger(__name__)
 
 
+def _release(frame: "Frame") -> None:
+    """Give back a frame that will never be processed: its pooled buffer and what ``prepare``
+    attached (a preprocessed input from the executor's pool), so dropped frames leak nothing."""
+    data = frame.data
+    if data is not None and hasattr(data, "release"):
+        frame.data = None
+        data.release()
+    frame.release()
+
+
 class CaptureThread:
     """Runs ``source.capture()`` on its own thread into a bounded queue.
 
@@ -82,7 +92,7 @@ class CaptureThread:
             while len(self._q) >= self.maxsize:
                 if self.drop:
                     old = self._q.popleft()
-                    old.release()
+                    _release(old)
                     self.dropped += 1
                     break
                 if self._stop.is_set():
@@ -124,7 +134,7 @@ class CaptureThread:
             self._thread.join(join_timeout)
         with self._cond:
             while self._q:
-                self._q.popleft().release()
+                _release(self._q.popleft())
         if not self._thread.is_alive():
             self.source.close()
         else:  # stuck inside a driver read; it is a daemon thread and dies with the process
