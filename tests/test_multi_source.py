@@ -1,5 +1,6 @@
 """Several sources batched into one engine (CPU, ONNX Runtime): per-source results, routing, ends."""
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -192,3 +193,47 @@ def test_bench_several_sources_reports_batched_and_single(bundles):
     assert r["batch"] == 2 and r["pipeline_fps"] > 0 and r["model_fps"] > 0 and r["engine_fps"] > 0
     assert r["single_stream_fps"] > 0 and r["ratio_single"] == pytest.approx(r["pipeline_fps"] / r["single_stream_fps"], rel=1e-2)
     assert [x["frames"] for x in r["sources"]] == [20, 20]
+
+
+@pytest.mark.parametrize("gpu_pre", ["on", "off"], ids=["kernel-per-row", "host-rows"])
+def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, monkeypatch, gpu_pre):
+    """The pycuda frame path (pycuda double, a device-pointer engine computing with ONNX Runtime at a
+    fixed batch 2): per row, a kernel launch (or an H2D copy) at the row's offset; one event a batch."""
+    from doubles import pycuda_double
+    from test_gpu_preprocess import PointerEngine, install_compiler
+
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.memory import make_context
+
+    class QueuedPointerEngine(PointerEngine):
+        """Runs on the stream's queue, after the copies enqueued before it (as a GPU would)."""
+
+        def enqueue_impl(self, buffers, stream):
+            assert pycuda_double.enqueue_on(stream, lambda: PointerEngine.enqueue_impl(self, dict(buffers), stream))
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    launches = []
+    install_compiler(monkeypatch, launches)
+    compiled = sys.modules["pycuda.compiler"].SourceModule
+
+    class QueuedModule(compiled):
+        def get_function(self, name):
+            fn = compiled.get_function(self, name)
+            return lambda *a, **k: k["stream"]._queue.append(lambda: fn(*a, **k))
+
+    sys.modules["pycuda.compiler"].SourceModule = QueuedModule
+    write_sequence_video(tmp_path / "b64.avi", B)  # the GPU path batches frames of one size
+    ctx = make_context(cuda=drv)
+    try:
+        eng = QueuedPointerEngine(create_engine(open_bundle(bundles["two"]), backend="onnxruntime"))
+        s = run_pipeline(bundles["two"], [str(clips / "a.avi"), str(tmp_path / "b64.avi")],
+                         ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], engine=eng,
+                         memory="pycuda-pinned", depth=3, executor_options={"gpu_preprocess": gpu_pre})
+    finally:
+        ctx.pop()
+    assert [r["label"] for r in _rows(tmp_path / "a.jsonl")] == A
+    assert [r["label"] for r in _rows(tmp_path / "b.jsonl")] == B
+    assert s.executor["batch"] == 2
+    if gpu_pre == "on":
+        assert s.executor["preprocess"] == "cuda-kernel (pycuda)" and len(launches) % 2 == 0 and launches
