@@ -237,3 +237,15 @@ def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, mon
     assert s.executor["batch"] == 2
     if gpu_pre == "on":
         assert s.executor["preprocess"] == "cuda-kernel (pycuda)" and len(launches) % 2 == 0 and launches
+
+
+@pytest.mark.needs("torch")
+def test_torch_cpu_engine_runs_a_dynamic_batch_program_at_batch_n(clips, tmp_path):
+    """The torch backend builds a --dynamic-batch bundle's program at batch N (``create_engine(batch=N)``)."""
+    b = make_batch_bundle(tmp_path / "dynpt2", pt2=True)
+    write_sequence_video(tmp_path / "b64.avi", B)
+    s = run_pipeline(b, [str(clips / "a.avi"), str(tmp_path / "b64.avi")],
+                     ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], backend="torch", device="cpu")
+    assert s.backend == "torch" and s.executor["batch"] == 2
+    assert [r["label"] for r in _rows(tmp_path / "a.jsonl")] == A
+    assert [r["label"] for r in _rows(tmp_path / "b.jsonl")] == B

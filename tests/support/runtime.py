@@ -62,7 +62,7 @@ def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: "O
     return write_bundle(dest, "colors", "1.0.0", files, {"spec": spec or spec_dict(), "precision": precision})
 
 
-def make_batch_bundle(dest: Path, batch: Any = "N") -> Path:
+def make_batch_bundle(dest: Path, batch: Any = "N", pt2: bool = False) -> Path:
     """The colour model with a dynamic batch axis (``batch="N"``, as ``convert --dynamic-batch``
     records it) or a fixed batch (an int): the bundles several sources are batched into."""
     from support.bundles import write_bundle
@@ -70,6 +70,8 @@ def make_batch_bundle(dest: Path, batch: Any = "N") -> Path:
     spec = spec_dict()
     spec["input"]["shape"] = [batch if isinstance(batch, int) else 1, 3, SIZE, SIZE]
     files: "Dict[str, Any]" = {"model.onnx": color_onnx_bytes(batch=batch), "labels.txt": ("\n".join(LABELS) + "\n").encode()}
+    if pt2:
+        files["model.pt2"] = color_pt2_bytes(dynamic_batch=not isinstance(batch, int))
     extra: "Dict[str, Any]" = {"spec": spec, "precision": "fp32"}
     if not isinstance(batch, int):
         extra["conversion"] = {"dynamic_batch": True}
@@ -88,8 +90,8 @@ def write_sequence_video(path: Path, names: "Sequence[str]", w: int = 64, h: int
     return list(names)
 
 
-def color_pt2_bytes(size: int = SIZE) -> bytes:
-    """The same model as a torch.export program (needs torch)."""
+def color_pt2_bytes(size: int = SIZE, dynamic_batch: bool = False) -> bytes:
+    """The same model as a torch.export program (needs torch); ``dynamic_batch``: any batch."""
     import io
 
     import torch
@@ -103,7 +105,11 @@ def color_pt2_bytes(size: int = SIZE) -> bytes:
         def forward(self, x):
             return x.mean(dim=(2, 3)) @ self.w + self.b
 
-    ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
+    if dynamic_batch:
+        ep = torch.export.export(Color().eval(), (torch.zeros(2, 3, size, size),),
+                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    else:
+        ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     return buf.getvalue()
