@@ -12,6 +12,12 @@
   the bare network.  On CPU engines the engine-only step already is the bare model.
 
 ``ratio = pipeline_fps / engine_fps``.
+
+Several sources (``source=[...]``): the engine runs at batch N; ``model_fps`` / ``engine_fps`` are
+frames per second of the batched network / engine (calls per second x N), ``pipeline_fps`` the
+total of the batched pipeline, ``sources`` its per-source figures, and ``single_stream_fps`` one
+batch-1 pipeline of the same model on the first source, measured in the same call
+(``ratio_single = pipeline_fps / single_stream_fps``).
 """
 import time
 from dataclasses import replace
@@ -45,14 +51,20 @@ def engine_only(executor: Any, iterations: int, warmup: int = 10,
     return {"fps": round(iterations / dt, 3), "seconds": round(dt, 4), "latency_ms": percentiles(lats)}
 
 
-def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: str = "synthetic://1280x720", *,
+def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: Any = "synthetic://1280x720", *,
               options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None, engine: Any = None,
               **flat: Any) -> "Dict[str, Any]":
     """Both measurements on one engine and executor; returns the ``bench --json`` object.
 
     ``options`` / ``inputs``: as for :func:`~jetson_deploy.runtime.pipeline.run_pipeline`, and flat
     keywords named after their fields override them (``backend=``, ``memory=``, ``sync_debug=``...).
+    ``source``: a URI, or a list of several (batched: :func:`run_multi_bench`).
     """
+    if isinstance(source, (list, tuple)):
+        if len(source) > 1:
+            return run_multi_bench(bundle, list(source), iterations, warmup, options=options, inputs=inputs,
+                                   engine=engine, **flat)
+        source = source[0]
     from .media import open_sink, open_source
     from .runtime.backends import create_engine
     from .runtime.pipeline import Pipeline, load_bundle, make_executor
@@ -123,3 +135,69 @@ def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int
     if sync_debug:
         res["sync_debug"] = sync_debug
     return res
+
+
+def run_multi_bench(bundle: Any, sources: "List[str]", iterations: int = 300, warmup: int = 30, *,
+                    options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
+                    engine: Any = None, **flat: Any) -> "Dict[str, Any]":
+    """N sources at batch N: the batched model, engine and pipeline side by side, then one batch-1
+    pipeline of the same model (a second engine, after the first is released) for the ratio."""
+    from .media import open_sink, open_source
+    from .runtime.backends import bundle_dynamic_batch, create_engine
+    from .runtime.batching import resolve_batch
+    from .runtime.pipeline import MultiPipeline, load_bundle, make_executor
+
+    opts, ins, _ = split_options(options, inputs, **flat)
+    b = load_bundle(bundle, verify=opts.verify)
+    n = len(sources)
+    eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device, batch=n,
+                                                          **opts.engine_options)
+    eng.activate()
+    ex = None
+    try:
+        batch, dynamic = resolve_batch(eng, n, str(b.source))
+        ex = make_executor(eng, b.spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph, topk=opts.topk,
+                           batch=batch, dynamic_batch=dynamic, **opts.executor_options)
+
+        def pipeline_run(frames: int, debug: "Optional[str]") -> Any:
+            srcs = [open_source(u, **ins.options) for u in sources]
+            pipe = MultiPipeline(eng, b.spec, srcs, [open_sink("null://")], ex, options=replace(opts, sync_debug=debug),
+                                 inputs=ins, outputs=OutputOptions(metrics_interval=0), labels=b.labels)
+            try:
+                return pipe.run(max_frames=frames)
+            finally:
+                for src in srcs:
+                    src.close()
+
+        pipeline_run(max(warmup, 2 * opts.depth) * n, None)
+        e1 = engine_only(ex, iterations, warmup=warmup)
+        m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+        p = pipeline_run(iterations * n, opts.sync_debug)
+        e2 = engine_only(ex, iterations, warmup=warmup)
+        m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+    finally:
+        if ex is not None:
+            ex.close()
+        eng.deactivate()
+    e1, e2, m1, m2 = (_per_frame(r, ex.batch) for r in (e1, e2, m1, m2))
+    res = _report(b, bundle, eng, ex, ", ".join(sources), iterations, opts.sync_debug, (e1, e2), p)
+    m_best = m1 if m1["fps"] >= m2["fps"] else m2
+    res.update(model_fps=m_best["fps"], ratio_model=round(p.fps / m_best["fps"], 4) if m_best["fps"] else 0.0,
+               model_only={"fps": m_best["fps"], "runs_fps": [m1["fps"], m2["fps"]], "latency_ms": m_best["latency_ms"]},
+               batch=batch, dynamic_batch=dynamic, sources=p.sources, source=list(sources))
+    if not (dynamic or bundle_dynamic_batch(b)):
+        res["single_stream_note"] = ("{} has a fixed batch {}: no batch-1 engine to compare with (convert with "
+                                     "--dynamic-batch)".format(b.source, batch))
+        return res
+    single = run_bench(bundle, iterations=iterations * n, warmup=warmup, source=sources[0], options=opts, inputs=ins)
+    res["single_stream_fps"] = single["pipeline_fps"]
+    res["ratio_single"] = round(p.fps / single["pipeline_fps"], 4) if single["pipeline_fps"] else 0.0
+    res["single_stream"] = {k: single.get(k) for k in ("model_fps", "engine_fps", "pipeline_fps", "latency_ms", "executor")}
+    return res
+
+
+def _per_frame(run: "Dict[str, Any]", rows: int) -> "Dict[str, Any]":
+    """An engine-only run in frames per second (``rows`` frames per call); latency stays per call."""
+    out = dict(run)
+    out["fps"] = round(run["fps"] * rows, 3)
+    return out

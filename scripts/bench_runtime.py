@@ -20,6 +20,14 @@ pipeline/engine and pipeline/model.  One command for a GPU session (docs/runtime
 
     python scripts/bench_runtime.py --out $OUT --iterations 2000
 
+Several cameras, one engine (``--sources N``, default 4): a dynamic-batch bundle of the same model
+(``model.pt2`` exported with a dynamic batch axis, ``conversion.dynamic_batch``) through
+``run_bench(source=[N synthetic 1280x720 sources])`` -- the batched model, the batched engine and
+the pipeline at batch N, per-source fps, and one batch-1 pipeline of the same model measured in the
+same call (``single_stream_fps``, ``ratio_single``).  Only those rows::
+
+    python scripts/bench_runtime.py --out $OUT --models resnet18 --runs multi-source --iterations 1000
+
 Usage: ``python scripts/bench_runtime.py [--out DIR] [--iterations N] [--models demo,resnet18] [--skip-ort]``.
 Writes ``bench_runtime.json`` in ``--out`` (default ``$OUT`` or ``./out``) and prints a table last.
 """
@@ -43,7 +51,7 @@ def log(msg):
     sys.stderr.flush()
 
 
-def build_bundle(work: Path, name: str, onnx: bool = True, precision: str = "fp32") -> Path:
+def build_bundle(work: Path, name: str, onnx: bool = True, precision: str = "fp32", dynamic_batch: bool = False) -> Path:
     import torch
 
     from jetson_deploy.bundle import BundleWriter
@@ -69,20 +77,27 @@ def build_bundle(work: Path, name: str, onnx: bool = True, precision: str = "fp3
             "labels": ["class{}".format(i) for i in range(1000)],
         })
     x = torch.zeros(spec.shape)
-    tmp = work / (name + "-src")
+    tmp = work / (name + ("-dyn" if dynamic_batch else "") + "-src")
     tmp.mkdir(parents=True, exist_ok=True)
-    ep = torch.export.export(model, (x,))
+    if dynamic_batch:  # one program for every batch: batch N for N sources, batch 1 for the comparison
+        xb = torch.zeros([2] + list(spec.shape[1:]))
+        ep = torch.export.export(model, (xb,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    else:
+        ep = torch.export.export(model, (x,))
     torch.export.save(ep, str(tmp / "model.pt2"))
     if onnx:
         torch.onnx.export(model, (x,), str(tmp / "model.onnx"), input_names=["input"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-    dest = work / (name if precision == "fp32" else "{}-{}".format(name, precision))
+                          opset_version=17, dynamo=False,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+    dest = work / ((name if precision == "fp32" else "{}-{}".format(name, precision)) + ("-dynbatch" if dynamic_batch else ""))
     with BundleWriter(dest, name=name, version="1.0.0") as w:
         w.add_file(tmp / "model.pt2", "model.pt2", kind="exported-program")
         if onnx:
             w.add_file(tmp / "model.onnx", "model.onnx", kind="onnx")
         w.manifest["spec"] = spec.to_dict()
         w.manifest["precision"] = precision
+        if dynamic_batch:
+            w.manifest["conversion"] = {"dynamic_batch": True}
     return dest
 
 
@@ -125,6 +140,23 @@ def agreement(bundle, n=64):
             "accuracy_torch_cuda": a.accuracy, "accuracy_onnxruntime": b.accuracy}
 
 
+def multi_agreement(bundle, sources, n=48):
+    """Per-source results of the batched run against each source run alone (same labels frame by frame)."""
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    srcs = [s + "&frames={}".format(n) for s in sources]
+    multi = run_pipeline(bundle, srcs, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0)
+    same, total = 0, 0
+    for k, src in enumerate(srcs):
+        alone = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True,
+                             metrics_interval=0)
+        mine = [r for r in multi.results if r.get("stream") == k]
+        total += len(alone.results)
+        same += sum(1 for a, b in zip(mine, alone.results) if a["label"] == b["label"] and a["index"] == b["index"])
+    return {"frames": total, "same_labels_frame_by_frame": same, "identical": same == total and
+            len(multi.results) == total}
+
+
 def live(bundle, n=300):
     """A camera-like paced source: end-to-end latency (capture -> result) and drops at 60 FPS."""
     from jetson_deploy.runtime.pipeline import run_pipeline
@@ -145,6 +177,7 @@ def main():
     ap.add_argument("--skip-ort", action="store_true")
     ap.add_argument("--skip-pycuda", action="store_true")
     ap.add_argument("--runs", default="", help="only runs whose name contains this text")
+    ap.add_argument("--sources", type=int, default=4, help="sources of the multi-source rows (batch N)")
     args = ap.parse_args()
     ONLY[0] = args.runs
     out = Path(args.out)
@@ -197,6 +230,12 @@ def main():
             attempt(model, "torch-cuda graph, mapped input (zero copy)", lambda: run_bench(
                 bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
                 executor_options={"mapped_in": True}))
+            if not ONLY[0] or ONLY[0] in "multi-source":
+                dyn = build_bundle(work, model, onnx=False, dynamic_batch=True)
+                srcs = ["synthetic://1280x720?seed={}".format(k + 1) for k in range(args.sources)]
+                attempt(model, "multi-source torch-cuda graph x{}".format(args.sources), lambda: run_bench(
+                    dyn, backend="torch", device="cuda", memory="torch", iterations=n, source=srcs, cuda_graph=True))
+                attempt(model, "multi-source agreement x{}".format(args.sources), lambda: multi_agreement(dyn, srcs))
             fp16 = build_bundle(work, model, onnx=False, precision="fp16")
             attempt(model, "torch-cuda graph fp16 bundle", lambda: run_bench(
                 fp16, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
@@ -232,6 +271,13 @@ def main():
     for r in RESULTS["runs"]:
         if "error" in r:
             print("{:<9} {:<44} ERROR {}".format(r["model"], r["what"], r["error"][:80]))
+            continue
+        if "single_stream_fps" in r:
+            print("{:<9} {:<44} batch {} | model {:.1f} engine {:.1f} pipeline {:.1f} FPS (x{:.3f} model) | one batch-1 "
+                  "pipeline {:.1f} FPS | total/single {:.3f} | per source {}".format(
+                      r["model"], r["what"], r["batch"], r["model_fps"], r["engine_fps"], r["pipeline_fps"],
+                      r["ratio_model"], r["single_stream_fps"], r["ratio_single"],
+                      [round(x["fps"], 1) for x in r["sources"]]))
             continue
         if "engine_fps" not in r:
             print("{:<9} {:<44} {}".format(r["model"], r["what"], json.dumps({k: v for k, v in r.items() if k not in ("model", "what")})))

@@ -9,7 +9,7 @@ from support import optional_module
 pytestmark = pytest.mark.needs("torch", "cv2", "cuda")
 torch = optional_module("torch")
 
-from support.runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import make_batch_bundle, make_bundle, write_color_video, write_sequence_video  # noqa: E402
 
 from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
 
@@ -59,3 +59,22 @@ def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
             assert s.syncs["in_loop"].get("event.synchronize", 0) <= 15 - 3 + 1
     finally:
         ctx.pop()
+
+
+@pytest.mark.parametrize("mapped_in", [False, True])
+def test_torch_cuda_four_sources_batched_match_single_runs(tmp_path, mapped_in):
+    """4 sources at batch 4 through the torch CUDA executor (graphs, sync_debug error): per-source
+    labels identical to each source alone; 3 sources into batch 4 pad with a real row."""
+    b = make_batch_bundle(tmp_path / "dyn", pt2=True)
+    seqs = [["red", "green", "blue"] * 3, ["blue"] * 4 + ["green"] * 5, ["green", "red"] * 4, ["red"] * 7]
+    clips = []
+    for k, q in enumerate(seqs):
+        write_sequence_video(tmp_path / "c{}.avi".format(k), q, w=320, h=240)
+        clips.append(str(tmp_path / "c{}.avi".format(k)))
+    for n in (4, 3):
+        sinks = ["{}={}".format(k, tmp_path / "o{}-{}.jsonl".format(n, k)) for k in range(n)]
+        s = run_pipeline(b, clips[:n], sinks, backend="torch", device="cuda", sync_debug="error",
+                         executor_options={"mapped_in": mapped_in})
+        assert s.executor["executor"] == "torch-cuda" and s.executor["batch"] == n and s.executor["cuda_graph"]
+        for k in range(n):
+            assert [r["label"] for r in _rows(tmp_path / "o{}-{}.jsonl".format(n, k))] == seqs[k]

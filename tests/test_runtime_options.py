@@ -27,7 +27,7 @@ def test_unknown_and_removed_keywords_are_errors():
 
 
 @pytest.mark.needs("onnxruntime")
-def test_several_sources_are_refused_for_now(tmp_path):
+def test_several_sources_need_a_batch_that_holds_them(tmp_path):
     import onnxruntime  # noqa: F401
     from support.runtime import make_bundle
 
@@ -35,7 +35,7 @@ def test_several_sources_are_refused_for_now(tmp_path):
     from jetson_deploy.runtime.pipeline import run_pipeline
 
     b = make_bundle(tmp_path / "b")
-    with pytest.raises(BadInput, match="2 sources"):
+    with pytest.raises(BadInput, match="2 sources.*--dynamic-batch"):
         run_pipeline(b, ["synthetic://32x24", "synthetic://32x24"], "null://", backend="onnxruntime")
     s = run_pipeline(b, ["synthetic://32x24"], "null://", options=RunOptions(backend="onnxruntime", max_frames=3))
     assert s.frames == 3

@@ -16,6 +16,17 @@ def _device_option():
     return device_option()
 
 
+def _sources(ctx, param, value):
+    for v in value:
+        nonempty(ctx, param, v)
+    return value
+
+
+def _one_or_many(value):
+    """One --source stays a plain URI (the single-source run, unchanged); several are a list."""
+    return value[0] if len(value) == 1 else list(value)
+
+
 def _unique_sinks(ctx, param, value):
     if len(set(value)) != len(value):
         raise click.BadParameter("the same sink is given twice: {}".format(", ".join(sorted(set(v for v in value if value.count(v) > 1)))), ctx, param)
@@ -29,6 +40,12 @@ def _threads_option():
                         help="ONNX Runtime intra-op threads (default: all CPUs but two, for capture and output).")
 
 
+def _batch_timeout_option():
+    return click.option("--batch-timeout", type=FiniteFloat(0.0, 10.0), default=None,
+                        help="Several sources: the longest a batch waits (seconds) for sources without a frame ready "
+                             "[default: one frame interval of the slowest live source, else 0.03].")
+
+
 def _memory_option():
     return click.option("--memory", type=click.Choice(MEMORY), default="auto", show_default=True,
                         help="Frame/IO memory: auto (mapped zero-copy on Jetson, pinned on discrete GPUs, numpy on CPU), "
@@ -37,10 +54,12 @@ def _memory_option():
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--source", "source", required=True, callback=nonempty,
-              help="csi://0, v4l2:///dev/video0, rtsp://..., gst://<pipeline>, a video file, an image folder, or synthetic://WxH[@fps].")
+@click.option("--source", "source", required=True, multiple=True, callback=_sources,
+              help="csi://0, v4l2:///dev/video0, rtsp://..., gst://<pipeline>, a video file, an image folder, or synthetic://WxH[@fps]; "
+                   "repeatable: several sources are batched into one engine call (a bundle with batch >= N or --dynamic-batch).")
 @click.option("--sink", "sinks", multiple=True, default=["null://"], show_default=True, callback=_unique_sinks,
-              help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame) or null://; repeatable.")
+              help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame) or null://; repeatable; "
+                   "K=URI receives source K only (e.g. --sink 0=cam0.mp4), a plain URI every source.")
 @backend_option()
 @_device_option()
 @_memory_option()
@@ -56,10 +75,13 @@ def _memory_option():
               help="End the run when the source delivers nothing for this many seconds.")
 @click.option("--sync-debug", type=click.Choice(["warn", "error"]), default=None,
               help="torch CUDA path: run the loop under torch.cuda.set_sync_debug_mode (error: any host sync raises).")
+@_batch_timeout_option()
+@click.option("--stop-on-first-end", is_flag=True, default=False,
+              help="Several sources: end the run when the first source ends (default: each ends alone, the others go on).")
 @key_option()
 @json_option()
 def run(bundle, source, sinks, backend, device, memory, threads, max_frames, depth, cuda_graph, queue_size, topk, interval,
-        stall_timeout, sync_debug, key, as_json):
+        stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
@@ -73,8 +95,9 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
     require_signature(bundle, key)
     options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph, topk=topk,
                          max_frames=max_frames, sync_debug=sync_debug, engine_options=_engine_options(threads))
-    inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout)
-    summary = run_pipeline(bundle, source, list(sinks), options=options, inputs=inputs,
+    inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout, batch_timeout=batch_timeout,
+                           stop_on_first_end=stop_on_first_end)
+    summary = run_pipeline(bundle, _one_or_many(source), list(sinks), options=options, inputs=inputs,
                            outputs=OutputOptions(metrics_interval=interval))
     d = summary.to_dict()
     if as_json:
@@ -84,6 +107,10 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
     click.echo("{} frames in {:.2f} s: {:.1f} FPS | latency p50 {} ms p95 {} ms p99 {} ms | dropped {} | backend {} ({})".format(
         d["frames"], d["seconds"], d["fps"], lat.get("p50"), lat.get("p95"), lat.get("p99"), d["dropped"], d["backend"],
         d["executor"].get("executor")))
+    for row in d.get("sources") or []:
+        click.echo("  source {} ({}): {} frames, {:.1f} FPS | latency p50 {} ms | dropped {} | ended: {}".format(
+            row["index"], row["source"], row["frames"], row["fps"], row["latency_ms"].get("p50"), row["dropped"],
+            row["end_reason"] or "-"))
     if d.get("accuracy") is not None:
         click.echo("accuracy against the source's ground truth: {:.3f}".format(d["accuracy"]))
     if d["end_reason"]:
@@ -99,24 +126,28 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
 @click.option("--iterations", type=click.IntRange(10, None), default=300, show_default=True,
               help="Timed iterations for each of the engine-only and pipeline runs.")
 @click.option("--warmup", type=click.IntRange(0, None), default=30, show_default=True, help="Untimed iterations first.")
-@click.option("--source", "source", default="synthetic://1280x720", show_default=True, callback=nonempty,
-              help="Source for the pipeline run (unpaced synthetic frames by default).")
+@click.option("--source", "source", multiple=True, default=["synthetic://1280x720"], show_default=True, callback=_sources,
+              help="Source for the pipeline run (unpaced synthetic frames by default); repeatable: N sources are "
+                   "batched (batched model, engine and pipeline, against one batch-1 pipeline of the same model).")
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Use CUDA graphs where the backend allows.")
+@_batch_timeout_option()
 @key_option()
 @json_option()
-def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, key, as_json):
+def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, batch_timeout, key,
+          as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
     from ..bundle.sign import require_signature
-    from ..runtime.options import RunOptions
+    from ..runtime.options import RunOptions, SourceOptions
 
     require_signature(bundle, key)
     options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph,
                          engine_options=_engine_options(threads))
-    res = run_bench(bundle, iterations=iterations, warmup=warmup, source=source, options=options)
+    res = run_bench(bundle, iterations=iterations, warmup=warmup, source=_one_or_many(source), options=options,
+                    inputs=SourceOptions(batch_timeout=batch_timeout))
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return
@@ -132,3 +163,7 @@ def bench(bundle, backend, device, memory, threads, iterations, warmup, source, 
     click.echo("ratio (pipeline / engine): {:.3f}".format(res["ratio"]))
     if res.get("ratio_model"):
         click.echo("ratio (pipeline / model) : {:.3f}".format(res["ratio_model"]))
+    if "single_stream_fps" in res:
+        click.echo("per source  : {}".format(", ".join("{:.1f}".format(r["fps"]) for r in res["sources"])))
+        click.echo("one batch-1 pipeline: {:9.1f} FPS | total / single: {:.3f}".format(
+            res["single_stream_fps"], res["ratio_single"]))

@@ -95,7 +95,9 @@ def install(name: str, root: str, user: "Optional[str]", groups: "List[str]", ex
     """
     from ..service import ServiceSpec, default_exec, install_local, install_rootfs, render_unit
 
-    spec = ServiceSpec(name, run_values["source"], list(run_values["sinks"]), _run_argv(run_values), root=root,
+    sources = list(run_values["source"])  # `run --source` is repeatable: the first, then the others as run args
+    more = [a for src in sources[1:] for a in ("--source", src)]
+    spec = ServiceSpec(name, sources[0], list(run_values["sinks"]), more + _run_argv(run_values), root=root,
                        user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(rootfs is not None),
                        groups=groups, restart_sec=restart_sec, after=after)
     if print_only:

@@ -18,6 +18,16 @@ def _thread_cpu() -> float:
         return 0.0
 
 
+def _release(frame: "Frame") -> None:
+    """Give back a frame that will never be processed: its pooled buffer and what ``prepare``
+    attached (a preprocessed input from the executor's pool), so dropped frames leak nothing."""
+    data = frame.data
+    if data is not None and hasattr(data, "release"):
+        frame.data = None
+        data.release()
+    frame.release()
+
+
 class CaptureThread:
     """Runs ``source.capture()`` on its own thread into a bounded queue.
 
@@ -29,12 +39,15 @@ class CaptureThread:
     * :meth:`get` never blocks longer than its timeout; ``finished`` is True once the source
       ended (end of stream, unplugged camera, failure) and the queue is empty; ``end_reason``
       and ``error`` say why.
+    * ``ready`` (an Event, shared by several capture threads): set when a frame is queued or the
+      source ends, so one consumer can wait on many sources without polling each.
     """
 
     def __init__(self, source: "Source", maxsize: int = 4, drop: "Optional[bool]" = None,
                  prepare: "Optional[Callable[[Frame], None]]" = None, max_frames: "Optional[int]" = None,
-                 poll: float = 0.25) -> None:
+                 poll: float = 0.25, ready: "Optional[threading.Event]" = None, name: str = "capture") -> None:
         self.source = source
+        self.ready = ready
         self.maxsize = max(1, int(maxsize))
         self.drop = source.live if drop is None else bool(drop)
         self.prepare = prepare
@@ -52,7 +65,7 @@ class CaptureThread:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> "CaptureThread":
         self._thread.start()
@@ -84,13 +97,15 @@ class CaptureThread:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+            if self.ready is not None:
+                self.ready.set()
 
     def _put(self, frame: "Frame") -> None:
         with self._cond:
             while len(self._q) >= self.maxsize:
                 if self.drop:
                     old = self._q.popleft()
-                    old.release()
+                    _release(old)
                     self.dropped += 1
                     break
                 if self._stop.is_set():
@@ -100,6 +115,8 @@ class CaptureThread:
             self._q.append(frame)
             self.last_frame_time = time.monotonic()
             self._cond.notify_all()
+        if self.ready is not None:
+            self.ready.set()
 
     def get(self, timeout: "Optional[float]" = None) -> "Optional[Frame]":
         """The oldest queued frame, or None after ``timeout`` seconds or when finished."""
@@ -130,7 +147,7 @@ class CaptureThread:
             self._thread.join(join_timeout)
         with self._cond:
             while self._q:
-                self._q.popleft().release()
+                _release(self._q.popleft())
         if not self._thread.is_alive():
             self.source.close()
         else:  # stuck inside a driver read; it is a daemon thread and dies with the process

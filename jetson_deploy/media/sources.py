@@ -52,7 +52,7 @@ class Frame:
     the source captured straight into a pooled (pinned/mapped) buffer; :meth:`release` returns it.
     """
 
-    __slots__ = ("index", "image", "source", "timestamp", "truth", "buffer", "_pool", "data")
+    __slots__ = ("index", "image", "source", "timestamp", "truth", "buffer", "_pool", "data", "stream")
 
     def __init__(self, image: "np.ndarray", source: Any = None, index: int = -1, truth: Any = None,
                  buffer: Any = None, pool: "Optional['BufferPool']" = None, timestamp: "Optional[float]" = None) -> None:
@@ -64,6 +64,7 @@ class Frame:
         self._pool = pool
         self.timestamp = time.perf_counter() if timestamp is None else timestamp
         self.data: Any = None  # per-frame payload a pipeline stage attaches (e.g. preprocessed input)
+        self.stream = 0  # source index in a multi-source run (media.live.stream_key)
 
     def release(self) -> None:
         """Give the pooled buffer back (idempotent).  Call when nobody reads ``image`` any more."""

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .._lazy import require
+from ..errors import BadInput
 from ..preprocess import numpy_dtype, preprocess
 from ..spec import ModelSpec
 from .gpu_preprocess import TorchPreprocess  # noqa: F401  (public here too: the torch-ops preprocessing)
@@ -72,6 +73,10 @@ class Executor:
     #: True when outputs() returns fresh arrays per frame (not reused slot buffers), so
     #: postprocessing may run on another thread without a copy
     outputs_owned = False
+    #: rows per engine call (frames of several sources batched; 1: one frame per call)
+    batch = 1
+    #: the engine takes any row count up to ``batch``: no padding rows (ONNX Runtime, dynamic batch)
+    dynamic_batch = False
 
     def setup(self, frame_shape: "Tuple[int, int, int]") -> None:
         """Allocate for frames of ``frame_shape`` (H, W, C) before the loop (may capture graphs)."""
@@ -81,6 +86,21 @@ class Executor:
 
     def submit(self, slot: int, frame: Any) -> None:
         raise NotImplementedError
+
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """Up to ``batch`` frames (one per source) through the engine as one call.  Fixed-batch
+        engines get the missing rows filled with a real frame of this batch; their results are
+        never read (:meth:`row_outputs` returns the real rows only)."""
+        if self.batch == 1 and len(frames) == 1:
+            self.submit(slot, frames[0])
+            return
+        raise NotImplementedError("{} runs one frame per engine call".format(self.name))
+
+    def row_outputs(self, slot: int, rows: int) -> "List[Dict[str, np.ndarray]]":
+        """The outputs of a batch slot, one ``(1, ...)`` dict per real row, in submission order."""
+        from .batching import split_rows
+
+        return split_rows(self.outputs(slot), rows, self.batch)
 
     def query(self, slot: int) -> bool:
         return True
@@ -113,6 +133,9 @@ class Executor:
             d["preprocess_note"] = self.preprocess_note
         if self.frame_allocator is not None:
             d["memory"] = self.frame_allocator.kind
+        if self.batch > 1:
+            d["batch"] = self.batch
+            d["dynamic_batch"] = self.dynamic_batch
         return d
 
 
@@ -138,12 +161,18 @@ class HostExecutor(Executor):
     name = "host"
     outputs_owned = True
 
-    def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8) -> None:
+    def __init__(self, engine: Any, spec: "ModelSpec", pool_size: int = 8, batch: int = 1,
+                 dynamic_batch: bool = False) -> None:
         self.engine = engine
         self.spec = spec
+        self.batch = max(1, int(batch))
+        self.dynamic_batch = bool(dynamic_batch)
         self.input_name = engine.inputs[0].name if engine.inputs else spec.input_name
         shape = tuple(engine.inputs[0].shape) if engine.inputs else tuple(spec.shape)
         shape = tuple(s if s > 0 else d for s, d in zip(shape, spec.shape))
+        if self.batch > 1 or self.dynamic_batch:  # frames are preprocessed one row each
+            shape = (1,) + shape[1:]
+            pool_size += 8 * self.batch  # every source's capture queue holds preprocessed frames
         dtype = engine.inputs[0].dtype if engine.inputs else numpy_dtype(spec)
         self._inputs = _InputPool(NumpyAllocator(), shape, dtype, pool_size)
         self._out: "List[Optional[Dict[str, np.ndarray]]]" = [None] * self.depth
@@ -161,6 +190,23 @@ class HostExecutor(Executor):
         frame.data.release()
         frame.data = None
 
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """The rows' preprocessed inputs stacked (a small host copy) into one synchronous call: the
+        actual count on a dynamic-batch engine, else padded to ``batch`` with row 0."""
+        if self.batch == 1 and not self.dynamic_batch:
+            self.submit(slot, frames[0])
+            return
+        from .batching import pad_rows
+
+        for f in frames:
+            if not isinstance(f.data, Prepared):
+                self.prepare(f)
+        x = pad_rows([f.data.buffer.array for f in frames], len(frames) if self.dynamic_batch else self.batch)
+        for f in frames:
+            f.data.release()
+            f.data = None
+        self._out[slot] = self.engine.infer({self.input_name: x})
+
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self._out[slot] or {}
 
@@ -170,6 +216,8 @@ class HostExecutor(Executor):
             spec = self.spec
             frame = np.random.RandomState(0).randint(0, 256, size=(spec.height, spec.width, 3), dtype=np.uint8)
             x = preprocess(frame, spec)[None]
+            if self.batch > 1:
+                x = np.repeat(x, self.batch, axis=0)
             if self.engine.inputs and np.dtype(self.engine.inputs[0].dtype) != x.dtype:
                 x = x.astype(self.engine.inputs[0].dtype)
             self._bench_feeds = {self.input_name: x}
@@ -196,12 +244,14 @@ class TorchCudaExecutor(Executor):
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, graph: bool = True, topk: int = 5,
                  fold_post: bool = True, mapped_out: bool = True, mapped_in: "Optional[bool]" = None,
-                 preprocess_impl: str = "auto") -> None:
+                 preprocess_impl: str = "auto", batch: int = 1) -> None:
         from .memory import TorchPinnedAllocator, is_integrated
 
         self.torch = require("torch", "the torch CUDA executor")
         self.engine = engine
         self.spec = spec
+        #: rows per slot: B frames -> B preprocessing launches into one (B, ...) input -> one model call
+        self.batch = max(1, int(batch))
         self.depth = max(2, int(depth))
         self.graph = bool(graph)
         self.topk = topk
@@ -217,6 +267,7 @@ class TorchCudaExecutor(Executor):
         self._graph: Any = None
         self._slot_graphs: "List[Any]" = []
         self._slot_outs: "List[Any]" = []
+        self._row_like: Any = None
         self.eager_reason = ""
 
     def _post(self, outs: "Dict[str, Any]") -> "Dict[str, Any]":
@@ -224,6 +275,8 @@ class TorchCudaExecutor(Executor):
         if not self.fold_post:
             return outs
         first = next(iter(outs.values()))
+        if self.batch > 1:
+            return self._post_rows(first, outs)
         if self.spec.task == "classify" and first.dim() == 2 and first.shape[0] == 1:
             p = torch.softmax(first.float(), dim=1)[0]
             k = min(self.topk, p.shape[0])
@@ -234,8 +287,36 @@ class TorchCudaExecutor(Executor):
             return {"mask": first[0].argmax(0).to(torch.int32)}
         return outs
 
+    def _post_rows(self, first: Any, outs: "Dict[str, Any]") -> "Dict[str, Any]":
+        """The reductions of :meth:`_post` per row of a batch: ``topk`` (B, 2, k), ``mask`` (B, H, W)."""
+        torch = self.torch
+        if self.spec.task == "classify" and first.dim() == 2 and first.shape[0] == self.batch:
+            p = torch.softmax(first.float(), dim=1)
+            s, i = torch.topk(p, min(self.topk, p.shape[1]), dim=1)
+            return {"topk": torch.stack([s, i.to(torch.float32)], dim=1)}
+        if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
+            return {"mask": first.argmax(1).to(torch.int32)}
+        return outs
+
+    def _pre_rows(self, frames: Any, out: Any = None) -> Any:
+        """The model input of a slot: one frame (batch 1), or B frames ``(B, H, W, C)`` preprocessed
+        row by row (one fused-kernel launch each, at the row's offset) into one ``(B, ...)`` input."""
+        if self.batch == 1:
+            return self._pre(frames) if out is None else self._pre(frames, out=out)
+        if out is None:
+            torch = self.torch
+            if self._row_like is None:  # once, in the warm-up (never an extra launch inside a graph)
+                self._row_like = self._pre(frames[0])
+            x0 = self._row_like
+            out = torch.empty((self.batch,) + tuple(x0.shape[1:]), dtype=x0.dtype, device=x0.device)
+            if getattr(self._pre, "channels_last", False) and out.dim() == 4:
+                out = out.contiguous(memory_format=torch.channels_last)
+        for i in range(self.batch):
+            self._pre(frames[i], out=out[i:i + 1])
+        return out
+
     def _step(self, dev_frame: Any) -> "Dict[str, Any]":
-        return self._post(self.engine.forward(self._pre(dev_frame)))
+        return self._post(self.engine.forward(self._pre_rows(dev_frame)))
 
     def _model_step(self, x: Any) -> "Dict[str, Any]":
         return self._post(self.engine.forward(x))
@@ -250,14 +331,16 @@ class TorchCudaExecutor(Executor):
         from .gpu_preprocess import torch_preprocessor
 
         in_dt = np.dtype(self.engine.inputs[0].dtype).name if self.engine.inputs else self.spec.dtype
+        self._row_like = None
         self._pre = torch_preprocessor(self.spec, dev, out_dtype=in_dt if self.spec.dtype != "uint8" else "uint8",
                                        channels_last=bool(getattr(self.engine, "channels_last", False)),
                                        prefer=self.preprocess_impl)
         self.copy_stream = torch.cuda.Stream(dev)
         self.compute_stream = torch.cuda.Stream(dev)
-        self.dev_frames = [torch.empty(frame_shape, dtype=torch.uint8, device=dev) for _ in range(self.depth)]
-        self.staging = [torch.empty(frame_shape, dtype=torch.uint8, pin_memory=True) for _ in range(self.depth)]
-        self.static_in = torch.zeros(frame_shape, dtype=torch.uint8, device=dev)
+        rows = tuple(frame_shape) if self.batch == 1 else (self.batch,) + tuple(frame_shape)
+        self.dev_frames = [torch.empty(rows, dtype=torch.uint8, device=dev) for _ in range(self.depth)]
+        self.staging = [torch.empty(rows, dtype=torch.uint8, pin_memory=True) for _ in range(self.depth)]
+        self.static_in = torch.zeros(rows, dtype=torch.uint8, device=dev)
         self.copied = [torch.cuda.Event() for _ in range(self.depth)]
         self.done = [torch.cuda.Event() for _ in range(self.depth)]
         with torch.inference_mode():
@@ -265,8 +348,8 @@ class TorchCudaExecutor(Executor):
             with torch.cuda.stream(self.compute_stream):
                 for _ in range(3):
                     outs = self._step(self.static_in)
-                self.model_in = [self._pre(self.static_in) for _ in range(self.depth)]
-                self.static_model_in = self._pre(self.static_in)
+                self.model_in = [self._pre_rows(self.static_in) for _ in range(self.depth)]
+                self.static_model_in = self._pre_rows(self.static_in)
             self.compute_stream.synchronize()
             self.static_out = outs
             self._model_graph = None
@@ -356,6 +439,69 @@ class TorchCudaExecutor(Executor):
                     ho = self.host_out[slot]
                     for k, v in outs.items():
                         ho[k].copy_(v, non_blocking=True)
+            self.done[slot].record(cs)
+
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """B frames (one per source) -> the slot's device rows (async copies; missing rows repeat
+        row 0 on the device) -> the slot's graph: preprocessing per row, model, reductions, copy-out."""
+        if self.batch == 1:
+            self.submit(slot, frames[0])
+            return
+        torch = self.torch
+        shape = tuple(frames[0].image.shape)
+        if shape != self.frame_shape:
+            self.setup(shape)  # new frame size: re-plan (outside steady state)
+        srcs = []
+        for i, f in enumerate(frames):
+            if tuple(f.image.shape) != self.frame_shape:
+                raise BadInput("batched sources on the GPU path need one frame size: got {}x{} and {}x{}; "
+                               "resize at the source (e.g. ?width=&height=) or run them separately".format(
+                                   shape[1], shape[0], f.image.shape[1], f.image.shape[0]))
+            src = f.buffer.tensor if f.buffer is not None else None
+            if src is None:
+                src = self.staging[slot][i]
+                np.copyto(src.numpy(), f.image)
+            srcs.append(src)
+        if self.mapped_in:
+            self._submit_mapped_rows(slot, srcs)
+            return
+        dev = self.dev_frames[slot]
+        with torch.cuda.stream(self.copy_stream):
+            for i, src in enumerate(srcs):
+                dev[i].copy_(src, non_blocking=True)
+            for j in range(len(srcs), self.batch):
+                dev[j].copy_(dev[0], non_blocking=True)  # padding: a real frame of this batch, result unread
+            self.copied[slot].record(self.copy_stream)
+        cs = self.compute_stream
+        cs.wait_event(self.copied[slot])
+        with torch.cuda.stream(cs):
+            if self._slot_graphs:
+                self._slot_graphs[slot].replay()
+            else:
+                with torch.inference_mode():
+                    outs = self._step(dev)
+                    for k, v in outs.items():
+                        self.host_out[slot][k].copy_(v, non_blocking=True)
+            self.done[slot].record(cs)
+
+    def _submit_mapped_rows(self, slot: int, srcs: "List[Any]") -> None:
+        """Zero copy, batched: each row's kernel reads its pinned frame through its UVA address."""
+        torch = self.torch
+        from .backends.torch import _DevicePointer
+
+        views = [torch.as_tensor(_DevicePointer(s.data_ptr(), tuple(s.shape), np.uint8), device=self.device)
+                 for s in srcs]
+        mi = self.model_in[slot]
+        cs = self.compute_stream
+        with torch.cuda.stream(cs), torch.inference_mode():
+            for i in range(self.batch):
+                self._pre(views[i if i < len(views) else 0], out=mi[i:i + 1])
+            if self._slot_graphs:
+                self._slot_graphs[slot].replay()
+            else:
+                outs = self._model_step(mi)
+                for k, v in outs.items():
+                    self.host_out[slot][k].copy_(v, non_blocking=True)
             self.done[slot].record(cs)
 
     def _submit_mapped(self, slot: int, src: Any) -> None:
@@ -455,12 +601,14 @@ class PycudaExecutor(Executor):
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, mapped: "Optional[bool]" = None,
                  cuda: Any = None, counter: "Optional[SyncCounter]" = None, pool_size: int = 8,
-                 graph: bool = True) -> None:
+                 graph: bool = True, batch: int = 1) -> None:
         from .memory import PycudaAllocator, is_integrated
 
         self.cuda = cuda if cuda is not None else require("pycuda.driver", "the pycuda memory path")
         self.engine = engine
         self.spec = spec
+        #: rows per slot; the engine runs at this batch always (fixed shapes: one graph per slot)
+        self.batch = max(1, int(batch))
         self.depth = max(2, int(depth))
         self.mapped = is_integrated(cuda=self.cuda) if mapped is None else bool(mapped)
         self.sync_counter = counter or SyncCounter()
@@ -477,18 +625,22 @@ class PycudaExecutor(Executor):
         inp = engine.inputs[0]
         self.input_name = inp.name
         shape = tuple(s if s > 0 else d for s, d in zip(inp.shape, spec.shape))
+        if self.batch > 1:
+            shape = (self.batch,) + shape[1:]
         self.in_shape = shape
         if shape != tuple(inp.shape) and hasattr(engine, "set_input_shapes"):
             # activate() left dynamic inputs at the profile's opt shape (batch N with --dynamic-batch or
             # torch2trt's max_batch_size): run at the shape the input buffers are made for
             engine.set_input_shapes({inp.name: shape})
-        self._inputs = _InputPool(self.allocator, shape, inp.dtype, pool_size + self.depth)
+        row_shape = (1,) + shape[1:] if self.batch > 1 else shape  # host preprocessing: one frame a buffer
+        self._inputs = _InputPool(self.allocator, row_shape, inp.dtype, pool_size + self.depth * self.batch)
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
+        self.row_bytes = nbytes // self.batch
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
         self.dev_out, self.host_out = self._alloc_outputs()
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
-        self._inflight: "List[Optional[Prepared]]" = [None] * self.depth
+        self._inflight: "List[Any]" = [None] * self.depth  # a Prepared, or a batch's list of them
         self.graphs: "List[Any]" = []
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
@@ -541,9 +693,7 @@ class PycudaExecutor(Executor):
             self.prepare(frame)
         p = frame.data
         frame.data = None  # the executor owns it until the slot completes
-        old = self._inflight[slot]
-        if old is not None:
-            old.release()
+        self._release_inflight(slot)
         self._inflight[slot] = p
         buf = p.buffer
         if self.mapped and buf.device_ptr is not None:
@@ -554,13 +704,46 @@ class PycudaExecutor(Executor):
                 self.copied[slot].record(self.copy_stream)
                 self.compute_stream.wait_for_event(self.copied[slot])
             in_ptr = int(self.dev_in[slot])
+        self._launch(slot, in_ptr)
+
+    def _launch(self, slot: int, in_ptr: int) -> None:
+        """The slot's engine work (graph or enqueue), its copy-out and its event, on the compute stream."""
         if self.graphs:
             self.graphs[slot].replay()
         else:
             self.engine.enqueue(self._bindings(slot, in_ptr), self.compute_stream.handle)
         for k, v in self.dev_out[slot].items():
-            cuda.memcpy_dtoh_async(self.host_out[slot][k], v, self.compute_stream)
+            self.cuda.memcpy_dtoh_async(self.host_out[slot][k], v, self.compute_stream)
         self.done[slot].record(self.compute_stream)
+
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """Host-preprocessed rows -> one async H2D copy each, at the row's offset of the slot's device
+        input (missing rows: row 0 again) -> the engine at ``batch``."""
+        if self.batch == 1:
+            self.submit(slot, frames[0])
+            return
+        preps = []
+        for f in frames:
+            if not isinstance(f.data, Prepared):
+                self.prepare(f)
+            preps.append(f.data)
+            f.data = None
+        self._release_inflight(slot)
+        self._inflight[slot] = preps
+        base = int(self.dev_in[slot])
+        for i in range(self.batch):
+            p = preps[i if i < len(preps) else 0]
+            self.cuda.memcpy_htod_async(base + i * self.row_bytes, p.buffer.array, self.copy_stream)
+        if self.copy_overlap:
+            self.copied[slot].record(self.copy_stream)
+            self.compute_stream.wait_for_event(self.copied[slot])
+        self._launch(slot, base)
+
+    def _release_inflight(self, slot: int) -> None:
+        old, self._inflight[slot] = self._inflight[slot], None
+        for p in (old if isinstance(old, list) else [old]):
+            if p is not None:
+                p.release()
 
     def query(self, slot: int) -> bool:
         return self.done[slot].query()
@@ -569,10 +752,7 @@ class PycudaExecutor(Executor):
         self.done[slot].synchronize()
 
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
-        p = self._inflight[slot]
-        if p is not None:
-            p.release()
-            self._inflight[slot] = None
+        self._release_inflight(slot)
         return self.host_out[slot]
 
     def engine_only_step(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import BadInput
 from .executors import PycudaExecutor, Prepared
 from .gpu_preprocess import Plan, kernel_spec, launch_pycuda, make_plan, pycuda_kernel
 
@@ -59,13 +60,13 @@ class PycudaGpuExecutor(PycudaExecutor):
     host_preprocess = False
 
     def __init__(self, engine: Any, spec: Any, depth: int = 3, mapped: "Optional[bool]" = None, cuda: Any = None,
-                 counter: Any = None, pool_size: int = 8, graph: bool = True) -> None:
+                 counter: Any = None, pool_size: int = 8, graph: bool = True, batch: int = 1) -> None:
         from .memory import PycudaAllocator
 
         # no host-preprocessed inputs are pooled here (the base keeps ``depth`` for its bookkeeping);
         # graphs are captured below, also on the mapped path: the engine's input is device memory now
         super().__init__(engine, spec, depth=depth, mapped=mapped, cuda=cuda, counter=counter, pool_size=0,
-                         graph=False)
+                         graph=False, batch=batch)
         self.kspec = kernel_spec(spec, _input_dtype(engine, spec))
         self.kernel = pycuda_kernel(self.kspec, cuda=self.cuda)
         self.frame_allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
@@ -91,7 +92,7 @@ class PycudaGpuExecutor(PycudaExecutor):
         nbytes = int(np.prod(shape))
         if nbytes > self._frame_bytes:
             # frames in flight may still be read from the old buffers: keep them until the slot is reused
-            n = 1 if self.mapped else self.depth
+            n = 1 if self.mapped else self.depth * self.batch  # discrete: one per row of each slot
             self.dev_frames = [self.cuda.mem_alloc(nbytes) for _ in range(n)]
             self._frame_bytes = nbytes
 
@@ -136,13 +137,43 @@ class PycudaGpuExecutor(PycudaExecutor):
             src_ptr = int(dev)
         in_ptr = int(self.dev_in[slot])
         launch_pycuda(self.kernel, self.plan, src_ptr, in_ptr, self.compute_stream)  # type: ignore[arg-type]
-        if self.graphs:
-            self.graphs[slot].replay()
-        else:
-            self.engine.enqueue(self._bindings(slot, in_ptr), self.compute_stream.handle)
-        for k, v in self.dev_out[slot].items():
-            cuda.memcpy_dtoh_async(self.host_out[slot][k], v, self.compute_stream)
-        self.done[slot].record(self.compute_stream)
+        self._launch(slot, in_ptr)
+
+    def submit_batch(self, slot: int, frames: "List[Any]") -> None:
+        """Rows of one batch: each frame to its device buffer (discrete; mapped: read in place), one
+        kernel launch per row at the row's offset of the engine input (missing rows read row 0's
+        frame again), then the engine at ``batch`` -- one event for the batch."""
+        if self.batch == 1:
+            self.submit(slot, frames[0])
+            return
+        cuda = self.cuda
+        shape = tuple(frames[0].image.shape if frames[0].image.ndim == 3 else frames[0].image.shape + (1,))
+        self.setup(shape)
+        srcs = []
+        for i, f in enumerate(frames):
+            img = f.image if f.image.ndim == 3 else f.image[:, :, None]
+            if tuple(img.shape) != shape:
+                raise BadInput("batched sources on the GPU path need one frame size: got {}x{} and {}x{}; "
+                               "resize at the source or run them separately".format(
+                                   shape[1], shape[0], img.shape[1], img.shape[0]))
+            if isinstance(f.data, Prepared):
+                f.data.release()
+                f.data = None
+            host, mapped_ptr = self._frame_source(slot * self.batch + i, f)
+            if mapped_ptr is not None:
+                srcs.append(int(mapped_ptr))
+                continue
+            dev = self.dev_frames[(slot * self.batch + i) % len(self.dev_frames)]
+            cuda.memcpy_htod_async(dev, host, self.copy_stream)
+            srcs.append(int(dev))
+        if self.copy_overlap and len(srcs) and not self.mapped:
+            self.copied[slot].record(self.copy_stream)
+            self.compute_stream.wait_for_event(self.copied[slot])
+        base = int(self.dev_in[slot])
+        for i in range(self.batch):
+            launch_pycuda(self.kernel, self.plan, srcs[i if i < len(srcs) else 0], base + i * self.row_bytes,
+                          self.compute_stream)  # type: ignore[arg-type]
+        self._launch(slot, base)
 
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self.host_out[slot]

@@ -43,12 +43,17 @@ class RunOptions:
 
 @dataclass
 class SourceOptions:
-    """Frame input.  One source per run for now; batching several is planned, so this is per source."""
+    """Frame input; with several sources these apply to each of them."""
 
     #: capture queue length; live sources drop the oldest frame when it is full
     queue_size: int = 4
-    #: end the run when the source delivers nothing for this many seconds
+    #: end the run (several sources: end that source alone) when it delivers nothing for this many seconds
     stall_timeout: float = 10.0
+    #: several sources: the longest a batch waits for sources without a frame ready (None: one frame
+    #: interval of the slowest live source, else 30 ms)
+    batch_timeout: "Optional[float]" = None
+    #: several sources: end the run when the first source ends (default: when all have)
+    stop_on_first_end: bool = False
     #: keywords for ``open_source`` (overrides of URI query options)
     options: "Dict[str, Any]" = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import BadInput
+from .batching import BatchFormer, SourceState, default_batch_timeout, resolve_batch
 from .engine import Engine
 from .executors import Executor, HostExecutor, PycudaExecutor, TorchCudaExecutor, release_frame
 from .memory import SyncCounter
@@ -30,7 +31,7 @@ from .metrics import Metrics
 from .options import OutputOptions, RunOptions, SourceOptions, split_options
 from .postprocess import Postprocessor
 
-__all__ = ["OutputOptions", "Pipeline", "RunOptions", "RunSummary", "SourceOptions", "load_bundle", "make_executor",
+__all__ = ["MultiPipeline", "OutputOptions", "Pipeline", "RunOptions", "RunSummary", "SourceOptions", "load_bundle", "make_executor",
            "run_pipeline"]
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class RunSummary:
     results: "Optional[List[Dict[str, Any]]]" = None
     syncs: "Optional[Dict[str, Any]]" = None
     capture_cpu_ms_per_frame: "Optional[float]" = None
+    #: multi-source runs: per source index, uri, frames, fps, latency_ms, dropped, captured, end_reason
+    sources: "Optional[List[Dict[str, Any]]]" = None
 
     def to_dict(self) -> "Dict[str, Any]":
         d = {
@@ -73,6 +76,8 @@ class RunSummary:
             d["syncs"] = self.syncs
         if self.capture_cpu_ms_per_frame is not None:
             d["capture_cpu_ms_per_frame"] = round(self.capture_cpu_ms_per_frame, 4)
+        if self.sources is not None:
+            d["sources"] = self.sources
         if self.results is not None:
             d["results"] = self.results
         return d
@@ -86,12 +91,14 @@ def load_bundle(bundle: Any, verify: bool = True) -> Any:
 
 
 def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, graph: bool = True,
-                  topk: int = 5, mapped_out: bool = True, **kw: Any) -> Any:
+                  topk: int = 5, mapped_out: bool = True, batch: int = 1, dynamic_batch: bool = False,
+                  **kw: Any) -> Any:
     """The executor for an activated engine.
 
     ``memory``: ``auto`` (torch CUDA engines -> torch pinned + GPU preprocessing; TensorRT -> pycuda;
     CPU engines -> numpy), ``numpy``, ``torch`` / ``torch-pinned``, ``pycuda`` (pinned, or mapped on an
-    integrated GPU), ``pycuda-pinned``, ``pycuda-mapped``.
+    integrated GPU), ``pycuda-pinned``, ``pycuda-mapped``.  ``batch``: rows per engine call (several
+    sources); ``dynamic_batch``: the engine takes fewer (ONNX Runtime runs the actual count).
     """
     backend = engine.backend
     gpu = bool(engine.is_gpu)
@@ -103,14 +110,19 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
         else:
             memory = "numpy"
     if memory == "numpy":
+        if batch > 1 or dynamic_batch:
+            return HostExecutor(engine, spec, batch=batch, dynamic_batch=dynamic_batch)
         return HostExecutor(engine, spec)
     if memory in ("torch", "torch-pinned"):
         if not (backend == "torch" and gpu):
             raise BadInput("--memory torch needs the torch backend on a CUDA GPU")
         return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out,
-                                 mapped_in=kw.get("mapped_in"), preprocess_impl=str(kw.get("gpu_preprocess", "auto")))
+                                 mapped_in=kw.get("mapped_in"), preprocess_impl=str(kw.get("gpu_preprocess", "auto")),
+                                 batch=batch)
     if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
         mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
+        if batch > 1:
+            kw["batch"] = batch
         return _pycuda_executor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
     raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
 
@@ -186,7 +198,11 @@ class Pipeline:
         ex = self.executor
         if wait:
             ex.wait(slot)
-        outs = ex.outputs(slot)
+        self._hand_over(frame, ex.outputs(slot))
+
+    def _hand_over(self, frame: Any, outs: "Dict[str, Any]") -> None:
+        """To the output thread (copies of reused slot buffers) or straight to :meth:`_deliver`."""
+        ex = self.executor
         if self._worker is not None:
             if not ex.outputs_owned:  # slot buffers are reused: hand over copies (small)
                 outs = {k: v.copy() for k, v in outs.items()}
@@ -206,11 +222,12 @@ class Pipeline:
         res.truth = self._truth_label(frame.truth)
         res.latency_ms = (now - frame.timestamp) * 1000.0
         self.metrics.add(res.latency_ms, now)
+        self._account(frame, res, now)
         if res.truth is not None and res.label is not None:
             self.with_truth += 1
             self.correct += int(res.truth == res.label)
         fps = self.metrics.live_fps()
-        for s in self.sinks:
+        for s in self._sinks_for(frame):
             s.render(frame, res, fps)
             if getattr(s, "closed_by_user", False):  # only display sinks have a window to close
                 self.stop_requested = True
@@ -219,6 +236,12 @@ class Pipeline:
         if self.outputs.on_result is not None:
             self.outputs.on_result(frame, res)
         release_frame(frame)
+
+    def _account(self, frame: Any, res: Any, now: float) -> None:
+        """Per-source bookkeeping of a delivered frame (multi-source runs)."""
+
+    def _sinks_for(self, frame: Any) -> "Sequence[Any]":
+        return self.sinks
 
     def _truth_label(self, truth: Any) -> Any:
         if truth is None:
@@ -347,13 +370,16 @@ class Pipeline:
         if st.counter is not None:
             st.counter.inside_loop = False
             st.loop_syncs = dict(st.counter.loop_counts)
-        st.cap.stop()
+        self._stop_capture(st)
         if failed and self._worker is not None:
             try:
                 self._worker.close(timeout=5.0)
             except BaseException:
                 pass
             self._worker = None
+
+    def _stop_capture(self, st: "_Loop") -> None:
+        st.cap.stop()
 
     def _drain(self, st: "_Loop") -> None:
         """Finish the frames still in flight (outside the loop: blocking is fine here)."""
@@ -368,12 +394,15 @@ class Pipeline:
 
     def _summary(self, st: "_Loop") -> "RunSummary":
         cap = st.cap
-        self.metrics.dropped = cap.dropped
+        return self._make_summary(st, cap.dropped, cap.captured, str(self.source.uri), st.end_reason or cap.end_reason)
+
+    def _make_summary(self, st: "_Loop", dropped: int, captured: int, source: str, end_reason: str) -> "RunSummary":
+        self.metrics.dropped = dropped
         m = self.metrics.summary()
         summary = RunSummary(
-            frames=m["frames"], fps=m["fps"], seconds=m["seconds"], latency_ms=m["latency_ms"], dropped=cap.dropped,
-            captured=cap.captured, backend=self.engine.backend, source=str(self.source.uri),
-            sinks=[s.uri for s in self.sinks], end_reason=st.end_reason or cap.end_reason,
+            frames=m["frames"], fps=m["fps"], seconds=m["seconds"], latency_ms=m["latency_ms"], dropped=dropped,
+            captured=captured, backend=self.engine.backend, source=source,
+            sinks=[s.uri for s in self.sinks], end_reason=end_reason,
             executor=self.executor.describe(), host_ms_per_frame=st.per_frame_ms(self.host_seconds),
             wait_ms_per_frame={"source": round(st.per_frame_ms(st.wait_src), 4),
                                "device": round(st.per_frame_ms(st.wait_dev), 4),
@@ -384,6 +413,177 @@ class Pipeline:
         )
         if st.counter is not None:
             summary.syncs = {"in_loop": st.loop_syncs, "total": st.counter.total}
+        return summary
+
+
+class MultiPipeline(Pipeline):
+    """Several sources -> one engine at batch N -> each source's sinks.  Use :func:`run_pipeline`.
+
+    Each source keeps its capture thread and live policy; each ring slot holds one batch (at most
+    one frame per source, formed by :class:`~jetson_deploy.runtime.batching.BatchFormer`), one
+    event per batch.  Rows go back to their source (``frame.stream``): per-source metrics, sinks
+    bound to a source (``bindings``: per sink, a source index or None for all).  A source that ends
+    or stalls ends alone; the run ends when all did (or the first, with ``stop_on_first_end``).
+    """
+
+    def __init__(self, engine: "Engine", spec: Any, sources: "Sequence[Any]", sinks: "Sequence[Any]",
+                 executor: "Executor", options: "Optional[RunOptions]" = None,
+                 inputs: "Optional[SourceOptions]" = None, outputs: "Optional[OutputOptions]" = None,
+                 labels: "Optional[Sequence[str]]" = None, bindings: "Optional[Sequence[Optional[int]]]" = None) -> None:
+        super().__init__(engine, spec, sources[0], sinks, executor, options=options, inputs=inputs, outputs=outputs,
+                         labels=labels)
+        self.sources = list(sources)
+        self.states = [SourceState(i, src) for i, src in enumerate(self.sources)]
+        self.bindings = list(bindings) if bindings is not None else [None] * len(self.sinks)
+        self._routes = [[s for s, b in zip(self.sinks, self.bindings) if b is None or b == i]
+                        for i in range(len(self.sources))]
+        self.former: "Optional[BatchFormer]" = None
+
+    def _account(self, frame: Any, res: Any, now: float) -> None:
+        if len(self.states) > 1:  # one source through a fixed-batch engine: rows as a single-source run's
+            res.stream = frame.stream
+        self.states[frame.stream].metrics.add(res.latency_ms, now)
+
+    def _sinks_for(self, frame: Any) -> "Sequence[Any]":
+        return self._routes[frame.stream]
+
+    def _start(self) -> "_Loop":
+        """Open every source here (errors surface here), set the executor up, start the threads."""
+        import threading
+
+        from ..media.capture import CaptureThread
+
+        ex = self.executor
+        depth = max(1, int(ex.depth))
+        use_worker = self.options.output_thread
+        if use_worker is None:
+            use_worker = ex.outputs_owned or any(s.needs_image for s in self.sinks)
+        for state in self.states:
+            if ex.frame_allocator is not None:
+                held = self.inputs.queue_size + depth + 3 + (_OutputWorker.MAXSIZE if use_worker else 0)
+                state.source.use_allocator(ex.frame_allocator, pool_size=held)
+            state.source.open()
+        first = self.sources[0]
+        if first.width and first.height:
+            ex.setup((first.height, first.width, 3))
+        for sink, bound in zip(self.sinks, self.bindings):
+            fps = self.sources[bound].fps if bound is not None else first.fps
+            if fps:
+                sink.fps = fps
+        ready = threading.Event()
+        prepare = ex.prepare if ex.host_preprocess else None
+        for state in self.states:
+            state.cap = CaptureThread(state.source, maxsize=self.inputs.queue_size, prepare=prepare, ready=ready,
+                                      name="capture-{}".format(state.index))
+        self.metrics.dropped_fn = lambda: sum(x.cap.dropped for x in self.states)
+        self._worker = _OutputWorker(self._deliver) if use_worker else None
+        timeout = self.inputs.batch_timeout
+        if timeout is None:
+            timeout = default_batch_timeout(self.sources)
+        self.former = BatchFormer(self.states, ready, timeout)
+        self.metrics.start()
+        for state in self.states:
+            state.metrics.start()
+            state.cap.start()
+            state.last_frame = time.monotonic()
+        st = _Loop(depth, None, ex.sync_counter)
+        if st.counter is not None:
+            st.counter.inside_loop = True
+        return st
+
+    def _loop(self, st: "_Loop", max_frames: "Optional[int]") -> None:
+        """As :meth:`Pipeline._loop`, a batch per slot: form -> (ring full: wait oldest) -> submit."""
+        ex = self.executor
+        while True:
+            if max_frames is not None and st.submitted >= max_frames:
+                st.end_reason = "max frames reached ({})".format(max_frames)
+                return
+            if self.stop_requested:
+                st.end_reason = "stopped by the display window"
+                return
+            t0 = time.perf_counter()
+            room = ex.batch if max_frames is None else min(ex.batch, max_frames - st.submitted)
+            rows = self.former.form(room, 0.00025 if st.ring else 0.1)  # type: ignore[union-attr]
+            st.wait_src += time.perf_counter() - t0
+            if not rows:
+                self._collect(st, keep=0)
+            self._check_sources(st)
+            if not rows:
+                if st.end_reason:
+                    return
+                continue
+            now = time.monotonic()
+            frames = []
+            for state, frame in rows:
+                state.last_frame = now
+                frame.stream = state.index
+                frames.append(frame)
+            if not st.free:  # ring full: the one allowed wait, on the oldest in-flight batch
+                slot, old = st.ring.popleft()
+                t0 = time.perf_counter()
+                ex.wait(slot)
+                st.wait_dev += time.perf_counter() - t0
+                self._finish(slot, old, wait=False)
+                st.free.append(slot)
+            slot = st.free.pop()
+            ex.submit_batch(slot, frames)
+            st.submitted += len(frames)
+            st.ring.append((slot, frames))
+            self._collect(st, keep=1)
+            if st.end_reason:
+                return
+
+    def _finish(self, slot: int, frames: Any, wait: bool) -> None:
+        ex = self.executor
+        if wait:
+            ex.wait(slot)
+        for frame, outs in zip(frames, ex.row_outputs(slot, len(frames))):
+            self._hand_over(frame, outs)
+
+    def _check_sources(self, st: "_Loop") -> None:
+        """End sources that finished or stalled, each alone; set the run's end reason when it ends."""
+        now = time.monotonic()
+        for state in self.states:
+            if state.ended:
+                continue
+            cap, src = state.cap, state.source
+            if cap.finished:
+                if cap.error is not None and len(self.states) == 1:
+                    raise cap.error
+                if cap.error is not None:
+                    log.warning("source %d (%s) failed: %s; the other sources go on", state.index, src.uri, cap.error)
+                state.end(cap.end_reason or "end of stream")
+            elif src.recovering:
+                state.last_frame = now
+                continue
+            elif now - state.last_frame > self.inputs.stall_timeout:
+                state.end("source stalled: no frame for {:.0f} s ({})".format(self.inputs.stall_timeout, src.uri))
+                log.warning("source %d %s", state.index, state.end_reason)
+            else:
+                continue
+            if len(self.states) > 1:
+                log.info("source %d ended: %s", state.index, state.end_reason)
+            if self.inputs.stop_on_first_end and not st.end_reason:
+                st.end_reason = "source {} ended ({}); --stop-on-first-end".format(state.index, state.end_reason)
+        if not st.end_reason and all(x.ended for x in self.states):
+            st.end_reason = self.states[0].end_reason if len(self.states) == 1 else "all sources ended"
+
+    def _stop_capture(self, st: "_Loop") -> None:
+        for state in self.states:
+            if state.cap is not None:
+                state.cap.stop()
+
+    def _summary(self, st: "_Loop") -> "RunSummary":
+        caps = [x.cap for x in self.states]
+        summary = self._make_summary(st, sum(c.dropped for c in caps), sum(c.captured for c in caps),
+                                     ", ".join(str(s.uri) for s in self.sources), st.end_reason)
+        rows = []
+        for state in self.states:
+            d = state.to_dict()
+            if not state.ended:
+                d["end_reason"] = st.end_reason
+            rows.append(d)
+        summary.sources = rows
         return summary
 
 
@@ -467,39 +667,56 @@ def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
                  options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
                  outputs: "Optional[OutputOptions]" = None, engine: "Optional[Engine]" = None,
                  **flat: Any) -> "RunSummary":
-    """Run a bundle on a source into one or more sinks; return a :class:`RunSummary`.
+    """Run a bundle on one or several sources into one or more sinks; return a :class:`RunSummary`.
 
     ``bundle_or_path``: a bundle directory / packed file (checksums verified before loading) or an
-    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.media.Source` (a list of one is
-    accepted; batching several is planned).  ``sink``: a URI, a Sink, or a list of them.
-    ``options`` / ``inputs`` / ``outputs``: see :mod:`jetson_deploy.runtime.options`; flat keywords
-    named after their fields (``backend="onnxruntime"``, ``max_frames=10``, ``jsonl=...``) override
-    them.  ``engine`` overrides the bundle's engine (tests, benchmarks).
+    opened Bundle.  ``source``: a URI or a :class:`~jetson_deploy.media.Source`, or a list of them:
+    several sources are batched into one engine call (:class:`MultiPipeline`; the bundle needs a
+    fixed batch >= N or ``--dynamic-batch``).  ``sink``: a URI, a Sink, or a list of them; ``"K=URI"``
+    binds a sink to source K (the others receive every source).  ``options`` / ``inputs`` /
+    ``outputs``: see :mod:`jetson_deploy.runtime.options`; flat keywords named after their fields
+    (``backend="onnxruntime"``, ``max_frames=10``, ``jsonl=...``) override them.  ``engine``
+    overrides the bundle's engine (tests, benchmarks).
     """
     from ..media import open_sink, open_source
     from .backends import create_engine, describe_choice, explain_backend
 
     opts, ins, outs = split_options(options, inputs, outputs, **flat)
     b = load_bundle(bundle_or_path, verify=opts.verify)
-    src = open_source(_one_source(source), **ins.options)
-    sink_list = list(sink) if isinstance(sink, (list, tuple)) else [sink]
+    uris = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not uris:
+        raise BadInput("no source given: pass at least one --source")
+    srcs = [open_source(u, **ins.options) for u in uris]
+    sink_list, bindings = bind_sinks(sink, len(srcs))
     if outs.jsonl:
         sink_list.append(outs.jsonl)
-    fps_hint = src.fps or 30.0
-    sinks = [open_sink(s, fps=fps_hint) for s in sink_list if s is not None]
+        bindings.append(None)
+    fps_hint = srcs[0].fps or 30.0
+    sinks = [open_sink(s, fps=fps_hint) for s in sink_list]
     why = ""
     if engine is None:
         why = explain_backend(b, opts.backend, opts.device)[1]
     eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device,
-                                                          **opts.engine_options)
+                                                          batch=len(srcs), **opts.engine_options)
     eng.activate()
     executor = None
     ok = False
     try:
+        batch, dynamic = resolve_batch(eng, len(srcs), str(b.source))
+        multi = len(srcs) > 1 or (batch > 1 and not dynamic)
+        kw = dict(opts.executor_options, batch=batch, dynamic_batch=dynamic) if multi else opts.executor_options
         executor = make_executor(eng, b.spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph,
-                                 topk=opts.topk, **opts.executor_options)
+                                 topk=opts.topk, **kw)
         log.info("%s", describe_choice(eng, executor, why))
-        pipe = Pipeline(eng, b.spec, src, sinks, executor, options=opts, inputs=ins, outputs=outs, labels=b.labels)
+        pipe: "Pipeline"
+        if multi:
+            log.info("%d source(s) batched into one engine call at batch %d%s", len(srcs), batch,
+                     " (dynamic)" if dynamic else "")
+            pipe = MultiPipeline(eng, b.spec, srcs, sinks, executor, options=opts, inputs=ins, outputs=outs,
+                                 labels=b.labels, bindings=bindings)
+        else:
+            pipe = Pipeline(eng, b.spec, srcs[0], sinks, executor, options=opts, inputs=ins, outputs=outs,
+                            labels=b.labels)
         summary = pipe.run(max_frames=opts.max_frames)
         ok = True
     finally:
@@ -511,18 +728,30 @@ def run_pipeline(bundle_or_path: Any, source: Any, sink: Any = "null://", *,
         if executor is not None:
             executor.close()
         eng.deactivate()
-        src.close()
+        for src in srcs:
+            src.close()
     summary.bundle = str(b.source)
     if summary.frames == 0 and summary.end_reason:
         log.warning("no frames processed: %s", summary.end_reason)
     return summary
 
 
-def _one_source(source: Any) -> Any:
-    """The run's one source; a list is the shape multi-camera batching will take."""
-    if isinstance(source, (list, tuple)):
-        if len(source) != 1:
-            raise BadInput("{} sources given: one --source per run (batching several is not supported yet)".format(
-                len(source)))
-        return source[0]
-    return source
+def bind_sinks(sink: Any, sources: int) -> "Tuple[List[Any], List[Optional[int]]]":
+    """(sinks, source index each is bound to or None): ``"K=URI"`` binds URI to source K."""
+    import re
+
+    items = [x for x in (list(sink) if isinstance(sink, (list, tuple)) else [sink]) if x is not None]
+    out: "List[Any]" = []
+    bound: "List[Optional[int]]" = []
+    for item in items:
+        m = re.match(r"^(\d+)=(.+)$", item) if isinstance(item, str) else None
+        if m is None:
+            out.append(item)
+            bound.append(None)
+            continue
+        k = int(m.group(1))
+        if k >= sources:
+            raise BadInput("--sink {}: source {} does not exist ({} source(s), numbered from 0)".format(item, k, sources))
+        out.append(m.group(2))
+        bound.append(k)
+    return out, bound

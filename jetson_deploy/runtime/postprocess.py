@@ -32,7 +32,7 @@ class Result:
     """What one frame produced.  ``to_json()`` is the ``.jsonl`` sink's line."""
 
     __slots__ = ("index", "source", "task", "label", "score", "class_id", "topk", "detections", "mask",
-                 "latency_ms", "truth", "num_classes")
+                 "latency_ms", "truth", "num_classes", "stream")
 
     def __init__(self, task: str = "classify") -> None:
         self.task = task
@@ -47,10 +47,13 @@ class Result:
         self.latency_ms = 0.0
         self.truth: Any = None
         self.num_classes = 0
+        self.stream: "Optional[int]" = None  # source index in a multi-source run (the jsonl ``stream`` field)
 
     def to_json(self) -> "Dict[str, Any]":
         d: "Dict[str, Any]" = {"index": self.index, "source": self.source, "task": self.task,
                              "latency_ms": round(self.latency_ms, 3)}
+        if self.stream is not None:
+            d["stream"] = self.stream
         if self.task == "classify":
             d.update(label=self.label, score=None if self.score is None else round(self.score, 5),
                      class_id=self.class_id, topk=[[l, round(s, 5)] for l, s in self.topk])

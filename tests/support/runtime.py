@@ -26,8 +26,10 @@ def spec_dict(task: str = "classify", size: int = SIZE, labels: "Sequence[str]" 
     }
 
 
-def color_onnx_bytes(size: int = SIZE) -> bytes:
-    """input (1,3,S,S) -> GlobalAveragePool -> Flatten -> MatMul W + b -> logits (1,4)."""
+def color_onnx_bytes(size: int = SIZE, batch: Any = 1) -> bytes:
+    """input (B,3,S,S) -> GlobalAveragePool -> Flatten -> MatMul W + b -> logits (B,4).
+
+    ``batch``: an int (fixed) or a name such as ``"N"`` (dynamic batch axis)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -41,8 +43,8 @@ def color_onnx_bytes(size: int = SIZE) -> bytes:
     ]
     graph = helper.make_graph(
         nodes, "color",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
         initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -60,8 +62,36 @@ def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: "O
     return write_bundle(dest, "colors", "1.0.0", files, {"spec": spec or spec_dict(), "precision": precision})
 
 
-def color_pt2_bytes(size: int = SIZE) -> bytes:
-    """The same model as a torch.export program (needs torch)."""
+def make_batch_bundle(dest: Path, batch: Any = "N", pt2: bool = False) -> Path:
+    """The colour model with a dynamic batch axis (``batch="N"``, as ``convert --dynamic-batch``
+    records it) or a fixed batch (an int): the bundles several sources are batched into."""
+    from support.bundles import write_bundle
+
+    spec = spec_dict()
+    spec["input"]["shape"] = [batch if isinstance(batch, int) else 1, 3, SIZE, SIZE]
+    files: "Dict[str, Any]" = {"model.onnx": color_onnx_bytes(batch=batch), "labels.txt": ("\n".join(LABELS) + "\n").encode()}
+    if pt2:
+        files["model.pt2"] = color_pt2_bytes(dynamic_batch=not isinstance(batch, int))
+    extra: "Dict[str, Any]" = {"spec": spec, "precision": "fp32"}
+    if not isinstance(batch, int):
+        extra["conversion"] = {"dynamic_batch": True}
+    return write_bundle(dest, "colors", "1.0.0", files, extra)
+
+
+def write_sequence_video(path: Path, names: "Sequence[str]", w: int = 64, h: int = 48, fps: float = 10.0) -> "List[str]":
+    """An MJPG .avi with one solid-colour frame per name (two clips that differ frame by frame)."""
+    import cv2
+
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for name in names:
+        vw.write(np.full((h, w, 3), COLORS[name], dtype=np.uint8))
+    vw.release()
+    return list(names)
+
+
+def color_pt2_bytes(size: int = SIZE, dynamic_batch: bool = False) -> bytes:
+    """The same model as a torch.export program (needs torch); ``dynamic_batch``: any batch."""
     import io
 
     import torch
@@ -75,7 +105,11 @@ def color_pt2_bytes(size: int = SIZE) -> bytes:
         def forward(self, x):
             return x.mean(dim=(2, 3)) @ self.w + self.b
 
-    ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
+    if dynamic_batch:
+        ep = torch.export.export(Color().eval(), (torch.zeros(2, 3, size, size),),
+                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    else:
+        ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     return buf.getvalue()

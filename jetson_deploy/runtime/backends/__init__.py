@@ -118,11 +118,20 @@ def describe_choice(engine: Any, executor: Any, why: str = "") -> str:
     return line
 
 
-def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, **kw: Any) -> "Engine":
+def bundle_dynamic_batch(bundle: Any) -> bool:
+    """The bundle was converted with ``--dynamic-batch`` (its models take any batch)."""
+    conv = (getattr(bundle, "manifest", None) or {}).get("conversion") or {}
+    return bool(conv.get("dynamic_batch")) if isinstance(conv, dict) else False
+
+
+def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, batch: "Optional[int]" = None,
+                  **kw: Any) -> "Engine":
     """Build (not activate) the engine for an opened :class:`~jetson_deploy.bundle.Bundle`.
 
     Keywords go to the backend: onnxruntime ``providers``/``threads``; torch ``device``;
-    tensorrt whatever ``TensorRTEngine`` takes.
+    tensorrt whatever ``TensorRTEngine`` takes.  ``batch``: frames per engine call the run needs
+    (several sources); the torch backend runs a dynamic-batch bundle's program at that batch
+    (ONNX Runtime and TensorRT profiles take the batch at run time).
     """
     name = choose_backend(bundle, backend, device)
     spec = bundle.spec
@@ -152,7 +161,10 @@ def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = 
             raise BadInput("bundle {} has no exported program (model.pt2) or TorchScript for the torch backend; "
                            "use --backend onnxruntime".format(bundle.source))
         kind, path = found
-        return TorchEngine(path, device=device, input_name=spec.input_name, input_shape=spec.shape,
+        shape = list(spec.shape)
+        if batch and batch > 1 and batch != shape[0] and bundle_dynamic_batch(bundle):
+            shape[0] = int(batch)
+        return TorchEngine(path, device=device, input_name=spec.input_name, input_shape=shape,
                            input_dtype=spec.dtype if spec.dtype != "int8" else "float32",
                            output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision, **kw)
     if name == "tensorrt":
