@@ -206,27 +206,15 @@ def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, mon
     from jetson_deploy.runtime.backends import create_engine
     from jetson_deploy.runtime.memory import make_context
 
-    class QueuedPointerEngine(PointerEngine):
-        """Runs on the stream's queue, after the copies enqueued before it (as a GPU would)."""
-
-        def enqueue_impl(self, buffers, stream):
-            assert pycuda_double.enqueue_on(stream, lambda: PointerEngine.enqueue_impl(self, dict(buffers), stream))
-
+    # PointerEngine and the stand-in kernel run on their stream's queue, after the copies
+    # enqueued before them (as a GPU would)
     drv = pycuda_double.install(monkeypatch, integrated=False)
     launches = []
     install_compiler(monkeypatch, launches)
-    compiled = sys.modules["pycuda.compiler"].SourceModule
-
-    class QueuedModule(compiled):
-        def get_function(self, name):
-            fn = compiled.get_function(self, name)
-            return lambda *a, **k: k["stream"]._queue.append(lambda: fn(*a, **k))
-
-    sys.modules["pycuda.compiler"].SourceModule = QueuedModule
     write_sequence_video(tmp_path / "b64.avi", B)  # the GPU path batches frames of one size
     ctx = make_context(cuda=drv)
     try:
-        eng = QueuedPointerEngine(create_engine(open_bundle(bundles["two"]), backend="onnxruntime"))
+        eng = PointerEngine(create_engine(open_bundle(bundles["two"]), backend="onnxruntime"))
         s = run_pipeline(bundles["two"], [str(clips / "a.avi"), str(tmp_path / "b64.avi")],
                          ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], engine=eng,
                          memory="pycuda-pinned", depth=3, executor_options={"gpu_preprocess": gpu_pre})

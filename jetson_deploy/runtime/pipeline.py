@@ -394,9 +394,11 @@ class Pipeline:
 
     def _summary(self, st: "_Loop") -> "RunSummary":
         cap = st.cap
-        return self._make_summary(st, cap.dropped, cap.captured, str(self.source.uri), st.end_reason or cap.end_reason)
+        return self._make_summary(st, cap.dropped, cap.captured, str(self.source.uri), st.end_reason or cap.end_reason,
+                                  cap.cpu_seconds)
 
-    def _make_summary(self, st: "_Loop", dropped: int, captured: int, source: str, end_reason: str) -> "RunSummary":
+    def _make_summary(self, st: "_Loop", dropped: int, captured: int, source: str, end_reason: str,
+                      capture_cpu_s: float = 0.0) -> "RunSummary":
         self.metrics.dropped = dropped
         m = self.metrics.summary()
         summary = RunSummary(
@@ -409,7 +411,7 @@ class Pipeline:
                                "sink": round(st.per_frame_ms(self._wait_sink), 4)},
             accuracy=(self.correct / float(self.with_truth)) if self.with_truth else None,
             results=self.results if self.outputs.keep_results else None,
-            capture_cpu_ms_per_frame=(1000.0 * cap.cpu_seconds / cap.captured) if cap.captured else None,
+            capture_cpu_ms_per_frame=(1000.0 * capture_cpu_s / captured) if captured else None,
         )
         if st.counter is not None:
             summary.syncs = {"in_loop": st.loop_syncs, "total": st.counter.total}
@@ -576,7 +578,8 @@ class MultiPipeline(Pipeline):
     def _summary(self, st: "_Loop") -> "RunSummary":
         caps = [x.cap for x in self.states]
         summary = self._make_summary(st, sum(c.dropped for c in caps), sum(c.captured for c in caps),
-                                     ", ".join(str(s.uri) for s in self.sources), st.end_reason)
+                                     ", ".join(str(s.uri) for s in self.sources), st.end_reason,
+                                     sum(c.cpu_seconds for c in caps))
         rows = []
         for state in self.states:
             d = state.to_dict()
