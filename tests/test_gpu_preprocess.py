@@ -369,3 +369,22 @@ def test_prepared_launch_passes_what_the_plain_call_passes():
     fn2 = types.SimpleNamespace(plain=[])  # a stand-in without prepared calls gets the plain call
     launch_pycuda(lambda *a, **k: fn2.plain.append((k["grid"], a)), plan, 1, 2, None)
     assert fn2.plain[0][0] == plan.grid and len(fn2.plain[0][1]) == len(ARG_FORMAT)
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+def test_pycuda_memory_from_the_cli_makes_its_own_context(tmp_path, monkeypatch):
+    """`bench/run --memory pycuda-pinned` from the CLI: no context is current until the runtime makes one
+    (on the H200 this was 'explicit_context_dependent failed: invalid device context')."""
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.pipeline import run_pipeline
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    install_compiler(monkeypatch, [])
+    seq = write_color_video(tmp_path / "c.avi", n=6, w=64, h=48)
+    bundle = make_bundle(tmp_path / "b")
+    assert drv.Context.get_current() is None
+    eng = PointerEngine(create_engine(open_bundle(bundle), backend="onnxruntime"))
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda-pinned")
+    assert [json.loads(x)["label"] for x in (tmp_path / "p.jsonl").read_text().splitlines()] == seq
+    assert s.executor["executor"] == "pycuda" and drv.Context.get_current() is not None

@@ -130,8 +130,12 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
 def _pycuda_executor(engine: Any, spec: Any, gpu_preprocess: Any = "auto", **kw: Any) -> Any:
     """The pycuda executor: GPU preprocessing (the fused kernel) unless it cannot compile here
     (``gpu_preprocess="auto"``: then host preprocessing, said once) or is switched off (False)."""
+    from .._lazy import require
+    from ..trt.cuda import ensure_pycuda_context
     from .gpu_executors import PycudaGpuExecutor, gpu_preprocess_unavailable
 
+    # `run`/`bench --memory pycuda-*` from the CLI: nobody has made a context current yet
+    ensure_pycuda_context(kw.get("cuda") or require("pycuda.driver", "the pycuda runtime path"))
     if gpu_preprocess in (False, "off", "host"):
         return PycudaExecutor(engine, spec, **kw)
     why = gpu_preprocess_unavailable(spec, engine, cuda=kw.get("cuda"))
