@@ -93,7 +93,9 @@ def test_engine_command_builds_then_hits_with_double(tmp_path, monkeypatch):
     assert out["how"] == "built" and out["tensorrt"] == "10.3.0" and len(trt._double.builds) == 1
     r = cli_runner().invoke(cli, args)
     assert json.loads(r.stdout)["how"] == "cache-hit" and len(trt._double.builds) == 1
-    r = cli_runner().invoke(cli, ["bundle", "engine", d, "--sm", "53", "--precision", "int8", "--cache-dir", cache])
+    from click.testing import CliRunner  # stderr in .output on every click: the error line
+
+    r = CliRunner().invoke(cli, ["bundle", "engine", d, "--sm", "53", "--precision", "int8", "--cache-dir", cache])
     assert r.exit_code == 2 and "no fast INT8" in r.output
 
 
