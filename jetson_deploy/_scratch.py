@@ -16,6 +16,13 @@ from ._files import pid_alive
 
 PREFIX = "jd-run-"
 _mine: "Optional[str]" = None
+_base: "Optional[str]" = None
+
+
+def lasting_tempdir() -> str:
+    """Where a file the user is pointed to (a failed export's log) stays after this run ends:
+    the temporary directory the run started with, not the private one removed at exit."""
+    return _base or tempfile.gettempdir()
 
 
 def clean_stale(base: str) -> int:
@@ -44,10 +51,10 @@ def clean_stale(base: str) -> int:
 
 def use_private_tempdir() -> "Optional[str]":
     """Point ``tempfile`` (and child processes, via TMPDIR) at a fresh private directory."""
-    global _mine
+    global _mine, _base
     if _mine is not None:
         return _mine
-    base = tempfile.gettempdir()
+    base = _base = tempfile.gettempdir()
     clean_stale(base)
     try:
         _mine = tempfile.mkdtemp(prefix="{}{}-".format(PREFIX, os.getpid()), dir=base)

@@ -147,3 +147,22 @@ def test_dynamo_exporter_when_torchscript_cannot(tmp_path):
     m = load_manifest(tmp_path / "b")
     assert m["source"]["exporter"] == "dynamo" and m["source"]["onnx_opset"] == 18
     assert m["requires"]["tensorrt_min"] == "9.0" and res.parity["passed"]
+
+
+@pytest.mark.slow
+def test_the_log_a_failed_export_names_outlives_the_run(tmp_path):
+    """The CLI runs in a private temporary directory removed at exit: the log it points to is not in it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + str(root / "tests"), TMPDIR=str(tmp_path))
+    p = subprocess.run([sys.executable, "-m", "jetson_deploy", "convert", _ref("tiny_segformer"), "--spec",
+                        str(_spec(tmp_path, "tiny_segformer")), "-o", str(tmp_path / "b"), "--opset", "13",
+                        "--no-build-engine"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, env=env, timeout=300)
+    assert p.returncode == 2
+    log = Path(p.stderr.strip().splitlines()[-1].rsplit("details: ", 1)[1])
+    assert log.is_file() and "graph(" in log.read_text()
+    assert not [d for d in os.listdir(str(tmp_path)) if d.startswith("jd-run-")]  # the private dir is gone

@@ -95,8 +95,11 @@ class ExportFailed(Exception):
 
 
 def export_log_path() -> Path:
-    """A log file for the exporters' output, in the temporary directory (it outlives the work dir)."""
-    fd, name = tempfile.mkstemp(prefix="jetson-deploy-export-", suffix=".log")
+    """A log file for the exporters' output, in the temporary directory (it outlives the work dir
+    and the run's private temporary directory: the error line points the user to it)."""
+    from .._scratch import lasting_tempdir
+
+    fd, name = tempfile.mkstemp(prefix="jetson-deploy-export-", suffix=".log", dir=lasting_tempdir())
     os.close(fd)
     return Path(name)
 
