@@ -122,3 +122,21 @@ def test_detect_layout_ambiguity_two_classes():
     raw[0, 0] = [32, 32, 10, 10, 0.2, 0.7]
     r = pp({"out": raw}, (64, 64))
     assert [(d.label, d.box) for d in r.detections] == [("y", [27, 27, 37, 37])]
+
+
+def test_small_topk_fast_path_matches_the_numpy_path():
+    """Up to 64 classes top-k runs on Python floats: same ids and (float32) scores as the numpy path."""
+    from jetson_deploy.runtime import postprocess as pp
+
+    rs = np.random.RandomState(11)
+    for n in (1, 2, 4, 10, 64):
+        for kind in ("logits", "probs"):
+            v = rs.randn(n).astype(np.float32) * 3
+            if kind == "probs":
+                v = pp.softmax(v)
+            for k in (1, 3, 5, 100):
+                ids, scores = pp._topk_small(v, k)
+                p = v.astype(np.float32) if pp.looks_like_probs(v) else pp.softmax(v)
+                want = np.argsort(-p, kind="stable")[:k]
+                assert ids == [int(i) for i in want], (n, kind, k)
+                np.testing.assert_allclose(scores, p[want], rtol=2e-6, atol=1e-7)
