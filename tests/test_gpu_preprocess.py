@@ -11,7 +11,7 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
-from support.runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import PointerEngine, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double  # noqa: E402
 
 from jetson_deploy.preprocess import preprocess  # noqa: E402
@@ -161,34 +161,6 @@ def install_compiler(monkeypatch, launches):
     mod.SourceModule = SourceModule
     monkeypatch.setitem(sys.modules, "pycuda.compiler", mod)
     sys.modules["pycuda"].compiler = mod
-
-
-class PointerEngine(Engine):
-    """TensorRT's calling convention (device pointers) computing with ONNX Runtime."""
-
-    backend = "tensorrt"
-    is_gpu = True
-
-    def __init__(self, ort_engine: Any) -> None:
-        super().__init__()
-        self.ort = ort_engine
-
-    def activate_impl(self) -> None:
-        self.ort.activate()
-        self.inputs, self.outputs = list(self.ort.inputs), list(self.ort.outputs)
-
-    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
-        inp = self.inputs[0]
-        n = int(np.prod(inp.shape))
-
-        def kernel() -> None:  # runs when the stream reaches it (the pycuda double defers stream work)
-            x = np.frombuffer((ctypes.c_float * n).from_address(buffers[inp.name]), np.float32).reshape(inp.shape).copy()
-            for t, a in self.ort.infer({inp.name: x}).items():
-                a = np.ascontiguousarray(a)
-                ctypes.memmove(buffers[t], a.ctypes.data, a.nbytes)
-
-        if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), kernel):
-            kernel()
 
 
 def _run_double(tmp_path, monkeypatch, source, memory, integrated, compiler=True, **kw):

@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.needs("onnxruntime", "cv2")
 
-from support.runtime import make_bundle, write_color_video  # noqa: E402
+from support.runtime import PointerEngine, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double  # noqa: E402
 
 from jetson_deploy.runtime.engine import Engine, TensorInfo  # noqa: E402
@@ -24,40 +24,6 @@ from jetson_deploy.runtime.memory import (  # noqa: E402
     allocator_for,
     make_context,
 )
-
-
-class PointerEngine(Engine):
-    """A device-pointer engine (TensorRT's calling convention) computing with ONNX Runtime."""
-
-    backend = "tensorrt"
-    is_gpu = True
-
-    def __init__(self, ort_engine: Any) -> None:
-        super().__init__()
-        self.ort = ort_engine
-        self.enqueues = 0
-        self.pointers = []
-
-    def activate_impl(self) -> None:
-        self.ort.activate()
-        self.inputs = list(self.ort.inputs)
-        self.outputs = list(self.ort.outputs)
-
-    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
-        self.enqueues += 1
-        inp = self.inputs[0]
-        self.pointers.append(buffers[inp.name])
-        n = int(np.prod(inp.shape))
-
-        def kernel() -> None:  # runs when the stream reaches it, after the copies queued before it
-            x = np.frombuffer((ctypes.c_float * n).from_address(buffers[inp.name]), np.float32).reshape(inp.shape).copy()
-            outs = self.ort.infer({inp.name: x})
-            for t in self.outputs:
-                a = np.ascontiguousarray(outs[t.name])
-                ctypes.memmove(buffers[t.name], a.ctypes.data, a.nbytes)
-
-        if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), kernel):
-            kernel()
 
 
 @pytest.fixture

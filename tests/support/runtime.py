@@ -4,11 +4,15 @@ The test model is a real ONNX graph built with ``onnx.helper`` (no torch needed)
 input's colour channels and scores them, so a solid-colour frame is classified by its colour.
 Spec colour order is BGR, so the labels follow OpenCV's channel order.
 """
+import ctypes
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from doubles import pycuda_double
+from jetson_deploy.runtime.engine import Engine
 
 LABELS = ["blue", "green", "red", "gray"]
 COLORS = {"blue": (255, 0, 0), "green": (0, 255, 0), "red": (0, 0, 255)}
@@ -233,3 +237,36 @@ def detect_onnx_bytes(size: int = SIZE) -> bytes:
 
 def make_detect_bundle(dest: Path) -> Path:
     return _task_bundle(dest, "det", detect_onnx_bytes(), "detect", ["output0"])
+
+
+class PointerEngine(Engine):
+    """TensorRT's calling convention (device pointers on a stream) computing with ONNX Runtime, for the
+    pycuda double: its work runs when the stream reaches it, after the copies queued before it."""
+
+    backend = "tensorrt"
+    is_gpu = True
+
+    def __init__(self, ort: Any) -> None:
+        super().__init__()
+        self.ort = ort
+        self.enqueues = 0
+        self.pointers: "List[int]" = []
+
+    def activate_impl(self) -> None:
+        self.ort.activate()
+        self.inputs, self.outputs = list(self.ort.inputs), list(self.ort.outputs)
+
+    def enqueue_impl(self, buffers: "Dict[str, Any]", stream: Any) -> None:
+        self.enqueues += 1
+        inp = self.inputs[0]
+        self.pointers.append(buffers[inp.name])
+        n = int(np.prod(inp.shape))
+
+        def kernel() -> None:
+            x = np.frombuffer((ctypes.c_float * n).from_address(buffers[inp.name]), np.float32)
+            for t, a in self.ort.infer({inp.name: x.reshape(inp.shape).copy()}).items():
+                a = np.ascontiguousarray(a)
+                ctypes.memmove(buffers[t], a.ctypes.data, a.nbytes)
+
+        if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), kernel):
+            kernel()
