@@ -44,6 +44,8 @@ def gpu_preprocess_unavailable(spec: Any, engine: Any, cuda: Any = None) -> str:
 
 def _same_memory(a: "np.ndarray", b: "np.ndarray") -> bool:
     """True when ``b`` is ``a`` (or a full view of it): the frame sits in our page-locked buffer."""
+    if a is b:  # the usual case, and cheap: __array_interface__ builds a dict on every call
+        return True
     return a.shape == b.shape and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
