@@ -13,7 +13,7 @@ import random
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -102,26 +102,33 @@ def _skip_reason(rep) -> str:
     return str(lr[2] if isinstance(lr, tuple) else lr).replace("Skipped: ", "", 1)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    skipped = terminalreporter.stats.get("skipped", [])
-    if not skipped:
-        return
+def _skip_counts(stats: "Dict[str, Any]") -> "Tuple[Dict[str, int], List[str]]":
+    """(reason -> count, reasons not in the allow-list) of this run's skips."""
     allowed = _allowed()
     counts: "Dict[str, int]" = {}
-    for rep in skipped:
+    for rep in stats.get("skipped", []):
         counts[_skip_reason(rep)] = counts.get(_skip_reason(rep), 0) + 1
-    unlisted = sorted(r for r in counts if not any(p.search(r) for p in allowed))
-    terminalreporter.write_sep("-", "skip summary ({} skipped)".format(len(skipped)))
+    return counts, sorted(r for r in counts if not any(p.search(r) for p in allowed))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts, unlisted = _skip_counts(terminalreporter.stats)
+    if not counts:
+        return
+    terminalreporter.write_sep("-", "skip summary ({} skipped)".format(sum(counts.values())))
     for reason, n in sorted(counts.items()):
         terminalreporter.write_line("{:4d}  {}{}".format(n, reason, "   <-- NOT in tests/skip_allowlist.txt" if reason in unlisted else ""))
     if unlisted and os.environ.get("JD_STRICT_SKIPS") == "1":
         terminalreporter.write_line("skips not in tests/skip_allowlist.txt: {} (JD_STRICT_SKIPS=1 fails the run)".format(len(unlisted)))
-        config._jd_unlisted_skips = unlisted
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    if getattr(session.config, "_jd_unlisted_skips", None) and exitstatus == 0:
+    """The exit status is settled here, before the terminal summary is written."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or os.environ.get("JD_STRICT_SKIPS") != "1" or exitstatus != 0:
+        return
+    if _skip_counts(reporter.stats)[1]:
         session.exitstatus = 1
 
 
