@@ -21,7 +21,7 @@ batch-1 pipeline of the same model on the first source, measured in the same cal
 """
 import time
 from dataclasses import replace
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .runtime.metrics import percentiles
 from .runtime.options import OutputOptions, RunOptions, SourceOptions, split_options
@@ -49,6 +49,19 @@ def engine_only(executor: Any, iterations: int, warmup: int = 10,
         sync()
         lats.append((time.perf_counter() - t1) * 1000.0)
     return {"fps": round(iterations / dt, 3), "seconds": round(dt, 4), "latency_ms": percentiles(lats)}
+
+
+def _side_by_side(ex: Any, pipeline_run: Any, iterations: int, warmup: int, warm_frames: int, frames: int,
+                  sync_debug: Any) -> "Tuple[Any, Any, Any, Any, Any]":
+    """Engine-only and bare-model runs before and after the pipeline run, in one process, so a
+    ratio compares like with like (the better of the two engine/model runs is the reference)."""
+    pipeline_run(warm_frames, None)
+    e1 = engine_only(ex, iterations, warmup=warmup)
+    m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+    p = pipeline_run(frames, sync_debug)
+    e2 = engine_only(ex, iterations, warmup=warmup)
+    m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+    return e1, e2, m1, m2, p
 
 
 def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: Any = "synthetic://1280x720", *,
@@ -90,12 +103,8 @@ def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: Any 
                 src.close()
 
         # the warm-up pipeline run also sets the executor up for the source's frame size
-        pipeline_run(max(warmup, 2 * opts.depth), None)
-        e1 = engine_only(ex, iterations, warmup=warmup)
-        m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
-        p = pipeline_run(iterations, opts.sync_debug)
-        e2 = engine_only(ex, iterations, warmup=warmup)
-        m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+        e1, e2, m1, m2, p = _side_by_side(ex, pipeline_run, iterations, warmup, max(warmup, 2 * opts.depth),
+                                          iterations, opts.sync_debug)
     finally:
         if ex is not None:
             ex.close()
@@ -169,12 +178,8 @@ def run_multi_bench(bundle: Any, sources: "List[str]", iterations: int = 300, wa
                 for src in srcs:
                     src.close()
 
-        pipeline_run(max(warmup, 2 * opts.depth) * n, None)
-        e1 = engine_only(ex, iterations, warmup=warmup)
-        m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
-        p = pipeline_run(iterations * n, opts.sync_debug)
-        e2 = engine_only(ex, iterations, warmup=warmup)
-        m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
+        e1, e2, m1, m2, p = _side_by_side(ex, pipeline_run, iterations, warmup, max(warmup, 2 * opts.depth) * n,
+                                          iterations * n, opts.sync_debug)
     finally:
         if ex is not None:
             ex.close()

@@ -310,17 +310,21 @@ class Pipeline:
             st.counter.inside_loop = True
         return st
 
+    def _stopping(self, st: "_Loop", max_frames: "Optional[int]") -> bool:
+        """True (with the reason in ``st``) when the loop must end before taking more frames."""
+        if max_frames is not None and st.submitted >= max_frames:
+            st.end_reason = "max frames reached ({})".format(max_frames)
+            return True
+        if self.stop_requested:
+            st.end_reason = "stopped by the display window"
+            return True
+        return False
+
     def _loop(self, st: "_Loop", max_frames: "Optional[int]") -> None:
         """The steady state.  The one blocking call on the GPU is ``wait`` on the oldest slot when
         the ring is full; finished results are collected with non-blocking ``query``."""
         ex = self.executor
-        while True:
-            if max_frames is not None and st.submitted >= max_frames:
-                st.end_reason = "max frames reached ({})".format(max_frames)
-                return
-            if self.stop_requested:
-                st.end_reason = "stopped by the display window"
-                return
+        while not self._stopping(st, max_frames):
             t0 = time.perf_counter()
             # frames in flight: poll briefly so finished results go out promptly (latency on
             # paced cameras) without blocking on the GPU; nothing in flight: wait longer
@@ -500,13 +504,7 @@ class MultiPipeline(Pipeline):
     def _loop(self, st: "_Loop", max_frames: "Optional[int]") -> None:
         """As :meth:`Pipeline._loop`, a batch per slot: form -> (ring full: wait oldest) -> submit."""
         ex = self.executor
-        while True:
-            if max_frames is not None and st.submitted >= max_frames:
-                st.end_reason = "max frames reached ({})".format(max_frames)
-                return
-            if self.stop_requested:
-                st.end_reason = "stopped by the display window"
-                return
+        while not self._stopping(st, max_frames):
             t0 = time.perf_counter()
             room = ex.batch if max_frames is None else min(ex.batch, max_frames - st.submitted)
             rows = self.former.form(room, 0.00025 if st.ring else 0.1)  # type: ignore[union-attr]
