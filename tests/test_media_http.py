@@ -185,3 +185,42 @@ def test_stalled_client_leaves_fps_unchanged(bundle):
     assert rc == 0
     assert fps_before > 20 and ratio >= 0.8, (fps_before, fps_after)
     assert re.search(r"ended: interrupted|frames in", run.stderr())
+
+
+def test_latest_slot_keeps_the_newest_frame_of_every_stream():
+    """Several sources into one live view: each stream keeps its newest frame, none starves."""
+    slot = LatestSlot()
+    for i in range(4):
+        slot.put(("a", i), key=0)
+        slot.put(("b", i), key=1)
+    assert slot.dropped == 6
+    assert {slot.take(0.01), slot.take(0.01)} == {("a", 3), ("b", 3)} and slot.take(0.01) is None
+
+
+@pytest.mark.needs("cv2")
+def test_each_source_gets_its_own_stream(tmp_path):
+    """`?source=K` serves source K's frames (frame.stream = K in multi-source runs)."""
+    import cv2
+
+    from jetson_deploy.media.sources import Frame
+
+    sink = HTTPSink("http://127.0.0.1:{}/".format(free_port()))  # opens (listens) at its first frame
+    try:
+        sink.clients = 1  # frames are encoded only while someone watches
+        colours = {0: (0, 0, 255), 1: (255, 0, 0)}  # BGR red for source 0, blue for source 1
+        for i in range(6):
+            for k, c in colours.items():
+                f = Frame(np.full((120, 160, 3), c, np.uint8), index=i)
+                f.stream = k
+                sink.render(f, _res(i), 30.0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(sink.streams[k].jpeg for k in colours):
+            time.sleep(0.02)
+        for k, c in colours.items():
+            body = urllib.request.urlopen("{}frame.jpg?source={}".format(sink.url.split("?")[0], k), timeout=5).read()
+            img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+            assert img.shape == (120, 160, 3)
+            np.testing.assert_allclose(img[100, 80].astype(int), c, atol=40)  # below the label box
+    finally:
+        sink.clients = 0
+        sink.close()

@@ -126,7 +126,7 @@ class HTTPSink(Sink):
         if key not in self.streams:
             self.streams[key] = _Stream()
         if self.clients > 0 and getattr(frame, "image", None) is not None:
-            self.slot.put((key, frame.image.copy(), result, fps))
+            self.slot.put((key, frame.image.copy(), result, fps), key=key)
 
     def close_impl(self) -> None:
         self._stop.set()

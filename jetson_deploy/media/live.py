@@ -7,7 +7,7 @@ stream, never frames of the pipeline.
 import ipaddress
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -44,30 +44,36 @@ def split_host_port(netloc: str, default_host: str, default_port: int) -> "Tuple
 
 
 class LatestSlot:
-    """One frame deep hand-over from the frame loop to an encoder thread (latest wins)."""
+    """Hand-over from the frame loop to an encoder thread: the latest item per stream key wins.
+
+    Keyed so that several sources feeding one sink each keep their newest frame: one shared
+    slot let the faster (or later) source starve the others' streams.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._item: Any = None
+        self._items: "OrderedDict[Any, Any]" = OrderedDict()
         self.seq = 0
         self.dropped = 0
         self.closed = False
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, key: Any = 0) -> None:
         with self._cond:
-            if self._item is not None:
+            if key in self._items:  # an older frame of this stream was never encoded
                 self.dropped += 1
-            self._item = item
+                del self._items[key]  # to the back: streams take turns
+            self._items[key] = item
             self.seq += 1
             self._cond.notify()
 
     def take(self, timeout: float = 0.5) -> Any:
-        """The newest item (None on timeout or once closed)."""
+        """The newest item of the stream waiting longest (None on timeout or once closed)."""
         with self._cond:
-            if self._item is None and not self.closed:
+            if not self._items and not self.closed:
                 self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            if not self._items:
+                return None
+            return self._items.popitem(last=False)[1]
 
     def close(self) -> None:
         with self._cond:
