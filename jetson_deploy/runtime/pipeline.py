@@ -337,18 +337,22 @@ class Pipeline:
                     return
                 continue
             st.last_frame = time.monotonic()
-            if not st.free:  # ring full: the one allowed wait, on the oldest in-flight frame
-                slot, f = st.ring.popleft()
-                t0 = time.perf_counter()
-                ex.wait(slot)
-                st.wait_dev += time.perf_counter() - t0
-                self._finish(slot, f, wait=False)
-                st.free.append(slot)
-            slot = st.free.pop()
+            slot = self._free_slot(st)
             ex.submit(slot, frame)
             st.submitted += 1
             st.ring.append((slot, frame))
             self._collect(st, keep=1)
+
+    def _free_slot(self, st: "_Loop") -> int:
+        """A free ring slot; when the ring is full, the one allowed wait, on the oldest in flight."""
+        if not st.free:
+            slot, old = st.ring.popleft()
+            t0 = time.perf_counter()
+            self.executor.wait(slot)
+            st.wait_dev += time.perf_counter() - t0
+            self._finish(slot, old, wait=False)
+            st.free.append(slot)
+        return st.free.pop()
 
     def _collect(self, st: "_Loop", keep: int) -> None:
         """Finish the oldest in-flight frames whose event has fired, leaving at least ``keep``."""
@@ -522,14 +526,7 @@ class MultiPipeline(Pipeline):
                 state.last_frame = now
                 frame.stream = state.index
                 frames.append(frame)
-            if not st.free:  # ring full: the one allowed wait, on the oldest in-flight batch
-                slot, old = st.ring.popleft()
-                t0 = time.perf_counter()
-                ex.wait(slot)
-                st.wait_dev += time.perf_counter() - t0
-                self._finish(slot, old, wait=False)
-                st.free.append(slot)
-            slot = st.free.pop()
+            slot = self._free_slot(st)
             ex.submit_batch(slot, frames)
             st.submitted += len(frames)
             st.ring.append((slot, frames))
