@@ -93,12 +93,17 @@ def jd_cmd() -> "List[str]":
     return [sys.executable, "-m", "jetson_deploy"]
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
+def _need_sshd() -> None:
+    """Skip, with the reason, where OpenSSH's server is missing (the fixtures below start one)."""
     why = sshd_skip_reason()
     if why:
         pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
+    _need_sshd()
     srv = SshServer.start(tmp_path_factory.mktemp("sshd"), alias="jd-a")
     try:
         yield srv
@@ -109,9 +114,7 @@ def sshd(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sshd_pair(tmp_path_factory):
     """Two sshd on two ports sharing one user key, plus one client config naming both."""
-    why = sshd_skip_reason()
-    if why:
-        pytest.skip(why)
+    _need_sshd()
     base = tmp_path_factory.mktemp("sshd2")
     a = SshServer.start(base / "a", alias="jd-a")
     try:
@@ -185,9 +188,7 @@ class FakeSystemd(object):
 @pytest.fixture(scope="module")
 def sshd_systemd(tmp_path_factory):
     """An sshd whose sessions find a :class:`FakeSystemd` first on PATH: ``(srv, fake)``."""
-    why = sshd_skip_reason()
-    if why:
-        pytest.skip(why)
+    _need_sshd()
     base = tmp_path_factory.mktemp("sshd-systemd")
     fake = FakeSystemd(base / "systemd")
     srv = SshServer.start(base / "sshd", alias="jd-a", env={"PATH": fake.bin.as_posix() + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
