@@ -88,6 +88,9 @@ class _FreeGraph:
     def replay(self) -> None:
         pass
 
+    def launcher(self):  # type: ignore[no-untyped-def]
+        return self.replay
+
 
 class FreeEngine(Engine):
     """The spec's input and a (1, classes) output; enqueue and graphs cost nothing."""
@@ -109,7 +112,10 @@ class FreeEngine(Engine):
     def enqueue_impl(self, buffers, stream):  # type: ignore[no-untyped-def]
         pass
 
-    def capture_graph(self, buffers, stream=None):  # type: ignore[no-untyped-def]
+    def capture_graph(self, buffers, stream=None, prologue=None, epilogue=None):  # type: ignore[no-untyped-def]
+        for step in (prologue, epilogue):  # queued once at capture, as a real capture does
+            if step is not None:
+                step()
         return _FreeGraph()
 
 

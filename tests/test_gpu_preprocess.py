@@ -2,6 +2,7 @@
 top-1 agreement through ONNX Runtime on the demo model), the pycuda executor's frame path on the
 pycuda double with a stand-in compiler that runs the numpy port, and the kernel itself on CUDA."""
 import ctypes
+import itertools
 import json
 import re
 import sys
@@ -205,11 +206,15 @@ def test_pycuda_gpu_preprocess_path(tmp_path, monkeypatch, integrated):
     ex = s.executor
     assert ex["executor"] == "pycuda" and ex["preprocess"] == "cuda-kernel (pycuda)" and ex["gpu_preprocess"] is True
     assert prepares == [None]  # the capture thread only captures
-    assert len(launches) == 12 and all(size == (64, 48) for _, size in launches)
+    assert all(size == (64, 48) for _, size in launches) and ex["cuda_graph"] is True
     if integrated:
         assert htod == [] and ex["memory"] == "pycuda-mapped"  # the kernel read the mapped frames in place
+        assert len(launches) == 12 and ex["kernel_in_graph"] is False  # each frame's own address
     else:
         assert htod == [(48, 64, 3)] * 12  # the uint8 frame as captured, nothing preprocessed on the host
+        # kernel + engine + copy-out captured once per ring slot, each from its own device frame
+        # buffer; 12 frames were 12 graph launches (the labels above prove each read its own frame)
+        assert len(launches) == 3 and len({src for src, _ in launches}) == 3 and ex["kernel_in_graph"] is True
     assert ex["staged_frames"] == 0  # frames were captured straight into page-locked memory
 
 
@@ -227,7 +232,9 @@ def test_pycuda_frame_size_change_gets_a_new_plan(tmp_path, monkeypatch):
         want.append((name, (w, h)))
     s, rows, launches, htod, _ = _run_double(tmp_path, monkeypatch, str(folder), "pycuda-pinned", False)
     assert [r["label"] for r in rows] == [n for n, _ in want]
-    assert [size for _, size in launches] == [wh for _, wh in want]
+    # discrete GPU: each size change re-captured the three slot graphs with that size's kernel plan
+    groups = [(size, len(list(g))) for size, g in itertools.groupby(size for _, size in launches)]
+    assert groups == [((64, 48), 3), ((33, 90), 3), ((200, 20), 3), ((64, 48), 3)]
 
 
 @pytest.mark.needs("onnxruntime", "cv2")

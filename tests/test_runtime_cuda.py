@@ -2,6 +2,7 @@
 sync-free loop) and the pycuda memory path with real pycuda."""
 import json
 
+import numpy as np
 import pytest
 
 from support import optional_module
@@ -61,6 +62,65 @@ def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
             assert s.syncs["in_loop"].get("event.synchronize", 0) <= 15 - 3 + 1
     finally:
         ctx.pop()
+
+
+@pytest.mark.needs("pycuda.driver")
+def test_graph_launcher_relaunches_the_captured_work_on_real_cuda():
+    """CudaGraph.launcher(): the driver's cuGraphLaunch on torch's instantiated graph (where torch
+    exposes it) runs the captured work on the graph's stream, as replay() does."""
+    import pycuda.driver as cuda
+
+    from jetson_deploy.runtime.cuda_graph import CudaGraph
+    from jetson_deploy.runtime.memory import make_context
+
+    torch.zeros(1, device="cuda")
+    ctx = make_context()
+    try:
+        ps = cuda.Stream()
+        s = torch.cuda.ExternalStream(ps.handle)
+        x = torch.zeros(8, device="cuda")
+        with torch.cuda.stream(s):
+            x.add_(1)
+        s.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s, capture_error_mode="thread_local"):
+            x.add_(2)
+        cg = CudaGraph(g, s)
+        launch = cg.launcher()
+        assert (launch != cg.replay) is hasattr(g, "raw_cuda_graph_exec")
+        for _ in range(5):
+            launch()
+        cg.replay()
+        ps.synchronize()
+        assert x.cpu().tolist() == [13.0] * 8  # the warm-up's 1, then 6 launches of +2 (capture runs nothing)
+    finally:
+        ctx.pop()
+
+
+@pytest.mark.needs("pycuda.driver")
+def test_pycuda_kernel_in_slot_graphs_follows_a_size_change_on_real_cuda(bundle, tmp_path):
+    """Discrete GPU, pinned frames: kernel + engine + copy-out in one graph per slot; frames of a new
+    size mid-stream re-capture them (labels stay right)."""
+    import cv2
+
+    from jetson_deploy.runtime.memory import make_context
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    colours = {"blue": (255, 0, 0), "green": (0, 255, 0), "red": (0, 0, 255)}
+    want = []
+    for i, (name, (w, h)) in enumerate([("red", (64, 48)), ("green", (64, 48)), ("blue", (640, 360)),
+                                        ("red", (640, 360)), ("green", (33, 90)), ("blue", (64, 48))] * 2):
+        cv2.imwrite(str(folder / "{:02d}.png".format(i)), np.full((h, w, 3), colours[name], np.uint8))
+        want.append(name)
+    ctx = make_context()
+    try:
+        s = run_pipeline(bundle, str(folder), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
+                         memory="pycuda-pinned", executor_options={"gpu_preprocess": "on"})
+    finally:
+        ctx.pop()
+    assert s.executor["kernel_in_graph"] is True and s.executor["cuda_graph"] is True
+    assert [r["label"] for r in _rows(tmp_path / "p.jsonl")] == want
 
 
 @pytest.mark.parametrize("mapped_in", [False, True])

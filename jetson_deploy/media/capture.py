@@ -63,6 +63,10 @@ class CaptureThread:
         self.cpu_seconds = 0.0
         self._q: "Deque[Frame]" = deque()
         self._cond = threading.Condition()
+        # who sleeps on the condition: each side wakes the other only then
+        self._producer_waiting = False
+        self._consumer_waiting = False
+        self._low_water = self.maxsize // 2
         self._stop = threading.Event()
         self._done = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -101,37 +105,57 @@ class CaptureThread:
                 self.ready.set()
 
     def _put(self, frame: "Frame") -> None:
+        """Queue a frame.  A full queue (files) is waited on until it is half empty, so the two
+        threads hand over the interpreter once per few frames, not once per frame."""
         with self._cond:
-            while len(self._q) >= self.maxsize:
+            if len(self._q) >= self.maxsize:
                 if self.drop:
                     old = self._q.popleft()
                     _release(old)
                     self.dropped += 1
-                    break
-                if self._stop.is_set():
-                    frame.release()
-                    return
-                self._cond.wait(self.poll)
+                else:
+                    self._producer_waiting = True
+                    try:
+                        while len(self._q) > self._low_water:
+                            if self._stop.is_set():
+                                frame.release()
+                                return
+                            self._cond.wait(self.poll)
+                    finally:
+                        self._producer_waiting = False
             self._q.append(frame)
             self.last_frame_time = time.monotonic()
-            self._cond.notify_all()
+            if self._consumer_waiting:
+                self._cond.notify_all()
         if self.ready is not None:
             self.ready.set()
 
     def get(self, timeout: "Optional[float]" = None) -> "Optional[Frame]":
         """The oldest queued frame, or None after ``timeout`` seconds or when finished."""
         with self._cond:
-            end = None if timeout is None else time.monotonic() + timeout
+            if not self._q:
+                if not self._wait_for_frame(timeout):
+                    return None
+            f = self._q.popleft()
+            if self._producer_waiting and len(self._q) <= self._low_water:
+                self._cond.notify_all()
+            return f
+
+    def _wait_for_frame(self, timeout: "Optional[float]") -> bool:
+        """(Holding the lock, queue empty) wait until a frame is queued: False on timeout or end."""
+        end = None if timeout is None else time.monotonic() + timeout
+        self._consumer_waiting = True
+        try:
             while not self._q:
                 if self._done:
-                    return None
+                    return False
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
-                    return None
+                    return False
                 self._cond.wait(self.poll if left is None else min(left, self.poll))
-            f = self._q.popleft()
-            self._cond.notify_all()
-            return f
+        finally:
+            self._consumer_waiting = False
+        return True
 
     @property
     def finished(self) -> bool:

@@ -16,7 +16,7 @@ host synchronisation the loop allows -- and then reads ``outputs(slot)``.
   mapped (zero-copy) buffers, device-pointer ``enqueue`` on a compute stream, H2D on a copy stream,
   every host synchronisation counted by a :class:`~jetson_deploy.runtime.memory.SyncCounter`.
 """
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -637,11 +637,14 @@ class PycudaExecutor(Executor):
         nbytes = int(np.prod(shape)) * np.dtype(inp.dtype).itemsize
         self.row_bytes = nbytes // self.batch
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
+        self.dev_in_ptrs = [int(d) for d in self.dev_in]
         self.dev_out, self.host_out = self._alloc_outputs()
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
         self._inflight: "List[Any]" = [None] * self.depth  # a Prepared, or a batch's list of them
         self.graphs: "List[Any]" = []
+        self._launchers: "List[Any]" = []
+        self._model_graph: Any = None
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
             self._capture_graphs()
@@ -665,17 +668,33 @@ class PycudaExecutor(Executor):
             host_out.append(h)
         return dev_out, host_out
 
-    def _capture_graphs(self) -> None:
+    def _capture_graphs(self, prologue_for: "Optional[Callable[[int], Callable[[], None]]]" = None) -> None:
         """One CUDA graph per slot (its buffers are fixed) where the engine can capture one
-        (TensorRT 8.5+ / torch backend); mapped inputs change address per frame, so not there."""
+        (TensorRT 8.5+ / torch backend): ``prologue_for(slot)``'s work (the GPU executor's kernel),
+        the engine and the slot's copy-out, so a frame costs one launch.  Mapped host-preprocessed
+        inputs change address per frame, so not there."""
+        graphs: "List[Any]" = []
         try:
             for k in range(self.depth):
-                self.graphs.append(self.engine.capture_graph(self._bindings(k, int(self.dev_in[k])),
-                                                             self.compute_stream.handle))
+                graphs.append(self.engine.capture_graph(
+                    self._bindings(k, int(self.dev_in[k])), self.compute_stream.handle,
+                    prologue=prologue_for(k) if prologue_for is not None else None, epilogue=self._copy_out(k)))
         except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
-            self.graphs = []
+            graphs = []
             self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self.graphs = graphs
+        self._launchers = [g.launcher() if hasattr(g, "launcher") else g.replay for g in graphs]
+
+    def _copy_out(self, slot: int) -> "Callable[[], None]":
+        """The slot's D2H copies of its outputs on the compute stream (captured into its graph)."""
+        cuda, stream, host, dev = self.cuda, self.compute_stream, self.host_out[slot], self.dev_out[slot]
+
+        def copy() -> None:
+            for k, v in dev.items():
+                cuda.memcpy_dtoh_async(host[k], v, stream)
+
+        return copy
 
     def _bindings(self, slot: int, in_ptr: int) -> "Dict[str, int]":
         b = {self.input_name: in_ptr}
@@ -707,13 +726,12 @@ class PycudaExecutor(Executor):
         self._launch(slot, in_ptr)
 
     def _launch(self, slot: int, in_ptr: int) -> None:
-        """The slot's engine work (graph or enqueue), its copy-out and its event, on the compute stream."""
-        if self.graphs:
-            self.graphs[slot].replay()
+        """The slot's engine work and copy-out (one graph launch, or enqueue + copies), then its event."""
+        if self._launchers:
+            self._launchers[slot]()
         else:
             self.engine.enqueue(self._bindings(slot, in_ptr), self.compute_stream.handle)
-        for k, v in self.dev_out[slot].items():
-            self.cuda.memcpy_dtoh_async(self.host_out[slot][k], v, self.compute_stream)
+            self._copy_out(slot)()
         self.done[slot].record(self.compute_stream)
 
     def submit_batch(self, slot: int, frames: "List[Any]") -> None:
@@ -756,8 +774,23 @@ class PycudaExecutor(Executor):
         return self.host_out[slot]
 
     def engine_only_step(self) -> None:
-        if self.graphs:
-            self.graphs[0].replay()
+        """Slot 0's device work on its device input: the engine and its (small) copy-out."""
+        if self._launchers:
+            self._launchers[0]()
+        else:
+            self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+
+    def model_only_step(self) -> None:
+        """The network alone on slot 0's device input: its own graph (captured on first use, by
+        bench), or an eager enqueue where graphs are off or unavailable."""
+        if self._model_graph is None and self._launchers:
+            try:
+                g = self.engine.capture_graph(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+                self._model_graph = g.launcher() if hasattr(g, "launcher") else g.replay
+            except Exception:  # the slot graphs captured, so this does too; eager if not
+                self._model_graph = False
+        if self._model_graph:
+            self._model_graph()
         else:
             self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
 

@@ -10,16 +10,18 @@ becomes the engine's input:
   reads the mapped frame through its device pointer once and writes the input to device memory
   (``cudaMalloc``), which the network's first layers re-read (mapped memory is uncached on Tegra);
 * the fused kernel (:mod:`~jetson_deploy.runtime.gpu_preprocess`) runs on the compute stream and
-  writes the engine's device input buffer; the engine (or its per-slot CUDA graph, which now reads a
-  fixed device input also with mapped frames) follows on the same stream.
+  writes the engine's device input buffer; the engine and the copy-out follow on the same stream.
 
-The kernel is launched just before the graph replay rather than inside it: the TensorRT backend
-captures only its own enqueue, and the frame address changes per frame on the mapped path.  That is
-one extra launch (a few us).  A frame of another size gets new kernel arguments (the compiled
-function is per spec, not per size), so it is never preprocessed with a stale plan.
+Discrete GPUs: each ring slot's frame buffer, input and outputs are fixed, so the kernel, the engine
+and the copy-out are captured into one CUDA graph per slot and a frame costs an H2D copy, one graph
+launch (the driver's ``cuGraphLaunch``) and an event: on an H200 host the per-frame CUDA calls went
+from ~42 to ~10 us (``scripts/bench_cuda_calls.py``).  A new frame size re-captures them after the
+streams drain (once, at the change).  Integrated GPUs: the kernel reads each frame where it was
+captured (its address changes per frame), so it is launched just before the slot's graph (engine
+and copy-out).
 """
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -74,29 +76,52 @@ class PycudaGpuExecutor(PycudaExecutor):
         self.frame_allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
         self._staging = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
         self.plan: "Optional[Plan]" = None
+        self._plan_shape: "Tuple[int, ...]" = ()
         self.dev_frames: "List[Any]" = []
         self._frame_bytes = 0
-        self._held: "List[Any]" = [None] * self.depth
         self._staged: "Dict[Tuple[int, int], Any]" = {}
         self.staged_frames = 0
-        if graph and hasattr(engine, "capture_graph"):
-            self._capture_graphs()
-        self.graph = bool(self.graphs)
+        self._want_graph = bool(graph and hasattr(engine, "capture_graph"))
+        #: the kernel is inside the slot graphs (discrete GPUs, once a frame size is known)
+        self.kernel_in_graph = False
+        if self._want_graph and self.mapped:
+            self._capture_graphs()  # engine + copy-out; the kernel reads each mapped frame in place
+        self.graph = self._want_graph if not self.mapped else bool(self.graphs)
 
     def setup(self, frame_shape: "Tuple[int, ...]") -> None:
-        """Kernel arguments for this frame size; device frame buffers (discrete GPUs; one for bench)."""
+        """Kernel arguments for this frame size; device frame buffers (discrete GPUs; one for bench);
+        on discrete GPUs the slot graphs (kernel + engine + copy-out) for this size."""
         shape = tuple(int(s) for s in frame_shape)
-        if self.plan is not None and (self.plan.src_h, self.plan.src_w, self.plan.src_c) == shape:
+        if self.plan is not None and self._plan_shape == shape:
             return
         if self.plan is not None:
             log.info("frame size changed to %sx%s: new GPU preprocessing plan", shape[1], shape[0])
+            # frames in flight read the old buffers and graphs: let them finish (at a size change only)
+            self.copy_stream.synchronize()
+            self.compute_stream.synchronize()
         self.plan = make_plan(self.spec, shape, self.kspec)
+        self._plan_shape = shape
         nbytes = int(np.prod(shape))
         if nbytes > self._frame_bytes:
-            # frames in flight may still be read from the old buffers: keep them until the slot is reused
             n = 1 if self.mapped else self.depth * self.batch  # discrete: one per row of each slot
             self.dev_frames = [self.cuda.mem_alloc(nbytes) for _ in range(n)]
             self._frame_bytes = nbytes
+        if self._want_graph and not self.mapped:
+            self._capture_graphs(self._kernel_rows)
+            self.kernel_in_graph = bool(self.graphs)
+            self.graph = bool(self.graphs)
+
+    def _kernel_rows(self, slot: int) -> "Callable[[], None]":
+        """The slot's kernel launches (one per row), reading its device frame buffers."""
+        fn, stream, row_bytes, n = self.kernel, self.compute_stream, self.row_bytes, len(self.dev_frames)
+        srcs = [int(self.dev_frames[(slot * self.batch + i) % n]) for i in range(self.batch)]
+        base = int(self.dev_in[slot])
+
+        def launch() -> None:
+            for i, src in enumerate(srcs):
+                launch_pycuda(fn, self.plan, src, base + i * row_bytes, stream)  # type: ignore[arg-type]
+
+        return launch
 
     def prepare(self, frame: Any) -> None:
         """Nothing on the capture thread: it only captures."""
@@ -119,26 +144,26 @@ class PycudaGpuExecutor(PycudaExecutor):
         return st.array, st.device_ptr if self.mapped else None
 
     def submit(self, slot: int, frame: Any) -> None:
-        cuda = self.cuda
         img = frame.image
         if img.ndim == 2:
             img = img[:, :, None]
-        self.setup(tuple(img.shape))
-        if isinstance(frame.data, Prepared):  # host-preprocessed by someone else: not needed here
+        if img.shape != self._plan_shape:
+            self.setup(img.shape)
+        if frame.data is not None and isinstance(frame.data, Prepared):  # host-preprocessed elsewhere: unused
             frame.data.release()
             frame.data = None
         host, mapped_ptr = self._frame_source(slot, frame)
-        if mapped_ptr is not None:
-            src_ptr = int(mapped_ptr)  # zero copy: the kernel reads the mapped frame once
+        in_ptr = self.dev_in_ptrs[slot]
+        if mapped_ptr is not None:  # zero copy: the kernel reads the mapped frame once
+            launch_pycuda(self.kernel, self.plan, mapped_ptr, in_ptr, self.compute_stream)  # type: ignore[arg-type]
         else:
             dev = self.dev_frames[slot % len(self.dev_frames)]
-            cuda.memcpy_htod_async(dev, host, self.copy_stream)
+            self.cuda.memcpy_htod_async(dev, host, self.copy_stream)
             if self.copy_overlap:
                 self.copied[slot].record(self.copy_stream)
                 self.compute_stream.wait_for_event(self.copied[slot])
-            src_ptr = int(dev)
-        in_ptr = int(self.dev_in[slot])
-        launch_pycuda(self.kernel, self.plan, src_ptr, in_ptr, self.compute_stream)  # type: ignore[arg-type]
+            if not self.kernel_in_graph:
+                launch_pycuda(self.kernel, self.plan, dev, in_ptr, self.compute_stream)  # type: ignore[arg-type]
         self._launch(slot, in_ptr)
 
     def submit_batch(self, slot: int, frames: "List[Any]") -> None:
@@ -172,27 +197,23 @@ class PycudaGpuExecutor(PycudaExecutor):
             self.copied[slot].record(self.copy_stream)
             self.compute_stream.wait_for_event(self.copied[slot])
         base = int(self.dev_in[slot])
-        for i in range(self.batch):
-            launch_pycuda(self.kernel, self.plan, srcs[i if i < len(srcs) else 0], base + i * self.row_bytes,
-                          self.compute_stream)  # type: ignore[arg-type]
+        if not self.kernel_in_graph:  # (in the graph, padding rows read a stale frame: results unread)
+            for i in range(self.batch):
+                launch_pycuda(self.kernel, self.plan, srcs[i if i < len(srcs) else 0], base + i * self.row_bytes,
+                              self.compute_stream)  # type: ignore[arg-type]
         self._launch(slot, base)
 
     def outputs(self, slot: int) -> "Dict[str, np.ndarray]":
         return self.host_out[slot]
 
     def engine_only_step(self) -> None:
-        """Kernel (from a device-resident frame) + engine: the device work of one frame, no copies."""
-        if self.plan is not None:
+        """Kernel (from a device-resident frame) + engine + copy-out: one frame's device work, no H2D."""
+        if self.plan is not None and not self.kernel_in_graph:
             launch_pycuda(self.kernel, self.plan, int(self.dev_frames[0]), int(self.dev_in[0]), self.compute_stream)
-        self.model_only_step()
-
-    def model_only_step(self) -> None:
-        if self.graphs:
-            self.graphs[0].replay()
-        else:
-            self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+        super().engine_only_step()
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
-        d.update(gpu_preprocess=True, preprocess="cuda-kernel (pycuda)", staged_frames=self.staged_frames)
+        d.update(gpu_preprocess=True, preprocess="cuda-kernel (pycuda)", staged_frames=self.staged_frames,
+                 kernel_in_graph=self.kernel_in_graph)
         return d

@@ -197,6 +197,7 @@ class Pipeline:
         self.stop_requested = False
         self._worker: "Optional[_OutputWorker]" = None
         self._wait_sink = 0.0
+        self._fps_wanted = any(s.needs_image for s in self.sinks)
 
     def _finish(self, slot: int, frame: Any, wait: bool) -> None:
         ex = self.executor
@@ -230,7 +231,7 @@ class Pipeline:
         if res.truth is not None and res.label is not None:
             self.with_truth += 1
             self.correct += int(res.truth == res.label)
-        fps = self.metrics.live_fps()
+        fps = self.metrics.live_fps() if self._fps_wanted else None  # only sinks that draw show it
         for s in self._sinks_for(frame):
             s.render(frame, res, fps)
             if getattr(s, "closed_by_user", False):  # only display sinks have a window to close
@@ -248,8 +249,8 @@ class Pipeline:
         return self.sinks
 
     def _truth_label(self, truth: Any) -> Any:
-        if truth is None:
-            return None
+        if truth is None or truth.__class__ is str:
+            return truth
         if isinstance(truth, (int,)) and not isinstance(truth, bool):
             labels = self.post.labels
             return labels[truth] if 0 <= truth < len(labels) else truth

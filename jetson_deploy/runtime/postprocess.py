@@ -7,6 +7,7 @@ Numpy only.  Detection accepts either an in-graph NMS output (TensorRT ``Efficie
 source pixels with the same letterbox numbers preprocessing used.
 """
 import math
+from array import array
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -105,8 +106,8 @@ def _topk_small(v: "np.ndarray", topk: int) -> "Tuple[List[int], List[float]]":
         s = math.fsum(e)
         p = [x / s for x in e]
     ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]
-    # float32, as the engine's own outputs are
-    return ids, [float(np.float32(p[i])) for i in ids]
+    # float32, as the engine's own outputs are (array('f') rounds as numpy.float32 does, in one C call)
+    return ids, array("f", [p[i] for i in ids]).tolist()
 
 
 class Postprocessor:
@@ -121,6 +122,9 @@ class Postprocessor:
         self.conf = conf
         self.iou = iou
         self.max_det = max_det
+        post = spec.extra.get("postprocess")
+        #: what convert folded into the engine (``softmax-topk``: outputs are scores and class ids)
+        self._folded = post.get("folded") if isinstance(post, dict) else None
 
     def __call__(self, outputs: "Dict[str, np.ndarray]", frame_wh: "Tuple[int, int]") -> "Result":
         if self.task == "classify":
@@ -141,8 +145,7 @@ class Postprocessor:
     # ---- classify -------------------------------------------------------------------------
     def classify(self, outputs: "Dict[str, np.ndarray]") -> "Result":
         r = Result("classify")
-        folded = (self.spec.extra.get("postprocess") or {}).get("folded") if isinstance(self.spec.extra.get("postprocess"), dict) else None
-        if folded == "softmax-topk" and len(self.spec.outputs) >= 2 and all(n in outputs for n in self.spec.outputs[:2]):
+        if self._folded == "softmax-topk" and len(self.spec.outputs) >= 2 and all(n in outputs for n in self.spec.outputs[:2]):
             # convert --fold-postprocess: Softmax -> TopK in the engine; outputs (scores, classes)
             scores = np.asarray(outputs[self.spec.outputs[0]]).reshape(-1).astype(np.float32)
             ids = np.asarray(outputs[self.spec.outputs[1]]).reshape(-1).astype(np.int64)
@@ -157,8 +160,14 @@ class Postprocessor:
             r.num_classes = len(self.labels)
         else:
             v = np.asarray(self._first(outputs)).reshape(-1)
-            if v.size <= SMALL_CLASSES:
+            if v.size <= SMALL_CLASSES:  # plain Python from here: a result per frame at small-model rates
                 ids, scores = _topk_small(v, self.topk)
+                labels = self.labels
+                r.num_classes = int(v.size)
+                r.topk = [(labels[i] if i < len(labels) else str(i), sc) for i, sc in zip(ids, scores)]
+                r.class_id = ids[0]
+                r.label, r.score = r.topk[0]
+                return r
             else:
                 p = v.astype(np.float32) if looks_like_probs(v) else softmax(v)
                 k = min(self.topk, p.size)

@@ -71,6 +71,38 @@ def enqueue_on(handle: int, op: Any) -> bool:
     return True
 
 
+def capture(stream: Any, body: Any) -> "List[Any]":
+    """Stream capture, as ``cuStreamBeginCapture`` .. ``cuStreamEndCapture``: the work queued on
+    ``stream`` while ``body()`` runs is recorded, not run, and returned (the graph's nodes, with
+    the pointers and host buffers they were captured with); the stream's earlier work stays queued.
+    Synchronising the capturing stream raises, as CUDA does."""
+    saved, stream._queue = stream._queue, []
+    stream._capturing = True
+    try:
+        body()
+    finally:
+        ops, stream._queue = stream._queue, saved
+        stream._capturing = False
+    return ops
+
+
+class Graph:
+    """An instantiated graph double: each launch queues the captured work again on its stream
+    (``cuGraphLaunch``: same nodes, same addresses, reading host memory when it runs)."""
+
+    def __init__(self, stream: Any, ops: "List[Any]") -> None:
+        self.stream = stream
+        self.ops = list(ops)
+        self.launches = 0
+
+    def replay(self) -> None:
+        self.launches += 1
+        self.stream._queue.extend(self.ops)
+
+    def launcher(self) -> Any:
+        return self.replay
+
+
 class _ThreadContexts(threading.local):
     """The context stack is per CPU thread: cuCtxPushCurrent/cuCtxGetCurrent act on the calling
     thread (CUDA Driver API reference, Context Management; pycuda's Context.push/get_current wrap
@@ -330,6 +362,10 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
                     op()
 
         def synchronize(self) -> None:
+            if getattr(self, "_capturing", False):
+                # cudaStreamSynchronize on a capturing stream fails and invalidates the capture
+                # (CUDA Runtime API docs, cudaStreamBeginCapture: "unsafe API calls ... are illegal")
+                raise LogicError("cuStreamSynchronize failed: operation not permitted when stream is capturing")
             state.syncs += 1
             self._run_until(None)
 

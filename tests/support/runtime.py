@@ -250,6 +250,7 @@ class PointerEngine(Engine):
         super().__init__()
         self.ort = ort
         self.enqueues = 0
+        self.captures = 0
         self.pointers: "List[int]" = []
 
     def activate_impl(self) -> None:
@@ -270,3 +271,17 @@ class PointerEngine(Engine):
 
         if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), kernel):
             kernel()
+
+    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None, prologue: Any = None,
+                      epilogue: Any = None) -> "pycuda_double.Graph":
+        """The backends' contract on the pycuda double: prologue, enqueue and epilogue captured from
+        ``stream`` into one graph double (nothing runs until it is launched)."""
+        st = pycuda_double.STREAMS[int(getattr(stream, "handle", stream))]
+
+        def body() -> None:
+            for step in (prologue, lambda: self.enqueue_impl(buffers, st.handle), epilogue):
+                if step is not None:
+                    step()
+
+        self.captures += 1
+        return pycuda_double.Graph(st, pycuda_double.capture(st, body))

@@ -18,14 +18,14 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 """
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...errors import BadInput, CheckFailed
 from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
-from ..cuda_graph import CudaGraph
+from ..cuda_graph import CudaGraph, run_step
 from ..engine import Engine, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -308,13 +308,16 @@ class TensorRTEngine(Engine):
         raise KeyError(name)
 
     # ---- CUDA graphs ------------------------------------------------------------------------------------
-    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None) -> "CudaGraph":
+    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None, prologue: "Optional[Callable[[], None]]" = None,
+                      epilogue: "Optional[Callable[[], None]]" = None) -> "CudaGraph":
         """Capture one enqueue into a CUDA graph (torch's CUDAGraph); replay() relaunches it.
 
         Needs ``execute_async_v3`` (TensorRT 8.5+) and static shapes; the buffers must stay
         the same allocations for the graph's life.  Each graph gets its own execution context
         (kept on ``graph.context``).  TensorRT requires one plain enqueue before capture (it
-        may allocate on the first run), which this does.
+        may allocate on the first run), which this does.  ``prologue``/``epilogue``: the caller's
+        work queued on ``stream`` before/after the enqueue (preprocessing kernel, copy-out),
+        captured into the same graph so a frame costs one launch.
         """
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before capture_graph()")
@@ -342,7 +345,9 @@ class TensorRTEngine(Engine):
         if self.profile:
             ctx.set_optimization_profile_async(self.profile, s.cuda_stream)
         addr: "Dict[str, int]" = {}
+        run_step(prologue)
         self._enqueue_on(ctx, addr, buffers, s.cuda_stream)  # TensorRT may allocate on the first run: not captured
+        run_step(epilogue)
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
@@ -350,7 +355,9 @@ class TensorRTEngine(Engine):
         except TypeError:  # torch < 2.1 (JetPack 5 wheels)
             capture = torch.cuda.graph(graph, stream=s)
         with capture:
+            run_step(prologue)
             self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
+            run_step(epilogue)
         g = CudaGraph(graph, s)
         g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
         return g

@@ -10,13 +10,13 @@ host-level :meth:`infer`, it offers:
 """
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..._lazy import require
 from ...errors import BadInput
-from ..cuda_graph import CudaGraph
+from ..cuda_graph import CudaGraph, run_step
 from ..engine import Engine, TensorInfo
 
 _NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8, "int32": np.int32,
@@ -216,9 +216,12 @@ class TorchEngine(Engine):
             for t in self.outputs:
                 as_tensor(t.name, t).copy_(outs[t.name].reshape(t.shape))
 
-    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None) -> "CudaGraph":
+    def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None, prologue: "Optional[Callable[[], None]]" = None,
+                      epilogue: "Optional[Callable[[], None]]" = None) -> "CudaGraph":
         """Capture one :meth:`enqueue` on these buffers into a CUDA graph (same contract as the
-        TensorRT backend's): the buffers must stay allocated; ``replay()`` relaunches on ``stream``."""
+        TensorRT backend's): the buffers must stay allocated; ``replay()`` relaunches on ``stream``.
+        ``prologue``/``epilogue``: the caller's work queued on ``stream`` before/after the enqueue
+        (a preprocessing kernel, the copy-out), captured into the same graph."""
         torch = self._torch
         if not self.is_gpu:
             raise BadInput("CUDA graph capture needs the torch backend on a CUDA device")
@@ -228,11 +231,16 @@ class TorchEngine(Engine):
             s = torch.cuda.ExternalStream(stream, device=self.device)
         else:
             s = stream
-        self.enqueue(buffers, s)  # warm-up outside the capture (allocator, cuDNN autotune)
+        with torch.cuda.stream(s):  # warm-up outside the capture (allocator, cuDNN autotune)
+            run_step(prologue)
+            self.enqueue(buffers, s)
+            run_step(epilogue)
         s.synchronize()
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, stream=s, capture_error_mode="thread_local"):
+            run_step(prologue)
             self.enqueue_impl(buffers, s)
+            run_step(epilogue)
         return CudaGraph(g, s)
 
     def describe(self) -> "Dict[str, Any]":
