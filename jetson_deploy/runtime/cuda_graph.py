@@ -59,13 +59,15 @@ class CudaGraph:
         if not exec_handle:
             return self.replay
         gexec, stream = ctypes.c_void_p(exec_handle), ctypes.c_void_p(int(handle))
-        self._pinned = (gexec, stream)  # the handles live as long as the graph
 
         def launch() -> None:
             rc = fn(gexec, stream)
             if rc:
                 raise RuntimeError("cuGraphLaunch failed: CUDA driver error {}".format(rc))
 
+        # the launcher owns the graph: torch destroys the instantiated graph with its CUDAGraph, and
+        # launching a destroyed one is a segfault
+        launch.graph = self  # type: ignore[attr-defined]
         return launch
 
 

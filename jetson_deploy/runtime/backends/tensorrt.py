@@ -345,9 +345,9 @@ class TensorRTEngine(Engine):
         if self.profile:
             ctx.set_optimization_profile_async(self.profile, s.cuda_stream)
         addr: "Dict[str, int]" = {}
-        run_step(prologue)
-        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)  # TensorRT may allocate on the first run: not captured
-        run_step(epilogue)
+        # TensorRT may allocate on the first run: not captured (the caller's steps are not run here:
+        # its copy-out would overwrite results still to be collected)
+        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it

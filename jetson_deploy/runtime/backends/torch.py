@@ -231,10 +231,9 @@ class TorchEngine(Engine):
             s = torch.cuda.ExternalStream(stream, device=self.device)
         else:
             s = stream
-        with torch.cuda.stream(s):  # warm-up outside the capture (allocator, cuDNN autotune)
-            run_step(prologue)
-            self.enqueue(buffers, s)
-            run_step(epilogue)
+        # warm-up outside the capture (allocator, cuDNN autotune); not the caller's steps: its
+        # copy-out would overwrite results still to be collected
+        self.enqueue(buffers, s)
         s.synchronize()
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, stream=s, capture_error_mode="thread_local"):
