@@ -231,7 +231,9 @@ class TorchCudaExecutor(Executor):
     """GPU preprocessing + model + reduction in one CUDA graph; copies on their own stream.
 
     ``fold_post``: classify -> softmax + top-k on the GPU (output ``topk``: scores row, ids row),
-    segment -> argmax mask; detect/raw -> outputs copied as they are.
+    segment -> argmax mask; detect/raw -> outputs copied as they are.  The classify reduction is
+    one fused kernel (:mod:`.gpu_topk`, through cupy) where it compiles, else torch ops (``post_impl
+    = "torch-ops"`` forces those); ``describe()["post"]`` says which ran.
 
     ``mapped_out`` (default): inside each slot's graph the last kernel writes the small results
     straight into the slot's pinned host buffer through its device (UVA) address, instead of a
@@ -241,6 +243,8 @@ class TorchCudaExecutor(Executor):
 
     name = "torch-cuda"
     host_preprocess = False
+    #: classify reduction: "auto" (the fused softmax/top-k kernel where it compiles) or "torch-ops"
+    post_impl = "auto"
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, graph: bool = True, topk: int = 5,
                  fold_post: bool = True, mapped_out: bool = True, mapped_in: "Optional[bool]" = None,
@@ -278,6 +282,9 @@ class TorchCudaExecutor(Executor):
         if self.batch > 1:
             return self._post_rows(first, outs)
         if self.spec.task == "classify" and first.dim() == 2 and first.shape[0] == 1:
+            op = self._topk_op(first)
+            if op is not None:  # one kernel, float16 logits read as they are, result maybe straight to host
+                return {"topk": op(first, out=self._post_into.get("topk") if self._post_into else None)}
             p = torch.softmax(first.float(), dim=1)[0]
             k = min(self.topk, p.shape[0])
             s, i = torch.topk(p, k)
@@ -291,12 +298,37 @@ class TorchCudaExecutor(Executor):
         """The reductions of :meth:`_post` per row of a batch: ``topk`` (B, 2, k), ``mask`` (B, H, W)."""
         torch = self.torch
         if self.spec.task == "classify" and first.dim() == 2 and first.shape[0] == self.batch:
+            op = self._topk_op(first)
+            if op is not None:
+                return {"topk": op(first, out=self._post_into.get("topk") if self._post_into else None)}
             p = torch.softmax(first.float(), dim=1)
             s, i = torch.topk(p, min(self.topk, p.shape[1]), dim=1)
             return {"topk": torch.stack([s, i.to(torch.float32)], dim=1)}
         if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
             return {"mask": first.argmax(1).to(torch.int32)}
         return outs
+
+    def _topk_op(self, first: Any) -> Any:
+        """The fused softmax + top-k kernel for logits like ``first`` (made once per dtype/shape, in
+        the warm-up, never inside a capture), or None: torch ops then (no cupy or NVRTC, k > 32,
+        a dtype other than float16/float32, ``post_impl="torch-ops"``)."""
+        key = (str(first.dtype), tuple(first.shape), str(first.device))
+        if key not in self._topk_ops:
+            op = None
+            if self.post_impl != "torch-ops" and first.is_cuda and key[0] in ("torch.float16", "torch.float32"):
+                from .gpu_topk import torch_softmax_topk
+
+                n = int(first.shape[1])
+                op = torch_softmax_topk(first.device, first.dtype, min(self.topk, n), n, int(first.shape[0]))
+            self._topk_ops[key] = op
+        return self._topk_ops[key]
+
+    def _post_kind(self) -> str:
+        """What runs the reductions after the model (``describe()["post"]``)."""
+        if not self.fold_post:
+            return "none"
+        ops = [op for op in getattr(self, "_topk_ops", {}).values() if op is not None]
+        return ops[0].kind if ops else "torch-ops"
 
     def _pre_rows(self, frames: Any, out: Any = None) -> Any:
         """The model input of a slot: one frame (batch 1), or B frames ``(B, H, W, C)`` preprocessed
@@ -332,6 +364,9 @@ class TorchCudaExecutor(Executor):
 
         in_dt = np.dtype(self.engine.inputs[0].dtype).name if self.engine.inputs else self.spec.dtype
         self._row_like = None
+        self._topk_ops: "Dict[Tuple[Any, ...], Any]" = {}
+        #: set only while a slot graph is captured: where the fused top-k kernel writes its result
+        self._post_into: "Optional[Dict[str, Any]]" = None
         self._pre = torch_preprocessor(self.spec, dev, out_dtype=in_dt if self.spec.dtype != "uint8" else "uint8",
                                        channels_last=bool(getattr(self.engine, "channels_last", False)),
                                        prefer=self.preprocess_impl)
@@ -402,12 +437,19 @@ class TorchCudaExecutor(Executor):
             with torch.cuda.graph(gk, pool=pool, stream=cs):
                 # mapped input: the kernel reads each frame where it was captured (its address
                 # changes per frame), so it runs just before the replay and the graph starts at the model
-                outs = self._model_step(self.model_in[k]) if self.mapped_in else self._step(self.dev_frames[k])
+                # mapped output: the fused top-k kernel writes its result into the slot's host view
+                self._post_into = self._host_views[k] if self.mapped_out else None
+                try:
+                    outs = self._model_step(self.model_in[k]) if self.mapped_in else self._step(self.dev_frames[k])
+                finally:
+                    self._post_into = None
                 for name, v in outs.items():
                     if self.mapped_out:
                         # a kernel writes the (small) results straight into pinned host memory through
                         # its device address (UVA): no separate D2H copy at the end of the graph
-                        torch.mul(v, 1, out=self._host_views[k][name])
+                        hv = self._host_views[k][name]
+                        if v.data_ptr() != hv.data_ptr():  # not already written there by the top-k kernel
+                            torch.mul(v, 1, out=hv)
                     else:
                         self.host_out[k][name].copy_(v, non_blocking=True)
             self._slot_graphs.append(gk)
@@ -561,7 +603,7 @@ class TorchCudaExecutor(Executor):
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(device=str(self.device), gpu_preprocess=True, fold_post=self.fold_post, mapped_in=self.mapped_in,
-                 preprocess=getattr(getattr(self, "_pre", None), "kind", self.preprocess_impl),
+                 preprocess=getattr(getattr(self, "_pre", None), "kind", self.preprocess_impl), post=self._post_kind(),
                  mapped_out=bool(self.mapped_out and self._slot_graphs), graphs=len(self._slot_graphs))
         if self.eager_reason:
             d["note"] = self.eager_reason

@@ -1,0 +1,377 @@
+"""The fused softmax + top-k kernel (runtime/gpu_topk.py).
+
+CPU: its numpy reference against an independent float64 brute force (ties planted where index
+order decides) and against the host ``Postprocessor``; the torch CUDA executor's reduction
+routing with torch on the CPU.  CUDA (skipped without a GPU and cupy): the kernel against the
+reference, writing into a pinned-host UVA view, inside a CUDA graph replayed with new logits, and
+the executor end to end against its torch-ops path and the raw logits.
+"""
+from typing import Any, List, Optional
+
+import numpy as np
+import pytest
+
+from support import optional_module
+
+torch = optional_module("torch")
+
+from jetson_deploy.runtime.gpu_topk import (  # noqa: E402
+    MAX_K,
+    block_threads,
+    kernel_source,
+    softmax_topk_reference,
+)
+from jetson_deploy.runtime.postprocess import Postprocessor  # noqa: E402
+from jetson_deploy.spec import ModelSpec  # noqa: E402
+
+NS = (1, 4, 10, 1000, 1001)
+KS = (1, 5)
+DTYPES = ("float16", "float32")
+BATCHES = (1, 3)
+GRID = [(n, k, d, b) for n in NS for k in KS for d in DTYPES for b in BATCHES]
+
+
+def _logits(n: int, rows: int, dtype: str, seed: int) -> "np.ndarray":
+    """Random logits with ties planted where index order decides: the row max three times (k=1
+    must take the lowest of them) and the third value twice (for k=5 the pair straddles rank 5)."""
+    rs = np.random.RandomState(seed)
+    x = rs.randn(rows, n).astype(np.float32) * np.float32(3)
+    for r in range(rows):
+        if n < 4:
+            continue
+        order = np.argsort(-x[r], kind="stable")
+        if n < 8:
+            x[r, order[1:3]] = x[r, order[0]]
+            continue
+        spots = rs.choice(np.setdiff1d(np.arange(n), order[:3]), size=3, replace=False)
+        x[r, spots[:2]] = x[r, order[0]]
+        x[r, spots[2]] = x[r, order[2]]
+    return x.astype(dtype)
+
+
+def _brute_force(logits: "np.ndarray", k: int) -> "np.ndarray":
+    """Top-k of a float64 softmax, ranked by (probability descending, index ascending)."""
+    x = np.asarray(logits, dtype=np.float64).reshape(-1, np.asarray(logits).shape[-1])
+    out = np.zeros((x.shape[0], 2, k), np.float64)
+    out[:, 1] = -1
+    for b, row in enumerate(x):
+        p = np.exp(row - row.max())
+        p /= p.sum()
+        ids = np.lexsort((np.arange(row.size), -p))[:k]
+        out[b, 0, :ids.size], out[b, 1, :ids.size] = p[ids], ids
+    return out
+
+
+def _assert_same_topk(got: "np.ndarray", want: "np.ndarray", rtol: float = 1e-6) -> None:
+    """Exact class ids (padding -1 included), probabilities within ``rtol``."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_array_equal(got[:, 1], want[:, 1])
+    np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=rtol, atol=0)
+
+
+def _spec(n: int, batch: int = 1) -> "ModelSpec":
+    return ModelSpec.from_dict({
+        "task": "classify",
+        "input": {"name": "input", "shape": [batch, 3, 16, 16], "dtype": "float32", "color": "bgr"},
+        "preprocess": {"resize": [16, 16], "keep_aspect": False, "scale": 1 / 255.0, "mean": [0.5] * 3,
+                       "std": [0.25] * 3},
+        "outputs": ["logits"], "labels": ["c{}".format(i) for i in range(n)]})
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU: the reference maths
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,k,dtype,rows", GRID)
+def test_reference_matches_float64_brute_force(n, k, dtype, rows):
+    x = _logits(n, rows, dtype, seed=n * 10 + k + rows)
+    ref = softmax_topk_reference(x, k)
+    want = _brute_force(x, k)
+    assert ref.dtype == np.float32 and ref.shape == (rows, 2, k)
+    _assert_same_topk(ref, want)
+    real = min(n, k)
+    assert (ref[:, 1, :real] >= 0).all() and (ref[:, 0, :real] > 0).all()
+    assert (ref[:, 0, real:] == 0).all() and (ref[:, 1, real:] == -1).all()  # N < k: padding
+    if n >= 4:  # the data really has ties at the top, so index order is what is tested
+        assert ((x == x.max(axis=1, keepdims=True)).sum(axis=1) >= 3).all()
+
+
+def test_reference_ties_go_to_the_lowest_index():
+    x = np.array([[0.5, 2.0, 1.0, 2.0, 2.0, 1.0]], np.float32)
+    ref = softmax_topk_reference(x, 5)
+    assert ref[0, 1].tolist() == [1.0, 3.0, 4.0, 2.0, 5.0]
+    assert ref[0, 0, 0] == ref[0, 0, 1] == ref[0, 0, 2] and ref[0, 0, 3] == ref[0, 0, 4] < ref[0, 0, 0]
+
+
+def test_reference_one_dimensional_padding_and_nan():
+    ref = softmax_topk_reference(np.array([3.0, -1.0], np.float16), 4)
+    assert ref.shape == (1, 2, 4)
+    assert ref[0, 1].tolist() == [0.0, 1.0, -1.0, -1.0] and ref[0, 0, 2:].tolist() == [0.0, 0.0]
+    assert abs(float(ref[0, 0, :2].sum()) - 1.0) < 1e-6
+    # a NaN or +inf logit makes every probability NaN: no result rather than a made-up one (the
+    # kernel too); -inf is just probability 0
+    bad = softmax_topk_reference(np.array([[1.0, np.nan, 0.0], [1.0, 0.0, 2.0], [np.inf, 0.0, 1.0],
+                                           [-np.inf, 0.0, -np.inf]], np.float32), 3)
+    for row in (0, 2):
+        assert bad[row, 1].tolist() == [-1.0] * 3 and bad[row, 0].tolist() == [0.0] * 3
+    assert bad[1, 1].tolist() == [2.0, 0.0, 1.0]
+    assert bad[3, 1].tolist() == [1.0, 0.0, 2.0] and bad[3, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_reference_ids_are_exact_as_float32():
+    x = np.zeros((1, 21843), np.float32)
+    x[0, 21842], x[0, 16777] = 5.0, 4.0
+    assert softmax_topk_reference(x, 2)[0, 1].tolist() == [21842.0, 16777.0]
+
+
+@pytest.mark.parametrize("n,k", [(4, 5), (4, 2), (1000, 5), (1000, 1)])
+def test_reference_agrees_with_the_host_postprocessor(n, k):
+    """The packed (2, k) result through ``Postprocessor.classify``'s ``topk`` branch gives the
+    labels and scores the host computes from the raw logits (no ties here: the host's large-N
+    path uses argpartition, whose order among equal values is not defined)."""
+    x = np.random.RandomState(n + k).randn(1, n).astype(np.float32) * np.float32(3)
+    assert len(np.unique(x)) == n
+    pp = Postprocessor(_spec(n), topk=k)
+    packed = softmax_topk_reference(x, min(k, n))[0]
+    folded, host = pp.classify({"topk": packed}), pp.classify({"logits": x})
+    assert [l for l, _ in folded.topk] == [l for l, _ in host.topk]
+    assert len(folded.topk) == min(k, n) and folded.class_id == host.class_id and folded.label == host.label
+    np.testing.assert_allclose([s for _, s in folded.topk], [s for _, s in host.topk], rtol=0, atol=1e-6)
+
+
+def test_kernel_source_and_block_size():
+    for dt, kind, ctype in (("float16", 1, "__half"), ("float32", 0, "float")):
+        src = kernel_source(dt)
+        assert "#define IN_KIND {}\n#define IN_T {}\n".format(kind, ctype) in src and "jd_softmax_topk" in src
+    with pytest.raises(ValueError, match="bfloat16"):
+        kernel_source("bfloat16")
+    assert [block_threads(n) for n in (1, 4, 256, 1000, 1001, 4096, 21843)] == [64, 64, 64, 256, 256, 1024, 1024]
+    assert MAX_K == 32
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU: the torch CUDA executor's reduction routing (torch on the CPU: torch ops run)
+# ---------------------------------------------------------------------------------------------
+class _CpuEngine:
+    """Just what TorchCudaExecutor's constructor and ``_post`` read."""
+
+    device = "cpu"
+    inputs: "List[Any]" = []
+
+
+def _cpu_executor(n: int, batch: int = 1) -> Any:
+    from jetson_deploy.runtime.executors import TorchCudaExecutor
+
+    ex = TorchCudaExecutor(_CpuEngine(), _spec(n, batch), topk=5, mapped_in=False, batch=batch)
+    ex._topk_ops, ex._post_into = {}, None  # what setup() starts from
+    return ex
+
+
+@pytest.mark.needs("torch")
+@pytest.mark.parametrize("dtype,batch", [("float32", 1), ("float16", 1), ("float32", 3)])
+def test_executor_torch_ops_fallback_has_the_kernel_layout(dtype, batch):
+    x = np.random.RandomState(batch).randn(batch, 1000).astype(dtype) * 3
+    ex = _cpu_executor(1000, batch)
+    got = ex._post({"logits": torch.from_numpy(x)})["topk"].numpy()
+    assert got.dtype == np.float32 and got.shape == ((2, 5) if batch == 1 else (batch, 2, 5))
+    _assert_same_topk(got.reshape(batch, 2, 5), softmax_topk_reference(x, 5), rtol=2e-6)
+    assert ex.describe()["post"] == "torch-ops"
+
+
+class _RecordingOp:
+    """Stands in for TorchSoftmaxTopk: the reference maths, recording where it was asked to write."""
+
+    kind = "stand-in kernel"
+
+    def __init__(self) -> None:
+        self.outs: "List[Optional[Any]]" = []
+
+    def __call__(self, logits: Any, out: Any = None) -> Any:
+        self.outs.append(out)
+        res = torch.from_numpy(softmax_topk_reference(logits.float().numpy(), 5)[0])
+        if out is None:
+            return res
+        out.copy_(res)
+        return out
+
+
+@pytest.mark.needs("torch")
+def test_executor_routes_classify_through_the_kernel_and_into_the_host_view():
+    ex = _cpu_executor(1000)
+    x = torch.from_numpy(np.random.RandomState(0).randn(1, 1000).astype(np.float32))
+    op = _RecordingOp()
+    ex._topk_ops[(str(x.dtype), tuple(x.shape), str(x.device))] = op
+    first = ex._post({"logits": x})["topk"]
+    host = torch.zeros((2, 5), dtype=torch.float32)
+    ex._post_into = {"topk": host}  # as _capture sets it for a slot graph with mapped_out
+    second = ex._post({"logits": x})["topk"]
+    assert len(op.outs) == 2 and op.outs[0] is None and op.outs[1] is host and second is host
+    _assert_same_topk(host.numpy()[None], first.numpy()[None])
+    assert ex.describe()["post"] == "stand-in kernel"
+    ex.fold_post = False
+    assert ex.describe()["post"] == "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: the kernel itself (a GPU session; CI has no GPU)
+# ---------------------------------------------------------------------------------------------
+def _uva_view(host: Any) -> Any:
+    """A device tensor over pinned host memory, as TorchCudaExecutor._capture makes them."""
+    from jetson_deploy.runtime.backends.torch import _DevicePointer
+
+    return torch.as_tensor(_DevicePointer(host.data_ptr(), tuple(host.shape), np.float32), device="cuda")
+
+
+@pytest.mark.needs("cuda", "cupy", "torch")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_kernel_matches_reference(dtype):
+    from jetson_deploy.runtime.gpu_topk import TorchSoftmaxTopk
+
+    dev = torch.device("cuda")
+    for n in NS + (21843,):
+        for k in KS + (MAX_K,):
+            for rows in BATCHES:
+                x = _logits(n, rows, dtype, seed=n * 10 + k + rows)
+                op = TorchSoftmaxTopk(dev, getattr(torch, dtype), k, n, rows)
+                got = op(torch.from_numpy(x).to(dev))
+                assert got.dtype == torch.float32 and tuple(got.shape) == ((2, k) if rows == 1 else (rows, 2, k))
+                _assert_same_topk(got.cpu().numpy().reshape(rows, 2, k), softmax_topk_reference(x, k))
+    # a NaN / +inf logit: that row has no result, the others are untouched; -inf is probability 0
+    x = _logits(10, 4, dtype, seed=1)
+    x[1, 4], x[2, 7], x[3, [0, 5]] = np.nan, np.inf, -np.inf
+    got = TorchSoftmaxTopk(dev, getattr(torch, dtype), 5, 10, 4)(torch.from_numpy(x).to(dev)).cpu().numpy()
+    want = softmax_topk_reference(x, 5)
+    assert (want[1:3, 1] == -1).all() and (want[3, 1] >= 0).all()
+    _assert_same_topk(got, want)
+
+
+@pytest.mark.needs("cuda", "cupy", "torch")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_kernel_writes_into_pinned_host_memory(dtype):
+    """The UVA view of a pinned buffer as ``out``: the result lands in host memory, exactly the
+    2k floats per row (a guard band after them stays as it was)."""
+    from jetson_deploy.runtime.gpu_topk import TorchSoftmaxTopk
+
+    for n, k, rows in ((1000, 5, 1), (1001, 5, 3), (4, 5, 1), (21843, MAX_K, 3)):
+        buf = torch.full((rows * 2 * k + 16,), 7.0, dtype=torch.float32, pin_memory=True)
+        host = buf[:rows * 2 * k].view((2, k) if rows == 1 else (rows, 2, k))
+        x = _logits(n, rows, dtype, seed=n + k)
+        op = TorchSoftmaxTopk(torch.device("cuda"), getattr(torch, dtype), k, n, rows)
+        res = op(torch.from_numpy(x).cuda(), out=_uva_view(host))
+        assert res.data_ptr() == host.data_ptr()
+        torch.cuda.synchronize()
+        _assert_same_topk(host.numpy().reshape(rows, 2, k), softmax_topk_reference(x, k))
+        assert (buf[rows * 2 * k:].numpy() == 7.0).all()
+
+
+@pytest.mark.needs("cuda", "cupy", "torch")
+@pytest.mark.parametrize("dtype,rows", [("float16", 1), ("float32", 1), ("float16", 3)])
+def test_cuda_kernel_in_a_cuda_graph_replays_with_new_logits(dtype, rows):
+    """Captured once (into a pinned host view and into a device tensor of the graph's pool),
+    replayed on new logits copied into the static input: each replay's result is the new one."""
+    from jetson_deploy.runtime.gpu_topk import TorchSoftmaxTopk
+
+    n, k = 1000, 5
+    dev = torch.device("cuda")
+    op = TorchSoftmaxTopk(dev, getattr(torch, dtype), k, n, rows)
+    static = torch.zeros((rows, n), dtype=getattr(torch, dtype), device=dev)
+    host = torch.zeros((rows, 2, k), dtype=torch.float32, pin_memory=True)
+    view = _uva_view(host)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch's graph docs ask
+        op(static, out=view)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        op(static, out=view)
+        dev_res = op(static)
+    for seed in (11, 12, 13):
+        x = _logits(n, rows, dtype, seed=seed)
+        static.copy_(torch.from_numpy(x))
+        g.replay()
+        torch.cuda.synchronize()
+        want = softmax_topk_reference(x, k)
+        _assert_same_topk(host.numpy(), want)
+        _assert_same_topk(dev_res.cpu().numpy().reshape(rows, 2, k), want)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: the torch CUDA executor end to end
+# ---------------------------------------------------------------------------------------------
+def _pointwise_model(n: int) -> Any:
+    """(B,3,H,W) -> (B,n) logits from the top-left pixel by pointwise ops only, so every
+    executor computes bit-identical logits (no reduction order to differ)."""
+
+    class Pointwise(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.w = torch.nn.Parameter(torch.randn(3, n, generator=g) * 4)
+            self.b = torch.nn.Parameter(torch.randn(n, generator=g))
+
+        def forward(self, x: Any) -> Any:
+            c = x[:, :, 0, 0]
+            return c[:, 0:1] * self.w[0] + c[:, 1:2] * self.w[1] + c[:, 2:3] * self.w[2] + self.b
+
+    return Pointwise().eval()
+
+
+def _run_executor(engine: Any, n: int, batch: int, frames: "List[Any]", **kw: Any) -> "Any":
+    """Every frame through a fresh executor; returns (per-submission outputs, describe())."""
+    from jetson_deploy.runtime.executors import TorchCudaExecutor
+
+    post_impl = kw.pop("post_impl", None)
+    ex = TorchCudaExecutor(engine, _spec(n, batch), depth=3, topk=5, mapped_in=False, batch=batch, **kw)
+    if post_impl:
+        ex.post_impl = post_impl
+    ex.setup(tuple(frames[0].image.shape))
+    got = []
+    for i in range(0, len(frames), batch):
+        slot = (i // batch) % ex.depth
+        if batch > 1:
+            ex.submit_batch(slot, frames[i:i + batch])
+        else:
+            ex.submit(slot, frames[i])
+        ex.wait(slot)
+        got.append({name: v.copy() for name, v in ex.outputs(slot).items()})
+    d = ex.describe()
+    if d["mapped_out"] and post_impl != "torch-ops" and kw.get("fold_post", True):
+        # the kernel's output in each slot graph is the slot's pinned host buffer: no copy kernel after it
+        assert all(ex._slot_outs[s]["topk"].data_ptr() == ex.host_out[s]["topk"].data_ptr() for s in range(ex.depth))
+    ex.close()
+    return got, d
+
+
+@pytest.mark.needs("cuda", "cupy", "torch")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("graph,mapped_out", [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_torch_cuda_executor_kernel_agrees_with_torch_ops(precision, graph, mapped_out, batch):
+    from jetson_deploy.media.sources import Frame
+    from jetson_deploy.runtime.backends.torch import TorchEngine
+
+    n = 1000
+    rs = np.random.RandomState(3)
+    frames = [Frame(rs.randint(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(9)]
+    engine = TorchEngine(_pointwise_model(n), device="cuda", input_shape=(batch, 3, 16, 16),
+                         output_names=["logits"], precision=precision).activate()
+    assert engine.precision == precision
+    common = dict(graph=graph, mapped_out=mapped_out)
+    kern, dk = _run_executor(engine, n, batch, frames, **common)
+    ops, do = _run_executor(engine, n, batch, frames, post_impl="torch-ops", **common)
+    raw, _ = _run_executor(engine, n, batch, frames, fold_post=False, **common)
+    assert dk["post"] == "cuda-kernel (cupy)" and do["post"] == "torch-ops"
+    assert dk["cuda_graph"] is graph and dk["mapped_out"] is mapped_out
+    for a, b, r in zip(kern, ops, raw):
+        logits = r["logits"]
+        assert logits.dtype == (np.float16 if precision == "fp16" else np.float32) and logits.shape == (batch, n)
+        got = a["topk"].reshape(batch, 2, 5)
+        # the kernel: exactly the reference on the very logits the model produced
+        _assert_same_topk(got, softmax_topk_reference(logits, 5))
+        # torch ops: the same scores; the same ids except among equal logits (torch.topk's choice)
+        want = b["topk"].reshape(batch, 2, 5)
+        np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=1e-5, atol=0)
+        gi, wi = got[:, 1].astype(np.int64), want[:, 1].astype(np.int64)
+        assert (np.take_along_axis(logits, gi, axis=1) == np.take_along_axis(logits, wi, axis=1)).all()
