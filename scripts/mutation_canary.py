@@ -28,6 +28,15 @@ Mutation = namedtuple("Mutation", "id file old new tests fast")
 
 T = "tests/"
 MUTATIONS = [
+    # ---- the GPU frame path (issue 18) --------------------------------------------------------
+    Mutation("slot-graphs-read-one-frame", "jetson_deploy/runtime/gpu_executors.py",
+             "srcs = [int(self.dev_frames[(slot * self.batch + i) % n]) for i in range(self.batch)]",
+             "srcs = [int(self.dev_frames[i % n]) for i in range(self.batch)]",
+             [T + "test_gpu_preprocess.py::test_pycuda_gpu_preprocess_path"], True),
+    Mutation("capture-warmup-copies-out", "jetson_deploy/runtime/backends/tensorrt.py",
+             "        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)\n        s.synchronize()",
+             "        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)\n        run_step(epilogue)\n        s.synchronize()",
+             [T + "test_trt_backend.py::test_capture_graph_sequence_with_a_fake_torch"], True),
     # ---- the ten the audit planted --------------------------------------------------------
     Mutation("gate-slack", "jetson_deploy/calibration/gate.py",
              'res["passed"] = bool(res["value"] >= min_agreement)', 'res["passed"] = bool(res["value"] >= min_agreement - 0.05)',

@@ -344,10 +344,13 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
     eng = TensorRTEngine(tb.build_engine(model, "fp16"))
     x, out = _x((1, 3, 8, 8)), np.zeros((1, 4), np.float32)
     with eng:
-        g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data})
+        # the caller's prologue (preprocessing kernel) and epilogue (copy-out) run inside the capture
+        # only: the warm-up enqueue must not run a copy-out over results still to be collected
+        g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data},
+                              prologue=lambda: events.append("prologue"), epilogue=lambda: events.append("epilogue"))
         assert g.context.executions == 2 and g.context.last_stream == 0x5150  # the graph's own context
         g.replay()
-    assert events == ["sync", ("capture", 0x5150, "thread_local"), "end-capture", "replay"]
+    assert events == ["sync", ("capture", 0x5150, "thread_local"), "prologue", "epilogue", "end-capture", "replay"]
     np.testing.assert_allclose(out, onnx_models.reference(model, {"input": x})["logits"], rtol=2e-3, atol=2e-3)
 
 
