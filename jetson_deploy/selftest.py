@@ -4,7 +4,9 @@ Run on a Jetson after installing: it detects the platform, imports TensorRT,
 makes a pycuda context with MAP_HOST, checks a mapped pinned allocation and its
 device pointer, builds a tiny engine from an embedded ONNX model, runs it and
 compares the output with a reference (ONNX Runtime when installed, else numpy),
-and opens a camera when asked.  Every check ends PASS, FAIL or SKIP with a reason;
+drives a 1280x720 frame through the GPU frame path ``run`` uses (fused preprocessing
+kernel, engine, copy-out; CUDA graphs where TensorRT 8.5+ allows), and opens a camera
+when asked.  Every check ends PASS, FAIL or SKIP with a reason;
 nothing raises a traceback at the user.  A check whose prerequisite did not pass
 is skipped, naming the prerequisite.
 """
@@ -15,7 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -88,6 +90,21 @@ def numpy_reference(x: "np.ndarray") -> "np.ndarray":
     conv = np.einsum("oc,nchw->nohw", w1, x) + b1[None, :, None, None]
     pooled = np.maximum(conv, 0.0).mean(axis=(2, 3))
     return (pooled @ w2.T + b2).astype(np.float32)
+
+
+#: the selftest model behind the frame path check: a 1280x720 BGR frame -> 8x8 RGB, (x/255-0.5)/0.25
+SELFTEST_SPEC = {"task": "classify", "input": {"name": "input", "shape": list(INPUT_SHAPE), "dtype": "float32", "color": "rgb"},
+                 "preprocess": {"resize": [8, 8], "keep_aspect": False, "scale": 1 / 255.0, "mean": [0.5, 0.5, 0.5],
+                                "std": [0.25, 0.25, 0.25]},
+                 "outputs": ["output"], "labels": ["a", "b", "c"]}
+FRAME_PATH_FRAMES = 60
+
+
+def selftest_frame() -> "np.ndarray":
+    """A 1280x720 BGR frame, each channel with its own structure and level (so a colour-order,
+    layout or geometry slip changes the output)."""
+    yy, xx = np.mgrid[0:720, 0:1280]
+    return np.stack([(xx * 255) // 1279, (yy * 127) // 719, 230 - (xx + yy) % 40], axis=2).astype(np.uint8)
 
 
 @dataclass
@@ -245,6 +262,43 @@ class SelfTest:
                 what, diff, tol, np.round(got.ravel(), 4).tolist(), np.round(ref.ravel(), 4).tolist()))
         return "output matches the {} reference (max |diff| {:.2g}, tolerance {:g})".format(what, diff, tol)
 
+    def check_frame_path(self) -> str:
+        """What ``run`` does per frame on this board: a 1280x720 uint8 frame in page-locked memory
+        (mapped on a Jetson) -> the fused preprocessing kernel -> the engine -> copy-out (one CUDA
+        graph per ring slot where TensorRT 8.5+ can be captured), compared with the kernel's numpy
+        port + the reference model."""
+        self._need("engine run")
+        from .runtime.backends.tensorrt import TensorRTEngine
+        from .runtime.gpu_executors import PycudaGpuExecutor, gpu_preprocess_unavailable
+        from .runtime.gpu_preprocess import make_plan, numpy_kernel
+        from .media.sources import Frame
+        from .spec import load_spec
+
+        spec = load_spec(SELFTEST_SPEC)
+        img = selftest_frame()
+        with TensorRTEngine(self.plan) as eng:
+            why = gpu_preprocess_unavailable(spec, eng, cuda=self.cuda)
+            if why:
+                raise _Skip("the GPU preprocessing kernel does not compile here ({}); pycuda needs nvcc "
+                            "(export PATH=/usr/local/cuda/bin:$PATH)".format(why))
+            ex = PycudaGpuExecutor(eng, spec, cuda=self.cuda)
+            try:
+                got, per_frame = _drive(ex, img, Frame)
+                desc = ex.describe()
+            finally:
+                ex.close()
+        plan = make_plan(spec, img.shape, ex.kspec)
+        ref = numpy_reference(numpy_kernel(img, plan).astype(np.float32).reshape(INPUT_SHAPE))
+        diff = float(np.abs(got.reshape(ref.shape) - ref).max())
+        tol = 3e-2 if self.built_precision == "fp16" else 1e-3
+        if not np.isfinite(diff) or diff > tol:
+            raise RuntimeError("frame path output differs from the reference by {:.3g} (tolerance {:g})".format(diff, tol))
+        how = ("kernel + engine + copy-out in one CUDA graph per slot" if desc.get("kernel_in_graph") else
+               "kernel, then engine + copy-out in one CUDA graph per slot" if desc.get("cuda_graph") else
+               "kernel + engine + copy-out, no CUDA graph ({})".format(desc.get("note", "not capturable here")))
+        return "{} memory, {}; {} frames, {:.0f} us each; matches the reference (max |diff| {:.2g})".format(
+            desc.get("memory"), how, FRAME_PATH_FRAMES, per_frame * 1e6, diff)
+
     def check_camera(self) -> str:
         if not self.camera:
             raise _Skip("not requested (--camera SRC, e.g. csi://0 or /dev/video0)")
@@ -285,6 +339,7 @@ class SelfTest:
             self._run("mapped memory", self.check_mapped_memory)
             self._run("engine build", self.check_build)
             self._run("engine run", self.check_run)
+            self._run("frame path", self.check_frame_path)
         finally:
             if self.ctx is not None:
                 try:
@@ -294,6 +349,25 @@ class SelfTest:
                 self.ctx = None
         self._run("camera", self.check_camera)
         return self.checks
+
+
+def _drive(ex: Any, img: "np.ndarray", frame_cls: Any) -> "Tuple[np.ndarray, float]":
+    """Push the frame through the executor's ring as the frame loop does; (last output, seconds a frame)."""
+    ex.setup(img.shape)
+    buf = ex.frame_allocator.empty(img.shape, np.uint8)
+    np.copyto(buf.array, img)
+    frame = frame_cls(buf.array, buffer=buf)
+    t0 = time.perf_counter()
+    for i in range(FRAME_PATH_FRAMES):
+        slot = i % ex.depth
+        if i >= ex.depth:
+            ex.wait(slot)  # the ring's one wait: the oldest slot
+        ex.submit(slot, frame)
+    last = (FRAME_PATH_FRAMES - 1) % ex.depth
+    for slot in range(ex.depth):
+        ex.wait(slot)
+    per_frame = (time.perf_counter() - t0) / FRAME_PATH_FRAMES
+    return np.array(next(iter(ex.outputs(last).values())), copy=True), per_frame
 
 
 def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",

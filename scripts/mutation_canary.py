@@ -37,6 +37,13 @@ MUTATIONS = [
              "        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)\n        s.synchronize()",
              "        self._enqueue_on(ctx, addr, buffers, s.cuda_stream)\n        run_step(epilogue)\n        s.synchronize()",
              [T + "test_trt_backend.py::test_capture_graph_sequence_with_a_fake_torch"], True),
+    Mutation("driver-capture-warmup-copies-out", "jetson_deploy/runtime/backends/tensorrt.py",
+             "self._enqueue_on(ctx, addr, buffers, handle)  # the warm-up TensorRT requires, not captured",
+             "self._enqueue_on(ctx, addr, buffers, handle)\n        run_step(epilogue)",
+             [T + "test_runtime_trt_double.py::test_driver_capture_runs_the_callers_steps_inside_the_capture_only"], True),
+    Mutation("driver-graph-launch-dropped", "jetson_deploy/runtime/cuda_graph.py",
+             "        rc = fn(gexec, stream)\n        if rc:", "        rc = 0\n        if rc:",
+             [T + "test_runtime_trt_double.py::test_tensorrt_graphs_through_the_driver_without_torch"], True),
     # ---- the ten the audit planted --------------------------------------------------------
     Mutation("gate-slack", "jetson_deploy/calibration/gate.py",
              'res["passed"] = bool(res["value"] >= min_agreement)', 'res["passed"] = bool(res["value"] >= min_agreement - 0.05)',

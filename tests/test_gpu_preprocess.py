@@ -299,6 +299,47 @@ def test_cuda_kernel_pycuda_matches_numpy_port():
         ctx.pop()
 
 
+@pytest.mark.needs("cuda", "pycuda.compiler")
+def test_driver_graph_of_kernel_and_copy_out_on_real_cuda():
+    """The TensorRT path's graph without torch: the kernel and a D2H copy captured through libcuda
+    (cuStreamBeginCapture .. cuGraphInstantiateWithFlags) and relaunched per frame give the kernel's
+    result for each new frame copied into the captured source buffer."""
+    import pycuda.driver as drv
+
+    from jetson_deploy.runtime.cuda_graph import capture_on_stream, driver
+    from jetson_deploy.runtime.gpu_preprocess import launch_pycuda, pycuda_kernel
+    from jetson_deploy.runtime.memory import make_context
+
+    ctx = make_context(cuda=drv)
+    try:
+        assert driver() is not None
+        spec = _spec("rgb", True, "nchw", "float16")
+        rs = np.random.RandomState(11)
+        frames = [rs.randint(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
+        plan = make_plan(spec, frames[0].shape, kernel_spec(spec))
+        want0 = numpy_kernel(frames[0], plan)
+        src, dst = drv.mem_alloc(frames[0].nbytes), drv.mem_alloc(want0.nbytes)
+        host_in = drv.pagelocked_empty(frames[0].shape, np.uint8)
+        host_out = drv.pagelocked_empty(want0.shape, want0.dtype)
+        s = drv.Stream()
+        fn = pycuda_kernel(plan.kspec, cuda=drv)
+
+        def body():
+            launch_pycuda(fn, plan, int(src), int(dst), s)
+            drv.memcpy_dtoh_async(host_out, dst, s)
+
+        launch = capture_on_stream(s.handle, body).launcher()
+        for f in frames:
+            host_in[...] = f
+            drv.memcpy_htod_async(src, host_in, s)
+            launch()
+            s.synchronize()
+            np.testing.assert_allclose(host_out.astype(np.float32), numpy_kernel(f, plan).astype(np.float32),
+                                       rtol=0, atol=1e-5)
+    finally:
+        ctx.pop()
+
+
 @pytest.mark.needs("cuda", "onnxruntime", "cv2")
 @pytest.mark.parametrize("mapped_in", [False, True])
 def test_torch_cuda_path_with_gpu_preprocessing_agrees_with_host(tmp_path, mapped_in):

@@ -78,3 +78,142 @@ def test_pycuda_executor_sizes_buffers_from_activated_shapes(monkeypatch, tmp_pa
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == seq and s.frames == 6
+
+
+def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
+    """The colour model's TensorRT double engine in the pipeline with CUDA graphs through the driver
+    double, torch made unimportable: (summary, labels, expected, driver, kernel launches)."""
+    import sys
+
+    from doubles import cuda_driver_double
+    from test_gpu_preprocess import install_compiler
+
+    from jetson_deploy.trt import build as tb
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+
+    drv = pycuda_double.install(monkeypatch, integrated=integrated)
+    trtd.install(monkeypatch, gen)
+    driver = cuda_driver_double.install(monkeypatch)
+    monkeypatch.setitem(sys.modules, "torch", None)  # a board without torch: import torch fails
+    launches = []
+    if gpu_pre:
+        install_compiler(monkeypatch, launches)
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(color_onnx_bytes())
+    plan = tb.build_engine(onnx_path, "fp32")
+    bundle = make_bundle(tmp_path / "b")
+    seq = write_color_video(tmp_path / "c.avi", n=12)
+    ctx = make_context(cuda=drv)
+    try:
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
+                         memory="pycuda", executor_options={"gpu_preprocess": "on" if gpu_pre else "off"})
+    finally:
+        ctx.pop()
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    return s, [r["label"] for r in rows], seq, driver, launches
+
+
+@pytest.mark.parametrize("gen", ["8.5", "10.x"])
+@pytest.mark.parametrize("integrated", [False, True], ids=["discrete", "integrated"])
+@pytest.mark.parametrize("gpu_pre", [True, False], ids=["gpu-pre", "host-pre"])
+def test_tensorrt_graphs_through_the_driver_without_torch(monkeypatch, tmp_path, gen, integrated, gpu_pre):
+    """TensorRT 8.5+/10.x on a board without torch: one graph per ring slot captured through the CUDA
+    driver (thread-local mode), a frame = one launch; on a discrete GPU with GPU preprocessing the
+    kernel is inside the graph (launched at capture only), on an integrated one it reads each frame."""
+    s, labels, seq, driver, launches = _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre)
+    assert labels == seq
+    ex = s.executor
+    # host preprocessing into mapped inputs changes the input address per frame: no graphs there
+    graphs = gpu_pre or not integrated
+    assert ex["cuda_graph"] is graphs and ("note" not in ex)
+    if not graphs:
+        assert driver.captures == 0
+        return
+    assert driver.captures == 3 and set(driver.modes) == {1}  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+    assert driver.launches == 12  # one launch a frame
+    if gpu_pre:
+        assert ex["kernel_in_graph"] is (not integrated)
+        assert len(launches) == (12 if integrated else 3)
+
+
+def test_tensorrt_82_has_no_graphs_and_says_why(monkeypatch, tmp_path):
+    s, labels, seq, driver, _ = _graph_run(monkeypatch, tmp_path, "8.2", False, True)
+    assert labels == seq and s.executor["cuda_graph"] is False and driver.captures == 0
+    assert "execute_async_v3" in s.executor["note"]
+
+
+def test_driver_capture_always_ends_and_reports_an_invalidated_capture(monkeypatch):
+    """A synchronising call inside the capture fails and invalidates it; the capture is still ended
+    (a stream left capturing is unusable) and the next capture on the stream works."""
+    from doubles import cuda_driver_double
+
+    from jetson_deploy.runtime.cuda_graph import capture_on_stream
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    driver = cuda_driver_double.install(monkeypatch)
+    ctx = make_context(cuda=drv)
+    try:
+        st = drv.Stream()
+        with pytest.raises(drv.LogicError, match="capturing"):
+            capture_on_stream(st.handle, st.synchronize)
+        assert not st._capturing
+        with pytest.raises(RuntimeError, match="CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"):
+            capture_on_stream(st.handle, lambda: driver.cuStreamSynchronize(st.handle))
+        out = drv.pagelocked_empty((4,), "float32")
+        dev = drv.mem_alloc(16)
+        drv.memcpy_htod(dev, __import__("numpy").arange(4, dtype="float32"))
+        out[:] = -1
+        g = capture_on_stream(st.handle, lambda: drv.memcpy_dtoh_async(out, dev, st))
+        st.synchronize()
+        assert out.tolist() == [-1.0] * 4  # captured, not run
+        launch = g.launcher()
+        launch()
+        st.synchronize()
+        assert out.tolist() == [0.0, 1.0, 2.0, 3.0]
+        del g
+        import gc
+
+        gc.collect()
+        launch()  # the launcher keeps its graph alive: no destroyed-graph launch
+        st.synchronize()
+        assert driver.launches == 2
+    finally:
+        ctx.pop()
+
+
+@pytest.mark.parametrize("gen", ["8.5", "10.x"])
+def test_driver_capture_runs_the_callers_steps_inside_the_capture_only(monkeypatch, tmp_path, gen):
+    """prologue/epilogue run once each, while the stream captures (never in the warm-up enqueue,
+    whose copy-out would overwrite results still to be collected); the graph has its own context."""
+    import numpy as np
+
+    from doubles import cuda_driver_double
+
+    from jetson_deploy.trt import build as tb
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    trtd.install(monkeypatch, gen)
+    driver = cuda_driver_double.install(monkeypatch)
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(color_onnx_bytes())
+    ctx = make_context(cuda=drv)
+    try:
+        eng = TensorRTEngine(tb.build_engine(onnx_path, "fp32"))
+        st = drv.Stream()
+        x, out = drv.mem_alloc(3 * 16 * 16 * 4), drv.mem_alloc(16)
+        seen = []
+        with eng:
+            g = eng.capture_graph({"input": int(x), "logits": int(out)}, st.handle,
+                                  prologue=lambda: seen.append(("prologue", st._capturing)),
+                                  epilogue=lambda: seen.append(("epilogue", st._capturing)))
+            assert g.context is not None and g.context is not eng.context and g.context.executions == 2
+            drv.memcpy_htod(x, np.full((1, 3, 16, 16), 1.0, np.float32))
+            g.launcher()()
+            host = np.zeros((1, 4), np.float32)
+            drv.memcpy_dtoh_async(host, out, st)
+            st.synchronize()
+    finally:
+        ctx.pop()
+    assert seen == [("prologue", True), ("epilogue", True)] and driver.captures == 1
+    assert int(np.argmax(host)) == 3  # gray (1, 1, 1): the engine ran at the launch, on the new input

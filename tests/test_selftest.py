@@ -29,8 +29,9 @@ def test_without_tensorrt_everything_skips_with_reasons(monkeypatch):
     assert "cuda context   SKIP    pycuda not installed" in text
     assert "engine build   SKIP    needs tensorrt, which was skipped" in text
     assert "engine run     SKIP    needs engine build, which was skipped" in text
+    assert "frame path     SKIP    needs engine run, which was skipped" in text
     assert "camera         SKIP    not requested" in text
-    assert out.rstrip().endswith("1 passed, 0 failed, 6 skipped")
+    assert out.rstrip().endswith("1 passed, 0 failed, 7 skipped")
 
 
 @pytest.mark.needs("onnx", "onnxruntime")
@@ -38,8 +39,14 @@ def test_without_tensorrt_everything_skips_with_reasons(monkeypatch):
 def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
+    from doubles import cuda_driver_double
+    from test_gpu_preprocess import install_compiler
+
     trt = trtd.install(monkeypatch, gen)
     cuda = pycuda_double.install(monkeypatch)
+    driver = cuda_driver_double.install(monkeypatch)
+    launches = []
+    install_compiler(monkeypatch, launches)  # the kernel's numpy port standing in for nvcc's build
     res = _invoke(["--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)  # --json: stdout is one JSON object
@@ -50,8 +57,15 @@ def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
     assert status["mapped memory"][0] == "PASS" and "reads back" in status["mapped memory"][1]
     assert status["engine build"][0] == "PASS" and status["engine build"][1].startswith("fp16 engine")
     assert status["engine run"][0] == "PASS" and "ONNX Runtime reference" in status["engine run"][1]
+    frame = status["frame path"]
+    assert frame[0] == "PASS" and frame[1].startswith("pycuda-mapped memory, ") and "matches the reference" in frame[1]
+    if gen == "8.2":  # no execute_async_v3: no graphs, said why
+        assert "no CUDA graph (CUDA graph capture unavailable" in frame[1] and driver.captures == 0
+    else:  # the Orin double is integrated: the kernel reads the mapped frame, then the slot's graph
+        assert "kernel, then engine + copy-out in one CUDA graph per slot" in frame[1] and driver.captures == 3
+    assert len(launches) == 60 and all(size == (1280, 720) for _, size in launches)
     assert status["camera"][0] == "SKIP"
-    assert (rep["passed"], rep["failed"], rep["skipped"], rep["ok"]) == (6, 0, 1, True)
+    assert (rep["passed"], rep["failed"], rep["skipped"], rep["ok"]) == (7, 0, 1, True)
     assert cuda._double.contexts[0].flags & cuda.ctx_flags.MAP_HOST
     assert cuda.Context.get_current() is None or cuda.Context.get_current().primary  # the selftest's context was popped
 
@@ -78,7 +92,7 @@ def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
     res = _invoke([])
     assert res.exit_code == 1
     assert "engine run     FAIL    RuntimeError: output differs from the ONNX Runtime reference" in res.output
-    assert res.output.rstrip().endswith("5 passed, 1 failed, 1 skipped")
+    assert res.output.rstrip().endswith("5 passed, 1 failed, 2 skipped")
     res = _invoke(["--json"])
     assert res.exit_code == 1 and json.loads(res.output)["ok"] is False
 
@@ -143,3 +157,30 @@ def test_on_a_nano_the_engine_rows_run_fp16(monkeypatch, tmp_path, asked):
     assert "has fast FP16 and no fast INT8" in status["platform"][1]
     assert status["engine build"][0] == "PASS" and status["engine build"][1].startswith("fp16 engine")
     assert status["engine run"][0] == "PASS"
+
+
+@pytest.mark.needs("onnx", "onnxruntime")
+def test_frame_path_skips_with_the_fix_when_the_kernel_cannot_compile(monkeypatch):
+    trtd.install(monkeypatch, "10.x")
+    pycuda_double.install(monkeypatch)  # no pycuda.compiler (no nvcc on the board's PATH)
+    rep = json.loads(_invoke(["--json"]).output)
+    frame = {c["name"]: c for c in rep["checks"]}["frame path"]
+    assert frame["status"] == "SKIP" and "does not compile here" in frame["detail"]
+    assert "PATH=/usr/local/cuda/bin" in frame["detail"]
+
+
+@pytest.mark.needs("onnx", "onnxruntime")
+def test_frame_path_fails_when_the_kernel_writes_the_wrong_colour_order(monkeypatch):
+    """The check compares with the kernel's specification: a kernel that swaps R and B is caught."""
+    from test_gpu_preprocess import install_compiler
+
+    from jetson_deploy.runtime import gpu_preprocess
+
+    trtd.install(monkeypatch, "10.x")
+    pycuda_double.install(monkeypatch)
+    install_compiler(monkeypatch, [])
+    real = gpu_preprocess.numpy_kernel
+    monkeypatch.setattr("test_gpu_preprocess.numpy_kernel", lambda frame, p: real(frame[:, :, ::-1].copy(), p))
+    rep = json.loads(_invoke(["--json"]).output)
+    frame = {c["name"]: c for c in rep["checks"]}["frame path"]
+    assert frame["status"] == "FAIL" and "differs from the reference" in frame["detail"] and rep["ok"] is False

@@ -1,30 +1,82 @@
-"""A captured per-frame enqueue, replayed with one launch (batch-1 latency is launch-bound)."""
+"""A captured per-frame enqueue, replayed with one launch (batch-1 latency is launch-bound).
+
+Two ways to hold one:
+
+* :class:`CudaGraph` -- captured by torch (``torch.cuda.graph``): the torch backend, whose forward
+  allocates from torch's caching allocator and so must be captured by torch;
+* :class:`DriverGraph` -- captured and launched through the CUDA driver (``libcuda`` via ctypes:
+  ``cuStreamBeginCapture_v2`` .. ``cuStreamEndCapture``, ``cuGraphInstantiateWithFlags``,
+  ``cuGraphLaunch``): the TensorRT backend, so a board without torch (JetPack 5/6 with TensorRT
+  and pycuda only) gets graphs too.
+
+Both hand the frame loop a zero-argument ``launcher()``.
+"""
 import ctypes
 from typing import Any, Callable, List, Optional
 
-_DRIVER: "List[Any]" = []  # [cuGraphLaunch or None], looked up once
+#: CUstreamCaptureMode (cuda.h): other threads' unsafe calls (a capture thread allocating pinned
+#: frames) stay legal while this thread captures
+CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1
+_DRIVER: "List[Any]" = []  # [the libcuda handle with prototypes set, or None], loaded once
+_PROTOTYPES = {
+    "cuGraphLaunch": [ctypes.c_void_p, ctypes.c_void_p],
+    "cuStreamBeginCapture_v2": [ctypes.c_void_p, ctypes.c_int],
+    "cuStreamEndCapture": [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)],
+    "cuGraphInstantiateWithFlags": [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_ulonglong],
+    "cuGraphExecDestroy": [ctypes.c_void_p],
+    "cuGraphDestroy": [ctypes.c_void_p],
+    "cuStreamSynchronize": [ctypes.c_void_p],
+    "cuGetErrorName": [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)],
+}
 
 
-def _cu_graph_launch() -> Any:
-    """libcuda's ``cuGraphLaunch`` (None where the driver library cannot be loaded).
+def driver() -> Any:
+    """libcuda with the graph functions' prototypes set, or None (no driver, or one older than
+    CUDA 11.4, which has no ``cuGraphInstantiateWithFlags``).
 
-    Loaded with ``PyDLL``: the call only queues work, so it keeps the GIL -- releasing it would let
+    Loaded with ``PyDLL``: the calls only queue work, so they keep the GIL -- releasing it would let
     the capture thread take the interpreter for up to a switch interval (5 ms) mid-frame.
     """
     if not _DRIVER:
-        fn = None
+        lib = None
         try:
-            fn = ctypes.PyDLL("libcuda.so.1").cuGraphLaunch
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-            fn.restype = ctypes.c_int
+            lib = ctypes.PyDLL("libcuda.so.1")
+            for name, args in _PROTOTYPES.items():
+                fn = getattr(lib, name)
+                fn.argtypes = args
+                fn.restype = ctypes.c_int
         except (OSError, AttributeError):
-            fn = None
-        _DRIVER.append(fn)
+            lib = None
+        _DRIVER.append(lib)
     return _DRIVER[0]
 
 
+def _check(lib: Any, rc: int, what: str) -> None:
+    if rc:
+        name = ctypes.c_char_p()
+        try:
+            lib.cuGetErrorName(rc, ctypes.byref(name))
+        except Exception:  # pragma: no cover - a driver without it
+            pass
+        raise RuntimeError("{} failed: {} ({})".format(what, (name.value or b"CUDA error").decode(), rc))
+
+
+def _launcher(lib: Any, exec_handle: int, stream_handle: int, owner: Any) -> "Callable[[], None]":
+    gexec, stream = ctypes.c_void_p(exec_handle), ctypes.c_void_p(stream_handle)
+    fn = lib.cuGraphLaunch
+
+    def launch() -> None:
+        rc = fn(gexec, stream)
+        if rc:
+            _check(lib, rc, "cuGraphLaunch")
+
+    # the launcher owns the graph: launching a destroyed instantiated graph is a segfault
+    launch.graph = owner  # type: ignore[attr-defined]
+    return launch
+
+
 class CudaGraph:
-    """``replay()`` launches the captured work on its stream; it never synchronises the host."""
+    """A graph captured by torch; ``replay()`` launches it on its stream, never synchronising."""
 
     def __init__(self, graph: Any, stream: Any) -> None:
         self.graph = graph
@@ -48,9 +100,9 @@ class CudaGraph:
         replay also advances captured RNG offsets; inference graphs draw no random numbers.
         """
         raw = getattr(self.graph, "raw_cuda_graph_exec", None)
-        fn = _cu_graph_launch() if raw is not None else None
+        lib = driver() if raw is not None else None
         handle = getattr(self.stream, "cuda_stream", None)
-        if fn is None or handle is None:
+        if lib is None or handle is None:
             return self.replay
         try:
             exec_handle = int(raw())
@@ -58,18 +110,66 @@ class CudaGraph:
             return self.replay
         if not exec_handle:
             return self.replay
-        gexec, stream = ctypes.c_void_p(exec_handle), ctypes.c_void_p(int(handle))
+        return _launcher(lib, exec_handle, int(handle), self)
 
-        def launch() -> None:
-            rc = fn(gexec, stream)
-            if rc:
-                raise RuntimeError("cuGraphLaunch failed: CUDA driver error {}".format(rc))
 
-        # the launcher owns the graph: torch destroys the instantiated graph with its CUDAGraph, and
-        # launching a destroyed one is a segfault
-        launch.graph = self  # type: ignore[attr-defined]
-        return launch
+class DriverGraph:
+    """A graph captured and instantiated through the CUDA driver; destroyed with this object."""
 
+    def __init__(self, lib: Any, graph: int, exec_handle: int, stream_handle: int) -> None:
+        self._lib = lib
+        self._graph = graph
+        self._exec = exec_handle
+        self.stream = stream_handle
+        self.context: Any = None  # the TensorRT execution context captured (one per graph)
+
+    def replay(self) -> None:
+        _check(self._lib, self._lib.cuGraphLaunch(ctypes.c_void_p(self._exec), ctypes.c_void_p(self.stream)),
+               "cuGraphLaunch")
+
+    def launcher(self) -> "Callable[[], None]":
+        return _launcher(self._lib, self._exec, self.stream, self)
+
+    def close(self) -> None:
+        """Destroy the graph (it must not be running: callers drain their streams first)."""
+        lib, self._lib = self._lib, None
+        if lib is not None:
+            lib.cuGraphExecDestroy(ctypes.c_void_p(self._exec))
+            lib.cuGraphDestroy(ctypes.c_void_p(self._graph))
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def capture_on_stream(stream_handle: int, body: "Callable[[], None]", lib: Any = None) -> "DriverGraph":
+    """Capture the work ``body()`` queues on ``stream_handle`` into an instantiated graph.
+
+    The capture always ends, also when ``body`` raises (a stream left capturing is unusable);
+    a capture the body invalidated (a synchronising call, a legacy-stream copy) raises with the
+    driver's error name.  Needs the stream's context current on this thread.
+    """
+    lib = lib if lib is not None else driver()
+    if lib is None:
+        raise RuntimeError("CUDA graphs through the driver need libcuda.so.1 from CUDA 11.4+ (JetPack 5+)")
+    stream = ctypes.c_void_p(int(stream_handle))
+    _check(lib, lib.cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture")
+    graph = ctypes.c_void_p()
+    try:
+        body()
+    except BaseException:
+        if lib.cuStreamEndCapture(stream, ctypes.byref(graph)) == 0 and graph.value:
+            lib.cuGraphDestroy(graph)
+        raise
+    _check(lib, lib.cuStreamEndCapture(stream, ctypes.byref(graph)), "cuStreamEndCapture")
+    exec_ = ctypes.c_void_p()
+    rc = lib.cuGraphInstantiateWithFlags(ctypes.byref(exec_), graph, 0)
+    if rc:
+        lib.cuGraphDestroy(graph)
+        _check(lib, rc, "cuGraphInstantiateWithFlags")
+    return DriverGraph(lib, int(graph.value or 0), int(exec_.value or 0), int(stream_handle))
 
 
 def run_step(step: "Optional[Callable[[], None]]") -> None:

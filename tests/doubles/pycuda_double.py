@@ -365,6 +365,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             if getattr(self, "_capturing", False):
                 # cudaStreamSynchronize on a capturing stream fails and invalidates the capture
                 # (CUDA Runtime API docs, cudaStreamBeginCapture: "unsafe API calls ... are illegal")
+                self._invalidated = True
                 raise LogicError("cuStreamSynchronize failed: operation not permitted when stream is capturing")
             state.syncs += 1
             self._run_until(None)

@@ -16,6 +16,7 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
+import ctypes
 import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -25,7 +26,7 @@ import numpy as np
 from ...errors import BadInput, CheckFailed
 from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
-from ..cuda_graph import CudaGraph, run_step
+from ..cuda_graph import CudaGraph, capture_on_stream, driver, run_step
 from ..engine import Engine, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -309,15 +310,20 @@ class TensorRTEngine(Engine):
 
     # ---- CUDA graphs ------------------------------------------------------------------------------------
     def capture_graph(self, buffers: "Dict[str, Any]", stream: Any = None, prologue: "Optional[Callable[[], None]]" = None,
-                      epilogue: "Optional[Callable[[], None]]" = None) -> "CudaGraph":
-        """Capture one enqueue into a CUDA graph (torch's CUDAGraph); replay() relaunches it.
+                      epilogue: "Optional[Callable[[], None]]" = None) -> Any:
+        """Capture one enqueue into a CUDA graph; its ``launcher()`` / ``replay()`` relaunch it.
 
         Needs ``execute_async_v3`` (TensorRT 8.5+) and static shapes; the buffers must stay
         the same allocations for the graph's life.  Each graph gets its own execution context
         (kept on ``graph.context``).  TensorRT requires one plain enqueue before capture (it
         may allocate on the first run), which this does.  ``prologue``/``epilogue``: the caller's
         work queued on ``stream`` before/after the enqueue (preprocessing kernel, copy-out),
-        captured into the same graph so a frame costs one launch.
+        captured into the same graph so a frame costs one launch; they run inside the capture
+        only (the warm-up's copy-out would overwrite results still to be collected).
+
+        Captured through the CUDA driver (no torch needed: a JetPack 5/6 board with TensorRT and
+        pycuda only) when ``stream`` is given and libcuda has the graph API (CUDA 11.4+); else
+        through torch.  Both capture thread-locally: other threads' CUDA calls stay legal.
         """
         if self.context is None:
             raise RuntimeError("tensorrt engine: call activate() before capture_graph()")
@@ -325,25 +331,55 @@ class TensorRTEngine(Engine):
             raise BadInput("CUDA graph capture needs execute_async_v3 (TensorRT 8.5+); this is TensorRT {}".format(self.features.version_string))
         if self.dynamic:
             raise BadInput("CUDA graph capture needs static shapes; this engine has dynamic inputs")
-        from ..._lazy import require
-
-        torch = require("torch", "CUDA graph capture")
-        if not torch.cuda.is_available():
-            raise BadInput("CUDA graph capture needs a CUDA GPU")
-        s = torch.cuda.Stream() if stream is None else torch.cuda.ExternalStream(stream_handle(stream))
         missing = [n for n in self._io_order if n not in buffers]
         if missing:
             raise BadInput("tensorrt capture: no buffer for {} (needs {})".format(missing, self._io_order))
-        # One execution context per graph: NVIDIA's practice is one context <-> one stream <-> one graph
-        # (trtexec, samples/common/sampleInference.cpp release/10.3 L371-411 and L952-1011), and
-        # enqueue on one context from concurrent streams is undefined (NvInferRuntime.h 8.6 L3102-3104).
-        # No source says graphs captured from one context with different addresses may share it.
+        lib = driver() if stream is not None else None
+        if lib is not None:
+            return self._capture_with_driver(lib, buffers, stream_handle(stream), prologue, epilogue)
+        return self._capture_with_torch(buffers, stream, prologue, epilogue)
+
+    def _graph_context(self, handle: int) -> Any:
+        """A new execution context for one graph.
+
+        One context per graph: NVIDIA's practice is one context <-> one stream <-> one graph
+        (trtexec, samples/common/sampleInference.cpp release/10.3 L371-411 and L952-1011), and
+        enqueue on one context from concurrent streams is undefined (NvInferRuntime.h 8.6 L3102-3104).
+        No source says graphs captured from one context with different addresses may share it.
+        """
         ctx = self.engine.create_execution_context()
         if ctx is None:
             raise CheckFailed("TensorRT could not create an execution context for a CUDA graph: {}".format(
                 self.logger.summary() or "out of GPU memory?"))
         if self.profile:
-            ctx.set_optimization_profile_async(self.profile, s.cuda_stream)
+            ctx.set_optimization_profile_async(self.profile, handle)
+        return ctx
+
+    def _capture_with_driver(self, lib: Any, buffers: "Dict[str, Any]", handle: int, prologue: Any, epilogue: Any) -> Any:
+        ctx = self._graph_context(handle)
+        addr: "Dict[str, int]" = {}
+        self._enqueue_on(ctx, addr, buffers, handle)  # the warm-up TensorRT requires, not captured
+        rc = lib.cuStreamSynchronize(ctypes.c_void_p(handle))
+        if rc:
+            raise RuntimeError("cuStreamSynchronize after TensorRT's warm-up enqueue failed (CUDA error {})".format(rc))
+
+        def body() -> None:
+            run_step(prologue)
+            self._enqueue_on(ctx, addr, buffers, handle)
+            run_step(epilogue)
+
+        g = capture_on_stream(handle, body, lib=lib)
+        g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
+        return g
+
+    def _capture_with_torch(self, buffers: "Dict[str, Any]", stream: Any, prologue: Any, epilogue: Any) -> "CudaGraph":
+        from ..._lazy import require
+
+        torch = require("torch", "CUDA graph capture without the CUDA driver's graph API")
+        if not torch.cuda.is_available():
+            raise BadInput("CUDA graph capture needs a CUDA GPU")
+        s = torch.cuda.Stream() if stream is None else torch.cuda.ExternalStream(stream_handle(stream))
+        ctx = self._graph_context(s.cuda_stream)
         addr: "Dict[str, int]" = {}
         # TensorRT may allocate on the first run: not captured (the caller's steps are not run here:
         # its copy-out would overwrite results still to be collected)
@@ -359,7 +395,7 @@ class TensorRTEngine(Engine):
             self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
             run_step(epilogue)
         g = CudaGraph(graph, s)
-        g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
+        g.context = ctx
         return g
 
     def describe(self) -> "Dict[str, Any]":
