@@ -125,7 +125,7 @@ def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int
     engine_fps = e_best["fps"]
     res: "Dict[str, Any]" = {
         "backend": eng.backend,
-        "executor": ex.describe(),
+        "executor": p.executor or ex.describe(),  # as the pipeline ran it (close() releases graphs)
         "source": source,
         "iterations": iterations,
         "engine_fps": engine_fps,

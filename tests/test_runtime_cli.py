@@ -92,3 +92,27 @@ def test_run_metrics_lines_on_stderr_and_interval_0_silences(bundle):
     assert lines and all("FPS | latency p50" in ln and "| dropped" in ln for ln in lines)
     r = _invoke(args + ["--interval", "0"])
     assert r.exit_code == 0 and not [ln for ln in r.stderr.splitlines() if ln.startswith("frames ")]
+
+
+def test_bench_reports_the_executor_as_the_pipeline_ran_it(bundle, monkeypatch):
+    """close() releases what an executor holds (the torch path's slot graphs): bench's ``executor``
+    must describe it as it ran, not after it was closed."""
+    from jetson_deploy.bench import run_bench
+    from jetson_deploy.runtime import pipeline
+    from jetson_deploy.runtime.executors import HostExecutor
+
+    class Closing(HostExecutor):
+        closed = False
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+        def describe(self):
+            d = super().describe()
+            d["graphs"] = 0 if self.closed else 3
+            return d
+
+    monkeypatch.setattr(pipeline, "make_executor", lambda eng, spec, **kw: Closing(eng, spec))
+    res = run_bench(bundle, iterations=10, warmup=2, source="synthetic://64x48", backend="onnxruntime")
+    assert res["executor"]["graphs"] == 3
