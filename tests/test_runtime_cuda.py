@@ -54,6 +54,7 @@ def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
             s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
                              memory=mem)
             assert s.executor["memory"] == mem and s.frames == 15
+            assert s.executor["mapped_out"] is True  # 16-byte logits: the engine writes into mapped host memory
             # per-slot graphs on both: with GPU preprocessing the engine reads a fixed device input
             # (the kernel reads the mapped frame); host preprocessing graphs only the pinned path
             assert s.executor["cuda_graph"] is (mem == "pycuda-pinned" or s.executor.get("gpu_preprocess") is True)

@@ -217,3 +217,36 @@ def test_driver_capture_runs_the_callers_steps_inside_the_capture_only(monkeypat
         ctx.pop()
     assert seen == [("prologue", True), ("epilogue", True)] and driver.captures == 1
     assert int(np.argmax(host)) == 3  # gray (1, 1, 1): the engine ran at the launch, on the new input
+
+
+@pytest.mark.parametrize("how", ["auto-small", "forced-off", "auto-large"])
+def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_path, how):
+    """Small outputs: the engine writes into mapped host memory (no D2H copy after it); outputs over
+    MAPPED_OUT_MAX, or mapped_out=False: device buffers copied back. Same labels either way."""
+    from jetson_deploy.trt import build as tb
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+    from jetson_deploy.runtime.executors import PycudaExecutor
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    trtd.install(monkeypatch, "10.x")
+    if how == "auto-large":
+        monkeypatch.setattr(PycudaExecutor, "MAPPED_OUT_MAX", 8)  # the colour model's 16-byte logits are "large"
+    dtoh = []
+    real = drv.memcpy_dtoh_async
+    monkeypatch.setattr(drv, "memcpy_dtoh_async", lambda d, s, stream=None: (dtoh.append(d.shape), real(d, s, stream)))
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(color_onnx_bytes())
+    bundle = make_bundle(tmp_path / "b")
+    seq = write_color_video(tmp_path / "c.avi", n=9)
+    ctx = make_context(cuda=drv)
+    try:
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"),
+                         engine=TensorRTEngine(tb.build_engine(onnx_path, "fp32")), memory="pycuda-pinned",
+                         cuda_graph=False, executor_options={"mapped_out": False} if how == "forced-off" else {})
+    finally:
+        ctx.pop()
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == seq
+    mapped = how == "auto-small"
+    assert s.executor["mapped_out"] is mapped
+    assert dtoh == ([] if mapped else [(1, 4)] * 9)

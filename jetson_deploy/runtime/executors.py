@@ -16,6 +16,7 @@ host synchronisation the loop allows -- and then reads ``outputs(slot)``.
   mapped (zero-copy) buffers, device-pointer ``enqueue`` on a compute stream, H2D on a copy stream,
   every host synchronisation counted by a :class:`~jetson_deploy.runtime.memory.SyncCounter`.
 """
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -26,6 +27,8 @@ from ..preprocess import numpy_dtype, preprocess
 from ..spec import ModelSpec
 from .gpu_preprocess import TorchPreprocess  # noqa: F401  (public here too: the torch-ops preprocessing)
 from .memory import HostAllocator, NumpyAllocator, SyncCounter
+
+log = logging.getLogger(__name__)
 
 
 class Prepared:
@@ -637,13 +640,20 @@ class PycudaExecutor(Executor):
     the H2D copy runs on a copy stream (or nothing at all with mapped memory: the engine reads the
     host buffer's device pointer); D2H copies and the frame's event follow on the compute stream.
     Only ``event.synchronize`` on the oldest slot ever blocks, counted by ``sync_counter``.
+
+    ``mapped_out`` (default: when a slot's outputs total at most ``MAPPED_OUT_MAX`` bytes): the
+    engine writes its outputs straight into mapped page-locked host memory through its device
+    address (jetson-inference binds TensorRT's outputs to ``cudaAllocMapped`` memory the same way),
+    so no D2H copy follows the engine; larger outputs (masks, dense heads) keep device buffers and
+    a copy, which reads them once over the bus instead of every write.
     """
 
     name = "pycuda"
+    MAPPED_OUT_MAX = 64 * 1024
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, mapped: "Optional[bool]" = None,
                  cuda: Any = None, counter: "Optional[SyncCounter]" = None, pool_size: int = 8,
-                 graph: bool = True, batch: int = 1) -> None:
+                 graph: bool = True, batch: int = 1, mapped_out: "Optional[bool]" = None) -> None:
         from .memory import PycudaAllocator, is_integrated
 
         self.cuda = cuda if cuda is not None else require("pycuda.driver", "the pycuda memory path")
@@ -680,6 +690,7 @@ class PycudaExecutor(Executor):
         self.row_bytes = nbytes // self.batch
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
         self.dev_in_ptrs = [int(d) for d in self.dev_in]
+        self.mapped_out = mapped_out
         self.dev_out, self.host_out = self._alloc_outputs()
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
@@ -693,20 +704,36 @@ class PycudaExecutor(Executor):
         self.graph = bool(self.graphs)
 
     def _alloc_outputs(self) -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
-        """Per slot: device output buffers, and the pinned host buffers they are copied back into."""
+        """Per slot: the engine's output addresses and the pinned host arrays results are read from
+        (the same memory with ``mapped_out``; else device buffers copied back after the engine)."""
+        # the shapes TensorRT will write: the activated context's, not the engine's (-1 for dynamic axes)
+        live = self.engine.output_shapes() if hasattr(self.engine, "output_shapes") else {}
+        shapes = [(t, tuple(max(int(s), 1) for s in live.get(t.name, t.shape))) for t in self.engine.outputs]
+        total = sum(int(np.prod(sh)) * np.dtype(t.dtype).itemsize for t, sh in shapes)
+        if self.mapped_out is None:
+            self.mapped_out = total <= self.MAPPED_OUT_MAX
+        if self.mapped_out:
+            try:
+                return self._mapped_outputs(shapes)
+            except Exception as exc:  # no mapped allocations in this context: device buffers + copies
+                log.info("mapped outputs unavailable (%s); copying outputs back", exc)
+                self.mapped_out = False
         cuda = self.cuda
         dev_out: "List[Dict[str, Any]]" = []
         host_out: "List[Dict[str, np.ndarray]]" = []
-        # the shapes TensorRT will write: the activated context's, not the engine's (-1 for dynamic axes)
-        live = self.engine.output_shapes() if hasattr(self.engine, "output_shapes") else {}
         for _ in range(self.depth):
-            d: "Dict[str, Any]" = {}
-            h: "Dict[str, np.ndarray]" = {}
-            for t in self.engine.outputs:
-                oshape = tuple(max(int(s), 1) for s in live.get(t.name, t.shape))
-                d[t.name] = cuda.mem_alloc(max(int(np.prod(oshape)) * np.dtype(t.dtype).itemsize, 1))
-                h[t.name] = cuda.pagelocked_empty(oshape, t.dtype)
-            dev_out.append(d)
+            dev_out.append({t.name: cuda.mem_alloc(max(int(np.prod(sh)) * np.dtype(t.dtype).itemsize, 1))
+                            for t, sh in shapes})
+            host_out.append({t.name: cuda.pagelocked_empty(sh, t.dtype) for t, sh in shapes})
+        return dev_out, host_out
+
+    def _mapped_outputs(self, shapes: "List[Tuple[Any, Tuple[int, ...]]]") -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
+        cuda = self.cuda
+        dev_out: "List[Dict[str, Any]]" = []
+        host_out: "List[Dict[str, np.ndarray]]" = []
+        for _ in range(self.depth):
+            h = {t.name: cuda.pagelocked_empty(sh, t.dtype, mem_flags=cuda.host_alloc_flags.DEVICEMAP) for t, sh in shapes}
+            dev_out.append({k: int(a.base.get_device_pointer()) for k, a in h.items()})
             host_out.append(h)
         return dev_out, host_out
 
@@ -728,8 +755,11 @@ class PycudaExecutor(Executor):
         self.graphs = graphs
         self._launchers = [g.launcher() if hasattr(g, "launcher") else g.replay for g in graphs]
 
-    def _copy_out(self, slot: int) -> "Callable[[], None]":
-        """The slot's D2H copies of its outputs on the compute stream (captured into its graph)."""
+    def _copy_out(self, slot: int) -> "Optional[Callable[[], None]]":
+        """The slot's D2H copies of its outputs on the compute stream (captured into its graph);
+        None with mapped outputs (the engine wrote them where the host reads them)."""
+        if self.mapped_out:
+            return None
         cuda, stream, host, dev = self.cuda, self.compute_stream, self.host_out[slot], self.dev_out[slot]
 
         def copy() -> None:
@@ -773,7 +803,8 @@ class PycudaExecutor(Executor):
             self._launchers[slot]()
         else:
             self.engine.enqueue(self._bindings(slot, in_ptr), self.compute_stream.handle)
-            self._copy_out(slot)()
+            if not self.mapped_out:
+                self._copy_out(slot)()  # type: ignore[misc]
         self.done[slot].record(self.compute_stream)
 
     def submit_batch(self, slot: int, frames: "List[Any]") -> None:
@@ -841,7 +872,8 @@ class PycudaExecutor(Executor):
 
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
-        d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict())
+        d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict(),
+                 mapped_out=bool(self.mapped_out))
         if self.graph_note:
             d["note"] = self.graph_note
         return d

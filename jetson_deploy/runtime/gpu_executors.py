@@ -64,13 +64,14 @@ class PycudaGpuExecutor(PycudaExecutor):
     host_preprocess = False
 
     def __init__(self, engine: Any, spec: Any, depth: int = 3, mapped: "Optional[bool]" = None, cuda: Any = None,
-                 counter: Any = None, pool_size: int = 8, graph: bool = True, batch: int = 1) -> None:
+                 counter: Any = None, pool_size: int = 8, graph: bool = True, batch: int = 1,
+                 mapped_out: "Optional[bool]" = None) -> None:
         from .memory import PycudaAllocator
 
         # no host-preprocessed inputs are pooled here (the base keeps ``depth`` for its bookkeeping);
         # graphs are captured below, also on the mapped path: the engine's input is device memory now
         super().__init__(engine, spec, depth=depth, mapped=mapped, cuda=cuda, counter=counter, pool_size=0,
-                         graph=False, batch=batch)
+                         graph=False, batch=batch, mapped_out=mapped_out)
         self.kspec = kernel_spec(spec, _input_dtype(engine, spec))
         self.kernel = pycuda_kernel(self.kspec, cuda=self.cuda)
         self.frame_allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)

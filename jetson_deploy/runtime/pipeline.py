@@ -91,7 +91,7 @@ def load_bundle(bundle: Any, verify: bool = True) -> Any:
 
 
 def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, graph: bool = True,
-                  topk: int = 5, mapped_out: bool = True, batch: int = 1, dynamic_batch: bool = False,
+                  topk: int = 5, mapped_out: "Optional[bool]" = None, batch: int = 1, dynamic_batch: bool = False,
                   **kw: Any) -> Any:
     """The executor for an activated engine.
 
@@ -99,6 +99,8 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     CPU engines -> numpy), ``numpy``, ``torch`` / ``torch-pinned``, ``pycuda`` (pinned, or mapped on an
     integrated GPU), ``pycuda-pinned``, ``pycuda-mapped``.  ``batch``: rows per engine call (several
     sources); ``dynamic_batch``: the engine takes fewer (ONNX Runtime runs the actual count).
+    ``mapped_out``: results written straight into mapped pinned host memory (torch: default on;
+    pycuda: default on for small outputs), False for device buffers + a D2H copy.
     """
     backend = engine.backend
     gpu = bool(engine.is_gpu)
@@ -116,14 +118,14 @@ def make_executor(engine: Any, spec: Any, memory: str = "auto", depth: int = 3, 
     if memory in ("torch", "torch-pinned"):
         if not (backend == "torch" and gpu):
             raise BadInput("--memory torch needs the torch backend on a CUDA GPU")
-        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out,
+        return TorchCudaExecutor(engine, spec, depth=depth, graph=graph, topk=topk, mapped_out=mapped_out is not False,
                                  mapped_in=kw.get("mapped_in"), preprocess_impl=str(kw.get("gpu_preprocess", "auto")),
                                  batch=batch)
     if memory in ("pycuda", "pycuda-pinned", "pycuda-mapped"):
         mapped = None if memory == "pycuda" else memory == "pycuda-mapped"
         if batch > 1:
             kw["batch"] = batch
-        return _pycuda_executor(engine, spec, depth=depth, mapped=mapped, graph=graph, **kw)
+        return _pycuda_executor(engine, spec, depth=depth, mapped=mapped, graph=graph, mapped_out=mapped_out, **kw)
     raise BadInput("--memory {!r}: use auto, numpy, torch, pycuda, pycuda-pinned or pycuda-mapped".format(memory))
 
 
