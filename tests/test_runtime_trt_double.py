@@ -250,3 +250,35 @@ def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_p
     mapped = how == "auto-small"
     assert s.executor["mapped_out"] is mapped
     assert dtoh == ([] if mapped else [(1, 4)] * 9)
+
+
+def test_bench_bare_model_writes_device_memory_not_the_mapped_outputs(monkeypatch, tmp_path):
+    """bench's model_fps is the network alone: its outputs go to device buffers, never to the mapped
+    host outputs the pipeline reads (writing those crosses the bus: a slower, unfair reference)."""
+    from jetson_deploy.trt import build as tb
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+    from jetson_deploy.runtime.executors import PycudaExecutor
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    trtd.install(monkeypatch, "10.x")
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(color_onnx_bytes())
+    ctx = make_context(cuda=drv)
+    try:
+        from jetson_deploy.spec import load_spec
+        from support.runtime import spec_dict
+
+        eng = TensorRTEngine(tb.build_engine(onnx_path, "fp32")).activate()
+        ex = PycudaExecutor(eng, load_spec(spec_dict()), cuda=drv, graph=False)
+        assert ex.mapped_out is True
+        seen = []
+        real = eng.enqueue
+        monkeypatch.setattr(eng, "enqueue", lambda buffers, stream=None: (seen.append(dict(buffers)), real(buffers, stream)))
+        ex.model_only_step()
+        ex.engine_only_step()
+        ex.synchronize()
+    finally:
+        ctx.pop()
+    host = {k: a.base.get_device_pointer() for k, a in ex.host_out[0].items()}
+    assert seen[0]["logits"] != host["logits"] and pycuda_double.ALLOCATIONS.get(seen[0]["logits"]) is not None
+    assert seen[1]["logits"] == host["logits"]  # the engine step writes where the pipeline reads

@@ -698,6 +698,8 @@ class PycudaExecutor(Executor):
         self.graphs: "List[Any]" = []
         self._launchers: "List[Any]" = []
         self._model_graph: Any = None
+        self._model_bindings: "Optional[Dict[str, int]]" = None  # bench's bare model: device outputs
+        self._model_outs: "List[Any]" = []
         self.graph_note = ""
         if graph and not self.mapped and hasattr(engine, "capture_graph"):
             self._capture_graphs()
@@ -854,18 +856,25 @@ class PycudaExecutor(Executor):
             self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
 
     def model_only_step(self) -> None:
-        """The network alone on slot 0's device input: its own graph (captured on first use, by
-        bench), or an eager enqueue where graphs are off or unavailable."""
+        """The network alone on slot 0's device input, writing device memory (not the mapped host
+        outputs): its own graph (captured on first use, by bench), or an eager enqueue where graphs
+        are off or unavailable."""
+        if self._model_bindings is None:
+            b = {self.input_name: self.dev_in_ptrs[0]}
+            for t in self.engine.outputs:
+                self._model_outs.append(self.cuda.mem_alloc(max(self.host_out[0][t.name].nbytes, 1)))
+                b[t.name] = int(self._model_outs[-1])
+            self._model_bindings = b
         if self._model_graph is None and self._launchers:
             try:
-                g = self.engine.capture_graph(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+                g = self.engine.capture_graph(self._model_bindings, self.compute_stream.handle)
                 self._model_graph = g.launcher() if hasattr(g, "launcher") else g.replay
             except Exception:  # the slot graphs captured, so this does too; eager if not
                 self._model_graph = False
         if self._model_graph:
             self._model_graph()
         else:
-            self.engine.enqueue(self._bindings(0, int(self.dev_in[0])), self.compute_stream.handle)
+            self.engine.enqueue(self._model_bindings, self.compute_stream.handle)
 
     def synchronize(self) -> None:
         self.compute_stream.synchronize()  # bench only: deliberately not counted as an in-loop sync
