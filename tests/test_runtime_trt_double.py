@@ -13,26 +13,30 @@ from jetson_deploy.runtime.memory import make_context  # noqa: E402
 from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
 
 
-@pytest.mark.parametrize("gen", ["8.2", "10.x"])
-@pytest.mark.parametrize("memory", ["pycuda", "pycuda-pinned"])
-def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
+def _colour_case(tmp_path, n=12):
+    """The colour model as a TensorRT-double engine (install the double first), its bundle, and a
+    video of ``n`` solid-colour frames: (engine, bundle, video, expected labels)."""
     from jetson_deploy.trt import build as tb
     from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
 
-    drv = pycuda_double.install(monkeypatch, integrated=True)
-    trtd.install(monkeypatch, gen)
     onnx_path = tmp_path / "m.onnx"
     onnx_path.write_bytes(color_onnx_bytes())
-    plan = tb.build_engine(onnx_path, "fp32")
-    bundle = make_bundle(tmp_path / "b")
-    seq = write_color_video(tmp_path / "c.avi", n=12)
+    eng = TensorRTEngine(tb.build_engine(onnx_path, "fp32"))
+    return eng, make_bundle(tmp_path / "b"), str(tmp_path / "c.avi"), write_color_video(tmp_path / "c.avi", n=n)
+
+
+@pytest.mark.parametrize("gen", ["8.2", "10.x"])
+@pytest.mark.parametrize("memory", ["pycuda", "pycuda-pinned"])
+def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
+    drv = pycuda_double.install(monkeypatch, integrated=True)
+    trtd.install(monkeypatch, gen)
+    eng, bundle, video, seq = _colour_case(tmp_path)
     ctx = make_context(cuda=drv)
     try:
         syncs0 = drv._double.syncs
         # no CUDA graphs: the doubles' stream handles are not real streams (on a GPU machine torch would
         # be handed a fake cudaStream_t to capture on)
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
-                         memory=memory, cuda_graph=False)
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory=memory, cuda_graph=False)
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -88,9 +92,6 @@ def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
     from doubles import cuda_driver_double
     from test_gpu_preprocess import install_compiler
 
-    from jetson_deploy.trt import build as tb
-    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
-
     drv = pycuda_double.install(monkeypatch, integrated=integrated)
     trtd.install(monkeypatch, gen)
     driver = cuda_driver_double.install(monkeypatch)
@@ -98,15 +99,11 @@ def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
     launches = []
     if gpu_pre:
         install_compiler(monkeypatch, launches)
-    onnx_path = tmp_path / "m.onnx"
-    onnx_path.write_bytes(color_onnx_bytes())
-    plan = tb.build_engine(onnx_path, "fp32")
-    bundle = make_bundle(tmp_path / "b")
-    seq = write_color_video(tmp_path / "c.avi", n=12)
+    eng, bundle, video, seq = _colour_case(tmp_path)
     ctx = make_context(cuda=drv)
     try:
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
-                         memory="pycuda", executor_options={"gpu_preprocess": "on" if gpu_pre else "off"})
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda",
+                         executor_options={"gpu_preprocess": "on" if gpu_pre else "off"})
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -223,8 +220,6 @@ def test_driver_capture_runs_the_callers_steps_inside_the_capture_only(monkeypat
 def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_path, how):
     """Small outputs: the engine writes into mapped host memory (no D2H copy after it); outputs over
     MAPPED_OUT_MAX, or mapped_out=False: device buffers copied back. Same labels either way."""
-    from jetson_deploy.trt import build as tb
-    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
     from jetson_deploy.runtime.executors import PycudaExecutor
 
     drv = pycuda_double.install(monkeypatch, integrated=False)
@@ -234,14 +229,10 @@ def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_p
     dtoh = []
     real = drv.memcpy_dtoh_async
     monkeypatch.setattr(drv, "memcpy_dtoh_async", lambda d, s, stream=None: (dtoh.append(d.shape), real(d, s, stream)))
-    onnx_path = tmp_path / "m.onnx"
-    onnx_path.write_bytes(color_onnx_bytes())
-    bundle = make_bundle(tmp_path / "b")
-    seq = write_color_video(tmp_path / "c.avi", n=9)
+    eng, bundle, video, seq = _colour_case(tmp_path, n=9)
     ctx = make_context(cuda=drv)
     try:
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"),
-                         engine=TensorRTEngine(tb.build_engine(onnx_path, "fp32")), memory="pycuda-pinned",
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda-pinned",
                          cuda_graph=False, executor_options={"mapped_out": False} if how == "forced-off" else {})
     finally:
         ctx.pop()
