@@ -100,10 +100,17 @@ def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
     if gpu_pre:
         install_compiler(monkeypatch, launches)
     eng, bundle, video, seq = _colour_case(tmp_path)
+    from jetson_deploy.runtime import pipeline
+
+    made = []
+    real_make = pipeline.make_executor
+    monkeypatch.setattr(pipeline, "make_executor", lambda *a, **k: made.append(real_make(*a, **k)) or made[-1])
     ctx = make_context(cuda=drv)
     try:
         s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda",
                          executor_options={"gpu_preprocess": "on" if gpu_pre else "off"})
+        # the executor is still referenced here: its graphs went at close(), not with the object
+        driver.left_after_close = (dict(driver.execs), dict(driver.graphs))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -128,6 +135,7 @@ def test_tensorrt_graphs_through_the_driver_without_torch(monkeypatch, tmp_path,
         return
     assert driver.captures == 3 and set(driver.modes) == {1}  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
     assert driver.launches == 12  # one launch a frame
+    assert driver.left_after_close == ({}, {})  # destroyed at close, while the context was current
     if gpu_pre:
         assert ex["kernel_in_graph"] is (not integrated)
         assert len(launches) == (12 if integrated else 3)

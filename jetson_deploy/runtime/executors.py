@@ -879,6 +879,15 @@ class PycudaExecutor(Executor):
     def synchronize(self) -> None:
         self.compute_stream.synchronize()  # bench only: deliberately not counted as an in-loop sync
 
+    def close(self) -> None:
+        """Destroy the graphs now, while this thread's CUDA context is current (the caller drained
+        the ring), rather than whenever the collector gets to them; nothing may launch them after."""
+        graphs, self.graphs, self._launchers = self.graphs, [], []
+        model, self._model_graph = self._model_graph, None
+        for g in graphs + [getattr(model, "graph", None)]:
+            if g is not None and hasattr(g, "close"):
+                g.close()
+
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict(),

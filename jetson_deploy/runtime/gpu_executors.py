@@ -213,6 +213,10 @@ class PycudaGpuExecutor(PycudaExecutor):
             launch_pycuda(self.kernel, self.plan, int(self.dev_frames[0]), int(self.dev_in[0]), self.compute_stream)
         super().engine_only_step()
 
+    def close(self) -> None:
+        super().close()
+        self.kernel_in_graph = False  # the graphs are gone: a later frame would need its own launch
+
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(gpu_preprocess=True, preprocess="cuda-kernel (pycuda)", staged_frames=self.staged_frames,
