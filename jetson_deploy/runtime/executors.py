@@ -473,6 +473,12 @@ class TorchCudaExecutor(Executor):
         with torch.cuda.stream(self.copy_stream):
             self.dev_frames[slot].copy_(src, non_blocking=True)
             self.copied[slot].record(self.copy_stream)
+        self._run_slot(slot)
+
+    def _run_slot(self, slot: int) -> None:
+        """After the slot's copy: its graph (or the eager step and copy-out) and its event, on the
+        compute stream."""
+        torch = self.torch
         cs = self.compute_stream
         cs.wait_event(self.copied[slot])
         with torch.cuda.stream(cs):
@@ -517,17 +523,7 @@ class TorchCudaExecutor(Executor):
             for j in range(len(srcs), self.batch):
                 dev[j].copy_(dev[0], non_blocking=True)  # padding: a real frame of this batch, result unread
             self.copied[slot].record(self.copy_stream)
-        cs = self.compute_stream
-        cs.wait_event(self.copied[slot])
-        with torch.cuda.stream(cs):
-            if self._slot_graphs:
-                self._slot_graphs[slot].replay()
-            else:
-                with torch.inference_mode():
-                    outs = self._step(dev)
-                    for k, v in outs.items():
-                        self.host_out[slot][k].copy_(v, non_blocking=True)
-            self.done[slot].record(cs)
+        self._run_slot(slot)
 
     def _submit_mapped_rows(self, slot: int, srcs: "List[Any]") -> None:
         """Zero copy, batched: each row's kernel reads its pinned frame through its UVA address."""
@@ -632,6 +628,11 @@ class _CountingEvent:
         self.ev.synchronize()
 
 
+def _launch_fn(graph: Any) -> "Callable[[], None]":
+    """A captured graph's zero-argument launch (``launcher()`` where it has one, else ``replay``)."""
+    return graph.launcher() if hasattr(graph, "launcher") else graph.replay
+
+
 class PycudaExecutor(Executor):
     """pycuda memory path: pinned (discrete GPU) or mapped zero-copy (integrated GPU) buffers.
 
@@ -692,6 +693,7 @@ class PycudaExecutor(Executor):
         self.dev_in_ptrs = [int(d) for d in self.dev_in]
         self.mapped_out = mapped_out
         self.dev_out, self.host_out = self._alloc_outputs()
+        self._copy_outs = [self._copy_out(k) for k in range(self.depth)]  # None each with mapped outputs
         self.copied = [cuda.Event() for _ in range(self.depth)]
         self.done = [_CountingEvent(cuda.Event(), self.sync_counter) for _ in range(self.depth)]
         self._inflight: "List[Any]" = [None] * self.depth  # a Prepared, or a batch's list of them
@@ -749,13 +751,13 @@ class PycudaExecutor(Executor):
             for k in range(self.depth):
                 graphs.append(self.engine.capture_graph(
                     self._bindings(k, int(self.dev_in[k])), self.compute_stream.handle,
-                    prologue=prologue_for(k) if prologue_for is not None else None, epilogue=self._copy_out(k)))
+                    prologue=prologue_for(k) if prologue_for is not None else None, epilogue=self._copy_outs[k]))
         except Exception as exc:  # no torch/CUDA graphs here, dynamic shapes, old TensorRT: eager enqueue
             graphs = []
             self.graph_note = "CUDA graph capture unavailable ({}); eager enqueue".format(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         self.graphs = graphs
-        self._launchers = [g.launcher() if hasattr(g, "launcher") else g.replay for g in graphs]
+        self._launchers = [_launch_fn(g) for g in graphs]
 
     def _copy_out(self, slot: int) -> "Optional[Callable[[], None]]":
         """The slot's D2H copies of its outputs on the compute stream (captured into its graph);
@@ -805,8 +807,9 @@ class PycudaExecutor(Executor):
             self._launchers[slot]()
         else:
             self.engine.enqueue(self._bindings(slot, in_ptr), self.compute_stream.handle)
-            if not self.mapped_out:
-                self._copy_out(slot)()  # type: ignore[misc]
+            copy = self._copy_outs[slot]
+            if copy is not None:
+                copy()
         self.done[slot].record(self.compute_stream)
 
     def submit_batch(self, slot: int, frames: "List[Any]") -> None:
@@ -868,7 +871,7 @@ class PycudaExecutor(Executor):
         if self._model_graph is None and self._launchers:
             try:
                 g = self.engine.capture_graph(self._model_bindings, self.compute_stream.handle)
-                self._model_graph = g.launcher() if hasattr(g, "launcher") else g.replay
+                self._model_graph = _launch_fn(g)
             except Exception:  # the slot graphs captured, so this does too; eager if not
                 self._model_graph = False
         if self._model_graph:

@@ -160,14 +160,8 @@ class Postprocessor:
             r.num_classes = len(self.labels)
         else:
             v = np.asarray(self._first(outputs)).reshape(-1)
-            if v.size <= SMALL_CLASSES:  # plain Python from here: a result per frame at small-model rates
+            if v.size <= SMALL_CLASSES:  # plain Python: a result per frame at small-model rates
                 ids, scores = _topk_small(v, self.topk)
-                labels = self.labels
-                r.num_classes = int(v.size)
-                r.topk = [(labels[i] if i < len(labels) else str(i), sc) for i, sc in zip(ids, scores)]
-                r.class_id = ids[0]
-                r.label, r.score = r.topk[0]
-                return r
             else:
                 p = v.astype(np.float32) if looks_like_probs(v) else softmax(v)
                 k = min(self.topk, p.size)

@@ -355,6 +355,17 @@ class TensorRTEngine(Engine):
             ctx.set_optimization_profile_async(self.profile, handle)
         return ctx
 
+    def _captured(self, ctx: Any, addr: "Dict[str, int]", buffers: "Dict[str, Any]", handle: int, prologue: Any,
+                  epilogue: Any) -> "Callable[[], None]":
+        """What a graph holds: the caller's prologue, one enqueue on the graph's context, its epilogue."""
+
+        def body() -> None:
+            run_step(prologue)
+            self._enqueue_on(ctx, addr, buffers, handle)
+            run_step(epilogue)
+
+        return body
+
     def _capture_with_driver(self, lib: Any, buffers: "Dict[str, Any]", handle: int, prologue: Any, epilogue: Any) -> Any:
         ctx = self._graph_context(handle)
         addr: "Dict[str, int]" = {}
@@ -363,12 +374,7 @@ class TensorRTEngine(Engine):
         if rc:
             raise RuntimeError("cuStreamSynchronize after TensorRT's warm-up enqueue failed (CUDA error {})".format(rc))
 
-        def body() -> None:
-            run_step(prologue)
-            self._enqueue_on(ctx, addr, buffers, handle)
-            run_step(epilogue)
-
-        g = capture_on_stream(handle, body, lib=lib)
+        g = capture_on_stream(handle, self._captured(ctx, addr, buffers, handle, prologue, epilogue), lib=lib)
         g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
         return g
 
@@ -391,9 +397,7 @@ class TensorRTEngine(Engine):
         except TypeError:  # torch < 2.1 (JetPack 5 wheels)
             capture = torch.cuda.graph(graph, stream=s)
         with capture:
-            run_step(prologue)
-            self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
-            run_step(epilogue)
+            self._captured(ctx, addr, buffers, s.cuda_stream, prologue, epilogue)()
         g = CudaGraph(graph, s)
         g.context = ctx
         return g
