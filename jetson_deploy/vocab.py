@@ -1,0 +1,18 @@
+"""One definition of each word the CLI and the library share: precisions, backends, file kinds.
+
+Every module and every click ``Choice`` imports these, so a new value appears everywhere at once
+(three copies of the image suffixes once disagreed: ``run frames/`` read ``.tif`` files that
+``calibrate frames/`` ignored).
+"""
+
+#: numeric precisions of a converted model / engine
+PRECISIONS = ("fp32", "fp16", "int8")
+
+#: inference backends; ``auto`` picks TensorRT, else torch on CUDA, else ONNX Runtime
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+
+#: still-image suffixes OpenCV reads (image folders for ``run`` and ``calibrate``)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+#: video-file suffixes read as videos (``calibrate`` folders, ``run`` sources)
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
