@@ -30,7 +30,9 @@ _API: "Dict[str, Tuple[str, str]]" = {
     "deploy_bundle": ("jetson_deploy.deploy", "deploy"),
     "rollback_bundle": ("jetson_deploy.deploy", "rollback"),
     "create_engine": ("jetson_deploy.runtime.backends", "create_engine"),
-    "run_pipeline": ("jetson_deploy.runtime.pipeline", "run_pipeline"),
+    "open_session": ("jetson_deploy.runtime.session", "open_session"),
+    "RunOptions": ("jetson_deploy.runtime.options", "RunOptions"),
+    "run_pipeline": ("jetson_deploy.runtime.session", "run_pipeline"),
     "run_bench": ("jetson_deploy.bench", "run_bench"),
     "probe_platform": ("jetson_deploy.machine", "probe"),
 }

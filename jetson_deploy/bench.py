@@ -20,11 +20,11 @@ batch-1 pipeline of the same model on the first source, measured in the same cal
 (``ratio_single = pipeline_fps / single_stream_fps``).
 """
 import time
-from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from .runtime.metrics import percentiles
-from .runtime.options import OutputOptions, RunOptions, SourceOptions, split_options
+from .runtime.options import OutputOptions, RunOptions, SourceOptions
+from .runtime.session import open_io, open_session, opened_bundle
 
 
 def engine_only(executor: Any, iterations: int, warmup: int = 10,
@@ -51,81 +51,67 @@ def engine_only(executor: Any, iterations: int, warmup: int = 10,
     return {"fps": round(iterations / dt, 3), "seconds": round(dt, 4), "latency_ms": percentiles(lats)}
 
 
-def _side_by_side(ex: Any, pipeline_run: Any, iterations: int, warmup: int, warm_frames: int, frames: int,
-                  sync_debug: Any) -> "Tuple[Any, Any, Any, Any, Any]":
-    """Engine-only and bare-model runs before and after the pipeline run, in one process, so a
-    ratio compares like with like (the better of the two engine/model runs is the reference)."""
-    pipeline_run(warm_frames, None)
+def _side_by_side(session: Any, sources: "List[str]", inputs: "Optional[SourceOptions]", iterations: int, warmup: int,
+                  warm_frames: int, frames: int) -> "Tuple[Any, Any, Any, Any, Any]":
+    """Engine-only and bare-model runs before and after the pipeline run, in one session, so a
+    ratio compares like with like (the better of the two engine/model runs is the reference).
+    The warm-up pipeline run also sets the executor up for the source's frame size."""
+    ex = session.executor
+    _pipeline_run(session, sources, inputs, warm_frames)
     e1 = engine_only(ex, iterations, warmup=warmup)
     m1 = engine_only(ex, iterations, warmup=warmup, model_only=True)
-    p = pipeline_run(frames, sync_debug)
+    p = _pipeline_run(session, sources, inputs, frames)
     e2 = engine_only(ex, iterations, warmup=warmup)
     m2 = engine_only(ex, iterations, warmup=warmup, model_only=True)
     return e1, e2, m1, m2, p
 
 
 def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: Any = "synthetic://1280x720", *,
-              options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None, engine: Any = None,
-              **flat: Any) -> "Dict[str, Any]":
-    """Both measurements on one engine and executor; returns the ``bench --json`` object.
+              options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
+              engine: Any = None) -> "Dict[str, Any]":
+    """Both measurements on one session (engine and executor); returns the ``bench --json`` object.
 
-    ``options`` / ``inputs``: as for :func:`~jetson_deploy.runtime.pipeline.run_pipeline`, and flat
-    keywords named after their fields override them (``backend=``, ``memory=``, ``sync_debug=``...).
-    ``source``: a URI, or a list of several (batched: :func:`run_multi_bench`).
+    ``bundle``: an opened Bundle (``open_trusted``) or a path; ``options`` / ``inputs``: as for
+    :func:`~jetson_deploy.runtime.session.run_pipeline`.  ``source``: a URI, or a list of several
+    (batched: :func:`run_multi_bench`).
     """
-    if isinstance(source, (list, tuple)):
-        if len(source) > 1:
-            return run_multi_bench(bundle, list(source), iterations, warmup, options=options, inputs=inputs,
-                                   engine=engine, **flat)
-        source = source[0]
-    from .media import open_sink, open_source
-    from .runtime.backends import create_engine
-    from .runtime.pipeline import Pipeline, load_bundle, make_executor
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    if len(sources) > 1:
+        return run_multi_bench(bundle, sources, iterations, warmup, options=options, inputs=inputs, engine=engine)
+    opts = options or RunOptions()
+    with open_session(bundle, opts, sources=1, engine=engine) as session:
+        e1, e2, m1, m2, p = _side_by_side(session, sources, inputs, iterations, warmup,
+                                          max(warmup, 2 * opts.depth), iterations)
+        res = _report(session, sources[0], iterations, opts.sync_debug, (e1, e2), p)
+    _add_model(res, m1, m2, p)
+    return res
 
-    opts, ins, _ = split_options(options, inputs, **flat)
-    b = load_bundle(bundle, verify=opts.verify)
-    spec = b.spec
-    eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device,
-                                                          **opts.engine_options)
-    eng.activate()
-    ex = None
-    try:
-        ex = make_executor(eng, spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph, topk=opts.topk,
-                           **opts.executor_options)
 
-        def pipeline_run(n: int, debug: "Optional[str]") -> Any:
-            src = open_source(source, **ins.options)
-            pipe = Pipeline(eng, spec, src, [open_sink("null://")], ex, options=replace(opts, sync_debug=debug),
-                            inputs=ins, outputs=OutputOptions(metrics_interval=0), labels=b.labels)
-            try:
-                return pipe.run(max_frames=n)
-            finally:
-                src.close()
+def _pipeline_run(session: Any, sources: "List[str]", inputs: "Optional[SourceOptions]", frames: int) -> Any:
+    """One pipeline run of ``frames`` on fresh sources into ``null://``, on the session's executor."""
+    with open_io(sources, ["null://"]) as (srcs, sinks, bindings):
+        return session.run(srcs, sinks, bindings, inputs=inputs, outputs=OutputOptions(metrics_interval=0),
+                           max_frames=frames)
 
-        # the warm-up pipeline run also sets the executor up for the source's frame size
-        e1, e2, m1, m2, p = _side_by_side(ex, pipeline_run, iterations, warmup, max(warmup, 2 * opts.depth),
-                                          iterations, opts.sync_debug)
-    finally:
-        if ex is not None:
-            ex.close()
-        eng.deactivate()
-    res = _report(b, bundle, eng, ex, source, iterations, opts.sync_debug, (e1, e2), p)
+
+def _add_model(res: "Dict[str, Any]", m1: Any, m2: Any, p: Any) -> None:
+    """The bare-model figures (the better of the two runs) and the pipeline's ratio to them."""
     m_best = m1 if m1["fps"] >= m2["fps"] else m2
     res["model_fps"] = m_best["fps"]
     res["ratio_model"] = round(p.fps / m_best["fps"], 4) if m_best["fps"] else 0.0
     res["model_only"] = {"fps": m_best["fps"], "runs_fps": [m1["fps"], m2["fps"]], "latency_ms": m_best["latency_ms"]}
-    return res
 
 
-def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int, sync_debug: "Optional[str]",
-            engine_runs: "Any", p: Any) -> "Dict[str, Any]":
+def _report(session: Any, source: Any, iterations: int, sync_debug: "Optional[str]", engine_runs: "Any",
+            p: Any) -> "Dict[str, Any]":
     """The ``bench --json`` object; the better engine-only run is the reference."""
     e1, e2 = engine_runs
     e_best = e1 if e1["fps"] >= e2["fps"] else e2
     engine_fps = e_best["fps"]
     res: "Dict[str, Any]" = {
-        "backend": eng.backend,
-        "executor": p.executor or ex.describe(),  # as the pipeline ran it (close() releases graphs)
+        "backend": session.backend,
+        "backend_reason": session.why,
+        "executor": p.executor or session.executor.describe(),  # as the pipeline ran it (close() releases graphs)
         "source": source,
         "iterations": iterations,
         "engine_fps": engine_fps,
@@ -137,7 +123,7 @@ def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int
                      "host_ms_per_frame": round(p.host_ms_per_frame, 4), "seconds": round(p.seconds, 4),
                      "wait_ms_per_frame": p.wait_ms_per_frame,
                      "capture_cpu_ms_per_frame": p.capture_cpu_ms_per_frame},
-        "bundle": str(b.source),
+        "bundle": str(session.bundle.source),
     }
     if p.syncs is not None:
         res["syncs"] = p.syncs
@@ -148,53 +134,37 @@ def _report(b: Any, bundle: Any, eng: Any, ex: Any, source: str, iterations: int
 
 def run_multi_bench(bundle: Any, sources: "List[str]", iterations: int = 300, warmup: int = 30, *,
                     options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
-                    engine: Any = None, **flat: Any) -> "Dict[str, Any]":
-    """N sources at batch N: the batched model, engine and pipeline side by side, then one batch-1
-    pipeline of the same model (a second engine, after the first is released) for the ratio."""
-    from .media import open_sink, open_source
-    from .runtime.backends import bundle_dynamic_batch, create_engine
-    from .runtime.batching import resolve_batch
-    from .runtime.pipeline import MultiPipeline, load_bundle, make_executor
+                    engine: Any = None) -> "Dict[str, Any]":
+    """N sources through one session (batch N, or chunks of a smaller fixed batch): the batched
+    model, engine and pipeline side by side, then one batch-1 pipeline of the same model (a second
+    session, after the first is released) for the ratio."""
+    opts = options or RunOptions()
+    with opened_bundle(bundle, opts.verify) as b:
+        return _multi_bench(b, sources, iterations, warmup, opts, inputs, engine)
 
-    opts, ins, _ = split_options(options, inputs, **flat)
-    b = load_bundle(bundle, verify=opts.verify)
+
+def _multi_bench(bundle: Any, sources: "List[str]", iterations: int, warmup: int, opts: "RunOptions",
+                 inputs: "Optional[SourceOptions]", engine: Any) -> "Dict[str, Any]":
+    from .runtime.backends import bundle_dynamic_batch
+
     n = len(sources)
-    eng = engine if engine is not None else create_engine(b, backend=opts.backend, device=opts.device, batch=n,
-                                                          **opts.engine_options)
-    eng.activate()
-    ex = None
-    try:
-        batch, dynamic = resolve_batch(eng, n, str(b.source))
-        ex = make_executor(eng, b.spec, memory=opts.memory, depth=opts.depth, graph=opts.cuda_graph, topk=opts.topk,
-                           batch=batch, dynamic_batch=dynamic, **opts.executor_options)
-
-        def pipeline_run(frames: int, debug: "Optional[str]") -> Any:
-            srcs = [open_source(u, **ins.options) for u in sources]
-            pipe = MultiPipeline(eng, b.spec, srcs, [open_sink("null://")], ex, options=replace(opts, sync_debug=debug),
-                                 inputs=ins, outputs=OutputOptions(metrics_interval=0), labels=b.labels)
-            try:
-                return pipe.run(max_frames=frames)
-            finally:
-                for src in srcs:
-                    src.close()
-
-        e1, e2, m1, m2, p = _side_by_side(ex, pipeline_run, iterations, warmup, max(warmup, 2 * opts.depth) * n,
-                                          iterations * n, opts.sync_debug)
-    finally:
-        if ex is not None:
-            ex.close()
-        eng.deactivate()
-    e1, e2, m1, m2 = (_per_frame(r, ex.batch) for r in (e1, e2, m1, m2))
-    res = _report(b, bundle, eng, ex, ", ".join(sources), iterations, opts.sync_debug, (e1, e2), p)
-    m_best = m1 if m1["fps"] >= m2["fps"] else m2
-    res.update(model_fps=m_best["fps"], ratio_model=round(p.fps / m_best["fps"], 4) if m_best["fps"] else 0.0,
-               model_only={"fps": m_best["fps"], "runs_fps": [m1["fps"], m2["fps"]], "latency_ms": m_best["latency_ms"]},
-               batch=batch, dynamic_batch=dynamic, sources=p.sources, source=list(sources))
-    if not (dynamic or bundle_dynamic_batch(b)):
+    with open_session(bundle, opts, sources=n, engine=engine) as session:
+        e1, e2, m1, m2, p = _side_by_side(session, sources, inputs, iterations, warmup,
+                                          max(warmup, 2 * opts.depth) * n, iterations * n)
+        rows = session.executor.batch
+        e1, e2, m1, m2 = (_per_frame(r, rows) for r in (e1, e2, m1, m2))
+        res = _report(session, ", ".join(sources), iterations, opts.sync_debug, (e1, e2), p)
+        res.update(batch=session.batch, dynamic_batch=session.dynamic, chunks=session.chunks, sources=p.sources,
+                   source=list(sources))
+        dynamic = session.dynamic or bundle_dynamic_batch(bundle)
+        fixed = session.batch
+    _add_model(res, m1, m2, p)
+    if not dynamic:
         res["single_stream_note"] = ("{} has a fixed batch {}: no batch-1 engine to compare with (convert with "
-                                     "--dynamic-batch)".format(b.source, batch))
+                                     "--dynamic-batch)".format(bundle.source, fixed))
         return res
-    single = run_bench(bundle, iterations=iterations * n, warmup=warmup, source=sources[0], options=opts, inputs=ins)
+    single = run_bench(bundle, iterations=iterations * n, warmup=warmup, source=sources[0], options=opts,
+                       inputs=inputs)
     res["single_stream_fps"] = single["pipeline_fps"]
     res["ratio_single"] = round(p.fps / single["pipeline_fps"], 4) if single["pipeline_fps"] else 0.0
     res["single_stream"] = {k: single.get(k) for k in ("model_fps", "engine_fps", "pipeline_fps", "latency_ms", "executor")}

@@ -24,3 +24,9 @@ class CheckFailed(JetsonDeployError):
     """A verification or accuracy check ran and failed."""
 
     exit_code = 1
+
+
+class RunFailed(JetsonDeployError):
+    """A run started and its engine failed (one line naming the bundle and the batch)."""
+
+    exit_code = 1

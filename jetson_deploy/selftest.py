@@ -15,9 +15,10 @@ import importlib
 import importlib.util
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -263,31 +264,36 @@ class SelfTest:
         return "output matches the {} reference (max |diff| {:.2g}, tolerance {:g})".format(what, diff, tol)
 
     def check_frame_path(self) -> str:
-        """What ``run`` does per frame on this board: a 1280x720 uint8 frame in page-locked memory
-        (mapped on a Jetson) -> the fused preprocessing kernel -> the engine -> copy-out (one CUDA
-        graph per ring slot where TensorRT 8.5+ can be captured), compared with the kernel's numpy
-        port + the reference model."""
+        """What ``run`` does per frame on this board, through the same run session: a 1280x720
+        uint8 frame in page-locked memory (mapped on a Jetson) -> the fused preprocessing kernel ->
+        the engine -> copy-out (one CUDA graph per ring slot where TensorRT 8.5+ can be captured),
+        compared with the kernel's numpy port + the reference model."""
         self._need("engine run")
         from .runtime.backends.tensorrt import TensorRTEngine
-        from .runtime.gpu_executors import PycudaGpuExecutor, gpu_preprocess_unavailable
+        from .runtime.executors.pycuda_kernel import gpu_preprocess_unavailable
         from .runtime.gpu_preprocess import make_plan, numpy_kernel
+        from .runtime.options import RunOptions
+        from .runtime.session import open_session
         from .media.sources import Frame
         from .spec import load_spec
 
         spec = load_spec(SELFTEST_SPEC)
         img = selftest_frame()
-        with TensorRTEngine(self.plan) as eng:
-            why = gpu_preprocess_unavailable(spec, eng, cuda=self.cuda)
+        with tempfile.TemporaryDirectory(prefix="jd-selftest-") as tmp:
+            eng = TensorRTEngine(self.plan)
+            why = gpu_preprocess_unavailable(spec, eng.activate(), cuda=self.cuda)
             if why:
+                eng.deactivate()
                 raise _Skip("the GPU preprocessing kernel does not compile here ({}); pycuda needs nvcc "
                             "(export PATH=/usr/local/cuda/bin:$PATH)".format(why))
-            ex = PycudaGpuExecutor(eng, spec, cuda=self.cuda)
-            try:
+            options = RunOptions(backend="tensorrt", memory="pycuda", gpu_preprocess="kernel")
+            with _quiet("jetson_deploy.runtime"), open_session(_selftest_bundle(Path(tmp) / "selftest-bundle"), options, engine=eng,
+                              cuda=self.cuda) as session:
+                ex = session.executor
                 got, per_frame = _drive(ex, img, Frame)
                 desc = ex.describe()
-            finally:
-                ex.close()
-        plan = make_plan(spec, img.shape, ex.kspec)
+                kspec = ex.kspec
+        plan = make_plan(spec, img.shape, kspec)
         ref = numpy_reference(numpy_kernel(img, plan).astype(np.float32).reshape(INPUT_SHAPE))
         diff = float(np.abs(got.reshape(ref.shape) - ref).max())
         tol = 3e-2 if self.built_precision == "fp16" else 1e-3
@@ -349,6 +355,33 @@ class SelfTest:
                 self.ctx = None
         self._run("camera", self.check_camera)
         return self.checks
+
+
+@contextmanager
+def _quiet(name: str) -> "Iterator[None]":
+    """The run session's own INFO lines (backend chosen, ...) stay out of the check table."""
+    import logging
+
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _selftest_bundle(dest: Path) -> Path:
+    """The self-test model as a bundle (spec, ONNX, labels): what a run session opens."""
+    import json
+
+    from .bundle import BundleWriter
+
+    with BundleWriter(dest, name="selftest", version="1.0.0") as w:
+        w.add_bytes(selftest_onnx_bytes(), "model.onnx", kind="onnx")
+        w.add_bytes(("\n".join(SELFTEST_SPEC["labels"]) + "\n").encode(), "labels.txt", kind="labels")
+        w.manifest["spec"] = json.loads(json.dumps(SELFTEST_SPEC))
+    return dest
 
 
 def _drive(ex: Any, img: "np.ndarray", frame_cls: Any) -> "Tuple[np.ndarray, float]":

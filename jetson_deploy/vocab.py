@@ -16,3 +16,15 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 
 #: video-file suffixes read as videos (``calibrate`` folders, ``run`` sources)
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+
+#: where a run keeps frames and model inputs (``run --memory``): ``auto`` picks per backend and GPU
+MEMORY = ("auto", "numpy", "torch", "pycuda", "pycuda-pinned", "pycuda-mapped")
+
+#: who preprocesses on a GPU path: ``auto`` (the fused kernel where it compiles, else the path's
+#: fallback), ``kernel`` (the fused kernel or an error), ``torch-ops`` (torch path: torch operators),
+#: ``host`` (pycuda path: numpy on the capture thread)
+GPU_PREPROCESS = ("auto", "kernel", "torch-ops", "host")
+
+#: the largest batch of a ``--dynamic-batch`` bundle (TensorRT profile maximum, torch.export
+#: ``Dim`` maximum) unless its input shape asks for more: enough for 8 cameras through one engine
+DYNAMIC_BATCH_MAX = 8

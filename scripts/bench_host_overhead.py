@@ -130,7 +130,7 @@ def main() -> int:
 
     from jetson_deploy.spec import load_spec
     from jetson_deploy.media import open_sink, open_source
-    from jetson_deploy.runtime import gpu_executors
+    from jetson_deploy.runtime.executors import pycuda_kernel as gpu_executors
     from jetson_deploy.runtime.options import OutputOptions
     from jetson_deploy.runtime.pipeline import Pipeline
 

@@ -39,6 +39,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from jetson_deploy.runtime.options import OutputOptions, RunOptions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -129,11 +130,11 @@ def attempt(model, what, fn):
 
 def agreement(bundle, n=64):
     """Torch CUDA (GPU preprocessing) vs ONNX Runtime (host preprocessing) on the same frames."""
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     src = "synthetic://1280x720?seed=11&pool=32&frames={}".format(n)
-    a = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0)
-    b = run_pipeline(bundle, src, "null://", backend="onnxruntime", keep_results=True, metrics_interval=0)
+    a = run_pipeline(bundle, src, "null://", options=RunOptions(backend="torch", device="cuda"), outputs=OutputOptions(keep_results=True, metrics_interval=0))
+    b = run_pipeline(bundle, src, "null://", options=RunOptions(backend="onnxruntime"), outputs=OutputOptions(keep_results=True, metrics_interval=0))
     same = sum(1 for x, y in zip(a.results, b.results) if x["label"] == y["label"])
     dscore = max(abs(x["score"] - y["score"]) for x, y in zip(a.results, b.results))
     return {"frames": len(a.results), "top1_agreement": same / float(len(a.results)), "max_score_diff": round(dscore, 5),
@@ -142,14 +143,13 @@ def agreement(bundle, n=64):
 
 def multi_agreement(bundle, sources, n=48):
     """Per-source results of the batched run against each source run alone (same labels frame by frame)."""
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     srcs = [s + "&frames={}".format(n) for s in sources]
-    multi = run_pipeline(bundle, srcs, "null://", backend="torch", device="cuda", keep_results=True, metrics_interval=0)
+    multi = run_pipeline(bundle, srcs, "null://", options=RunOptions(backend="torch", device="cuda"), outputs=OutputOptions(keep_results=True, metrics_interval=0))
     same, total = 0, 0
     for k, src in enumerate(srcs):
-        alone = run_pipeline(bundle, src, "null://", backend="torch", device="cuda", keep_results=True,
-                             metrics_interval=0)
+        alone = run_pipeline(bundle, src, "null://", options=RunOptions(backend="torch", device="cuda"), outputs=OutputOptions(keep_results=True, metrics_interval=0))
         mine = [r for r in multi.results if r.get("stream") == k]
         total += len(alone.results)
         same += sum(1 for a, b in zip(mine, alone.results) if a["label"] == b["label"] and a["index"] == b["index"])
@@ -159,10 +159,9 @@ def multi_agreement(bundle, sources, n=48):
 
 def live(bundle, n=300):
     """A camera-like paced source: end-to-end latency (capture -> result) and drops at 60 FPS."""
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
-    s = run_pipeline(bundle, "synthetic://1280x720@60", "null://", backend="torch", device="cuda", max_frames=n,
-                     metrics_interval=0)
+    s = run_pipeline(bundle, "synthetic://1280x720@60", "null://", options=RunOptions(backend="torch", device="cuda", max_frames=n), outputs=OutputOptions(metrics_interval=0))
     return {"frames": s.frames, "fps": round(s.fps, 2), "latency_ms": s.latency_ms, "dropped": s.dropped,
             "host_ms_per_frame": round(s.host_ms_per_frame, 4)}
 
@@ -213,32 +212,20 @@ def main():
         log("[{}] bundle built in {:.1f}s".format(model, time.perf_counter() - t0))
         n = args.iterations
         if cuda:
-            attempt(model, "torch-cuda graph", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
-            attempt(model, "torch-cuda graph, D2H copy-out", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                executor_options={"mapped_out": False}))
-            attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                sync_debug="error"))
-            attempt(model, "torch-cuda eager", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=False))
+            attempt(model, "torch-cuda graph", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True)))
+            attempt(model, "torch-cuda graph, D2H copy-out", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True, mapped_out=False)))
+            attempt(model, "torch-cuda graph sync_debug=error", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True, sync_debug="error")))
+            attempt(model, "torch-cuda eager", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=False)))
             attempt(model, "live synthetic://1280x720@60, 300 frames", lambda: live(bundle))
-            attempt(model, "torch-cuda graph, torch-ops preprocessing", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                executor_options={"gpu_preprocess": "torch-ops"}))
-            attempt(model, "torch-cuda graph, mapped input (zero copy)", lambda: run_bench(
-                bundle, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True,
-                executor_options={"mapped_in": True}))
+            attempt(model, "torch-cuda graph, torch-ops preprocessing", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True, gpu_preprocess="torch-ops")))
+            attempt(model, "torch-cuda graph, mapped input (zero copy)", lambda: run_bench(bundle, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True, mapped_in=True)))
             if not ONLY[0] or ONLY[0] in "multi-source":
                 dyn = build_bundle(work, model, onnx=False, dynamic_batch=True)
                 srcs = ["synthetic://1280x720?seed={}".format(k + 1) for k in range(args.sources)]
-                attempt(model, "multi-source torch-cuda graph x{}".format(args.sources), lambda: run_bench(
-                    dyn, backend="torch", device="cuda", memory="torch", iterations=n, source=srcs, cuda_graph=True))
+                attempt(model, "multi-source torch-cuda graph x{}".format(args.sources), lambda: run_bench(dyn, iterations=n, source=srcs, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True)))
                 attempt(model, "multi-source agreement x{}".format(args.sources), lambda: multi_agreement(dyn, srcs))
             fp16 = build_bundle(work, model, onnx=False, precision="fp16")
-            attempt(model, "torch-cuda graph fp16 bundle", lambda: run_bench(
-                fp16, backend="torch", device="cuda", memory="torch", iterations=n, source=args.source, cuda_graph=True))
+            attempt(model, "torch-cuda graph fp16 bundle", lambda: run_bench(fp16, iterations=n, source=args.source, options=RunOptions(backend="torch", device="cuda", memory="torch", cuda_graph=True)))
             if env["onnxruntime"]:
                 attempt(model, "agreement torch-cuda vs onnxruntime", lambda: agreement(bundle))
             if env["pycuda"] and not args.skip_pycuda:
@@ -246,24 +233,19 @@ def main():
 
                 ctx = make_context()
                 try:
-                    for mem, g, gp in (("pycuda-pinned", True, "on"), ("pycuda-pinned", True, "off"),
-                                       ("pycuda-pinned", False, "on"), ("pycuda-mapped", True, "on"),
-                                       ("pycuda-mapped", False, "off")):
+                    for mem, g, gp in (("pycuda-pinned", True, "kernel"), ("pycuda-pinned", True, "host"),
+                                       ("pycuda-pinned", False, "kernel"), ("pycuda-mapped", True, "kernel"),
+                                       ("pycuda-mapped", False, "host")):
                         attempt(model, "torch engine via {}{} {}".format(
-                            mem, " graph" if g else " eager", "gpu-pre" if gp == "on" else "host-pre"),
-                            lambda: run_bench(bundle, backend="torch", device="cuda", memory=mem,
-                                              iterations=max(n // 4, 100), source=args.source, cuda_graph=g,
-                                              executor_options={"gpu_preprocess": gp}))
+                            mem, " graph" if g else " eager", "gpu-pre" if gp == "kernel" else "host-pre"),
+                            lambda: run_bench(bundle, iterations=max(n // 4, 100), source=args.source, options=RunOptions(backend="torch", device="cuda", memory=mem, cuda_graph=g, gpu_preprocess=gp)))
                 finally:
                     ctx.pop()
         if env["onnxruntime"] and not args.skip_ort:
             n_ort = max(n // (10 if model == "resnet18" else 2), 100)
-            attempt(model, "onnxruntime-cpu", lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=n_ort, source=args.source))
-            attempt(model, "onnxruntime-cpu no output thread", lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, output_thread=False))
-            attempt(model, "onnxruntime-cpu ORT default threads", lambda: run_bench(
-                bundle, backend="onnxruntime", iterations=n_ort, source=args.source, engine_options={"threads": 0}))
+            attempt(model, "onnxruntime-cpu", lambda: run_bench(bundle, iterations=n_ort, source=args.source, options=RunOptions(backend="onnxruntime")))
+            attempt(model, "onnxruntime-cpu no output thread", lambda: run_bench(bundle, iterations=n_ort, source=args.source, options=RunOptions(backend="onnxruntime", output_thread=False)))
+            attempt(model, "onnxruntime-cpu ORT default threads", lambda: run_bench(bundle, iterations=n_ort, source=args.source, options=RunOptions(backend="onnxruntime", threads=0)))
 
     (out / "bench_runtime.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
     print("\n{:<9} {:<44} {:>11} {:>11} {:>11} {:>7} {:>7} {:>9} {:>9} {:>10}".format(

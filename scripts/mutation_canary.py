@@ -29,7 +29,7 @@ Mutation = namedtuple("Mutation", "id file old new tests fast")
 T = "tests/"
 MUTATIONS = [
     # ---- the GPU frame path (issue 18) --------------------------------------------------------
-    Mutation("slot-graphs-read-one-frame", "jetson_deploy/runtime/gpu_executors.py",
+    Mutation("slot-graphs-read-one-frame", "jetson_deploy/runtime/executors/pycuda_kernel.py",
              "srcs = [int(self.dev_frames[(slot * self.batch + i) % n]) for i in range(self.batch)]",
              "srcs = [int(self.dev_frames[i % n]) for i in range(self.batch)]",
              [T + "test_gpu_preprocess.py::test_pycuda_gpu_preprocess_path"], True),
@@ -119,7 +119,7 @@ MUTATIONS = [
     Mutation("engine-cache-key-ignores-sm", "jetson_deploy/bundle/engine_cache.py",
              '"sm": int(sm),', '"sm": 0,',
              [T + "test_bundle_select.py"], True),
-    Mutation("host-buffer-not-written", "jetson_deploy/runtime/executors.py",
+    Mutation("host-buffer-not-written", "jetson_deploy/runtime/executors/host.py",
              '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        preprocess(frame.image, self.spec, out=p.buffer.array[0])',
              '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        if p.pool is None:\n            preprocess(frame.image, self.spec, out=p.buffer.array[0])',
              [T + "test_runtime_oracle.py::test_host_executor_feeds_what_the_oracle_says"], True),

@@ -2,6 +2,7 @@
 (against the TensorRT test double of an older version)."""
 import pytest
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.bundle import BundleWriter, open_bundle
 from jetson_deploy.bundle.opset import (
     bundle_requirement, check_tensorrt_compat, compat_problem, max_opset_for_tensorrt, min_tensorrt_for_opset,
@@ -56,7 +57,7 @@ def test_runtime_refuses_before_any_build(tmp_path, monkeypatch):
     trt = td.install(monkeypatch, "8.2")
     b = open_bundle(_bundle(tmp_path))
     with pytest.raises(BadInput, match=r"needs TensorRT >= 8.4 for ONNX opset 17; this device has TensorRT 8.2"):
-        create_engine(b, backend="tensorrt", cache_dir=str(tmp_path / "cache"))
+        create_engine(b, RunOptions(backend="tensorrt", cache_dir=str(tmp_path / "cache")))
     assert trt._double.builds == []
 
 

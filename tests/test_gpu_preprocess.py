@@ -15,6 +15,7 @@ import pytest
 from support.runtime import PointerEngine, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double  # noqa: E402
 
+from jetson_deploy.runtime.options import OutputOptions, RunOptions  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402
 from jetson_deploy.runtime.engine import Engine  # noqa: E402
 from jetson_deploy.runtime.gpu_preprocess import (  # noqa: E402
@@ -168,7 +169,7 @@ def _run_double(tmp_path, monkeypatch, source, memory, integrated, compiler=True
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
     from jetson_deploy.runtime.memory import make_context
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     drv = pycuda_double.install(monkeypatch, integrated=integrated)
     launches, htod = [], []
@@ -189,8 +190,8 @@ def _run_double(tmp_path, monkeypatch, source, memory, integrated, compiler=True
     bundle = make_bundle(tmp_path / "b")
     ctx = make_context(cuda=drv)
     try:
-        eng = PointerEngine(create_engine(open_bundle(bundle), backend="onnxruntime"))
-        s = run_pipeline(bundle, source, str(tmp_path / "p.jsonl"), engine=eng, memory=memory, depth=3, **kw)
+        eng = PointerEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")))
+        s = run_pipeline(bundle, source, str(tmp_path / "p.jsonl"), engine=eng, **kw, options=RunOptions(memory=memory, depth=3))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -261,7 +262,7 @@ def _cuda_cases():
 def test_cuda_kernel_cupy_matches_numpy_port(color, keep, layout, dtype):
     import torch
 
-    from jetson_deploy.runtime.gpu_preprocess import TorchKernelPreprocess
+    from jetson_deploy.runtime.torch_preprocess import TorchKernelPreprocess
 
     spec = _spec(color, keep, layout, dtype)
     pre = TorchKernelPreprocess(spec, torch.device("cuda"))
@@ -343,12 +344,11 @@ def test_driver_graph_of_kernel_and_copy_out_on_real_cuda():
 @pytest.mark.needs("cuda", "onnxruntime", "cv2")
 @pytest.mark.parametrize("mapped_in", [False, True])
 def test_torch_cuda_path_with_gpu_preprocessing_agrees_with_host(tmp_path, mapped_in):
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     bundle = make_bundle(tmp_path / "b", pt2=True)
     seq = write_color_video(tmp_path / "c.avi", n=12)
-    s = run_pipeline(bundle, str(tmp_path / "c.avi"), "null://", backend="torch", device="cuda", keep_results=True,
-                     metrics_interval=0, executor_options={"mapped_in": mapped_in})
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), "null://", options=RunOptions(backend="torch", device="cuda", mapped_in=mapped_in), outputs=OutputOptions(keep_results=True, metrics_interval=0))
     assert [r["label"] for r in s.results] == seq
     assert s.executor["mapped_in"] is mapped_in and s.executor["preprocess"]
 
@@ -397,14 +397,14 @@ def test_pycuda_memory_from_the_cli_makes_its_own_context(tmp_path, monkeypatch)
     (on the H200 this was 'explicit_context_dependent failed: invalid device context')."""
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     drv = pycuda_double.install(monkeypatch, integrated=False)
     install_compiler(monkeypatch, [])
     seq = write_color_video(tmp_path / "c.avi", n=6, w=64, h=48)
     bundle = make_bundle(tmp_path / "b")
     assert drv.Context.get_current() is None
-    eng = PointerEngine(create_engine(open_bundle(bundle), backend="onnxruntime"))
-    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda-pinned")
+    eng = PointerEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")))
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, options=RunOptions(memory="pycuda-pinned"))
     assert [json.loads(x)["label"] for x in (tmp_path / "p.jsonl").read_text().splitlines()] == seq
     assert s.executor["executor"] == "pycuda" and drv.Context.get_current() is not None

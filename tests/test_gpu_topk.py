@@ -160,7 +160,7 @@ class _CpuEngine:
 
 
 def _cpu_executor(n: int, batch: int = 1) -> Any:
-    from jetson_deploy.runtime.executors import TorchCudaExecutor
+    from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
 
     ex = TorchCudaExecutor(_CpuEngine(), _spec(n, batch), topk=5, mapped_in=False, batch=batch)
     ex._topk_ops, ex._post_into = {}, None  # what setup() starts from
@@ -320,7 +320,7 @@ def _pointwise_model(n: int) -> Any:
 
 def _run_executor(engine: Any, n: int, batch: int, frames: "List[Any]", **kw: Any) -> "Any":
     """Every frame through a fresh executor; returns (per-submission outputs, describe())."""
-    from jetson_deploy.runtime.executors import TorchCudaExecutor
+    from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
 
     post_impl = kw.pop("post_impl", None)
     ex = TorchCudaExecutor(engine, _spec(n, batch), depth=3, topk=5, mapped_in=False, batch=batch, **kw)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from jetson_deploy.runtime.options import RunOptions, SourceOptions  # noqa: E402
 from jetson_deploy.errors import BadInput
 from jetson_deploy.media.capture import CaptureThread
 from jetson_deploy.media.local_sources import SyntheticSource
@@ -211,11 +212,11 @@ def test_pipeline_ends_on_stall_with_message(tmp_path):
     import cv2  # noqa: F401
     from support.runtime import make_bundle
 
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     b = make_bundle(tmp_path / "b")
     t0 = time.perf_counter()
-    s = run_pipeline(b, _ListSource(100, live=True, stall_after=3), "null://", backend="onnxruntime", stall_timeout=0.3)
+    s = run_pipeline(b, _ListSource(100, live=True, stall_after=3), "null://", options=RunOptions(backend="onnxruntime"), inputs=SourceOptions(stall_timeout=0.3))
     assert s.frames == 3 and "stalled" in s.end_reason
     assert time.perf_counter() - t0 < 5
 
@@ -335,12 +336,12 @@ def test_pipeline_waits_for_a_reconnecting_rtsp_source(tmp_path):
     import cv2  # noqa: F401
     from support.runtime import make_bundle
 
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     src = RTSPSource("rtsp://cam/s", {"backoff": "0.4", "reconnects": "3", "gstreamer": False})
     caps = [_FakeCap(2), _FakeCap(3)]
     src._open_capture = lambda: caps.pop(0) if caps else _FakeCap(0, opened=False)
-    s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", backend="onnxruntime", stall_timeout=0.2)
+    s = run_pipeline(make_bundle(tmp_path / "b"), src, "null://", options=RunOptions(backend="onnxruntime"), inputs=SourceOptions(stall_timeout=0.2))
     assert s.frames == 5 and src.reconnects == 1  # recovered after a 0.4 s backoff > 0.2 s stall timeout
     assert "gave up" in s.end_reason
 

@@ -8,6 +8,7 @@ pytestmark = pytest.mark.needs("onnxruntime", "cv2")
 from click.testing import CliRunner  # noqa: E402
 from support.runtime import make_bundle, write_color_video  # noqa: E402
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.cli import cli  # noqa: E402
 
 
@@ -98,7 +99,7 @@ def test_bench_reports_the_executor_as_the_pipeline_ran_it(bundle, monkeypatch):
     """close() releases what an executor holds (the torch path's slot graphs): bench's ``executor``
     must describe it as it ran, not after it was closed."""
     from jetson_deploy.bench import run_bench
-    from jetson_deploy.runtime import pipeline
+    from jetson_deploy.runtime import executors
     from jetson_deploy.runtime.executors import HostExecutor
 
     class Closing(HostExecutor):
@@ -113,6 +114,6 @@ def test_bench_reports_the_executor_as_the_pipeline_ran_it(bundle, monkeypatch):
             d["graphs"] = 0 if self.closed else 3
             return d
 
-    monkeypatch.setattr(pipeline, "make_executor", lambda eng, spec, **kw: Closing(eng, spec))
-    res = run_bench(bundle, iterations=10, warmup=2, source="synthetic://64x48", backend="onnxruntime")
+    monkeypatch.setattr(executors, "make_executor", lambda eng, spec, *a, **kw: Closing(eng, spec))
+    res = run_bench(bundle, iterations=10, warmup=2, source="synthetic://64x48", options=RunOptions(backend="onnxruntime"))
     assert res["executor"]["graphs"] == 3

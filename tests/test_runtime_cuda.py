@@ -12,7 +12,8 @@ torch = optional_module("torch")
 
 from support.runtime import make_batch_bundle, make_bundle, write_color_video, write_sequence_video  # noqa: E402
 
-from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
+from jetson_deploy.runtime.session import run_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,7 @@ def _rows(p):
 @pytest.mark.parametrize("graph,mapped_out", [(True, False), (True, True), (False, False)])
 def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph, mapped_out):
     seq = write_color_video(tmp_path / "c.avi", n=24, w=320, h=240)
-    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                     cuda_graph=graph, sync_debug="error",
-                     executor_options={"mapped_out": mapped_out})
+    s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), options=RunOptions(backend="torch", device="cuda", cuda_graph=graph, sync_debug="error", mapped_out=mapped_out))
     assert s.executor["mapped_out"] is mapped_out
     assert s.frames == 24 and s.executor["executor"] == "torch-cuda" and s.executor["cuda_graph"] is graph
     assert s.executor["memory"] == "torch-pinned"
@@ -37,8 +36,7 @@ def test_torch_cuda_video_labels_under_sync_debug_error(bundle, tmp_path, graph,
 
 
 def test_torch_cuda_synthetic_every_sink(bundle, tmp_path):
-    s = run_pipeline(bundle, "synthetic://1280x720", [str(tmp_path / "a.avi"), str(tmp_path / "a.jsonl"), "null://"],
-                     backend="torch", device="cuda", max_frames=20, sync_debug="error")
+    s = run_pipeline(bundle, "synthetic://1280x720", [str(tmp_path / "a.avi"), str(tmp_path / "a.jsonl"), "null://"], options=RunOptions(backend="torch", device="cuda", max_frames=20, sync_debug="error"))
     assert s.frames == 20 and len(_rows(tmp_path / "a.jsonl")) == 20
 
 
@@ -51,8 +49,7 @@ def test_pycuda_path_on_real_pycuda(bundle, tmp_path):
     ctx = make_context()
     try:
         for mem in ("pycuda-pinned", "pycuda-mapped"):
-            s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                             memory=mem)
+            s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), options=RunOptions(backend="torch", device="cuda", memory=mem))
             assert s.executor["memory"] == mem and s.frames == 15
             assert s.executor["mapped_out"] is True  # 16-byte logits: the engine writes into mapped host memory
             # per-slot graphs on both: with GPU preprocessing the engine reads a fixed device input
@@ -116,8 +113,7 @@ def test_pycuda_kernel_in_slot_graphs_follows_a_size_change_on_real_cuda(bundle,
         want.append(name)
     ctx = make_context()
     try:
-        s = run_pipeline(bundle, str(folder), str(tmp_path / "p.jsonl"), backend="torch", device="cuda",
-                         memory="pycuda-pinned", executor_options={"gpu_preprocess": "on"})
+        s = run_pipeline(bundle, str(folder), str(tmp_path / "p.jsonl"), options=RunOptions(backend="torch", device="cuda", memory="pycuda-pinned", gpu_preprocess="kernel"))
     finally:
         ctx.pop()
     assert s.executor["kernel_in_graph"] is True and s.executor["cuda_graph"] is True
@@ -136,8 +132,7 @@ def test_torch_cuda_four_sources_batched_match_single_runs(tmp_path, mapped_in):
         clips.append(str(tmp_path / "c{}.avi".format(k)))
     for n in (4, 3):
         sinks = ["{}={}".format(k, tmp_path / "o{}-{}.jsonl".format(n, k)) for k in range(n)]
-        s = run_pipeline(b, clips[:n], sinks, backend="torch", device="cuda", sync_debug="error",
-                         executor_options={"mapped_in": mapped_in})
+        s = run_pipeline(b, clips[:n], sinks, options=RunOptions(backend="torch", device="cuda", sync_debug="error", mapped_in=mapped_in))
         assert s.executor["executor"] == "torch-cuda" and s.executor["batch"] == n and s.executor["cuda_graph"]
         for k in range(n):
             assert [r["label"] for r in _rows(tmp_path / "o{}-{}.jsonl".format(n, k))] == seqs[k]

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.needs("onnxruntime", "cv2")
 from support.runtime import PointerEngine, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double  # noqa: E402
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.runtime.engine import Engine, TensorInfo  # noqa: E402
 from jetson_deploy.runtime.memory import (  # noqa: E402
     NumpyAllocator,
@@ -35,7 +36,7 @@ def _engine(bundle):
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
 
-    return PointerEngine(create_engine(open_bundle(bundle), backend="onnxruntime"))
+    return PointerEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")))
 
 
 def _run(bundle, tmp_path, memory, busy_gpu=False, monkeypatch=None, integrated=True):
@@ -46,12 +47,12 @@ def _run(bundle, tmp_path, memory, busy_gpu=False, monkeypatch=None, integrated=
     real = drv.memcpy_htod_async
     drv.memcpy_htod_async = lambda d, s, stream=None: (htod.append(1), real(d, s, stream))
     ctx = make_context(cuda=drv)
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     seq = write_color_video(tmp_path / "c.avi", n=12)
     eng = _engine(bundle)
     try:
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, memory=memory, depth=3)
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, options=RunOptions(memory=memory, depth=3))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]

@@ -14,9 +14,10 @@ cv2 = optional_module("cv2")
 
 from support.runtime import COLORS, make_batch_bundle, make_bundle, write_sequence_video  # noqa: E402
 
+from jetson_deploy.runtime.options import OutputOptions, RunOptions, SourceOptions  # noqa: E402
 from jetson_deploy.errors import BadInput  # noqa: E402
 from jetson_deploy.media.sources import Frame, Source  # noqa: E402
-from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+from jetson_deploy.runtime.session import run_pipeline  # noqa: E402
 
 A = ["red", "green", "blue", "blue", "red", "green", "green", "blue", "red", "red", "green", "blue"]
 B = ["blue", "blue", "red", "green", "red", "blue"]
@@ -41,14 +42,13 @@ def _rows(path):
 
 
 def _single(bundle, clip, out):
-    run_pipeline(bundle, str(clip), str(out), backend="onnxruntime", metrics_interval=0)
+    run_pipeline(bundle, str(clip), str(out), options=RunOptions(backend="onnxruntime"), outputs=OutputOptions(metrics_interval=0))
     return _rows(out)
 
 
 def test_two_file_sources_match_single_source_runs_frame_by_frame(clips, bundles, tmp_path):
     sa, sb, al = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "all.jsonl"
-    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), str(clips / "b.avi")],
-                     ["0=" + str(sa), "1=" + str(sb), str(al)], backend="onnxruntime", metrics_interval=0)
+    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), str(clips / "b.avi")], ["0=" + str(sa), "1=" + str(sb), str(al)], options=RunOptions(backend="onnxruntime"), outputs=OutputOptions(metrics_interval=0))
     ref_a = _single(bundles["one"], clips / "a.avi", tmp_path / "ra.jsonl")
     ref_b = _single(bundles["one"], clips / "b.avi", tmp_path / "rb.jsonl")
     got_a, got_b = _rows(sa), _rows(sb)
@@ -71,16 +71,19 @@ def test_two_file_sources_match_single_source_runs_frame_by_frame(clips, bundles
     assert all(d["fps"] > 0 and d["dropped"] == 0 for d in s.sources)
 
 
-def test_fixed_batch_too_small_is_refused_in_one_line(clips, bundles):
-    with pytest.raises(BadInput) as e:
-        run_pipeline(bundles["two"], [str(clips / "a.avi")] * 3, "null://", backend="onnxruntime")
-    msg = str(e.value)
-    assert "\n" not in msg and "3 sources" in msg and "fixed batch 2" in msg and "--dynamic-batch" in msg
+def test_more_sources_than_a_fixed_batch_run_in_chunks(clips, bundles, tmp_path):
+    """nvinfer's behaviour: 3 sources through a fixed batch 2 are 2 engine calls a round (the second
+    padded), every source's results as it would have alone; before, this was refused."""
+    sinks = ["{}={}".format(i, tmp_path / "{}.jsonl".format(i)) for i in range(3)]
+    s = run_pipeline(bundles["two"], [str(clips / "a.avi")] * 3, sinks, options=RunOptions(backend="onnxruntime"),
+                     outputs=OutputOptions(metrics_interval=0))
+    assert s.batch == {"rows": 2, "dynamic": False, "chunks": 2}
+    for i in range(3):
+        assert [r["label"] for r in _rows(tmp_path / "{}.jsonl".format(i))] == A
 
 
 def test_one_source_through_a_fixed_batch_is_padded_and_identical(clips, bundles, tmp_path):
-    s = run_pipeline(bundles["two"], str(clips / "a.avi"), str(tmp_path / "p.jsonl"), backend="onnxruntime",
-                     metrics_interval=0)
+    s = run_pipeline(bundles["two"], str(clips / "a.avi"), str(tmp_path / "p.jsonl"), options=RunOptions(backend="onnxruntime"), outputs=OutputOptions(metrics_interval=0))
     ref = _single(bundles["one"], clips / "a.avi", tmp_path / "r.jsonl")
     got = _rows(tmp_path / "p.jsonl")
     assert s.executor["batch"] == 2 and s.executor["dynamic_batch"] is False
@@ -92,9 +95,7 @@ def test_one_source_through_a_fixed_batch_is_padded_and_identical(clips, bundles
 
 
 def test_two_sources_through_a_fixed_batch_of_two(clips, bundles, tmp_path):
-    run_pipeline(bundles["two"], [str(clips / "a.avi"), str(clips / "b.avi")],
-                 ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], backend="onnxruntime",
-                 metrics_interval=0)
+    run_pipeline(bundles["two"], [str(clips / "a.avi"), str(clips / "b.avi")], ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], options=RunOptions(backend="onnxruntime"), outputs=OutputOptions(metrics_interval=0))
     assert [r["label"] for r in _rows(tmp_path / "a.jsonl")] == A
     assert [r["label"] for r in _rows(tmp_path / "b.jsonl")] == B
 
@@ -135,24 +136,21 @@ def test_a_stalled_source_does_not_hold_the_other_back(clips, bundles):
             at_release.update(seen)
             gate.set()
 
-    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), GatedSource(gate)], "null://", backend="onnxruntime",
-                     metrics_interval=0, batch_timeout=0.02, on_result=on_result)
+    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), GatedSource(gate)], "null://", options=RunOptions(backend="onnxruntime"), inputs=SourceOptions(batch_timeout=0.02), outputs=OutputOptions(metrics_interval=0, on_result=on_result))
     assert at_release == {0: len(A), 1: 0}  # source 0 finished while source 1 had delivered nothing
     per = {d["index"]: d for d in s.sources}
     assert per[0]["frames"] == len(A) and per[1]["frames"] == 2 and per[1]["end_reason"] == "gate drained"
 
 
 def test_a_stalled_source_ends_alone_after_the_stall_timeout(clips, bundles):
-    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), GatedSource(threading.Event())], "null://",
-                     backend="onnxruntime", metrics_interval=0, batch_timeout=0.01, stall_timeout=0.3)
+    s = run_pipeline(bundles["dyn"], [str(clips / "a.avi"), GatedSource(threading.Event())], "null://", options=RunOptions(backend="onnxruntime"), inputs=SourceOptions(batch_timeout=0.01, stall_timeout=0.3), outputs=OutputOptions(metrics_interval=0))
     per = {d["index"]: d for d in s.sources}
     assert per[0]["frames"] == len(A) and per[1]["frames"] == 0
     assert per[1]["end_reason"].startswith("source stalled") and s.end_reason == "all sources ended"
 
 
 def test_stop_on_first_end(clips, bundles):
-    s = run_pipeline(bundles["dyn"], ["synthetic://32x24?pool=2", str(clips / "b.avi")], "null://",
-                     backend="onnxruntime", metrics_interval=0, stop_on_first_end=True)
+    s = run_pipeline(bundles["dyn"], ["synthetic://32x24?pool=2", str(clips / "b.avi")], "null://", options=RunOptions(backend="onnxruntime"), inputs=SourceOptions(stop_on_first_end=True), outputs=OutputOptions(metrics_interval=0))
     assert "source 1 ended" in s.end_reason and "--stop-on-first-end" in s.end_reason
     per = {d["index"]: d for d in s.sources}
     assert per[1]["frames"] == len(B) and per[0]["frames"] >= 1
@@ -160,13 +158,11 @@ def test_stop_on_first_end(clips, bundles):
 
 def test_sink_bound_to_a_missing_source_is_refused(clips, bundles, tmp_path):
     with pytest.raises(BadInput, match="source 2 does not exist"):
-        run_pipeline(bundles["dyn"], [str(clips / "a.avi"), str(clips / "b.avi")], "2=" + str(tmp_path / "x.jsonl"),
-                     backend="onnxruntime")
+        run_pipeline(bundles["dyn"], [str(clips / "a.avi"), str(clips / "b.avi")], "2=" + str(tmp_path / "x.jsonl"), options=RunOptions(backend="onnxruntime"))
 
 
 def test_max_frames_counts_every_source(bundles):
-    s = run_pipeline(bundles["dyn"], ["synthetic://32x24", "synthetic://32x24?seed=3"], "null://",
-                     backend="onnxruntime", max_frames=9, metrics_interval=0)
+    s = run_pipeline(bundles["dyn"], ["synthetic://32x24", "synthetic://32x24?seed=3"], "null://", options=RunOptions(backend="onnxruntime", max_frames=9), outputs=OutputOptions(metrics_interval=0))
     assert s.frames == 9 and s.end_reason == "max frames reached (9)"
     assert sum(d["frames"] for d in s.sources) == 9
 
@@ -188,14 +184,13 @@ def test_cli_run_several_sources_json(clips, bundles, tmp_path):
 def test_bench_several_sources_reports_batched_and_single(bundles):
     from jetson_deploy.bench import run_bench
 
-    r = run_bench(bundles["dyn"], iterations=20, warmup=2, source=["synthetic://64x48", "synthetic://64x48?seed=2"],
-                  backend="onnxruntime")
+    r = run_bench(bundles["dyn"], iterations=20, warmup=2, source=["synthetic://64x48", "synthetic://64x48?seed=2"], options=RunOptions(backend="onnxruntime"))
     assert r["batch"] == 2 and r["pipeline_fps"] > 0 and r["model_fps"] > 0 and r["engine_fps"] > 0
     assert r["single_stream_fps"] > 0 and r["ratio_single"] == pytest.approx(r["pipeline_fps"] / r["single_stream_fps"], rel=1e-2)
     assert [x["frames"] for x in r["sources"]] == [20, 20]
 
 
-@pytest.mark.parametrize("gpu_pre", ["on", "off"], ids=["kernel-per-row", "host-rows"])
+@pytest.mark.parametrize("gpu_pre", ["kernel", "host"], ids=["kernel-per-row", "host-rows"])
 def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, monkeypatch, gpu_pre):
     """The pycuda frame path (pycuda double, a device-pointer engine computing with ONNX Runtime at a
     fixed batch 2): per row, a kernel launch (or an H2D copy) at the row's offset; one event a batch."""
@@ -215,16 +210,14 @@ def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, mon
     write_sequence_video(tmp_path / "b64.avi", B)  # the GPU path batches frames of one size
     ctx = make_context(cuda=drv)
     try:
-        eng = PointerEngine(create_engine(open_bundle(bundles["two"]), backend="onnxruntime"))
-        s = run_pipeline(bundles["two"], [str(clips / "a.avi"), str(tmp_path / "b64.avi")],
-                         ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], engine=eng,
-                         memory="pycuda-pinned", depth=3, executor_options={"gpu_preprocess": gpu_pre})
+        eng = PointerEngine(create_engine(open_bundle(bundles["two"]), RunOptions(backend="onnxruntime")))
+        s = run_pipeline(bundles["two"], [str(clips / "a.avi"), str(tmp_path / "b64.avi")], ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], engine=eng, options=RunOptions(memory="pycuda-pinned", depth=3, gpu_preprocess=gpu_pre))
     finally:
         ctx.pop()
     assert [r["label"] for r in _rows(tmp_path / "a.jsonl")] == A
     assert [r["label"] for r in _rows(tmp_path / "b.jsonl")] == B
     assert s.executor["batch"] == 2
-    if gpu_pre == "on":
+    if gpu_pre == "kernel":
         assert s.executor["preprocess"] == "cuda-kernel (pycuda)" and len(launches) % 2 == 0 and launches
 
 
@@ -233,8 +226,7 @@ def test_torch_cpu_engine_runs_a_dynamic_batch_program_at_batch_n(clips, tmp_pat
     """The torch backend builds a --dynamic-batch bundle's program at batch N (``create_engine(batch=N)``)."""
     b = make_batch_bundle(tmp_path / "dynpt2", pt2=True)
     write_sequence_video(tmp_path / "b64.avi", B)
-    s = run_pipeline(b, [str(clips / "a.avi"), str(tmp_path / "b64.avi")],
-                     ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], backend="torch", device="cpu")
+    s = run_pipeline(b, [str(clips / "a.avi"), str(tmp_path / "b64.avi")], ["0=" + str(tmp_path / "a.jsonl"), "1=" + str(tmp_path / "b.jsonl")], options=RunOptions(backend="torch", device="cpu"))
     assert s.backend == "torch" and s.executor["batch"] == 2
     assert [r["label"] for r in _rows(tmp_path / "a.jsonl")] == A
     assert [r["label"] for r in _rows(tmp_path / "b.jsonl")] == B

@@ -1,41 +1,32 @@
-"""Option objects of a run, and the flat keywords that still set them."""
+"""Option objects of a run: one typed field per setting, checked when the object is made."""
 import pytest
 
-from jetson_deploy.runtime.options import OutputOptions, RunOptions, SourceOptions, split_options
+from jetson_deploy.errors import BadInput
+from jetson_deploy.runtime.options import RunOptions
+from jetson_deploy.vocab import GPU_PREPROCESS, MEMORY
 
 
-def test_flat_keywords_land_in_their_group_on_copies():
-    base = RunOptions(backend="torch", depth=4)
-    run, src, out = split_options(base, None, None, max_frames=7, queue_size=2, jsonl="p.jsonl",
-                                  source_options={"seed": "3"}, engine_options=None)
-    assert (run.backend, run.depth, run.max_frames, run.engine_options) == ("torch", 4, 7, {})
-    assert (src.queue_size, src.options) == (2, {"seed": "3"}) and out.jsonl == "p.jsonl"
-    assert base.max_frames is None  # the caller's object is not changed
+def test_each_setting_has_one_spelling():
+    """The former dict bags are typed fields; their old spellings are refused with the choices."""
+    o = RunOptions(threads=2, providers=["CPUExecutionProvider"], cache_dir="/tmp/c", gpu_preprocess="host",
+                   mapped_in=True, mapped_out=False)
+    assert (o.threads, o.cache_dir, o.gpu_preprocess, o.mapped_in, o.mapped_out) == (2, "/tmp/c", "host", True, False)
+    for old in ("on", "off", True, False, "True"):
+        with pytest.raises(BadInput, match="gpu_preprocess .*choose one of auto, kernel, torch-ops, host"):
+            RunOptions(gpu_preprocess=old)
+    assert GPU_PREPROCESS == ("auto", "kernel", "torch-ops", "host")
+    with pytest.raises(TypeError):
+        RunOptions(engine_options={"threads": 1})  # the dict bags are gone
 
 
-def test_defaults_and_objects_pass_through():
-    src, out = SourceOptions(stall_timeout=1.0), OutputOptions(keep_results=True)
-    run, s2, o2 = split_options(None, src, out)
-    assert run == RunOptions() and s2 is src and o2 is out
-
-
-def test_unknown_and_removed_keywords_are_errors():
-    with pytest.raises(TypeError, match="backnd"):
-        split_options(backnd="onnxruntime")
-    with pytest.raises(TypeError, match="logger"):
-        split_options(printer=print)
-
-
-@pytest.mark.needs("onnxruntime")
-def test_several_sources_need_a_batch_that_holds_them(tmp_path):
-    import onnxruntime  # noqa: F401
-    from support.runtime import make_bundle
-
-    from jetson_deploy.errors import BadInput
-    from jetson_deploy.runtime.pipeline import run_pipeline
-
-    b = make_bundle(tmp_path / "b")
-    with pytest.raises(BadInput, match="2 sources.*--dynamic-batch"):
-        run_pipeline(b, ["synthetic://32x24", "synthetic://32x24"], "null://", backend="onnxruntime")
-    s = run_pipeline(b, ["synthetic://32x24"], "null://", options=RunOptions(backend="onnxruntime", max_frames=3))
-    assert s.frames == 3
+@pytest.mark.parametrize("field,value,msg", [
+    ("backend", "onnx", "backend 'onnx': choose one of auto, onnxruntime, torch, tensorrt"),
+    ("memory", "pinned", "memory 'pinned': choose one of " + ", ".join(MEMORY)),
+    ("sync_debug", "loud", "sync_debug 'loud': choose one of warn, error"),
+    ("depth", 0, "depth 0: give at least 1"),
+    ("threads", -1, "threads -1: give 0"),
+])
+def test_bad_values_are_one_line(field, value, msg):
+    with pytest.raises(BadInput) as e:
+        RunOptions(**{field: value})
+    assert str(e.value).startswith(msg) and "\n" not in str(e.value)

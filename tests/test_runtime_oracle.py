@@ -50,7 +50,7 @@ def test_host_executor_feeds_what_the_oracle_says(color, layout, dtype, keep) ->
 def test_torch_preprocess_matches_the_oracle(color, layout, dtype, keep) -> None:
     import torch
 
-    from jetson_deploy.runtime.executors import TorchPreprocess
+    from jetson_deploy.runtime.torch_preprocess import TorchPreprocess
 
     spec = make_spec(color, layout, dtype, keep_aspect=keep)
     pre = TorchPreprocess(spec, torch.device("cpu"))

@@ -13,8 +13,9 @@ cv2 = optional_module("cv2")
 
 from support.runtime import LABELS, SlowEngine, make_bundle, write_color_images, write_color_video  # noqa: E402
 
+from jetson_deploy.runtime.options import OutputOptions, RunOptions, SourceOptions  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
-from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+from jetson_deploy.runtime.session import run_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def _count_frames(path: Path) -> int:
 def test_video_file_to_every_sink(bundle, tmp_path):
     seq = write_color_video(tmp_path / "clip.avi", n=18)
     out_v, out_j = tmp_path / "annotated.avi", tmp_path / "pred.jsonl"
-    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), [str(out_v), str(out_j), "null://"], backend="onnxruntime")
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), [str(out_v), str(out_j), "null://"], options=RunOptions(backend="onnxruntime"))
     assert s.frames == 18 and s.dropped == 0 and s.backend == "onnxruntime"
     rows = _rows(out_j)
     assert [r["index"] for r in rows] == list(range(18))
@@ -70,7 +71,7 @@ def test_video_file_to_every_sink(bundle, tmp_path):
 
 def test_annotated_video_has_overlay(bundle, tmp_path):
     write_color_video(tmp_path / "clip.avi", n=3)
-    run_pipeline(bundle, str(tmp_path / "clip.avi"), str(tmp_path / "out.avi"), backend="onnxruntime")
+    run_pipeline(bundle, str(tmp_path / "clip.avi"), str(tmp_path / "out.avi"), options=RunOptions(backend="onnxruntime"))
     cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
     ok, img = cap.read()
     assert ok
@@ -81,7 +82,7 @@ def test_annotated_video_has_overlay(bundle, tmp_path):
 
 def test_image_folder_source_names(bundle, tmp_path):
     seq = write_color_images(tmp_path / "imgs", n=6)
-    s = run_pipeline(bundle, str(tmp_path / "imgs"), str(tmp_path / "p.jsonl"), backend="onnxruntime")
+    s = run_pipeline(bundle, str(tmp_path / "imgs"), str(tmp_path / "p.jsonl"), options=RunOptions(backend="onnxruntime"))
     rows = _rows(tmp_path / "p.jsonl")
     assert s.frames == 6
     assert [r["source"] for r in rows] == ["img_{:03d}.png".format(i) for i in range(6)]
@@ -91,7 +92,7 @@ def test_image_folder_source_names(bundle, tmp_path):
 @pytest.mark.parametrize("sink", ["null://", "out.jsonl", "out.avi", "out.mp4"])
 def test_synthetic_source_each_sink(bundle, tmp_path, sink):
     target = sink if sink == "null://" else str(tmp_path / sink)
-    s = run_pipeline(bundle, "synthetic://80x60?seed=3", target, backend="onnxruntime", max_frames=12)
+    s = run_pipeline(bundle, "synthetic://80x60?seed=3", target, options=RunOptions(backend="onnxruntime", max_frames=12))
     assert s.frames == 12 and s.end_reason.startswith("max frames")
     if sink.endswith(".jsonl"):
         rows = _rows(target)
@@ -102,8 +103,7 @@ def test_synthetic_source_each_sink(bundle, tmp_path, sink):
 
 def test_max_frames_and_keep_results(bundle, tmp_path):
     seq = write_color_video(tmp_path / "clip.avi", n=18)
-    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", backend="onnxruntime", max_frames=5,
-                     keep_results=True)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", options=RunOptions(backend="onnxruntime", max_frames=5), outputs=OutputOptions(keep_results=True))
     assert s.frames == 5 and [r["label"] for r in s.results] == seq[:5]
 
 
@@ -112,9 +112,8 @@ def test_slow_engine_on_live_source_drops_oldest(bundle):
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
 
-    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.03)
-    s = run_pipeline(bundle, "synthetic://32x24@200", "null://", max_frames=15, engine=slow, queue_size=2,
-                     keep_results=True)
+    slow = SlowEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")), delay=0.03)
+    s = run_pipeline(bundle, "synthetic://32x24@200", "null://", engine=slow, options=RunOptions(max_frames=15), inputs=SourceOptions(queue_size=2), outputs=OutputOptions(keep_results=True))
     assert s.frames == 15
     assert s.dropped > 0
     idx = [r["index"] for r in s.results]
@@ -129,9 +128,8 @@ def test_periodic_metrics_show_live_drops(bundle, metric_lines):
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
 
-    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.02)
-    s = run_pipeline(bundle, "synthetic://32x24@300", "null://", max_frames=12, engine=slow, queue_size=1,
-                     metrics_interval=0.05)
+    slow = SlowEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")), delay=0.02)
+    s = run_pipeline(bundle, "synthetic://32x24@300", "null://", engine=slow, options=RunOptions(max_frames=12), inputs=SourceOptions(queue_size=1), outputs=OutputOptions(metrics_interval=0.05))
     lines = metric_lines
     assert s.dropped > 0 and lines
     assert int(lines[-1].rsplit("dropped", 1)[1]) > 0  # the running count, not only the final summary
@@ -142,8 +140,8 @@ def test_slow_engine_on_file_never_drops(bundle, tmp_path):
     from jetson_deploy.runtime.backends import create_engine
 
     seq = write_color_video(tmp_path / "clip.avi", n=12)
-    slow = SlowEngine(create_engine(open_bundle(bundle), backend="onnxruntime"), delay=0.01)
-    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", engine=slow, queue_size=1, keep_results=True)
+    slow = SlowEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")), delay=0.01)
+    s = run_pipeline(bundle, str(tmp_path / "clip.avi"), "null://", engine=slow, inputs=SourceOptions(queue_size=1), outputs=OutputOptions(keep_results=True))
     assert s.dropped == 0 and s.frames == 12 and [r["label"] for r in s.results] == seq
 
 
@@ -156,16 +154,16 @@ def test_tampered_bundle_is_refused_before_loading(bundle, tmp_path):
     data[-3] ^= 0x01
     (bad / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(CheckFailed, match="model.onnx"):
-        run_pipeline(bad, "synthetic://32x24", "null://", backend="onnxruntime", max_frames=1)
+        run_pipeline(bad, "synthetic://32x24", "null://", options=RunOptions(backend="onnxruntime", max_frames=1))
 
 
 def test_bad_source_and_sink(bundle, tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
-        run_pipeline(bundle, str(tmp_path / "missing.mp4"), "null://", backend="onnxruntime")
+        run_pipeline(bundle, str(tmp_path / "missing.mp4"), "null://", options=RunOptions(backend="onnxruntime"))
     with pytest.raises(BadInput, match="sink"):
-        run_pipeline(bundle, "synthetic://32x24", str(tmp_path / "x.txt"), backend="onnxruntime")
+        run_pipeline(bundle, "synthetic://32x24", str(tmp_path / "x.txt"), options=RunOptions(backend="onnxruntime"))
     with pytest.raises(BadInput, match="size"):
-        run_pipeline(bundle, "synthetic://big", "null://", backend="onnxruntime")
+        run_pipeline(bundle, "synthetic://big", "null://", options=RunOptions(backend="onnxruntime"))
 
 
 def test_failed_run_publishes_no_output(bundle, tmp_path):
@@ -178,14 +176,12 @@ def test_failed_run_publishes_no_output(bundle, tmp_path):
                 raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        run_pipeline(bundle, "synthetic://32x24", [str(tmp_path / "p.jsonl"), str(tmp_path / "v.avi"), Boom("boom://")],
-                     backend="onnxruntime", max_frames=10)
+        run_pipeline(bundle, "synthetic://32x24", [str(tmp_path / "p.jsonl"), str(tmp_path / "v.avi"), Boom("boom://")], options=RunOptions(backend="onnxruntime", max_frames=10))
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "v.avi").exists()
 
 
 def test_metrics_lines_logged(bundle, metric_lines):
-    s = run_pipeline(bundle, "synthetic://32x24@400", "null://", backend="onnxruntime", max_frames=40,
-                     metrics_interval=0.02)
+    s = run_pipeline(bundle, "synthetic://32x24@400", "null://", options=RunOptions(backend="onnxruntime", max_frames=40), outputs=OutputOptions(metrics_interval=0.02))
     lines = metric_lines
     assert s.frames == 40
     assert lines and all("FPS" in ln and "dropped" in ln and "p95" in ln for ln in lines)
@@ -196,10 +192,10 @@ def test_torch_cpu_backend_matches_onnxruntime(tmp_path):
     import torch  # noqa: F401
     b = make_bundle(tmp_path / "b", pt2=True)
     seq = write_color_video(tmp_path / "clip.avi", n=9)
-    s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), backend="torch", device="cpu")
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "t.jsonl"), options=RunOptions(backend="torch", device="cpu"))
     assert s.backend == "torch" and s.frames == 9
     assert [r["label"] for r in _rows(tmp_path / "t.jsonl")] == seq
-    s2 = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "o.jsonl"), backend="onnxruntime")
+    s2 = run_pipeline(b, str(tmp_path / "clip.avi"), str(tmp_path / "o.jsonl"), options=RunOptions(backend="onnxruntime"))
     a = [r["score"] for r in _rows(tmp_path / "t.jsonl")]
     o = [r["score"] for r in _rows(tmp_path / "o.jsonl")]
     assert s2.frames == 9 and np.allclose(a, o, atol=1e-4)
@@ -210,8 +206,7 @@ def test_segment_task_end_to_end(tmp_path):
 
     b = make_segment_bundle(tmp_path / "seg")
     seq = write_color_video(tmp_path / "clip.avi", n=9)
-    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "seg.avi"), str(tmp_path / "seg.jsonl")],
-                     backend="onnxruntime")
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "seg.avi"), str(tmp_path / "seg.jsonl")], options=RunOptions(backend="onnxruntime"))
     rows = _rows(tmp_path / "seg.jsonl")
     assert s.frames == 9 and [r["label"] for r in rows] == seq
     assert all(r["task"] == "segment" and list(r["classes"].values()) == [1.0] for r in rows)
@@ -225,8 +220,7 @@ def test_detect_task_end_to_end(tmp_path):
 
     b = make_detect_bundle(tmp_path / "det")
     write_color_video(tmp_path / "clip.avi", n=4, w=64, h=48)
-    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "det.avi"), str(tmp_path / "det.jsonl")],
-                     backend="onnxruntime")
+    s = run_pipeline(b, str(tmp_path / "clip.avi"), [str(tmp_path / "det.avi"), str(tmp_path / "det.jsonl")], options=RunOptions(backend="onnxruntime"))
     rows = _rows(tmp_path / "det.jsonl")
     assert s.frames == 4 and all(r["task"] == "detect" for r in rows)
     dets = rows[0]["detections"]

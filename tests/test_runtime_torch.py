@@ -8,8 +8,9 @@ from support import optional_module
 pytestmark = pytest.mark.needs("torch", "cv2")
 torch = optional_module("torch")
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.preprocess import preprocess  # noqa: E402
-from jetson_deploy.runtime.executors import TorchPreprocess  # noqa: E402
+from jetson_deploy.runtime.torch_preprocess import TorchPreprocess  # noqa: E402
 from jetson_deploy.spec import ModelSpec  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def test_torch_engine_infer_and_forward(tmp_path):
     from jetson_deploy.runtime.backends import choose_backend, create_engine
 
     b = open_bundle(make_bundle(tmp_path / "b", pt2=True))
-    eng = create_engine(b, backend="torch", device="cpu")
+    eng = create_engine(b, RunOptions(backend="torch", device="cpu"))
     with eng:
         assert [t.name for t in eng.outputs] == ["logits"] and eng.outputs[0].shape == (1, 4)
         x = np.zeros((1, 3, 16, 16), np.float32)
@@ -82,4 +83,4 @@ def test_torch_backend_needs_an_exported_program(tmp_path):
 
     b = open_bundle(make_bundle(tmp_path / "b"))
     with pytest.raises(BadInput, match="exported program"):
-        create_engine(b, backend="torch")
+        create_engine(b, RunOptions(backend="torch"))

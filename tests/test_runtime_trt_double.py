@@ -9,8 +9,9 @@ pytestmark = pytest.mark.needs("onnx", "onnxruntime", "cv2")
 from support.runtime import color_onnx_bytes, make_bundle, write_color_video  # noqa: E402
 from doubles import pycuda_double, tensorrt_double as trtd  # noqa: E402
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.runtime.memory import make_context  # noqa: E402
-from jetson_deploy.runtime.pipeline import run_pipeline  # noqa: E402
+from jetson_deploy.runtime.session import run_pipeline  # noqa: E402
 
 
 def _colour_case(tmp_path, n=12):
@@ -36,7 +37,7 @@ def test_tensorrt_engine_in_the_pipeline(monkeypatch, tmp_path, gen, memory):
         syncs0 = drv._double.syncs
         # no CUDA graphs: the doubles' stream handles are not real streams (on a GPU machine torch would
         # be handed a fake cudaStream_t to capture on)
-        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory=memory, cuda_graph=False)
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, options=RunOptions(memory=memory, cuda_graph=False))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -76,8 +77,7 @@ def test_pycuda_executor_sizes_buffers_from_activated_shapes(monkeypatch, tmp_pa
     seq = write_color_video(tmp_path / "c.avi", n=6)
     ctx = make_context(cuda=drv)
     try:
-        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan),
-                         memory="pycuda-pinned", cuda_graph=False)
+        s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=TensorRTEngine(plan), options=RunOptions(memory="pycuda-pinned", cuda_graph=False))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -100,15 +100,14 @@ def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
     if gpu_pre:
         install_compiler(monkeypatch, launches)
     eng, bundle, video, seq = _colour_case(tmp_path)
-    from jetson_deploy.runtime import pipeline
+    from jetson_deploy.runtime import executors
 
     made = []
-    real_make = pipeline.make_executor
-    monkeypatch.setattr(pipeline, "make_executor", lambda *a, **k: made.append(real_make(*a, **k)) or made[-1])
+    real_make = executors.make_executor
+    monkeypatch.setattr(executors, "make_executor", lambda *a, **k: made.append(real_make(*a, **k)) or made[-1])
     ctx = make_context(cuda=drv)
     try:
-        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda",
-                         executor_options={"gpu_preprocess": "on" if gpu_pre else "off"})
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, options=RunOptions(memory="pycuda", gpu_preprocess="kernel" if gpu_pre else "host"))
         # the executor is still referenced here: its graphs went at close(), not with the object
         driver.left_after_close = (dict(driver.execs), dict(driver.graphs))
     finally:
@@ -228,7 +227,7 @@ def test_driver_capture_runs_the_callers_steps_inside_the_capture_only(monkeypat
 def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_path, how):
     """Small outputs: the engine writes into mapped host memory (no D2H copy after it); outputs over
     MAPPED_OUT_MAX, or mapped_out=False: device buffers copied back. Same labels either way."""
-    from jetson_deploy.runtime.executors import PycudaExecutor
+    from jetson_deploy.runtime.executors.pycuda import PycudaExecutor
 
     drv = pycuda_double.install(monkeypatch, integrated=False)
     trtd.install(monkeypatch, "10.x")
@@ -240,8 +239,9 @@ def test_outputs_mapped_when_small_copied_when_large_or_asked(monkeypatch, tmp_p
     eng, bundle, video, seq = _colour_case(tmp_path, n=9)
     ctx = make_context(cuda=drv)
     try:
-        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng, memory="pycuda-pinned",
-                         cuda_graph=False, executor_options={"mapped_out": False} if how == "forced-off" else {})
+        s = run_pipeline(bundle, video, str(tmp_path / "p.jsonl"), engine=eng,
+                         options=RunOptions(memory="pycuda-pinned", cuda_graph=False,
+                                            mapped_out=False if how == "forced-off" else None))
     finally:
         ctx.pop()
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -256,7 +256,7 @@ def test_bench_bare_model_writes_device_memory_not_the_mapped_outputs(monkeypatc
     host outputs the pipeline reads (writing those crosses the bus: a slower, unfair reference)."""
     from jetson_deploy.trt import build as tb
     from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
-    from jetson_deploy.runtime.executors import PycudaExecutor
+    from jetson_deploy.runtime.executors.pycuda import PycudaExecutor
 
     drv = pycuda_double.install(monkeypatch, integrated=False)
     trtd.install(monkeypatch, "10.x")

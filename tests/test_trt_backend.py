@@ -10,6 +10,7 @@ pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
 from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
 
+from jetson_deploy.runtime.options import RunOptions  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed, MissingDependency  # noqa: E402
 from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine, device_pointer, stream_handle  # noqa: E402
@@ -216,7 +217,7 @@ def test_from_bundle_builds_caches_then_uses_bundled_engine(monkeypatch, cuda, t
     ref = onnx_models.reference(tmp_path / "c.onnx", {"input": x})["logits"]
     hows = []
     for _ in range(2):
-        eng = create_engine(open_bundle(bdir), backend="tensorrt", cache_dir=tmp_path / "cache")
+        eng = create_engine(open_bundle(bdir), RunOptions(backend="tensorrt", cache_dir=tmp_path / "cache"))
         assert eng.target == {"tensorrt": trt.__version__, "sm": 87, "precision": "fp16"}  # SM from the pycuda double
         hows.append(eng.resolved)
         with eng:
@@ -238,14 +239,13 @@ def test_frame_pipeline_on_the_tensorrt_backend(monkeypatch, tmp_path, gen, memo
 
     from support.runtime import make_bundle, write_color_video
 
-    from jetson_deploy.runtime.pipeline import run_pipeline
+    from jetson_deploy.runtime.session import run_pipeline
 
     trtd.install(monkeypatch, gen)
     drv = pycuda_double.install(monkeypatch, integrated=(memory == "pycuda-mapped"))
     bdir = make_bundle(tmp_path / "colors-1.0.0")
     seq = write_color_video(tmp_path / "c.avi", n=9)
-    s = run_pipeline(str(bdir), str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), backend="tensorrt", memory=memory,
-                     depth=3, engine_options={"cache_dir": str(tmp_path / "cache")})
+    s = run_pipeline(str(bdir), str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), options=RunOptions(backend="tensorrt", memory=memory, depth=3, cache_dir=str(tmp_path / "cache")))
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == seq and s.frames == 9
     assert s.executor["memory"] == memory

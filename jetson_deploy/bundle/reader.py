@@ -123,6 +123,8 @@ class Bundle:
         self._temp_dir = temp_dir
         # path -> (size, mtime_ns, ino, ctime_ns) when its sha256 was checked; a changed stat re-checks
         self._verified: "Dict[str, tuple]" = {}
+        #: every artifact was checked (verify()); later reads re-check only files whose stat changed
+        self.verified = False
         self._spec: Any = None
 
     # ---- identity ------------------------------------------------------------------------
@@ -227,6 +229,7 @@ class Bundle:
             more = " (and {} more problems)".format(len(probs) - 1) if len(probs) > 1 else ""
             raise CheckFailed("{}: {}{}".format(self.source, probs[0]["message"], more))
         self._verified = {p: k for p, k in stats.items() if k is not None}
+        self.verified = True
         return self
 
     @property
@@ -278,7 +281,7 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
     ``Bundle.close()`` or at exit).  A missing path is BadInput.
     """
     if isinstance(path, Bundle):
-        if verify:
+        if verify and not path.verified:
             path.verify()
         return path
     p = Path(path)

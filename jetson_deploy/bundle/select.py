@@ -43,6 +43,12 @@ def _spec_shapes(b: "Bundle") -> "Optional[Dict[str, List[int]]]":
     return canonical_shapes({inp.get("name", "input"): inp["shape"]})
 
 
+def dynamic_batch(b: "Bundle") -> bool:
+    """The bundle's ONNX model has a dynamic batch axis (``convert --dynamic-batch``)."""
+    conv = b.manifest.get("conversion")
+    return bool(conv.get("dynamic_batch")) if isinstance(conv, dict) else False
+
+
 def find_bundled_engine(b: "Bundle", tensorrt: str, sm: int, precision: str, shapes: "Optional[Dict[str, List[int]]]" = None) -> "Optional[Dict[str, Any]]":
     """The bundled engine artifact for exactly this target, or None."""
     default = _spec_shapes(b)
@@ -153,10 +159,14 @@ def resolve_engine(
     ``build_fn(onnx_path, precision, calib_cache_path_or_None, qdq_onnx_path_or_None) -> bytes``
     builds a plan; default :func:`default_build_fn`.  ``cache`` overrides ``cache_dir``.
     ``skip_bundled``: the bundled plan did not deserialize here (right name, wrong build): go to
-    the cache / a build from model.onnx.
+    the cache / a build from model.onnx.  A dynamic-batch bundle's bundled plan (its profile runs
+    batch 1 to the maximum) serves any ``shapes``; built here, a plan gets a one-point profile at
+    ``shapes`` (TensorRT needs a profile for a dynamic input), cached per shape.
     """
     b, trt, sm_i, prec, want_shapes = _prepare(bundle, tensorrt_version, sm, precision, shapes)
-    art = None if skip_bundled else find_bundled_engine(b, trt, sm_i, prec, canonical_shapes(shapes) if shapes is not None else None)
+    dynamic = dynamic_batch(b)
+    asked = canonical_shapes(shapes) if shapes is not None and not dynamic else None
+    art = None if skip_bundled else find_bundled_engine(b, trt, sm_i, prec, asked)
     if art is not None:
         return b.verify_artifact(art), BUNDLED
 
@@ -171,7 +181,7 @@ def resolve_engine(
         log.info("building a TensorRT %s sm%d %s engine for %s-%s (no bundled or cached plan)", trt, sm_i, prec, b.name, b.version)
         args = (str(onnx), prec, str(calib) if calib else None, str(qdq) if qdq else None)
         custom_shapes = shapes is not None and want_shapes != _spec_shapes(b)
-        if build_fn is None and custom_shapes:
+        if build_fn is None and (custom_shapes or dynamic):
             data = default_build_fn(*args, shapes=want_shapes)
         else:
             data = fn(*args)

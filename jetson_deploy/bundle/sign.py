@@ -199,19 +199,22 @@ def required_key(key: "Optional[PathLike]" = None) -> "Optional[str]":
     return TRUSTED_KEY_FILE if os.path.isfile(TRUSTED_KEY_FILE) else None
 
 
-def require_signature(bundle: Any, key: "Optional[PathLike]" = None) -> "Optional[str]":
-    """Refuse (CheckFailed, exit 1) a bundle without a valid signature by the required key; no key required: None."""
+def open_trusted(bundle: Any, key: "Optional[PathLike]" = None) -> Any:
+    """The opened, verified :class:`~.reader.Bundle` to run: every artifact checked once, and
+    when a key is required (``key``, else the device-wide setting) a valid signature by it
+    (CheckFailed, exit 1, otherwise).  Callers use this object from then on (a run session takes
+    it as it is), never the path again; they close it."""
+    from .reader import open_bundle
+
     pub = required_key(key)
-    if pub is None:
-        return None
-    if not os.path.isfile(pub):
+    if pub is not None and not os.path.isfile(pub):
         raise BadInput("signing key {} does not exist (from {}): give the Ed25519 public key file".format(
             pub, "--key" if key else REQUIRE_KEY_ENV if os.environ.get(REQUIRE_KEY_ENV) else TRUSTED_KEY_FILE))
-    from .reader import Bundle, open_bundle
-
     b = open_bundle(bundle, verify=True)
     try:
-        return verify_signature(b, pub)
-    finally:
-        if not isinstance(bundle, Bundle):
-            b.close()
+        if pub is not None:
+            verify_signature(b, pub)
+    except BaseException:
+        b.close()
+        raise
+    return b

@@ -1,7 +1,7 @@
 """Option groups shared by several commands (sqlite-utils style decorators)."""
 import click
 
-BACKENDS = ["auto", "onnxruntime", "torch", "tensorrt"]
+from ..vocab import BACKENDS
 
 
 def backend_option(default: str = "auto"):

@@ -3,28 +3,14 @@ import json
 
 import click
 
+from ..vocab import GPU_PREPROCESS, MEMORY
 from ._options import FiniteFloat, backend_option, device_option, json_option, key_option, nonempty
-
-MEMORY = ["auto", "numpy", "torch", "pycuda", "pycuda-pinned", "pycuda-mapped"]
-
-
-def _engine_options(threads):
-    return {"threads": threads} if threads else {}
-
-
-def _device_option():
-    return device_option()
 
 
 def _sources(ctx, param, value):
     for v in value:
         nonempty(ctx, param, v)
-    return value
-
-
-def _one_or_many(value):
-    """One --source stays a plain URI (the single-source run, unchanged); several are a list."""
-    return value[0] if len(value) == 1 else list(value)
+    return list(value)
 
 
 def _unique_sinks(ctx, param, value):
@@ -52,6 +38,13 @@ def _memory_option():
                              "numpy, torch (pinned, torch CUDA backend), pycuda[-pinned|-mapped].")
 
 
+def _preprocess_option():
+    return click.option("--gpu-preprocess", type=click.Choice(GPU_PREPROCESS), default="auto", show_default=True,
+                        help="GPU paths: the fused preprocessing kernel where it compiles (auto), the kernel or an "
+                             "error (kernel), torch operators (torch-ops, torch path), numpy on the capture thread "
+                             "(host, pycuda path).")
+
+
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True))
 @click.option("--source", "source", required=True, multiple=True, callback=_sources,
@@ -61,8 +54,9 @@ def _memory_option():
               help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame) or null://; repeatable; "
                    "K=URI receives source K only (e.g. --sink 0=cam0.mp4), a plain URI every source.")
 @backend_option()
-@_device_option()
+@device_option()
 @_memory_option()
+@_preprocess_option()
 @_threads_option()
 @click.option("--max-frames", type=click.IntRange(1, None), default=None, help="Stop after N processed frames.")
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight on the GPU (ring size).")
@@ -80,25 +74,25 @@ def _memory_option():
               help="Several sources: end the run when the first source ends (default: each ends alone, the others go on).")
 @key_option()
 @json_option()
-def run(bundle, source, sinks, backend, device, memory, threads, max_frames, depth, cuda_graph, queue_size, topk, interval,
-        stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
+def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads, max_frames, depth, cuda_graph, queue_size,
+        topk, interval, stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
     p50/p95/p99, dropped frames) go to stderr every --interval seconds, and a summary at the end
     (one JSON object on stdout with --json).
     """
+    from ..bundle.sign import open_trusted
     from ..runtime.options import OutputOptions, RunOptions, SourceOptions
-    from ..bundle.sign import require_signature
-    from ..runtime.pipeline import run_pipeline
+    from ..runtime.session import run_pipeline
 
-    require_signature(bundle, key)
-    options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph, topk=topk,
-                         max_frames=max_frames, sync_debug=sync_debug, engine_options=_engine_options(threads))
+    options = RunOptions(backend=backend, device=device, memory=memory, gpu_preprocess=gpu_preprocess, depth=depth,
+                         cuda_graph=cuda_graph, topk=topk, max_frames=max_frames, sync_debug=sync_debug, threads=threads)
     inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout, batch_timeout=batch_timeout,
                            stop_on_first_end=stop_on_first_end)
-    summary = run_pipeline(bundle, _one_or_many(source), list(sinks), options=options, inputs=inputs,
-                           outputs=OutputOptions(metrics_interval=interval))
+    with open_trusted(bundle, key) as b:  # verified (and signature-checked) once; the run uses this object
+        summary = run_pipeline(b, source, list(sinks), options=options, inputs=inputs,
+                               outputs=OutputOptions(metrics_interval=interval))
     d = summary.to_dict()
     if as_json:
         click.echo(json.dumps(d, sort_keys=True))
@@ -120,8 +114,9 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True))
 @backend_option()
-@_device_option()
+@device_option()
 @_memory_option()
+@_preprocess_option()
 @_threads_option()
 @click.option("--iterations", type=click.IntRange(10, None), default=300, show_default=True,
               help="Timed iterations for each of the engine-only and pipeline runs.")
@@ -134,20 +129,20 @@ def run(bundle, source, sinks, backend, device, memory, threads, max_frames, dep
 @_batch_timeout_option()
 @key_option()
 @json_option()
-def bench(bundle, backend, device, memory, threads, iterations, warmup, source, depth, cuda_graph, batch_timeout, key,
-          as_json):
+def bench(bundle, backend, device, memory, gpu_preprocess, threads, iterations, warmup, source, depth, cuda_graph,
+          batch_timeout, key, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
     from ..bench import run_bench
-    from ..bundle.sign import require_signature
+    from ..bundle.sign import open_trusted
     from ..runtime.options import RunOptions, SourceOptions
 
-    require_signature(bundle, key)
-    options = RunOptions(backend=backend, device=device, memory=memory, depth=depth, cuda_graph=cuda_graph,
-                         engine_options=_engine_options(threads))
-    res = run_bench(bundle, iterations=iterations, warmup=warmup, source=_one_or_many(source), options=options,
-                    inputs=SourceOptions(batch_timeout=batch_timeout))
+    options = RunOptions(backend=backend, device=device, memory=memory, gpu_preprocess=gpu_preprocess, depth=depth,
+                         cuda_graph=cuda_graph, threads=threads)
+    with open_trusted(bundle, key) as b:
+        res = run_bench(b, iterations=iterations, warmup=warmup, source=source, options=options,
+                        inputs=SourceOptions(batch_timeout=batch_timeout))
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
+from ..vocab import DYNAMIC_BATCH_MAX
 from ..spec import ModelSpec
 from . import parity as _parity
 from .export import check_names, check_onnx, export_later, export_onnx, model_opset
@@ -149,7 +150,10 @@ def target_max_opset() -> "Optional[int]":
 
 def export_program(exported: "Exported", opts: "ExportOptions", work: Path) -> "Optional[Path]":
     """``--export-program``: the network as a torch.export program (``model.pt2``), so ``run`` and
-    ``bench`` take the torch CUDA path on a GPU without TensorRT.  Checked against the module once."""
+    ``bench`` take the torch CUDA path on a GPU without TensorRT.  With ``--dynamic-batch`` its
+    batch axis is a ``torch.export.Dim`` up to :data:`~jetson_deploy.vocab.DYNAMIC_BATCH_MAX` (the
+    TensorRT profile's maximum), so N sources run through one program.  Checked against the module
+    once (at batch 1 and at the maximum when dynamic)."""
     if not opts.program:
         return None
     if exported.module is None or exported.example is None:
@@ -157,19 +161,35 @@ def export_program(exported: "Exported", opts: "ExportOptions", work: Path) -> "
                        "not an ONNX file")
     torch = require("torch", "--export-program")
     path = work / "model.pt2"
+    example, dynamic, checks = exported.example, None, [exported.example]
+    if opts.dynamic_batch:
+        top = max(DYNAMIC_BATCH_MAX, int(example.shape[0]))
+        # traced at batch 2: an example of batch 1 would specialise the axis to 1 (torch.export's 0/1 rule)
+        example = _rows_like(torch, exported.example, 2)
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=top)},)
+        checks = [_rows_like(torch, exported.example, 1), _rows_like(torch, exported.example, top)]
     try:
-        ep = torch.export.export(exported.module, (exported.example,))
+        ep = torch.export.export(exported.module, (example,), dynamic_shapes=dynamic)
         torch.export.save(ep, str(path))
+        loaded = torch.export.load(str(path)).module()
+        diff = 0.0
         with torch.no_grad():
-            got = flatten_outputs(torch.export.load(str(path)).module()(exported.example))
-            ref = flatten_outputs(exported.module(exported.example))
+            for x in checks:
+                got, ref = flatten_outputs(loaded(x)), flatten_outputs(exported.module(x))
+                if got:
+                    diff = max([diff] + [float((a.float() - b.float()).abs().max()) for (_, a), (_, b) in zip(got, ref)])
     except Exception as exc:
         text = str(exc).strip()
-        raise BadInput("--export-program: torch.export failed: {}: {}".format(
-            type(exc).__name__, text.splitlines()[0][:300] if text else ""))
-    diff = max(float((a.float() - b.float()).abs().max()) for (_, a), (_, b) in zip(got, ref)) if got else 0.0
-    log.info("exported program model.pt2 (torch.export), max |diff| against the module {:.3g}".format(diff))
+        raise BadInput("--export-program: torch.export failed{}: {}: {}".format(
+            " with a dynamic batch axis" if dynamic else "", type(exc).__name__, text.splitlines()[0][:300] if text else ""))
+    log.info("exported program model.pt2 (torch.export{}), max |diff| against the module {:.3g}".format(
+        ", batch 1 to {}".format(checks[-1].shape[0]) if dynamic else "", diff))
     return path
+
+
+def _rows_like(torch: Any, x: Any, rows: int) -> Any:
+    """``x`` (batch first) with ``rows`` rows: its first row repeated."""
+    return x[:1].expand((rows,) + tuple(x.shape[1:])).contiguous()
 
 
 def _example_input(spec: "ModelSpec") -> Any:

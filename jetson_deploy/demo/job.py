@@ -34,7 +34,8 @@ def run_demo(
     from . import load_spec, write_clip
     from .._messages import collect_messages
     from ..convert.pipeline import MESSAGE_LOGGERS, convert
-    from ..runtime.pipeline import run_pipeline
+    from ..runtime.options import OutputOptions, RunOptions
+    from ..runtime.session import run_pipeline
 
     workdir = _check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -53,10 +54,8 @@ def run_demo(
 
     log.info("[3/3] running the bundle on the clip ({} backend)".format(backend))
     predictions = workdir / "predictions.jsonl"
-    summary = run_pipeline(
-        workdir / "bundle", source=str(clip), sink=str(workdir / "annotated.mp4"), backend=backend,
-        jsonl=str(predictions),
-    )
+    summary = run_pipeline(workdir / "bundle", str(clip), str(workdir / "annotated.mp4"),
+                           options=RunOptions(backend=backend), outputs=OutputOptions(jsonl=str(predictions)))
     rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
     labels = spec.labels
     correct = sum(1 for r in rows if r["index"] < len(truth) and r.get("label") == labels[truth[r["index"]]])

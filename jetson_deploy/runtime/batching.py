@@ -1,10 +1,10 @@
 """Several sources, one engine: which batch the engine runs, how a batch is formed, how its rows go back.
 
 * :func:`resolve_batch` -- the rows per engine call for N sources: a dynamic-batch engine runs N
-  (ONNX Runtime: the actual count of each batch), a fixed batch B >= N runs B with padding rows,
-  a fixed batch B < N is refused in one line naming the convert flag.
-* :class:`BatchFormer` -- at most one frame per source per batch, sources taken round-robin (a
-  fast source cannot starve a slow one; every row is attributable), waiting at most
+  (ONNX Runtime: the actual count of each batch) up to its profile's maximum, a fixed batch B runs
+  B (padding rows when fewer are ready); N > rows runs in ceil(N / rows) calls a round.
+* :class:`BatchFormer` -- at most one frame per source per batch, sources taken round-robin from
+  the one after the last served (a fast source cannot starve a slow one; every row is attributable), waiting at most
   ``batch_timeout`` for the sources not ready yet, woken by the capture threads (no polling).
 * :func:`split_rows` -- a batch's outputs as one ``(1, ...)`` dict per real row (padding rows are
   never read), so postprocessing is the single-frame code.
@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import BadInput
 from .metrics import Metrics
 
 #: batch wait when no source says its frame rate (files, unpaced synthetic)
@@ -42,18 +41,13 @@ def engine_batch(engine: Any) -> "Tuple[int, bool, Optional[int]]":
 
 
 def resolve_batch(engine: Any, sources: int, bundle: str = "") -> "Tuple[int, bool]":
-    """(rows per engine call, dynamic) for ``sources`` frames per batch; BadInput when it cannot."""
+    """(rows per engine call, dynamic) for ``sources`` frames a round, as DeepStream's nvinfer
+    does it: a dynamic-batch engine runs all of them (up to its profile's maximum), a fixed batch B
+    runs B rows a call; more sources than rows run in ``ceil(sources / rows)`` calls a round."""
     fixed, dynamic, top = engine_batch(engine)
     if dynamic:
-        if top is not None and top < sources:
-            raise BadInput("{} sources need batch {}, but the engine's profile ends at batch {}: re-convert {} with "
-                           "`jetson-deploy convert ... --dynamic-batch` (profile up to 8) or use fewer sources".format(
-                               sources, sources, top, bundle or "the bundle"))
-        return max(sources, 1), True
-    if fixed < sources:
-        raise BadInput("{} sources need batch >= {}, but {} has a fixed batch {}: re-convert it with "
-                       "`jetson-deploy convert ... --dynamic-batch` (or a batch-{} input shape)".format(
-                           sources, sources, bundle or "the bundle", fixed, sources))
+        rows = max(sources, 1) if top is None else max(min(sources, top), 1)
+        return rows, True
     return fixed, False
 
 
@@ -123,9 +117,10 @@ class BatchFormer:
         self._next = 0
 
     def _order(self) -> "List[SourceState]":
+        """Every source, starting after the last one served (a batch smaller than the number of
+        sources takes the next ones each call: chunks of a round, none served twice before all)."""
         n = len(self.states)
         start = self._next % n
-        self._next = (start + 1) % n
         return [self.states[(start + k) % n] for k in range(n)]
 
     def form(self, max_rows: int, idle_wait: float) -> "List[Tuple[SourceState, Any]]":
@@ -148,7 +143,7 @@ class BatchFormer:
                     taken.add(st.index)
             active = [st for st in order if not st.ended and not st.cap.finished and st.index not in taken]
             if len(rows) >= max_rows or not active:
-                return rows
+                return self._served(rows)
             now = time.monotonic()
             if rows:
                 if t_first is None:
@@ -157,5 +152,10 @@ class BatchFormer:
             else:
                 left = t_idle - now
             if left <= 0:
-                return rows
+                return self._served(rows)
             self.ready.wait(left)
+
+    def _served(self, rows: "List[Tuple[SourceState, Any]]") -> "List[Tuple[SourceState, Any]]":
+        """The next call starts after the last source served (or the next one, when none was)."""
+        self._next = (rows[-1][0].index + 1) if rows else self._next + 1
+        return rows

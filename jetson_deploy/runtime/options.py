@@ -1,44 +1,69 @@
-"""Option objects for a run: what the CLI, the benchmark and Python callers build instead of ~24 keywords.
+"""Option objects of a run: what the CLI, the benchmark, the self-test and Python callers build.
 
-Three groups, split by which end of the pipeline they describe, so that new inputs (several cameras
-batched into one engine call) and new outputs (network sinks) add fields to their own group:
+Three groups, split by which end of the run they describe; each setting has one typed field with
+one spelling, checked when the object is made (one line naming the value and the choices):
 
-* :class:`RunOptions` -- the engine and the frame loop (backend, memory, ring depth, CUDA graphs, limits).
-* :class:`SourceOptions` -- where frames come from and how long to wait for them.
+* :class:`RunOptions` -- the engine, its memory and the frame loop (backend, threads, ring depth,
+  CUDA graphs, preprocessing, limits).
+* :class:`SourceOptions` -- how long to wait for frames and how to batch several sources.
 * :class:`OutputOptions` -- what happens to results (extra sinks, metrics log lines, kept results).
-
-``run_pipeline(bundle, source, sink, backend="onnxruntime", max_frames=10)`` still works: flat keywords
-are the field names of these classes, sorted into them by :func:`split_options`.
 """
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import BadInput
+from ..vocab import BACKENDS, GPU_PREPROCESS, MEMORY
+
+
+def _one_of(value: Any, choices: "Sequence[Any]", what: str) -> None:
+    if value not in choices:
+        raise BadInput("{} {!r}: choose one of {}".format(what, value, ", ".join(str(c) for c in choices)))
 
 
 @dataclass
 class RunOptions:
-    """The engine and the frame loop."""
+    """The engine, its memory and the frame loop."""
 
     backend: str = "auto"
     #: engine device, e.g. ``cuda:0`` or ``cpu`` (None: the backend's choice)
     device: "Optional[str]" = None
+    #: ONNX Runtime intra-op threads (None: all CPUs but two on machines with more than four; 0: ORT's own)
+    threads: "Optional[int]" = None
+    #: ONNX Runtime execution providers (None: CPU, or CUDA then CPU with ``device="cuda..."``)
+    providers: "Optional[Sequence[str]]" = None
+    #: TensorRT engine cache directory (None: $JETSON_DEPLOY_CACHE or ~/.cache/jetson-deploy)
+    cache_dir: "Optional[str]" = None
     #: ``auto``, ``numpy``, ``torch``, ``pycuda``, ``pycuda-pinned``, ``pycuda-mapped`` (see make_executor)
     memory: str = "auto"
     #: frames in flight (ring size)
     depth: int = 3
     cuda_graph: bool = True
+    #: GPU paths: who preprocesses (``auto``, ``kernel``, ``torch-ops``, ``host``; see vocab.GPU_PREPROCESS)
+    gpu_preprocess: str = "auto"
+    #: integrated GPUs: preprocessing reads the captured frame in place (None: when the GPU is integrated)
+    mapped_in: "Optional[bool]" = None
+    #: results written straight into mapped host memory (None: torch on; pycuda for small outputs)
+    mapped_out: "Optional[bool]" = None
     #: classes reported per frame (classify); also the size of the GPU top-k reduction
     topk: int = 5
     max_frames: "Optional[int]" = None
     #: ``warn`` / ``error``: run the loop under ``torch.cuda.set_sync_debug_mode`` (torch CUDA path)
     sync_debug: "Optional[str]" = None
-    #: check the bundle's checksums before loading anything
+    #: check the bundle's checksums before loading anything (a Bundle already verified is not re-hashed)
     verify: bool = True
     #: postprocess + sinks on their own thread (None: when the engine blocks or a sink draws)
     output_thread: "Optional[bool]" = None
-    #: extra keywords for ``create_engine`` (e.g. ``threads``, ``cache_dir``)
-    engine_options: "Dict[str, Any]" = field(default_factory=dict)
-    #: extra keywords for ``make_executor`` (e.g. ``mapped_out``, ``cuda``, ``counter``)
-    executor_options: "Dict[str, Any]" = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _one_of(self.backend, BACKENDS, "backend")
+        _one_of(self.memory, MEMORY, "memory")
+        _one_of(self.gpu_preprocess, GPU_PREPROCESS, "gpu_preprocess")
+        if self.sync_debug is not None:
+            _one_of(self.sync_debug, ("warn", "error"), "sync_debug")
+        if int(self.depth) < 1:
+            raise BadInput("depth {}: give at least 1 frame in flight".format(self.depth))
+        if self.threads is not None and int(self.threads) < 0:
+            raise BadInput("threads {}: give 0 (ONNX Runtime's default) or more".format(self.threads))
 
 
 @dataclass
@@ -54,8 +79,6 @@ class SourceOptions:
     batch_timeout: "Optional[float]" = None
     #: several sources: end the run when the first source ends (default: when all have)
     stop_on_first_end: bool = False
-    #: keywords for ``open_source`` (overrides of URI query options)
-    options: "Dict[str, Any]" = field(default_factory=dict)
 
 
 @dataclass
@@ -70,36 +93,3 @@ class OutputOptions:
     keep_results: bool = False
     #: called with (frame, Result) for each frame, after the sinks
     on_result: "Optional[Callable[[Any, Any], None]]" = None
-
-
-#: flat keyword names from before the option objects, and the field they now set
-_RENAMED = {"source_options": ("source", "options")}
-
-
-def _names(cls: Any) -> "Tuple[str, ...]":
-    return tuple(f.name for f in fields(cls))
-
-
-def split_options(run: "Optional[RunOptions]" = None, source: "Optional[SourceOptions]" = None,
-                  output: "Optional[OutputOptions]" = None,
-                  **flat: Any) -> "Tuple[RunOptions, SourceOptions, OutputOptions]":
-    """The three option objects, with flat keywords (field names) applied on top of copies.
-
-    Unknown names raise TypeError, as a misspelt keyword argument would.
-    """
-    groups = {"run": (run or RunOptions(), {}), "source": (source or SourceOptions(), {}),
-              "output": (output or OutputOptions(), {})}
-    owners = {}
-    for group, (obj, _) in groups.items():
-        owners.update({name: (group, name) for name in _names(type(obj))})
-    owners.update(_RENAMED)
-    for key, value in flat.items():
-        if key not in owners:
-            hint = " (metrics lines are INFO records of the jetson_deploy.runtime.metrics logger)" if key == "printer" else ""
-            raise TypeError("unexpected keyword argument {!r}{}".format(key, hint))
-        group, name = owners[key]
-        if name.endswith("options") and value is None:
-            value = {}
-        groups[group][1][name] = value
-    out = tuple(replace(obj, **changes) if changes else obj for obj, changes in groups.values())
-    return out[0], out[1], out[2]

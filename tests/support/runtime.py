@@ -75,7 +75,8 @@ def make_batch_bundle(dest: Path, batch: Any = "N", pt2: bool = False) -> Path:
     spec["input"]["shape"] = [batch if isinstance(batch, int) else 1, 3, SIZE, SIZE]
     files: "Dict[str, Any]" = {"model.onnx": color_onnx_bytes(batch=batch), "labels.txt": ("\n".join(LABELS) + "\n").encode()}
     if pt2:
-        files["model.pt2"] = color_pt2_bytes(dynamic_batch=not isinstance(batch, int))
+        files["model.pt2"] = color_pt2_bytes(dynamic_batch=not isinstance(batch, int),
+                                             batch=batch if isinstance(batch, int) else 1)
     extra: "Dict[str, Any]" = {"spec": spec, "precision": "fp32"}
     if not isinstance(batch, int):
         extra["conversion"] = {"dynamic_batch": True}
@@ -94,8 +95,9 @@ def write_sequence_video(path: Path, names: "Sequence[str]", w: int = 64, h: int
     return list(names)
 
 
-def color_pt2_bytes(size: int = SIZE, dynamic_batch: bool = False) -> bytes:
-    """The same model as a torch.export program (needs torch); ``dynamic_batch``: any batch."""
+def color_pt2_bytes(size: int = SIZE, dynamic_batch: bool = False, batch: int = 1) -> bytes:
+    """The same model as a torch.export program (needs torch); ``dynamic_batch``: any batch, else
+    exported at ``batch``."""
     import io
 
     import torch
@@ -113,7 +115,7 @@ def color_pt2_bytes(size: int = SIZE, dynamic_batch: bool = False) -> bytes:
         ep = torch.export.export(Color().eval(), (torch.zeros(2, 3, size, size),),
                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
     else:
-        ep = torch.export.export(Color().eval(), (torch.zeros(1, 3, size, size),))
+        ep = torch.export.export(Color().eval(), (torch.zeros(batch, 3, size, size),))
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     return buf.getvalue()

@@ -8,9 +8,9 @@ from typing import Any, Optional, Tuple
 
 from ..._lazy import has_module, require
 from ...errors import BadInput, MissingDependency
+from ...vocab import BACKENDS, DYNAMIC_BATCH_MAX
 from ..engine import Engine
-
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+from ..options import RunOptions
 
 
 def _cuda_available() -> bool:
@@ -119,54 +119,34 @@ def describe_choice(engine: Any, executor: Any, why: str = "") -> str:
 
 
 def bundle_dynamic_batch(bundle: Any) -> bool:
-    """The bundle was converted with ``--dynamic-batch`` (its models take any batch)."""
+    """The bundle was converted with ``--dynamic-batch`` (its models take any batch up to
+    :func:`bundle_max_batch`)."""
     conv = (getattr(bundle, "manifest", None) or {}).get("conversion") or {}
     return bool(conv.get("dynamic_batch")) if isinstance(conv, dict) else False
 
 
-def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = None, batch: "Optional[int]" = None,
-                  **kw: Any) -> "Engine":
+def bundle_max_batch(bundle: Any) -> "Optional[int]":
+    """The largest batch a ``--dynamic-batch`` bundle's models take (None: not dynamic)."""
+    if not bundle_dynamic_batch(bundle):
+        return None
+    return max(DYNAMIC_BATCH_MAX, int(bundle.spec.shape[0]))
+
+
+def create_engine(bundle: Any, options: "Optional[RunOptions]" = None, batch: "Optional[int]" = None) -> "Engine":
     """Build (not activate) the engine for an opened :class:`~jetson_deploy.bundle.Bundle`.
 
-    Keywords go to the backend: onnxruntime ``providers``/``threads``; torch ``device``;
-    tensorrt whatever ``TensorRTEngine`` takes.  ``batch``: frames per engine call the run needs
-    (several sources); the torch backend runs a dynamic-batch bundle's program at that batch
-    (ONNX Runtime and TensorRT profiles take the batch at run time).
+    ``options``: the backend (``auto`` is resolved here; a :class:`~jetson_deploy.runtime.session.Session`
+    resolves it once and passes the name), device, ONNX Runtime threads/providers, TensorRT cache dir.
+    ``batch``: frames per engine call the run needs (several sources); the torch backend runs a
+    dynamic-batch bundle's program at that batch (ONNX Runtime and TensorRT profiles take the batch
+    at run time).
     """
-    name = choose_backend(bundle, backend, device)
-    spec = bundle.spec
+    opts = options or RunOptions()
+    name = choose_backend(bundle, opts.backend, opts.device) if opts.backend == "auto" else opts.backend
     if name == "onnxruntime":
-        from .onnxruntime import OnnxRuntimeEngine
-
-        kind = "onnx"
-        art = None
-        if bundle.precision == "int8":
-            art = bundle.artifact("onnx-qdq")
-            kind = "onnx-qdq" if art is not None else kind
-        if art is None:
-            art = bundle.artifact("onnx")
-        if art is None:
-            raise BadInput("bundle {} has no ONNX model for the onnxruntime backend (re-convert it)".format(bundle.source))
-        providers = kw.pop("providers", None)
-        if providers is None and device and device.startswith("cuda"):
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        if kw.get("threads") is None:
-            kw["threads"] = default_cpu_threads()
-        return OnnxRuntimeEngine(bundle.verify_artifact(art), providers=providers, artifact_kind=kind, **kw)
+        return _onnxruntime_engine(bundle, opts)
     if name == "torch":
-        from .torch import TorchEngine
-
-        found = _torch_artifact(bundle)
-        if found is None:
-            raise BadInput("bundle {} has no exported program (model.pt2) or TorchScript for the torch backend; "
-                           "use --backend onnxruntime".format(bundle.source))
-        kind, path = found
-        shape = list(spec.shape)
-        if batch and batch > 1 and batch != shape[0] and bundle_dynamic_batch(bundle):
-            shape[0] = int(batch)
-        return TorchEngine(path, device=device, input_name=spec.input_name, input_shape=shape,
-                           input_dtype=spec.dtype if spec.dtype != "int8" else "float32",
-                           output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision, **kw)
+        return _torch_engine(bundle, opts, batch)
     if name == "tensorrt":
         if not has_module("tensorrt"):
             raise MissingDependency("--backend tensorrt: TensorRT is not installed (it ships with JetPack on a Jetson); "
@@ -175,5 +155,45 @@ def create_engine(bundle: Any, backend: str = "auto", device: "Optional[str]" = 
         from ...bundle.opset import check_tensorrt_compat
 
         check_tensorrt_compat(bundle, getattr(require("tensorrt"), "__version__", None))  # one line before any build
-        return trt_backend.TensorRTEngine.from_bundle(bundle, device=device, **kw)
+        shapes = None
+        if batch and bundle_dynamic_batch(bundle):  # built here: a profile at the run's batch
+            shape = list(bundle.spec.shape)
+            shapes = {bundle.spec.input_name: [int(batch)] + shape[1:]}
+        return trt_backend.TensorRTEngine.from_bundle(bundle, device=opts.device, cache_dir=opts.cache_dir, shapes=shapes)
     raise BadInput("unknown backend {!r}".format(name))  # pragma: no cover
+
+
+def _onnxruntime_engine(bundle: Any, opts: "RunOptions") -> "Engine":
+    from .onnxruntime import OnnxRuntimeEngine
+
+    kind = "onnx"
+    art = None
+    if bundle.precision == "int8":
+        art = bundle.artifact("onnx-qdq")
+        kind = "onnx-qdq" if art is not None else kind
+    if art is None:
+        art = bundle.artifact("onnx")
+    if art is None:
+        raise BadInput("bundle {} has no ONNX model for the onnxruntime backend (re-convert it)".format(bundle.source))
+    providers = list(opts.providers) if opts.providers else None
+    if providers is None and opts.device and opts.device.startswith("cuda"):
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    threads = default_cpu_threads() if opts.threads is None else opts.threads
+    return OnnxRuntimeEngine(bundle.verify_artifact(art), providers=providers, threads=threads, artifact_kind=kind)
+
+
+def _torch_engine(bundle: Any, opts: "RunOptions", batch: "Optional[int]") -> "Engine":
+    from .torch import TorchEngine
+
+    found = _torch_artifact(bundle)
+    if found is None:
+        raise BadInput("bundle {} has no exported program (model.pt2) or TorchScript for the torch backend; "
+                       "use --backend onnxruntime".format(bundle.source))
+    kind, path = found
+    spec = bundle.spec
+    shape = list(spec.shape)
+    if batch and batch > 1 and batch != shape[0] and bundle_dynamic_batch(bundle):
+        shape[0] = int(batch)
+    return TorchEngine(path, device=opts.device, input_name=spec.input_name, input_shape=shape,
+                       input_dtype=spec.dtype if spec.dtype != "int8" else "float32",
+                       output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision)

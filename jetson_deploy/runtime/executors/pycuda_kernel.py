@@ -1,6 +1,6 @@
 """The pycuda/TensorRT frame path with preprocessing on the GPU: the capture thread only captures.
 
-:class:`PycudaGpuExecutor` extends :class:`~jetson_deploy.runtime.executors.PycudaExecutor`
+:class:`PycudaGpuExecutor` extends :class:`~jetson_deploy.runtime.executors.pycuda.PycudaExecutor`
 (same ring, streams, output buffers, graphs and sync counting) and changes only how a frame
 becomes the engine's input:
 
@@ -25,9 +25,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import BadInput
-from .executors import PycudaExecutor, Prepared
-from .gpu_preprocess import Plan, kernel_spec, launch_pycuda, make_plan, pycuda_kernel
+from ...errors import BadInput
+from ..gpu_preprocess import Plan, kernel_spec, launch_pycuda, make_plan, pycuda_kernel
+from .base import Prepared
+from .pycuda import PycudaExecutor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class PycudaGpuExecutor(PycudaExecutor):
     def __init__(self, engine: Any, spec: Any, depth: int = 3, mapped: "Optional[bool]" = None, cuda: Any = None,
                  counter: Any = None, pool_size: int = 8, graph: bool = True, batch: int = 1,
                  mapped_out: "Optional[bool]" = None) -> None:
-        from .memory import PycudaAllocator
+        from ..memory import PycudaAllocator
 
         # no host-preprocessed inputs are pooled here (the base keeps ``depth`` for its bookkeeping);
         # graphs are captured below, also on the mapped path: the engine's input is device memory now
