@@ -3,16 +3,19 @@
 # takes (convert --export-program, then bench) and the side-by-side runtime benchmark.
 # Wheels the machine lacks travel in the git-ignored .gpuwheels/ (pycuda built for it, plus
 # jsonschema/pyyaml/cryptography/click/tqdm/pytest/onnx for Python 3.12); results go to $OUT.
+#   PARTS="tests single multi script" (default: all) picks what runs; ITER sets bench iterations.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 OUT=${OUT:-out}
+PARTS=${PARTS:-tests single multi script}
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$OUT" /tmp/pp
 python3 -m pip install -q --no-index --no-deps --target /tmp/pp .gpuwheels/*.whl .gpuwheels/extra/*.whl
 export PYTHONPATH=/tmp/pp:$PWD
 JD="python3 -m jetson_deploy"
 nvidia-smi -L
-python3 -m pytest -q -p no:cacheprovider -rs ${GPU_TESTS:-tests/test_gpu_preprocess.py tests/test_gpu_topk.py tests/test_runtime_cuda.py tests/test_runtime_torch.py tests/test_runtime_multi_source.py} 2>&1 | tee "$OUT/gpu_tests.log"
-# the CLI path: convert (with the exported program), then bench on a 720p source
-$JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program
+if has tests; then
+  python3 -m pytest -q -p no:cacheprovider -rs ${GPU_TESTS:-tests/test_runtime_gpu_preprocess.py tests/test_runtime_gpu_topk.py tests/test_runtime_cuda.py tests/test_runtime_torch.py tests/test_runtime_multi_source.py tests/test_runtime_session.py} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+fi
 python3 - <<'PY'
 import json
 spec = {"task": "classify", "input": {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "color": "rgb"},
@@ -21,18 +24,42 @@ spec = {"task": "classify", "input": {"name": "input", "shape": [1, 3, 224, 224]
         "outputs": ["logits"], "labels": ["class{}".format(i) for i in range(1000)]}
 json.dump(spec, open("/tmp/jd-r18.spec.json", "w"))
 PY
-$JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
-$JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18 --export-program
 # the backend bench picks on its own (torch on CUDA here: no TensorRT), then the pycuda path
 # (what runs with TensorRT on a Jetson; the torch engine stands in through enqueue)
-summary='import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["backend"], d["executor"]["executor"], {k: d.get(k) for k in ("model_fps","engine_fps","pipeline_fps","ratio","ratio_model")}, "host_ms", d["pipeline"]["host_ms_per_frame"], "capture_cpu_ms", d["pipeline"]["capture_cpu_ms_per_frame"])'
-for run in "demo auto" "demo pycuda-pinned" "r18-fp16 auto" "r18-fp16 pycuda-pinned" "r18 pycuda-pinned"; do
-  set -- $run
-  mem=""; [ "$2" = auto ] || mem="--memory $2"
-  f="$OUT/bench_$1_$2.json"
-  $JD bench /tmp/jd-$1 --source synthetic://1280x720 --iterations ${ITER:-1000} $mem --json > "$f" 2> /tmp/bench.err || tail -3 /tmp/bench.err
-  python3 -c "$summary" "$f" "$1 $2"
-done
-python3 scripts/bench_host_overhead.py --frames 20000
-python3 scripts/bench_cuda_calls.py --json "$OUT/cuda_calls.json"
-[ -n "${SKIP_BENCH_SCRIPT:-}" ] || python3 scripts/bench_runtime.py --out "$OUT" --iterations ${ITER:-1000} 2>&1 | tail -60
+summary='import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["backend"], d["executor"]["executor"], {k: d.get(k) for k in ("model_fps","engine_fps","pipeline_fps","ratio","ratio_model","single_stream_fps","ratio_single","batch","chunks")}, "host_ms", d["pipeline"]["host_ms_per_frame"], "capture_cpu_ms", d["pipeline"]["capture_cpu_ms_per_frame"])'
+bench() {  # bench NAME BUNDLE MEMORY SOURCES...
+  local name=$1 bundle=$2 mem=$3; shift 3
+  local f="/tmp/jd-bench/$name.json" memflag=""
+  mkdir -p /tmp/jd-bench
+  [ "$mem" = auto ] || memflag="--memory $mem"
+  echo "+ jetson-deploy bench $bundle $* $memflag --iterations ${ITER:-1000} --json" >> "$OUT/commands.txt"
+  $JD bench "$bundle" "$@" --iterations ${ITER:-1000} $memflag --json > "$f" 2> /tmp/bench.err || tail -3 /tmp/bench.err
+  python3 -c "$summary" "$f" "$name"
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["name"]=sys.argv[2]; print(json.dumps(d, sort_keys=True))' "$f" "$name" >> "$OUT/benches.jsonl"
+}
+if has single; then
+  $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program
+  $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
+  for mem in auto pycuda-pinned; do
+    bench "demo_$mem" /tmp/jd-demo $mem --source synthetic://1280x720
+    bench "r18-fp16_$mem" /tmp/jd-r18-fp16 $mem --source synthetic://1280x720
+  done
+fi
+if has multi; then
+  # issue 23: four 720p cameras through one dynamic-batch fp16 bundle, from the CLI
+  echo "+ jetson-deploy convert scripts/resnet18_plain.py:resnet18 --spec r18.json -o r18-dyn16 --precision fp16 --dynamic-batch --export-program" >> "$OUT/commands.txt"
+  $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
+  $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo-dyn --dynamic-batch --export-program
+  S4="--source synthetic://1280x720 --source synthetic://1280x720?seed=2 --source synthetic://1280x720?seed=3 --source synthetic://1280x720?seed=4"
+  for mem in auto pycuda-pinned; do
+    bench "r18-dyn16-x4_$mem" /tmp/jd-r18-dyn16 $mem $S4
+    bench "demo-dyn-x4_$mem" /tmp/jd-demo-dyn $mem $S4
+  done
+  # a batch-1 bundle and four sources: four engine calls a round (nvinfer's chunks), no refusal
+  bench "r18-fp16-x4-chunks_auto" /tmp/jd-r18-fp16 auto $S4
+fi
+if has script; then
+  python3 scripts/bench_host_overhead.py --frames 20000
+  python3 scripts/bench_cuda_calls.py --json "$OUT/cuda_calls.json"
+  python3 scripts/bench_runtime.py --out "$OUT" --iterations ${ITER:-1000} 2>&1 | tail -60
+fi

@@ -196,7 +196,7 @@ def test_pycuda_path_batches_rows_at_their_offsets(clips, bundles, tmp_path, mon
     fixed batch 2): per row, a kernel launch (or an H2D copy) at the row's offset; one event a batch."""
     from doubles import pycuda_double
     from support.runtime import PointerEngine
-    from test_gpu_preprocess import install_compiler
+    from test_runtime_gpu_preprocess import install_compiler
 
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine

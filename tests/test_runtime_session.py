@@ -63,7 +63,7 @@ def _backend(name, monkeypatch, tmp_path):
     trtd.install(monkeypatch, "10.x")
     pre = "host"
     if name == "tensorrt-kernel":
-        from test_gpu_preprocess import install_compiler
+        from test_runtime_gpu_preprocess import install_compiler
 
         install_compiler(monkeypatch, [])
         pre = "kernel"

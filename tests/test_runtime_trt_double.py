@@ -90,7 +90,7 @@ def _graph_run(monkeypatch, tmp_path, gen, integrated, gpu_pre):
     import sys
 
     from doubles import cuda_driver_double
-    from test_gpu_preprocess import install_compiler
+    from test_runtime_gpu_preprocess import install_compiler
 
     drv = pycuda_double.install(monkeypatch, integrated=integrated)
     trtd.install(monkeypatch, gen)

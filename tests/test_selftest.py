@@ -40,7 +40,7 @@ def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
     from doubles import cuda_driver_double
-    from test_gpu_preprocess import install_compiler
+    from test_runtime_gpu_preprocess import install_compiler
 
     trt = trtd.install(monkeypatch, gen)
     cuda = pycuda_double.install(monkeypatch)
@@ -172,7 +172,7 @@ def test_frame_path_skips_with_the_fix_when_the_kernel_cannot_compile(monkeypatc
 @pytest.mark.needs("onnx", "onnxruntime")
 def test_frame_path_fails_when_the_kernel_writes_the_wrong_colour_order(monkeypatch):
     """The check compares with the kernel's specification: a kernel that swaps R and B is caught."""
-    from test_gpu_preprocess import install_compiler
+    from test_runtime_gpu_preprocess import install_compiler
 
     from jetson_deploy.runtime import gpu_preprocess
 
@@ -180,7 +180,7 @@ def test_frame_path_fails_when_the_kernel_writes_the_wrong_colour_order(monkeypa
     pycuda_double.install(monkeypatch)
     install_compiler(monkeypatch, [])
     real = gpu_preprocess.numpy_kernel
-    monkeypatch.setattr("test_gpu_preprocess.numpy_kernel", lambda frame, p: real(frame[:, :, ::-1].copy(), p))
+    monkeypatch.setattr("test_runtime_gpu_preprocess.numpy_kernel", lambda frame, p: real(frame[:, :, ::-1].copy(), p))
     rep = json.loads(_invoke(["--json"]).output)
     frame = {c["name"]: c for c in rep["checks"]}["frame path"]
     assert frame["status"] == "FAIL" and "differs from the reference" in frame["detail"] and rep["ok"] is False
