@@ -126,6 +126,17 @@ def _onnx_source(bundle: Any) -> "Tuple[Optional[Dict[str, Any]], str]":
     return bundle.artifact("onnx"), ""
 
 
+def _client_note(spec: Any) -> str:
+    """Triton runs no preprocessing: what a client sends is what jetson-deploy's preprocess() makes."""
+    w, h = spec.resize_wh
+    if spec.dtype == "uint8":
+        return "clients send input '{}' as {} uint8 {} frames resized to {}x{} (normalisation is in the model)".format(
+            spec.input_name, spec.color.upper(), spec.layout.upper(), w, h)
+    return ("clients send input '{}' as jetson_deploy.preprocess.preprocess makes it: {} {}x{}{}, (x * {:.6g} - mean) / std with "
+            "mean {} and std {}, {} {}".format(spec.input_name, spec.color.upper(), w, h, " letterboxed" if spec.keep_aspect else "",
+                                                spec.scale, list(spec.mean), list(spec.std), spec.layout.upper(), spec.dtype))
+
+
 def plan_triton(bundle: Any, tensorrt: "Optional[str]" = None, use_onnx: bool = False) -> "ExportPlan":
     """Everything a Triton export writes, for an opened (verified) bundle."""
     check_exportable(bundle.manifest, "triton")
@@ -139,6 +150,8 @@ def plan_triton(bundle: Any, tensorrt: "Optional[str]" = None, use_onnx: bool = 
     spec = manifest_spec(bundle.manifest)
     max_batch, skip_batch, why = batching(io, bundle.manifest, spec.batch if spec is not None else 1)
     plan.notes.append(why)
+    if spec is not None:
+        plan.notes.append(_client_note(spec))
     cc_files: "Dict[int, str]" = {}
     int64_as_int32 = False
     if engines:
