@@ -295,7 +295,7 @@ def test_inspect_lists_export_formats(tmp_path):
 def _doc_commands():
     text = (ROOT / "docs" / "convert.md").read_text()
     section = text[text.index("## Exporting to DeepStream and Triton"):]
-    return [ln.strip() for ln in section.splitlines() if ln.strip().startswith("jetson-deploy bundle export")]
+    return [ln.strip() for ln in section.splitlines() if ln.strip().startswith("jetson-deploy bundle export shapes-1.0.0 ")]
 
 
 def test_the_commands_in_the_docs(tmp_path):
