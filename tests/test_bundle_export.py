@@ -185,6 +185,17 @@ def test_int8_without_calibration_cache_builds_fp16_and_says_so(tmp_path):
     assert any("without a TensorRT calibration cache" in n for n in res["notes"])
 
 
+@pytest.mark.parametrize("task,folded,outputs", [("classify", "softmax-topk", ["scores", "classes"]), ("segment", "argmax", ["mask"])])
+def test_deepstream_refuses_folded_postprocess(tmp_path, task, folded, outputs):
+    spec = json.loads(json.dumps(SPECS[task]))
+    spec["postprocess"] = {"folded": folded}
+    b = export_bundle_dir(tmp_path / "f-1.0.0", task, "fp16", targets=[], spec=spec)
+    with pytest.raises(BadInput, match="--fold-postprocess"):
+        export_bundle(b, "deepstream", tmp_path / "ds")
+    export_bundle(b, "triton", tmp_path / "tr")
+    assert "label_filename" not in (tmp_path / "tr" / "net" / "config.pbtxt").read_text()
+
+
 def test_label_with_separator_is_refused(tmp_path):
     spec = json.loads(json.dumps(SPECS["classify"]))
     spec["labels"] = ["cat;dog", "b", "c", "d"]
@@ -219,6 +230,34 @@ def test_triton_repository_layout(tmp_path, task, precision):
     assert ("dynamic_batching" in text) == (task == "detect") and ("max_batch_size: 8" in text) == (task == "detect")
     assert ('label_filename: "labels.txt"' in text) == (task == "classify") and ((model / "labels.txt").is_file() == (task == "classify"))
     assert "net/config.pbtxt" in res["files"]
+
+
+def _argmax_bundle(tmp_path, tensorrt):
+    """A model with an int64 output (ArgMax), and one engine of ``tensorrt``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("ArgMax", ["x"], ["cls"], axis=1, keepdims=0)], "am",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+                              [helper.make_tensor_value_info("cls", TensorProto.INT64, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    target = {"tensorrt": tensorrt, "sm": 87, "precision": "fp16"}
+    from support.bundles import write_bundle
+
+    return write_bundle(tmp_path / "am-{}".format(tensorrt), "am", "1.0.0", {"model.onnx": model.SerializeToString(),
+                        "engines/{}_sm87_fp16.engine".format(tensorrt): (b"PLAN", "engine", target)}, {"precision": "fp16"})
+
+
+def test_triton_int64_outputs(tmp_path):
+    """TensorRT before 10 has no INT64 bindings: a plan's int64 ONNX output is INT32; ONNX Runtime keeps INT64."""
+    export_bundle(_argmax_bundle(tmp_path, "8.6.2"), "triton", tmp_path / "a")
+    text = (tmp_path / "a" / "am" / "config.pbtxt").read_text()
+    assert "TYPE_INT32" in text and "TYPE_INT64" not in text
+    export_bundle(_argmax_bundle(tmp_path, "10.3.0"), "triton", tmp_path / "b")
+    assert "TYPE_INT64" in (tmp_path / "b" / "am" / "config.pbtxt").read_text()
+    export_bundle(_argmax_bundle(tmp_path, "8.6.2"), "triton", tmp_path / "c", use_onnx=True)
+    assert "TYPE_INT64" in (tmp_path / "c" / "am" / "config.pbtxt").read_text()
 
 
 def test_triton_onnx_and_tensorrt_choice(tmp_path):

@@ -12,14 +12,15 @@ from support.bundles import write_bundle
 
 LABELS = {"classify": ["circle", "square", "triangle", "none"], "detect": ["person", "car", "dog"],
           "segment": ["background", "road", "sky"]}
-# uniform std (nvinfer can express it), per-channel mean (offsets differ per channel)
+# uniform std (nvinfer can express it), per-channel mean (offsets differ per channel); the detector's input is
+# not square (infer-dims is c;h;w)
 SPECS: "Dict[str, Dict[str, Any]]" = {
     "classify": {"task": "classify", "input": {"name": "input", "shape": [1, 3, 16, 16], "dtype": "float32", "color": "rgb"},
                  "preprocess": {"resize": [16, 16], "keep_aspect": False, "scale": 1 / 255.0,
                                 "mean": [0.485, 0.456, 0.406], "std": [0.226, 0.226, 0.226]},
                  "outputs": ["logits"], "labels": LABELS["classify"]},
-    "detect": {"task": "detect", "input": {"name": "images", "shape": [1, 3, 32, 32], "dtype": "float32", "color": "bgr"},
-               "preprocess": {"resize": [32, 32], "keep_aspect": True, "scale": 1 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+    "detect": {"task": "detect", "input": {"name": "images", "shape": [1, 3, 32, 48], "dtype": "float32", "color": "bgr"},
+               "preprocess": {"resize": [48, 32], "keep_aspect": True, "scale": 1 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
                "outputs": ["output0"], "labels": LABELS["detect"]},
     "segment": {"task": "segment", "input": {"name": "input", "shape": [1, 1, 16, 16], "dtype": "float32", "color": "gray"},
                 "preprocess": {"resize": [16, 16], "keep_aspect": False, "scale": 1.0, "mean": [114.0], "std": [58.0]},
