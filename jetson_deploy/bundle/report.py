@@ -169,7 +169,11 @@ def _exports(m: "Dict[str, Any]") -> "Dict[str, Dict[str, Any]]":
     """What ``bundle export`` can write for this manifest, and why not (see bundle/export/support.py)."""
     from .export.support import export_support
 
-    return export_support(m)
+    try:
+        return export_support(m)
+    except (BadInput, KeyError, TypeError, ValueError) as exc:  # inspect shows a bundle whatever its spec holds
+        why = "cannot tell ({}: {})".format(type(exc).__name__, exc)
+        return {"deepstream": {"ok": False, "detail": why}, "triton": {"ok": False, "detail": why}}
 
 
 def _exports_text(exports: "Optional[Dict[str, Dict[str, Any]]]") -> str:

@@ -210,7 +210,7 @@ def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", t
               help="deepstream: Gst-nvinfer configs + labels + a deepstream-app config; triton: a model repository.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
               help="New directory to write (replaced only if it is an earlier export).")
-@click.option("--source", default=None, help="deepstream: file or URI the deepstream-app config plays (default: DeepStream's sample clip).")
+@click.option("--source", default=None, help="deepstream: URI, or path on the board (relative: from DIR), the deepstream-app config plays (default: DeepStream's sample clip).")
 @click.option("--tensorrt", "tensorrt_version", default=None, help="triton: serve the engines of this TensorRT release (when the bundle has several).")
 @click.option("--onnx", "use_onnx", is_flag=True, help="triton: serve model.onnx with ONNX Runtime even when the bundle has engines.")
 @json_option()

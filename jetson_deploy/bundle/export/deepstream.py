@@ -156,12 +156,17 @@ def app_config(spec: Any, infer_config: str, source: str) -> str:
 
 
 def source_uri(source: "Optional[str]") -> str:
-    """``--source``: a URI as given, a file path as an absolute file:// URI; DeepStream's sample clip by default."""
+    """``--source``: a URI as given, a path as ``file://PATH``; DeepStream's sample clip by default.
+
+    deepstream-app takes what follows ``file://`` as a path, not percent-decoded, and resolves a relative
+    one from the config file's directory (``deepstream_config_file_parser.c``, ``uri``): so the path is
+    written as given, for the board's file system.
+    """
     if not source:
         return SAMPLE_STREAM
     if "://" in source:
         return source
-    return Path(source).expanduser().resolve().as_uri()
+    return "file://" + source
 
 
 def _notes(plan: "ExportPlan", spec: Any, norm: "Dict[str, Any]") -> None:
