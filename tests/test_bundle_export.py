@@ -275,7 +275,6 @@ def test_triton_onnx_and_tensorrt_choice(tmp_path):
 
 # ---- round trip, output policy, inspect, the CLI ---------------------------------------------------
 def test_signed_bundle_still_verifies_after_export(tmp_path):
-    pytest.importorskip("cryptography")  # signing is the [device] extra, installed on every leg
     b = make(tmp_path, "classify", "int8")
     assert jd("bundle", "keygen", "-o", tmp_path / "key").returncode == 0
     assert jd("bundle", "sign", b, "--key", tmp_path / "key").returncode == 0
