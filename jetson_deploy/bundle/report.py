@@ -161,7 +161,28 @@ def _inspect_dict(source: str, m: "Dict[str, Any]", sha: str, state: str, detail
         "total_size": sum(a["size"] for a in arts),
         "signature": {"state": state, "detail": detail},
         "integrity": {"checked": "sizes", "ok": not probs, "problems": probs},
+        "exports": _exports(m),
     }
+
+
+def _exports(m: "Dict[str, Any]") -> "Dict[str, Dict[str, Any]]":
+    """What ``bundle export`` can write for this manifest, and why not (see bundle/export/support.py)."""
+    from .export.support import export_support
+
+    try:
+        return export_support(m)
+    except (BadInput, KeyError, TypeError, ValueError) as exc:  # inspect shows a bundle whatever its spec holds
+        why = "cannot tell ({}: {})".format(type(exc).__name__, exc)
+        return {"deepstream": {"ok": False, "detail": why}, "triton": {"ok": False, "detail": why}}
+
+
+def _exports_text(exports: "Optional[Dict[str, Dict[str, Any]]]") -> str:
+    if not exports:
+        return "-"
+    ok = ["{} ({})".format(f, e["detail"]) for f, e in sorted(exports.items()) if e["ok"]]
+    no = ["{}: {}".format(f, e["detail"]) for f, e in sorted(exports.items()) if not e["ok"]]
+    text = ", ".join(ok) if ok else "none"
+    return text + ("; not to " + "; ".join(no) if no else "")
 
 
 # ---- human rendering ----------------------------------------------------------------------
@@ -241,6 +262,7 @@ def render_inspect(info: "Dict[str, Any]", style: Any = _plain) -> str:
         ["labels", "{}: {}".format(len(labels), ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")) if labels else "-"],
         ["accuracy", acc_text],
         ["calibration", cal_text],
+        ["exportable to", _exports_text(info.get("exports"))],
     ]
     if info.get("quantization"):
         rows.append(["quantization", _kv(info["quantization"])])

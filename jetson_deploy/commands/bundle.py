@@ -1,4 +1,4 @@
-"""``jetson-deploy bundle ...``: inspect, verify, sign, keygen, pack, unpack, add-engine, cache.
+"""``jetson-deploy bundle ...``: inspect, verify, sign, keygen, pack, unpack, add-engine, export, cache.
 
 Thin wrappers over :mod:`jetson_deploy.bundle`; exit 0 ok, 1 failed check, 2 bad input.
 """
@@ -202,6 +202,39 @@ def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", t
         click.echo("{}: {} (TensorRT {} sm{} {})".format(how, path, trt, sm_i, prec))
     if path is None:
         ctx.exit(1)
+
+
+@bundle.command("export")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(["deepstream", "triton"]),
+              help="deepstream: Gst-nvinfer configs + labels + a deepstream-app config; triton: a model repository.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="New directory to write (replaced only if it is an earlier export).")
+@click.option("--source", default=None, help="deepstream: URI, or path on the board (relative: from DIR), the deepstream-app config plays (default: DeepStream's sample clip).")
+@click.option("--tensorrt", "tensorrt_version", default=None, help="triton: serve the engines of this TensorRT release (when the bundle has several).")
+@click.option("--onnx", "use_onnx", is_flag=True, help="triton: serve model.onnx with ONNX Runtime even when the bundle has engines.")
+@json_option()
+def export(bundle_path: str, fmt: str, out: str, source: "Optional[str]", tensorrt_version: "Optional[str]", use_onnx: bool,
+           as_json: bool) -> None:
+    """Write BUNDLE as the config files DeepStream or Triton take, into a new directory
+    (the bundle is not changed: a signature stays valid).
+
+    \b
+    Examples:
+      jetson-deploy bundle export shapes-1.0.0 --format deepstream -o shapes-deepstream
+      jetson-deploy bundle export shapes-1.0.0 --format triton -o triton-repo
+    """
+    from ..bundle.export import export_bundle
+
+    res = export_bundle(bundle_path, fmt, out, source=source, tensorrt=tensorrt_version, use_onnx=use_onnx)
+    if as_json:
+        _echo_json(res)
+        return
+    click.echo("wrote {} export of {} {} to {}".format(fmt, res["bundle"]["name"], res["bundle"]["version"], res["path"]))
+    for c in res["configs"]:
+        click.echo("  {}  {}".format(c["file"], c["use"]))
+    for n in res["notes"]:
+        click.echo("  note: " + n)
 
 
 @bundle.group()
