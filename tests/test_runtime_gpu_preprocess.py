@@ -129,6 +129,40 @@ def _plan_from_args(kspec: "KernelSpec", args) -> "Plan":
     return Plan(kspec, *v[2:14], mul=tuple(v[14:17]), off=tuple(v[17:20]), fill=v[20])
 
 
+class _TopkFunction:
+    """The softmax/top-k kernel on the double's (host) memory: pycuda's prepared-call API as strict as
+    pycuda's (``prepare`` first; the arguments packed with the prepared struct format: a wrong count
+    or type raises, as struct.pack does in pycuda's ``_build_arg_buf``), the numpy reference's maths."""
+
+    def __init__(self, dtype, launches):
+        self.dtype, self.launches, self.arg_format = dtype, launches, None
+
+    def prepare(self, fmt):
+        self.arg_format = fmt
+        return self
+
+    def prepared_async_call(self, grid, block, stream, *args, shared_size=0):
+        import struct
+
+        from jetson_deploy.runtime.gpu_topk import softmax_topk_reference
+
+        assert self.arg_format is not None, "pycuda: prepared_async_call before prepare()"
+        struct.pack(self.arg_format, *args)  # raises on a wrong count or type, as pycuda does
+        in_addr, out_addr, n, stride, k = args
+        rows = grid[0]
+
+        def work() -> None:
+            itemsize = np.dtype(self.dtype).itemsize
+            raw = (ctypes.c_uint8 * (rows * stride * itemsize)).from_address(int(in_addr))
+            x = np.frombuffer(raw, self.dtype).reshape(rows, stride)[:, :n]
+            out = softmax_topk_reference(x, k)
+            ctypes.memmove(int(out_addr), out.ctypes.data, out.nbytes)
+
+        self.launches.append(("topk", rows, n, k))
+        if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), work):
+            work()
+
+
 def install_compiler(monkeypatch, launches):
     """A stand-in ``pycuda.compiler``: 'compiles' the source by reading its #defines and runs the
     numpy port on the double's (host) memory, at the pointers the executor passes."""
@@ -138,10 +172,17 @@ def install_compiler(monkeypatch, launches):
     class SourceModule:
         def __init__(self, source, **kw):
             d = dict(re.findall(r"#define (\w+) (\S+)", source))
+            self.topk_dtype = None
+            if "IN_KIND" in d:  # the softmax/top-k kernel (runtime/gpu_topk.py)
+                self.topk_dtype = np.float16 if int(d["IN_KIND"]) == 1 else np.float32
+                return
             self.kspec = KernelSpec(color=names[int(d["COLOR"])], layout=["nchw", "nhwc"][int(d["LAYOUT"])],
                                     out_dtype=["float32", "float16", "uint8"][int(d["OUT_KIND"])])
 
         def get_function(self, name):
+            if self.topk_dtype is not None:
+                assert name == "jd_softmax_topk"
+                return _TopkFunction(self.topk_dtype, launches)
             kspec = self.kspec
 
             def fn(*args, block=None, grid=None, stream=None):

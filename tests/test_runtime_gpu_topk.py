@@ -375,3 +375,32 @@ def test_torch_cuda_executor_kernel_agrees_with_torch_ops(precision, graph, mapp
         np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=1e-5, atol=0)
         gi, wi = got[:, 1].astype(np.int64), want[:, 1].astype(np.int64)
         assert (np.take_along_axis(logits, gi, axis=1) == np.take_along_axis(logits, wi, axis=1)).all()
+
+
+@pytest.mark.needs("cuda", "pycuda.driver")
+@pytest.mark.parametrize("dtype,rows", [("float16", 1), ("float32", 1), ("float16", 4)])
+def test_pycuda_kernel_matches_reference_into_mapped_host_memory(dtype, rows):
+    """The pycuda path's launcher (nvcc through SourceModule, a prepared call): device logits in, the
+    packed result written through a mapped page-locked buffer's device address, equal to the reference."""
+    import pycuda.driver as cuda
+
+    from jetson_deploy.runtime.gpu_topk import PycudaSoftmaxTopk
+    from jetson_deploy.runtime.memory import make_context
+
+    ctx = make_context()
+    try:
+        x = _logits(1000, rows, dtype, seed=11).astype(dtype)
+        dev = cuda.mem_alloc(x.nbytes)
+        cuda.memcpy_htod(dev, x)
+        op = PycudaSoftmaxTopk(dtype, 5, 1000, rows)
+        host = cuda.pagelocked_empty(op.out_shape, np.float32, mem_flags=cuda.host_alloc_flags.DEVICEMAP)
+        stream = cuda.Stream()
+        op.launch(int(dev), int(host.base.get_device_pointer()), stream)
+        stream.synchronize()
+        want = softmax_topk_reference(x, 5)
+        got = host.reshape(rows, 2, 5)
+        assert np.array_equal(got[:, 1], want[:, 1])
+        np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=2e-6, atol=1e-7)
+        assert PycudaSoftmaxTopk(dtype, 5, 1000, rows).fn is op.fn  # compiled once per context and dtype
+    finally:
+        ctx.pop()

@@ -57,6 +57,46 @@ def color_onnx_bytes(size: int = SIZE, batch: Any = 1) -> bytes:
     return model.SerializeToString()
 
 
+def many_class_onnx_bytes(classes: int = 100, size: int = SIZE, batch: Any = 1, softmax: bool = False) -> bytes:
+    """input (B,3,S,S) -> GlobalAveragePool -> Flatten -> MatMul W (3 x classes, seeded) + b -> logits
+    (or probabilities with ``softmax``): a classifier past the host's small-class shortcut."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.RandomState(7)
+    w = rng.randn(3, classes).astype(np.float32) * 4.0
+    b = rng.randn(classes).astype(np.float32)
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["gap"]),
+             helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+             helper.make_node("Add", ["mm", "B"], ["pre" if softmax else "logits"])]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["pre"], ["logits"], axis=1))
+    graph = helper.make_graph(
+        nodes, "classes",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def make_many_class_bundle(dest: Path, classes: int = 100, batch: Any = 1, softmax: bool = False) -> Path:
+    """:func:`many_class_onnx_bytes` as a bundle (labels ``c0``..; ``batch="N"``: dynamic batch)."""
+    from support.bundles import write_bundle
+
+    spec = spec_dict(labels=["c{}".format(i) for i in range(classes)])
+    spec["input"]["shape"] = [batch if isinstance(batch, int) else 1, 3, SIZE, SIZE]
+    extra: "Dict[str, Any]" = {"spec": spec, "precision": "fp32"}
+    if not isinstance(batch, int):
+        extra["conversion"] = {"dynamic_batch": True}
+    files = {"model.onnx": many_class_onnx_bytes(classes, batch=batch, softmax=softmax)}
+    return write_bundle(dest, "classes", "1.0.0", files, extra)
+
+
 def make_bundle(dest: Path, pt2: bool = False, precision: str = "fp32", spec: "Optional[Dict[str, Any]]" = None) -> Path:
     from support.bundles import write_bundle
 

@@ -68,7 +68,7 @@ def _pycuda_executor(engine: Any, spec: Any, opts: "RunOptions", mapped: "Option
     # `run`/`bench --memory pycuda-*` from the CLI: nobody has made a context current yet
     ensure_pycuda_context(cuda or require("pycuda.driver", "the pycuda runtime path"))
     kw = dict(depth=opts.depth, mapped=mapped, graph=opts.cuda_graph, mapped_out=opts.mapped_out, batch=batch,
-              cuda=cuda, counter=counter)
+              cuda=cuda, counter=counter, topk=opts.topk)
     if opts.gpu_preprocess == "host":
         return PycudaExecutor(engine, spec, **kw)
     why = gpu_preprocess_unavailable(spec, engine, cuda=cuda)

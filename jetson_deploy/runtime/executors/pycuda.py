@@ -57,7 +57,8 @@ class PycudaExecutor(Executor):
 
     def __init__(self, engine: Any, spec: "ModelSpec", depth: int = 3, mapped: "Optional[bool]" = None,
                  cuda: Any = None, counter: "Optional[SyncCounter]" = None, pool_size: int = 8,
-                 graph: bool = True, batch: int = 1, mapped_out: "Optional[bool]" = None) -> None:
+                 graph: bool = True, batch: int = 1, mapped_out: "Optional[bool]" = None, topk: int = 5,
+                 post: str = "auto") -> None:
         from ..memory import PycudaAllocator, is_integrated
 
         self.cuda = cuda if cuda is not None else require("pycuda.driver", "the pycuda memory path")
@@ -95,6 +96,7 @@ class PycudaExecutor(Executor):
         self.dev_in = [cuda.mem_alloc(nbytes) for _ in range(self.depth)]
         self.dev_in_ptrs = [int(d) for d in self.dev_in]
         self.mapped_out = mapped_out
+        self.reduce, self.post_note = self._reduction(topk, post)
         self.dev_out, self.host_out = self._alloc_outputs()
         self._copy_outs = [self._copy_out(k) for k in range(self.depth)]  # None each with mapped outputs
         self.copied = [cuda.Event() for _ in range(self.depth)]
@@ -110,13 +112,39 @@ class PycudaExecutor(Executor):
             self._capture_graphs()
         self.graph = bool(self.graphs)
 
+    def _reduction(self, topk: int, post: str) -> "Tuple[Any, str]":
+        """The classify reduction on the GPU (fused softmax + top-k after the engine, in the slot's
+        graph), or (None, why): other tasks, folded outputs, small class counts (the host's plain
+        Python top-k is as fast), ``post="host"``, or a kernel that does not compile here."""
+        from ..postprocess import SMALL_CLASSES
+
+        outs = self.engine.outputs
+        shape = tuple(int(s) for s in outs[0].shape) if len(outs) == 1 else ()
+        folded = (self.spec.extra.get("postprocess") or {}).get("folded") if isinstance(
+            self.spec.extra.get("postprocess"), dict) else None
+        if (post == "host" or self.spec.task != "classify" or folded or len(shape) != 2
+                or shape[1] <= SMALL_CLASSES or np.dtype(outs[0].dtype).name not in ("float16", "float32")):
+            return None, ""
+        from ..gpu_topk import MAX_K, pycuda_softmax_topk
+
+        op, why = pycuda_softmax_topk(np.dtype(outs[0].dtype).name, min(max(int(topk), 1), MAX_K), shape[1],
+                                      self.batch, cuda=self.cuda)
+        if op is None:
+            why = "softmax/top-k kernel unavailable ({}); host postprocessing".format(why)
+            log.info("%s", why)
+        return op, why
+
     def _alloc_outputs(self) -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
         """Per slot: the engine's output addresses and the pinned host arrays results are read from
-        (the same memory with ``mapped_out``; else device buffers copied back after the engine)."""
+        (the same memory with ``mapped_out``; else device buffers copied back after the engine).
+        With the GPU reduction the engine writes device memory and the host reads ``topk``."""
         # the shapes TensorRT will write: the activated context's, not the engine's (-1 for dynamic axes)
         live = self.engine.output_shapes() if hasattr(self.engine, "output_shapes") else {}
         shapes = [(t, tuple(max(int(s), 1) for s in live.get(t.name, t.shape))) for t in self.engine.outputs]
-        total = sum(int(np.prod(sh)) * np.dtype(t.dtype).itemsize for t, sh in shapes)
+        self._out_bytes = {t.name: max(int(np.prod(sh)) * np.dtype(t.dtype).itemsize, 1) for t, sh in shapes}
+        if self.reduce is not None:
+            return self._reduced_outputs()
+        total = sum(self._out_bytes.values())
         if self.mapped_out is None:
             self.mapped_out = total <= self.MAPPED_OUT_MAX
         if self.mapped_out:
@@ -129,9 +157,35 @@ class PycudaExecutor(Executor):
         dev_out: "List[Dict[str, Any]]" = []
         host_out: "List[Dict[str, np.ndarray]]" = []
         for _ in range(self.depth):
-            dev_out.append({t.name: cuda.mem_alloc(max(int(np.prod(sh)) * np.dtype(t.dtype).itemsize, 1))
-                            for t, sh in shapes})
+            dev_out.append({t.name: cuda.mem_alloc(self._out_bytes[t.name]) for t, sh in shapes})
             host_out.append({t.name: cuda.pagelocked_empty(sh, t.dtype) for t, sh in shapes})
+        return dev_out, host_out
+
+    def _reduced_outputs(self) -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
+        """Engine logits in device memory; the packed top-k in mapped host memory the kernel writes
+        through its device address (else a device buffer and a small D2H copy)."""
+        cuda, shape = self.cuda, self.reduce.out_shape
+        dev_out: "List[Dict[str, Any]]" = []
+        host_out: "List[Dict[str, np.ndarray]]" = []
+        self._post_dst: "List[Tuple[int, Any]]" = []
+        if self.mapped_out is None:
+            self.mapped_out = True
+        for _ in range(self.depth):
+            dev_out.append({t.name: cuda.mem_alloc(self._out_bytes[t.name]) for t in self.engine.outputs})
+            host, dst = None, None
+            if self.mapped_out:
+                try:
+                    host = cuda.pagelocked_empty(shape, np.float32, mem_flags=cuda.host_alloc_flags.DEVICEMAP)
+                    dst = (int(host.base.get_device_pointer()), None)
+                except Exception as exc:  # no mapped allocations here: a device result and a copy
+                    log.info("mapped outputs unavailable (%s); copying results back", exc)
+                    self.mapped_out = False
+            if dst is None:
+                host = cuda.pagelocked_empty(shape, np.float32)
+                dev = cuda.mem_alloc(host.nbytes)
+                dst = (int(dev), dev)
+            host_out.append({"topk": host})
+            self._post_dst.append(dst)
         return dev_out, host_out
 
     def _mapped_outputs(self, shapes: "List[Tuple[Any, Tuple[int, ...]]]") -> "Tuple[List[Dict[str, Any]], List[Dict[str, np.ndarray]]]":
@@ -163,11 +217,22 @@ class PycudaExecutor(Executor):
         self._launchers = [_launch_fn(g) for g in graphs]
 
     def _copy_out(self, slot: int) -> "Optional[Callable[[], None]]":
-        """The slot's D2H copies of its outputs on the compute stream (captured into its graph);
-        None with mapped outputs (the engine wrote them where the host reads them)."""
+        """What follows the engine on the compute stream (captured into the slot's graph): the GPU
+        reduction into the slot's results, or D2H copies of its outputs; None with mapped outputs
+        and no reduction (the engine wrote them where the host reads them)."""
+        cuda, stream, host, dev = self.cuda, self.compute_stream, self.host_out[slot], self.dev_out[slot]
+        if self.reduce is not None:
+            op, src = self.reduce, int(next(iter(dev.values())))
+            dst, dev_result = self._post_dst[slot]
+
+            def reduce() -> None:
+                op.launch(src, dst, stream)
+                if dev_result is not None:
+                    cuda.memcpy_dtoh_async(host["topk"], dev_result, stream)
+
+            return reduce
         if self.mapped_out:
             return None
-        cuda, stream, host, dev = self.cuda, self.compute_stream, self.host_out[slot], self.dev_out[slot]
 
         def copy() -> None:
             for k, v in dev.items():
@@ -268,7 +333,7 @@ class PycudaExecutor(Executor):
         if self._model_bindings is None:
             b = {self.input_name: self.dev_in_ptrs[0]}
             for t in self.engine.outputs:
-                self._model_outs.append(self.cuda.mem_alloc(max(self.host_out[0][t.name].nbytes, 1)))
+                self._model_outs.append(self.cuda.mem_alloc(self._out_bytes[t.name]))
                 b[t.name] = int(self._model_outs[-1])
             self._model_bindings = b
         if self._model_graph is None and self._launchers:
@@ -297,7 +362,9 @@ class PycudaExecutor(Executor):
     def describe(self) -> "Dict[str, Any]":
         d = super().describe()
         d.update(memory=self.allocator.kind, copy_stream=self.copy_overlap, syncs=self.sync_counter.to_dict(),
-                 mapped_out=bool(self.mapped_out))
+                 mapped_out=bool(self.mapped_out), post=self.reduce.kind if self.reduce is not None else "host")
+        if self.post_note:
+            d["post_note"] = self.post_note
         if self.graph_note:
             d["note"] = self.graph_note
         return d

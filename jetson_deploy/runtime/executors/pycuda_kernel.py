@@ -66,13 +66,13 @@ class PycudaGpuExecutor(PycudaExecutor):
 
     def __init__(self, engine: Any, spec: Any, depth: int = 3, mapped: "Optional[bool]" = None, cuda: Any = None,
                  counter: Any = None, pool_size: int = 8, graph: bool = True, batch: int = 1,
-                 mapped_out: "Optional[bool]" = None) -> None:
+                 mapped_out: "Optional[bool]" = None, topk: int = 5, post: str = "auto") -> None:
         from ..memory import PycudaAllocator
 
         # no host-preprocessed inputs are pooled here (the base keeps ``depth`` for its bookkeeping);
         # graphs are captured below, also on the mapped path: the engine's input is device memory now
         super().__init__(engine, spec, depth=depth, mapped=mapped, cuda=cuda, counter=counter, pool_size=0,
-                         graph=False, batch=batch, mapped_out=mapped_out)
+                         graph=False, batch=batch, mapped_out=mapped_out, topk=topk, post=post)
         self.kspec = kernel_spec(spec, _input_dtype(engine, spec))
         self.kernel = pycuda_kernel(self.kspec, cuda=self.cuda)
         self.frame_allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
