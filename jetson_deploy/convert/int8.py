@@ -57,7 +57,7 @@ class Int8Data:
 
     def torch_dataset(self) -> Any:
         """The calibration set as torch2trt's ``int8_calib_dataset``."""
-        from ..calibration.trt_calibrator import Torch2trtCalibDataset
+        from ..trt.calibrator import Torch2trtCalibDataset
 
         return Torch2trtCalibDataset(self.calib_set)
 

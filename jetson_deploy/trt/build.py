@@ -153,7 +153,7 @@ def build_engine_with_report(
     """Build a TensorRT engine for ``onnx_path``; the plan and a JSON-able report of the build.
 
     ``precision``: fp32 | fp16 | int8.  INT8 needs exactly one source: ``calibrator``
-    (an ``IInt8*Calibrator``, e.g. from :func:`jetson_deploy.calibration.trt_calibrator.make_calibrator`),
+    (an ``IInt8*Calibrator``, e.g. from :func:`jetson_deploy.trt.calibrator.make_calibrator`),
     ``dynamic_ranges`` (ranges.json path / Ranges / ``{tensor: amax}``),
     ``calib_cache`` (a TensorRT calibration cache written for this TensorRT version),
     or a Q/DQ ``onnx_path`` (explicit INT8, no other source allowed).  INT8 also
