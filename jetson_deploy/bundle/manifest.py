@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
+from ..vocab import PRECISIONS
 
 #: The manifest schema major version this code writes and reads.
 SCHEMA_VERSION = 1
@@ -37,7 +38,6 @@ KINDS = {
     "timing-cache": "TensorRT timing cache",
     "other": "anything else the bundle carries",
 }
-PRECISIONS = ("fp32", "fp16", "int8")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
 _SCHEMA: "Optional[Dict[str, Any]]" = None

@@ -18,11 +18,9 @@ import numpy as np
 
 from .._files import is_utf8_path
 from ..errors import BadInput
+from ..vocab import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
 # A forward gap up to this many frames is decoded (grab) instead of seeking:
 # seeking costs a keyframe decode anyway.

@@ -19,8 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
 from ..trt.compat import load_tensorrt
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from ..vocab import PRECISIONS
 
 
 @dataclass

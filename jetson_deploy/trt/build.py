@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .._files import atomic_write_bytes
 from ..errors import BadInput, CheckFailed, JetsonDeployError
+from ..vocab import PRECISIONS
 from .compat import features, load_tensorrt, trt_version
 from .config import create_config, use_dla
 from .int8 import Int8Setup, Int8Sources, load_dynamic_ranges, read_cache_header, set_int8_source  # noqa: F401
@@ -33,7 +34,6 @@ from .network import is_qdq, network_from_onnx
 from .profiles import add_profiles, config_profile_for_calibration, normalize_profiles, profiles_report  # noqa: F401
 from .timing_cache import load_timing_cache, save_timing_cache
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_MB = 1024
 
 
