@@ -339,14 +339,3 @@ def _result_from_record(out: Path, rec: "Dict[str, Any]", versions: "Sequence[st
         reused=reused,
         result_path=out / RESULT_FILE,
     )
-
-
-def load_int8_result(path: "PathLike") -> "Optional[Dict[str, Any]]":
-    """The ``int8.json`` record in a calibration/output dir, or None."""
-    p = Path(path) / RESULT_FILE
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -280,15 +280,6 @@ def read_video_frames(
 
 # ---- near-duplicate detection ---------------------------------------------------------
 
-def dhash64(frame: "np.ndarray") -> int:
-    """64-bit difference hash: sign of horizontal gradients of a 9x8 grey thumbnail."""
-    cv2 = _cv2()
-    gray = _gray(frame)
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
-    return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
-
-
 def phash64(frame: "np.ndarray") -> int:
     """64-bit perceptual hash: the 8x8 lowest DCT frequencies of a 32x32 grey
     thumbnail, each bit "above the median".
