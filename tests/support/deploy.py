@@ -4,12 +4,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import pytest
 
 from support.bundles import random_bundle, sha  # noqa: F401 (sha is re-exported for the deploy tests)
 from support.sshd_server import SshServer, combined_ssh_config, sshd_skip_reason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jetson_deploy.deploy import DeployOptions
 
 needs_sshd = pytest.mark.needs("sshd")  # skipped, with the reason, only where OpenSSH's server is missing
 
@@ -87,6 +90,13 @@ def out(res) -> str:
 
 def cli_args(srv: "SshServer", root: Path) -> "List[str]":
     return ["--root", str(root), "--ssh-config", str(srv.ssh_config), "-q"]
+
+
+def over_ssh(srv: "SshServer", root: "Union[str, Path]", **options: Any) -> "DeployOptions":
+    """DeployOptions for ``srv`` (its client config) and device ``root``: the library twin of :func:`cli_args`."""
+    from jetson_deploy.deploy import Connection, DeployOptions
+
+    return DeployOptions(root=str(root), connection=Connection(ssh_config=str(srv.ssh_config)), **options)
 
 
 def jd_cmd() -> "List[str]":
