@@ -47,3 +47,17 @@ def collect_messages(*names: str, echo: bool = True) -> "Iterator[List[str]]":
             lg.removeHandler(handler)
             lg.setLevel(level)
             lg.propagate = propagate
+
+
+@contextlib.contextmanager
+def quieted(name: str, quiet: bool = True) -> "Iterator[None]":
+    """For the block, logger ``name`` passes only WARNING and above when ``quiet`` (a command's
+    ``--quiet``): progress lines and notes hide, warnings and errors still show."""
+    lg = logging.getLogger(name)
+    level = lg.level
+    if quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)

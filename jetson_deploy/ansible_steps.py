@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional
 from ._files import atomic_write_json, atomic_write_text
 from .deploy import scripts
 from .deploy.local_bundle import open_local_bundle
-from .deploy.single_host import check_root, retention, rollback_message
+from .deploy.options import check_root
+from .deploy.single_host import retention, rollback_message
 from .deploy.transport import ScriptResult
 from .service import deploy_gate, unit_name
 from .errors import JetsonDeployError

@@ -6,7 +6,6 @@ half-set-up board.  ``root`` lets tests point at fake ``/proc`` and ``/etc`` tre
 """
 import importlib
 import json
-import os
 import platform as _pyplatform
 import re
 import sys
@@ -274,7 +273,3 @@ def _yn(v: "Optional[bool]") -> str:
 
 def _sm_text(sm: "Optional[int]") -> str:
     return "?" if sm is None else "{}.{}".format(sm // 10, sm % 10)
-
-
-def running_on_jetson(root: str = "/") -> bool:
-    return jetson_model(Path(root)) is not None or os.path.exists(os.path.join(root, "etc/nv_tegra_release"))

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import BadInput
 
@@ -315,12 +315,3 @@ def dump_spec(spec: "ModelSpec", path: "Union[str, Path]") -> Path:
         yaml = require("yaml", "YAML spec files")
         return atomic_write_text(path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return atomic_write_json(path, spec.to_dict())
-
-
-def parse_shape(text: str) -> "Sequence[int]":
-    """'1x3x224x224' or '1,3,224,224' -> [1, 3, 224, 224] (for CLI flags)."""
-    parts = text.replace("x", ",").split(",")
-    try:
-        return [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise BadInput("shape {!r} must look like 1x3x224x224".format(text))

@@ -20,7 +20,7 @@ command -v ssh >/dev/null 2>&1 || deploy+=(openssh-client)
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || deploy+=(openssh-server)
 command -v rsync >/dev/null 2>&1 || deploy+=(rsync)
 command -v ssh-keygen >/dev/null 2>&1 || deploy+=(openssh-client)
-# systemd-analyze checks the service unit text (tests/test_service.py)
+# systemd-analyze checks the service unit text (tests/test_service_unit.py)
 command -v systemd-analyze >/dev/null 2>&1 || deploy+=(systemd)
 
 stream=()

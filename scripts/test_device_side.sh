@@ -36,4 +36,4 @@ if "$VENV/bin/python" -c "import torch" 2>/dev/null; then echo "[py$TAG] torch i
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   tests/test_core_spec.py tests/test_core_preprocess.py tests/test_core_files.py tests/test_core_machine.py \
   tests/test_core_py36.py tests/test_core_oracle.py tests/test_selftest.py \
-  $(ls tests/test_bundle_*.py tests/test_runtime_*.py tests/test_media_*.py tests/test_deploy_*.py 2>/dev/null) "$@"
+  $(ls tests/test_bundle_*.py tests/test_runtime_*.py tests/test_media_*.py tests/test_deploy_*.py tests/test_service_deploy.py 2>/dev/null) "$@"

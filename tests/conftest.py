@@ -1,8 +1,12 @@
 """Suite-wide pytest set-up: import paths, the one skip mechanism, deterministic RNG.
 
 Skips: ``@pytest.mark.needs("torch", "cv2", ...)`` names what a test needs: importable modules,
-or ``cuda`` (a CUDA GPU through torch) and ``sshd`` (OpenSSH server on this machine). A test that
-starts sshd is ``slow`` automatically, so ``-m "not slow"`` is a quick loop.
+``cuda`` (a CUDA GPU through torch), ``sshd`` (OpenSSH server on this machine) or ``bin:NAME`` (an
+executable; the reason carries its install hint from ``support.TOOLS``). A test that starts sshd is
+``slow`` automatically, so ``-m "not slow"`` is a quick loop.
+
+Fixtures shared by the test modules live here: ``sshd``, ``sshd_pair``, ``sshd_systemd`` (real
+OpenSSH servers on 127.0.0.1; helpers for them in ``support.deploy`` and ``support.sshd_server``).
 
 No silent skips: with ``JD_STRICT_SKIPS=1`` (CI sets it) the run fails when a test was skipped for
 a reason that tests/skip_allowlist.txt does not list, and the skip summary is printed.
@@ -24,12 +28,11 @@ for p in (str(ROOT), str(TESTS)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-pytest_plugins = ["support.deploy"]  # fixtures: sshd, sshd_pair
-
 # Keep engine caches and similar per-user state out of the real home directory.
 os.environ.setdefault("JETSON_DEPLOY_CACHE", str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / "jd-test-engine-cache-{}".format(os.getpid())))
 
 ALLOWLIST = TESTS / "skip_allowlist.txt"
+SSHD_FIXTURES = {"sshd", "sshd_pair", "sshd_systemd"}  # tests using one are slow
 
 
 def _has(mod: str) -> bool:
@@ -63,13 +66,17 @@ def _missing(need: str, cache: "Dict[str, Optional[str]]") -> "Optional[str]":
             cache[need] = None if _cuda() else "needs a CUDA GPU"
         elif need == "sshd":
             cache[need] = _sshd()
+        elif need.startswith("bin:"):
+            from support import tool_skip_reason
+
+            cache[need] = tool_skip_reason(need[len("bin:"):])
         else:
             cache[need] = None if _has(need) else "needs {} (not installed)".format(need)
     return cache[need]
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(*what): skipped, with the reason, when a module/cuda/sshd is missing")
+    config.addinivalue_line("markers", "needs(*what): skipped, with the reason, when a module/cuda/sshd/bin:EXECUTABLE is missing")
     config.addinivalue_line("markers", "slow: takes more than a few seconds (sshd, ansible, end-to-end)")
     if not config.pluginmanager.hasplugin("timeout"):
         raise pytest.UsageError("pytest-timeout is required (pip install pytest-timeout): a hung test must not hang CI")
@@ -78,7 +85,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     cache: "Dict[str, Optional[str]]" = {}
     for item in items:
-        if "sshd" in getattr(item, "fixturenames", ()) or "sshd_pair" in getattr(item, "fixturenames", ()):
+        if SSHD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         for mark in item.iter_markers("needs"):
             for need in mark.args:
@@ -140,3 +147,62 @@ def _restore_rng_state():
     yield
     random.setstate(py_state)
     np.random.set_state(np_state)
+
+
+# ----------------------------------------------------------------------------- real sshd on loopback
+
+def _need_sshd() -> None:
+    """Skip, with the reason, where OpenSSH's server is missing (the fixtures below start one)."""
+    why = _sshd()
+    if why:
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
+    from support.sshd_server import SshServer
+
+    _need_sshd()
+    srv = SshServer.start(tmp_path_factory.mktemp("sshd"), alias="jd-a")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd_pair(tmp_path_factory):
+    """Two sshd on two ports sharing one user key, plus one client config naming both."""
+    from support.sshd_server import SshServer, combined_ssh_config
+
+    _need_sshd()
+    base = tmp_path_factory.mktemp("sshd2")
+    a = SshServer.start(base / "a", alias="jd-a")
+    try:
+        b = SshServer.start(base / "b", alias="jd-b", user_key=a.user_key)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        cfg = combined_ssh_config([a, b], base / "ssh_config")
+        yield a, b, cfg
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd_systemd(tmp_path_factory):
+    """An sshd whose sessions find a :class:`support.deploy.FakeSystemd` first on PATH: ``(srv, fake)``."""
+    from support.deploy import FakeSystemd
+    from support.sshd_server import SshServer
+
+    _need_sshd()
+    base = tmp_path_factory.mktemp("sshd-systemd")
+    fake = FakeSystemd(base / "systemd")
+    srv = SshServer.start(base / "sshd", alias="jd-a", env={"PATH": fake.bin.as_posix() + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        yield srv, fake
+    finally:
+        srv.stop()

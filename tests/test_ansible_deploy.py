@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support import tool
 from support.deploy import active_version, assert_active_verified, make_bundle, needs_sshd, out, runner
 from jetson_deploy.ansible_steps import plan, prepare, result, stage
 from jetson_deploy.cli import cli
@@ -21,13 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "ansible" / "deploy.yml"
 
 
-def _ansible_playbook():
-    here = Path(sys.executable).parent / "ansible-playbook"
-    return str(here) if here.exists() else shutil.which("ansible-playbook")
-
-
-ANSIBLE = _ansible_playbook()
-needs_ansible = pytest.mark.skipif(ANSIBLE is None, reason="ansible-core not installed (pip install ansible-core, or the dev extra)")
+ANSIBLE = tool("ansible-playbook")
+needs_ansible = pytest.mark.needs("bin:ansible-playbook")
 
 
 def _env(tmp: Path):

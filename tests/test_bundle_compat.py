@@ -87,6 +87,8 @@ def test_deploy_warns_from_inventory_tensorrt(tmp_path, caplog):
     inv = tmp_path / "hosts.ini"
     inv.write_text("[nano]\nnano1 tensorrt=8.2.1\n[orin]\norin1 tensorrt=8.6.2\n")
     hosts = load_inventory(str(inv))
-    said = []
-    _warn_tensorrt({"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 17"}}, hosts, lambda h, m: said.append((h, m)))
-    assert [h for h, _ in said] == ["nano1"] and said[0][1].startswith("warning: bundle attn needs TensorRT >= 8.4")
+    with caplog.at_level("WARNING", logger="jetson_deploy.deploy"):
+        _warn_tensorrt({"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 17"}}, hosts)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("jetson_deploy.deploy")]
+    assert len(said) == 1 and said[0][0] == "WARNING"  # a warning line per host: only nano1's TensorRT is too old
+    assert said[0][1].startswith("[nano1] warning: bundle attn needs TensorRT >= 8.4"), said

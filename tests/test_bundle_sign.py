@@ -1,5 +1,4 @@
 """Ed25519 signatures over manifest.json: keygen, sign, states, tamper detection."""
-import shutil
 import stat
 import subprocess
 
@@ -116,7 +115,7 @@ def test_non_ed25519_keys_are_refused(tmp_path):
         sign_bundle(make_bundle(tmp_path / "b"), p)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+@pytest.mark.needs("bin:openssl")
 def test_openssl_can_check_the_signature(tmp_path):
     k = keygen(tmp_path / "k", public_format="pem")
     d = make_bundle(tmp_path / "b")

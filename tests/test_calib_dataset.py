@@ -373,3 +373,33 @@ def test_library_calibrate_builds_or_refuses_in_one_line(tmp_path: Path, spec: P
         calibrate([], tmp_path / "set")
     with pytest.raises(BadInput, match="holds no calibration set"):
         calibrate([], tmp_path / "imgs", model=tmp_path / "m.onnx")
+
+
+def test_calibrate_reads_every_image_kind_run_reads(tmp_path: Path, spec: Path) -> None:
+    """One IMAGE_EXTS (jetson_deploy.vocab): a .tif/.tiff/.ppm in a folder is a calibration sample,
+    as it is a frame for ``run frames/`` (calibrate used to ignore them)."""
+    import inspect
+
+    import cv2
+    from click.testing import CliRunner
+
+    from jetson_deploy.cli import cli
+    from jetson_deploy.media.local_sources import ImageSource
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, ext in enumerate((".png", ".tif", ".tiff", ".ppm")):
+        cv2.imwrite(str(folder / "f{}{}".format(i, ext)), scene(np.random.default_rng(40 + i)))
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
+    res = runner.invoke(cli, ["calibrate", str(folder), "--spec", str(spec), "-o", str(tmp_path / "set"), "--num", "4",
+                              "--holdout", "0", "--dedupe-bits", "-1", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["calibration_set"]["samples"] == 4 and doc["calibration_set"]["skipped"] == 0
+    assert not any("ignored" in n for n in doc["notes"]), doc["notes"]
+    src = ImageSource(str(folder))
+    src.open()
+    try:
+        assert len(src.files) == 4  # run reads the same four
+    finally:
+        src.close()

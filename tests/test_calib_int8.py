@@ -178,6 +178,34 @@ def test_cli_calibrate_exit_codes(work: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "does not exist" in res.stderr
 
 
+def test_calibrate_model_may_be_a_bundle_verified_by_the_command(work: Path, tmp_path: Path) -> None:
+    """A bundle (directory or packed) given as --model is opened and verified by the command, which
+    passes its model.onnx on: the calibration library itself never imports bundle."""
+    import hashlib
+    import shutil
+
+    from jetson_deploy.bundle import pack_bundle
+    from support.bundles import write_bundle
+
+    b = write_bundle(tmp_path / "cnn-1.0.0", "cnn", "1.0.0", {"model.onnx": (work / "cnn.onnx").read_bytes()})
+    with pytest.raises(BadInput, match="is a bundle"):
+        compute_int8(b, work / "set", tmp_path / "lib", progress=False)
+    want = hashlib.sha256((work / "cnn.onnx").read_bytes()).hexdigest()
+    runner = CliRunner()
+    pack_bundle(b, tmp_path / "cnn.jdb")
+    for i, model in enumerate((b, tmp_path / "cnn.jdb")):
+        out = tmp_path / "set{}".format(i)
+        shutil.copytree(str(work / "set"), str(out))
+        res = runner.invoke(cli, ["calibrate", "-o", str(out), "--model", str(model), "--json", "--quiet", "--trt-version", "8.5.2"])
+        assert res.exit_code == 0, res.stdout + res.stderr
+        assert json.loads(res.stdout)["int8"]["onnx_sha256"] == want
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[100] ^= 0xFF
+    (b / "model.onnx").write_bytes(bytes(data))
+    res = runner.invoke(cli, ["calibrate", "-o", str(tmp_path / "set0"), "--model", str(b), "--quiet"])
+    assert res.exit_code == 1 and "model.onnx" in res.stderr and "sha256" in res.stderr, res.stderr
+
+
 def test_model_that_does_not_take_the_samples_is_bad_input(work: Path, tmp_path: Path) -> None:
     write_spec(
         tmp_path / "spec.json",

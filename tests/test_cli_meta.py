@@ -48,6 +48,22 @@ def test_every_command_loads_and_has_help():
                 assert param.help, "option {} of {} has no help".format(param.opts, " ".join(path))
 
 
+def test_precision_choices_are_the_one_vocabulary():
+    """Every --precision offers exactly jetson_deploy.vocab.PRECISIONS (one definition, no drifting copies)."""
+    from jetson_deploy.vocab import PRECISIONS
+
+    seen = []
+    for path, cmd in all_commands():
+        for param in cmd.params:
+            if isinstance(param, click.Option) and "--precision" in param.opts:
+                seen.append(" ".join(path))
+                choices = tuple(c for c in param.type.choices if c != "auto")  # selftest: auto picks one
+                assert set(choices) <= set(PRECISIONS), (path, param.type.choices)
+                if path[0] != "selftest":
+                    assert choices == PRECISIONS, (path, param.type.choices)
+    assert {"convert", "demo"} <= set(seen), seen
+
+
 def test_every_top_level_command_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for name in COMMANDS:

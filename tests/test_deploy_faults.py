@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support.deploy import (assert_active_verified, installed, jd_cmd, make_bundle, needs_sshd,
+from support.deploy import (assert_active_verified, installed, jd_cmd, make_bundle, needs_sshd, over_ssh,
                              staged_bytes)
 from jetson_deploy.deploy import deploy
 
@@ -54,7 +54,7 @@ def _kill_mid_upload(sshd, bundle: Path, root: Path, transfer: str) -> int:
 def test_interrupted_upload_keeps_previous_and_next_deploy_resumes(sshd, tmp_path, transfer):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+    assert deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0].result == "deployed"
     big = make_bundle(tmp_path / "big", version="2.0.0", sizes={"model.onnx": BIG, "labels.txt": 100})
 
     staged = _kill_mid_upload(sshd, big, root, transfer)
@@ -64,7 +64,7 @@ def test_interrupted_upload_keeps_previous_and_next_deploy_resumes(sshd, tmp_pat
     assert installed(root) == ["1.0.0"]
 
     # the same deploy again resumes from what is on the device (rsync: partial dir; sftp: put -a)
-    r = deploy(str(big), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), transfer=transfer)[0]
+    r = deploy(str(big), [sshd.alias], over_ssh(sshd, str(root), transfer=transfer))[0]
     assert r.result == "deployed", r
     assert r.details["resumed_bytes"] > 0, r.details
     assert_active_verified(root, "demo", "2.0.0", big)
@@ -89,11 +89,11 @@ def small_disk(tmp_path):
 def test_full_disk_gives_a_clear_error(sshd, tmp_path, small_disk):
     root = small_disk / "jd"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+    assert deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0].result == "deployed"
 
     # larger than the disk: refused by the df -Pk check before any upload
     huge = make_bundle(tmp_path / "huge", version="2.0.0", sizes={"model.onnx": 6 << 20})
-    r = deploy(str(huge), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    r = deploy(str(huge), [sshd.alias], over_ssh(sshd, str(root)))[0]
     assert r.result == "failed"
     assert "not enough disk space" in r.message and "df -Pk" in r.message
     assert_active_verified(root, "demo", "1.0.0", b1)
@@ -109,7 +109,7 @@ def test_full_disk_gives_a_clear_error(sshd, tmp_path, small_disk):
         with open(str(filler), "wb") as f:
             f.write(b"\0" * max(0, free - (256 << 10)))
 
-    r = deploy(str(mid), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), hooks={"after_prepare": fill})[0]
+    r = deploy(str(mid), [sshd.alias], over_ssh(sshd, str(root)), hooks={"after_prepare": fill})[0]
     assert r.result == "failed"
     assert "No space left on device" in r.message and "disk space" in r.message
     assert "\n" not in r.message
@@ -117,7 +117,7 @@ def test_full_disk_gives_a_clear_error(sshd, tmp_path, small_disk):
 
     # space freed: the next deploy goes through
     filler.unlink()
-    r = deploy(str(mid), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    r = deploy(str(mid), [sshd.alias], over_ssh(sshd, str(root)))[0]
     assert r.result == "deployed", r
     assert_active_verified(root, "demo", "3.0.0", mid)
 
@@ -128,7 +128,7 @@ def test_link_drop_during_activation_finishes_on_the_device(sshd, tmp_path):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     b2 = make_bundle(tmp_path / "b2", version="2.0.0")
-    assert deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
+    assert deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0].result == "deployed"
     done = tmp_path / "health-done"
     cmd = jd_cmd() + ["deploy", str(b2), sshd.alias, "--root", str(root), "--ssh-config", str(sshd.ssh_config), "-q",
                       "--health-cmd", "sleep 2; touch {}".format(done)]
@@ -153,7 +153,7 @@ def test_link_drop_during_activation_finishes_on_the_device(sshd, tmp_path):
     assert_active_verified(root, "demo", "2.0.0", b2)
     assert (root / "state" / "demo.history").read_text().split() == ["1.0.0", "2.0.0"]
     # and the next deploy sees a consistent device
-    assert deploy(str(b2), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "unchanged"
+    assert deploy(str(b2), [sshd.alias], over_ssh(sshd, str(root)))[0].result == "unchanged"
 
 
 def test_read_only_root_is_one_clear_line(sshd, tmp_path):
@@ -165,7 +165,7 @@ def test_read_only_root_is_one_clear_line(sshd, tmp_path):
         pytest.skip("cannot mount a read-only tmpfs (needs root)")
     try:
         b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-        r = deploy(str(b1), [sshd.alias], root=str(mnt / "jd"), ssh_config=str(sshd.ssh_config))[0]
+        r = deploy(str(b1), [sshd.alias], over_ssh(sshd, str(mnt / "jd")))[0]
         assert r.result == "failed"
         assert "cannot create directories under" in r.message and "Read-only file system" in r.message
         assert "\n" not in r.message
@@ -181,7 +181,7 @@ def test_stale_lock_is_broken(sshd, tmp_path):
     old = time.time() - 3600
     os.utime(str(lock), (old, old))
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-    r = deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    r = deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0]
     assert r.result == "deployed", r
     assert not lock.exists()
     assert_active_verified(root, "demo", "1.0.0", b1)

@@ -2,7 +2,7 @@
 import pytest
 
 from jetson_deploy.deploy import collect_hosts, load_inventory, parse_host, retention
-from jetson_deploy.deploy.single_host import check_root
+from jetson_deploy.deploy.options import check_root
 from jetson_deploy.deploy.transport import describe_failure
 from jetson_deploy.errors import BadInput
 

@@ -8,7 +8,8 @@ import tarfile
 
 import pytest
 
-from support.deploy import make_bundle, sha
+from support.bundles import sha
+from support.deploy import make_bundle
 from jetson_deploy.deploy import open_local_bundle, scripts
 from jetson_deploy.deploy.local_bundle import check_name
 from jetson_deploy.errors import BadInput, CheckFailed

@@ -69,16 +69,17 @@ def test_rootfs_corrupted_copy_is_not_activated(tmp_path, monkeypatch):
     rootfs.mkdir()
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     b2 = make_bundle(tmp_path / "b2", version="2.0.0")
-    from jetson_deploy.deploy import deploy_rootfs
+    from jetson_deploy.deploy import DeployOptions, deploy
 
-    assert deploy_rootfs(str(b1), str(rootfs)).result == "deployed"
+    image = DeployOptions(rootfs=str(rootfs))
+    assert [r.result for r in deploy(str(b1), [], image)] == ["deployed"]
 
     def corrupt(staging, **_):
         p = Path(staging) / "model.onnx"
         data = p.read_bytes()
         p.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
 
-    r = deploy_rootfs(str(b2), str(rootfs), hooks={"after_upload": corrupt})
+    r, = deploy(str(b2), [], image, hooks={"after_upload": corrupt})
     assert r.result == "failed" and "model.onnx" in r.message
     assert_active_verified(rootfs / "opt" / "jetson-deploy", "demo", "1.0.0", b1)
 
@@ -154,3 +155,60 @@ def test_rootfs_symlink_escaping_under_the_root_is_refused(tmp_path):
     res = runner().invoke(cli, ["deploy", str(b1), "--rootfs", str(rootfs), "-q"])
     assert res.exit_code == 2 and "leads out of the rootfs" in out(res), out(res)
     assert list(outside.iterdir()) == []
+
+
+def test_library_default_options_keep_three_versions(tmp_path):
+    """DeployOptions() keeps the three most recently active versions (the CLI's --keep default too)."""
+    from jetson_deploy.deploy import DeployOptions, deploy
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    image = DeployOptions(rootfs=str(rootfs))
+    for v in ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"):
+        assert [r.result for r in deploy(str(make_bundle(tmp_path / v, version=v)), [], image)] == ["deployed"]
+    assert installed(rootfs / "opt" / "jetson-deploy") == ["1.2.0", "1.3.0", "1.4.0"]
+
+
+def test_library_refuses_hosts_or_health_cmd_with_a_rootfs(tmp_path):
+    """The rootfs-versus-host rules live in the library: one clear BadInput before anything is written."""
+    from jetson_deploy.deploy import DeployOptions, deploy, rollback, status
+    from jetson_deploy.errors import BadInput
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    with pytest.raises(BadInput, match="--rootfs installs into a directory: give no HOST"):
+        deploy(str(b1), ["nvidia@orin1"], DeployOptions(rootfs=str(rootfs)))
+    with pytest.raises(BadInput, match="--health-cmd cannot run inside a --rootfs image"):
+        deploy(str(b1), [], DeployOptions(rootfs=str(rootfs), health_cmd="true"))
+    with pytest.raises(BadInput, match="--rootfs works on a directory"):
+        rollback("demo", ["nvidia@orin1"], rootfs=str(rootfs))
+    with pytest.raises(BadInput, match="--rootfs inspects a directory"):
+        status(["nvidia@orin1"], rootfs=str(rootfs))
+    with pytest.raises(BadInput, match="no hosts given"):
+        deploy(str(b1), [], DeployOptions())
+    assert not (rootfs / "opt").exists()
+
+
+def test_progress_lines_are_log_records_and_quiet_keeps_warnings(tmp_path, caplog):
+    """One message channel: per-host lines are jetson_deploy.deploy records, printed by the CLI
+    as ``[host] message`` on stderr; --quiet hides them and keeps the warnings."""
+    import logging
+
+    from jetson_deploy.deploy import DeployOptions, deploy
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    b1 = make_bundle(tmp_path / "b1", version="1.0.0")
+    with caplog.at_level(logging.INFO, logger="jetson_deploy.deploy"):
+        deploy(str(b1), [], DeployOptions(rootfs=str(rootfs)))
+    label = "[rootfs:{}]".format(rootfs)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("jetson_deploy.deploy")]
+    assert lines[0] == label + " connecting" and lines[-1] == label + " demo 1.0.0 active", lines
+    b2 = make_bundle(tmp_path / "b2", version="2.0.0")
+    res = run(["deploy", str(b2), "--rootfs", str(rootfs), "--restart-service", "demo"])
+    assert res.exit_code == 0, out(res)
+    assert label + " demo 2.0.0 active (was 1.0.0)" in res.stderr.splitlines() and "has no enabled" in res.stderr
+    b3 = make_bundle(tmp_path / "b3", version="3.0.0")
+    res = run(["deploy", str(b3), "--rootfs", str(rootfs), "--restart-service", "demo", "-q"])
+    assert res.exit_code == 0 and label not in res.stderr and "has no enabled" in res.stderr, res.stderr

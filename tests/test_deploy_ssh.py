@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from support.deploy import (active_version, assert_active_verified, cli_args, installed, make_bundle, needs_sshd,
-                             out, runner)
+                             out, over_ssh, runner)
 from jetson_deploy.cli import cli
-from jetson_deploy.deploy import deploy, rollback, status
+from jetson_deploy.deploy import Connection, deploy, rollback, status
 
 pytestmark = needs_sshd
 
@@ -90,20 +90,20 @@ def test_redeploy_installed_version_switches_without_upload(sshd, tmp_path):
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     b2 = make_bundle(tmp_path / "b2", version="2.0.0")
     for b in (b1, b2):
-        assert deploy(str(b), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].result == "deployed"
-    r = deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+        assert deploy(str(b), [sshd.alias], over_ssh(sshd, str(root)))[0].result == "deployed"
+    r = deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0]
     assert r.result == "deployed" and "no upload" in r.message and "transfer" not in r.details
     assert_active_verified(root, "demo", "1.0.0", b1)
     # history records the re-activation, so rollback returns to 2.0.0
     assert (root / "state" / "demo.history").read_text().split() == ["1.0.0", "2.0.0", "1.0.0"]
-    assert rollback("demo", [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0].version == "2.0.0"
+    assert rollback("demo", [sshd.alias], root=str(root), connection=Connection(ssh_config=str(sshd.ssh_config)))[0].version == "2.0.0"
     assert_active_verified(root, "demo", "2.0.0", b2)
 
 
 def test_damaged_active_copy_is_replaced(sshd, tmp_path):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-    deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))
+    deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))
     victim = root / "bundles" / "demo" / "1.0.0" / "model.onnx"
     os.chmod(str(victim.parent), 0o755)
     os.chmod(str(victim), 0o644)
@@ -112,7 +112,7 @@ def test_damaged_active_copy_is_replaced(sshd, tmp_path):
     victim.write_bytes(bytes(data))
     res = run(["devices", "status", sshd.alias, "--verify"] + cli_args(sshd, root))
     assert res.exit_code == 1 and "FAILS CHECKSUMS" in res.stdout
-    r = deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))[0]
+    r = deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))[0]
     assert r.result == "deployed" and "replaced a damaged" in r.message
     assert_active_verified(root, "demo", "1.0.0", b1)
 
@@ -121,7 +121,7 @@ def test_tampered_staging_file_is_rejected_before_activation(sshd, tmp_path):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     b2 = make_bundle(tmp_path / "b2", version="2.0.0")
-    deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config))
+    deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root)))
     calls = []
 
     def corrupt(staging, **_):
@@ -133,7 +133,7 @@ def test_tampered_staging_file_is_rejected_before_activation(sshd, tmp_path):
         calls.append(staging)
 
     # every upload corrupted: rejected (after one automatic re-send), artifact named, nothing activated
-    r = deploy(str(b2), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), hooks={"after_upload": corrupt})[0]
+    r = deploy(str(b2), [sshd.alias], over_ssh(sshd, str(root)), hooks={"after_upload": corrupt})[0]
     assert r.result == "failed", r
     assert "engines/8.6.2_sm87_fp16.engine" in r.message and "sha256" in r.message
     assert len(calls) == 2
@@ -144,7 +144,7 @@ def test_tampered_staging_file_is_rejected_before_activation(sshd, tmp_path):
     # corrupted once (a flaky link): the bad file is re-sent and the deploy goes through
     calls.clear()
     hooks = {"after_upload": lambda **kw: corrupt(**kw) if not calls else None}
-    r = deploy(str(b2), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), hooks=hooks)[0]
+    r = deploy(str(b2), [sshd.alias], over_ssh(sshd, str(root)), hooks=hooks)[0]
     assert r.result == "deployed", r
     assert r.details["reuploaded"] == ["engines/8.6.2_sm87_fp16.engine"]
     assert_active_verified(root, "demo", "2.0.0", b2)
@@ -207,7 +207,7 @@ def test_health_check_failure_switches_back(sshd, tmp_path):
 def test_health_failure_on_first_deploy_deactivates(sshd, tmp_path):
     root = tmp_path / "dev"
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
-    r = deploy(str(b1), [sshd.alias], root=str(root), ssh_config=str(sshd.ssh_config), health_cmd="false")[0]
+    r = deploy(str(b1), [sshd.alias], over_ssh(sshd, str(root), health_cmd="false"))[0]
     assert r.result == "rolled-back" and "deactivated" in r.message
     assert active_version(root) is None
     assert not (root / "active" / "demo").exists()
@@ -257,7 +257,7 @@ def test_two_hosts_one_down(sshd_pair, tmp_path):
     assert any(l.startswith(a.alias) and "unchanged" in l for l in lines)
     assert any(l.startswith(b.alias) and "failed" in l for l in lines)
     assert "1 of 2 hosts ok, 1 failed" in res.stdout
-    st = status([a.alias, b.alias], root=str(ra), ssh_config=str(cfg), connect_timeout=5)
+    st = status([a.alias, b.alias], root=str(ra), connection=Connection(ssh_config=str(cfg), connect_timeout=5))
     assert st[0]["ok"] and not st[1]["ok"] and st[1]["error"]
 
 
@@ -298,12 +298,12 @@ def test_relative_root_is_under_the_remote_home(sshd, tmp_path):
     b2 = make_bundle(tmp_path / "b2", version="2.0.0")
     try:
         for b in (b1, b2):
-            r = deploy(str(b), [sshd.alias], root=rel, ssh_config=str(sshd.ssh_config))[0]
+            r = deploy(str(b), [sshd.alias], over_ssh(sshd, rel))[0]
             assert r.result == "deployed", r
         assert_active_verified(home / rel, "demo", "2.0.0", b2)
-        st = status([sshd.alias], root=rel, ssh_config=str(sshd.ssh_config), verify=True)[0]
+        st = status([sshd.alias], root=rel, connection=Connection(ssh_config=str(sshd.ssh_config)), verify=True)[0]
         assert st["bundles"]["demo"]["verified"] is True and st["bundles"]["demo"]["previous"] == "1.0.0"
-        assert rollback("demo", [sshd.alias], root=rel, ssh_config=str(sshd.ssh_config))[0].result == "rolled-back"
+        assert rollback("demo", [sshd.alias], root=rel, connection=Connection(ssh_config=str(sshd.ssh_config)))[0].result == "rolled-back"
         assert_active_verified(home / rel, "demo", "1.0.0", b1)
     finally:
         if (home / rel).exists():

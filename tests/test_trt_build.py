@@ -375,15 +375,6 @@ def test_parser_errors_without_onnx_package_name_the_node_index(monkeypatch, tmp
         tb.build_engine(path, "fp16")
 
 
-def test_loaders_compose(monkeypatch, model, tmp_path):
-    trtd.install(monkeypatch, "8.6")
-    build = tb.EngineFromOnnx(model, "fp16", workspace_mb=128)
-    save = tb.SaveEngine(build, tmp_path / "engines" / "m.engine")
-    plan = save()
-    assert (tmp_path / "engines" / "m.engine").read_bytes() == plan
-    assert build.report["flags"] == ["FP16"] and trtd.read_plan(plan)["workspace"] == 128 << 20
-
-
 @pytest.mark.parametrize("gen", ["8.2", "10.x"])
 def test_timing_cache_from_another_gpu_is_reported_and_rebuilt(monkeypatch, model, tmp_path, gen):
     """Issue #12 item 8: set_timing_cache returns False for another device's cache (it does not raise):

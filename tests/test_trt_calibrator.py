@@ -18,7 +18,7 @@ pytestmark = pytest.mark.needs("onnx", "onnxruntime")
 
 from doubles import onnx_models, pycuda_double, tensorrt_double as trtd  # noqa: E402
 
-from jetson_deploy.calibration.trt_calibrator import Torch2trtCalibDataset, make_calibrator  # noqa: E402
+from jetson_deploy.trt.calibrator import Torch2trtCalibDataset, make_calibrator  # noqa: E402
 from jetson_deploy.trt import build as tb  # noqa: E402
 from jetson_deploy.errors import BadInput, MissingDependency  # noqa: E402
 
@@ -216,7 +216,7 @@ def test_double_enforces_base_init_like_pybind11(monkeypatch, model):
 
 
 def test_module_import_does_not_touch_tensorrt():
-    code = ("import sys; import jetson_deploy.calibration.trt_calibrator, jetson_deploy.trt.build, "
+    code = ("import sys; import jetson_deploy.trt.calibrator, jetson_deploy.trt.build, "
             "jetson_deploy.trt; assert 'tensorrt' not in sys.modules and 'pycuda' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -290,7 +290,7 @@ from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
 sys.modules["tensorrt"] = trtd.make_tensorrt(sys.argv[1])
 pkg = pycuda_double.make_pycuda()
 sys.modules["pycuda"], sys.modules["pycuda.driver"] = pkg, pkg.driver
-from jetson_deploy.calibration.trt_calibrator import make_calibrator
+from jetson_deploy.trt.calibrator import make_calibrator
 from jetson_deploy.runtime.memory import make_context
 from jetson_deploy.trt import build as tb
 from jetson_deploy.errors import JetsonDeployError

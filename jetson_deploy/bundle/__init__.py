@@ -23,7 +23,7 @@ from .manifest import (
     normalize_trt_version,
     validate_manifest,
 )
-from .reader import Bundle, check_files, open_bundle
+from .reader import Bundle, check_files, onnx_model, open_bundle
 from .archive import pack_bundle, unpack_archive
 from .writer import BundleWriter, add_engine
 
@@ -39,6 +39,7 @@ __all__ = [
     "load_schema",
     "manifest_bytes",
     "normalize_trt_version",
+    "onnx_model",
     "open_bundle",
     "pack_bundle",
     "unpack_archive",

@@ -10,10 +10,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
+from ..vocab import PRECISIONS
 
 #: The manifest schema major version this code writes and reads.
 SCHEMA_VERSION = 1
@@ -37,7 +38,6 @@ KINDS = {
     "timing-cache": "TensorRT timing cache",
     "other": "anything else the bundle carries",
 }
-PRECISIONS = ("fp32", "fp16", "int8")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
 _SCHEMA: "Optional[Dict[str, Any]]" = None
@@ -249,10 +249,3 @@ def target_matches(target: "Optional[Dict[str, Any]]", want: "Dict[str, Any]") -
     t = normalize_target(target) or {}
     w = normalize_target(want) or {}
     return all(t.get(k) == v for k, v in w.items())
-
-
-def artifact_summary(artifacts: "List[Dict[str, Any]]") -> "Dict[str, int]":
-    out: "Dict[str, int]" = {}
-    for a in artifacts:
-        out[a["kind"]] = out.get(a["kind"], 0) + int(a["size"])
-    return out

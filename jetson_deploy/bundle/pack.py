@@ -112,16 +112,6 @@ def write_archive(
     return total
 
 
-def is_archive(path: "PathLike") -> bool:
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        return tarfile.is_tarfile(str(p))
-    except OSError:
-        return False
-
-
 def _mkdirs(root: Path, parts: list, made: "Set[str]") -> Path:
     cur = root
     for i, seg in enumerate(parts):

@@ -316,3 +316,19 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
         raise
     return b
 
+
+
+def onnx_model(path: "Union[str, 'os.PathLike[str]']") -> Path:
+    """``path`` itself, or when it is a bundle (a directory with a manifest, or a packed file)
+    its verified fp32 ``model.onnx``: what ``calibrate --model`` measures.
+
+    Calibration comes before bundles in the data flow and cannot open one; its caller asks here.
+    """
+    p = Path(path)
+    is_bundle = (p / MANIFEST).is_file() if p.is_dir() else (p.is_file() and p.suffix.lower() != ".onnx")
+    if not is_bundle:
+        return p
+    found = open_bundle(p).path("onnx")
+    if found is None:
+        raise BadInput("bundle {} has no ONNX model (kind onnx) to calibrate".format(p))
+    return found

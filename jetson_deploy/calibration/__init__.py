@@ -11,7 +11,6 @@ Modules (each one job; none imports onnxruntime/cv2/tensorrt at import time):
 - :mod:`.auto_exclude`  accuracy-driven mixed precision
 - :mod:`.quantize`  ``compute_int8``: everything above for one model; ``gate_failure``
 - :mod:`.workflow`  ``calibrate``: what the command does (build or reuse a set, INT8, gate)
-- :mod:`.trt_calibrator`  TensorRT IInt8 calibrator adapter (device side)
 """
 from typing import Any
 

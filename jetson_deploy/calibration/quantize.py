@@ -72,38 +72,21 @@ class Int8Result:
 
 
 def resolve_model(model: "PathLike") -> Path:
-    """An ``.onnx`` file, a bundle (directory or packed file, checked against its
-    manifest) whose fp32 ``model.onnx`` is used, or a plain directory holding
-    ``model.onnx``."""
+    """An ``.onnx`` file, or a plain directory holding ``model.onnx``.
+
+    A bundle is not opened here (calibration comes before bundles in the data flow): its
+    caller passes the verified ``model.onnx`` (:func:`jetson_deploy.bundle.onnx_model`).
+    """
     p = Path(model)
     if not p.exists():
         raise BadInput("model {} does not exist: pass an .onnx file or a bundle directory".format(p))
     if p.is_file() and p.suffix.lower() == ".onnx":
         return p
-    if p.is_dir() and not (p / "manifest.json").is_file():
-        if (p / "model.onnx").is_file():
-            return p / "model.onnx"
-        raise BadInput("{} holds no model.onnx and is not a bundle".format(p))
-    try:
-        from ..bundle import open_bundle  # type: ignore[attr-defined]
-    except ImportError:
-        open_bundle = None
-    if open_bundle is None:
-        if (p / "model.onnx").is_file():
-            return p / "model.onnx"
-        raise BadInput("{} is neither an .onnx file nor a bundle with model.onnx".format(p))
-    b = open_bundle(p)
-    found = None
-    path_fn = getattr(b, "path", None)
-    if callable(path_fn):
-        found = path_fn("onnx")
-    if found is None:
-        root = getattr(b, "root", None)
-        if root is not None and (Path(root) / "model.onnx").is_file():
-            found = Path(root) / "model.onnx"
-    if found is None or not Path(found).is_file():
-        raise BadInput("bundle {} has no ONNX model (kind onnx) to calibrate".format(p))
-    return Path(found)
+    if p.is_dir() and (p / "manifest.json").is_file():
+        raise BadInput("{} is a bundle: open it with jetson_deploy.bundle.onnx_model() and pass its model.onnx".format(p))
+    if p.is_dir() and (p / "model.onnx").is_file():
+        return p / "model.onnx"
+    raise BadInput("{} is neither an .onnx file nor a directory holding model.onnx".format(p))
 
 
 def _same_settings(rec: "Dict[str, Any]", want: "Dict[str, Any]") -> bool:
@@ -174,7 +157,8 @@ def compute_int8(
 ) -> "Int8Result":
     """Compute INT8 ranges for ``onnx_path`` over the set in ``calib_dir`` and gate them.
 
-    ``onnx_path`` may be a bundle (its model.onnx is used).  Does not raise when
+    ``onnx_path`` may be a directory holding model.onnx (a bundle: pass
+    :func:`jetson_deploy.bundle.onnx_model` of it).  Does not raise when
     the gate fails: check ``result.passed`` or call :func:`enforce_gate`.
     """
     versions = _check_args(method, min_agreement, trt_versions)
@@ -355,14 +339,3 @@ def _result_from_record(out: Path, rec: "Dict[str, Any]", versions: "Sequence[st
         reused=reused,
         result_path=out / RESULT_FILE,
     )
-
-
-def load_int8_result(path: "PathLike") -> "Optional[Dict[str, Any]]":
-    """The ``int8.json`` record in a calibration/output dir, or None."""
-    p = Path(path) / RESULT_FILE
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -18,11 +18,9 @@ import numpy as np
 
 from .._files import is_utf8_path
 from ..errors import BadInput
+from ..vocab import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
 # A forward gap up to this many frames is decoded (grab) instead of seeking:
 # seeking costs a keyframe decode anyway.
@@ -281,15 +279,6 @@ def read_video_frames(
 
 
 # ---- near-duplicate detection ---------------------------------------------------------
-
-def dhash64(frame: "np.ndarray") -> int:
-    """64-bit difference hash: sign of horizontal gradients of a 9x8 grey thumbnail."""
-    cv2 = _cv2()
-    gray = _gray(frame)
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
-    return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
-
 
 def phash64(frame: "np.ndarray") -> int:
     """64-bit perceptual hash: the 8x8 lowest DCT frequencies of a 32x32 grey

@@ -49,6 +49,7 @@ def calibrate(
     as_json: bool,
 ) -> None:
     from .._messages import collect_messages
+    from ..bundle import onnx_model
     from ..calibration.workflow import QuantizeOptions, SetOptions, calibrate as run_calibrate
 
     # --quiet: notes are still collected for --json, but not printed
@@ -57,7 +58,7 @@ def calibrate(
             sources,
             out_dir,
             spec=spec_path,
-            model=model,
+            model=onnx_model(model) if model else None,
             set_options=SetOptions(num=num, seed=seed, holdout=holdout, dedupe_bits=dedupe_bits),
             quantize=QuantizeOptions(
                 method=method, trt_versions=trt_versions, min_agreement=min_agreement, auto_exclude=auto_exclude, exclude_budget=exclude_budget

@@ -4,6 +4,7 @@ from typing import Any, Optional, Tuple
 
 import click
 
+from ..vocab import PRECISIONS
 from ._options import json_option
 
 
@@ -17,7 +18,7 @@ def _build_choice(value: "Optional[bool]") -> Any:
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="Bundle directory to write (replaced atomically if it exists), or a .tar/.jdb file for a packed bundle.")
 @click.option("--name", default=None, help="Bundle name (default: from the model file or module).")
 @click.option("--version", "version", default="0.1.0", show_default=True, help="Bundle version, semantic (X.Y.Z).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True, help="Engine precision the bundle is for.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Engine precision the bundle is for.")
 @click.option("--calib", type=click.Path(exists=True), default=None, help="Calibration set directory (from 'jetson-deploy calibrate'); needed for --precision int8.")
 @click.option("--converter", type=click.Choice(["onnx", "torch2trt"]), default="onnx", show_default=True, help="Engine path: TensorRT's ONNX parser, or torch2trt (needs torch2trt and TensorRT here).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="State dict to load strictly into a file.py:factory / module:factory model.")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..vocab import PRECISIONS
 from ._options import backend_option
 
 
@@ -12,7 +13,7 @@ from ._options import backend_option
               help="Where to write bundle/, clip.mp4, annotated.mp4, predictions.jsonl and report.json.")
 @backend_option()
 @click.option("--frames", type=click.IntRange(1, 100000), default=150, show_default=True, help="Frames in the generated clip.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="Bundle precision (int8 calibrates on generated frames first).")
 def demo(workdir: Path, backend: str, frames: int, precision: str) -> None:
     """Run the whole path on the embedded demo model (no GPU, no downloads):

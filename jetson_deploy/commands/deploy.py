@@ -1,15 +1,15 @@
-"""``deploy``, ``rollback`` and ``devices status``: thin layers over :mod:`jetson_deploy.deploy`."""
+"""``deploy``, ``rollback`` and ``devices status``: thin layers over :mod:`jetson_deploy.deploy`.
+
+Per-host progress lines come from the library's ``logging`` (the CLI prints them on stderr);
+``--quiet`` hides them and keeps warnings.
+"""
 import json
-import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
+from ..deploy.options import DEFAULT_KEEP, DEFAULT_ROOT
 from ._options import json_option
-
-DEFAULT_ROOT = "/opt/jetson-deploy"
-
-log = logging.getLogger(__name__)
 
 
 def fleet_options(fn):
@@ -48,15 +48,23 @@ def _check_ssh_options(ctx, param, value):
 
 
 def _hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]", group: "Optional[str]"):
+    """HOST arguments plus --hosts/--group; none is an empty list (the library says whether that is wrong)."""
     from ..deploy import collect_hosts
 
-    return collect_hosts(hosts, hosts_file, group)
+    return collect_hosts(hosts, hosts_file, group, required=False)
 
 
-def _progress(quiet: bool):
-    from ..deploy import StderrProgress
+def _connection(ssh_config: "Optional[str]", ssh_options: "Sequence[str]", connect_timeout: int, jobs: int):
+    from ..deploy import Connection
 
-    return None if quiet else StderrProgress()
+    return Connection(ssh_config=ssh_config, ssh_options=ssh_options, connect_timeout=connect_timeout, jobs=jobs)
+
+
+def _quiet(quiet: bool):
+    """--quiet: the deploy library's progress lines (INFO) are not printed; warnings still are."""
+    from .._messages import quieted
+
+    return quieted("jetson_deploy.deploy", quiet)
 
 
 def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" = ("failed",)) -> bool:
@@ -78,7 +86,7 @@ def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" 
 @click.argument("bundle", type=click.Path(exists=True))
 @click.argument("hosts", nargs=-1)
 @fleet_options
-@click.option("--keep", default=3, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--keep", default=DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000),
               help="Versions to keep per bundle on each device (the active and previous are never deleted).")
 @click.option("--health-cmd", metavar="CMD",
               help="Shell command run on the device after the switch (cwd = the active bundle); "
@@ -112,43 +120,18 @@ def deploy(bundle: str, hosts: "List[str]", root: str, hosts_file: "Optional[str
     ROOT/active/NAME is switched in one rename. An interrupted or corrupted upload never
     touches the active version. Exit 1 when any host failed or was rolled back.
     """
+    from ..deploy import DeployOptions
     from ..deploy import deploy as api_deploy
-    from ..deploy import deploy_rootfs
-    from ..errors import BadInput
 
-    progress = _progress(quiet)
-    if rootfs is not None:
-        if hosts or hosts_file:
-            raise BadInput("--rootfs installs into a directory: give no HOST or --hosts with it")
-        if health_cmd:
-            raise BadInput("--health-cmd cannot run inside a --rootfs image; drop it")
-        if service:
-            _note_rootfs_service(service, rootfs, root)
-        results = [deploy_rootfs(bundle, rootfs, root=root, keep=keep, progress=progress, public_key=public_key)]
-    else:
-        host_list = _hosts(hosts, hosts_file, group)
-        results = api_deploy(bundle, host_list, root=root, keep=keep, ssh_config=ssh_config, jobs=jobs,
-                             health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
-                             bwlimit=bwlimit, connect_timeout=connect_timeout, ssh_options=ssh_options,
-                             progress=progress, public_key=public_key, service=service, settle=service_settle)
+    options = DeployOptions(root=root, keep=keep, health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
+                            bwlimit=bwlimit, service=service, settle=service_settle, public_key=public_key, rootfs=rootfs,
+                            connection=_connection(ssh_config, ssh_options, connect_timeout, jobs))
+    with _quiet(quiet):
+        results = api_deploy(bundle, _hosts(hosts, hosts_file, group), options)
     name = next((r.name for r in results if r.name), "")
     if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root},
                  bad=("failed", "rolled-back")):
         raise SystemExit(1)
-
-
-def _note_rootfs_service(service: str, rootfs: str, root: str) -> None:
-    """An image is not running: nothing to restart.  The unit starts the new version at the
-    board's next boot, if the image has it (``service install --rootfs``)."""
-    from ..service import status_rootfs
-
-    st = status_rootfs(service, rootfs, root)
-    if st["installed"] and st["enabled"]:
-        log.info("--restart-service: %s is not running in an image; %s starts the new version at the board's next boot",
-                 rootfs, st["unit"])
-    else:
-        log.warning("--restart-service: %s has no enabled %s; install it with: jetson-deploy service install %s "
-                    "--rootfs %s --source ...", rootfs, st["unit"], service, rootfs)
 
 
 @click.command()
@@ -169,17 +152,10 @@ def rollback(name: str, hosts: "List[str]", root: str, hosts_file: "Optional[str
     Exit 1 when any host failed.
     """
     from ..deploy import rollback as api_rollback
-    from ..errors import BadInput
 
-    progress = _progress(quiet)
-    if rootfs is not None:
-        if hosts or hosts_file:
-            raise BadInput("--rootfs works on a directory: give no HOST or --hosts with it")
-        results = api_rollback(name, [], root=root, to=to_version, progress=progress, rootfs=rootfs)
-    else:
+    with _quiet(quiet):
         results = api_rollback(name, _hosts(hosts, hosts_file, group), root=root, to=to_version,
-                               ssh_config=ssh_config, jobs=jobs, connect_timeout=connect_timeout,
-                               ssh_options=ssh_options, progress=progress)
+                               connection=_connection(ssh_config, ssh_options, connect_timeout, jobs), rootfs=rootfs)
     if not _emit(results, as_json, {"command": "rollback", "name": name, "root": root}):
         raise SystemExit(1)
 
@@ -207,12 +183,8 @@ def status(hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "O
     from ..deploy import format_status
     from ..deploy import status as api_status
 
-    if rootfs is not None:
-        statuses = api_status([], root=root, name=name, verify=verify, rootfs=rootfs)
-    else:
-        statuses = api_status(_hosts(hosts, hosts_file, group), root=root, name=name, verify=verify,
-                              ssh_config=ssh_config, jobs=jobs, connect_timeout=connect_timeout,
-                              ssh_options=ssh_options)
+    statuses = api_status(_hosts(hosts, hosts_file, group), root=root, name=name, verify=verify,
+                          connection=_connection(ssh_config, ssh_options, connect_timeout, jobs), rootfs=rootfs)
     bad = any(not s.get("ok") for s in statuses) or any(
         e.get("verified") is False for s in statuses for e in s.get("bundles", {}).values())
     if as_json:

@@ -3,25 +3,38 @@
 ``build_here``: ``"auto"`` builds when TensorRT is importable and otherwise leaves
 the bundle with ONNX (+ calibration data) for the device; ``True`` insists (exit 2
 without TensorRT); ``False`` never builds (``convert(build_engine=...)``, CLI
-``--build-engine/--no-build-engine``).  The TensorRT work itself lives in
+``--build-engine/--no-build-engine``; :class:`~.options.EngineOptions` ``build``).  The result is
+one :class:`Engines`.  The TensorRT work itself lives in
 :mod:`jetson_deploy.trt.build` and :mod:`jetson_deploy.convert.torch2trt_convert`.
 """
 import importlib.util
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._lazy import INSTALL_HINTS
 from ..errors import BadInput, MissingDependency
 from ..spec import ModelSpec
+from .options import EngineOptions
 
 log = logging.getLogger(__name__)
 
 ON_DEVICE = "engines will be built on the device at first load"
 
-EngineEntry = Tuple[str, Path, Dict[str, Any]]  # (bundle path, file, target)
-StepResult = Tuple[List[EngineEntry], bool, str, Dict[str, Any]]  # (entries, built, one-line note, build record)
+EngineEntry = Tuple[str, Path, "Dict[str, Any]"]  # bundle path, file, target
+
+
+@dataclass
+class Engines:
+    """What the engine step gave: entries for the bundle, whether one was built here, a one-line
+    note for the user, and the build record for the manifest."""
+
+    entries: "List[EngineEntry]" = field(default_factory=list)
+    built: bool = False
+    note: str = ""
+    record: "Dict[str, Any]" = field(default_factory=dict)
 
 
 def _importable(name: str) -> bool:
@@ -55,26 +68,22 @@ def build_engines(
     onnx_path: Path,
     spec: "ModelSpec",
     precision: str,
-    converter: str,
-    build_here: Any,
+    opts: "EngineOptions",
     int8: Any,
     work: Path,
-    workspace_mb: int = 1024,
     dynamic_batch: bool = False,
     torch_module: Any = None,
     example: Any = None,
-    note: Any = None,
     min_tensorrt: "Optional[str]" = None,
-    dla_core: "Optional[int]" = None,
-    timing_cache: Any = None,
-) -> "StepResult":
-    """Build zero or one engine; return (entries, built, one-line note, build record).
+) -> "Engines":
+    """Build zero or one engine as ``opts`` asks (``opts.build``: see the module docstring).
 
-    ``build_here``: "auto" | True | False (see the module docstring).  Progress goes to
-    this module's logger; ``note`` is accepted for callers that still pass a callable
-    and is not used.
+    ``int8``: the INT8 stage's data (``convert.int8.Int8Data``) or None; ``torch_module`` and
+    ``example``: the PyTorch model, for ``--converter torch2trt``.  Progress goes to this
+    module's logger.
     """
     have_trt = tensorrt_here() is not None
+    converter, build_here = opts.converter, opts.build
     if converter == "torch2trt":
         if not _importable("torch2trt"):
             raise MissingDependency("torch2trt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["torch2trt"])
@@ -82,21 +91,21 @@ def build_engines(
             raise MissingDependency("tensorrt is needed for --converter torch2trt but is not installed: " + INSTALL_HINTS["tensorrt"])
         if torch_module is None:
             raise BadInput("--converter torch2trt needs a PyTorch model (file.py:factory, module:factory, TorchScript or .pt2), not an .onnx file")
-        return _build_torch2trt(torch_module, example, spec, precision, int8, work, workspace_mb)
-    if (dla_core is not None or timing_cache is not None) and (build_here is False or converter != "onnx"):
+        return _build_torch2trt(torch_module, example, spec, precision, int8, work, opts.workspace_mb)
+    if (opts.dla_core is not None or opts.timing_cache is not None) and (build_here is False or converter != "onnx"):
         raise BadInput("--dla-core/--timing-cache apply to engines built here with --converter onnx")
     if build_here is False:
-        return [], False, "no engine built (--no-build-engine): " + ON_DEVICE, {}
+        return Engines(note="no engine built (--no-build-engine): " + ON_DEVICE)
     if not have_trt:
         if build_here is True:
             raise BadInput(
                 "--build-engine needs TensorRT, which is not installed here; leave it out (or pass --no-build-engine) "
                 "to write ONNX + calibration data and build on the device at first load"
             )
-        return [], False, "TensorRT is not installed here: " + ON_DEVICE, {}
+        return Engines(note="TensorRT is not installed here: " + ON_DEVICE)
     if min_tensorrt:
         _check_min_tensorrt(min_tensorrt)
-    return _build_onnx(onnx_path, spec, precision, int8, work, workspace_mb, dynamic_batch, dla_core, timing_cache)
+    return _build_onnx(onnx_path, spec, precision, int8, work, opts, dynamic_batch)
 
 
 def _check_min_tensorrt(min_tensorrt: str) -> None:
@@ -119,18 +128,18 @@ def _profiles(spec: "ModelSpec", dynamic_batch: bool) -> "Optional[List[Dict[str
 
 
 def _build_onnx(
-    onnx_path: Path, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int, dynamic_batch: bool,
-    dla_core: "Optional[int]" = None, timing_cache: Any = None,
-) -> "StepResult":
+    onnx_path: Path, spec: "ModelSpec", precision: str, int8: Any, work: Path, opts: "EngineOptions", dynamic_batch: bool,
+) -> "Engines":
     from ..bundle import engine_filename
     from ..trt import build as tb
 
     target = _target_now(precision)
+    dla_core, workspace_mb = opts.dla_core, opts.workspace_mb
     kwargs: "Dict[str, Any]" = {"workspace_mb": workspace_mb, "profiles": _profiles(spec, dynamic_batch)}
     if dla_core is not None:
         kwargs["dla_core"] = int(dla_core)
-    if timing_cache is not None:
-        kwargs["timing_cache_path"] = str(timing_cache)
+    if opts.timing_cache is not None:
+        kwargs["timing_cache_path"] = str(opts.timing_cache)
     source, int8_mode, int8_kwargs = _int8_input(onnx_path, precision, int8, target.get("tensorrt"))
     kwargs.update(int8_kwargs)
     log.info("building a TensorRT %s %s engine from %s%s", target.get("tensorrt"), precision, source.name,
@@ -143,7 +152,7 @@ def _build_onnx(
     path.write_bytes(result.plan)
     record = {"converter": "onnx", "tensorrt": target["tensorrt"], "sm": target["sm"], "workspace_mb": workspace_mb, "int8_source": int8_mode}
     record.update({k: v for k, v in result.report.items() if k not in record and k != "onnx" and _jsonable(v)})
-    return [(rel, path, target)], True, "engine built here: {}".format(rel), record
+    return Engines([(rel, path, target)], True, "engine built here: {}".format(rel), record)
 
 
 def _int8_input(onnx_path: Path, precision: str, int8: Any, tensorrt: Any) -> "Tuple[Path, Optional[str], Dict[str, Any]]":
@@ -198,7 +207,7 @@ def _qdq_ok(version: Any) -> bool:
             return False
 
 
-def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int) -> "StepResult":
+def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: str, int8: Any, work: Path, workspace_mb: int) -> "Engines":
     from ..bundle import engine_filename
     from . import torch2trt_convert as t2
 
@@ -213,4 +222,4 @@ def _build_torch2trt(module: Any, example: Any, spec: "ModelSpec", precision: st
     path = work / Path(rel).name
     path.write_bytes(bytes(data))
     record = {"converter": "torch2trt", "tensorrt": target["tensorrt"], "sm": target["sm"], "max_batch_size": max(1, spec.batch), "workspace_mb": workspace_mb}
-    return [(rel, path, target)], True, "engine built here with torch2trt: {}".format(rel), record
+    return Engines([(rel, path, target)], True, "engine built here with torch2trt: {}".format(rel), record)

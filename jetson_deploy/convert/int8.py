@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .._files import sha256_file
 from ..errors import BadInput
 from ..spec import ModelSpec
 from .options import Int8Options
@@ -54,12 +53,6 @@ class Int8Data:
             if normalize_trt_version(v) == want:
                 return p
         return None
-
-    def torch_dataset(self) -> Any:
-        """The calibration set as torch2trt's ``int8_calib_dataset``."""
-        from ..calibration.trt_calibrator import Torch2trtCalibDataset
-
-        return Torch2trtCalibDataset(self.calib_set)
 
     def add_to_bundle(self, w: Any) -> None:
         from ..bundle import calib_cache_filename
@@ -209,7 +202,3 @@ def _rename_input(ranges_path: Path, caches: "Dict[str, Path]", old: str, new: s
     for v, p in caches.items():
         write_cache(p, amax, v, method)
     return {"from": old, "to": new}
-
-
-def file_sha(path: Path) -> str:
-    return sha256_file(path)

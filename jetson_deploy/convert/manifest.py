@@ -7,24 +7,13 @@ to :class:`~jetson_deploy.bundle.BundleWriter`, which writes atomically.
 import platform as _platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from .._lazy import has_module, optional
+from .engine_step import Engines
 from .load import LoadedModel
 from .options import ConvertOptions
 from .stages import Exported, Folded, Parity
-
-EngineEntry = Tuple[str, Path, "Dict[str, Any]"]  # bundle path, file, target
-
-
-@dataclass
-class Engines:
-    """What the engine stage gave: entries for the bundle and a one-line note."""
-
-    entries: "List[EngineEntry]" = field(default_factory=list)
-    built: bool = False
-    note: str = ""
-    record: "Dict[str, Any]" = field(default_factory=dict)
 
 
 @dataclass

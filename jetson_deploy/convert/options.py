@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from ..errors import BadInput
+from ..vocab import PRECISIONS
 from . import parity as _parity
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CONVERTERS = ("onnx", "torch2trt")
 BUILD_CHOICES = ("auto", True, False)
 

@@ -26,7 +26,8 @@ from .._messages import collect_messages
 from ..spec import ModelSpec, load_spec
 from . import stages as _st
 from .load import load_model
-from .manifest import Engines, Stages, write_bundle
+from .engine_step import Engines
+from .manifest import Stages, write_bundle
 from .options import ConvertOptions
 from .spec_check import check_spec_fits
 
@@ -150,14 +151,10 @@ def _int8_stage(st: "Stages", spec: "ModelSpec", opts: "ConvertOptions", work: P
 def _engine_stage(st: "Stages", opts: "ConvertOptions", work: Path) -> "Engines":
     from .engine_step import build_engines
 
-    eo = opts.engine
-    entries, built, note, record = build_engines(
-        st.exported.onnx_path, st.folded.spec, opts.precision, eo.converter, eo.build, st.int8, work, workspace_mb=eo.workspace_mb,
-        dla_core=eo.dla_core, timing_cache=eo.timing_cache, dynamic_batch=opts.export.dynamic_batch,
-        torch_module=st.exported.module, example=st.exported.example, note=log.info,
-        min_tensorrt=st.folded.record.get("min_tensorrt"),
+    return build_engines(
+        st.exported.onnx_path, st.folded.spec, opts.precision, opts.engine, st.int8, work, dynamic_batch=opts.export.dynamic_batch,
+        torch_module=st.exported.module, example=st.exported.example, min_tensorrt=st.folded.record.get("min_tensorrt"),
     )
-    return Engines(entries, built, note, record)
 
 
 def _trt_version() -> "Optional[str]":

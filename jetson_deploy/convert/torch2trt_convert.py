@@ -19,8 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
 from ..trt.compat import load_tensorrt
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from ..vocab import PRECISIONS
 
 
 @dataclass
@@ -91,7 +90,7 @@ def convert_with_torch2trt(
     ``example_input``: a tensor or a tuple/list of tensors (with batch axis).
     ``int8_calib_dataset``: torch2trt's dataset (indexable; item = list of tensors
     without batch axis) or a calibration set (``iter_batches``), wrapped in
-    :class:`~jetson_deploy.calibration.trt_calibrator.Torch2trtCalibDataset`.
+    :class:`~jetson_deploy.trt.calibrator.Torch2trtCalibDataset`.
     ``device``: where the model runs for conversion (default cuda when available).
     """
     _check_args(precision, int8_calib_dataset, dla_core)
@@ -102,7 +101,7 @@ def convert_with_torch2trt(
         _check_fast_int8(trt)
     dev = device or ("cuda" if torch.cuda.is_available() else None)
     model, inputs = _on_device(model, example_input, dev)
-    from ..calibration.trt_calibrator import Torch2trtCalibDataset
+    from ..trt.calibrator import Torch2trtCalibDataset
 
     if int8_calib_dataset is not None and hasattr(int8_calib_dataset, "iter_batches"):
         int8_calib_dataset = Torch2trtCalibDataset(int8_calib_dataset, device=dev or "cpu")

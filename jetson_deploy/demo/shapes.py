@@ -13,6 +13,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import BadInput
+from ..vocab import IMAGE_EXTS as _IMAGE_EXTS
 from ..media.shapes import (  # noqa: F401 (re-exported: the demo's public names)
     CIRCLE,
     LABELS,
@@ -29,7 +30,6 @@ from ..media.shapes import (  # noqa: F401 (re-exported: the demo's public names
 )
 
 _VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _cv2():

@@ -242,8 +242,12 @@ def _host_from_vars(alias: str, hv: "Dict[str, str]", where: str) -> "Host":
     return host
 
 
-def collect_hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]" = None, group: "Optional[str]" = None) -> "List[Host]":
-    """Hosts from the command line plus ``--hosts FILE`` (``--group``), duplicates dropped."""
+def collect_hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]" = None, group: "Optional[str]" = None,
+                  required: bool = True) -> "List[Host]":
+    """Hosts from the command line plus ``--hosts FILE`` (``--group``), duplicates dropped.
+
+    ``required=False``: none is an empty list (``deploy``/``rollback`` decide what that means: fine
+    with ``--rootfs``, "no hosts given" without)."""
     out: "List[Host]" = [parse_host(h) for h in hosts]
     if hosts_file:
         out.extend(load_inventory(hosts_file, group))
@@ -253,6 +257,6 @@ def collect_hosts(hosts: "Sequence[str]", hosts_file: "Optional[str]" = None, gr
     for h in out:
         if h not in unique:
             unique.append(h)
-    if not unique:
+    if not unique and required:
         raise BadInput("no hosts given: name them as user@host[:port] or pass --hosts FILE")
     return unique

@@ -3,34 +3,32 @@
 Round trips per deploy: one ssh call to inspect the device and prepare staging, one
 transfer (rsync or sftp), one ssh call to verify, install, switch, health-check and prune.
 A redeploy of the active, verified version stops after the first call.
+
+Progress goes to this module's logger as ``[host] message`` lines (INFO); the CLI prints them
+on stderr unless ``--quiet``.
 """
+import logging
 import re
 import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from ..errors import BadInput, JetsonDeployError
+from ..errors import JetsonDeployError
 from ..service import deploy_gate as service_gate
 from ..service import unit_name
 from . import scripts
 from .local_bundle import LocalBundle
+from .options import DEFAULT_ROOT, DeployOptions
 from .transport import RemoteError, ScriptResult, Transport, describe_failure
 
-DEFAULT_ROOT = "/opt/jetson-deploy"
-DEFAULT_KEEP = 3
-TRANSFERS = ("auto", "rsync", "sftp")
+log = logging.getLogger(__name__)
 
-_ROOT_RE = re.compile(r"^[A-Za-z0-9._+@=,/\-]+$")
-
-ProgressFn = Callable[[str, str], None]
 Hooks = Dict[str, Callable[..., Any]]
 
 
-def check_root(root: str) -> str:
-    """The device root: an absolute (or home-relative) path of plain characters."""
-    if not root or not _ROOT_RE.match(root) or root.startswith("-") or ".." in root.split("/"):
-        raise BadInput("--root {!r}: use a path of letters, digits, '.', '_', '-', '/' (e.g. {})".format(root, DEFAULT_ROOT))
-    return root.rstrip("/") or "/"
+def say(label: str, msg: str) -> None:
+    """One progress line for one host (or ``local``), as ``[label] message``."""
+    log.info("[%s] %s", label, msg)
 
 
 class HostResult(object):
@@ -72,10 +70,6 @@ class HostResult(object):
 
     def __repr__(self) -> str:
         return "HostResult({!r}, {!r}, {!r}, {!r})".format(self.host, self.result, self.version, self.message)
-
-
-def _noop(label: str, msg: str) -> None:
-    pass
 
 
 def _mib(n: float) -> str:
@@ -131,36 +125,37 @@ def rollback_message(res: "ScriptResult", previous: str, name: str, service: "Op
                  "for systemctl)".format(what, rc.strip(), ": " + slog[-1] if slog else "")
 
 
-def deploy_host(bundle: "LocalBundle", transport: "Transport", root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP,
-                health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, transfer: str = "auto",
-                bwlimit: "Optional[int]" = None, progress: "Optional[ProgressFn]" = None,
-                hooks: "Optional[Hooks]" = None, verify_retries: int = 1, service: "Optional[str]" = None,
-                settle: int = 10) -> "HostResult":
-    """Deploy one verified bundle to one device; raises RemoteError on failure.
+def deploy_host(bundle: "LocalBundle", transport: "Transport", options: "Optional[DeployOptions]" = None,
+                hooks: "Optional[Hooks]" = None) -> "HostResult":
+    """Deploy one verified bundle to one device as ``options`` say; raises RemoteError on failure.
 
-    Files that fail the on-device check are removed there and re-sent up to
-    ``verify_retries`` times; nothing is activated until every file verifies.
-    ``service``: the bundle's systemd unit (``service install``) restarts on the new version and
-    must stay active ``settle`` seconds before ``health_cmd`` runs; a failure switches back and
-    the device restarts the unit on the previous version in the same call.
+    ``options.root`` is the directory as ``transport`` sees it.  Files that fail the on-device
+    check are removed there and re-sent up to ``options.verify_retries`` times; nothing is
+    activated until every file verifies.  ``options.service``: the bundle's systemd unit restarts
+    on the new version and must stay active ``settle`` seconds before ``health_cmd`` runs; a
+    failure switches back and the device restarts the unit on the previous version in the same call.
     ``hooks`` (tests, tooling): ``after_prepare(**ctx)`` and ``after_upload(**ctx)``.
+    The caller checks ``options`` (:meth:`DeployOptions.checked`): here the root may be a path
+    inside a mounted image, which the device-root rules do not describe.
     """
-    d = _HostDeploy(bundle, transport, root, progress, hooks or {})
+    o = options or DeployOptions()
+    root, service, health_cmd = o.root, o.service, o.health_cmd
+    d = _HostDeploy(bundle, transport, root, hooks or {})
     info = d.prepare()
     if d.active == bundle.version and d.target == "ok":
         return d.result("unchanged", "{} {} is already active and verified; nothing to do".format(bundle.name, bundle.version))
     if "after_prepare" in d.hooks:
         d.hooks["after_prepare"](transport=transport, root=root, name=bundle.name, version=bundle.version)
     mode = "switch" if d.target == "ok" else "upload"
-    method = d.stage(info, transfer, bwlimit) if mode == "upload" else "-"
+    method = d.stage(info, o.transfer, o.bwlimit) if mode == "upload" else "-"
     if mode == "switch":
-        d.say(d.label, "{} {} is already installed and verified; switching to it".format(bundle.name, bundle.version))
-    prune = retention(d.history, d.installed, bundle.version, d.active, keep)
-    gate_cmd, gate_timeout, on_rollback = service_gate(service, settle, health_cmd, health_timeout)
+        say(d.label, "{} {} is already installed and verified; switching to it".format(bundle.name, bundle.version))
+    prune = retention(d.history, d.installed, bundle.version, d.active, o.keep)
+    gate_cmd, gate_timeout, on_rollback = service_gate(service, o.settle, health_cmd, o.health_timeout)
     script = scripts.finalize(root, bundle.name, bundle.version, mode, bundle.sizes_text, prune, gate_cmd, gate_timeout,
                               on_rollback)
     timeout = 600 + (gate_timeout if gate_cmd else 0) + (scripts.ROLLBACK_TIMEOUT if on_rollback else 0)
-    res = d.verify_and_activate(script, timeout, method, bwlimit, verify_retries)
+    res = d.verify_and_activate(script, timeout, method, o.bwlimit, o.verify_retries)
     if res.rc == scripts.RC_HEALTH:
         return d.rolled_back(res, service)
     return d.activated(res, mode, health_cmd, service)
@@ -173,11 +168,8 @@ class _HostDeploy(object):
     round trip (:func:`scripts.finalize`); these steps send what it needs and read its answer.
     """
 
-    def __init__(self, bundle: "LocalBundle", transport: "Transport", root: str, progress: "Optional[ProgressFn]",
-                 hooks: "Hooks") -> None:
+    def __init__(self, bundle: "LocalBundle", transport: "Transport", root: str, hooks: "Hooks") -> None:
         self.bundle, self.transport, self.root, self.hooks = bundle, transport, root, hooks
-        self.progress = progress
-        self.say = progress or _noop
         self.label = transport.label
         self.t0 = time.monotonic()
         self.staging = "{}/staging/{}/{}".format(root, bundle.name, bundle.version)
@@ -193,7 +185,7 @@ class _HostDeploy(object):
 
     def prepare(self) -> "ScriptResult":
         """First round trip: what is installed and active, free space, what is staged already."""
-        self.say(self.label, "connecting")
+        say(self.label, "connecting")
         b = self.bundle
         info = self.transport.run_script(scripts.prepare(self.root, b.name, b.version, b.sums_text), timeout=300)
         _check_error(info, "preparing " + self.root)
@@ -208,7 +200,7 @@ class _HostDeploy(object):
         self.target = info.first("TARGET", "absent")
         cleaned = info.lines("CLEANED")
         if cleaned:
-            self.say(self.label, "cleaned stale uploads: " + ", ".join(cleaned))
+            say(self.label, "cleaned stale uploads: " + ", ".join(cleaned))
         self.details.update({"installed_before": self.installed, "cleaned": cleaned})
         return info
 
@@ -225,15 +217,15 @@ class _HostDeploy(object):
         self._check_space(info, max(0, b.total_size - already - partial))
         method = self._method(transfer)
         resumed = already + partial
-        self.say(self.label, "uploading {} in {} files via {}{}".format(
+        say(self.label, "uploading {} in {} files via {}{}".format(
             _mib(b.total_size), len(b.files), method,
             " (resuming: {} already on the device)".format(_mib(resumed)) if resumed else ""))
         try:
-            up_s = _upload(self.transport, b, self.staging, method, staged, bwlimit, self.hooks, self.root, self.progress)
+            up_s = _upload(self.transport, b, self.staging, method, staged, bwlimit, self.hooks, self.root, report=True)
         except RemoteError as exc:
             raise _diagnose_upload_failure(self.transport, self.root, exc)
         self.details.update({"transfer": method, "upload_seconds": round(up_s, 3), "resumed_bytes": resumed})
-        self.say(self.label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
+        say(self.label, "uploaded in {:.1f} s; verifying on the device".format(up_s))
         return method
 
     def _check_space(self, info: "ScriptResult", need: int) -> None:
@@ -267,7 +259,7 @@ class _HostDeploy(object):
             bad = res.lines("BAD")
             bad_paths = {b.split(" ")[0] for b in bad}
             self.details.setdefault("reuploaded", []).extend(sorted(bad_paths))
-            self.say(self.label, "verification failed on the device ({}); re-uploading {} file(s)".format(
+            say(self.label, "verification failed on the device ({}); re-uploading {} file(s)".format(
                 _bad_text(bad[0]) if bad else "?", len(bad_paths)))
             staged = {rel: size for rel, size, _ in self.bundle.files if rel not in bad_paths}
             _upload(self.transport, self.bundle, self.staging, method, staged, bwlimit, self.hooks, self.root)
@@ -290,7 +282,7 @@ class _HostDeploy(object):
         if service:
             self.details["service_log"] = res.lines("AFTER_ROLLBACK_LOG")
         msg = rollback_message(res, self.active, self.bundle.name, service)
-        self.say(self.label, msg)
+        say(self.label, msg)
         return self.result("rolled-back", msg, active=self.active)
 
     def activated(self, res: "ScriptResult", mode: str, health_cmd: "Optional[str]",
@@ -310,7 +302,7 @@ class _HostDeploy(object):
             msg += "; health check passed"
         if self.details["pruned"]:
             msg += "; pruned " + ", ".join(self.details["pruned"])
-        self.say(self.label, "{} {} {}".format(b.name, b.version, msg))
+        say(self.label, "{} {} {}".format(b.name, b.version, msg))
         return self.result("deployed", msg)
 
 
@@ -321,8 +313,8 @@ class _UploadProgress(object):
     and not counted), so the line says what was sent rather than a percentage that could lie.
     """
 
-    def __init__(self, say: "ProgressFn", label: str, total: int) -> None:
-        self.say, self.label, self.total = say, label, max(1, total)
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, max(1, total)
         self.t0 = time.monotonic()
         self.last_step = 0
         self.last_t = 0.0
@@ -333,16 +325,17 @@ class _UploadProgress(object):
         if step > self.last_step and (now - self.last_t >= 2.0 or step >= 10):
             self.last_step, self.last_t = step, now
             rate = sent / max(1e-6, now - self.t0)
-            self.say(self.label, "uploading: {} of {} sent ({}/s)".format(_mib(sent), _mib(self.total), _mib(rate)))
+            say(self.label, "uploading: {} of {} sent ({}/s)".format(_mib(sent), _mib(self.total), _mib(rate)))
 
 
 def _upload(transport: "Transport", bundle: "LocalBundle", staging: str, method: str, staged: "Dict[str, int]",
-            bwlimit: "Optional[int]", hooks: "Hooks", root: str, say: "Optional[ProgressFn]" = None) -> float:
+            bwlimit: "Optional[int]", hooks: "Hooks", root: str, report: bool = False) -> float:
+    """Send the bundle's files to staging; ``report``: progress lines for a big upload (when shown)."""
     t_up = time.monotonic()
     files = [(rel, size) for rel, size, _ in bundle.files]
     on_bytes = None
-    if say is not None and bundle.total_size >= (8 << 20):
-        on_bytes = _UploadProgress(say, transport.label, bundle.total_size)
+    if report and bundle.total_size >= (8 << 20) and log.isEnabledFor(logging.INFO):
+        on_bytes = _UploadProgress(transport.label, bundle.total_size)
     transport.upload(bundle.root, files, staging, method, staged=staged, bwlimit=bwlimit, on_bytes=on_bytes)
     if "after_upload" in hooks:
         hooks["after_upload"](transport=transport, root=root, name=bundle.name, version=bundle.version, staging=staging)
@@ -378,9 +371,7 @@ def _diagnose_upload_failure(transport: "Transport", root: str, exc: "RemoteErro
     return exc
 
 
-def rollback_host(name: str, transport: "Transport", root: str = DEFAULT_ROOT, to: "Optional[str]" = None,
-                  progress: "Optional[ProgressFn]" = None) -> "HostResult":
-    say = progress or _noop
+def rollback_host(name: str, transport: "Transport", root: str = DEFAULT_ROOT, to: "Optional[str]" = None) -> "HostResult":
     label = transport.label
     t0 = time.monotonic()
     say(label, "rolling back {}".format(name))

@@ -9,8 +9,9 @@ import numpy as np
 
 from .._lazy import optional
 from ..errors import BadInput
+from ..vocab import IMAGE_EXTS
 from .shapes import ShapeGenerator
-from .sources import IMAGE_EXTS, Frame, Source, _cv2, query_options, uri_path
+from .sources import Frame, Source, _cv2, query_options, uri_path
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Type
 
 from ..errors import BadInput
+from ..vocab import IMAGE_EXTS
 from .http_sink import HTTPSink
 from .local_sources import ImageSource, SyntheticSource
 from .opencv_sources import CSISource, GstSource, RTSPSource, V4L2Source, VideoFileSource
 from .rtsp_sink import RTSPSink
-from .sinks import VIDEO_EXTS, DisplaySink, JsonlSink, NullSink, Sink, VideoSink
-from .sources import IMAGE_EXTS, Source, uri_path
+from .sinks import VIDEO_FOURCC, DisplaySink, JsonlSink, NullSink, Sink, VideoSink
+from .sources import Source, uri_path
 
 #: source kind (the class's ``scheme``) -> class; the kinds ``parse_source_uri`` returns
 SOURCE_KINDS: "Dict[str, Type[Source]]" = {}
@@ -80,7 +81,7 @@ register_source(ImageSource, schemes=())  # frames/, image.jpg
 register_sink(DisplaySink, schemes=("display",))
 register_sink(NullSink, schemes=("null",))
 register_sink(JsonlSink, suffixes=(".jsonl",))
-register_sink(VideoSink, suffixes=tuple(VIDEO_EXTS))
+register_sink(VideoSink, suffixes=tuple(VIDEO_FOURCC))
 register_sink(RTSPSink, schemes=("rtsp",))
 register_sink(HTTPSink, schemes=("http",))
 
@@ -134,5 +135,5 @@ def open_sink(uri: Any, fps: float = 30.0) -> "Sink":
     cls = SINK_SUFFIXES.get(suffix.lower())
     if cls is None:
         raise BadInput("sink {}: unknown file type {!r}; use .jsonl or a video file ({})".format(
-            uri, suffix, ", ".join(sorted(VIDEO_EXTS))))
+            uri, suffix, ", ".join(sorted(VIDEO_FOURCC))))
     return cls(uri, fps)

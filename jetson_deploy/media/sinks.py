@@ -19,7 +19,8 @@ from .._files import is_utf8_path, temp_sibling
 from .._lazy import require
 from ..errors import BadInput
 
-VIDEO_EXTS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
+#: video-file suffixes VideoSink writes, with the codec for each (fewer than vocab.VIDEO_EXTS reads)
+VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 
 
 class Sink:
@@ -143,12 +144,12 @@ class VideoSink(Sink):
         if not is_utf8_path(self.path):  # OpenCV/FFmpeg crash on such a name
             raise BadInput("--sink {!r} is not valid UTF-8: use another name".format(str(self.path)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_EXTS.get(self.path.suffix.lower(), "mp4v"))
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC.get(self.path.suffix.lower(), "mp4v"))
         w, h = self.size
         self._w = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 30.0), (w, h))
         if not self._w.isOpened():
             raise BadInput("cannot write video {} (this OpenCV lacks the {} encoder; try .avi)".format(
-                self.path, VIDEO_EXTS.get(self.path.suffix.lower(), "mp4v")))
+                self.path, VIDEO_FOURCC.get(self.path.suffix.lower(), "mp4v")))
 
     def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
         from .overlay import draw

@@ -27,8 +27,6 @@ from .._lazy import require
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 
 def _cv2() -> Any:
     return require("cv2", "video and camera I/O")

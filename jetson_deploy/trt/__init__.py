@@ -5,7 +5,7 @@ int tuple, and every API difference between TensorRT 8.2 (JetPack 4.6), 8.5
 (JetPack 5), 8.6 and 10.x (JetPack 6) is decided by feature detection
 (:func:`features`), never by comparing version strings.  See docs/tensorrt.md.
 """
-from .compat import (  # noqa: F401
+from .compat import (
     Features,
     calibration_header,
     calibration_version_int,
@@ -14,4 +14,10 @@ from .compat import (  # noqa: F401
     trt_version,
     version_tuple,
 )
-from .logger import ParserIssue, make_logger, parser_issues, format_parser_failure  # noqa: F401
+from .logger import ParserIssue, format_parser_failure, make_logger, parser_issues
+
+# The package's public names (docs/tensorrt.md: ``jetson_deploy.trt.features()``, ``version_tuple``).
+__all__ = [
+    "Features", "ParserIssue", "calibration_header", "calibration_version_int", "features", "format_parser_failure",
+    "load_tensorrt", "make_logger", "parser_issues", "trt_version", "version_tuple",
+]

@@ -25,15 +25,15 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .._files import atomic_write_bytes
 from ..errors import BadInput, CheckFailed, JetsonDeployError
-from .compat import features, load_tensorrt, trt_version
+from ..vocab import PRECISIONS
+from .compat import features, load_tensorrt
 from .config import create_config, use_dla
-from .int8 import Int8Setup, Int8Sources, load_dynamic_ranges, read_cache_header, set_int8_source  # noqa: F401
+from .int8 import Int8Setup, Int8Sources, set_int8_source
 from .logger import make_logger
 from .network import is_qdq, network_from_onnx
-from .profiles import add_profiles, config_profile_for_calibration, normalize_profiles, profiles_report  # noqa: F401
+from .profiles import add_profiles, normalize_profiles, profiles_report
 from .timing_cache import load_timing_cache, save_timing_cache
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_MB = 1024
 
 
@@ -153,7 +153,7 @@ def build_engine_with_report(
     """Build a TensorRT engine for ``onnx_path``; the plan and a JSON-able report of the build.
 
     ``precision``: fp32 | fp16 | int8.  INT8 needs exactly one source: ``calibrator``
-    (an ``IInt8*Calibrator``, e.g. from :func:`jetson_deploy.calibration.trt_calibrator.make_calibrator`),
+    (an ``IInt8*Calibrator``, e.g. from :func:`jetson_deploy.trt.calibrator.make_calibrator`),
     ``dynamic_ranges`` (ranges.json path / Ranges / ``{tensor: amax}``),
     ``calib_cache`` (a TensorRT calibration cache written for this TensorRT version),
     or a Q/DQ ``onnx_path`` (explicit INT8, no other source allowed).  INT8 also
@@ -274,39 +274,3 @@ def serialize(feats: Any, builder: Any, network: Any, config: Any, logger: Any, 
 def save_engine(plan: bytes, path: "Union[str, Path]") -> Path:
     """Write plan bytes atomically (never a half-written .engine)."""
     return atomic_write_bytes(path, bytes(plan))
-
-
-def describe_version(trt: Any = None) -> str:
-    trt = trt if trt is not None else load_tensorrt()
-    return ".".join(str(x) for x in trt_version(trt))
-
-
-class EngineFromOnnx:
-    """Loader (Polygraphy style): describes a build, runs it when called; ``EngineFromOnnx(path, "int8", ...)()``.
-
-    ``report`` holds the last build's report.
-    """
-
-    def __init__(self, onnx_path: "Union[str, Path]", precision: str = "fp16", **options: Any) -> None:
-        self.onnx_path = onnx_path
-        self.precision = precision
-        self.options = options
-        self.report: "Dict[str, Any]" = {}
-
-    def __call__(self) -> bytes:
-        result = build_engine_with_report(self.onnx_path, self.precision, **self.options)
-        self.report = result.report
-        return result.plan
-
-
-class SaveEngine:
-    """Loader: run ``loader`` (plan bytes or a callable giving them) and write the plan atomically to ``path``."""
-
-    def __init__(self, loader: Any, path: "Union[str, Path]") -> None:
-        self.loader = loader
-        self.path = path
-
-    def __call__(self) -> bytes:
-        plan = self.loader() if callable(self.loader) else self.loader
-        save_engine(plan, self.path)
-        return bytes(plan)

@@ -87,9 +87,6 @@ class PycudaAllocator:
         else:
             self.cuda.memcpy_dtoh_async(arr, buf.ptr, stream)
 
-    def pinned_empty(self, shape: Any, dtype: Any) -> "np.ndarray":
-        return self.cuda.pagelocked_empty(tuple(shape), dtype)
-
     @staticmethod
     def synchronize(stream: Any) -> None:
         stream.synchronize()
@@ -127,11 +124,6 @@ class TorchAllocator:
         dst = self.torch.from_numpy(arr.reshape(-1).view(np.uint8))  # arr: a contiguous array we made
         with self.torch.cuda.stream(stream) if stream is not None else _null():
             dst.copy_(self._view(buf, arr.nbytes), non_blocking=stream is not None)
-
-    def pinned_empty(self, shape: Any, dtype: Any) -> "np.ndarray":
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        t = self.torch.empty(n, dtype=self.torch.uint8, pin_memory=True)
-        return t.numpy().view(dtype).reshape(shape)
 
     @staticmethod
     def synchronize(stream: Any) -> None:

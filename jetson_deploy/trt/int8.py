@@ -177,7 +177,7 @@ def cache_calibrator(trt: Any, feats: Any, cache_path: "Union[str, Path]", input
     if kind == "legacy":  # IInt8LegacyCalibrator also needs the quantile/cutoff the cache was made with
         raise BadInput("calibration cache {} was written by a LegacyCalibrator, which this tool cannot reproduce: "
                        "recalibrate (jetson-deploy calibrate --method entropy)".format(cache_path))
-    from ..calibration.trt_calibrator import make_calibrator
+    from .calibrator import make_calibrator
 
     shapes = []
     for t in inputs:

@@ -1,15 +1,18 @@
-"""Shared fixtures and helpers for tests/test_deploy_*.py (real sshd on loopback)."""
-import hashlib
+"""Helpers for the deploy tests (real sshd on loopback; its fixtures are in tests/conftest.py):
+bundles to deploy, assertions on the device layout, CLI arguments, a fake systemd."""
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import pytest
 
-from support.bundles import random_bundle, sha  # noqa: F401 (sha is re-exported for the deploy tests)
-from support.sshd_server import SshServer, combined_ssh_config, sshd_skip_reason
+from support.bundles import random_bundle, sha
+from support.sshd_server import SshServer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jetson_deploy.deploy import DeployOptions
 
 needs_sshd = pytest.mark.needs("sshd")  # skipped, with the reason, only where OpenSSH's server is missing
 
@@ -89,45 +92,15 @@ def cli_args(srv: "SshServer", root: Path) -> "List[str]":
     return ["--root", str(root), "--ssh-config", str(srv.ssh_config), "-q"]
 
 
+def over_ssh(srv: "SshServer", root: "Union[str, Path]", **options: Any) -> "DeployOptions":
+    """DeployOptions for ``srv`` (its client config) and device ``root``: the library twin of :func:`cli_args`."""
+    from jetson_deploy.deploy import Connection, DeployOptions
+
+    return DeployOptions(root=str(root), connection=Connection(ssh_config=str(srv.ssh_config)), **options)
+
+
 def jd_cmd() -> "List[str]":
     return [sys.executable, "-m", "jetson_deploy"]
-
-
-def _need_sshd() -> None:
-    """Skip, with the reason, where OpenSSH's server is missing (the fixtures below start one)."""
-    why = sshd_skip_reason()
-    if why:
-        pytest.skip(why)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    """One real sshd on 127.0.0.1 for a test module; each test uses its own --root."""
-    _need_sshd()
-    srv = SshServer.start(tmp_path_factory.mktemp("sshd"), alias="jd-a")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def sshd_pair(tmp_path_factory):
-    """Two sshd on two ports sharing one user key, plus one client config naming both."""
-    _need_sshd()
-    base = tmp_path_factory.mktemp("sshd2")
-    a = SshServer.start(base / "a", alias="jd-a")
-    try:
-        b = SshServer.start(base / "b", alias="jd-b", user_key=a.user_key)
-    except BaseException:
-        a.stop()
-        raise
-    try:
-        cfg = combined_ssh_config([a, b], base / "ssh_config")
-        yield a, b, cfg
-    finally:
-        a.stop()
-        b.stop()
 
 
 # ----------------------------------------------------------------------------- a fake systemd
@@ -183,16 +156,3 @@ class FakeSystemd(object):
 
     def path(self) -> str:
         return str(self.bin) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
-
-
-@pytest.fixture(scope="module")
-def sshd_systemd(tmp_path_factory):
-    """An sshd whose sessions find a :class:`FakeSystemd` first on PATH: ``(srv, fake)``."""
-    _need_sshd()
-    base = tmp_path_factory.mktemp("sshd-systemd")
-    fake = FakeSystemd(base / "systemd")
-    srv = SshServer.start(base / "sshd", alias="jd-a", env={"PATH": fake.bin.as_posix() + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
-    try:
-        yield srv, fake
-    finally:
-        srv.stop()

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from support import tool
 from support.deploy import out, runner
 from jetson_deploy import service as svc
 from jetson_deploy.cli import cli
 from jetson_deploy.errors import BadInput
 
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd; scripts/install_system_deps.sh)")
+ANALYZE = tool("systemd-analyze")
+needs_analyze = pytest.mark.needs("bin:systemd-analyze")
 
 
 def invoke(args):

@@ -6,9 +6,9 @@ import pytest
 
 from jetson_deploy import service as svc
 from jetson_deploy.cli import cli as cli_main
-from jetson_deploy.deploy import LocalTransport, deploy, deploy_host, open_local_bundle
+from jetson_deploy.deploy import DeployOptions, LocalTransport, deploy, deploy_host, open_local_bundle
 from jetson_deploy.deploy import scripts
-from support.deploy import FakeSystemd, active_version, cli_args, make_bundle, out, runner
+from support.deploy import FakeSystemd, active_version, cli_args, make_bundle, out, over_ssh, runner
 
 UNIT = "jetson-deploy-demo.service"
 
@@ -23,7 +23,7 @@ def fake(tmp_path, monkeypatch):
 
 def _local_deploy(bundle, root, **kw):
     with open_local_bundle(str(bundle)) as lb:
-        return deploy_host(lb, LocalTransport("dev"), root=str(root), **kw)
+        return deploy_host(lb, LocalTransport("dev"), DeployOptions(root=str(root), **kw))
 
 
 def _verbs(calls):
@@ -128,9 +128,9 @@ def test_restart_service_needs_a_valid_name_and_settle(tmp_path):
     from jetson_deploy.errors import BadInput
 
     with pytest.raises(BadInput, match="service name"):
-        deploy(str(b), ["nobody@127.0.0.1"], service="bad name;rm")
+        deploy(str(b), ["nobody@127.0.0.1"], DeployOptions(service="bad name;rm"))
     with pytest.raises(BadInput, match="settle"):
-        deploy(str(b), ["nobody@127.0.0.1"], service="demo", settle=-1)
+        deploy(str(b), ["nobody@127.0.0.1"], DeployOptions(service="demo", settle=-1))
 
 
 def test_rootfs_restart_service_notes_next_boot(tmp_path):
@@ -171,7 +171,6 @@ def test_ssh_restart_without_health_cmd_once_and_fleet_api(sshd_systemd, tmp_pat
     srv, fake = sshd_systemd
     root = tmp_path / "root"
     fake.reset(root)
-    rs = deploy(str(make_bundle(tmp_path / "b1", version="1.0.0")), [srv.alias], root=str(root),
-                ssh_config=str(srv.ssh_config), service="demo", settle=0)
+    rs = deploy(str(make_bundle(tmp_path / "b1", version="1.0.0")), [srv.alias], over_ssh(srv, root, service="demo", settle=0))
     assert rs[0].result == "deployed", rs[0].message
     assert fake.calls() == ["restart {} @1.0.0".format(UNIT)]  # settle 0: the restart alone, once

@@ -99,7 +99,7 @@ def make_calibrator(
     if kind not in KINDS:
         raise BadInput("calibrator kind must be one of {}, got {!r}".format(sorted(KINDS), kind))
     if trt is None:
-        from ..trt.compat import load_tensorrt
+        from .compat import load_tensorrt
 
         trt = load_tensorrt("INT8 calibration")
     base = getattr(trt, KINDS[kind], None)
@@ -198,7 +198,7 @@ def make_calibrator(
 
         def _device(self) -> Any:
             if self._alloc is None:
-                from ..trt.cuda import default_allocator
+                from .cuda import default_allocator
 
                 self._alloc = default_allocator()
             return self._alloc
