@@ -93,7 +93,7 @@ MUTATIONS = [
              [T + "test_deploy_local.py::test_failed_health_check_switches_back_to_the_previous_version"], True),
     Mutation("service-not-restarted-after-rollback", "jetson_deploy/deploy/scripts.py",
              '[ -n "$ONRB" ] && after_rollback', '[ -n "$ONRB" ] && :',
-             [T + "test_deploy_service.py::test_local_crash_loop_rolls_back_and_restarts_previous"], True),
+             [T + "test_service_deploy.py::test_local_crash_loop_rolls_back_and_restarts_previous"], True),
     Mutation("rollback-to-unchecked", "jetson_deploy/deploy/scripts.py",
              'ok "$TO" || die', 'true || die',
              [T + "test_deploy_rollback_rootfs.py::test_rollback_to_a_damaged_version_is_refused"], True),
