@@ -55,6 +55,35 @@ def _graph_fps(torch, fn, x, iterations: int) -> float:  # type: ignore[no-untyp
     return iterations * x.shape[0] / (time.perf_counter() - t0)
 
 
+def _aoti_step(torch, args, model, x, out: dict) -> dict:  # type: ignore[no-untyped-def]
+    """AOTInductor: export + compile into a package (cold), then load it (cold and warm) and run."""
+    pkg = args.artifacts + ".aoti.pt2"
+    with torch.inference_mode():
+        eager = model(x)
+        if args.step == "cold":
+            out["eager_fps"] = round(_graph_fps(torch, model, x, args.iterations), 1)
+            t0 = time.perf_counter()
+            dyn = ({0: torch.export.Dim("batch", min=1, max=8)},) if args.dynamic else None
+            ep = torch.export.export(model, (x,), dynamic_shapes=dyn)
+            torch._inductor.aoti_compile_and_package(ep, package_path=pkg)
+            out["compile_s"] = round(time.perf_counter() - t0, 3)
+            out["package_bytes"] = os.path.getsize(pkg)
+        t0 = time.perf_counter()
+        runner = torch._inductor.aoti_load_package(pkg)
+        out["load_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        y = runner(x)
+        torch.cuda.synchronize()
+        out["first_call_s"] = round(time.perf_counter() - t0, 3)
+        y = y[0] if isinstance(y, (list, tuple)) else y
+        out["max_abs_diff_vs_eager"] = float((y.float() - eager.float()).abs().max())
+        try:
+            out["compiled_fps"] = round(_graph_fps(torch, runner, x, args.iterations), 1)
+        except Exception as exc:  # noqa: BLE001
+            out["graph_error"] = str(exc).splitlines()[0][:200]
+    return out
+
+
 def step(args: argparse.Namespace) -> dict:
     import torch
 
@@ -68,9 +97,11 @@ def step(args: argparse.Namespace) -> dict:
     import torch._dynamo as dynamo
     import torch._inductor.config as icfg
 
-    icfg.freezing = True
-    out: dict = {"step": args.step, "model": args.model, "precision": args.precision, "batch": args.batch,
-                 "torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
+    icfg.freezing = args.mode == "compile-freeze"
+    out: dict = {"step": args.step, "mode": args.mode, "model": args.model, "precision": args.precision,
+                 "batch": args.batch, "torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
+    if args.mode == "aoti":
+        return _aoti_step(torch, args, model, x, out)
     if args.step == "warm" and args.artifacts and os.path.exists(args.artifacts):
         t0 = time.perf_counter()
         torch.compiler.load_cache_artifacts(Path(args.artifacts).read_bytes())
@@ -113,6 +144,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dynamic", action="store_true")
     ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--mode", default="compile", choices=["compile", "compile-freeze", "aoti"],
+                    help="torch.compile (portable cache artifacts), the same with inductor freezing, or AOTInductor")
     ap.add_argument("--step", choices=["cold", "warm"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--artifacts", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,7 +158,8 @@ def main() -> int:
         for name in ("cold", "warm"):
             env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=os.path.join(tmp, "inductor-" + name))
             cmd = [sys.executable, __file__, "--step", name, "--artifacts", art, "--model", args.model,
-                   "--precision", args.precision, "--batch", str(args.batch), "--iterations", str(args.iterations)]
+                   "--precision", args.precision, "--batch", str(args.batch), "--iterations", str(args.iterations),
+                   "--mode", args.mode]
             if args.dynamic:
                 cmd.append("--dynamic")
             t0 = time.perf_counter()
