@@ -28,11 +28,14 @@ from .runtime.session import open_io, open_session, opened_bundle
 
 
 def engine_only(executor: Any, iterations: int, warmup: int = 10,
-                latency_iterations: "Optional[int]" = None, model_only: bool = False) -> "Dict[str, Any]":
+                latency_iterations: "Optional[int]" = None, model_only: bool = False,
+                step: Any = None) -> "Dict[str, Any]":
     """Throughput (back-to-back, one sync at the end) and per-call latency (sync after each).
 
-    ``model_only``: the bare network (``executor.model_only_step``) instead of the engine step."""
-    step = executor.model_only_step if model_only else executor.engine_only_step
+    ``model_only``: the bare network (``executor.model_only_step``) instead of the engine step;
+    ``step``: another zero-argument step (the uncompiled network)."""
+    if step is None:
+        step = executor.model_only_step if model_only else executor.engine_only_step
     sync = executor.synchronize
     for _ in range(warmup):
         step()
@@ -68,23 +71,46 @@ def _side_by_side(session: Any, sources: "List[str]", inputs: "Optional[SourceOp
 
 def run_bench(bundle: Any, iterations: int = 300, warmup: int = 30, source: Any = "synthetic://1280x720", *,
               options: "Optional[RunOptions]" = None, inputs: "Optional[SourceOptions]" = None,
-              engine: Any = None) -> "Dict[str, Any]":
+              engine: Any = None, load_times: bool = False) -> "Dict[str, Any]":
     """Both measurements on one session (engine and executor); returns the ``bench --json`` object.
 
     ``bundle``: an opened Bundle (``open_trusted``) or a path; ``options`` / ``inputs``: as for
     :func:`~jetson_deploy.runtime.session.run_pipeline`.  ``source``: a URI, or a list of several
-    (batched: :func:`run_multi_bench`).
+    (batched: :func:`run_multi_bench`).  ``load_times``: also time a compiled torch engine's first load
+    cold and warm, each in a fresh process (:func:`~jetson_deploy.runtime.torch_compile.measure_loads`).
     """
     sources = list(source) if isinstance(source, (list, tuple)) else [source]
     if len(sources) > 1:
-        return run_multi_bench(bundle, sources, iterations, warmup, options=options, inputs=inputs, engine=engine)
-    opts = options or RunOptions()
-    with open_session(bundle, opts, sources=1, engine=engine) as session:
-        e1, e2, m1, m2, p = _side_by_side(session, sources, inputs, iterations, warmup,
-                                          max(warmup, 2 * opts.depth), iterations)
-        res = _report(session, sources[0], iterations, opts.sync_debug, (e1, e2), p)
-    _add_model(res, m1, m2, p)
+        res = run_multi_bench(bundle, sources, iterations, warmup, options=options, inputs=inputs, engine=engine)
+    else:
+        opts = options or RunOptions()
+        with open_session(bundle, opts, sources=1, engine=engine) as session:
+            e1, e2, m1, m2, p = _side_by_side(session, sources, inputs, iterations, warmup,
+                                              max(warmup, 2 * opts.depth), iterations)
+            res = _report(session, sources[0], iterations, opts.sync_debug, (e1, e2), p)
+            _add_eager(res, session, iterations, warmup, 1)
+        _add_model(res, m1, m2, p)
+    if load_times:
+        res["load_times"] = _load_times(bundle, options or RunOptions(), len(sources))
     return res
+
+
+def _add_eager(res: "Dict[str, Any]", session: Any, iterations: int, warmup: int, rows: int) -> None:
+    """A compiled torch engine: the same network uncompiled (``model_fps_eager``) and the compile record."""
+    ex, eng = session.executor, session.engine
+    compiled = getattr(eng, "compiled", None)
+    res["engine_info"] = eng.describe() if hasattr(eng, "describe") else {}
+    if compiled is None or compiled.how == "eager" or not hasattr(ex, "eager_model_step"):
+        return
+    r = engine_only(ex, iterations, warmup=warmup, step=ex.eager_model_step)
+    res["model_fps_eager"] = round(r["fps"] * rows, 3)
+
+
+def _load_times(bundle: Any, opts: "RunOptions", sources: int) -> "Dict[str, Any]":
+    from .runtime.torch_compile import measure_loads
+
+    path = getattr(bundle, "source", bundle)
+    return measure_loads(str(path), opts, sources)
 
 
 def _pipeline_run(session: Any, sources: "List[str]", inputs: "Optional[SourceOptions]", frames: int) -> Any:
@@ -154,6 +180,7 @@ def _multi_bench(bundle: Any, sources: "List[str]", iterations: int, warmup: int
         rows = session.executor.batch
         e1, e2, m1, m2 = (_per_frame(r, rows) for r in (e1, e2, m1, m2))
         res = _report(session, ", ".join(sources), iterations, opts.sync_debug, (e1, e2), p)
+        _add_eager(res, session, iterations, warmup, rows)
         res.update(batch=session.batch, dynamic_batch=session.dynamic, chunks=session.chunks, sources=p.sources,
                    source=list(sources))
         dynamic = session.dynamic or bundle_dynamic_batch(bundle)

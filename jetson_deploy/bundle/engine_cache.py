@@ -70,11 +70,15 @@ def canonical_shapes(shapes: "Optional[Dict[str, Any]]") -> "Optional[Dict[str, 
 
 
 def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes: "Optional[Dict[str, Any]]") -> str:
-    blob = json.dumps(
-        {"bundle": bundle_sha256, "tensorrt": tensorrt, "sm": int(sm), "precision": precision, "shapes": canonical_shapes(shapes)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """The key of a TensorRT plan built on this device."""
+    return artifact_key({"bundle": bundle_sha256, "tensorrt": tensorrt, "sm": int(sm), "precision": precision,
+                         "shapes": canonical_shapes(shapes)})
+
+
+def artifact_key(fields: "Dict[str, Any]") -> str:
+    """sha256 of the fields (JSON, sorted): one key space for TensorRT plans and compiled torch models,
+    which differ in their fields (a torch entry carries ``kind``, GPU name, torch and Triton versions)."""
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

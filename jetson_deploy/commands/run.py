@@ -38,6 +38,12 @@ def _memory_option():
                              "numpy, torch (pinned, torch CUDA backend), pycuda[-pinned|-mapped].")
 
 
+def _compile_option():
+    return click.option("--compile/--no-compile", "compile_", default=None,
+                        help="torch backend: torch.compile the program at load (first load compiles, about 10 s for a "
+                             "ResNet-18; later loads read the engine cache) [default: on CUDA, off on the CPU].")
+
+
 def _preprocess_option():
     return click.option("--gpu-preprocess", type=click.Choice(GPU_PREPROCESS), default="auto", show_default=True,
                         help="GPU paths: the fused preprocessing kernel where it compiles (auto), the kernel or an "
@@ -57,6 +63,7 @@ def _preprocess_option():
 @device_option()
 @_memory_option()
 @_preprocess_option()
+@_compile_option()
 @_threads_option()
 @click.option("--max-frames", type=click.IntRange(1, None), default=None, help="Stop after N processed frames.")
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight on the GPU (ring size).")
@@ -74,8 +81,8 @@ def _preprocess_option():
               help="Several sources: end the run when the first source ends (default: each ends alone, the others go on).")
 @key_option()
 @json_option()
-def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads, max_frames, depth, cuda_graph, queue_size,
-        topk, interval, stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
+def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, compile_, threads, max_frames, depth, cuda_graph,
+        queue_size, topk, interval, stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
@@ -87,7 +94,8 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads,
     from ..runtime.session import run_pipeline
 
     options = RunOptions(backend=backend, device=device, memory=memory, gpu_preprocess=gpu_preprocess, depth=depth,
-                         cuda_graph=cuda_graph, topk=topk, max_frames=max_frames, sync_debug=sync_debug, threads=threads)
+                         cuda_graph=cuda_graph, topk=topk, max_frames=max_frames, sync_debug=sync_debug, threads=threads,
+                         compile=compile_)
     inputs = SourceOptions(queue_size=queue_size, stall_timeout=stall_timeout, batch_timeout=batch_timeout,
                            stop_on_first_end=stop_on_first_end)
     with open_trusted(bundle, key) as b:  # verified (and signature-checked) once; the run uses this object
@@ -117,6 +125,7 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads,
 @device_option()
 @_memory_option()
 @_preprocess_option()
+@_compile_option()
 @_threads_option()
 @click.option("--iterations", type=click.IntRange(10, None), default=300, show_default=True,
               help="Timed iterations for each of the engine-only and pipeline runs.")
@@ -127,10 +136,13 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads,
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Use CUDA graphs where the backend allows.")
 @_batch_timeout_option()
+@click.option("--load-times", is_flag=True, default=False,
+              help="torch backend with --compile: also time the first load cold (empty caches) and warm (the "
+                   "engine cache filled by it), each in a fresh process.")
 @key_option()
 @json_option()
-def bench(bundle, backend, device, memory, gpu_preprocess, threads, iterations, warmup, source, depth, cuda_graph,
-          batch_timeout, key, as_json):
+def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, iterations, warmup, source, depth,
+          cuda_graph, batch_timeout, load_times, key, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
@@ -139,10 +151,10 @@ def bench(bundle, backend, device, memory, gpu_preprocess, threads, iterations, 
     from ..runtime.options import RunOptions, SourceOptions
 
     options = RunOptions(backend=backend, device=device, memory=memory, gpu_preprocess=gpu_preprocess, depth=depth,
-                         cuda_graph=cuda_graph, threads=threads)
+                         cuda_graph=cuda_graph, threads=threads, compile=compile_)
     with open_trusted(bundle, key) as b:
         res = run_bench(b, iterations=iterations, warmup=warmup, source=source, options=options,
-                        inputs=SourceOptions(batch_timeout=batch_timeout))
+                        inputs=SourceOptions(batch_timeout=batch_timeout), load_times=load_times)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return
@@ -155,6 +167,12 @@ def bench(bundle, backend, device, memory, gpu_preprocess, threads, iterations, 
     if "model_fps" in res:
         click.echo("model-only  : {:9.1f} FPS | latency p50 {} ms (the network alone: no preprocessing, no copies)".format(
             res["model_fps"], res["model_only"]["latency_ms"]["p50"]))
+    if "model_fps_eager" in res:
+        click.echo("model eager : {:9.1f} FPS (the same network uncompiled; compiled / eager {:.2f})".format(
+            res["model_fps_eager"], res["model_fps"] / res["model_fps_eager"] if res["model_fps_eager"] else 0.0))
+    if res.get("load_times"):
+        lt = res["load_times"]
+        click.echo("first load  : cold {} s, warm {} s (engine cache hit)".format(lt.get("cold_s"), lt.get("warm_s")))
     click.echo("ratio (pipeline / engine): {:.3f}".format(res["ratio"]))
     if res.get("ratio_model"):
         click.echo("ratio (pipeline / model) : {:.3f}".format(res["ratio_model"]))

@@ -31,8 +31,11 @@ class RunOptions:
     threads: "Optional[int]" = None
     #: ONNX Runtime execution providers (None: CPU, or CUDA then CPU with ``device="cuda..."``)
     providers: "Optional[Sequence[str]]" = None
-    #: TensorRT engine cache directory (None: $JETSON_DEPLOY_CACHE or ~/.cache/jetson-deploy)
+    #: engine cache directory: TensorRT plans and compiled torch models (None: $JETSON_DEPLOY_CACHE or
+    #: ~/.cache/jetson-deploy)
     cache_dir: "Optional[str]" = None
+    #: torch backend: torch.compile the program at load, cached per GPU (None: on CUDA, off on the CPU)
+    compile: "Optional[bool]" = None
     #: ``auto``, ``numpy``, ``torch``, ``pycuda``, ``pycuda-pinned``, ``pycuda-mapped`` (see make_executor)
     memory: str = "auto"
     #: frames in flight (ring size)

@@ -206,6 +206,7 @@ class Session:
                 self.bundle.source, self.backend, self.batch, self.sources, _one_line(exc))) from exc
         summary.bundle = str(self.bundle.source)
         summary.batch = {"rows": self.batch, "dynamic": self.dynamic, "chunks": self.chunks}
+        summary.engine = self.engine.describe() if hasattr(self.engine, "describe") else None
         if summary.frames == 0 and summary.end_reason:
             log.warning("no frames processed: %s", summary.end_reason)
         return summary

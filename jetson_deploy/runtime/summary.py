@@ -29,6 +29,8 @@ class RunSummary:
     sources: "Optional[List[Dict[str, Any]]]" = None
     #: rows per engine call, dynamic or fixed, engine calls a round (set by the run session)
     batch: "Optional[Dict[str, Any]]" = None
+    #: the engine as it ran (backend's describe(): device, precision; torch: compile, recompiles)
+    engine: "Optional[Dict[str, Any]]" = None
 
     def to_dict(self) -> "Dict[str, Any]":
         d = {
@@ -48,6 +50,8 @@ class RunSummary:
             d["sources"] = self.sources
         if self.batch is not None:
             d["batch"] = self.batch
+        if self.engine is not None:
+            d["engine"] = self.engine
         if self.results is not None:
             d["results"] = self.results
         return d

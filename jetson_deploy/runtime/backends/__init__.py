@@ -196,4 +196,6 @@ def _torch_engine(bundle: Any, opts: "RunOptions", batch: "Optional[int]") -> "E
         shape[0] = int(batch)
     return TorchEngine(path, device=opts.device, input_name=spec.input_name, input_shape=shape,
                        input_dtype=spec.dtype if spec.dtype != "int8" else "float32",
-                       output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision)
+                       output_names=spec.outputs, artifact_kind=kind, precision=bundle.precision,
+                       compile=opts.compile, cache_dir=opts.cache_dir, bundle_sha256=bundle.sha256,
+                       dynamic_batch=bundle_dynamic_batch(bundle) and kind == "exported-program")

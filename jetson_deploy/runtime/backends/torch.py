@@ -72,7 +72,8 @@ class TorchEngine(Engine):
                  input_shape: "Optional[Sequence[int]]" = None, input_dtype: str = "float32",
                  output_names: "Optional[Sequence[str]]" = None, artifact_kind: str = "module",
                  half: bool = False, precision: "Optional[str]" = None,
-                 channels_last: "Optional[bool]" = None) -> None:
+                 channels_last: "Optional[bool]" = None, compile: "Optional[bool]" = None,
+                 cache_dir: "Optional[str]" = None, bundle_sha256: str = "", dynamic_batch: bool = False) -> None:
         super().__init__()
         self.model_src = model
         self.device_name = device
@@ -90,6 +91,13 @@ class TorchEngine(Engine):
         self.module: Any = None
         self.device: Any = None
         self._torch: Any = None
+        #: torch.compile at load (None: on CUDA, off on the CPU); the compiled callable, or None
+        self.compile_wanted = compile
+        self.cache_dir = cache_dir
+        self.bundle_sha256 = bundle_sha256
+        self.dynamic_batch = bool(dynamic_batch)
+        self.compiled: Any = None
+        self._fn: Any = None
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> Any:
@@ -129,6 +137,25 @@ class TorchEngine(Engine):
         names = self.output_name_hint if len(self.output_name_hint) == len(outs) else ["output{}".format(i) for i in range(len(outs))]
         self.inputs = [TensorInfo(self.input_name, self.input_shape, np.dtype(_NP[in_dtype]))]
         self.outputs = [TensorInfo(n, tuple(o.shape), _np_dtype(o.dtype)) for n, o in zip(names, outs)]
+        self._fn = self.module
+        self._compile(in_dtype)
+
+    def _compile(self, in_dtype: str) -> None:
+        """torch.compile the module at load, through the engine cache (:mod:`..torch_compile`)."""
+        from ..torch_compile import compile_module, compile_wanted
+
+        if not compile_wanted(self.compile_wanted, self.is_gpu):
+            return
+        torch = self._torch
+        x = torch.zeros(self.input_shape, dtype=getattr(torch, in_dtype), device=self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # a dynamic batch axis from batch 2 up (traced at 1, torch specialises the axis to 1)
+        dynamic = self.dynamic_batch and int(self.input_shape[0]) >= 2
+        self.compiled = compile_module(torch, self.module, x, self.bundle_sha256 or str(self.model_src), self.precision,
+                                       dynamic, self.cache_dir)
+        if self.compiled.how != "eager":
+            self._fn = self.compiled
 
     def _try_forward(self, dtype_name: str) -> "List[Any]":
         torch = self._torch
@@ -174,11 +201,17 @@ class TorchEngine(Engine):
         return outs, "float16"
 
     def deactivate_impl(self) -> None:
-        self.module = None
+        self.module = self._fn = self.compiled = None
 
     # ---- running ---------------------------------------------------------------------------
     def forward(self, x: Any) -> "Dict[str, Any]":
-        """Device tensor in -> ``{output name: device tensor}`` (no host sync; call in inference mode)."""
+        """Device tensor in -> ``{output name: device tensor}`` (no host sync; call in inference mode);
+        the compiled module where it compiled."""
+        outs = _flatten(self._fn(x))
+        return {t.name: o for t, o in zip(self.outputs, outs)}
+
+    def forward_eager(self, x: Any) -> "Dict[str, Any]":
+        """:meth:`forward` on the uncompiled module (bench's eager reference)."""
         outs = _flatten(self.module(x))
         return {t.name: o for t, o in zip(self.outputs, outs)}
 
@@ -246,6 +279,7 @@ class TorchEngine(Engine):
         d = super().describe()
         d.update(device=str(self.device) if self.device is not None else self.device_name, artifact=self.artifact_kind,
                  precision=self.precision, bundle_precision=self.bundle_precision, channels_last=self.channels_last)
+        d.update(self.compiled.describe() if self.compiled is not None else {"compile": "off"})
         if self.precision_note:
             d["precision_note"] = self.precision_note
         return d

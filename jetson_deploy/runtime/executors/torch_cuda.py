@@ -56,6 +56,7 @@ class TorchCudaExecutor(Executor):
         self.mapped_in = is_integrated() if mapped_in is None else bool(mapped_in)
         self.preprocess_impl = preprocess_impl
         self._model_graph: Any = None
+        self._eager_graph: Any = None
         self.frame_allocator = TorchPinnedAllocator()
         self.device = engine.device
         self.frame_shape: "Optional[Tuple[int, int, int]]" = None
@@ -378,10 +379,27 @@ class TorchCudaExecutor(Executor):
             else:
                 self.engine.forward(self.static_model_in)
 
+    def eager_model_step(self) -> None:
+        """:meth:`model_only_step` on the uncompiled module (bench's eager reference for a compiled
+        engine), in its own CUDA graph captured on first use (eager where graphs are off)."""
+        torch = self.torch
+        with torch.cuda.stream(self.compute_stream), torch.inference_mode():
+            if self._eager_graph is None and self.graph:
+                g = torch.cuda.CUDAGraph()
+                self.engine.forward_eager(self.static_model_in)  # warm-up outside the capture
+                with torch.cuda.graph(g, stream=self.compute_stream, capture_error_mode="thread_local"):
+                    self.engine.forward_eager(self.static_model_in)
+                self._eager_graph = g
+            if self._eager_graph is not None:
+                self._eager_graph.replay()
+            else:
+                self.engine.forward_eager(self.static_model_in)
+
     def synchronize(self) -> None:
         self.compute_stream.synchronize()
 
     def close(self) -> None:
+        self._eager_graph = None
         self._model_graph = None
         self._graph = None
         self._slot_graphs = []
