@@ -3,10 +3,10 @@
 # takes (convert --export-program, then bench) and the side-by-side runtime benchmark.
 # Wheels the machine lacks travel in the git-ignored .gpuwheels/ (pycuda built for it, plus
 # jsonschema/pyyaml/cryptography/click/tqdm/pytest/onnx for Python 3.12); results go to $OUT.
-#   PARTS="tests single multi script" (default: all) picks what runs; ITER sets bench iterations.
+#   PARTS="tests single multi compile script" (default: all) picks what runs; ITER sets bench iterations.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 OUT=${OUT:-out}
-PARTS=${PARTS:-tests single multi script}
+PARTS=${PARTS:-tests single multi compile script}
 has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$OUT" /tmp/pp
 python3 -m pip install -q --no-index --no-deps --target /tmp/pp .gpuwheels/*.whl .gpuwheels/extra/*.whl
@@ -57,6 +57,28 @@ if has multi; then
   done
   # a batch-1 bundle and four sources: four engine calls a round (nvinfer's chunks), no refusal
   bench "r18-fp16-x4-chunks_auto" /tmp/jd-r18-fp16 auto $S4
+fi
+if has compile; then
+  # issue 30: the torch path compiled by default on CUDA; a plain torch.compile of the same networks
+  # from their factories (scripts/bench_torch_compile.py) is the reference, measured in this call
+  python3 scripts/bench_torch_compile.py --model resnet18 --precision fp16 --mode compile --iterations ${ITER:-1000} \
+      --out "$OUT/plain_compile.jsonl" | grep '^{'
+  python3 scripts/bench_torch_compile.py --model demo --precision fp32 --mode compile --iterations ${ITER:-1000} | \
+      grep '^{' | tee -a "$OUT/plain_compile.jsonl"
+  [ -d /tmp/jd-r18-fp16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
+  [ -d /tmp/jd-demo ] || $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program
+  [ -d /tmp/jd-r18-dyn16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
+  S4="--source synthetic://1280x720 --source synthetic://1280x720?seed=2 --source synthetic://1280x720?seed=3 --source synthetic://1280x720?seed=4"
+  bench "compiled_r18-fp16" /tmp/jd-r18-fp16 auto --source synthetic://1280x720 --load-times
+  bench "compiled_demo" /tmp/jd-demo auto --source synthetic://1280x720 --load-times
+  bench "compiled_r18-dyn16-x4" /tmp/jd-r18-dyn16 auto $S4
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    d=json.loads(l)
+    if d["name"].startswith("compiled_"):
+        print(d["name"], "model(compiled)", d.get("model_fps"), "model(eager)", d.get("model_fps_eager"), "pipeline", d["pipeline_fps"],
+              "pipeline/model", d.get("ratio_model"), "load", d.get("load_times"), "engine", {k: d.get("engine_info", {}).get(k) for k in ("compile", "compile_load_s", "recompiles")})' "$OUT/benches.jsonl"
+  python3 -m pytest -q -p no:cacheprovider -rs -s tests/test_runtime_torch_compile.py 2>&1 | grep -v Warning | tail -8
 fi
 if has script; then
   python3 scripts/bench_host_overhead.py --frames 20000

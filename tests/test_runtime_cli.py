@@ -69,7 +69,8 @@ def test_bench_json_side_by_side(bundle):
     assert d["ratio"] == pytest.approx(d["pipeline_fps"] / d["engine_fps"], rel=1e-3, abs=5e-5)  # ratio is rounded to 4 places
     assert set(d["latency_ms"]) == {"p50", "p95", "p99"}
     assert d["pipeline"]["frames"] == 40
-    assert len(d["engine"]["runs_fps"]) == 2
+    # the default three pipeline runs, an engine run before and after each
+    assert len(d["engine"]["runs_fps"]) == 4 and d["repeat"] == 3 and len(d["pipeline"]["runs_fps"]) == 3
 
 
 def test_bench_text(bundle):
@@ -117,3 +118,34 @@ def test_bench_reports_the_executor_as_the_pipeline_ran_it(bundle, monkeypatch):
     monkeypatch.setattr(executors, "make_executor", lambda eng, spec, *a, **kw: Closing(eng, spec))
     res = run_bench(bundle, iterations=10, warmup=2, source="synthetic://64x48", options=RunOptions(backend="onnxruntime"))
     assert res["executor"]["graphs"] == 3
+
+
+def test_bench_repeats_reports_the_median_and_warns_on_spread(bundle, caplog):
+    """Issue #27 item 7: three identical CPU runs once gave ratios 1.20, 0.64, 0.94 with no spread
+    shown.  ``bench --repeat N`` runs the pipeline N times between engine runs, reports the median run
+    with every run's FPS, and warns when they differ by more than 10% of the median."""
+    from jetson_deploy import bench
+    from jetson_deploy.runtime.summary import RunSummary
+
+    res = bench.run_bench(bundle, iterations=10, warmup=2, source="synthetic://64x48", repeat=3,
+                          options=RunOptions(backend="onnxruntime"))
+    assert res["repeat"] == 3 and len(res["pipeline"]["runs_fps"]) == 3 and len(res["engine"]["runs_fps"]) == 4
+    runs = sorted(res["pipeline"]["runs_fps"])
+    assert res["pipeline_fps"] == runs[1]  # the median run
+    assert res["spread"]["pipeline_fps"] == pytest.approx((runs[2] - runs[0]) / runs[1], abs=1e-3)
+
+    class Session:
+        backend, why = "onnxruntime", "test"
+        executor = bundle_obj = None
+        bundle = type("B", (), {"source": "b"})()
+
+    r = bench.Runs()
+    r.engine = [{"fps": 100.0, "latency_ms": {}}] * 4
+    r.model = list(r.engine)
+    r.pipeline = [RunSummary(fps=f, executor={"executor": "host"}) for f in (90.0, 60.0, 92.0)]
+    out = bench._report(Session(), "s", 10, None, r)
+    assert out["pipeline_fps"] == 90.0 and out["spread"]["pipeline_fps"] == pytest.approx(32 / 90, abs=1e-3)
+    assert "differ by 36%" in out["spread_warning"]
+    assert any("differ by" in rec.getMessage() for rec in caplog.records)
+    r.pipeline = [RunSummary(fps=f, executor={"executor": "host"}) for f in (90.0, 88.0, 92.0)]
+    assert "spread_warning" not in bench._report(Session(), "s", 10, None, r)

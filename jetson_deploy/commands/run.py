@@ -136,13 +136,15 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, compile_
 @click.option("--depth", type=click.IntRange(1, 16), default=3, show_default=True, help="Frames in flight (ring size).")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Use CUDA graphs where the backend allows.")
 @_batch_timeout_option()
+@click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Pipeline runs; the median is reported with the spread (warned about above 10%).")
 @click.option("--load-times", is_flag=True, default=False,
               help="torch backend with --compile: also time the first load cold (empty caches) and warm (the "
                    "engine cache filled by it), each in a fresh process.")
 @key_option()
 @json_option()
 def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, iterations, warmup, source, depth,
-          cuda_graph, batch_timeout, load_times, key, as_json):
+          cuda_graph, batch_timeout, repeat, load_times, key, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
     with their ratio (pipeline / engine)."""
@@ -154,7 +156,7 @@ def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, it
                          cuda_graph=cuda_graph, threads=threads, compile=compile_)
     with open_trusted(bundle, key) as b:
         res = run_bench(b, iterations=iterations, warmup=warmup, source=source, options=options,
-                        inputs=SourceOptions(batch_timeout=batch_timeout), load_times=load_times)
+                        inputs=SourceOptions(batch_timeout=batch_timeout), load_times=load_times, repeat=repeat)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return
@@ -173,7 +175,9 @@ def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, it
     if res.get("load_times"):
         lt = res["load_times"]
         click.echo("first load  : cold {} s, warm {} s (engine cache hit)".format(lt.get("cold_s"), lt.get("warm_s")))
-    click.echo("ratio (pipeline / engine): {:.3f}".format(res["ratio"]))
+    click.echo("ratio (pipeline / engine): {:.3f} (median of {} pipeline runs: {}; spread {:.1%})".format(
+        res["ratio"], res["repeat"], ", ".join("{:.1f}".format(f) for f in res["pipeline"]["runs_fps"]),
+        res["spread"]["pipeline_fps"]))
     if res.get("ratio_model"):
         click.echo("ratio (pipeline / model) : {:.3f}".format(res["ratio_model"]))
     if "single_stream_fps" in res:
