@@ -404,3 +404,85 @@ def test_pycuda_kernel_matches_reference_into_mapped_host_memory(dtype, rows):
         assert PycudaSoftmaxTopk(dtype, 5, 1000, rows).fn is op.fn  # compiled once per context and dtype
     finally:
         ctx.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU: one scores rule on every path (issue #28 item 1)
+# ---------------------------------------------------------------------------------------------
+def _rows(n: int) -> "List[Any]":
+    """(name, one row of n outputs): a Softmax-ending model's probabilities, plain logits, exact ties,
+    a NaN logit, a +inf logit and all -inf."""
+    rs = np.random.RandomState(n)
+    logits = rs.randn(n).astype(np.float32) * np.float32(3)
+    e = np.exp(logits.astype(np.float64))
+    probs = (e / e.sum()).astype(np.float32)
+    small = np.zeros(n, np.float32)
+    small[:3] = [0.7, 0.2, 0.1]
+    ties = np.round(logits).astype(np.float32)  # many equal logits
+    ties[[1, n - 1]] = ties.max() + 1  # the best score twice: the lower index first
+    ptie = np.zeros(n, np.float32)
+    ptie[[n - 1, 1, 0]] = [0.4, 0.4, 0.2]  # tied probabilities, listed out of index order
+    bad = logits.copy()
+    bad[n // 2] = np.nan
+    inf = logits.copy()
+    inf[1] = np.inf
+    return [("softmax-ending", probs), ("0.7/0.2/0.1", small), ("logits", logits), ("tied logits", ties),
+            ("tied probabilities", ptie), ("nan", bad), ("+inf", inf),
+            ("all -inf", np.full(n, -np.inf, np.float32))]
+
+
+def _paths(row: "np.ndarray", k: int) -> "Any":
+    """The same row through each path, as the Result each gives: host (raw outputs), the kernel's
+    maths (its reference, packed), and the torch CUDA executor's torch-ops fallback (torch on the CPU)."""
+    n = row.size
+    pp = Postprocessor(_spec(n), topk=k)
+    out = {"host": pp.classify({"logits": row[None]}),
+           "kernel": pp.classify({"topk": softmax_topk_reference(row, min(k, MAX_K))[0]})}
+    if torch is not None:
+        ex = _cpu_executor(n)
+        ex.topk = k
+        out["torch-ops"] = pp.classify({"topk": ex._post({"logits": torch.from_numpy(row[None])})["topk"].numpy()})
+    return out
+
+
+@pytest.mark.parametrize("n", [3, 10, 64, 65, 1000])
+def test_one_scores_rule_on_every_path(n):
+    """A model ending in Softmax keeps its probabilities (0.7 stays 0.7, not softmax(0.7, 0.2, 0.1)
+    = 0.464); ties go to the lowest index; a NaN or +inf logit gives no result (no label, no made-up
+    class) -- on the host's small- and large-N paths, the kernel's maths and the torch-ops fallback."""
+    for name, row in _rows(n):
+        got = _paths(row, 5)
+        want = got["host"]
+        for path, r in got.items():
+            assert [l for l, _ in r.topk] == [l for l, _ in want.topk], (name, path, r.topk, want.topk)
+            np.testing.assert_allclose([s for _, s in r.topk], [s for _, s in want.topk], rtol=2e-6, atol=1e-7,
+                                       err_msg="{} on the {} path".format(name, path))
+            assert (r.label, r.class_id) == (want.label, want.class_id), (name, path)
+        host = want
+        if name in ("nan", "+inf", "all -inf"):
+            assert host.topk == [] and host.label is None and host.score is None and host.class_id is None, name
+            assert host.to_json()["label"] is None and host.to_json()["topk"] == []
+        elif name == "0.7/0.2/0.1":
+            assert host.label == "c0" and host.score == pytest.approx(0.7) and len(host.topk) == min(5, n)
+            assert [l for l, _ in host.topk[:3]] == ["c0", "c1", "c2"]
+        elif name == "softmax-ending":
+            order = np.lexsort((np.arange(n), -row))[:5]
+            assert [l for l, _ in host.topk] == ["c{}".format(i) for i in order]
+            np.testing.assert_allclose([s for _, s in host.topk], row[order], rtol=1e-6)
+        elif name == "tied logits":
+            order = np.lexsort((np.arange(n), -row))[:5]  # equal logits: ascending index
+            assert host.class_id == 1 and [l for l, _ in host.topk] == ["c{}".format(i) for i in order]
+        elif name == "tied probabilities":
+            assert [l for l, _ in host.topk[:3]] == ["c1", "c{}".format(n - 1), "c0"]
+
+
+@pytest.mark.parametrize("n", [4, 64, 1000])
+def test_tied_logits_come_out_lowest_index_first(n):
+    """Every logit equal but a few: k equal best scores must be the k lowest indices, in order, on
+    every path (a reversed tie order is as wrong as a wrong class)."""
+    row = np.zeros(n, np.float32)
+    row[[n - 1, 0]] = -1.0
+    k = min(5, n - 2)
+    want = ["c{}".format(i) for i in range(1, 1 + k)]
+    for path, r in _paths(row, k).items():
+        assert [l for l, _ in r.topk] == want, (path, r.topk)
