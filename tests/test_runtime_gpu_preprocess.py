@@ -163,15 +163,21 @@ class _TopkFunction:
             work()
 
 
-def install_compiler(monkeypatch, launches):
+def install_compiler(monkeypatch, launches, compiles=None):
     """A stand-in ``pycuda.compiler``: 'compiles' the source by reading its #defines and runs the
-    numpy port on the double's (host) memory, at the pointers the executor passes."""
+    numpy port on the double's (host) memory, at the pointers the executor passes.  ``compiles``
+    gets the kernel name of each SourceModule made (what costs an nvcc run on a board)."""
     mod = types.ModuleType("pycuda.compiler")
     names = {0: "bgr", 1: "rgb", 2: "gray"}
+    drv = sys.modules["pycuda.driver"]
 
     class SourceModule:
         def __init__(self, source, **kw):
+            if drv.Context.get_current() is None:  # pycuda: context_dependent needs a current context
+                raise drv.LogicError("explicit_context_dependent failed: invalid device context - no currently active context?")
             d = dict(re.findall(r"#define (\w+) (\S+)", source))
+            if compiles is not None:
+                compiles.append("jd_softmax_topk" if "IN_KIND" in d else "jd_preprocess")
             self.topk_dtype = None
             if "IN_KIND" in d:  # the softmax/top-k kernel (runtime/gpu_topk.py)
                 self.topk_dtype = np.float16 if int(d["IN_KIND"]) == 1 else np.float32
@@ -449,3 +455,50 @@ def test_pycuda_memory_from_the_cli_makes_its_own_context(tmp_path, monkeypatch)
     s = run_pipeline(bundle, str(tmp_path / "c.avi"), str(tmp_path / "p.jsonl"), engine=eng, options=RunOptions(memory="pycuda-pinned"))
     assert [json.loads(x)["label"] for x in (tmp_path / "p.jsonl").read_text().splitlines()] == seq
     assert s.executor["executor"] == "pycuda" and drv.Context.get_current() is not None
+
+
+@pytest.mark.needs("onnx", "onnxruntime")
+def test_kernels_compile_once_per_context_whatever_wrapper_get_current_returns(tmp_path, monkeypatch):
+    """pycuda hands out a new ``Context`` wrapper from each ``get_current()`` for a context not pushed
+    from Python, equal to the others but neither the same object nor (for another pycuda context
+    object of the same CUcontext) the same hash: the compiled kernels are found by the context's
+    handle, so many executors on one context cost one compile of each kernel (an nvcc run, ~0.4 s)."""
+    from doubles import tensorrt_double
+    from support.runtime import many_class_onnx_bytes, spec_dict
+
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+    from jetson_deploy.runtime.executors.pycuda_kernel import PycudaGpuExecutor
+    from jetson_deploy.runtime.gpu_preprocess import _COMPILED
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.spec import load_spec
+    from jetson_deploy.trt import build as tb
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    tensorrt_double.install(monkeypatch, "10.x")
+    compiles = []
+    install_compiler(monkeypatch, [], compiles)
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(many_class_onnx_bytes(100))
+    spec = load_spec(dict(spec_dict(labels=["c{}".format(i) for i in range(100)])))
+    ctx = make_context(cuda=drv)
+    try:
+        a, b = drv.Context.get_current(), drv.Context.get_current()
+        assert a == b and a is not b  # fresh, equal wrappers
+        executors = []
+        for _ in range(3):
+            eng = TensorRTEngine(tb.build_engine(onnx_path, "fp32")).activate()
+            executors.append(PycudaGpuExecutor(eng, spec, cuda=drv, graph=False))
+        size = len(_COMPILED)
+        again = drv.Device(0).retain_primary_context()  # another pycuda context object, the same CUcontext
+        again.push()
+        try:
+            assert again == a and hash(again) != hash(a)
+            eng = TensorRTEngine(tb.build_engine(onnx_path, "fp32")).activate()
+            executors.append(PycudaGpuExecutor(eng, spec, cuda=drv, graph=False))
+        finally:
+            drv.Context.pop()
+    finally:
+        ctx.pop()
+    assert all(ex.reduce is not None for ex in executors)  # each has both kernels
+    assert sorted(compiles) == ["jd_preprocess", "jd_softmax_topk"]  # one compile each, for four executors
+    assert len(_COMPILED) == size

@@ -309,31 +309,16 @@ class PycudaSoftmaxTopk:
     kind = "cuda-kernel (pycuda)"
 
     def __init__(self, in_dtype: str, k: int, n_classes: int, rows: int = 1, cuda: Any = None) -> None:
-        import importlib
-
         self.in_dtype, self.k, self.n, self.rows = str(in_dtype), int(k), int(n_classes), int(rows)
         if not 1 <= self.k <= MAX_K or self.n < 1 or self.rows < 1:
             raise ValueError("softmax/top-k kernel: needs 1 <= k <= {} and N, rows >= 1 (k={}, N={}, rows={})".format(
                 MAX_K, self.k, self.n, self.rows))
-        compiler = importlib.import_module("pycuda.compiler")
-        cuda = cuda if cuda is not None else importlib.import_module("pycuda.driver")
-        # keyed by the context's value: pycuda's Context compares handles (== / hash), while
-        # get_current() may hand out a new wrapper object for the same context
-        ctx = cuda.Context.get_current() if hasattr(cuda, "Context") else None
-        key = ("pycuda", ctx, self.in_dtype)
-        hit = _COMPILED.get(key)
-        if hit is None:
-            from .gpu_preprocess import find_nvcc
+        from .gpu_preprocess import pycuda_function
 
-            kw: "Dict[str, Any]" = {"no_extern_c": True}
-            nvcc = find_nvcc()
-            if nvcc is not None:
-                kw["nvcc"] = nvcc
-            mod = compiler.SourceModule(kernel_source(self.in_dtype), **kw)
-            fn = mod.get_function(KERNEL_NAME)
-            fn.prepare(PYCUDA_ARG_FORMAT)
-            hit = _COMPILED[key] = (fn, mod)
-        self.fn = hit[0]
+        # compiled once per context (keyed by its handle, whatever wrapper get_current() returns)
+        self.fn = pycuda_function(kernel_source(self.in_dtype), KERNEL_NAME, cuda=cuda)[0]
+        if getattr(self.fn, "arg_format", None) != PYCUDA_ARG_FORMAT:
+            self.fn.prepare(PYCUDA_ARG_FORMAT)
         self.threads = block_threads(self.n)
         self.out_shape = (2, self.k) if self.rows == 1 else (self.rows, 2, self.k)
 

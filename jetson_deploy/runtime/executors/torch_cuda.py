@@ -210,7 +210,10 @@ class TorchCudaExecutor(Executor):
     def _capture(self) -> None:
         """One graph per ring slot: preprocess (reading that slot's device frame) -> model ->
         reduction -> copy-out into that slot's pinned host outputs.  Replaying one graph is then
-        all the compute stream does per frame.  Plus an engine-only graph (no copy-out) for bench."""
+        all the compute stream does per frame.  Plus an engine-only graph (no copy-out) for bench.
+        Captured in thread-local mode: the capture and output threads keep allocating meanwhile."""
+        from ..cuda_graph import torch_capture
+
         torch = self.torch
         cs = self.compute_stream
         pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time on one stream: share memory
@@ -228,16 +231,16 @@ class TorchCudaExecutor(Executor):
                 self.mapped_out = False
                 self._host_views = []
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, pool=pool, stream=cs):
+        with torch_capture(torch, g, cs, pool):
             self.static_out = self._step(self.static_in)
         self._graph = g
         gm = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(gm, pool=pool, stream=cs):
+        with torch_capture(torch, gm, cs, pool):
             self.engine.forward(self.static_model_in)
         self._model_graph = gm
         for k in range(self.depth):
             gk = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(gk, pool=pool, stream=cs):
+            with torch_capture(torch, gk, cs, pool):
                 # mapped input: the kernel reads each frame where it was captured (its address
                 # changes per frame), so it runs just before the replay and the graph starts at the model
                 # mapped output: the fused top-k kernel writes its result into the slot's host view
