@@ -130,9 +130,14 @@ def _plan_from_args(kspec: "KernelSpec", args) -> "Plan":
 
 
 class _TopkFunction:
-    """The softmax/top-k kernel on the double's (host) memory: pycuda's prepared-call API as strict as
-    pycuda's (``prepare`` first; the arguments packed with the prepared struct format: a wrong count
-    or type raises, as struct.pack does in pycuda's ``_build_arg_buf``), the numpy reference's maths."""
+    """The softmax/top-k kernel on the double's (host) memory, with pycuda's prepared-call API as strict
+    as pycuda (inducer/pycuda 19bed90 ``pycuda/driver.py`` ``function_prepared_async_call`` L616-646,
+    ``src/cpp/cuda.hpp`` ``launch_kernel`` L1449-1497 and ``PYCUDA_PARSE_STREAM_PY`` L78-86): ``prepare``
+    first; grid and block tuples of at most three unsigned ints; a pycuda Stream or None, not a handle;
+    only ``shared_size`` as a keyword; the arguments packed with the prepared struct format (a wrong
+    count or type raises).  The launch itself: at most 1024 threads a block (cuLaunchKernel's
+    CUDA_ERROR_INVALID_VALUE), and the kernel's own contract (whole warps, 1 <= k <= MAX_K).  Its
+    maths is the numpy reference's."""
 
     def __init__(self, dtype, launches):
         self.dtype, self.launches, self.arg_format = dtype, launches, None
@@ -141,14 +146,27 @@ class _TopkFunction:
         self.arg_format = fmt
         return self
 
-    def prepared_async_call(self, grid, block, stream, *args, shared_size=0):
+    def prepared_async_call(self, grid, block, stream, *args, **kwargs):
         import struct
 
-        from jetson_deploy.runtime.gpu_topk import softmax_topk_reference
+        from jetson_deploy.runtime.gpu_topk import MAX_K, softmax_topk_reference
 
+        drv = sys.modules["pycuda.driver"]
         assert self.arg_format is not None, "pycuda: prepared_async_call before prepare()"
+        if set(kwargs) - {"shared_size"}:
+            raise TypeError("unknown keyword arguments: " + ", ".join(kwargs))
+        for dims in (grid, block):
+            if not isinstance(dims, tuple) or not 1 <= len(dims) <= 3 or not all(
+                    isinstance(d, int) and 0 <= d < 2 ** 32 for d in dims):
+                raise TypeError("launch_kernel: grid and block must be tuples of at most 3 unsigned ints, got {!r}".format(dims))
+        if stream is not None and not isinstance(stream, drv.Stream):
+            raise TypeError("stream must be a pycuda.driver.Stream or None, not {}".format(type(stream).__name__))
         struct.pack(self.arg_format, *args)  # raises on a wrong count or type, as pycuda does
+        threads = int(np.prod(block))
+        if threads > 1024:
+            raise drv.LogicError("cuLaunchKernel failed: invalid argument ({} threads a block)".format(threads))
         in_addr, out_addr, n, stride, k = args
+        assert block[0] % 32 == 0 and 1 <= k <= MAX_K and stride >= n >= 1, (block, k, n, stride)
         rows = grid[0]
 
         def work() -> None:
@@ -159,7 +177,7 @@ class _TopkFunction:
             ctypes.memmove(int(out_addr), out.ctypes.data, out.nbytes)
 
         self.launches.append(("topk", rows, n, k))
-        if not pycuda_double.enqueue_on(getattr(stream, "handle", stream), work):
+        if stream is None or not pycuda_double.enqueue_on(stream.handle, work):
             work()
 
 

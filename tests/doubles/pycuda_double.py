@@ -42,7 +42,7 @@ Capture" -- "Prohibited and Unhandled Operations", "Invalidation"; Driver API re
 * synchronising a capturing stream fails and invalidates the capture;
 * ``Event.query()`` / ``Stream.is_done()`` report not-ready while the work before them is still
   queued (the double's GPU then gets on with it: the next look finds it done), as ``cuEventQuery``
-  / ``cuStreamQuery`` return CUDA_ERROR_NOT_READY (pycuda ``src/cpp/cuda.hpp`` L1035-1049, L2161-2175);
+  / ``cuStreamQuery`` return CUDA_ERROR_NOT_READY (pycuda ``src/cpp/cuda.hpp`` L1035-1050, L2161-2176);
 * ``Context.get_current()`` hands out a new wrapper each call, equal (``==``) to the others of the
   same context but not the same object; its hash mixes in the C++ object's address, as pycuda's
   ``context::hash`` does (``hash(m_context) ^ hash(this)``, ``src/cpp/cuda.hpp`` L622-635): only
@@ -165,6 +165,27 @@ def is_device_memory(ptr: int) -> bool:
         if start <= ptr < start + max(alloc.nbytes, 1):
             return not alloc.freed and getattr(alloc, "device_visible", True)
     return False
+
+
+class _DeviceBytes(bytearray):
+    """Memory the doubles treat as device memory (see :func:`device_array`)."""
+
+    freed = False
+    nbytes = 0
+
+
+def device_array(shape: Any, dtype: Any = np.float32) -> "np.ndarray":
+    """A numpy view of 256-byte aligned memory the doubles treat as device memory: for tests that
+    drive the TensorRT double with plain pointers (``arr.ctypes.data``), as another CUDA allocator's
+    memory (torch's) would be.  Kept alive by the array."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+    buf = _DeviceBytes(n + DEVICE_ALIGNMENT)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    off = (-base) % DEVICE_ALIGNMENT
+    buf.nbytes = n
+    ALLOCATIONS[base + off] = buf
+    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=off)
 
 
 def enqueue_on(handle: int, op: Any) -> bool:
