@@ -5,11 +5,12 @@ kernel does resize (or letterbox), colour order, ``x*scale-mean)/std``, layout a
 and writes straight into the engine's input buffer on the engine's stream.  Unfused torch ops
 cost ~55 us (10-15 small launches); one kernel does the same in a few.
 
-The maths is :func:`jetson_deploy.preprocess.preprocess`'s: OpenCV ``INTER_LINEAR`` (half-pixel
-centres, edge clamp), each channel rounded to a uint8 level like the host path, letterbox fill
-114, OpenCV's fixed-point BGR->gray weights, then ``level*mul + off`` in float32 (no FMA, so the
-result is bit-identical to :func:`numpy_kernel`).  OpenCV's own resize uses 11-bit fixed-point
-weights, so host and GPU levels may differ by one where a value sits at .5 (recorded by the tests).
+The maths is :func:`jetson_deploy.preprocess.preprocess`'s: exact bilinear (half-pixel centres,
+edge clamp), each channel rounded half up to a uint8 level, letterbox fill 114, OpenCV's
+fixed-point BGR->gray weights, then ``level*mul + off`` in float32 (no FMA, so the result is
+bit-identical to :func:`numpy_kernel`).  The host path's ``INTER_LINEAR_EXACT`` quantises its
+weights to 16-bit fixed point, so host and GPU levels differ by one in ~10% of values, in both
+directions (no bias: tests/test_runtime_oracle.py checks every path against a float64 oracle).
 
 Why not a uint8 preprocessing head folded into the engine: TensorRT 8.2 (JetPack 4.6, the Nano)
 has no UINT8 network I/O (it arrived in 8.5), and one head per source resolution means one
