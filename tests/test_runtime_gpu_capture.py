@@ -431,3 +431,137 @@ def test_queries_report_not_ready_until_the_work_has_run(tmp_path, monkeypatch):
     monkeypatch.setattr(pycuda_double, "make_pycuda", recording)
     s, labels, seq, _, _ = _trt_run(tmp_path, monkeypatch)
     assert labels == seq and False in seen and True in seen
+
+
+# ---------------------------------------------------------------------------------------------
+# the same on a real GPU (the lead's GPU session; CI has none)
+# ---------------------------------------------------------------------------------------------
+def _alloc_on_another_thread():
+    """cuMemAlloc + cuMemFree on a new thread (with the device's primary context current there):
+    the CUresult of the allocation.  A "potentially unsafe" call: refused (900) while any thread
+    captures in global mode, allowed while others capture thread-locally."""
+    rcs = []
+
+    def run():
+        lib = ctypes.CDLL("libcuda.so.1")
+        ctx, dev, ptr = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_uint64()
+        lib.cuCtxGetCurrent(ctypes.byref(ctx))
+        if not ctx.value:
+            lib.cuDeviceGet(ctypes.byref(dev), 0)
+            lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev)
+            lib.cuCtxSetCurrent(ctx)
+        rc = lib.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(1 << 20))
+        if rc == 0:
+            lib.cuMemFree_v2(ctypes.c_uint64(ptr.value))
+        rcs.append(rc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return rcs[0]
+
+
+@pytest.mark.needs("cuda", "torch")
+def test_torch_cuda_capture_lets_another_thread_allocate_on_real_cuda():
+    """While the torch CUDA executor captures its graphs, another thread allocates device memory (as
+    the capture thread's pinned pool or a second pipeline may): legal in thread-local mode, so the
+    allocation succeeds and every graph is captured (global mode: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)."""
+    import torch
+
+    from jetson_deploy.media.sources import Frame
+    from jetson_deploy.runtime.backends.torch import TorchEngine
+    from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
+    from test_runtime_gpu_topk import _pointwise_model, _spec
+
+    engine = TorchEngine(_pointwise_model(10), device="cuda", input_shape=(1, 3, 16, 16),
+                         output_names=["logits"]).activate()
+    rcs = []
+    forward = engine.forward
+
+    def forward_and_allocate_elsewhere(x):
+        if torch.cuda.is_current_stream_capturing():
+            rcs.append(_alloc_on_another_thread())
+        return forward(x)
+
+    engine.forward = forward_and_allocate_elsewhere
+    ex = TorchCudaExecutor(engine, _spec(10), depth=3, mapped_in=False)
+    ex.setup((48, 64, 3))
+    assert rcs and set(rcs) == {0}, rcs
+    assert len(ex._slot_graphs) == 3 and not ex.eager_reason
+    frame = Frame(np.full((48, 64, 3), 100, np.uint8))
+    ex.submit(0, frame)
+    ex.wait(0)
+    assert ex.outputs(0)["topk"].shape == (2, 5)
+    ex.close()
+
+
+@pytest.mark.needs("cuda", "pycuda.driver")
+def test_frame_stream_capture_survives_a_legacy_copy_on_another_thread_on_real_cuda():
+    """The real driver's rule the pycuda double applies: another thread's synchronous memcpy_htod (on
+    the legacy stream) during a capture on a blocking stream (pycuda's default) invalidates it; on the
+    executor's non-blocking frame stream both the copy and the capture succeed."""
+    import pycuda.driver as cuda
+
+    from jetson_deploy.runtime.cuda_graph import capture_on_stream
+    from jetson_deploy.runtime.memory import frame_stream
+
+    ctx = make_context()
+    try:
+        src, dst = cuda.mem_alloc(16), cuda.mem_alloc(16)
+        host = np.arange(4, dtype=np.float32)
+        errors = []
+
+        def body(stream):
+            def other():
+                ctx.push()
+                try:
+                    cuda.memcpy_htod(src, host)
+                except cuda.Error as exc:
+                    errors.append(str(exc))
+                finally:
+                    cuda.Context.pop()
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+            cuda.memcpy_dtod_async(dst, src, 16, stream)
+
+        st = frame_stream(cuda)
+        g = capture_on_stream(st.handle, lambda: body(st))
+        assert errors == []
+        g.launcher()()
+        st.synchronize()
+        out = np.zeros(4, np.float32)
+        cuda.memcpy_dtoh(out, dst)
+        assert out.tolist() == host.tolist()
+        blocking = cuda.Stream()
+        with pytest.raises(Exception):
+            capture_on_stream(blocking.handle, lambda: body(blocking))
+        assert errors and "capturing" in errors[0]
+        blocking.synchronize()  # the stream is usable again: the capture was ended
+    finally:
+        ctx.pop()
+
+
+@pytest.mark.needs("cuda", "pycuda.compiler")
+def test_pycuda_kernels_compile_once_per_context_on_real_pycuda():
+    """Real pycuda: wrappers from get_current() and a second pycuda context object of the primary
+    context all find the one compiled kernel (no second nvcc run, no growth of the cache)."""
+    import pycuda.driver as cuda
+
+    from jetson_deploy.runtime.gpu_preprocess import _COMPILED, KernelSpec, pycuda_kernel
+
+    ctx = make_context()
+    try:
+        fn = pycuda_kernel(KernelSpec())
+        size = len(_COMPILED)
+        assert all(pycuda_kernel(KernelSpec()) is fn for _ in range(3))
+        again = cuda.Device(0).retain_primary_context()
+        again.push()
+        try:
+            assert again == cuda.Context.get_current() and pycuda_kernel(KernelSpec()) is fn
+        finally:
+            cuda.Context.pop()
+        assert len(_COMPILED) == size
+    finally:
+        ctx.pop()
