@@ -456,7 +456,10 @@ def _paths(row: "np.ndarray", k: int) -> "Any":
     if torch is not None:
         ex = _cpu_executor(n)
         ex.topk = k
-        out["torch-ops"] = pp.classify({"topk": ex._post({"logits": torch.from_numpy(row[None])})["topk"].numpy()})
+        packed = ex._post({"logits": torch.from_numpy(row[None])})["topk"].numpy()
+        # the kernel's very layout: padding (0, -1) where it pads, ids in its order
+        _assert_same_topk(packed[None], softmax_topk_reference(row, min(k, n))[:, :, :packed.shape[1]], rtol=2e-6)
+        out["torch-ops"] = pp.classify({"topk": packed})
     return out
 
 
@@ -474,6 +477,10 @@ def test_one_scores_rule_on_every_path(n):
                                        err_msg="{} on the {} path".format(name, path))
             assert (r.label, r.class_id) == (want.label, want.class_id), (name, path)
         host = want
+        if n <= 64:
+            from jetson_deploy.runtime.postprocess import _topk_small
+
+            assert _topk_small(row, 5)[0] == [int(l[1:]) for l, _ in host.topk], name  # NaN rows: nothing
         if name in ("nan", "+inf", "all -inf"):
             assert host.topk == [] and host.label is None and host.score is None and host.class_id is None, name
             assert host.to_json()["label"] is None and host.to_json()["topk"] == []

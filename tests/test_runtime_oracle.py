@@ -132,3 +132,12 @@ def test_torch_ops_round_half_up_drop_alpha_and_use_opencvs_gray_weights():
         other_alpha = bgra.copy()
         other_alpha[:, :, 3] = 255 - other_alpha[:, :, 3]
         assert np.array_equal(pre(torch.from_numpy(other_alpha))[0].numpy(), got), color
+    # B, G, R = 0, 245, 9 mixes to exactly 146.5: cv2 (and the kernel) round it up to 147
+    tie = np.zeros((24, 40, 3), np.uint8)
+    tie[...] = (0, 245, 9)
+    spec = make_spec("gray", "nhwc", "uint8")
+    from jetson_deploy.preprocess import preprocess
+
+    for got in (TorchPreprocess(spec, torch.device("cpu"))(torch.from_numpy(tie))[0].numpy(),
+                preprocess_like_kernel(tie, spec), preprocess(tie, spec)):
+        assert (got == 147).all()

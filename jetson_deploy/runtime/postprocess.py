@@ -135,7 +135,7 @@ SMALL_CLASSES = 64
 
 def _topk_small(v: "np.ndarray", topk: int) -> "Tuple[List[int], List[float]]":
     """The rule on a short vector in plain Python: probabilities as they are, else a softmax; ties
-    keep index order; a NaN row gives nothing.  Scores are ranked as float32, as the kernel ranks them."""
+    keep index order (a stable sort); a NaN row gives nothing."""
     vals = v.tolist()
     if not vals:
         return [], []
@@ -148,10 +148,9 @@ def _topk_small(v: "np.ndarray", topk: int) -> "Tuple[List[int], List[float]]":
         if s != s:  # a NaN (or +inf) logit: every score NaN, nothing ranks
             return [], []
         p = [x / s for x in e]
+    ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]
     # float32, as the engine's own outputs are (array('f') rounds as numpy.float32 does, in one C call)
-    p32 = array("f", p).tolist()
-    ids = sorted(range(len(p32)), key=p32.__getitem__, reverse=True)[:max(1, topk)]
-    return ids, [p32[i] for i in ids]
+    return ids, array("f", [p[i] for i in ids]).tolist()
 
 
 class Postprocessor:
