@@ -584,7 +584,7 @@ def test_pycuda_path_gives_the_host_scores(tmp_path, monkeypatch, classes, model
     _assert_same_results(_results(tmp_path / "gpu.jsonl"), want, 1e-5, "pycuda path")
 
 
-@pytest.mark.needs("cuda", "torch", "pycuda.driver", "onnxruntime", "cv2")
+@pytest.mark.needs("cuda", "torch", "pycuda.driver", "pycuda.compiler", "onnxruntime", "cv2")
 @pytest.mark.parametrize("classes", [10, 1000])
 @pytest.mark.parametrize("model", ["softmax", "nan"])
 def test_host_torch_cuda_and_pycuda_paths_give_the_same_scores(tmp_path, classes, model):
