@@ -21,8 +21,8 @@ def spec(**over):
 
 
 def reference(frame, s):
-    """Straightforward float64 version of the documented formula."""
-    img = cv2.resize(frame, tuple(s.resize_wh), interpolation=cv2.INTER_LINEAR)
+    """Straightforward float64 version of the documented formula (OpenCV's exact bilinear resize)."""
+    img = cv2.resize(frame, tuple(s.resize_wh), interpolation=cv2.INTER_LINEAR_EXACT)
     img = img[:, :, ::-1].astype(np.float64)
     out = (img * s.scale - np.array(s.mean)) / np.array(s.std)
     return out.transpose(2, 0, 1)

@@ -102,8 +102,9 @@ def test_dynamic_batch_within_profile(monkeypatch, cuda, tmp_path, gen):
     assert eng.profile_shapes("input") == [(1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8)]
     with eng:
         assert eng.output_shapes() == {"logits": (4, 4)}  # starts at the profile's opt shape
-        x4, d_out = _x((4, 3, 8, 8)), np.zeros((4, 4), np.float32)
-        eng.enqueue({"input": x4.ctypes.data, "logits": d_out.ctypes.data}, 0)  # host pointers: the double's memory
+        x4, d_out = pycuda_double.device_array((4, 3, 8, 8)), pycuda_double.device_array((4, 4))
+        x4[...], d_out[...] = _x((4, 3, 8, 8)), 0
+        eng.enqueue({"input": x4.ctypes.data, "logits": d_out.ctypes.data}, 0)  # plain device pointers
         np.testing.assert_allclose(d_out, onnx_models.reference(model, {"input": x4})["logits"], rtol=1e-5, atol=1e-6)
         for n in (3, 5, 3):
             x = _x((n, 3, 8, 8), n)
@@ -275,7 +276,8 @@ class _FakeCudaTorch:
                                           stream=lambda s: contextlib.ExitStack())
 
     def empty(self, n, dtype=None, device=None, pin_memory=False):
-        return self._t.empty(n, dtype=dtype)
+        # "CUDA" memory: device memory as the TensorRT double sees it (aligned, registered)
+        return self._t.from_numpy(pycuda_double.device_array((n,), np.uint8))
 
 
 @pytest.mark.needs("torch")
@@ -342,7 +344,8 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
     trtd.install(monkeypatch, "10.x")
     model = onnx_models.classifier(tmp_path / "m.onnx")
     eng = TensorRTEngine(tb.build_engine(model, "fp16"))
-    x, out = _x((1, 3, 8, 8)), np.zeros((1, 4), np.float32)
+    x, out = pycuda_double.device_array((1, 3, 8, 8)), pycuda_double.device_array((1, 4))
+    x[...], out[...] = _x((1, 3, 8, 8)), 0
     with eng:
         # the caller's prologue (preprocessing kernel) and epilogue (copy-out) run inside the capture
         # only: the warm-up enqueue must not run a copy-out over results still to be collected
@@ -452,7 +455,7 @@ def test_one_execution_context_per_captured_graph(monkeypatch, cuda, tmp_path):
     monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
     trtd.install(monkeypatch, "10.x")
     eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
-    slots = [(_x((1, 3, 8, 8), k), np.zeros((1, 4), np.float32)) for k in range(3)]
+    slots = [(pycuda_double.device_array((1, 3, 8, 8)), pycuda_double.device_array((1, 4))) for k in range(3)]
     with eng:
         graphs = [eng.capture_graph({"input": x.ctypes.data, "logits": o.ctypes.data}) for x, o in slots]
         contexts = [g.context for g in graphs]

@@ -243,6 +243,17 @@ def test_cuda_kernel_matches_reference(dtype):
     want = softmax_topk_reference(x, 5)
     assert (want[1:3, 1] == -1).all() and (want[3, 1] >= 0).all()
     _assert_same_topk(got, want)
+    # rows that already hold probabilities (a model ending in Softmax) are ranked as they are
+    for n in (3, 1000):
+        z = _logits(n, 3, "float32", seed=n).astype(np.float64)
+        pr = np.exp(z - z.max(axis=1, keepdims=True))
+        pr = (pr / pr.sum(axis=1, keepdims=True)).astype(dtype)
+        pr[0, :] = 0
+        pr[0, :3] = [0.7, 0.2, 0.1]
+        want = softmax_topk_reference(pr, 3)
+        assert want[0, 0, 0] == np.float32(np.asarray(0.7, dtype))  # not softmax(0.7, 0.2, 0.1) = 0.464
+        got = TorchSoftmaxTopk(dev, getattr(torch, dtype), 3, n, 3)(torch.from_numpy(pr).to(dev)).cpu().numpy()
+        _assert_same_topk(got, want)
 
 
 @pytest.mark.needs("cuda", "cupy", "torch")
@@ -390,6 +401,10 @@ def test_pycuda_kernel_matches_reference_into_mapped_host_memory(dtype, rows):
     ctx = make_context()
     try:
         x = _logits(1000, rows, dtype, seed=11).astype(dtype)
+        if rows > 1:  # a row of probabilities (kept as they are) and a NaN row (no result)
+            e = np.exp(x[1].astype(np.float64) - x[1].max())
+            x[1] = (e / e.sum()).astype(dtype)
+            x[2, 7] = np.nan
         dev = cuda.mem_alloc(x.nbytes)
         cuda.memcpy_htod(dev, x)
         op = PycudaSoftmaxTopk(dtype, 5, 1000, rows)
@@ -404,3 +419,204 @@ def test_pycuda_kernel_matches_reference_into_mapped_host_memory(dtype, rows):
         assert PycudaSoftmaxTopk(dtype, 5, 1000, rows).fn is op.fn  # compiled once per context and dtype
     finally:
         ctx.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU: one scores rule on every path (issue #28 item 1)
+# ---------------------------------------------------------------------------------------------
+def _rows(n: int) -> "List[Any]":
+    """(name, one row of n outputs): a Softmax-ending model's probabilities, plain logits, exact ties,
+    a NaN logit, a +inf logit and all -inf."""
+    rs = np.random.RandomState(n)
+    logits = rs.randn(n).astype(np.float32) * np.float32(3)
+    e = np.exp(logits.astype(np.float64))
+    probs = (e / e.sum()).astype(np.float32)
+    small = np.zeros(n, np.float32)
+    small[:3] = [0.7, 0.2, 0.1]
+    ties = np.round(logits).astype(np.float32)  # many equal logits
+    ties[[1, n - 1]] = ties.max() + 1  # the best score twice: the lower index first
+    ptie = np.zeros(n, np.float32)
+    ptie[[n - 1, 1, 0]] = [0.4, 0.4, 0.2]  # tied probabilities, listed out of index order
+    bad = logits.copy()
+    bad[n // 2] = np.nan
+    inf = logits.copy()
+    inf[1] = np.inf
+    return [("softmax-ending", probs), ("0.7/0.2/0.1", small), ("logits", logits), ("tied logits", ties),
+            ("tied probabilities", ptie), ("nan", bad), ("+inf", inf),
+            ("all -inf", np.full(n, -np.inf, np.float32))]
+
+
+def _paths(row: "np.ndarray", k: int) -> "Any":
+    """The same row through each path, as the Result each gives: host (raw outputs), the kernel's
+    maths (its reference, packed), and the torch CUDA executor's torch-ops fallback (torch on the CPU)."""
+    n = row.size
+    pp = Postprocessor(_spec(n), topk=k)
+    out = {"host": pp.classify({"logits": row[None]}),
+           "kernel": pp.classify({"topk": softmax_topk_reference(row, min(k, MAX_K))[0]})}
+    if torch is not None:
+        ex = _cpu_executor(n)
+        ex.topk = k
+        packed = ex._post({"logits": torch.from_numpy(row[None])})["topk"].numpy()
+        # the kernel's very layout: padding (0, -1) where it pads, ids in its order
+        _assert_same_topk(packed[None], softmax_topk_reference(row, min(k, n))[:, :, :packed.shape[1]], rtol=2e-6)
+        out["torch-ops"] = pp.classify({"topk": packed})
+    return out
+
+
+@pytest.mark.parametrize("n", [3, 10, 64, 65, 1000])
+def test_one_scores_rule_on_every_path(n):
+    """A model ending in Softmax keeps its probabilities (0.7 stays 0.7, not softmax(0.7, 0.2, 0.1)
+    = 0.464); ties go to the lowest index; a NaN or +inf logit gives no result (no label, no made-up
+    class) -- on the host's small- and large-N paths, the kernel's maths and the torch-ops fallback."""
+    for name, row in _rows(n):
+        got = _paths(row, 5)
+        want = got["host"]
+        for path, r in got.items():
+            assert [l for l, _ in r.topk] == [l for l, _ in want.topk], (name, path, r.topk, want.topk)
+            np.testing.assert_allclose([s for _, s in r.topk], [s for _, s in want.topk], rtol=2e-6, atol=1e-7,
+                                       err_msg="{} on the {} path".format(name, path))
+            assert (r.label, r.class_id) == (want.label, want.class_id), (name, path)
+        host = want
+        if n <= 64:
+            from jetson_deploy.runtime.postprocess import _topk_small
+
+            assert _topk_small(row, 5)[0] == [int(l[1:]) for l, _ in host.topk], name  # NaN rows: nothing
+        if name in ("nan", "+inf", "all -inf"):
+            assert host.topk == [] and host.label is None and host.score is None and host.class_id is None, name
+            assert host.to_json()["label"] is None and host.to_json()["topk"] == []
+        elif name == "0.7/0.2/0.1":
+            assert host.label == "c0" and host.score == pytest.approx(0.7) and len(host.topk) == min(5, n)
+            assert [l for l, _ in host.topk[:3]] == ["c0", "c1", "c2"]
+        elif name == "softmax-ending":
+            order = np.lexsort((np.arange(n), -row))[:5]
+            assert [l for l, _ in host.topk] == ["c{}".format(i) for i in order]
+            np.testing.assert_allclose([s for _, s in host.topk], row[order], rtol=1e-6)
+        elif name == "tied logits":
+            order = np.lexsort((np.arange(n), -row))[:5]  # equal logits: ascending index
+            assert host.class_id == 1 and [l for l, _ in host.topk] == ["c{}".format(i) for i in order]
+        elif name == "tied probabilities":
+            assert [l for l, _ in host.topk[:3]] == ["c1", "c{}".format(n - 1), "c0"]
+
+
+@pytest.mark.parametrize("n", [4, 64, 1000])
+def test_tied_logits_come_out_lowest_index_first(n):
+    """Every logit equal but a few: k equal best scores must be the k lowest indices, in order, on
+    every path (a reversed tie order is as wrong as a wrong class)."""
+    row = np.zeros(n, np.float32)
+    row[[n - 1, 0]] = -1.0
+    k = min(5, n - 2)
+    want = ["c{}".format(i) for i in range(1, 1 + k)]
+    for path, r in _paths(row, k).items():
+        assert [l for l, _ in r.topk] == want, (path, r.topk)
+
+
+def _frames_at_model_size(folder: Any, n: int, seed: int) -> str:
+    """``n`` PNG frames of 16x16 (the test models' input size: no resize, so every path's
+    preprocessing gives the same input and only the postprocessing can differ), each a random
+    colour with noise, so scores vary frame to frame."""
+    import cv2
+
+    folder.mkdir()
+    rs = np.random.RandomState(seed)
+    for i in range(n):
+        f = np.clip(rs.randint(0, 256, 3)[None, None, :] + rs.randint(-40, 41, (16, 16, 3)), 0, 255)
+        cv2.imwrite(str(folder / "{:03d}.png".format(i)), f.astype(np.uint8))
+    return str(folder)
+
+
+def _results(path: Any) -> "List[Any]":
+    import json
+
+    return [json.loads(x) for x in open(str(path)).read().splitlines()]
+
+
+def _assert_same_results(got: "List[Any]", want: "List[Any]", tol: float, what: str) -> None:
+    """Same labels and top-5 labels per frame, scores within ``tol`` (None where there is no result)."""
+    assert len(got) == len(want) > 0, what
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g["label"] == w["label"], (what, i, g["label"], w["label"])
+        assert [t[0] for t in g["topk"]] == [t[0] for t in w["topk"]], (what, i, g["topk"], w["topk"])
+        if w["score"] is None:
+            assert g["score"] is None, (what, i)
+            continue
+        np.testing.assert_allclose([g["score"]] + [t[1] for t in g["topk"]], [w["score"]] + [t[1] for t in w["topk"]],
+                                   rtol=0, atol=tol, err_msg="{} frame {}".format(what, i))
+
+
+@pytest.mark.needs("onnx", "onnxruntime", "cv2")
+@pytest.mark.parametrize("classes", [10, 100], ids=["host-topk", "gpu-topk"])
+@pytest.mark.parametrize("model", ["softmax", "nan"])
+def test_pycuda_path_gives_the_host_scores(tmp_path, monkeypatch, classes, model):
+    """The pycuda/TensorRT frame path (TensorRT, pycuda and libcuda doubles; the fused kernel's maths
+    through the compiler stand-in, in the slot graphs) against ONNX Runtime's host path on a model
+    ending in Softmax and on one that gives NaN for half the frames: same labels, top-5 and scores.
+    100 classes run the GPU reduction, 10 the host's small-class top-k."""
+    from doubles import cuda_driver_double, pycuda_double, tensorrt_double
+    from support.runtime import make_many_class_bundle
+    from test_runtime_gpu_preprocess import install_compiler
+
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.options import OutputOptions, RunOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    frames = _frames_at_model_size(tmp_path / "f", 24, seed=classes)
+    b = make_many_class_bundle(tmp_path / "b", classes, softmax=model == "softmax",
+                               nan_below=0.5 if model == "nan" else None)
+    quiet = OutputOptions(metrics_interval=0)
+    run_pipeline(b, frames, str(tmp_path / "host.jsonl"), options=RunOptions(backend="onnxruntime"), outputs=quiet)
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    tensorrt_double.install(monkeypatch, "10.x")
+    driver = cuda_driver_double.install(monkeypatch)
+    install_compiler(monkeypatch, [])
+    ctx = make_context(cuda=drv)
+    try:
+        s = run_pipeline(b, frames, str(tmp_path / "gpu.jsonl"),
+                         options=RunOptions(backend="tensorrt", cache_dir=str(tmp_path / "eng")), outputs=quiet)
+    finally:
+        ctx.pop()
+    assert s.executor["post"] == ("cuda-kernel (pycuda)" if classes > 64 else "host")
+    assert s.executor["cuda_graph"] is True and driver.captures == 3
+    want = _results(tmp_path / "host.jsonl")
+    if model == "nan":
+        assert 0 < sum(r["label"] is None for r in want) < len(want)  # NaN rows: no result, the rest classified
+    else:
+        assert min(r["score"] for r in want) > 0.05 and max(r["score"] for r in want) < 0.999
+    _assert_same_results(_results(tmp_path / "gpu.jsonl"), want, 1e-5, "pycuda path")
+
+
+@pytest.mark.needs("cuda", "torch", "pycuda.driver", "pycuda.compiler", "onnxruntime", "cv2")
+@pytest.mark.parametrize("classes", [10, 1000])
+@pytest.mark.parametrize("model", ["softmax", "nan"])
+def test_host_torch_cuda_and_pycuda_paths_give_the_same_scores(tmp_path, classes, model):
+    """Issue #28's must-show on a GPU: a Softmax-ending (and a NaN-giving) classifier over 50 frames on
+    the host path (ONNX Runtime), the torch CUDA path (fused kernel through cupy, or torch ops) and the
+    pycuda path (torch engine behind device pointers; the pycuda top-k kernel past 64 classes): the
+    same top-5 classes and scores to 1e-4 (before the fix the torch CUDA path was off by up to 0.127)."""
+    from support.runtime import make_many_class_bundle
+
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.options import OutputOptions, RunOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    frames = _frames_at_model_size(tmp_path / "f", 50, seed=classes + 1)
+    b = make_many_class_bundle(tmp_path / "b", classes, softmax=model == "softmax",
+                               nan_below=0.5 if model == "nan" else None, pt2=True)
+    quiet = OutputOptions(metrics_interval=0)
+    run_pipeline(b, frames, str(tmp_path / "host.jsonl"), options=RunOptions(backend="onnxruntime"), outputs=quiet)
+    want = _results(tmp_path / "host.jsonl")
+    t = run_pipeline(b, frames, str(tmp_path / "torch.jsonl"), options=RunOptions(backend="torch", device="cuda"),
+                     outputs=quiet)
+    assert t.executor["executor"] == "torch-cuda"
+    _assert_same_results(_results(tmp_path / "torch.jsonl"), want, 1e-4, "torch CUDA ({})".format(t.executor["post"]))
+    ctx = make_context()
+    try:
+        p = run_pipeline(b, frames, str(tmp_path / "pycuda.jsonl"),
+                         options=RunOptions(backend="torch", device="cuda", memory="pycuda-pinned"), outputs=quiet)
+    finally:
+        ctx.pop()
+    assert p.executor["executor"] == "pycuda"
+    if classes > 64:
+        assert p.executor["post"] == "cuda-kernel (pycuda)", p.executor
+    _assert_same_results(_results(tmp_path / "pycuda.jsonl"), want, 1e-4, "pycuda ({})".format(p.executor["post"]))
+    if model == "nan":
+        assert 0 < sum(r["label"] is None for r in want) < len(want)

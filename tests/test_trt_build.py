@@ -28,13 +28,16 @@ def model(tmp_path):
 
 def _run_plan(trt, plan, feeds):
     """Deserialize with the double's Runtime and run via whichever execute API it has."""
+    from doubles.pycuda_double import device_array
     from doubles.tensorrt_double import read_pointer
 
     engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
     assert engine is not None
     ctx = engine.create_execution_context()
-    x = np.ascontiguousarray(feeds["input"], np.float32)
-    out = np.zeros((x.shape[0], 4), np.float32)
+    x = device_array(np.shape(feeds["input"]), np.float32)  # TensorRT takes (256-byte aligned) device memory
+    x[...] = feeds["input"]
+    out = device_array((x.shape[0], 4), np.float32)
+    out[...] = 0
     if hasattr(ctx, "execute_async_v3"):
         ctx.set_input_shape("input", x.shape)
         ctx.set_tensor_address("input", x.ctypes.data)

@@ -12,43 +12,76 @@ Two ways to hold one:
 Both hand the frame loop a zero-argument ``launcher()``.
 """
 import ctypes
-from typing import Any, Callable, List, Optional
+import types
+from typing import Any, Callable, Dict, List, Optional
 
 #: CUstreamCaptureMode (cuda.h): other threads' unsafe calls (a capture thread allocating pinned
 #: frames) stay legal while this thread captures
 CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1
-_DRIVER: "List[Any]" = []  # [the libcuda handle with prototypes set, or None], loaded once
-_PROTOTYPES = {
+LIBCUDA = "libcuda.so.1"
+_DRIVER: "List[Any]" = []  # [the libcuda functions with prototypes set, or None], loaded once
+#: calls that only queue work (microseconds): through a PyDLL handle, which keeps the GIL -- releasing
+#: it would let the capture thread take the interpreter for up to a switch interval (5 ms) mid-frame
+_QUEUE_CALLS = {
     "cuGraphLaunch": [ctypes.c_void_p, ctypes.c_void_p],
     "cuStreamBeginCapture_v2": [ctypes.c_void_p, ctypes.c_int],
     "cuStreamEndCapture": [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)],
     "cuGraphInstantiateWithFlags": [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_ulonglong],
     "cuGraphExecDestroy": [ctypes.c_void_p],
     "cuGraphDestroy": [ctypes.c_void_p],
-    "cuStreamSynchronize": [ctypes.c_void_p],
     "cuGetErrorName": [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)],
+}
+#: calls that wait for the GPU: through a CDLL handle, which releases the GIL for the wait, so the
+#: capture and output threads run meanwhile (a capture's warm-up, a re-capture at a size change)
+_WAIT_CALLS = {
+    "cuStreamSynchronize": [ctypes.c_void_p],
 }
 
 
-def driver() -> Any:
-    """libcuda with the graph functions' prototypes set, or None (no driver, or one older than
-    CUDA 11.4, which has no ``cuGraphInstantiateWithFlags``).
+def _open(name: str, releases_gil: bool) -> Any:
+    """The shared library ``name``: ``ctypes.CDLL`` (calls release the GIL) or ``ctypes.PyDLL`` (they keep it)."""
+    return (ctypes.CDLL if releases_gil else ctypes.PyDLL)(name)
 
-    Loaded with ``PyDLL``: the calls only queue work, so they keep the GIL -- releasing it would let
-    the capture thread take the interpreter for up to a switch interval (5 ms) mid-frame.
-    """
+
+def _prototyped(handle: Any, calls: "Dict[str, List[Any]]", into: Any) -> None:
+    for name, args in calls.items():
+        fn = getattr(handle, name)
+        fn.argtypes = args
+        fn.restype = ctypes.c_int
+        setattr(into, name, fn)
+
+
+def driver() -> Any:
+    """libcuda's graph functions with their prototypes set (an object with one attribute per call),
+    or None: no driver, or one older than CUDA 11.4, which has no ``cuGraphInstantiateWithFlags``
+    (JetPack 4.6's CUDA 10.2).  Queueing calls keep the GIL, waiting calls release it (see above)."""
     if not _DRIVER:
-        lib = None
+        lib: Any = types.SimpleNamespace()
         try:
-            lib = ctypes.PyDLL("libcuda.so.1")
-            for name, args in _PROTOTYPES.items():
-                fn = getattr(lib, name)
-                fn.argtypes = args
-                fn.restype = ctypes.c_int
+            _prototyped(_open(LIBCUDA, False), _QUEUE_CALLS, lib)
+            _prototyped(_open(LIBCUDA, True), _WAIT_CALLS, lib)
         except (OSError, AttributeError):
             lib = None
         _DRIVER.append(lib)
     return _DRIVER[0]
+
+
+def synchronize_stream(lib: Any, stream_handle: int, what: str) -> None:
+    """Wait for ``stream_handle`` with the GIL released (``cuStreamSynchronize`` on the CDLL handle)."""
+    _check(lib, lib.cuStreamSynchronize(ctypes.c_void_p(int(stream_handle))), what)
+
+
+def torch_capture(torch: Any, graph: Any, stream: Any, pool: Any = None) -> Any:
+    """``torch.cuda.graph`` capturing in thread-local mode (torch's default is global: any other
+    thread's cudaMalloc / pinned allocation during the capture would fail and invalidate it); torch
+    < 2.1 (JetPack 5 wheels) has only global mode."""
+    kw: "Dict[str, Any]" = {"stream": stream}
+    if pool is not None:
+        kw["pool"] = pool
+    try:
+        return torch.cuda.graph(graph, capture_error_mode="thread_local", **kw)
+    except TypeError:
+        return torch.cuda.graph(graph, **kw)
 
 
 def _check(lib: Any, rc: int, what: str) -> None:

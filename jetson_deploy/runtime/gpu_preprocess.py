@@ -5,11 +5,12 @@ kernel does resize (or letterbox), colour order, ``x*scale-mean)/std``, layout a
 and writes straight into the engine's input buffer on the engine's stream.  Unfused torch ops
 cost ~55 us (10-15 small launches); one kernel does the same in a few.
 
-The maths is :func:`jetson_deploy.preprocess.preprocess`'s: OpenCV ``INTER_LINEAR`` (half-pixel
-centres, edge clamp), each channel rounded to a uint8 level like the host path, letterbox fill
-114, OpenCV's fixed-point BGR->gray weights, then ``level*mul + off`` in float32 (no FMA, so the
-result is bit-identical to :func:`numpy_kernel`).  OpenCV's own resize uses 11-bit fixed-point
-weights, so host and GPU levels may differ by one where a value sits at .5 (recorded by the tests).
+The maths is :func:`jetson_deploy.preprocess.preprocess`'s: exact bilinear (half-pixel centres,
+edge clamp), each channel rounded half up to a uint8 level, letterbox fill 114, OpenCV's
+fixed-point BGR->gray weights, then ``level*mul + off`` in float32 (no FMA, so the result is
+bit-identical to :func:`numpy_kernel`).  The host path's ``INTER_LINEAR_EXACT`` quantises its
+weights to 16-bit fixed point, so host and GPU levels differ by one in ~10% of values, in both
+directions (no bias: tests/test_runtime_oracle.py checks every path against a float64 oracle).
 
 Why not a uint8 preprocessing head folded into the engine: TensorRT 8.2 (JetPack 4.6, the Nano)
 has no UINT8 network I/O (it arrived in 8.5), and one head per source resolution means one
@@ -313,27 +314,37 @@ def find_nvcc() -> "Optional[str]":
     return None
 
 
-def pycuda_kernel(kspec: "KernelSpec", cuda: Any = None) -> Any:
-    """The compiled pycuda function for ``kspec`` (cached per context), or raise why not.
+def pycuda_function(source: str, name: str, cuda: Any = None) -> Any:
+    """``name`` from ``source`` compiled with pycuda's SourceModule into the current context, once per
+    context: (the function, its module).  Raises why not (no pycuda.compiler, no nvcc, a compile error).
 
-    pycuda's SourceModule also keeps the cubin in its on-disk cache, so a restart does not recompile.
+    Keyed by the context's ``handle`` (its CUcontext), not by the wrapper object: pycuda hands out a
+    new ``Context`` wrapper from every ``get_current()`` unless the context was pushed from Python,
+    and its ``__hash__`` mixes in the C++ object's address (``src/cpp/cuda.hpp`` L622-635), so two
+    wrappers of one context may differ in identity and hash -- a recompile (nvcc, ~0.4 s) per
+    executor.  The entry keeps the context and the compiler alive, so neither handle nor id is
+    reused while it exists.  pycuda's on-disk cache also keeps the cubin across restarts.
     """
     import importlib
 
     compiler = importlib.import_module("pycuda.compiler")
     cuda = cuda if cuda is not None else importlib.import_module("pycuda.driver")
     ctx = cuda.Context.get_current() if hasattr(cuda, "Context") else None
-    # the entry keeps the context and compiler alive, so their ids cannot be reused while it exists
-    key = ("pycuda", id(compiler), id(ctx), kspec)
+    key = ("pycuda", id(compiler), getattr(ctx, "handle", None), source, name)
     hit = _COMPILED.get(key)
     if hit is None:
         kw: "Dict[str, Any]" = {"no_extern_c": True}
         nvcc = find_nvcc()
         if nvcc is not None:
             kw["nvcc"] = nvcc
-        mod = compiler.SourceModule(kspec.source(), **kw)
-        hit = _COMPILED[key] = (mod.get_function(KERNEL_NAME), mod, ctx, compiler)
-    return hit[0]
+        mod = compiler.SourceModule(source, **kw)
+        hit = _COMPILED[key] = (mod.get_function(name), mod, ctx, compiler)
+    return hit[0], hit[1]
+
+
+def pycuda_kernel(kspec: "KernelSpec", cuda: Any = None) -> Any:
+    """The compiled pycuda function for ``kspec`` (once per context: :func:`pycuda_function`), or raise why not."""
+    return pycuda_function(kspec.source(), KERNEL_NAME, cuda=cuda)[0]
 
 
 # struct format of the kernel's C signature for pycuda's prepared calls: two 64-bit pointers,

@@ -6,17 +6,22 @@ next to a 340 us ResNet-18, enough to miss the pipeline/network target.  One ker
 and writes the packed ``(2, k)`` result (row 0 probabilities, row 1 class ids as float32) straight
 to its destination, which may be a UVA view of the slot's pinned host buffer: no copy-out kernel.
 
-Maths (float32 whatever the logits' dtype): ``m = max(x)``, ``e = exp(x - m)``, ``s = sum(e)``,
-``p = e / s``; then k rounds of a block-wide argmax over ``p``.  The ranking is (p descending,
-index ascending), so ties go to the lowest index like the host postprocess's stable sort; round r
-takes the best element ranked after round r-1's pick, so no set of chosen indices is kept.  Rows
-with fewer than k ranked values (N < k, or a NaN or +inf logit: every ``p`` NaN) are
-padded with score 0 and id -1.  :func:`softmax_topk_reference` is the same in numpy (the CPU test).
+Maths (float32 whatever the logits' dtype), the scores rule of :mod:`.postprocess` (the same on
+every path): a row whose values all lie in [0, 1] and sum to 1 within ``PROB_SUM_TOL`` is already
+probabilities (a model ending in Softmax) and ``p = x``; any other row gets ``m = max(x)``,
+``e = exp(x - m)``, ``s = sum(e)``, ``p = e / s``.  Then k rounds of a block-wide argmax over ``p``.
+The ranking is (p descending, index ascending), so ties go to the lowest index like the host
+postprocess; round r takes the best element ranked after round r-1's pick, so no set of chosen
+indices is kept.  Rows with fewer than k ranked values (N < k, or a NaN or +inf logit: every ``p``
+NaN) are padded with score 0 and id -1, which the host reads as "no result".
+:func:`softmax_topk_reference` is the same in numpy (the CPU test).
 """
 import logging
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+
+from .postprocess import PROB_SUM_TOL, looks_like_probs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,7 @@ CUDA_SOURCE = r"""
 #define JD_MAXK 32
 #define JD_FULL 0xffffffffu
 #define JD_NEG_INF __int_as_float(0xff800000)
+#define JD_POS_INF __int_as_float(0x7f800000)
 
 __device__ __forceinline__ float jd_load(const IN_T* row, int i) {
 #if IN_KIND == 1
@@ -41,8 +47,9 @@ __device__ __forceinline__ float jd_load(const IN_T* row, int i) {
 }
 
 // one definition of p for the ranking and the output: the same value in every round
-__device__ __forceinline__ float jd_prob(const IN_T* row, int i, float m, float s) {
-    return __fdiv_rn(expf(__fsub_rn(jd_load(row, i), m)), s);
+// (probs: the row already holds probabilities, taken as they are)
+__device__ __forceinline__ float jd_prob(const IN_T* row, int i, float m, float s, bool probs) {
+    return probs ? jd_load(row, i) : __fdiv_rn(expf(__fsub_rn(jd_load(row, i), m)), s);
 }
 
 // (p, i) ranks before (q, j): larger p first, ties to the lower index; i < 0 is "none", NaN never ranks
@@ -50,21 +57,20 @@ __device__ __forceinline__ bool jd_before(float p, int i, float q, int j) {
     return i >= 0 && p == p && (j < 0 || p > q || (p == q && i < j));
 }
 
-// sh: 33 floats; returns the block's max (op 0) or sum (op 1) to every thread
+__device__ __forceinline__ float jd_combine(float v, float o, int op) {
+    return op == 0 ? fmaxf(v, o) : (op == 2 ? fminf(v, o) : v + o);
+}
+
+// sh: 33 floats; returns the block's max (op 0), sum (op 1) or min (op 2) to every thread
+// (fmaxf/fminf ignore a NaN; a sum keeps it)
 __device__ float jd_block_reduce(float v, int op, float* sh) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int off = 16; off > 0; off >>= 1) {
-        float o = __shfl_down_sync(JD_FULL, v, off);
-        v = op == 0 ? fmaxf(v, o) : v + o;
-    }
+    for (int off = 16; off > 0; off >>= 1) v = jd_combine(v, __shfl_down_sync(JD_FULL, v, off), op);
     if (lane == 0) sh[w] = v;
     __syncthreads();
     if (w == 0) {
-        v = lane < nw ? sh[lane] : (op == 0 ? JD_NEG_INF : 0.0f);
-        for (int off = 16; off > 0; off >>= 1) {
-            float o = __shfl_down_sync(JD_FULL, v, off);
-            v = op == 0 ? fmaxf(v, o) : v + o;
-        }
+        v = lane < nw ? sh[lane] : (op == 0 ? JD_NEG_INF : (op == 2 ? JD_POS_INF : 0.0f));
+        for (int off = 16; off > 0; off >>= 1) v = jd_combine(v, __shfl_down_sync(JD_FULL, v, off), op);
         if (lane == 0) sh[32] = v;
     }
     __syncthreads();
@@ -108,19 +114,32 @@ extern "C" __global__ void jd_softmax_topk(unsigned long long in_addr, unsigned 
     const IN_T* row = (const IN_T*)in_addr + (long long)blockIdx.x * in_stride;
     float* out = (float*)out_addr + (long long)blockIdx.x * 2 * k;
     int t = threadIdx.x;
-    float m = JD_NEG_INF;
-    for (int i = t; i < n; i += blockDim.x) m = fmaxf(m, jd_load(row, i));
+    float m = JD_NEG_INF, lo = JD_POS_INF, raw = 0.0f;
+    for (int i = t; i < n; i += blockDim.x) {
+        float v = jd_load(row, i);
+        m = fmaxf(m, v);
+        lo = fminf(lo, v);
+        raw += v;
+    }
     m = jd_block_reduce(m, 0, shp);
-    float s = 0.0f;
-    for (int i = t; i < n; i += blockDim.x) s += expf(__fsub_rn(jd_load(row, i), m));
-    s = jd_block_reduce(s, 1, shp);
+    lo = jd_block_reduce(lo, 2, shp);
+    raw = jd_block_reduce(raw, 1, shp);
+    // the scores rule (runtime/postprocess.py): values in [0, 1] summing to 1 are probabilities already
+    // (a NaN makes the sum NaN: softmax, every p NaN, nothing ranks); the same for every thread
+    const bool probs = lo >= 0.0f && m <= 1.0f && fabsf(raw - 1.0f) < JD_PROB_TOL;
+    float s = 1.0f;
+    if (!probs) {
+        s = 0.0f;
+        for (int i = t; i < n; i += blockDim.x) s += expf(__fsub_rn(jd_load(row, i), m));
+        s = jd_block_reduce(s, 1, shp);
+    }
     float last_p = 0.0f;
     int last_i = -1, taken = 0;
     for (int r = 0; r < k; ++r) {
         float bp = 0.0f;
         int bi = -1;
         for (int i = t; i < n; i += blockDim.x) {
-            float p = jd_prob(row, i, m, s);
+            float p = jd_prob(row, i, m, s, probs);
             // eligible: ranked after the previous pick (so not taken yet)
             if ((r == 0 || jd_before(last_p, last_i, p, i)) && jd_before(p, i, bp, bi)) { bp = p; bi = i; }
         }
@@ -145,7 +164,8 @@ def kernel_source(in_dtype: str) -> str:
     """The kernel's source for logits of ``in_dtype`` (``float32`` or ``float16``)."""
     if in_dtype not in _CTYPE:
         raise ValueError("softmax/top-k kernel: logits dtype {} is not supported".format(in_dtype))
-    head = "#define IN_KIND {}\n#define IN_T {}\n".format(1 if in_dtype == "float16" else 0, _CTYPE[in_dtype])
+    head = "#define IN_KIND {}\n#define IN_T {}\n#define JD_PROB_TOL {!r}f\n".format(
+        1 if in_dtype == "float16" else 0, _CTYPE[in_dtype], float(PROB_SUM_TOL))
     return head + CUDA_SOURCE
 
 
@@ -158,8 +178,9 @@ def block_threads(n: int) -> int:
 def softmax_topk_reference(logits: "np.ndarray", k: int) -> "np.ndarray":
     """The kernel's maths in numpy: ``(B, 2, k)`` float32, row 0 probabilities, row 1 class ids.
 
-    ``logits`` is (N,) or (B, N), any float dtype (read as float32).  ``exp`` is evaluated in
-    float64 and rounded to float32 (a correctly rounded float32 exp, the same on every machine);
+    ``logits`` is (N,) or (B, N), any float dtype (read as float32).  A row that already holds
+    probabilities (``postprocess.looks_like_probs``) is ranked as it is; otherwise ``exp`` is evaluated
+    in float64 and rounded to float32 (a correctly rounded float32 exp, the same on every machine);
     max, sum and division are float32.  Ties go to the lowest index; missing places are (0, -1).
     """
     x = np.asarray(logits)
@@ -169,8 +190,11 @@ def softmax_topk_reference(logits: "np.ndarray", k: int) -> "np.ndarray":
     out[:, 1, :] = -1.0
     for b, row in enumerate(x):
         with np.errstate(invalid="ignore"):  # NaN / +inf logits: every p NaN, the row padded (as the kernel)
-            e = np.exp((row - row.max()).astype(np.float64)).astype(np.float32)
-            p = e / e.sum(dtype=np.float32)
+            if looks_like_probs(row):
+                p = row
+            else:
+                e = np.exp((row - row.max()).astype(np.float64)).astype(np.float32)
+                p = e / e.sum(dtype=np.float32)
         ranked = np.flatnonzero(~np.isnan(p))
         ids = ranked[np.argsort(-p[ranked], kind="stable")][:k]  # stable: equal p keep index order
         out[b, 0, :ids.size] = p[ids]
@@ -285,31 +309,16 @@ class PycudaSoftmaxTopk:
     kind = "cuda-kernel (pycuda)"
 
     def __init__(self, in_dtype: str, k: int, n_classes: int, rows: int = 1, cuda: Any = None) -> None:
-        import importlib
-
         self.in_dtype, self.k, self.n, self.rows = str(in_dtype), int(k), int(n_classes), int(rows)
         if not 1 <= self.k <= MAX_K or self.n < 1 or self.rows < 1:
             raise ValueError("softmax/top-k kernel: needs 1 <= k <= {} and N, rows >= 1 (k={}, N={}, rows={})".format(
                 MAX_K, self.k, self.n, self.rows))
-        compiler = importlib.import_module("pycuda.compiler")
-        cuda = cuda if cuda is not None else importlib.import_module("pycuda.driver")
-        # keyed by the context's value: pycuda's Context compares handles (== / hash), while
-        # get_current() may hand out a new wrapper object for the same context
-        ctx = cuda.Context.get_current() if hasattr(cuda, "Context") else None
-        key = ("pycuda", ctx, self.in_dtype)
-        hit = _COMPILED.get(key)
-        if hit is None:
-            from .gpu_preprocess import find_nvcc
+        from .gpu_preprocess import pycuda_function
 
-            kw: "Dict[str, Any]" = {"no_extern_c": True}
-            nvcc = find_nvcc()
-            if nvcc is not None:
-                kw["nvcc"] = nvcc
-            mod = compiler.SourceModule(kernel_source(self.in_dtype), **kw)
-            fn = mod.get_function(KERNEL_NAME)
-            fn.prepare(PYCUDA_ARG_FORMAT)
-            hit = _COMPILED[key] = (fn, mod)
-        self.fn = hit[0]
+        # compiled once per context (keyed by its handle, whatever wrapper get_current() returns)
+        self.fn = pycuda_function(kernel_source(self.in_dtype), KERNEL_NAME, cuda=cuda)[0]
+        if getattr(self.fn, "arg_format", None) != PYCUDA_ARG_FORMAT:
+            self.fn.prepare(PYCUDA_ARG_FORMAT)
         self.threads = block_threads(self.n)
         self.out_shape = (2, self.k) if self.rows == 1 else (self.rows, 2, self.k)
 

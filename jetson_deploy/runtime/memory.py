@@ -142,6 +142,19 @@ class PycudaAllocator(HostAllocator):
         return HostBuffer(arr, pinned=True, owner=arr.base)
 
 
+#: CU_STREAM_NON_BLOCKING (cuda.h; pycuda's ``Stream(flags)`` is ``cuStreamCreate(&s, flags)``,
+#: src/cpp/cuda.hpp L1009-1010, and 0 makes a blocking stream)
+CU_STREAM_NON_BLOCKING = 0x1
+
+
+def frame_stream(cuda: Any) -> Any:
+    """A pycuda stream for the frame path, non-blocking: it never synchronises with the legacy
+    default stream, so a legacy-stream call on another thread (a synchronous ``memcpy_htod``) does
+    not wait on it -- and cannot invalidate a CUDA graph being captured on it, which on a blocking
+    stream fails with CUDA_ERROR_STREAM_CAPTURE_IMPLICIT (CUDA Programming Guide, "Stream Capture")."""
+    return cuda.Stream(flags=CU_STREAM_NON_BLOCKING)
+
+
 def make_context(device: int = 0, cuda: Any = None, primary: bool = True) -> Any:
     """A pycuda context for the runtime; pushes it and returns it (caller pops).
 

@@ -81,12 +81,51 @@ def _label(labels: "Sequence[str]", i: int) -> str:
 
 def softmax(x: "np.ndarray") -> "np.ndarray":
     x = x.astype(np.float32, copy=False)
-    e = np.exp(x - x.max())
-    return e / e.sum()
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / +inf logits: every p NaN (no result)
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+
+# The classify scores rule, the same on every path (this host code, the fused CUDA kernel and its
+# numpy reference in :mod:`.gpu_topk`, the torch-ops fallback of the torch CUDA executor):
+# * a row whose values all lie in [0, 1] and sum to 1 within PROB_SUM_TOL is already probabilities
+#   (a model ending in Softmax): scores are those values; any other row gets a softmax (a sum within
+#   float32 rounding of the threshold may fall either way: summation orders differ between paths);
+# * ranked by (score descending, class index ascending): tied scores keep index order;
+# * a NaN score never ranks: a row with a NaN (or +inf) logit has every softmax score NaN, so it
+#   gives no result (no label, no score) rather than a made-up class.
+PROB_SUM_TOL = 1e-3
 
 
 def looks_like_probs(v: "np.ndarray") -> bool:
-    return bool(v.size and v.min() >= 0.0 and v.max() <= 1.0 and abs(float(v.sum()) - 1.0) < 1e-3)
+    """The rule's test: every value in [0, 1] and a float32 sum within PROB_SUM_TOL of 1 (a NaN fails it)."""
+    x = np.asarray(v).astype(np.float32, copy=False)
+    if not x.size:
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(x.min() >= 0.0 and x.max() <= 1.0 and abs(float(x.sum(dtype=np.float32)) - 1.0) < PROB_SUM_TOL)
+
+
+def scores_of(v: "np.ndarray") -> "np.ndarray":
+    """float32 scores of one row under the rule: the row itself when it is probabilities, else its softmax."""
+    return np.asarray(v).astype(np.float32) if looks_like_probs(v) else softmax(np.asarray(v))
+
+
+def ranked(p: "np.ndarray", k: int) -> "np.ndarray":
+    """Indices of the ``k`` best scores of ``p``, ranked (score descending, index ascending); NaN never ranks."""
+    ok = np.flatnonzero(p == p)
+    q = p[ok] if ok.size < p.size else p
+    k = min(int(k), q.size)
+    if k <= 0:
+        return np.zeros((0,), np.int64)
+    if q.size > k:  # O(N): the k-th best score t, all scores above it, then the lowest-index ties at t
+        t = q[np.argpartition(-q, k - 1)[k - 1]]
+        above = np.flatnonzero(q > t)
+        cand = np.sort(np.concatenate([above, np.flatnonzero(q == t)[:k - above.size]]))
+    else:
+        cand = np.arange(q.size)
+    cand = cand[np.argsort(-q[cand], kind="stable")]  # stable over ascending indices: ties keep index order
+    return ok[cand] if ok.size < p.size else cand
 
 
 # Up to this many classes, top-k runs on Python floats: a dozen numpy calls on a 4-element array
@@ -95,15 +134,19 @@ SMALL_CLASSES = 64
 
 
 def _topk_small(v: "np.ndarray", topk: int) -> "Tuple[List[int], List[float]]":
-    """Softmax (unless already probabilities) and top-k of a short vector; ties keep index order."""
+    """The rule on a short vector in plain Python: probabilities as they are, else a softmax; ties
+    keep index order (a stable sort); a NaN row gives nothing."""
     vals = v.tolist()
-    total = math.fsum(vals)
-    if vals and min(vals) >= 0.0 and max(vals) <= 1.0 and abs(total - 1.0) < 1e-3:
+    if not vals:
+        return [], []
+    if min(vals) >= 0.0 and max(vals) <= 1.0 and abs(math.fsum(vals) - 1.0) < PROB_SUM_TOL:  # NaN: fsum NaN
         p = [float(x) for x in vals]
     else:
         m = max(vals)
-        e = [math.exp(x - m) for x in vals]
+        e = [math.exp(x - m) for x in vals]  # x - m <= 0, or NaN
         s = math.fsum(e)
+        if s != s:  # a NaN (or +inf) logit: every score NaN, nothing ranks
+            return [], []
         p = [x / s for x in e]
     ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]
     # float32, as the engine's own outputs are (array('f') rounds as numpy.float32 does, in one C call)
@@ -163,13 +206,13 @@ class Postprocessor:
             if v.size <= SMALL_CLASSES:  # plain Python: a result per frame at small-model rates
                 ids, scores = _topk_small(v, self.topk)
             else:
-                p = v.astype(np.float32) if looks_like_probs(v) else softmax(v)
-                k = min(self.topk, p.size)
-                ids = np.argpartition(-p, k - 1)[:k] if p.size > k else np.arange(p.size)
-                ids = ids[np.argsort(-p[ids], kind="stable")]
+                p = scores_of(v)
+                ids = ranked(p, self.topk)
                 scores = p[ids]
             r.num_classes = int(v.size)
-        r.topk = [(_label(self.labels, int(i)), float(s)) for i, s in zip(ids[: self.topk], scores[: self.topk])]
+        # id -1 pads a GPU result (fewer than k classes, or a NaN row); a NaN score never ranks
+        r.topk = [(_label(self.labels, int(i)), float(s)) for i, s in zip(ids[: self.topk], scores[: self.topk])
+                  if i >= 0 and s == s]
         if r.topk:
             r.class_id = int(ids[0])
             r.label, r.score = r.topk[0]

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..preprocess import LETTERBOX_FILL, letterbox_params, normalize_constants
 from ..spec import ModelSpec
-from .gpu_preprocess import BLOCK, Plan, cupy_kernel, kernel_spec, make_plan
+from .gpu_preprocess import BLOCK, GRAY_WEIGHTS, Plan, cupy_kernel, kernel_spec, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,12 @@ class TorchKernelPreprocess:
 
 
 class TorchPreprocess:
-    """GPU (or CPU) preprocessing with torch: the maths of :func:`jetson_deploy.preprocess.preprocess`.
+    """GPU (or CPU) preprocessing with torch ops: the fused kernel's maths (:mod:`.gpu_preprocess`).
 
-    uint8 HxWx3 BGR frame tensor -> the model input (1,C,H,W) (or NHWC): bilinear resize (or
-    letterbox) rounded to uint8 levels like the host path, colour order, ``x*scale-mean)/std``.
+    uint8 HxW[xC] frame tensor (BGR, BGRA or gray) -> the model input (1,C,H,W) (or NHWC): bilinear
+    resize (or letterbox) rounded half up to uint8 levels (``floor(x + 0.5)``, as the kernel and the
+    host path round -- ``torch.round`` rounds half to even), alpha dropped, OpenCV's fixed-point gray
+    weights, colour order, ``x*scale-mean)/std``.
     """
 
     kind = "torch-ops"
@@ -76,7 +78,8 @@ class TorchPreprocess:
         mul, off = normalize_constants(spec)
         self.mul = torch.from_numpy(mul).to(device).view(1, -1, 1, 1)
         self.off = torch.from_numpy(off).to(device).view(1, -1, 1, 1)
-        self.gray_w = torch.tensor([0.114, 0.587, 0.299], device=device).view(1, 3, 1, 1)
+        # cv2.cvtColor(BGR2GRAY) on uint8: (B*1868 + G*9617 + R*4899 + 8192) >> 14, exact in float32
+        self.gray_w = torch.tensor([float(v) for v in GRAY_WEIGHTS], device=device).view(1, 3, 1, 1)
 
     def __call__(self, frame_u8: Any, out: Any = None) -> Any:
         x = self._run(frame_u8)
@@ -85,25 +88,40 @@ class TorchPreprocess:
         out.copy_(x)
         return out
 
-    def _run(self, frame_u8: Any) -> Any:
+    def _resized(self, x: Any, w: int, h: int) -> Any:
+        """(1,C,h,w) float levels -> the model size (letterboxed with the fill), rounded half up."""
         torch = self.torch
         F = torch.nn.functional
         spec = self.spec
-        h, w = int(frame_u8.shape[0]), int(frame_u8.shape[1])
-        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,3,H,W (BGR)
         dst_w, dst_h = spec.resize_wh
-        if (w, h) != (dst_w, dst_h):
-            if spec.keep_aspect:
-                r, px, py = letterbox_params(w, h, spec)
-                nw, nh = int(round(w * r)), int(round(h * r))
-                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-                x = F.pad(x, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
-            else:
-                x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-        if spec.color == "rgb":
-            x = x.flip(1)
-        elif spec.color == "gray":
-            x = (x * self.gray_w).sum(1, keepdim=True).round_()
+        if (w, h) == (dst_w, dst_h):
+            return x
+        if not spec.keep_aspect:
+            x = F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False)
+            return torch.floor(x + 0.5).clamp_(0, 255)
+        r, px, py = letterbox_params(w, h, spec)
+        nw, nh = int(round(w * r)), int(round(h * r))
+        x = torch.floor(F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False) + 0.5).clamp_(0, 255)
+        return F.pad(x, (px, dst_w - nw - px, py, dst_h - nh - py), value=float(LETTERBOX_FILL))
+
+    def _run(self, frame_u8: Any) -> Any:
+        torch = self.torch
+        spec = self.spec
+        if frame_u8.dim() == 2:
+            frame_u8 = frame_u8.unsqueeze(-1)
+        h, w, c = int(frame_u8.shape[0]), int(frame_u8.shape[1]), int(frame_u8.shape[2])
+        x = frame_u8.permute(2, 0, 1).unsqueeze(0).float()  # 1,C,H,W in source order (BGR[A] or gray)
+        if c == 4:
+            x = x[:, :3]  # BGRA: alpha dropped, as the kernel and the host path do
+        x = self._resized(x, w, h)
+        if spec.color == "gray":
+            if x.shape[1] == 3:
+                x = torch.floor(((x * self.gray_w).sum(1, keepdim=True) + 8192.0) / 16384.0)
+        else:
+            if x.shape[1] == 1:  # a gray frame feeds a colour model as three equal channels
+                x = x.expand(-1, 3, -1, -1)
+            if spec.color == "rgb":
+                x = x.flip(1)
         if self.out_dtype == "uint8":
             x = x.to(torch.uint8)
         else:

@@ -25,9 +25,35 @@ pycuda calls the project uses: ``init``, ``Device`` (``count``, ``name``,
 
 ``driver._double`` counts synchronisations (``syncs``) so tests can prove a code
 path never blocks the host.
+
+As strict as the driver about stream capture (CUDA Programming Guide, "CUDA Graphs: Stream
+Capture" -- "Prohibited and Unhandled Operations", "Invalidation"; Driver API reference,
+``cuStreamBeginCapture`` / ``cuThreadExchangeStreamCaptureMode``; error codes from cuda.h):
+
+* a legacy-stream call (``memcpy_htod``/``memcpy_dtoh``, an async copy with ``stream=None``,
+  ``Context.synchronize``) while a *blocking* stream (``Stream()``, flags 0 = ``cuStreamCreate``'s
+  default) captures fails with CUDA_ERROR_STREAM_CAPTURE_IMPLICIT and invalidates that capture,
+  from any thread; non-blocking streams (``Stream(flags=1)``, CU_STREAM_NON_BLOCKING) are not
+  synchronised with the legacy stream at all (``Context.synchronize`` still may not run during any
+  capture: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+* "potentially unsafe" calls (``mem_alloc``, ``pagelocked_empty``) fail with
+  CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidate the capture on a thread that is capturing in
+  global or thread-local mode, and on every thread while any thread captures in global mode;
+* synchronising a capturing stream fails and invalidates the capture;
+* ``Event.query()`` / ``Stream.is_done()`` report not-ready while the work before them is still
+  queued (the double's GPU then gets on with it: the next look finds it done), as ``cuEventQuery``
+  / ``cuStreamQuery`` return CUDA_ERROR_NOT_READY (pycuda ``src/cpp/cuda.hpp`` L1035-1050, L2161-2176);
+* ``Context.get_current()`` hands out a new wrapper each call, equal (``==``) to the others of the
+  same context but not the same object; its hash mixes in the C++ object's address, as pycuda's
+  ``context::hash`` does (``hash(m_context) ^ hash(this)``, ``src/cpp/cuda.hpp`` L622-635): only
+  wrappers pushed from Python keep their identity (Boost.Python ``shared_ptr`` conversion), so code
+  must key contexts by ``handle``;
+* ``mem_alloc`` is 256-byte aligned and page-locked host memory page aligned, as ``cuMemAlloc`` /
+  ``cuMemHostAlloc`` return them (TensorRT requires 256-byte aligned tensor addresses).
 """
 import ctypes
 import importlib.machinery
+import itertools
 import weakref
 import sys
 import threading
@@ -62,6 +88,106 @@ def check_access(ptr: int, nbytes: int, what: str = "access") -> None:
             return
 
 
+#: CUstreamCaptureMode (cuda.h)
+CAPTURE_GLOBAL, CAPTURE_THREAD_LOCAL, CAPTURE_RELAXED = 0, 1, 2
+#: CU_STREAM_NON_BLOCKING (cuda.h)
+STREAM_NON_BLOCKING = 0x1
+DEVICE_ALIGNMENT = 256
+PAGE = 4096
+_MESSAGES = {
+    "implicit": "operation would make the legacy stream depend on a capturing blocking stream",
+    "unsupported": "operation not permitted when stream is capturing",
+}
+
+
+class CaptureError(RuntimeError):
+    """A capture rule broken: what pycuda raises (LogicError) is made from it by the driver module."""
+
+    def __init__(self, what: str, kind: str) -> None:
+        super().__init__("{} failed: {}".format(what, _MESSAGES[kind]))
+        self.kind = kind
+
+
+def capturing_streams() -> "List[Any]":
+    return [st for st in list(STREAMS.values()) if getattr(st, "_capturing", False)]
+
+
+def begin_capture(stream: Any, mode: int) -> None:
+    """``cuStreamBeginCapture_v2``: ``stream`` records instead of running, in ``mode``, from this thread."""
+    stream._saved_queue, stream._queue = stream._queue, []
+    stream._capturing, stream._invalidated = True, False
+    stream._capture_mode, stream._capture_thread = int(mode), threading.get_ident()
+
+
+def end_capture(stream: Any) -> "List[Any]":
+    """``cuStreamEndCapture``: the recorded work; the stream's earlier work stays queued."""
+    ops, stream._queue = stream._queue, stream._saved_queue
+    stream._capturing = False
+    return ops
+
+
+def invalidate(streams: "List[Any]") -> None:
+    for st in streams:
+        st._invalidated = True
+
+
+def check_unsafe_call(what: str) -> None:
+    """A "potentially unsafe" call (cuMemAlloc, cuMemHostAlloc, ...): refused, and the capture
+    invalidated, while this thread captures in global/thread-local mode or any thread captures in
+    global mode (cuThreadExchangeStreamCaptureMode's rules)."""
+    me = threading.get_ident()
+    blocking = [st for st in capturing_streams()
+                if st._capture_mode == CAPTURE_GLOBAL
+                or (st._capture_mode == CAPTURE_THREAD_LOCAL and st._capture_thread == me)]
+    if blocking:
+        invalidate(blocking)
+        raise CaptureError(what, "unsupported")
+
+
+def check_legacy_stream(what: str, whole_context: bool = False) -> None:
+    """A call on the legacy default stream (or, ``whole_context``, a context-wide synchronise) while
+    streams capture: refused, and those captures invalidated."""
+    caps = capturing_streams()
+    blocking = [st for st in caps if st._blocking]
+    if blocking:
+        invalidate(blocking)
+        raise CaptureError(what, "implicit")
+    if whole_context and caps:
+        invalidate(caps)
+        raise CaptureError(what, "unsupported")
+
+
+def is_device_memory(ptr: int) -> bool:
+    """True when ``ptr`` lies in a live ``mem_alloc`` allocation or in mapped page-locked host memory
+    (its ``get_device_pointer()`` address): what a kernel may read."""
+    ptr = int(ptr)
+    for start, alloc in list(ALLOCATIONS.items()):
+        if start <= ptr < start + max(alloc.nbytes, 1):
+            return not alloc.freed and getattr(alloc, "device_visible", True)
+    return False
+
+
+class _DeviceBytes(bytearray):
+    """Memory the doubles treat as device memory (see :func:`device_array`)."""
+
+    freed = False
+    nbytes = 0
+
+
+def device_array(shape: Any, dtype: Any = np.float32) -> "np.ndarray":
+    """A numpy view of 256-byte aligned memory the doubles treat as device memory: for tests that
+    drive the TensorRT double with plain pointers (``arr.ctypes.data``), as another CUDA allocator's
+    memory (torch's) would be.  Kept alive by the array."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+    buf = _DeviceBytes(n + DEVICE_ALIGNMENT)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    off = (-base) % DEVICE_ALIGNMENT
+    buf.nbytes = n
+    ALLOCATIONS[base + off] = buf
+    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=off)
+
+
 def enqueue_on(handle: int, op: Any) -> bool:
     """Queue ``op`` on the pycuda-double stream with this handle; False when it is no such stream."""
     st = STREAMS.get(int(handle)) if handle else None
@@ -71,18 +197,18 @@ def enqueue_on(handle: int, op: Any) -> bool:
     return True
 
 
-def capture(stream: Any, body: Any) -> "List[Any]":
+def capture(stream: Any, body: Any, mode: int = CAPTURE_THREAD_LOCAL) -> "List[Any]":
     """Stream capture, as ``cuStreamBeginCapture`` .. ``cuStreamEndCapture``: the work queued on
     ``stream`` while ``body()`` runs is recorded, not run, and returned (the graph's nodes, with
     the pointers and host buffers they were captured with); the stream's earlier work stays queued.
-    Synchronising the capturing stream raises, as CUDA does."""
-    saved, stream._queue = stream._queue, []
-    stream._capturing = True
+    A call the capture rules refuse raises; an invalidated capture raises at its end, as CUDA does."""
+    begin_capture(stream, mode)
     try:
         body()
     finally:
-        ops, stream._queue = stream._queue, saved
-        stream._capturing = False
+        ops = end_capture(stream)
+    if stream._invalidated:
+        raise RuntimeError("cuStreamEndCapture failed: operation failed due to a previous error during capture")
     return ops
 
 
@@ -136,6 +262,21 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             raise LogicError("cuInit failed: not initialized (call pycuda.driver.init())")
 
     drv.init = lambda flags=0: setattr(state, "initialised", True)
+
+    def _raise(exc: "CaptureError") -> None:
+        raise LogicError(str(exc))
+
+    def _legacy(what: str, whole_context: bool = False) -> None:
+        try:
+            check_legacy_stream(what, whole_context)
+        except CaptureError as exc:
+            _raise(exc)
+
+    def _unsafe(what: str) -> None:
+        try:
+            check_unsafe_call(what)
+        except CaptureError as exc:
+            _raise(exc)
     drv.get_driver_version = lambda: 12020
 
     class ctx_flags:
@@ -161,17 +302,38 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
     drv.host_alloc_flags = host_alloc_flags
     drv.device_attribute = device_attribute
 
+    class _ContextObject:
+        """pycuda's C++ ``context`` (one per make_context / retain_primary_context call)."""
+
+        def __init__(self, handle: int, flags: int, primary: bool) -> None:
+            self.handle, self.flags, self.primary = handle, flags, primary
+
     class Context:
-        def __init__(self, flags: int = 0, primary: bool = False) -> None:
-            self.flags = flags
-            self.primary = primary
+        """A Python wrapper of a :class:`_ContextObject`: ``==`` by handle, hash by handle and
+        object, a new wrapper from every ``get_current()`` (see the module docstring)."""
+
+        def __init__(self, obj: "_ContextObject") -> None:
+            self._obj = obj
+
+        handle = property(lambda self: self._obj.handle)
+        flags = property(lambda self: self._obj.flags)
+        primary = property(lambda self: self._obj.primary)
+
+        def __eq__(self, other: Any) -> bool:
+            return isinstance(other, Context) and other.handle == self.handle
+
+        def __ne__(self, other: Any) -> bool:
+            return not self == other
+
+        def __hash__(self) -> int:
+            return hash(self._obj.handle) ^ id(self._obj)
 
         @staticmethod
         def get_current() -> "Optional['Context']":
-            return state.threads.stack[-1] if state.threads.stack else None
+            return Context(state.threads.stack[-1]) if state.threads.stack else None
 
         def push(self) -> None:
-            state.threads.stack.append(self)
+            state.threads.stack.append(self._obj)
 
         @staticmethod
         def pop() -> None:
@@ -180,11 +342,13 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             state.threads.stack.pop()
 
         def detach(self) -> None:
-            if self in state.threads.stack:
-                state.threads.stack.remove(self)
+            if self._obj in state.threads.stack:
+                state.threads.stack.remove(self._obj)
 
         @staticmethod
         def synchronize() -> None:
+            _need_ctx()
+            _legacy("cuCtxSynchronize", whole_context=True)
             state.syncs += 1
             for st in list(STREAMS.values()):
                 st._run_until(None)
@@ -220,13 +384,14 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
                     "MULTIPROCESSOR_COUNT": 8}.get(attr, 0)
 
         def make_context(self, flags: int = 0) -> "Context":
-            ctx = Context(flags)
+            ctx = Context(_ContextObject(next(_handles), flags, False))
             state.contexts.append(ctx)
             ctx.push()
             return ctx
 
         def retain_primary_context(self) -> "Context":
-            ctx = Context(ctx_flags.MAP_HOST, primary=True)
+            # one CUcontext per device, a new pycuda context object per call (cuda.hpp device::retain_primary_context)
+            ctx = Context(_ContextObject(PRIMARY_HANDLE, ctx_flags.MAP_HOST, True))
             state.contexts.append(ctx)
             return ctx
 
@@ -239,16 +404,18 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
 
     class DeviceAllocation:
         def __init__(self, nbytes: int) -> None:
-            self._buf = (ctypes.c_char * max(int(nbytes), 1))()
+            self._buf = (ctypes.c_char * (max(int(nbytes), 1) + DEVICE_ALIGNMENT))()
+            base = ctypes.addressof(self._buf)
+            self._addr = base + (-base) % DEVICE_ALIGNMENT  # cuMemAlloc: 256-byte aligned
             self.nbytes = int(nbytes)
             self.freed = False
 
-            ALLOCATIONS[ctypes.addressof(self._buf)] = self
+            ALLOCATIONS[self._addr] = self
 
         def __int__(self) -> int:
             if self.freed:
                 raise LogicError("cannot use a freed allocation")
-            return ctypes.addressof(self._buf)
+            return self._addr
 
         __index__ = __int__
 
@@ -257,6 +424,7 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
 
     def mem_alloc(nbytes: int) -> "DeviceAllocation":
         _need_ctx()
+        _unsafe("cuMemAlloc")
         a = DeviceAllocation(nbytes)
         state.allocations.append(a)
         return a
@@ -278,23 +446,25 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             raise BufferError("the host buffer of a device-to-host copy must be writable")
         return arr
 
-    def _legacy_default_stream() -> None:
+    def _legacy_default_stream(what: str) -> None:
         # cuMemcpyHtoD/DtoH run on the legacy default stream, which waits for all work on blocking
-        # streams (pycuda's Stream() is created with flags 0 = blocking): CUDA driver API docs,
-        # "Stream synchronization behavior" (not an NVIDIA/TensorRT source in docs/tensorrt.md's list)
+        # streams (pycuda's Stream() is created with flags 0 = blocking) and none on non-blocking ones:
+        # CUDA driver API docs, "Stream synchronization behavior"; refused while a blocking stream captures
+        _legacy(what)
         for st in list(STREAMS.values()):
-            st._run_until(None)
+            if st._blocking:
+                st._run_until(None)
 
     def memcpy_htod(dest: Any, src: Any) -> None:
         _need_ctx()
-        _legacy_default_stream()
+        _legacy_default_stream("cuMemcpyHtoD")
         a = _host(src, False)
         check_access(_addr(dest), a.nbytes, "memcpy_htod")
         ctypes.memmove(_addr(dest), a.ctypes.data, a.nbytes)
 
     def memcpy_dtoh(dest: Any, src: Any) -> None:
         _need_ctx()
-        _legacy_default_stream()
+        _legacy_default_stream("cuMemcpyDtoH")
         a = _host(dest, True)
         check_access(_addr(src), a.nbytes, "memcpy_dtoh")
         ctypes.memmove(a.ctypes.data, _addr(src), a.nbytes)
@@ -310,8 +480,8 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
     def _async(stream: Any, op: Any) -> None:
         st = _stream_arg(stream)
         if st is None:
-            _legacy_default_stream()
-            op()  # stream 0 (legacy default stream): ordered after everything; run now
+            _legacy_default_stream("cuMemcpyAsync on the legacy stream")
+            op()  # stream 0 (legacy default stream): ordered after the blocking streams' work; run now
         else:
             st._queue.append(op)
 
@@ -350,7 +520,12 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             _need_ctx()
             Stream._next[0] += 16
             self.handle = Stream._next[0]
+            self.flags = int(flags)
+            #: cuStreamCreate(flags=0): synchronises with the legacy default stream
+            self._blocking = not self.flags & STREAM_NON_BLOCKING
             self._queue: "list" = []
+            self._capturing = False
+            self._invalidated = False
             STREAMS[self.handle] = self
 
         def _run_until(self, marker: Any = None) -> None:
@@ -371,8 +546,13 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             self._run_until(None)
 
         def is_done(self) -> bool:
-            self._run_until(None)
-            return True
+            if self._capturing:  # cuStreamQuery of a capturing stream is illegal and invalidates it
+                self._invalidated = True
+                _raise(CaptureError("cuStreamQuery", "unsupported"))
+            if not self._queue:
+                return True
+            self._run_until(None)  # cuStreamQuery: CUDA_ERROR_NOT_READY; the work finishes after the look
+            return False
 
         def wait_for_event(self, event: Any) -> None:
             # device-side wait, no host sync: when this stream reaches it, the event's stream runs up to it
@@ -409,8 +589,14 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
             return self
 
         def query(self) -> bool:
-            self._reach()  # the double's GPU finishes work when someone looks
-            return True
+            st, m = self._stream, self._marker
+            if st is not None and st._capturing:  # an event of a capture sequence: illegal, invalidates it
+                st._invalidated = True
+                _raise(CaptureError("cuEventQuery", "unsupported"))
+            if st is None or m is None or m not in st._queue:
+                return True
+            st._run_until(m)  # cuEventQuery: CUDA_ERROR_NOT_READY; the work finishes after the look
+            return False
 
         def time_since(self, other: "Event") -> float:
             return 0.0
@@ -422,24 +608,44 @@ def make_pycuda(sm: tuple = (8, 7), integrated: bool = True, name: str = "Orin (
         """Backs pagelocked arrays: ``arr.base.get_device_pointer()`` like pycuda's."""
 
         mapped = False
+        offset = 0
 
         def get_device_pointer(self) -> int:
             if not self.mapped:
                 raise LogicError("cuMemHostGetDevicePointer failed: invalid value (allocate with DEVICEMAP)")
-            return ctypes.addressof(ctypes.c_char.from_buffer(self))
+            return ctypes.addressof(ctypes.c_char.from_buffer(self)) + self.offset
+
+    class _MappedRange:
+        """A mapped host allocation in ALLOCATIONS: device-visible memory for the TensorRT double."""
+
+        freed = False
+
+        def __init__(self, owner: "HostAllocation", nbytes: int) -> None:
+            self.owner, self.nbytes = owner, nbytes
 
     def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> "np.ndarray":
         _need_ctx()
+        _unsafe("cuMemHostAlloc")
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        buf = HostAllocation(max(n, 1))
+        buf = HostAllocation(max(n, 1) + PAGE)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        buf.offset = (-base) % PAGE  # cuMemHostAlloc: page aligned
         buf.mapped = bool(mem_flags & host_alloc_flags.DEVICEMAP)
-        return np.ndarray(shape, dtype=dtype, buffer=buf, order=order)
+        if buf.mapped:
+            buf._range = _MappedRange(buf, max(n, 1))
+            ALLOCATIONS[base + buf.offset] = buf._range
+        return np.ndarray(shape, dtype=dtype, buffer=buf, offset=buf.offset, order=order)
 
     drv.pagelocked_empty = pagelocked_empty
     drv.pagelocked_zeros = lambda shape, dtype, order="C", mem_flags=0: _zero(pagelocked_empty(shape, dtype, order, mem_flags))
     drv.HostAllocation = HostAllocation
     return pkg
+
+
+_handles = itertools.count(0x5C000000, 0x1000)
+#: the device's primary context (one CUcontext however many pycuda wrappers retain it)
+PRIMARY_HANDLE = 0x5B000000
 
 
 def _zero(a: "np.ndarray") -> "np.ndarray":

@@ -108,10 +108,11 @@ _LAYER_TYPES = sorted(set(_LAYER_OF_OP.values()) | {"PLUGIN_V2", "UNARY"})
 # ---------------------------------------------------------------------------------------------
 # host-memory helpers: the double's "device" pointers are host addresses
 # ---------------------------------------------------------------------------------------------
-try:  # bounds checks and stream queues of the pycuda double (tests/doubles/pycuda_double.py)
-    from .pycuda_double import check_access, enqueue_on
+try:  # bounds checks, stream queues and capture rules of the pycuda double (tests/doubles/pycuda_double.py)
+    from . import pycuda_double as _pd
 except ImportError:  # pragma: no cover -- loaded outside the doubles package
-    from pycuda_double import check_access, enqueue_on  # type: ignore[no-redef]
+    import pycuda_double as _pd  # type: ignore[no-redef]
+check_access, enqueue_on = _pd.check_access, _pd.enqueue_on
 
 
 def read_pointer(ptr: int, shape: "Sequence[int]", dtype: Any) -> "np.ndarray":
@@ -258,6 +259,10 @@ def make_tensorrt(
         generation=gen, version=ver, fast_int8=fast_int8, fast_fp16=fast_fp16, num_dla_cores=num_dla_cores, sm=int(sm),
         builds=[], events=[], engines=[],
         fail_profile_async=False,  # tests: make set_optimization_profile_async fail (e.g. profile held elsewhere)
+        # tests: an engine with layers CUDA graph capture does not permit (enqueue returns False while capturing)
+        uncapturable=False,
+        # tests: how many more execution contexts fit in device memory (None: no limit)
+        context_budget=None,
     )
     mod._double = state
 
@@ -1176,7 +1181,15 @@ def make_tensorrt(
         def serialize(self) -> "IHostMemory":
             return IHostMemory(_plan_bytes(self._spec, self._model.data))
 
-        def create_execution_context(self) -> "IExecutionContext":
+        def create_execution_context(self) -> "Optional[IExecutionContext]":
+            # bound straight to ICudaEngine::createExecutionContext (pyCore.cpp 10.3 L1165, 8.5 L886),
+            # which returns nullptr -- None here -- when the context's device memory cannot be had
+            if state.context_budget is not None:
+                if state.context_budget <= 0:
+                    _log(self._logger, Severity.ERROR, "1: [executionContext.cpp::ExecutionContext] Error Code 1: "
+                         "Cuda Runtime (out of memory)")
+                    return None
+                state.context_budget -= 1
             return IExecutionContext(self)
 
         def _find(self, name: str) -> int:
@@ -1274,6 +1287,10 @@ def make_tensorrt(
             self._profile = 0
             self._shape_cache: "Dict[Any, Dict[str, Dims]]" = {}
             self.executions = 0
+            #: TensorRT allocates scratch memory on a context's first enqueue: trtexec runs one enqueue
+            #: before capturing "to avoid capturing initialization calls" (samples/common/sampleInference.cpp
+            #: release/10.3 L961-968); inside a capture that cudaMalloc is an unsafe call and fails
+            self.initialised = False
             self.last_stream: "Optional[int]" = None
             self.debug_sync = False
             self.profiler = None
@@ -1371,10 +1388,23 @@ def make_tensorrt(
 
         # addresses
         def set_tensor_address(self, name: str, memory: int) -> bool:
+            logger = self._engine._logger
             if self._engine._find(name) < 0:
-                _log(self._engine._logger, Severity.ERROR, "setTensorAddress: {} is not the name of an I/O tensor".format(name))
+                _log(logger, Severity.ERROR, "setTensorAddress: {} is not the name of an I/O tensor".format(name))
                 return False
-            self._addr[name] = int(memory)
+            p = int(memory)
+            # include/NvInferRuntime.h release/8.5 L2946-2952, release/10.3 L3992-4003: a kDEVICE tensor's
+            # pointer "must point to a device buffer of sufficient size and alignment" and "must have at least
+            # 256-byte alignment" (nullptr resets).  Refused here, at the call; a GPU would fault later.
+            if p and p % 256:
+                _log(logger, Severity.ERROR, "3: [executionContext.cpp::setTensorAddress] Error Code 3: API Usage Error "
+                     "(address 0x{:x} of tensor {} is not 256-byte aligned)".format(p, name))
+                return False
+            if p and not _pd.is_device_memory(p):
+                _log(logger, Severity.ERROR, "3: [executionContext.cpp::setTensorAddress] Error Code 3: API Usage Error "
+                     "(address 0x{:x} of tensor {} is not device memory)".format(p, name))
+                return False
+            self._addr[name] = p
             return True
 
         def get_tensor_address(self, name: str) -> int:
@@ -1397,8 +1427,28 @@ def make_tensorrt(
             addr = dict(addr)
             shapes = {n: self._get_shape(n) for n, _, _, _ in eng._io}
             for n, _, _, dt in eng._io:  # every I/O buffer must hold the tensor at its current shape
+                if not _pd.is_device_memory(addr[n]):  # a kernel reading host memory: an illegal address
+                    raise _pd.IllegalAddress("TensorRT enqueue: tensor '{}' at 0x{:x} is not device memory".format(
+                        n, addr[n]))
                 check_access(addr[n], volume(shapes[n]) * np.dtype(nptype(dt)).itemsize,
                              "TensorRT {} '{}' {}".format("enqueue", n, list(shapes[n])))
+            st = _pd.STREAMS.get(int(stream_handle)) if stream_handle else None
+            capturing = st is not None and st._capturing
+            if capturing and state.uncapturable:
+                # "The built TRT engine may contain operations that are not permitted under CUDA graph capture
+                # mode. When the stream is capturing, the enqueue call may return false" (sampleInference.cpp
+                # release/10.3 L971-972); the capture is invalidated
+                st._invalidated = True
+                _log(logger, Severity.ERROR, "1: [enqueue] Error Code 1: Cuda Runtime (operation not permitted when "
+                     "stream is capturing)")
+                return False
+            if not self.initialised:
+                try:
+                    _pd.check_unsafe_call("cudaMalloc")
+                except _pd.CaptureError as exc:
+                    _log(logger, Severity.ERROR, "1: [enqueue] Error Code 1: Cuda Runtime ({})".format(exc))
+                    return False
+                self.initialised = True
 
             def kernel() -> None:
                 feeds = {n: read_pointer(addr[n], shapes[n], nptype(dt)) for n, is_in, _, dt in eng._io if is_in}

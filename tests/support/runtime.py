@@ -57,26 +57,46 @@ def color_onnx_bytes(size: int = SIZE, batch: Any = 1) -> bytes:
     return model.SerializeToString()
 
 
-def many_class_onnx_bytes(classes: int = 100, size: int = SIZE, batch: Any = 1, softmax: bool = False) -> bytes:
+def _many_class_weights(classes: int) -> "Any":
+    rng = np.random.RandomState(7)
+    return rng.randn(3, classes).astype(np.float32) * 4.0, rng.randn(classes).astype(np.float32)
+
+
+def many_class_onnx_bytes(classes: int = 100, size: int = SIZE, batch: Any = 1, softmax: bool = False,
+                          nan_below: "Optional[float]" = None) -> bytes:
     """input (B,3,S,S) -> GlobalAveragePool -> Flatten -> MatMul W (3 x classes, seeded) + b -> logits
-    (or probabilities with ``softmax``): a classifier past the host's small-class shortcut."""
+    (or probabilities with ``softmax``): a classifier past the host's small-class shortcut.
+    ``nan_below``: + 0 * sqrt(mean of channel 0 - t), so frames whose channel-0 mean is below t give
+    NaN in every class (a model that breaks on some inputs)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.RandomState(7)
-    w = rng.randn(3, classes).astype(np.float32) * 4.0
-    b = rng.randn(classes).astype(np.float32)
+    w, b = _many_class_weights(classes)
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
     nodes = [helper.make_node("GlobalAveragePool", ["input"], ["gap"]),
              helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
              helper.make_node("MatMul", ["flat", "W"], ["mm"]),
-             helper.make_node("Add", ["mm", "B"], ["pre" if softmax else "logits"])]
+             helper.make_node("Add", ["mm", "B"], ["raw"])]
+    last = "raw"
+    if nan_below is not None:
+        inits += [numpy_helper.from_array(np.array([0], np.int64), "C0"),
+                  numpy_helper.from_array(np.array(nan_below, np.float32), "T"),
+                  numpy_helper.from_array(np.array(0.0, np.float32), "Z")]
+        nodes += [helper.make_node("Gather", ["flat", "C0"], ["c0"], axis=1),
+                  helper.make_node("Sub", ["c0", "T"], ["d"]),
+                  helper.make_node("Sqrt", ["d"], ["r"]),
+                  helper.make_node("Mul", ["r", "Z"], ["z"]),
+                  helper.make_node("Add", ["raw", "z"], ["nanned"])]
+        last = "nanned"
     if softmax:
-        nodes.append(helper.make_node("Softmax", ["pre"], ["logits"], axis=1))
+        nodes.append(helper.make_node("Softmax", [last], ["logits"], axis=1))
+    else:
+        nodes.append(helper.make_node("Identity", [last], ["logits"]))
     graph = helper.make_graph(
         nodes, "classes",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
-        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+        initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
@@ -84,8 +104,38 @@ def many_class_onnx_bytes(classes: int = 100, size: int = SIZE, batch: Any = 1, 
     return model.SerializeToString()
 
 
-def make_many_class_bundle(dest: Path, classes: int = 100, batch: Any = 1, softmax: bool = False) -> Path:
-    """:func:`many_class_onnx_bytes` as a bundle (labels ``c0``..; ``batch="N"``: dynamic batch)."""
+def many_class_pt2_bytes(classes: int = 100, size: int = SIZE, softmax: bool = False,
+                         nan_below: "Optional[float]" = None) -> bytes:
+    """:func:`many_class_onnx_bytes`'s maths as a torch.export program (batch 1; needs torch)."""
+    import io
+
+    import torch
+
+    w, b = _many_class_weights(classes)
+
+    class ManyClass(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.from_numpy(w))
+            self.b = torch.nn.Parameter(torch.from_numpy(b))
+
+        def forward(self, x):
+            f = x.mean(dim=(2, 3))
+            y = f @ self.w + self.b
+            if nan_below is not None:
+                y = y + torch.sqrt(f[:, :1] - nan_below) * 0.0
+            return torch.softmax(y, dim=1) if softmax else y
+
+    ep = torch.export.export(ManyClass().eval(), (torch.zeros(1, 3, size, size),))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+def make_many_class_bundle(dest: Path, classes: int = 100, batch: Any = 1, softmax: bool = False,
+                           nan_below: "Optional[float]" = None, pt2: bool = False) -> Path:
+    """:func:`many_class_onnx_bytes` as a bundle (labels ``c0``..; ``batch="N"``: dynamic batch;
+    ``pt2``: with the same maths as ``model.pt2`` for the torch backend, batch 1)."""
     from support.bundles import write_bundle
 
     spec = spec_dict(labels=["c{}".format(i) for i in range(classes)])
@@ -93,7 +143,9 @@ def make_many_class_bundle(dest: Path, classes: int = 100, batch: Any = 1, softm
     extra: "Dict[str, Any]" = {"spec": spec, "precision": "fp32"}
     if not isinstance(batch, int):
         extra["conversion"] = {"dynamic_batch": True}
-    files = {"model.onnx": many_class_onnx_bytes(classes, batch=batch, softmax=softmax)}
+    files = {"model.onnx": many_class_onnx_bytes(classes, batch=batch, softmax=softmax, nan_below=nan_below)}
+    if pt2:
+        files["model.pt2"] = many_class_pt2_bytes(classes, softmax=softmax, nan_below=nan_below)
     return write_bundle(dest, "classes", "1.0.0", files, extra)
 
 

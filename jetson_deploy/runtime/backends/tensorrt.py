@@ -16,7 +16,6 @@ API generations are chosen by feature detection (:func:`jetson_deploy.trt.featur
 * :meth:`TensorRTEngine.capture_graph`: a CUDA graph of one enqueue, where
   ``execute_async_v3`` exists and every shape is static (batch-1 latency is launch-bound).
 """
-import ctypes
 import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,7 +25,7 @@ import numpy as np
 from ...errors import BadInput, CheckFailed
 from ...trt.compat import features, load_tensorrt, nptype
 from ...trt.logger import make_logger
-from ..cuda_graph import CudaGraph, capture_on_stream, driver, run_step
+from ..cuda_graph import CudaGraph, capture_on_stream, driver, run_step, synchronize_stream, torch_capture
 from ..engine import Engine, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -370,9 +369,8 @@ class TensorRTEngine(Engine):
         ctx = self._graph_context(handle)
         addr: "Dict[str, int]" = {}
         self._enqueue_on(ctx, addr, buffers, handle)  # the warm-up TensorRT requires, not captured
-        rc = lib.cuStreamSynchronize(ctypes.c_void_p(handle))
-        if rc:
-            raise RuntimeError("cuStreamSynchronize after TensorRT's warm-up enqueue failed (CUDA error {})".format(rc))
+        # the GIL released while the GPU drains: capture and output threads keep running
+        synchronize_stream(lib, handle, "cuStreamSynchronize after TensorRT's warm-up enqueue")
 
         g = capture_on_stream(handle, self._captured(ctx, addr, buffers, handle, prologue, epilogue), lib=lib)
         g.context = ctx  # the graph's kernels use this context's state: keep it alive with the graph
@@ -392,11 +390,8 @@ class TensorRTEngine(Engine):
         self._enqueue_on(ctx, addr, buffers, s.cuda_stream)
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
-        try:  # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
-            capture = torch.cuda.graph(graph, stream=s, capture_error_mode="thread_local")
-        except TypeError:  # torch < 2.1 (JetPack 5 wheels)
-            capture = torch.cuda.graph(graph, stream=s)
-        with capture:
+        # thread-local capture: other threads' CUDA calls (capture thread, sinks) don't break it
+        with torch_capture(torch, graph, s):
             self._captured(ctx, addr, buffers, s.cuda_stream, prologue, epilogue)()
         g = CudaGraph(graph, s)
         g.context = ctx

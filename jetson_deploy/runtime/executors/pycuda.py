@@ -9,7 +9,7 @@ import numpy as np
 from ..._lazy import require
 from ...preprocess import preprocess
 from ...spec import ModelSpec
-from ..memory import SyncCounter
+from ..memory import SyncCounter, frame_stream
 from .base import Executor, InputPool, Prepared
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ class PycudaExecutor(Executor):
         self.allocator = PycudaAllocator(mapped=self.mapped, cuda=self.cuda)
         self.frame_allocator = None  # frames stay numpy; the *model input* lives in pinned/mapped memory
         cuda = self.cuda
-        self.compute_stream = cuda.Stream()
-        self.copy_stream = cuda.Stream()
+        # non-blocking: graphs are captured on the compute stream while other threads run
+        self.compute_stream = frame_stream(cuda)
+        self.copy_stream = frame_stream(cuda)
         # Copies overlap compute on their own stream where the stream can wait on an event
         # (pycuda's Stream.wait_for_event); otherwise they are ordered on the compute stream.
         self.copy_overlap = hasattr(self.copy_stream, "wait_for_event")

@@ -77,11 +77,8 @@ class TorchCudaExecutor(Executor):
             op = self._topk_op(first)
             if op is not None:  # one kernel, float16 logits read as they are, result maybe straight to host
                 return {"topk": op(first, out=self._post_into.get("topk") if self._post_into else None)}
-            p = torch.softmax(first.float(), dim=1)[0]
-            k = min(self.topk, p.shape[0])
-            s, i = torch.topk(p, k)
             # one (2, k) tensor -> one small copy-out: row 0 scores, row 1 class ids (exact in float32)
-            return {"topk": torch.stack([s, i.to(torch.float32)])}
+            return {"topk": self._torch_topk(first)[0]}
         if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
             return {"mask": first[0].argmax(0).to(torch.int32)}
         return outs
@@ -93,12 +90,27 @@ class TorchCudaExecutor(Executor):
             op = self._topk_op(first)
             if op is not None:
                 return {"topk": op(first, out=self._post_into.get("topk") if self._post_into else None)}
-            p = torch.softmax(first.float(), dim=1)
-            s, i = torch.topk(p, min(self.topk, p.shape[1]), dim=1)
-            return {"topk": torch.stack([s, i.to(torch.float32)], dim=1)}
+            return {"topk": self._torch_topk(first)}
         if self.spec.task == "segment" and first.dim() == 4 and first.shape[1] > 1:
             return {"mask": first.argmax(1).to(torch.int32)}
         return outs
+
+    def _torch_topk(self, logits: Any) -> Any:
+        """The fused kernel's maths in torch ops, ``(rows, 2, k)``: the scores rule of
+        :mod:`..postprocess` (rows already holding probabilities kept, others softmaxed), ranked by
+        (score descending, index ascending) with a stable sort (``torch.topk`` leaves the order of
+        ties open), rows with a NaN score padded (0, -1) as the kernel pads them."""
+        from ..postprocess import PROB_SUM_TOL
+
+        torch = self.torch
+        x = logits.float()
+        probs = (x.amin(dim=1) >= 0) & (x.amax(dim=1) <= 1) & ((x.sum(dim=1) - 1).abs() < PROB_SUM_TOL)
+        p = torch.where(probs[:, None], x, torch.softmax(x, dim=1))
+        k = min(self.topk, int(p.shape[1]))
+        s, i = torch.sort(p, dim=1, descending=True, stable=True)
+        s, i = s[:, :k], i[:, :k]
+        none = torch.isnan(s)
+        return torch.stack([s.masked_fill(none, 0.0), i.masked_fill(none, -1).to(torch.float32)], dim=1)
 
     def _topk_op(self, first: Any) -> Any:
         """The fused softmax + top-k kernel for logits like ``first`` (made once per dtype/shape, in
@@ -199,7 +211,10 @@ class TorchCudaExecutor(Executor):
     def _capture(self) -> None:
         """One graph per ring slot: preprocess (reading that slot's device frame) -> model ->
         reduction -> copy-out into that slot's pinned host outputs.  Replaying one graph is then
-        all the compute stream does per frame.  Plus an engine-only graph (no copy-out) for bench."""
+        all the compute stream does per frame.  Plus an engine-only graph (no copy-out) for bench.
+        Captured in thread-local mode: the capture and output threads keep allocating meanwhile."""
+        from ..cuda_graph import torch_capture
+
         torch = self.torch
         cs = self.compute_stream
         pool = torch.cuda.graph_pool_handle()  # graphs replay one at a time on one stream: share memory
@@ -217,16 +232,16 @@ class TorchCudaExecutor(Executor):
                 self.mapped_out = False
                 self._host_views = []
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, pool=pool, stream=cs):
+        with torch_capture(torch, g, cs, pool):
             self.static_out = self._step(self.static_in)
         self._graph = g
         gm = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(gm, pool=pool, stream=cs):
+        with torch_capture(torch, gm, cs, pool):
             self.engine.forward(self.static_model_in)
         self._model_graph = gm
         for k in range(self.depth):
             gk = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(gk, pool=pool, stream=cs):
+            with torch_capture(torch, gk, cs, pool):
                 # mapped input: the kernel reads each frame where it was captured (its address
                 # changes per frame), so it runs just before the replay and the graph starts at the model
                 # mapped output: the fused top-k kernel writes its result into the slot's host view
