@@ -400,9 +400,11 @@ class TorchCudaExecutor(Executor):
         torch = self.torch
         with torch.cuda.stream(self.compute_stream), torch.inference_mode():
             if self._eager_graph is None and self.graph:
+                from ..cuda_graph import torch_capture
+
                 g = torch.cuda.CUDAGraph()
                 self.engine.forward_eager(self.static_model_in)  # warm-up outside the capture
-                with torch.cuda.graph(g, stream=self.compute_stream, capture_error_mode="thread_local"):
+                with torch_capture(torch, g, self.compute_stream):
                     self.engine.forward_eager(self.static_model_in)
                 self._eager_graph = g
             if self._eager_graph is not None:
