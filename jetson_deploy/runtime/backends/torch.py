@@ -217,13 +217,17 @@ class TorchEngine(Engine):
 
     def infer_impl(self, feeds: "Dict[str, np.ndarray]") -> "Dict[str, np.ndarray]":
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
-        want = getattr(torch, np.dtype(self.inputs[0].dtype).name)
-        if x.dtype != want and x.is_floating_point():
-            x = x.to(want)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # the input is made in inference mode, as every executor's is: a compiled module was
+        # compiled for such tensors (dynamo guards on the difference)
         with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
+            want = getattr(torch, np.dtype(self.inputs[0].dtype).name)
+            if x.dtype != want and x.is_floating_point():
+                x = x.to(want)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if not x.is_inference():  # from_numpy on the CPU shares the array's memory
+                x = x.clone()
             outs = self.forward(x)
         return {k: v.detach().cpu().numpy() for k, v in outs.items()}
 
