@@ -64,7 +64,12 @@ def _requires(st: "Stages") -> "Optional[Dict[str, Any]]":
     need = bundle_requirement({"source": {"onnx_opset": opset}, "conversion": {"min_tensorrt": st.folded.record.get("min_tensorrt")}})
     if need is None:
         return None
-    return {"tensorrt_min": need[0], "why": need[1]}
+    out = {"tensorrt_min": need[0], "why": need[1]}
+    export = getattr(st.exported, "export", None)
+    if export is not None and export.chosen and export.skipped:
+        # convert tried the lower opsets: the device-side refusal must not advise --opset N again
+        out["lower_opsets"] = "; ".join(export.skipped)
+    return out
 
 
 def _accuracy(st: "Stages", tolerance: float) -> "Dict[str, Any]":
