@@ -198,10 +198,10 @@ class SelfTest:
         return "not a Jetson ({}, Python {})".format(info["machine"], info["python"]["version"])
 
     def _missing(self, what: str, why: str) -> "Exception":
-        """A missing piece: FAIL on a Jetson or when required, else SKIP."""
+        """A missing piece: FAIL on a Jetson or when required, else SKIP (``why``)."""
         if self.jetson or what in self.require:
-            where = "this is a {}".format(self.jetson) if self.jetson else "--require {}".format(what)
-            return RuntimeError("{} ({}): {}".format(why, where, _venv_hint(what)))
+            where = "on this {}".format(self.jetson) if self.jetson else "(--require {})".format(what)
+            return RuntimeError("{} not installed {}: {}".format(_NAMES[what], where, _venv_hint(what)))
         return _Skip(why)
 
     def check_tensorrt(self) -> str:
@@ -425,13 +425,16 @@ def _drive(ex: Any, img: "np.ndarray", frame_cls: Any) -> "Tuple[np.ndarray, flo
     return np.array(next(iter(ex.outputs(last).values())), copy=True), per_frame
 
 
+_NAMES = {"tensorrt": "TensorRT", "pycuda": "pycuda"}
+
+
 def _venv_hint(what: str) -> str:
     import sys
 
     if what == "tensorrt":
-        return ("this Python ({}) cannot import it; on a Jetson TensorRT comes from JetPack's python3-libnvinfer: make the "
-                "venv with python3 -m venv --system-site-packages".format(sys.executable))
-    return "install it into this Python ({}): pip install pycuda (with nvcc on PATH)".format(sys.executable)
+        return ("{} cannot import it; JetPack's TensorRT is a system package: make the venv with "
+                "python3 -m venv --system-site-packages".format(sys.executable))
+    return "install it into {}: pip install pycuda (with nvcc on PATH)".format(sys.executable)
 
 
 def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",

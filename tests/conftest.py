@@ -162,7 +162,8 @@ def demo_bundle(tmp_path_factory):
            "--version", "1.0.0"]
     if not Path(cmd[0]).exists():
         cmd[:1] = [sys.executable, "-m", "jetson_deploy"]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=str(ROOT))
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=str(ROOT),
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stdout
     return out
 

@@ -25,7 +25,7 @@ def _env(work: Path) -> dict:
     env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
     env["HOME"] = str(work / "home")  # keys, caches and configs a command writes stay in the scratch dir
     env["JETSON_DEPLOY_CACHE"] = str(work / "engine-cache")
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the venv has installed
     return env
 
 

@@ -218,5 +218,9 @@ def gate_failure(result: Any, min_agreement: float, for_convert: bool = False, a
         tips.append("or --precision fp16 (--force writes the bundle anyway)")
     if a.get("note"):
         tips.insert(0, "first make the gate able to tell ({})".format(a["note"]))
-    return CheckFailed("INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}: {}".format(
-        a.get("metric", "agreement"), float(a.get("value", 0.0)), a.get("samples", "?"), min_agreement, "; ".join(tips)))
+    if for_convert:
+        head = "INT8 agreement {} {:.4f} is below --min-agreement {}".format(a.get("metric", ""), float(a.get("value", 0.0)), min_agreement)
+    else:
+        head = "INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}".format(
+            a.get("metric", "agreement"), float(a.get("value", 0.0)), a.get("samples", "?"), min_agreement)
+    return CheckFailed("{}: {}".format(head, "; ".join(tips)))

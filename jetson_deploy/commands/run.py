@@ -4,7 +4,7 @@ import json
 import click
 
 from ..vocab import GPU_PREPROCESS, MEMORY
-from ._options import FiniteFloat, backend_option, device_option, json_option, key_option, nonempty, warn_renamed
+from ._options import FiniteFloat, backend_option, device_option, global_quiet, json_option, key_option, nonempty, warn_renamed
 
 
 def _sources(ctx, param, value):
@@ -123,7 +123,7 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, threads,
             row["end_reason"] or "-"))
     if d.get("accuracy") is not None:
         click.echo("accuracy against the source's ground truth: {:.3f}".format(d["accuracy"]))
-    if d["end_reason"]:
+    if d["end_reason"] and not global_quiet():
         click.echo("ended: {}".format(d["end_reason"]), err=True)
 
 
