@@ -157,7 +157,7 @@ def demo_bundle(tmp_path_factory):
     import subprocess
 
     out = tmp_path_factory.mktemp("demo-bundle") / "shapes-1.0.0"
-    cmd = [str(Path(sys.executable).parent / "jetson-deploy"), "--quiet", "convert", "jetson_deploy.demo:load_model",
+    cmd = [str(Path(sys.executable).parent / "jetson-deploy"), "convert", "jetson_deploy.demo:load_model",
            "--spec", str(ROOT / "jetson_deploy" / "demo" / "spec.json"), "-o", str(out), "--name", "shapes",
            "--version", "1.0.0"]
     if not Path(cmd[0]).exists():
