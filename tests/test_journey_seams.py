@@ -254,7 +254,7 @@ def test_gate_advice_follows_auto_exclude_and_the_holdout_note(tmp_path):
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert r.returncode == 1 and len(err) == 1, r.stderr
     assert "try --auto-exclude" not in err[0] and "all --exclude-budget 0 allows: try --exclude-budget 5" in err[0], err
-    assert "first make the gate able to tell" in err[0]  # 8 held-out samples cannot resolve 0.99
+    assert "give the gate enough held-out samples to tell (8 held-out samples" in err[0]  # 8 cannot resolve 0.99
 
 
 @pytest.mark.needs("cv2")

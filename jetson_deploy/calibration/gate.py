@@ -47,6 +47,13 @@ class Gate:
         self._ref: "Optional[List[List[np.ndarray]]]" = None
         self._fp32 = _session(self.fp32_path)
 
+    def _usable(self) -> "Optional[int]":
+        """The set's samples (calibration + held-out), to name a ``--holdout``; None when unknown."""
+        try:
+            return int(len(self.cs)) + int(self.cs.num_holdout) if self.cs.num_holdout else None
+        except TypeError:  # a set without a length (an iterable of batches)
+            return None
+
     def _batches(self):
         it = self.cs.iter_holdout(self.batch) if self.cs.num_holdout else self.cs.iter_batches(self.batch)
         n = 0
@@ -120,7 +127,7 @@ class Gate:
             res["value"] = round(agree / float(n), 6)
             res["disagreements"] = n - agree
             res["wilson_lower_95"] = round(wilson_lower(agree, n), 6)
-            note = resolution_note(n, min_agreement, len(self.cs) + self.cs.num_holdout if self.cs.num_holdout else None)
+            note = resolution_note(n, min_agreement, self._usable())
             if note:
                 res["note"] = note
         else:
@@ -217,7 +224,7 @@ def gate_failure(result: Any, min_agreement: float, for_convert: bool = False, a
     if for_convert:
         tips.append("or --precision fp16 (--force writes the bundle anyway)")
     if a.get("note"):
-        tips.insert(0, "first make the gate able to tell ({})".format(a["note"]))
+        tips.append("and give the gate enough held-out samples to tell ({})".format(a["note"]))
     if for_convert:
         head = "INT8 agreement {} {:.4f} is below --min-agreement {}".format(a.get("metric", ""), float(a.get("value", 0.0)), min_agreement)
     else:
