@@ -179,6 +179,58 @@ def test_ansible_plan_refuses_the_same_host(attention, tmp_path, monkeypatch):
                            probe_out="L4T # R32 (release), REVISION: 7.1, GCID: 1\nPROBED\n")
 
 
+def test_what_a_board_says_of_its_tensorrt_and_the_advice_for_it():
+    """The probe's answer, in the order deploy trusts it, and advice that never repeats a failed opset."""
+    from jetson_deploy.bundle.opset import compat_problem
+    from jetson_deploy.deploy.trt_check import needs_probe, tensorrt_from_probe
+
+    info = 'INFO_JSON {"tensorrt": "8.5.2.2", "jetson": {"jetpack": "5.1.2"}}\nDPKG_TRT 8.4.1-1+cuda11.4\nPROBED\n'
+    assert tensorrt_from_probe(info) == ("8.5.2.2", "jetson-deploy info on the device")
+    no_trt = 'INFO_JSON {"tensorrt": "not installed", "jetson": {"jetpack": "6.0"}}\nDPKG_TRT \nPROBED\n'
+    assert tensorrt_from_probe(no_trt) == ("8.6.2", "JetPack 6.0 on the device")  # a venv without system packages
+    assert tensorrt_from_probe("DPKG_TRT 8.2.1.8-1+cuda10.2\nPROBED\n") == ("8.2.1.8", "the device's tensorrt package")
+    assert tensorrt_from_probe("L4T # R32 (release), REVISION: 7.1, GCID: 1\nPROBED\n") == ("8.2.1", "JetPack 4.6.1 on the device")
+    assert tensorrt_from_probe("PROBED\n")[0] is None
+    assert needs_probe({"requires": {"tensorrt_min": "8.4"}}) and not needs_probe({"source": {"onnx_opset": 13}})
+    chosen = {"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 14",
+                                           "lower_opsets": "opset 13: operator aten::scaled_dot_product_attention in m.attn is not exported"}}
+    said = compat_problem(chosen, "8.2.1")
+    assert "does not export at a lower opset (opset 13: operator aten::scaled_dot_product_attention" in said
+    assert "--opset 13" not in said and said.endswith("or flash JetPack 5.1")
+    forced = {"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 14"}}  # --opset 14 given: 13 untried
+    assert "re-convert with --opset 13 (the highest TensorRT 8.2 parses)" in compat_problem(forced, "8.2.1")
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "onnx", "onnxruntime", "sshd", "bin:ansible-playbook")
+def test_ansible_play_refuses_the_board_with_an_older_tensorrt(attention, sshd_pair, tmp_path):
+    from test_ansible_deploy import ANSIBLE, PLAYBOOK, _env, _recap
+
+    from support.deploy import active_version
+
+    d, _ = attention
+    a, b, cfg = sshd_pair
+    ra, rb = tmp_path / "root-a", tmp_path / "root-b"
+    inv = tmp_path / "inventory.ini"
+    inv.write_text("[shelf]\n{} jd_root={} tensorrt=8.2.1\n{} jd_root={}\n[shelf:vars]\n"
+                   'ansible_ssh_common_args="-F {}"\n'.format(a.alias, ra, b.alias, rb, cfg))
+
+    def play(**extra):
+        extra.update(jd_bundle=str(d / "attn-sdpa"))
+        return subprocess.run([ANSIBLE, "-i", str(inv), str(PLAYBOOK), "-e", json.dumps(extra)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True, cwd=str(tmp_path), env=_env(tmp_path), timeout=300)
+
+    p = play()
+    assert p.returncode == 2, p.stdout[-4000:]  # some host failed: the Nano-era board
+    assert "failed=1" in _recap(p.stdout, a.alias) and "failed=0" in _recap(p.stdout, b.alias)
+    assert "refusing to deploy, nothing uploaded: {} (TensorRT 8.2.1 from inventory)".format(a.alias) in p.stdout
+    assert active_version(ra, "attn") is None and not (ra / "bundles" / "attn").exists()
+    assert active_version(rb, "attn") == "1.0.0"  # asked, said nothing of TensorRT: deployed, with a warning
+    p = play(jd_force=True)
+    assert p.returncode == 0, p.stdout[-4000:]
+    assert active_version(ra, "attn") == "1.0.0"
+
+
 # ---------------------------------------------------------------- 3: a rolled-back deploy is not "ok"
 
 def test_rolled_back_hosts_are_counted_apart_from_ok():
