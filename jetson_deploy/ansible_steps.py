@@ -6,16 +6,18 @@ runs (:mod:`jetson_deploy.deploy.scripts`), and the decisions between them (noth
 upload or switch, disk space, what to prune, what the answer means) use the same functions,
 so staging -> on-device sha256 -> atomic switch -> health gate -> rollback is the same here::
 
-    python -m jetson_deploy.ansible_steps stage BUNDLE WORKDIR          # verify here, lay files out
-    python -m jetson_deploy.ansible_steps prepare WORKDIR HOST --root R # -> paths of prepare.sh (and probe.sh)
-    ... script: prepare.sh on HOST (and probe.sh without an inventory tensorrt=), its stdout on stdin of:
-    python -m jetson_deploy.ansible_steps plan WORKDIR HOST --root R --rc RC [--tensorrt V | --probe OUT] [--force] [--health-cmd ...]
+    python -m jetson_deploy.ansible_steps stage BUNDLE WORKDIR          # verify here, lay files out (-> probe.sh)
+    ... script: probe.sh on HOST without an inventory tensorrt= (bundles past opset 13), then
+    python -m jetson_deploy.ansible_steps prepare WORKDIR HOST --root R [--tensorrt V | --probe OUT] [--force]
+    ... script: prepare.sh on HOST, its stdout on stdin of:
+    python -m jetson_deploy.ansible_steps plan WORKDIR HOST --root R --rc RC [--health-cmd ...]
     ... copy: files -> staging (when the plan says upload), script: finalize.sh, its stdout on stdin of:
     python -m jetson_deploy.ansible_steps result WORKDIR HOST --rc RC
 
 Every step prints one JSON object on stdout; a failure prints one line on stderr and exits
-non-zero (``result``: 4 rolled back, 1 failed; ``plan``: 2 for a host whose TensorRT is older than the
-bundle needs, as ``deploy`` refuses it, unless ``--force``), so Ansible marks the host failed with it.
+non-zero (``result``: 4 rolled back, 1 failed; ``prepare``: 2 for a host whose TensorRT is older than
+the bundle needs, as ``deploy`` refuses it, before anything is written on it, unless ``--force``), so
+Ansible marks the host failed with it.
 """
 import argparse
 import json
@@ -70,7 +72,13 @@ def stage(bundle: str, workdir: str, public_key: "Optional[str]" = None) -> "Dic
                 "files": [list(f) for f in lb.files], "sums_text": lb.sums_text, "sizes_text": lb.sizes_text,
                 "total_size": lb.total_size, "compat": _compat(lb.manifest)}
     atomic_write_json(Path(workdir) / BUNDLE_JSON, info)
-    return {k: info[k] for k in ("name", "version", "files_dir", "total_size")}
+    probe = ""
+    if needs_probe(info["compat"]):  # the boards are asked their TensorRT (docs/deploy.md)
+        atomic_write_text(Path(workdir) / "probe.sh", PROBE_SCRIPT)
+        probe = str((Path(workdir) / "probe.sh").resolve())
+    out = {k: info[k] for k in ("name", "version", "files_dir", "total_size")}
+    out["probe"] = probe
+    return out
 
 
 def _compat(manifest: "Dict[str, Any]") -> "Dict[str, Any]":
@@ -80,18 +88,21 @@ def _compat(manifest: "Dict[str, Any]") -> "Dict[str, Any]":
             "conversion": {k: v for k, v in (manifest.get("conversion") or {}).items() if k in ("min_tensorrt", "opset")}}
 
 
-def prepare(workdir: str, host: str, root: str) -> "Dict[str, Any]":
-    """Render the prepare step (inspect the device, make staging, write expected checksums), and the
-    TensorRT probe when the bundle needs more than every JetPack has (``probe``: "" otherwise)."""
+def prepare(workdir: str, host: str, root: str, tensorrt: "Optional[str]" = None, probe_out: str = "",
+            force: bool = False) -> "Dict[str, Any]":
+    """Render the prepare step (inspect the device, make staging, write expected checksums).
+
+    First, a host whose TENSORRT (inventory) or probed TensorRT (PROBE_OUT, the answer to the stage
+    step's probe.sh) is older than the bundle needs is refused (exit 2) unless FORCE, before anything
+    is written on it (:mod:`jetson_deploy.deploy.trt_check`, as ``deploy`` does)."""
     info = _load(workdir)
+    root = _abs_root(root)
+    known = (tensorrt, "inventory") if tensorrt else tensorrt_from_probe(probe_out) if probe_out else None
+    if known is not None:
+        refuse_old(info.get("compat") or {}, {host: known}, force)
     path = _host_dir(workdir, host) / "prepare.sh"
-    atomic_write_text(path, scripts.prepare(_abs_root(root), info["name"], info["version"], info["sums_text"]))
-    probe = ""
-    if needs_probe(info.get("compat") or {}):
-        probe_path = _host_dir(workdir, host) / "probe.sh"
-        atomic_write_text(probe_path, PROBE_SCRIPT)
-        probe = str(probe_path.resolve())
-    return {"script": str(path.resolve()), "probe": probe}
+    atomic_write_text(path, scripts.prepare(root, info["name"], info["version"], info["sums_text"]))
+    return {"script": str(path.resolve())}
 
 
 def _abs_root(root: str) -> str:
@@ -103,19 +114,14 @@ def _abs_root(root: str) -> str:
 
 def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: int = 3,
          health_cmd: "Optional[str]" = None, health_timeout: float = 60.0, service: "Optional[str]" = None,
-         settle: int = 10, tensorrt: "Optional[str]" = None, probe_out: str = "", force: bool = False) -> "Dict[str, Any]":
+         settle: int = 10) -> "Dict[str, Any]":
     """Read the device's answer to prepare, decide unchanged / switch / upload, render finalize.
 
     With SERVICE the health gate first restarts that unit on the new version and requires it to
     stay active for SETTLE seconds; after a failed gate finalize itself restarts it on the
-    version it switched back to (:func:`jetson_deploy.service.deploy_gate`, as ``deploy`` does).
-    A host whose TENSORRT (inventory) or probed TensorRT (PROBE_OUT) is older than the bundle needs
-    is refused (exit 2) unless FORCE, before anything is uploaded (:mod:`jetson_deploy.deploy.trt_check`)."""
+    version it switched back to (:func:`jetson_deploy.service.deploy_gate`, as ``deploy`` does)."""
     info = _load(workdir)
     root = _abs_root(root)
-    known = (tensorrt, "inventory") if tensorrt else tensorrt_from_probe(probe_out) if probe_out else None
-    if known is not None:
-        refuse_old(info.get("compat") or {}, {host: known}, force)
     res = ScriptResult(rc, prepare_out.replace("\r", ""), "")
     if rc != 0 or res.first("PREPARED") is None:
         raise JetsonDeployError("preparing {} failed: {}".format(root, res.error_line()))
@@ -210,10 +216,10 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         if a.step == "stage":
             out = stage(a.bundle, a.workdir, a.key or None)
         elif a.step == "prepare":
-            out = prepare(a.workdir, a.host, a.root)
+            out = prepare(a.workdir, a.host, a.root, a.tensorrt or None, a.probe, a.force)
         elif a.step == "plan":
             out = plan(a.workdir, a.host, a.root, a.rc, sys.stdin.read(), a.keep, a.health_cmd, a.health_timeout,
-                       a.service or None, a.settle, a.tensorrt or None, a.probe, a.force)
+                       a.service or None, a.settle)
         elif a.step == "result":
             out = result(a.workdir, a.host, a.rc, sys.stdin.read())
         else:

@@ -156,27 +156,23 @@ def test_deploy_asks_the_board_for_its_tensorrt(attention, tmp_path):
 
 
 @pytest.mark.needs("torch", "onnx", "onnxruntime")
-def test_ansible_plan_refuses_the_same_host(attention, tmp_path, monkeypatch):
-    import io
-
+def test_ansible_prepare_refuses_the_same_host(attention, tmp_path, monkeypatch):
     from jetson_deploy import ansible_steps
+    from jetson_deploy.errors import BadInput
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # the play pipes prepare's answer in; none here
     d, _ = attention
     work = tmp_path / "work"
     assert ansible_steps.main(["stage", str(d / "attn-sdpa"), str(work)]) == 0
-    assert ansible_steps.main(["prepare", str(work), "nano1", "--root", "/opt/jetson-deploy"]) == 0
-    assert (work / "hosts" / "nano1" / "probe.sh").is_file()  # the play asks boards without tensorrt=
-    assert ansible_steps.main(["plan", str(work), "nano1", "--root", "/opt/jetson-deploy", "--tensorrt", "8.2.1"]) == 2
+    assert (work / "probe.sh").is_file()  # the play asks boards without tensorrt= (a bundle past opset 13)
+    args = ["prepare", str(work), "nano1", "--root", "/opt/jetson-deploy"]
+    assert ansible_steps.main(args + ["--tensorrt", "8.2.1"]) == 2 and not (work / "hosts" / "nano1" / "prepare.sh").exists()
+    assert ansible_steps.main(args + ["--tensorrt", "8.2.1", "--force"]) == 0
     probe_out = 'INFO_JSON {"tensorrt": "8.6.2", "jetson": {"jetpack": "6.0"}}\nPROBED\n'
-    from jetson_deploy.errors import BadInput, JetsonDeployError
-
-    with pytest.raises(JetsonDeployError, match="preparing /opt/jetson-deploy failed"):  # past the check: the (empty) prepare answer
-        ansible_steps.plan(str(work), "orin1", "/opt/jetson-deploy", 0, "", probe_out=probe_out)
-
-    with pytest.raises(BadInput, match="L4T release|JetPack 4.6"):
-        ansible_steps.plan(str(work), "nano2", "/opt/jetson-deploy", 0, "",
-                           probe_out="L4T # R32 (release), REVISION: 7.1, GCID: 1\nPROBED\n")
+    assert ansible_steps.prepare(str(work), "orin1", "/opt/jetson-deploy", probe_out=probe_out)["script"].endswith("prepare.sh")
+    with pytest.raises(BadInput, match="JetPack 4.6.1 on the device"):
+        ansible_steps.prepare(str(work), "nano2", "/opt/jetson-deploy", probe_out="L4T # R32 (release), REVISION: 7.1, GCID: 1\nPROBED\n")
+    assert ansible_steps.main(["stage", str(d / "attn-weights_kept"), str(tmp_path / "w13")]) == 0
+    assert not (tmp_path / "w13" / "probe.sh").exists()  # opset 13: every JetPack parses it, nobody is asked
 
 
 def test_what_a_board_says_of_its_tensorrt_and_the_advice_for_it():
