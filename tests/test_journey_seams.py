@@ -338,11 +338,11 @@ def test_accuracy_only_when_the_source_truth_is_in_the_bundles_labels(attention,
 
 @pytest.mark.needs("torch", "onnx", "onnxruntime", "cv2")
 def test_output_flags_top_k_and_the_global_quiet(tmp_path, demo_bundle):
-    model = "jetson_deploy.demo:load_model"
-    r = jd("--quiet", "convert", model, "--spec", SPEC, "--output", tmp_path / "a", "--select-output", "0")
+    model = demo_bundle / "model.onnx"  # an ONNX MODEL: the same flags, no torch to load
+    r = jd("--quiet", "convert", model, "--spec", SPEC, "--output", tmp_path / "a", "--select-output", "logits")
     assert r.returncode == 0 and r.stderr == "", r.stderr  # --quiet: no progress lines, no notes
     assert (tmp_path / "a" / "manifest.json").is_file() and r.stdout.startswith("wrote ")
-    r = jd("convert", model, "--spec", SPEC, "--out", tmp_path / "b", "--output", "0")  # last release's spelling
+    r = jd("convert", model, "--spec", SPEC, "--out", tmp_path / "b", "--output", "0")  # last release's spellings
     assert r.returncode == 0, r.stderr
     assert "warning: `convert --out` is renamed `-o/--output`; the old spelling goes in 0.3.0" in r.stderr
     assert "warning: `convert --output NAME (keep a model output)` is renamed `--select-output`; the old spelling goes in 0.3.0" in r.stderr
