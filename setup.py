@@ -38,6 +38,7 @@ HOST = DEVICE + [
     "onnxscript>=0.1; python_version>='3.10'",
     "onnxruntime>=1.12",
     "opencv-python-headless>=4.5",
+    "bcrypt>=3.1",  # cryptography needs it to read a passphrase-protected OpenSSH signing key (bundle sign --key)
 ]
 JETSON = DEVICE + ["pycuda>=2021.1"]  # builds against JetPack's CUDA on the board
 # rtsp:// sink: GStreamer's RTSP server through PyGObject (a Jetson uses JetPack's python3-gi);

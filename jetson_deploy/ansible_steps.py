@@ -6,15 +6,18 @@ runs (:mod:`jetson_deploy.deploy.scripts`), and the decisions between them (noth
 upload or switch, disk space, what to prune, what the answer means) use the same functions,
 so staging -> on-device sha256 -> atomic switch -> health gate -> rollback is the same here::
 
-    python -m jetson_deploy.ansible_steps stage BUNDLE WORKDIR          # verify here, lay files out
-    python -m jetson_deploy.ansible_steps prepare WORKDIR HOST --root R # -> path of prepare.sh
+    python -m jetson_deploy.ansible_steps stage BUNDLE WORKDIR          # verify here, lay files out (-> probe.sh)
+    ... script: probe.sh on HOST without an inventory tensorrt= (bundles past opset 13), then
+    python -m jetson_deploy.ansible_steps prepare WORKDIR HOST --root R [--tensorrt V | --probe OUT] [--force]
     ... script: prepare.sh on HOST, its stdout on stdin of:
     python -m jetson_deploy.ansible_steps plan WORKDIR HOST --root R --rc RC [--health-cmd ...]
     ... copy: files -> staging (when the plan says upload), script: finalize.sh, its stdout on stdin of:
     python -m jetson_deploy.ansible_steps result WORKDIR HOST --rc RC
 
 Every step prints one JSON object on stdout; a failure prints one line on stderr and exits
-non-zero (``result``: 4 rolled back, 1 failed), so Ansible marks the host failed with it.
+non-zero (``result``: 4 rolled back, 1 failed; ``prepare``: 2 for a host whose TensorRT is older than
+the bundle needs, as ``deploy`` refuses it, before anything is written on it, unless ``--force``), so
+Ansible marks the host failed with it.
 """
 import argparse
 import json
@@ -31,8 +34,9 @@ from .deploy.local_bundle import open_local_bundle
 from .deploy.options import check_root
 from .deploy.single_host import retention, rollback_message
 from .deploy.transport import ScriptResult
+from .deploy.trt_check import PROBE_SCRIPT, needs_probe, refuse_old, tensorrt_from_probe
 from .service import deploy_gate, unit_name
-from .errors import JetsonDeployError
+from .errors import BadInput, JetsonDeployError
 
 BUNDLE_JSON = "bundle.json"
 _HOST_DIR_RE = re.compile(r"[^A-Za-z0-9._\-]")
@@ -66,16 +70,38 @@ def stage(bundle: str, workdir: str, public_key: "Optional[str]" = None) -> "Dic
                 shutil.copyfile(str(lb.root / rel), str(dst))
         info = {"name": lb.name, "version": lb.version, "files_dir": str(files_dir.resolve()),
                 "files": [list(f) for f in lb.files], "sums_text": lb.sums_text, "sizes_text": lb.sizes_text,
-                "total_size": lb.total_size}
+                "total_size": lb.total_size, "compat": _compat(lb.manifest)}
     atomic_write_json(Path(workdir) / BUNDLE_JSON, info)
-    return {k: info[k] for k in ("name", "version", "files_dir", "total_size")}
+    probe = ""
+    if needs_probe(info["compat"]):  # the boards are asked their TensorRT (docs/deploy.md)
+        atomic_write_text(Path(workdir) / "probe.sh", PROBE_SCRIPT)
+        probe = str((Path(workdir) / "probe.sh").resolve())
+    out = {k: info[k] for k in ("name", "version", "files_dir", "total_size")}
+    out["probe"] = probe
+    return out
 
 
-def prepare(workdir: str, host: str, root: str) -> "Dict[str, Any]":
-    """Render the prepare step (inspect the device, make staging, write expected checksums)."""
+def _compat(manifest: "Dict[str, Any]") -> "Dict[str, Any]":
+    """What the TensorRT check reads from the manifest (:func:`jetson_deploy.bundle.opset.bundle_requirement`)."""
+    return {"name": manifest.get("name"), "requires": manifest.get("requires") or {},
+            "source": {k: v for k, v in (manifest.get("source") or {}).items() if k in ("onnx_opset", "opset")},
+            "conversion": {k: v for k, v in (manifest.get("conversion") or {}).items() if k in ("min_tensorrt", "opset")}}
+
+
+def prepare(workdir: str, host: str, root: str, tensorrt: "Optional[str]" = None, probe_out: str = "",
+            force: bool = False) -> "Dict[str, Any]":
+    """Render the prepare step (inspect the device, make staging, write expected checksums).
+
+    First, a host whose TENSORRT (inventory) or probed TensorRT (PROBE_OUT, the answer to the stage
+    step's probe.sh) is older than the bundle needs is refused (exit 2) unless FORCE, before anything
+    is written on it (:mod:`jetson_deploy.deploy.trt_check`, as ``deploy`` does)."""
     info = _load(workdir)
+    root = _abs_root(root)
+    known = (tensorrt, "inventory") if tensorrt else tensorrt_from_probe(probe_out) if probe_out else None
+    if known is not None:
+        refuse_old(info.get("compat") or {}, {host: known}, force)
     path = _host_dir(workdir, host) / "prepare.sh"
-    atomic_write_text(path, scripts.prepare(_abs_root(root), info["name"], info["version"], info["sums_text"]))
+    atomic_write_text(path, scripts.prepare(root, info["name"], info["version"], info["sums_text"]))
     return {"script": str(path.resolve())}
 
 
@@ -178,6 +204,9 @@ def _parser() -> "argparse.ArgumentParser":
         s.add_argument("--health-timeout", type=float, default=60.0)
         s.add_argument("--service", default="")
         s.add_argument("--settle", type=int, default=10)
+        s.add_argument("--tensorrt", default="")
+        s.add_argument("--probe", default="")
+        s.add_argument("--force", action="store_true")
     return p
 
 
@@ -187,7 +216,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         if a.step == "stage":
             out = stage(a.bundle, a.workdir, a.key or None)
         elif a.step == "prepare":
-            out = prepare(a.workdir, a.host, a.root)
+            out = prepare(a.workdir, a.host, a.root, a.tensorrt or None, a.probe, a.force)
         elif a.step == "plan":
             out = plan(a.workdir, a.host, a.root, a.rc, sys.stdin.read(), a.keep, a.health_cmd, a.health_timeout,
                        a.service or None, a.settle)
@@ -198,7 +227,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
             return 2
     except JetsonDeployError as exc:
         sys.stderr.write("{}\n".format(exc))
-        return 1
+        return 2 if isinstance(exc, BadInput) else 1  # 2: refused before anything was sent
     print(json.dumps(out, sort_keys=True))
     if a.step == "result" and out["result"] != "deployed":
         sys.stderr.write("{}\n".format(out["message"]))

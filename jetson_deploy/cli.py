@@ -139,23 +139,39 @@ class _EchoHandler(logging.Handler):
 
 
 def install_message_handler(level: int = logging.INFO) -> None:
-    """Route the ``jetson_deploy`` loggers to stderr as plain lines (idempotent)."""
+    """Route the ``jetson_deploy`` loggers to stderr as plain lines (idempotent).
+
+    ``level`` applies to the handler as well as the logger: a block that lowers a child logger to
+    INFO to collect its notes (``_messages.collect_messages``) must not print them under ``--quiet``."""
     root = logging.getLogger("jetson_deploy")
-    if not any(isinstance(h, _EchoHandler) for h in root.handlers):
+    handlers = [h for h in root.handlers if isinstance(h, _EchoHandler)]
+    if not handlers:
         handler = _EchoHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
+        handlers = [handler]
+    for h in handlers:
+        h.setLevel(level)
     root.setLevel(level)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="jetson-deploy")
 @click.option("--debug", is_flag=True, help="Show the Python traceback of an error (also {}=1).".format(DEBUG_ENV))
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr: no progress lines, notes or progress bars.")
 @click.pass_context
-def cli(ctx: "click.Context", debug: bool) -> None:
-    """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson."""
+def cli(ctx: "click.Context", debug: bool, quiet: bool) -> None:
+    """Calibrate, convert, bundle, deploy and run PyTorch models on NVIDIA Jetson.
+
+    \b
+    Examples:
+      jetson-deploy demo --workdir demo-out
+      jetson-deploy --quiet convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o shapes-1.0.0
+      jetson-deploy COMMAND --help     # every command's options, with examples
+    """
     ctx.meta["jetson_deploy.debug"] = debug
-    install_message_handler()
+    ctx.meta["jetson_deploy.quiet"] = quiet
+    install_message_handler(logging.WARNING if quiet else logging.INFO)
     quiet_native_libraries()
     from ._scratch import use_private_tempdir
 

@@ -9,6 +9,11 @@ kernel, engine, copy-out; CUDA graphs where TensorRT 8.5+ allows), and opens a c
 when asked.  Every check ends PASS, FAIL or SKIP with a reason;
 nothing raises a traceback at the user.  A check whose prerequisite did not pass
 is skipped, naming the prerequisite.
+
+A selftest passes only on what it proved: the report ends with what was proven and what was
+not.  On a Jetson (or with ``require=("tensorrt",)``) a TensorRT this Python cannot import is a
+FAIL, not a SKIP: a venv made without ``--system-site-packages`` would otherwise "pass" having
+built nothing.
 """
 import base64
 import importlib
@@ -18,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,6 +104,13 @@ SELFTEST_SPEC = {"task": "classify", "input": {"name": "input", "shape": list(IN
                                 "std": [0.25, 0.25, 0.25]},
                  "outputs": ["output"], "labels": ["a", "b", "c"]}
 FRAME_PATH_FRAMES = 60
+#: What ``--require`` can make mandatory (missing -> FAIL instead of SKIP).
+REQUIRABLE = ("tensorrt", "pycuda")
+#: What each check proves when it passes (the summary's "proven"); the platform check proves nothing.
+PROVES = {"tensorrt": "TensorRT importable", "cuda context": "a CUDA context with MAP_HOST",
+          "mapped memory": "mapped (zero-copy) pinned memory", "engine build": "a TensorRT engine build",
+          "engine run": "the engine's output against a reference", "frame path": "the GPU frame path run uses",
+          "camera": "a camera frame"}
 
 
 def selftest_frame() -> "np.ndarray":
@@ -129,8 +141,10 @@ class SelfTest:
     """Runs the checks in order; results in ``checks``."""
 
     def __init__(self, camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
-                 progress: "Optional[Callable[[Check], None]]" = None) -> None:
+                 progress: "Optional[Callable[[Check], None]]" = None, require: "Sequence[str]" = ()) -> None:
         self.camera = camera
+        self.require = tuple(require)
+        self.jetson: "Optional[str]" = None
         self.root = root
         self.precision = precision
         self.progress = progress
@@ -177,14 +191,22 @@ class SelfTest:
         info = probe(self.root, with_gpu=False)
         j = info["jetson"]
         if j["model"]:
+            self.jetson = j["model"]
             self.sm = sm_for_model(j["model"])
             note = "; " + NANO_NOTE if self.sm == 53 else ""
             return "{} (L4T {}, JetPack {}){}".format(j["model"], j["l4t"] or "?", j["jetpack"] or "unknown", note)
         return "not a Jetson ({}, Python {})".format(info["machine"], info["python"]["version"])
 
+    def _missing(self, what: str, why: str) -> "Exception":
+        """A missing piece: FAIL on a Jetson or when required, else SKIP (``why``)."""
+        if self.jetson or what in self.require:
+            where = "on this {}".format(self.jetson) if self.jetson else "(--require {})".format(what)
+            return RuntimeError("{} not installed {}: {}".format(_NAMES[what], where, _venv_hint(what)))
+        return _Skip(why)
+
     def check_tensorrt(self) -> str:
         if importlib.util.find_spec("tensorrt") is None:
-            raise _Skip("TensorRT not installed (it ships with JetPack on a Jetson)")
+            raise self._missing("tensorrt", "TensorRT not installed (it ships with JetPack on a Jetson)")
         from .trt.compat import features
 
         self.trt = importlib.import_module("tensorrt")  # a broken install raises here: FAIL with the reason
@@ -194,7 +216,7 @@ class SelfTest:
 
     def check_cuda_context(self) -> str:
         if importlib.util.find_spec("pycuda") is None:
-            raise _Skip("pycuda not installed (pip install pycuda)")
+            raise self._missing("pycuda", "pycuda not installed (pip install pycuda)")
         cuda = importlib.import_module("pycuda.driver")
         cuda.init()
         if cuda.Device.count() < 1:
@@ -403,10 +425,30 @@ def _drive(ex: Any, img: "np.ndarray", frame_cls: Any) -> "Tuple[np.ndarray, flo
     return np.array(next(iter(ex.outputs(last).values())), copy=True), per_frame
 
 
+_NAMES = {"tensorrt": "TensorRT", "pycuda": "pycuda"}
+
+
+def _venv_hint(what: str) -> str:
+    import sys
+
+    if what == "tensorrt":
+        return ("{} cannot import it; JetPack's TensorRT is a system package: make the venv with "
+                "python3 -m venv --system-site-packages".format(sys.executable))
+    return "install it into {}: pip install pycuda (with nvcc on PATH)".format(sys.executable)
+
+
 def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
-                 progress: "Optional[Callable[[Check], None]]" = None) -> "Dict[str, Any]":
-    """Run every check; ``{"checks": [...], "passed", "failed", "skipped", "ok"}``."""
-    checks = SelfTest(camera=camera, root=root, precision=precision, progress=progress).run()
+                 progress: "Optional[Callable[[Check], None]]" = None, require: "Sequence[str]" = ()) -> "Dict[str, Any]":
+    """Run every check; ``{"checks": [...], "passed", "failed", "skipped", "ok", "proven", "not_proven"}``.
+
+    ``require``: pieces (:data:`REQUIRABLE`) whose absence is a FAIL here (on a Jetson TensorRT and
+    pycuda always are)."""
+    bad = [r for r in require if r not in REQUIRABLE]
+    if bad:
+        from .errors import BadInput
+
+        raise BadInput("--require {}: choose from {}".format(bad[0], ", ".join(REQUIRABLE)))
+    checks = SelfTest(camera=camera, root=root, precision=precision, progress=progress, require=require).run()
     counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIP)}
     return {
         "checks": [asdict(c) for c in checks],
@@ -414,15 +456,36 @@ def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str
         "failed": counts[FAIL],
         "skipped": counts[SKIP],
         "ok": counts[FAIL] == 0,
+        "proven": [_proven(c) for c in checks if c.name in PROVES and c.status == PASS],
+        "not_proven": [PROVES[c.name] for c in checks if c.name in PROVES and c.status != PASS],
     }
 
 
+def _proven(c: "Check") -> str:
+    """What a passed check proved, with the version or precision it names (``TensorRT 8.6.2 importable``)."""
+    if c.name == "tensorrt":
+        return c.detail.split(" (")[0] + " importable"
+    if c.name == "engine build":
+        return "a TensorRT engine build ({})".format(c.detail.split(" ")[0])
+    return PROVES[c.name]
+
+
+def summary_lines(report: "Dict[str, Any]") -> "List[str]":
+    """``proven: ...`` and ``not proven: ...``: what a pass means here."""
+    proven = report.get("proven") or []
+    lines = ["proven: " + ("; ".join(proven) if proven else "nothing of the device path")]
+    if report.get("not_proven"):
+        lines.append("not proven: " + "; ".join(report["not_proven"]) + " (see the SKIP/FAIL reasons above)")
+    return lines
+
+
 def format_report(report: "Dict[str, Any]") -> str:
-    """The table a person reads: CHECK, STATUS, DETAIL; then the counts."""
+    """The table a person reads: CHECK, STATUS, DETAIL; what was proven; then the counts."""
     rows = [(c["name"], c["status"], c["detail"]) for c in report["checks"]]
     w = max(len("CHECK"), max(len(r[0]) for r in rows)) if rows else 5
     lines = ["{}  {}  {}".format("CHECK".ljust(w), "STATUS", "DETAIL")]
     for name, status, detail in rows:
         lines.append("{}  {}  {}".format(name.ljust(w), status.ljust(6), detail))
+    lines.extend(summary_lines(report))
     lines.append("{} passed, {} failed, {} skipped".format(report["passed"], report["failed"], report["skipped"]))
     return "\n".join(lines)

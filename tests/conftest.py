@@ -6,7 +6,8 @@ executable; the reason carries its install hint from ``support.TOOLS``). A test 
 ``slow`` automatically, so ``-m "not slow"`` is a quick loop.
 
 Fixtures shared by the test modules live here: ``sshd``, ``sshd_pair``, ``sshd_systemd`` (real
-OpenSSH servers on 127.0.0.1; helpers for them in ``support.deploy`` and ``support.sshd_server``).
+OpenSSH servers on 127.0.0.1; helpers for them in ``support.deploy`` and ``support.sshd_server``),
+``demo_bundle`` (the docs' ``shapes-1.0.0``, converted once per session by the CLI).
 
 No silent skips: with ``JD_STRICT_SKIPS=1`` (CI sets it) the run fails when a test was skipped for
 a reason that tests/skip_allowlist.txt does not list, and the skip summary is printed.
@@ -147,6 +148,24 @@ def _restore_rng_state():
     yield
     random.setstate(py_state)
     np.random.set_state(np_state)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory):
+    """The demo bundle the docs use, ``shapes-1.0.0`` (fp32), made once per session with the docs'
+    own command line through the CLI; tests copy it before changing it."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("demo-bundle") / "shapes-1.0.0"
+    cmd = [str(Path(sys.executable).parent / "jetson-deploy"), "convert", "jetson_deploy.demo:load_model",
+           "--spec", str(ROOT / "jetson_deploy" / "demo" / "spec.json"), "-o", str(out), "--name", "shapes",
+           "--version", "1.0.0"]
+    if not Path(cmd[0]).exists():
+        cmd[:1] = [sys.executable, "-m", "jetson_deploy"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=str(ROOT),
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 0, p.stdout
+    return out
 
 
 # ----------------------------------------------------------------------------- real sshd on loopback

@@ -80,15 +80,24 @@ def test_bundle_engine_command_refuses_in_one_line(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "built" in r.output, r.output
 
 
-def test_deploy_warns_from_inventory_tensorrt(tmp_path, caplog):
-    from jetson_deploy.deploy.fleet import _warn_tensorrt
+def test_deploy_refuses_from_inventory_tensorrt_and_force_warns(tmp_path, caplog):
     from jetson_deploy.deploy.inventory import load_inventory
+    from jetson_deploy.deploy.trt_check import check_hosts
+    from jetson_deploy.errors import BadInput
 
     inv = tmp_path / "hosts.ini"
     inv.write_text("[nano]\nnano1 tensorrt=8.2.1\n[orin]\norin1 tensorrt=8.6.2\n")
     hosts = load_inventory(str(inv))
+    manifest = {"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 17"}}
+
+    def no_probe(h):
+        raise AssertionError("inventory hosts are not probed")
+
+    with pytest.raises(BadInput) as err:  # only nano1's TensorRT is too old
+        check_hosts(manifest, hosts, no_probe)
+    assert "nano1 (TensorRT 8.2.1 from inventory): bundle attn needs TensorRT >= 8.4" in str(err.value)
+    assert "orin1" not in str(err.value) and "--force" in str(err.value)
     with caplog.at_level("WARNING", logger="jetson_deploy.deploy"):
-        _warn_tensorrt({"name": "attn", "requires": {"tensorrt_min": "8.4", "why": "ONNX opset 17"}}, hosts)
+        assert check_hosts(manifest, hosts, no_probe, force=True) == {"nano1": "8.2.1", "orin1": "8.6.2"}
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("jetson_deploy.deploy")]
-    assert len(said) == 1 and said[0][0] == "WARNING"  # a warning line per host: only nano1's TensorRT is too old
-    assert said[0][1].startswith("[nano1] warning: bundle attn needs TensorRT >= 8.4"), said
+    assert len(said) == 1 and said[0][0] == "WARNING" and "nano1" in said[0][1], said

@@ -84,7 +84,7 @@ def test_labels_and_source_recorded(tmp_path: Path) -> None:
 
 def test_dict_outputs_need_a_choice(tmp_path: Path) -> None:
     spec_path = spec_file(tmp_path, "dict_outputs")
-    with pytest.raises(BadInput, match=r"returns 3 outputs \(logits, embedding, aux.heatmap\).*--output"):
+    with pytest.raises(BadInput, match=r"returns 3 outputs \(logits, embedding, aux.heatmap\).*--select-output"):
         convert(model_ref("dict_outputs"), spec_path, tmp_path / "b", build_engine=False)
     assert not (tmp_path / "b").exists()
 
@@ -100,7 +100,7 @@ def test_output_selection_by_index_and_message(tmp_path: Path) -> None:
 
 def test_bad_output_name(tmp_path: Path) -> None:
     spec_path = spec_file(tmp_path, "dataclass_outputs")
-    with pytest.raises(BadInput, match=r"--output 'probs' is not an output of the model \(it returns: logits, features\)"):
+    with pytest.raises(BadInput, match=r"--select-output 'probs' is not an output of the model \(it returns: logits, features\)"):
         convert(model_ref("dataclass_outputs"), spec_path, tmp_path / "b", outputs=["probs"], build_engine=False)
 
 

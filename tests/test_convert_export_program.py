@@ -68,7 +68,7 @@ def test_run_prints_backend_choice_and_gpu_hint(tmp_path: Path, monkeypatch) -> 
     convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", build_engine=False)
     from jetson_deploy.runtime import backends
 
-    monkeypatch.setattr(backends, "_gpu_present", lambda: True)  # a GPU, but no TensorRT and no model.pt2
+    monkeypatch.setattr(backends, "_cuda_driver_devices", lambda: 1)  # a GPU, but no TensorRT and no model.pt2
     r = CliRunner().invoke(cli, ["run", str(tmp_path / "b"), "--source", "synthetic://64x48", "--max-frames", "3",
                                  "--interval", "0", "--json"])
     assert r.exit_code == 0, r.output

@@ -117,7 +117,10 @@ def compat_problem(manifest: "Dict[str, Any]", trt_version: Any) -> "Optional[st
         return None
     version, why = need
     here = ".".join(str(p) for p in _tuple(trt_version)[:2])
-    if why.startswith("ONNX opset"):
+    lower = (manifest.get("requires") or {}).get("lower_opsets")
+    if why.startswith("ONNX opset") and lower:  # convert tried them: --opset N would fail the same way
+        fix = "the model does not export at a lower opset ({}): replace that operator in the model".format(lower)
+    elif why.startswith("ONNX opset"):
         fix = "re-convert with --opset {} (the highest TensorRT {} parses)".format(max_opset_for_tensorrt(trt_version), here)
     else:
         fix = "re-convert without --fold-preprocess"

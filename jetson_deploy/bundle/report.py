@@ -31,6 +31,11 @@ def verify_bundle(path: "PathLike", public_key: "Optional[PathLike]" = None) -> 
     from .reader import open_bundle
 
     report: "Dict[str, Any]" = {"bundle": str(path), "ok": False, "problems": [], "signature": None, "schema_version_read": SCHEMA_VERSION}
+    damage = _damaged_archive(path)
+    if damage:
+        report["problems"].append({"path": str(path), "problem": "corrupt archive", "message": damage})
+        report["signature"] = {"state": "not checked", "detail": "the archive is damaged"}
+        return report
     try:
         b = open_bundle(path, verify=False)
     except CheckFailed as exc:
@@ -105,8 +110,19 @@ def inspect_bundle(path: "PathLike", public_key: "Optional[PathLike]" = None) ->
         b.close()
 
 
+def _damaged_archive(path: "PathLike") -> "Optional[str]":
+    """For a packed bundle: how its tar stream is damaged (:func:`.archive.archive_damage`), else None."""
+    from .archive import archive_damage
+
+    return archive_damage(path) if Path(path).is_file() else None
+
+
 def _inspect_packed(p: Path, public_key: "Optional[PathLike]") -> "Dict[str, Any]":
     import hashlib
+
+    damage = _damaged_archive(p)
+    if damage:
+        raise CheckFailed(damage)
 
     from .manifest import RESERVED, validate_manifest
     from .pack import read_packed_index

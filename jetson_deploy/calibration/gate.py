@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from .._lazy import require
+from ..errors import CheckFailed
 from .ranges import DEFAULT_BATCH, iter_model_batches, model_input, numpy_input_dtype
 
 REFERENCE_CACHE_BYTES = 256 << 20  # keep FP32 outputs in memory up to this size
@@ -45,6 +46,13 @@ class Gate:
         self.max_samples = max_samples
         self._ref: "Optional[List[List[np.ndarray]]]" = None
         self._fp32 = _session(self.fp32_path)
+
+    def _usable(self) -> "Optional[int]":
+        """The set's samples (calibration + held-out), to name a ``--holdout``; None when unknown."""
+        try:
+            return int(len(self.cs)) + int(self.cs.num_holdout) if self.cs.num_holdout else None
+        except TypeError:  # a set without a length (an iterable of batches)
+            return None
 
     def _batches(self):
         it = self.cs.iter_holdout(self.batch) if self.cs.num_holdout else self.cs.iter_batches(self.batch)
@@ -119,7 +127,7 @@ class Gate:
             res["value"] = round(agree / float(n), 6)
             res["disagreements"] = n - agree
             res["wilson_lower_95"] = round(wilson_lower(agree, n), 6)
-            note = resolution_note(n, min_agreement)
+            note = resolution_note(n, min_agreement, self._usable())
             if note:
                 res["note"] = note
         else:
@@ -139,16 +147,22 @@ def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
     return float((centre - spread) / (1 + z * z / n))
 
 
-def resolution_note(n: int, threshold: float) -> "Optional[str]":
-    """Say so when one disagreement already decides the gate: the set is too small to measure it."""
+def resolution_note(n: int, threshold: float, usable: "Optional[int]" = None) -> "Optional[str]":
+    """Say so when one disagreement already decides the gate: the set is too small to measure it.
+
+    ``usable``: the set's samples (calibration + held-out), to name the ``--holdout`` that would do."""
     if threshold >= 1.0 or n <= 0:
         return None
-    needed = int(np.ceil(1.0 / (1.0 - threshold) - 1e-9))
+    needed = samples_needed(threshold)
     if n >= needed:
         return None
+    how = "(--num/--holdout)"
+    f = holdout_for(needed, usable) if usable else None
+    if f is not None:
+        how = "(calibrate ... --holdout {:g}: {} of this set's {} samples)".format(f, int(np.floor(usable * f + 0.5)), usable)
     return ("{} held-out samples: a single disagreement moves agreement by {:.3f}, so the {} gate cannot tell "
-            "a good INT8 model from a bad one; give it at least {} held-out samples (--num/--holdout)").format(
-        n, 1.0 / n, threshold, needed)
+            "a good INT8 model from a bad one; give it at least {} held-out samples {}").format(
+        n, 1.0 / n, threshold, needed, how)
 
 
 def better(a: "Dict[str, Any]", b: "Optional[Dict[str, Any]]") -> bool:
@@ -158,3 +172,62 @@ def better(a: "Dict[str, Any]", b: "Optional[Dict[str, Any]]") -> bool:
     ka = (a["value"], a.get("cosine_mean", 0.0), -a.get("mean_abs_error", 0.0))
     kb = (b["value"], b.get("cosine_mean", 0.0), -b.get("mean_abs_error", 0.0))
     return ka > kb
+
+
+def holdout_for(needed: int, usable: int) -> "Optional[float]":
+    """The smallest ``--holdout`` (two decimals, at most 0.9) that holds out ``needed`` of ``usable``
+    samples with the set builder's rounding (``floor(n * f + 0.5)``); None when 0.9 is not enough."""
+    for hundredths in range(1, 91):
+        f = hundredths / 100.0
+        if np.floor(usable * f + 0.5) >= needed:
+            return f
+    return None
+
+
+def samples_needed(threshold: float) -> int:
+    """Held-out samples a ``threshold`` top-1 gate needs before one disagreement stops deciding it."""
+    return int(np.ceil(1.0 / (1.0 - threshold) - 1e-9)) if threshold < 1.0 else 0
+
+
+def holdout_advice(held_out: int, usable: int, threshold: float) -> "Optional[str]":
+    """What to pass so a ``threshold`` gate gets enough held-out samples, or None when it has them."""
+    needed = samples_needed(threshold)
+    if not needed or held_out >= needed:
+        return None
+    f = holdout_for(needed, usable)
+    if f is not None:
+        how = "rebuild the set with --holdout {:g} ({} of its {} usable samples)".format(f, int(np.floor(usable * f + 0.5)), usable)
+    else:
+        how = "give more sources or a larger --num (at --holdout 0.5, {} usable samples are needed)".format(2 * needed)
+    return "{} held-out samples, and a {} gate needs at least {}: {}".format(held_out, threshold, needed, how)
+
+
+def gate_failure(result: Any, min_agreement: float, for_convert: bool = False, auto_exclude: "Optional[bool]" = None,
+                 exclude_budget: "Optional[int]" = None) -> "Optional[CheckFailed]":
+    """The error for a failed INT8 agreement gate (None when it passed), with advice that follows what was
+    asked: ``--auto-exclude`` only when it was not given; with it, ``--exclude-budget`` when the budget
+    ran out, else the other levers.  ``auto_exclude`` None: read from the result (layers left in float)."""
+    if result.passed:
+        return None
+    a = result.agreement
+    excluded = len(getattr(result, "excluded_groups", None) or [])
+    asked = bool(excluded) if auto_exclude is None else bool(auto_exclude)
+    tips = []
+    if not asked:
+        tips.append("try --auto-exclude")
+    elif exclude_budget is not None and excluded >= exclude_budget:
+        tips.append("--auto-exclude left {} layer group(s) in float, all --exclude-budget {} allows: try --exclude-budget {}".format(
+            excluded, exclude_budget, max(2 * exclude_budget, exclude_budget + 5)))
+    else:
+        tips.append("--auto-exclude left {} layer group(s) in float and no other group helps".format(excluded))
+    tips.append("more/better calibration data" if for_convert else "--method percentile/minmax or more calibration data")
+    if for_convert:
+        tips.append("or --precision fp16 (--force writes the bundle anyway)")
+    if a.get("note"):
+        tips.append("and give the gate enough held-out samples to tell ({})".format(a["note"]))
+    if for_convert:
+        head = "INT8 agreement {} {:.4f} is below --min-agreement {}".format(a.get("metric", ""), float(a.get("value", 0.0)), min_agreement)
+    else:
+        head = "INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}".format(
+            a.get("metric", "agreement"), float(a.get("value", 0.0)), a.get("samples", "?"), min_agreement)
+    return CheckFailed("{}: {}".format(head, "; ".join(tips)))

@@ -26,6 +26,7 @@ from .._lazy import require
 from ..errors import BadInput, CheckFailed
 from .cache import DEFAULT_TRT_VERSIONS, trt_version_number, write_cache
 from .dataset import load_calibration_set
+from .gate import gate_failure  # noqa: F401 - the gate's advice lives with the gate (was defined here)
 
 RESULT_FILE = "int8.json"
 RANGES_FILE = "ranges.json"
@@ -303,23 +304,6 @@ def _write_caches(out: Path, ranges: Any, excluded_tensors: "List[str]", version
     amax = {k: v for k, v in ranges.amax().items() if k not in skip}
     cache_method = "minmax" if method == "minmax" else "entropy"
     return {v: write_cache(out / "{}.cache".format(v), amax, v, cache_method) for v in versions}
-
-
-def gate_failure(result: "Int8Result", min_agreement: float, for_convert: bool = False) -> "Optional[CheckFailed]":
-    """The error for a failed INT8 agreement gate (None when it passed), worded for the command at hand."""
-    if result.passed:
-        return None
-    a = result.agreement
-    if for_convert:
-        return CheckFailed(
-            "INT8 agreement {} {:.4f} is below --min-agreement {}: try --auto-exclude, more/better calibration data, "
-            "or --precision fp16 (--force writes the bundle anyway)".format(a.get("metric", ""), float(a.get("value", 0.0)), min_agreement)
-        )
-    return CheckFailed(
-        "INT8 {} {:.4f} on {} held-out samples is below --min-agreement {}; try --auto-exclude, --method percentile/minmax or more calibration data".format(
-            a["metric"], a["value"], a["samples"], min_agreement
-        )
-    )
 
 
 def _result_from_record(out: Path, rec: "Dict[str, Any]", versions: "Sequence[str]", reused: str) -> "Int8Result":

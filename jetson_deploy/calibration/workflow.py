@@ -7,6 +7,7 @@ command only parses options, calls :func:`calibrate`, prints the result and call
 :meth:`CalibrateResult.enforce_gate`.
 """
 import dataclasses
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from ..errors import BadInput
 from .cache import DEFAULT_TRT_VERSIONS
 from .dataset import (DEFAULT_DEDUPE_BITS, CalibrationSet, build_calibration_set, fill_calibration_set, is_calibration_set,
                       load_calibration_set)
-from .quantize import DEFAULT_EXCLUDE_BUDGET, Int8Result, compute_int8, gate_failure
+from .gate import gate_failure, holdout_advice
+from .quantize import DEFAULT_EXCLUDE_BUDGET, Int8Result, compute_int8
 
 PathLike = Union[str, Path]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class CalibrateResult:
     int8: "Optional[Int8Result]" = None
     min_agreement: float = 0.99
     notes: "List[str]" = field(default_factory=list)
+    quantize: "Optional[QuantizeOptions]" = None  # what was asked (the gate's advice follows it)
 
     def set_summary(self) -> "Dict[str, Any]":
         cs = self.calibration_set
@@ -79,7 +84,8 @@ class CalibrateResult:
     def enforce_gate(self) -> None:
         """Raise :class:`CheckFailed` (exit 1) when the INT8 agreement gate failed."""
         if self.int8 is not None:
-            err = gate_failure(self.int8, self.min_agreement)
+            q = self.quantize or QuantizeOptions(min_agreement=self.min_agreement)
+            err = gate_failure(self.int8, self.min_agreement, auto_exclude=q.auto_exclude, exclude_budget=q.exclude_budget)
             if err is not None:
                 raise err
 
@@ -112,7 +118,8 @@ def calibrate(
             cs = build_calibration_set(
                 list(sources), spec, out_dir, num=so.num, seed=so.seed, holdout=so.holdout, progress=progress, dedupe_bits=so.dedupe_bits
             )
-            return CalibrateResult(cs, min_agreement=qo.min_agreement, notes=notes)
+            _warn_small_holdout(cs, qo.min_agreement)
+            return CalibrateResult(cs, min_agreement=qo.min_agreement, notes=notes, quantize=qo)
         # Everything (set, ranges, caches, Q/DQ model) is built beside -o and swapped in once at
         # the end: a failed or interrupted --model step leaves the previous set whole.
         with atomic_dir(Path(out_dir), kind=CALIBRATION_SET) as tmp:
@@ -125,9 +132,17 @@ def calibrate(
                 model, tmp, method=qo.method, trt_versions=qo.trt_versions or DEFAULT_TRT_VERSIONS, min_agreement=qo.min_agreement,
                 auto_exclude=qo.auto_exclude, exclude_budget=qo.exclude_budget, progress=progress,
             )
-        result = CalibrateResult(load_calibration_set(out_dir), min_agreement=qo.min_agreement, notes=notes)
+        result = CalibrateResult(load_calibration_set(out_dir), min_agreement=qo.min_agreement, notes=notes, quantize=qo)
         result.int8 = _moved(int8, tmp, Path(out_dir))
     return result
+
+
+def _warn_small_holdout(cs: "CalibrationSet", min_agreement: float) -> None:
+    """A set built for later (no --model): say now if the INT8 gate it will feed cannot resolve its threshold."""
+    advice = holdout_advice(cs.num_holdout, len(cs) + cs.num_holdout, min_agreement)
+    if advice:
+        log.warning("warning: the INT8 agreement gate (convert --precision int8 --calib %s, --min-agreement %s) cannot "
+                    "resolve its threshold with this set: %s", cs.path, min_agreement, advice)
 
 
 def _link_tree(src: Path, dst: Path) -> None:

@@ -61,3 +61,21 @@ def key_option():
         "--key", "key", type=click.Path(dir_okay=False), default=None,
         help="Refuse the bundle unless it carries a valid signature by this public key "
              "(default: $JETSON_DEPLOY_REQUIRE_KEY or /etc/jetson-deploy/trusted.pub when present).")
+
+
+def global_quiet() -> bool:
+    """``jetson-deploy --quiet CMD``: the command also hides its progress bars."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get("jetson_deploy.quiet"))
+
+
+#: The release that drops the old spellings of renamed flags (Polygraphy-style: a shim says when it goes).
+REMOVE_IN = "0.3.0"
+
+
+def warn_renamed(command: str, old: str, new: str) -> None:
+    """One warning line for an old flag spelling that still works for one more release."""
+    import logging
+
+    logging.getLogger("jetson_deploy.commands").warning(
+        "warning: `%s %s` is renamed `%s`; the old spelling goes in %s", command, old, new, REMOVE_IN)

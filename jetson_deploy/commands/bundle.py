@@ -25,7 +25,15 @@ key_option_pub = click.option("--key", "key", type=click.Path(dir_okay=False), d
 
 @click.group()
 def bundle() -> None:
-    """Inspect, verify, sign, pack and extend bundles (see docs/bundle-format.md)."""
+    """Inspect, verify, sign, pack and extend bundles (see docs/bundle-format.md).
+
+    \b
+    Examples:
+      jetson-deploy bundle keygen -o signing
+      jetson-deploy bundle sign shapes-1.0.0 --key signing
+      jetson-deploy bundle verify shapes-1.0.0 --key signing.pub
+      jetson-deploy bundle pack shapes-1.0.0 -o shapes-1.0.0.jdb
+    """
 
 
 @bundle.command()
@@ -34,7 +42,13 @@ def bundle() -> None:
 @json_option()
 def inspect(bundle_path: str, key: "Optional[str]", as_json: bool) -> None:
     """Show what BUNDLE holds: name, version, spec, precision, accuracy, calibration,
-    engine targets, artifacts with sizes, signature state (fast: sizes only, no hashing)."""
+    engine targets, artifacts with sizes, signature state (fast: sizes only, no hashing).
+
+    \b
+    Examples:
+      jetson-deploy bundle inspect shapes-1.0.0
+      jetson-deploy bundle inspect shapes-1.0.0.jdb --json
+    """
     from ..bundle.report import inspect_bundle, render_inspect
 
     info = inspect_bundle(bundle_path, public_key=key)
@@ -51,7 +65,14 @@ def inspect(bundle_path: str, key: "Optional[str]", as_json: bool) -> None:
 @click.pass_context
 def verify(ctx: "click.Context", bundle_path: str, key: "Optional[str]", as_json: bool) -> None:
     """Check BUNDLE: manifest schema, every artifact's size and sha256, no unlisted
-    files, and with --key the Ed25519 signature. Exit 1 naming each mismatch."""
+    files, and with --key the Ed25519 signature. Exit 1 naming each mismatch (a damaged
+    packed file is reported as a corrupt archive).
+
+    \b
+    Examples:
+      jetson-deploy bundle verify shapes-1.0.0
+      jetson-deploy bundle verify shapes-1.0.0.jdb --key signing.pub
+    """
     from ..bundle.report import render_verify, verify_bundle
 
     report = verify_bundle(bundle_path, public_key=key)
@@ -69,7 +90,12 @@ def verify(ctx: "click.Context", bundle_path: str, key: "Optional[str]", as_json
               help="Ed25519 private key (PEM or OpenSSH); encrypted keys read JETSON_DEPLOY_KEY_PASSWORD.")
 @json_option()
 def sign(bundle_path: str, key: str, as_json: bool) -> None:
-    """Verify BUNDLE, then write manifest.sig: a detached Ed25519 signature over manifest.json."""
+    """Verify BUNDLE, then write manifest.sig: a detached Ed25519 signature over manifest.json.
+
+    \b
+    Example:
+      jetson-deploy bundle sign shapes-1.0.0 --key signing
+    """
     from ..bundle.sign import sign_bundle
 
     out = sign_bundle(bundle_path, key)
@@ -88,7 +114,12 @@ def sign(bundle_path: str, key: str, as_json: bool) -> None:
 @json_option()
 def keygen(prefix: str, comment: str, pem_public: bool, force: bool, as_json: bool) -> None:
     """Create an Ed25519 signing key pair: PREFIX (PEM PKCS#8, mode 0600) and PREFIX.pub.
-    Set JETSON_DEPLOY_KEY_PASSWORD to encrypt the private key."""
+    Set JETSON_DEPLOY_KEY_PASSWORD to encrypt the private key.
+
+    \b
+    Example:
+      jetson-deploy bundle keygen -o signing        # signing (private) and signing.pub
+    """
     from ..bundle.sign import keygen as _keygen
 
     pw = os.environ.get("JETSON_DEPLOY_KEY_PASSWORD")
@@ -106,7 +137,12 @@ def keygen(prefix: str, comment: str, pem_public: bool, force: bool, as_json: bo
 @json_option()
 def pack(bundle_dir: str, out: str, as_json: bool) -> None:
     """Pack BUNDLE_DIR into one deterministic tar file (same bundle, same bytes),
-    checking every artifact's sha256 while streaming it."""
+    checking every artifact's sha256 while streaming it.
+
+    \b
+    Example:
+      jetson-deploy bundle pack shapes-1.0.0 -o shapes-1.0.0.jdb
+    """
     from ..bundle.archive import pack_bundle
     from ..bundle.report import human_size
 
@@ -124,7 +160,12 @@ def pack(bundle_dir: str, out: str, as_json: bool) -> None:
 @json_option()
 def unpack(archive: str, out: str, max_size: "Optional[int]", as_json: bool) -> None:
     """Unpack a packed bundle FILE safely into a new directory and verify it
-    (absolute paths, '..', links, devices and oversized members are refused)."""
+    (absolute paths, '..', links, devices and oversized members are refused).
+
+    \b
+    Example:
+      jetson-deploy bundle unpack shapes-1.0.0.jdb -o shapes-copy
+    """
     from ..bundle.archive import unpack_archive
     from ..bundle.pack import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES
 
@@ -148,7 +189,12 @@ def unpack(archive: str, out: str, max_size: "Optional[int]", as_json: bool) -> 
 def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: str, jetpack: "Optional[str]",
                platform_name: "Optional[str]", as_json: bool) -> None:
     """Add (or replace) one TensorRT ENGINE in BUNDLE for a target; other artifacts
-    and their checksums stay as they are. A signature must be redone afterwards."""
+    and their checksums stay as they are. A signature must be redone afterwards.
+
+    \b
+    Example:
+      jetson-deploy bundle add-engine shapes-1.0.0 orin.engine --tensorrt 8.6.2 --sm 87 --precision fp16
+    """
     from ..bundle.reader import open_bundle
     from ..bundle.writer import add_engine as _add
 
@@ -179,7 +225,12 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
 def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", tensorrt_version: "Optional[str]", sm: "Optional[str]",
            cache_dir: "Optional[str]", build: bool, as_json: bool) -> None:
     """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
-    built now from model.onnx and cached): run it after a deploy so the first start is fast."""
+    built now from model.onnx and cached): run it after a deploy so the first start is fast.
+
+    \b
+    Example:
+      jetson-deploy bundle engine /opt/jetson-deploy/active/shapes     # on the board
+    """
     from ..bundle.reader import open_bundle
     from ..bundle.select import device_target, find_engine, resolve_engine
 
@@ -239,14 +290,25 @@ def export(bundle_path: str, fmt: str, out: str, source: "Optional[str]", tensor
 
 @bundle.group()
 def cache() -> None:
-    """The on-device engine cache (JETSON_DEPLOY_CACHE, default ~/.cache/jetson-deploy/engines)."""
+    """The on-device engine cache (JETSON_DEPLOY_CACHE, default ~/.cache/jetson-deploy/engines).
+
+    \b
+    Examples:
+      jetson-deploy bundle cache list
+      jetson-deploy bundle cache clear
+    """
 
 
 @cache.command("list")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
 @json_option()
 def cache_list(cache_dir: "Optional[str]", as_json: bool) -> None:
-    """List cached engines, most recently used first."""
+    """List cached engines, most recently used first.
+
+    \b
+    Example:
+      jetson-deploy bundle cache list --json
+    """
     from ..bundle.engine_cache import EngineCache
     from ..bundle.report import human_size
 
@@ -265,7 +327,12 @@ def cache_list(cache_dir: "Optional[str]", as_json: bool) -> None:
 @cache.command("clear")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory.")
 def cache_clear(cache_dir: "Optional[str]") -> None:
-    """Remove every cached engine."""
+    """Remove every cached engine.
+
+    \b
+    Example:
+      jetson-deploy bundle cache clear --cache-dir /var/cache/jetson-deploy
+    """
     from ..bundle.engine_cache import EngineCache
 
     n = EngineCache(cache_dir).clear()

@@ -4,7 +4,7 @@ from typing import Any, Optional, Tuple
 
 import click
 
-from ._options import json_option
+from ._options import global_quiet, json_option
 
 
 @click.command(
@@ -13,7 +13,10 @@ from ._options import json_option
         "(seeded sampling, near-duplicates dropped, preprocessed with the model's spec), "
         "and with --model compute INT8 ranges in ONNX Runtime on the CPU: ranges.json, "
         "TensorRT calibration caches, a Q/DQ model and INT8-vs-FP32 agreement on held-out "
-        "frames.  Without SOURCE, -o must already hold a set and only --model work is done."
+        "frames.  Without SOURCE, -o must already hold a set and only --model work is done.\n\n"
+        "\b\nExamples:\n"
+        "  jetson-deploy calibrate frames/ clip.avi --spec jetson_deploy/demo/spec.json -o calib --num 500 --holdout 0.25\n"
+        "  jetson-deploy calibrate -o calib --model shapes-1.0.0 --method percentile --auto-exclude"
     )
 )
 @click.argument("sources", nargs=-1, type=click.Path())
@@ -29,7 +32,7 @@ from ._options import json_option
 @click.option("--min-agreement", default=0.99, show_default=True, type=click.FloatRange(0.0, 1.0), help="Gate threshold: top-1 agreement (classifiers) or cosine (others).")
 @click.option("--auto-exclude", is_flag=True, help="When the gate fails, leave the layers that cost the most agreement in float.")
 @click.option("--exclude-budget", default=5, show_default=True, type=click.IntRange(min=0), help="Most layer groups --auto-exclude may leave in float.")
-@click.option("--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes on stderr (as jetson-deploy --quiet calibrate).")
 @json_option()
 def calibrate(
     sources: "Tuple[str, ...]",
@@ -53,6 +56,7 @@ def calibrate(
     from ..calibration.workflow import QuantizeOptions, SetOptions, calibrate as run_calibrate
 
     # --quiet: notes are still collected for --json, but not printed
+    quiet = quiet or global_quiet()
     with collect_messages("jetson_deploy.calibration", echo=not quiet):
         result = run_calibrate(
             sources,

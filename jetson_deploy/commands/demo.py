@@ -18,7 +18,13 @@ from ._options import backend_option
 def demo(workdir: Path, backend: str, frames: int, precision: str) -> None:
     """Run the whole path on the embedded demo model (no GPU, no downloads):
     convert the shipped shapes classifier into a bundle, generate a clip, run it,
-    and write an annotated video and report.json with accuracy against ground truth."""
+    and write an annotated video and report.json with accuracy against ground truth.
+
+    \b
+    Examples:
+      jetson-deploy demo --workdir demo-out
+      jetson-deploy demo --workdir demo-int8 --precision int8 --frames 60
+    """
     from ..demo.job import run_demo
 
     report = run_demo(workdir, backend=backend, frames=frames, precision=precision)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
+from ..deploy.fleet import DEPLOY_NOT_OK, ROLLBACK_NOT_OK
 from ..deploy.options import DEFAULT_KEEP, DEFAULT_ROOT
 from ._options import json_option
 
@@ -30,7 +31,7 @@ def fleet_options(fn):
                      help="Hosts worked on at once."),
         click.option("--connect-timeout", default=10, show_default=True, type=click.IntRange(1, 600),
                      help="Seconds to wait for each ssh connection."),
-        click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="No per-host progress lines on stderr (as jetson-deploy --quiet CMD)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -67,8 +68,8 @@ def _quiet(quiet: bool):
     return quieted("jetson_deploy.deploy", quiet)
 
 
-def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" = ("failed",)) -> bool:
-    """Print the table (or JSON); True when every host is ok."""
+def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]") -> bool:
+    """Print the table (or JSON); True when every host is ok (no result in ``bad``)."""
     from ..deploy import format_table
 
     ok = not any(r.result in bad for r in results)
@@ -78,7 +79,7 @@ def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" 
         payload["results"] = [r.to_dict() for r in results]
         click.echo(json.dumps(payload, indent=2, sort_keys=True))
     else:
-        click.echo(format_table(results))
+        click.echo(format_table(results, bad))
     return ok
 
 
@@ -107,30 +108,39 @@ def _emit(results, as_json: bool, extra: "Dict[str, Any]", bad: "Sequence[str]" 
               help="Limit upload bandwidth per host, KiB/s (shared links).")
 @click.option("--key", "public_key", type=click.Path(exists=True, dir_okay=False), metavar="PUBKEY",
               help="Require a valid manifest.sig by this Ed25519 public key before uploading anything.")
+@click.option("--force", is_flag=True,
+              help="Deploy even to hosts whose TensorRT (inventory tensorrt=, or asked on the device) is older than "
+                   "the bundle needs (default: refused, exit 2, nothing uploaded).")
 @json_option()
 def deploy(bundle: str, hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "Optional[str]",
            ssh_config: "Optional[str]", ssh_options: "List[str]", jobs: int, connect_timeout: int, quiet: bool,
            keep: int, health_cmd: "Optional[str]", health_timeout: float, service: "Optional[str]",
            service_settle: int, rootfs: "Optional[str]", transfer: str, bwlimit: "Optional[int]",
-           public_key: "Optional[str]", as_json: bool) -> None:
+           public_key: "Optional[str]", force: bool, as_json: bool) -> None:
     """Push BUNDLE to each HOST (user@host[:port]) over ssh and activate it atomically.
 
     The bundle is verified here, uploaded (resumably) to ROOT/staging on the device, its sizes
     and sha256 are checked there with sha256sum, then it moves to ROOT/bundles/NAME/VERSION and
     ROOT/active/NAME is switched in one rename. An interrupted or corrupted upload never
-    touches the active version. Exit 1 when any host failed or was rolled back.
+    touches the active version. Exit 1 when any host failed or was rolled back; exit 2,
+    nothing uploaded, when a host's TensorRT is older than the bundle needs (--force).
+
+    \b
+    Examples:
+      jetson-deploy deploy shapes-1.0.0.jdb nvidia@orin-01 nvidia@orin-02:2222 --keep 3
+      jetson-deploy deploy shapes-1.0.0.jdb --hosts inventory.ini --group shelf --restart-service shapes
+      jetson-deploy deploy shapes-1.0.0 --rootfs /media/sdcard      # into an SD card image
     """
     from ..deploy import DeployOptions
     from ..deploy import deploy as api_deploy
 
     options = DeployOptions(root=root, keep=keep, health_cmd=health_cmd, health_timeout=health_timeout, transfer=transfer,
                             bwlimit=bwlimit, service=service, settle=service_settle, public_key=public_key, rootfs=rootfs,
-                            connection=_connection(ssh_config, ssh_options, connect_timeout, jobs))
+                            connection=_connection(ssh_config, ssh_options, connect_timeout, jobs), force=force)
     with _quiet(quiet):
         results = api_deploy(bundle, _hosts(hosts, hosts_file, group), options)
     name = next((r.name for r in results if r.name), "")
-    if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root},
-                 bad=("failed", "rolled-back")):
+    if not _emit(results, as_json, {"command": "deploy", "bundle": bundle, "name": name, "root": root}, DEPLOY_NOT_OK):
         raise SystemExit(1)
 
 
@@ -150,19 +160,29 @@ def rollback(name: str, hosts: "List[str]", root: str, hosts_file: "Optional[str
     The previous version comes from ROOT/state/NAME.history (the activation history); it is
     checked with sha256sum before the switch. Rolling back again goes one further back.
     Exit 1 when any host failed.
+
+    \b
+    Examples:
+      jetson-deploy rollback shapes nvidia@orin-01
+      jetson-deploy rollback shapes --hosts inventory.ini --to 1.0.0
     """
     from ..deploy import rollback as api_rollback
 
     with _quiet(quiet):
         results = api_rollback(name, _hosts(hosts, hosts_file, group), root=root, to=to_version,
                                connection=_connection(ssh_config, ssh_options, connect_timeout, jobs), rootfs=rootfs)
-    if not _emit(results, as_json, {"command": "rollback", "name": name, "root": root}):
+    if not _emit(results, as_json, {"command": "rollback", "name": name, "root": root}, ROLLBACK_NOT_OK):
         raise SystemExit(1)
 
 
 @click.group()
 def devices() -> None:
-    """Inspect devices: installed and active bundle versions."""
+    """Inspect devices: installed and active bundle versions.
+
+    \b
+    Example:
+      jetson-deploy devices status --hosts inventory.ini --group shelf
+    """
 
 
 @devices.command("status")
@@ -179,6 +199,11 @@ def status(hosts: "List[str]", root: str, hosts_file: "Optional[str]", group: "O
     """List installed, active and previous bundle versions on each HOST.
 
     Exit 1 when a host cannot be reached or (with --verify) an active version fails its checksums.
+
+    \b
+    Examples:
+      jetson-deploy devices status nvidia@orin-01 --verify
+      jetson-deploy devices status --rootfs /media/sdcard
     """
     from ..deploy import format_status
     from ..deploy import status as api_status

@@ -12,7 +12,13 @@ from ._options import json_option
 @click.option("--no-gpu", is_flag=True, help="Skip probing the GPU (no CUDA context is created).")
 def info(as_json: bool, root: str, no_gpu: bool) -> None:
     """Describe this machine: Jetson model, L4T/JetPack, Python, TensorRT, CUDA,
-    pycuda, torch, onnxruntime, OpenCV (GStreamer?), GPU name, SM, integrated or discrete."""
+    pycuda, torch, onnxruntime, OpenCV (GStreamer?), GPU name, SM, integrated or discrete.
+
+    \b
+    Examples:
+      jetson-deploy info
+      jetson-deploy info --json --no-gpu      # what deploy asks a board for (its TensorRT)
+    """
     from ..machine import format_info, probe
 
     data = probe(root=root, with_gpu=not no_gpu)

@@ -4,7 +4,7 @@ import json
 import click
 
 from ..vocab import GPU_PREPROCESS, MEMORY
-from ._options import FiniteFloat, backend_option, device_option, json_option, key_option, nonempty
+from ._options import FiniteFloat, backend_option, device_option, global_quiet, json_option, key_option, nonempty, warn_renamed
 
 
 def _sources(ctx, param, value):
@@ -57,8 +57,9 @@ def _preprocess_option():
               help="csi://0, v4l2:///dev/video0, rtsp://..., gst://<pipeline>, a video file, an image folder, or synthetic://WxH[@fps]; "
                    "repeatable: several sources are batched into one engine call (a bundle with batch >= N or --dynamic-batch).")
 @click.option("--sink", "sinks", multiple=True, default=["null://"], show_default=True, callback=_unique_sinks,
-              help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame) or null://; repeatable; "
-                   "K=URI receives source K only (e.g. --sink 0=cam0.mp4), a plain URI every source.")
+              help="display://0, a video file (.mp4/.avi, annotated), a .jsonl file (one object a frame), "
+                   "http://HOST:PORT/ (browser live view; a token beyond loopback), rtsp://@:PORT/NAME (H.264 RTSP server) "
+                   "or null://; repeatable; K=URI receives source K only (e.g. --sink 0=cam0.mp4), a plain URI every source.")
 @backend_option()
 @device_option()
 @_memory_option()
@@ -70,7 +71,8 @@ def _preprocess_option():
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True, help="Capture the per-frame GPU work in a CUDA graph where the backend allows.")
 @click.option("--queue", "queue_size", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Capture queue length; live sources drop the oldest frame when it is full.")
-@click.option("--topk", type=click.IntRange(1, 100), default=5, show_default=True, help="Classes reported per frame (classify).")
+@click.option("--top-k", "topk", type=click.IntRange(1, 100), default=None, help="Classes reported per frame (classify)  [default: 5]")
+@click.option("--topk", "topk_old", type=click.IntRange(1, 100), default=None, hidden=True, help="Old spelling of --top-k (goes in 0.3.0).")
 @click.option("--interval", type=FiniteFloat(0.0, 86400.0), default=5.0, show_default=True, help="Seconds between metrics lines on stderr (0: none).")
 @click.option("--stall-timeout", type=FiniteFloat(0.001, 86400.0), default=10.0, show_default=True,
               help="End the run when the source delivers nothing for this many seconds.")
@@ -82,17 +84,31 @@ def _preprocess_option():
 @key_option()
 @json_option()
 def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, compile_, threads, max_frames, depth, cuda_graph,
-        queue_size, topk, interval, stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
+        queue_size, topk, topk_old, interval, stall_timeout, sync_debug, batch_timeout, stop_on_first_end, key, as_json):
     """Run BUNDLE on a live source (camera, RTSP, video, images, synthetic) into sinks.
 
     The bundle's checksums are verified before anything is loaded.  Metrics (FPS, latency
     p50/p95/p99, dropped frames) go to stderr every --interval seconds, and a summary at the end
     (one JSON object on stdout with --json).
+
+    \b
+    Sources: csi://N, v4l2:///dev/videoN, rtsp://HOST/PATH, gst://PIPELINE...appsink, a video file,
+    an image folder or file, synthetic://WxH[@fps].
+    Sinks: display://0, a video file, a .jsonl file, http://HOST:PORT/, rtsp://@:PORT/NAME, null://.
+    \b
+    Examples:
+      jetson-deploy run shapes-1.0.0 --source synthetic://1280x720@30 --sink annotated.mp4 --max-frames 300
+      jetson-deploy run shapes-1.0.0 --source csi://0 --sink out.jsonl --sink http://@:8080/
+      jetson-deploy run shapes-1.0.0 --source csi://0 --source csi://1 --sink 0=cam0.jsonl --sink 1=cam1.jsonl
     """
     from ..bundle.sign import open_trusted
     from ..runtime.options import OutputOptions, RunOptions, SourceOptions
     from ..runtime.session import run_pipeline
 
+    if topk_old is not None:
+        warn_renamed("run", "--topk", "--top-k")
+        topk = topk if topk is not None else topk_old
+    topk = 5 if topk is None else topk
     options = RunOptions(backend=backend, device=device, memory=memory, gpu_preprocess=gpu_preprocess, depth=depth,
                          cuda_graph=cuda_graph, topk=topk, max_frames=max_frames, sync_debug=sync_debug, threads=threads,
                          compile=compile_)
@@ -115,7 +131,7 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, compile_
             row["end_reason"] or "-"))
     if d.get("accuracy") is not None:
         click.echo("accuracy against the source's ground truth: {:.3f}".format(d["accuracy"]))
-    if d["end_reason"]:
+    if d["end_reason"] and not global_quiet():
         click.echo("ended: {}".format(d["end_reason"]), err=True)
 
 
@@ -147,7 +163,17 @@ def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, it
           cuda_graph, batch_timeout, repeat, load_times, key, as_json):
     """Benchmark BUNDLE: engine-only (device buffers, no copies) and the full pipeline
     (source -> preprocess -> copies -> engine -> postprocess -> null sink) side by side in one run,
-    with their ratio (pipeline / engine)."""
+    with their ratio (pipeline / engine); the pipeline runs --repeat times (median and spread).
+
+    \b
+    Sources: synthetic://WxH[@fps] (default, unpaced), csi://N, v4l2:///dev/videoN, rtsp://HOST/PATH,
+    gst://PIPELINE...appsink, a video file, an image folder.
+    \b
+    Examples:
+      jetson-deploy bench shapes-1.0.0
+      jetson-deploy bench r18-dyn16 --source synthetic://1280x720 --source synthetic://1280x720?seed=2 --json
+      jetson-deploy bench r18-fp16 --memory pycuda-pinned --iterations 1000 --load-times
+    """
     from ..bench import run_bench
     from ..bundle.sign import open_trusted
     from ..runtime.options import RunOptions, SourceOptions

@@ -5,7 +5,10 @@ exports (and, in :mod:`.stages`, passes parity), because the opset decides the o
 TensorRT that parses the file (:mod:`jetson_deploy.bundle.opset`): 13 keeps TensorRT
 8.2 (JetPack 4.6, Nano), 14-17 need 8.4+ (JetPack 5), 18+ need 9.0+ (JetPack 6).
 Opsets 13-17 come from the TorchScript-based exporter (``dynamo=False``), which writes
-them natively.  torch's dynamo exporter writes opset 18 and cannot go lower (its down
+them natively, with torch's attention fast path off (``nn.MultiheadAttention`` and
+``nn.TransformerEncoderLayer`` in eval mode otherwise call fused kernels,
+``aten::_native_multi_head_attention``, that no opset exports; off, they are plain
+matmul/softmax or SDPA: opset 13 or 14, TensorRT 8.2/8.4).  torch's dynamo exporter writes opset 18 and cannot go lower (its down
 conversion fails on common ops: ``No Adapter From Version $14 for Relu``): it is tried
 when the TorchScript exporter fails at every opset up to 17 and the target's TensorRT
 reads 18, and the manifest says which exporter made the file.
@@ -177,7 +180,7 @@ def export_first(req: "ExportRequest", opsets: "Sequence[int]") -> "ExportInfo":
             continue
         try:
             info = export_once(req, n)
-            info.skipped = ["opset {}: {}".format(f.opset, f.what()) for f in failures]
+            info.skipped = skipped_summary(failures)
             return info
         except ExportFailed as failed:
             failures.append(failed)
@@ -190,6 +193,23 @@ def export_first(req: "ExportRequest", opsets: "Sequence[int]") -> "ExportInfo":
     worst = named[-1] if named else failures[-1]
     worst.tried = [f.opset for f in failures]
     raise worst
+
+
+def skipped_summary(failures: "Sequence[ExportFailed]") -> "List[str]":
+    """Why the lower opsets were not used, one entry per reason: ``opsets 13-17: operator X in m.attn
+    is not exported`` (consecutive opsets failing the same way are one entry; nothing is cut)."""
+    groups: "List[Tuple[List[int], str]]" = []
+    for f in failures:
+        reason = f.what().replace(" at opset {}".format(f.opset), "")
+        if groups and groups[-1][1] == reason:
+            groups[-1][0].append(f.opset)
+        else:
+            groups.append(([f.opset], reason))
+    out = []
+    for opsets, reason in groups:
+        at = "opset {}".format(opsets[0]) if len(opsets) == 1 else "opsets {}-{}".format(opsets[0], opsets[-1])
+        out.append("{}: {}".format(at, reason))
+    return out
 
 
 def export_once(req: "ExportRequest", opset: int) -> "ExportInfo":
@@ -205,10 +225,28 @@ def export_once(req: "ExportRequest", opset: int) -> "ExportInfo":
                     target = torch.jit.trace(req.module, (req.example,), check_trace=False, strict=False)
             except Exception as exc:  # no TorchScript opset will do: go straight to the dynamo exporter
                 raise ExportFailed(opset, "torchscript", exc, added_in=DYNAMO_OPSET)
-        _export_torchscript(torch, target, req, opset)
+        with attention_fast_path_off(torch):
+            _export_torchscript(torch, target, req, opset)
     info = ExportInfo(req.path, opset, "torchscript", req.dynamic_batch, req.input_name, req.output_names)
     info.notes.extend(_tracer_notes(caught))
     return info
+
+
+@contextlib.contextmanager
+def attention_fast_path_off(torch: Any) -> "Iterator[None]":
+    """Export attention layers through their composite path (matmul, softmax / SDPA), not the fused
+    inference kernels the TorchScript exporter cannot write at any opset; restored afterwards."""
+    mha = getattr(getattr(torch, "backends", None), "mha", None)
+    get, set_ = getattr(mha, "get_fastpath_enabled", None), getattr(mha, "set_fastpath_enabled", None)
+    if get is None or set_ is None:  # torch < 2.1: no switch (and no fast path in export)
+        yield
+        return
+    was = get()
+    set_(False)
+    try:
+        yield
+    finally:
+        set_(was)
 
 
 def _export_torchscript(torch: Any, target: Any, req: "ExportRequest", opset: int) -> None:
@@ -246,9 +284,7 @@ def _export_dynamo(req: "ExportRequest", opset: int) -> "ExportInfo":
         prog.save(str(req.path))
     except Exception as exc:
         raise _located(exc, opset, "dynamo", None, 0)
-    info = ExportInfo(req.path, opset, "dynamo", req.dynamic_batch, req.input_name, req.output_names)
-    info.notes.append("exported with torch's dynamo exporter at opset {}: TensorRT 8.x cannot parse it (JetPack 6 can)".format(opset))
-    return info
+    return ExportInfo(req.path, opset, "dynamo", req.dynamic_batch, req.input_name, req.output_names)
 
 
 # ---- quiet exporters and one-line failures -----------------------------------------------
@@ -396,21 +432,38 @@ def _first_line(exc: "BaseException") -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+#: TracerWarnings that freeze the model's control flow to the example input: parity (on inputs
+#: shaped like the spec's) may not see the other branch, so the user hears of these, in one whole
+#: line.  The rest (a shape read as a Python int, a ``torch.tensor`` constant) are exact at the
+#: exported shapes, which parity checks (batch 2 too with --dynamic-batch): debug log only, as are
+#: warnings raised inside torch itself (its own shape asserts, e.g. in multi_head_attention_forward).
+_FROZEN_BRANCH = "Converting a tensor to a Python boolean"
+
+
+def _inside_torch(filename: str) -> bool:
+    torch = sys.modules.get("torch")
+    base = os.path.dirname(os.path.abspath(getattr(torch, "__file__", "") or "")) if torch is not None else ""
+    return bool(base) and os.path.abspath(filename).startswith(base + os.sep)
+
+
 def _tracer_notes(caught: Any, limit: int = 3) -> "List[str]":
     seen: "List[str]" = []
     for w in caught or []:
         if getattr(w.category, "__name__", "") != "TracerWarning":
             continue
-        msg = " ".join(str(w.message).split())
-        msg = msg[:200] + ("..." if len(msg) > 200 else "")
         where = "{}:{}".format(Path(str(w.filename)).name, w.lineno)
-        line = "tracing warning at {}: {}".format(where, msg)
+        text = " ".join(str(w.message).split())
+        if not text.startswith(_FROZEN_BRANCH) or _inside_torch(str(w.filename)):
+            log.debug("tracing warning at %s (exact at the exported shapes, which parity checks): %s", where, text)
+            continue
+        line = ("tracing warning at {}: a tensor used as a Python boolean (if/while) keeps the branch the example "
+                "input took; use torch.where if the branch depends on the input".format(where))
         if line not in seen:
             seen.append(line)
     extra = len(seen) - limit
     out = seen[:limit]
     if extra > 0:
-        out.append("... and {} more tracing warning(s)".format(extra))
+        out.append("... and {} more tensor-as-boolean tracing warning(s)".format(extra))
     return out
 
 

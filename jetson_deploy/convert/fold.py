@@ -155,7 +155,7 @@ def _fold_post(model: Any, spec: "ModelSpec", new_spec: "ModelSpec", record: "Di
     g = model.graph
     if len(g.output) != 1:
         raise BadInput(
-            "--fold-postprocess needs exactly one model output (the logits); the model has {} ({}): keep one with --output".format(
+            "--fold-postprocess needs exactly one model output (the logits); the model has {} ({}): keep one with --select-output".format(
                 len(g.output), ", ".join(o.name for o in g.output)
             )
         )
@@ -225,7 +225,7 @@ def reference_postprocess(ref: "Dict[str, np.ndarray]", spec: "ModelSpec", new_s
 
 
 def select_onnx_outputs(path: Path, spec: "ModelSpec", selectors: "Optional[Sequence[Any]]") -> "List[str]":
-    """``--output`` for an .onnx MODEL: keep the chosen graph outputs (by name or index), in order."""
+    """``--select-output`` for an .onnx MODEL: keep the chosen graph outputs (by name or index), in order."""
     onnx = _onnx()
     model = onnx.load(str(path))
     names = [o.name for o in model.graph.output]

@@ -142,7 +142,8 @@ def _compute(source: Path, calib: Path, opts: "Int8Options", work: Path, trt_ver
     """``compute_int8`` for the default TensorRT versions (+ the one here), then the agreement gate."""
     from ..bundle import normalize_trt_version
     from ..calibration.cache import DEFAULT_TRT_VERSIONS
-    from ..calibration.quantize import compute_int8, gate_failure
+    from ..calibration.gate import gate_failure
+    from ..calibration.quantize import compute_int8
 
     versions = list(DEFAULT_TRT_VERSIONS)
     if trt_version is not None:
@@ -152,7 +153,7 @@ def _compute(source: Path, calib: Path, opts: "Int8Options", work: Path, trt_ver
     out_dir = calib if _writable(calib) else work / "int8"
     res = compute_int8(
         source, calib, out_dir=out_dir, trt_versions=versions, min_agreement=opts.min_agreement, auto_exclude=opts.auto_exclude,
-        progress=opts.progress,
+        exclude_budget=opts.exclude_budget, progress=opts.progress,
     )
     agreement = res.agreement
     log.info("INT8 (ONNX Runtime, Q/DQ) vs FP32: {} {:.4f} on {} held-out samples{}{}".format(
@@ -162,7 +163,8 @@ def _compute(source: Path, calib: Path, opts: "Int8Options", work: Path, trt_ver
     ))
     if agreement.get("note"):
         log.info("note: " + agreement["note"])
-    err = gate_failure(res, opts.min_agreement, for_convert=True)
+    err = gate_failure(res, opts.min_agreement, for_convert=True, auto_exclude=opts.auto_exclude,
+                       exclude_budget=opts.exclude_budget)
     if err is not None:
         if not force:
             raise err

@@ -31,12 +31,25 @@ class Stages:
 
 
 def _versions() -> "Dict[str, Optional[str]]":
-    out: "Dict[str, Optional[str]]" = {}
-    for mod in ("torch", "onnx", "onnxruntime"):
-        m = optional(mod) if has_module(mod) else None
-        out[mod] = getattr(m, "__version__", None) if m is not None else None
+    out: "Dict[str, Optional[str]]" = {mod: _version_of(mod) for mod in ("torch", "onnx", "onnxruntime")}
     out["python"] = _platform.python_version()
     return out
+
+
+def _version_of(mod: str) -> "Optional[str]":
+    """A package's version without importing it when it is not loaded yet (an .onnx MODEL never loads
+    torch: importing it only to record its version cost seconds per convert)."""
+    import sys
+
+    loaded = sys.modules.get(mod)
+    if loaded is None and has_module(mod):
+        try:
+            from importlib import metadata
+
+            return metadata.version(mod)
+        except Exception:  # another distribution name (onnxruntime-gpu): ask the module
+            loaded = optional(mod)
+    return getattr(loaded, "__version__", None) if loaded is not None else None
 
 
 def _source(loaded: "LoadedModel", info: "Dict[str, Any]", versions: "Dict[str, Optional[str]]") -> "Dict[str, Any]":
@@ -64,7 +77,12 @@ def _requires(st: "Stages") -> "Optional[Dict[str, Any]]":
     need = bundle_requirement({"source": {"onnx_opset": opset}, "conversion": {"min_tensorrt": st.folded.record.get("min_tensorrt")}})
     if need is None:
         return None
-    return {"tensorrt_min": need[0], "why": need[1]}
+    out = {"tensorrt_min": need[0], "why": need[1]}
+    export = getattr(st.exported, "export", None)
+    if export is not None and export.chosen and export.skipped:
+        # convert tried the lower opsets: the device-side refusal must not advise --opset N again
+        out["lower_opsets"] = "; ".join(export.skipped)
+    return out
 
 
 def _accuracy(st: "Stages", tolerance: float) -> "Dict[str, Any]":

@@ -74,6 +74,7 @@ class Int8Options:
     calib: "Optional[Union[str, Path]]" = None
     min_agreement: float = 0.99
     auto_exclude: bool = False
+    exclude_budget: int = 5  # calibration.quantize.DEFAULT_EXCLUDE_BUDGET: most layer groups --auto-exclude leaves in float
     progress: bool = False
 
 
@@ -139,6 +140,7 @@ FLAT_NAMES: "Dict[str, Tuple[str, str]]" = {
     "calib": ("int8", "calib"),
     "min_agreement": ("int8", "min_agreement"),
     "auto_exclude": ("int8", "auto_exclude"),
+    "exclude_budget": ("int8", "exclude_budget"),
     "progress": ("int8", "progress"),
     "converter": ("engine", "converter"),
     "build_engine": ("engine", "build"),

@@ -3,7 +3,7 @@
 The forward result is flattened into ``(path, tensor)`` pairs: a tensor is ``"0"``;
 tuple/list items are their indices, dict items their keys, dataclass and
 namedtuple items their field names; nesting joins with ``.`` (``"aux.0"``).
-``--output`` picks pairs by path, by a leaf name when unambiguous, or by position
+``--select-output`` picks pairs by path, by a leaf name when unambiguous, or by position
 in the flattened list.  The selection is exported in order and named after
 ``spec.outputs``.
 """
@@ -79,7 +79,7 @@ def select_outputs(paths: "Sequence[str]", selectors: "Optional[Sequence[Any]]",
     if not selectors:
         if len(paths) != n_names:
             raise BadInput(
-                "the model returns {} outputs ({}) but the spec names {}: choose with --output NAME_OR_INDEX "
+                "the model returns {} outputs ({}) but the spec names {}: choose with --select-output NAME_OR_INDEX "
                 "(repeatable) or list {} names under 'outputs' in the spec".format(len(paths), ", ".join(paths), n_names, len(paths))
             )
         return paths
@@ -87,11 +87,11 @@ def select_outputs(paths: "Sequence[str]", selectors: "Optional[Sequence[Any]]",
     for sel in selectors:
         path = _resolve(paths, sel)
         if path in chosen:
-            raise BadInput("--output {!r} selects {!r} twice".format(sel, path))
+            raise BadInput("--select-output {!r} selects {!r} twice".format(sel, path))
         chosen.append(path)
     if len(chosen) != n_names:
         raise BadInput(
-            "--output kept {} output(s) ({}) but the spec names {}: the spec's 'outputs' list gives the exported names, one per kept output".format(
+            "--select-output kept {} output(s) ({}) but the spec names {}: the spec's 'outputs' list gives the exported names, one per kept output".format(
                 len(chosen), ", ".join(chosen), n_names
             )
         )
@@ -106,13 +106,13 @@ def _resolve(paths: "List[str]", sel: Any) -> str:
         i = int(text)
         if -len(paths) <= i < len(paths):
             return paths[i]
-        raise BadInput("--output {} is out of range: the model returns {} outputs ({})".format(i, len(paths), ", ".join(paths)))
+        raise BadInput("--select-output {} is out of range: the model returns {} outputs ({})".format(i, len(paths), ", ".join(paths)))
     leaf = [p for p in paths if p.split(".")[-1] == text]
     if len(leaf) == 1:
         return leaf[0]
     if len(leaf) > 1:
-        raise BadInput("--output {!r} is ambiguous: {}".format(text, ", ".join(leaf)))
-    raise BadInput("--output {!r} is not an output of the model (it returns: {})".format(text, ", ".join(paths)))
+        raise BadInput("--select-output {!r} is ambiguous: {}".format(text, ", ".join(leaf)))
+    raise BadInput("--select-output {!r} is not an output of the model (it returns: {})".format(text, ", ".join(paths)))
 
 
 def describe_selection(paths: "Sequence[str]", chosen: "Sequence[str]", names: "Sequence[str]") -> str:

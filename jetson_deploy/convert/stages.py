@@ -126,7 +126,7 @@ def export_line(info: Any, dynamic_batch: bool) -> str:
 
     why = ""
     if info.chosen and info.skipped:
-        why = " (chosen: {})".format("; ".join(info.skipped)[:300])
+        why = " (chosen: {})".format("; ".join(info.skipped))
     elif info.chosen:
         why = " (chosen: the lowest opset that exports)"
     trt = min_tensorrt_for_opset(info.opset)

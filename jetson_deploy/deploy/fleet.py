@@ -1,6 +1,7 @@
 """Fan out over many hosts: bounded thread pool, per-host progress lines, a result table.
 
-One host failing never stops the others; callers exit 1 when any result is 'failed'.
+One host failing never stops the others; callers exit 1 when any result is not ok
+(:data:`DEPLOY_NOT_OK`: failed or rolled back; for ``rollback``, :data:`ROLLBACK_NOT_OK`).
 Progress lines (``[host] message``) and notes go to ``logging`` (INFO), warnings at WARNING.
 """
 import logging
@@ -17,6 +18,7 @@ from .single_host import HostResult, Hooks, safe_call, say
 from .inventory import Host, parse_host
 from .local_bundle import LocalBundle, check_name, open_local_bundle
 from .transport import LocalTransport, SSHTransport
+from .trt_check import PROBE_SCRIPT, check_hosts, refuse_old, tensorrt_of_rootfs
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", optio
     lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), o.public_key)
     try:
         say("local", "verified {} {} ({} files, {:.1f} MiB)".format(lb.name, lb.version, len(lb.files), lb.total_size / (1 << 20)))
-        _warn_tensorrt(lb.manifest, host_list)
+        check_hosts(lb.manifest, host_list, lambda h: _probe(h, o.connection), force=o.force, jobs=o.connection.jobs)
 
         def work(h: "Host") -> "HostResult":
             return core.deploy_host(lb, _ssh(h, o.connection), o, hooks)
@@ -80,14 +82,10 @@ def deploy(bundle: "Union[str, LocalBundle]", hosts: "Sequence[HostLike]", optio
             lb.close()
 
 
-def _warn_tensorrt(manifest: "Dict[str, Any]", hosts: "Sequence[Host]") -> None:
-    """Before uploading: a host whose inventory gives ``tensorrt=`` too old for the bundle gets one warning line."""
-    from ..bundle.opset import compat_problem
-
-    for h in hosts:
-        problem = compat_problem(manifest, h.tensorrt) if getattr(h, "tensorrt", None) else None
-        if problem:
-            log.warning("[%s] warning: %s", h.label, problem)
+def _probe(h: "Host", c: "Connection") -> str:
+    """What the board says about its TensorRT (:data:`.trt_check.PROBE_SCRIPT`, one ssh call)."""
+    res = _ssh(h, c).run_script(PROBE_SCRIPT, timeout=120)
+    return res.stdout
 
 
 def _deploy_rootfs(bundle: "Union[str, LocalBundle]", o: "DeployOptions", hooks: "Optional[Hooks]") -> "HostResult":
@@ -103,6 +101,7 @@ def _deploy_rootfs(bundle: "Union[str, LocalBundle]", o: "DeployOptions", hooks:
     local = o.replace(root=rootfs_path(fs, o.root), service=None, transfer="auto", bwlimit=None)
     lb = bundle if isinstance(bundle, LocalBundle) else open_local_bundle(str(bundle), o.public_key)
     try:
+        refuse_old(lb.manifest, {"rootfs:" + str(fs): tensorrt_of_rootfs(str(fs))}, o.force)
         t = LocalTransport("rootfs:" + str(fs))
         return safe_call(lambda: core.deploy_host(lb, t, local, hooks), t.label, lb.name, lb.version)
     finally:
@@ -178,7 +177,14 @@ def status(hosts: "Sequence[HostLike]", root: str = DEFAULT_ROOT, name: "Optiona
 
 # ----------------------------------------------------------------------------- tables
 
-def format_table(results: "Sequence[HostResult]") -> str:
+#: Results that are not ok: a deploy whose health check failed was rolled back, so it did not deploy
+#: (for ``rollback`` itself, ``rolled-back`` is the success).
+DEPLOY_NOT_OK = ("failed", "rolled-back")
+ROLLBACK_NOT_OK = ("failed",)
+
+
+def format_table(results: "Sequence[HostResult]", not_ok: "Sequence[str]" = DEPLOY_NOT_OK) -> str:
+    """The per-host table and a last line counting the hosts that are ok and, by result, those that are not."""
     rows = [("HOST", "RESULT", "VERSION", "SECONDS", "MESSAGE")]
     for r in results:
         rows.append((r.host, r.result, r.version or "-", "{:.1f}".format(r.seconds), r.message))
@@ -186,8 +192,10 @@ def format_table(results: "Sequence[HostResult]") -> str:
     lines = []
     for row in rows:
         lines.append("  ".join(row[i].ljust(widths[i]) for i in range(4)) + "  " + row[4])
-    ok = sum(1 for r in results if not r.failed)
-    lines.append("{} of {} hosts ok{}".format(ok, len(results), "" if ok == len(results) else ", {} failed".format(len(results) - ok)))
+    bad = [(what, sum(1 for r in results if r.result == what)) for what in not_ok]
+    ok = len(results) - sum(n for _, n in bad)
+    tail = "".join(", {} {}".format(n, what.replace("-", " ")) for what, n in bad if n)
+    lines.append("{} of {} hosts ok{}".format(ok, len(results), tail))
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ class Host(object):
         self.user = user
         self.port = int(port) if port is not None else None
         self.label = label or _format(self.hostname, user, self.port)
-        self.tensorrt: "Optional[str]" = None  # inventory var tensorrt=8.2.1: deploy warns before uploading
+        self.tensorrt: "Optional[str]" = None  # inventory var tensorrt=8.2.1: deploy refuses an older board (trt_check)
 
     @property
     def destination(self) -> str:

@@ -53,16 +53,18 @@ class DeployOptions(object):
     after the switch; ``service``/``settle``: restart that unit (``service install NAME``) and gate
     on it staying active ``settle`` seconds; ``transfer``/``bwlimit``: upload tool and KiB/s limit;
     ``public_key``: require a valid signature; ``rootfs``: install into a mounted image instead of
-    over ssh; ``verify_retries``: re-sends of files that fail the device's check.
+    over ssh; ``verify_retries``: re-sends of files that fail the device's check; ``force``: deploy
+    to a host whose TensorRT is older than the bundle needs (a warning instead of the refusal).
     """
 
     __slots__ = ("root", "keep", "health_cmd", "health_timeout", "transfer", "bwlimit", "service", "settle", "public_key",
-                 "rootfs", "verify_retries", "connection")
+                 "rootfs", "verify_retries", "connection", "force")
 
     def __init__(self, root: str = DEFAULT_ROOT, keep: int = DEFAULT_KEEP, health_cmd: "Optional[str]" = None,
                  health_timeout: float = 60.0, transfer: str = "auto", bwlimit: "Optional[int]" = None,
                  service: "Optional[str]" = None, settle: int = 10, public_key: "Optional[str]" = None,
-                 rootfs: "Optional[str]" = None, verify_retries: int = 1, connection: "Optional[Connection]" = None) -> None:
+                 rootfs: "Optional[str]" = None, verify_retries: int = 1, connection: "Optional[Connection]" = None,
+                 force: bool = False) -> None:
         self.root = root
         self.keep = keep
         self.health_cmd = health_cmd
@@ -75,6 +77,7 @@ class DeployOptions(object):
         self.rootfs = rootfs
         self.verify_retries = verify_retries
         self.connection = connection or Connection()
+        self.force = force
 
     def replace(self, **changes: Any) -> "DeployOptions":
         """A copy with ``changes`` applied (the caller's object is never modified)."""

@@ -85,6 +85,7 @@ class Pipeline:
         self.results: "List[Dict[str, Any]]" = []
         self.correct = 0
         self.with_truth = 0
+        self._truth_names: "Dict[int, Optional[List[str]]]" = {}  # per source: the names its truth indices stand for
         self.host_seconds = 0.0
         self.stop_requested = False
         self._worker: "Optional[_OutputWorker]" = None
@@ -123,7 +124,7 @@ class Pipeline:
         now = time.perf_counter()
         res.index = frame.index
         res.source = frame.source
-        res.truth = self._truth_label(frame.truth)
+        res.truth = self._truth_label(frame.truth, frame)
         res.latency_ms = (now - frame.timestamp) * 1000.0
         self.metrics.add(res.latency_ms, now)
         self._account(frame, res, now)
@@ -147,20 +148,39 @@ class Pipeline:
     def _sinks_for(self, frame: Any) -> "Sequence[Any]":
         return self.sinks
 
-    def _truth_label(self, truth: Any) -> Any:
-        if truth is None or truth.__class__ is str:
-            return truth
-        if isinstance(truth, (int,)) and not isinstance(truth, bool):
-            labels = self.post.labels
-            return labels[truth] if 0 <= truth < len(labels) else truth
-        try:
-            import numpy as np
+    def _truth_label(self, truth: Any, frame: Any = None) -> Any:
+        """The frame's ground truth as a class name of this bundle, or None when it is not one.
 
-            if isinstance(truth, np.integer):
-                return self._truth_label(int(truth))
-        except ImportError:  # pragma: no cover
-            pass
-        return truth
+        A source's truth index means a name of *its* label list (the synthetic source's generator
+        draws the demo's shapes), not the bundle's: accuracy is counted only when that list's names
+        are all labels of the bundle, so a model with other classes never gets a number that means
+        nothing."""
+        if truth is None:
+            return None
+        if truth.__class__ is str:
+            return truth if truth in self.post.labels else None
+        try:
+            index = int(truth)
+        except (TypeError, ValueError):
+            return None
+        if isinstance(truth, bool) or index != truth:
+            return None
+        names = self._source_truth_names(frame)
+        return names[index] if names is not None and 0 <= index < len(names) else None
+
+    def _source_truth_names(self, frame: Any) -> "Optional[List[str]]":
+        stream = getattr(frame, "stream", None) or 0
+        if stream not in self._truth_names:
+            sources = getattr(self, "sources", None) or [self.source]
+            src = sources[stream] if stream < len(sources) else self.source
+            names = truth_names(src)
+            known = set(self.post.labels or [])
+            if names is not None and not set(names) <= known:
+                log.info("no accuracy for source %s: its ground truth names %s, not labels of this bundle (%s)",
+                         getattr(src, "uri", stream), ", ".join(names), ", ".join(self.post.labels or []) or "none")
+                names = None
+            self._truth_names[stream] = names
+        return self._truth_names[stream]
 
     def run(self, max_frames: "Optional[int]" = None) -> "RunSummary":
         """Process frames until ``max_frames``, the end of the source, a stall or Ctrl-C."""
@@ -328,6 +348,16 @@ class Pipeline:
         if st.counter is not None:
             summary.syncs = {"in_loop": st.loop_syncs, "total": st.counter.total}
         return summary
+
+
+def truth_names(source: Any) -> "Optional[List[str]]":
+    """The class names a source's integer ground truth indexes: its ``truth_labels``, else its
+    generator's ``labels`` (the synthetic source: the demo's shapes); None when it does not say."""
+    names = getattr(source, "truth_labels", None)
+    if names is None:
+        gen = getattr(source, "generator", None) or getattr(source, "_gen", None)
+        names = getattr(gen, "labels", None)
+    return [str(n) for n in names] if names else None
 
 
 @contextmanager

@@ -54,8 +54,34 @@ def choose_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" =
     return explain_backend(bundle, backend, device)[0]
 
 
+def _cuda_driver_devices() -> int:
+    """CUDA devices the driver reports (``cuDeviceGetCount`` through ctypes), 0 without a driver.
+
+    Milliseconds, where importing torch to ask costs seconds (and hundreds of MB): the ONNX Runtime
+    path on a machine without a GPU never imports torch.
+    """
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        try:
+            count = ctypes.c_int(0)
+            if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return 0
+            return int(count.value)
+        except (AttributeError, OSError):
+            return 0
+    return 0
+
+
 def _gpu_present() -> bool:
-    """A CUDA GPU is visible (torch or pycuda can see one), without importing either when absent."""
+    """A CUDA GPU is visible, asked of the driver first: torch and pycuda are imported only when
+    the driver reports a device (then they say whether they can use it)."""
+    if _cuda_driver_devices() < 1:
+        return False
     if _cuda_available():
         return True
     if has_module("pycuda"):
@@ -85,11 +111,11 @@ def explain_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" 
         return "torch", "no TensorRT; the bundle has an exported program (model.pt2) and torch sees a CUDA GPU"
     if device and not wants_cuda:
         return "onnxruntime", "--device {} asked for".format(device)
-    if _gpu_present():
-        if not has_torch_art:
-            return "onnxruntime", ("a GPU is present but only a CPU backend can run this bundle: no TensorRT here and no "
+    if not has_torch_art and _cuda_driver_devices() > 0:  # no torch import: nothing here would use it
+        return "onnxruntime", ("a GPU is present but only a CPU backend can run this bundle: no TensorRT here and no "
                                    "model.pt2 in the bundle; re-convert with `jetson-deploy convert ... --export-program` "
                                    "for the torch CUDA path (or install TensorRT)")
+    if has_torch_art and _gpu_present():
         return "onnxruntime", ("a GPU is present but torch cannot use it (torch without CUDA?); install a CUDA build of "
                                "torch for the torch CUDA path (or TensorRT)")
     return "onnxruntime", "no TensorRT and no CUDA GPU here"
