@@ -32,17 +32,18 @@ def publish(args: "Tuple[str, ...]", tags: "List[str]", promote: "Optional[Tuple
       jetson-deploy publish --promote canary stable registry.local:5000/fleet/shapes
     """
     from .._messages import quieted
+    from ..errors import BadInput
     from ..deploy.publish import describe_promote, describe_publish, promote as _promote, publish as _publish
 
     options = registry_from(values)
     if promote:
         if len(args) != 1 or tags or public_key:
-            raise click.UsageError("--promote FROM TO takes only REGISTRY/REPO (no BUNDLE, --tag or --key)")
+            raise BadInput("--promote FROM TO takes only REGISTRY/REPO (no BUNDLE, --tag or --key)")
         res = _promote(args[0], promote[0], promote[1], options)
         text = describe_promote(res)
     else:
         if len(args) != 2:
-            raise click.UsageError("give BUNDLE and REGISTRY/REPO:TAG (or --promote FROM TO REGISTRY/REPO)")
+            raise BadInput("give BUNDLE and REGISTRY/REPO:TAG (or --promote FROM TO REGISTRY/REPO)")
         with quieted("jetson_deploy.deploy", quiet):
             res = _publish(args[0], args[1], tags, options, public_key, version_tagged=not no_version_tag)
         text = describe_publish(res)

@@ -184,6 +184,9 @@ class Registry(object):
         self.basic_auth = False  # the registry asked for Basic: send it with every request from now on
         self._tokens = oci_auth.TokenCache()
         self.requests = 0  # sent by this client (tests and benchmarks count them)
+        # a receive buffer cap for new connections: with --bwlimit the kernel's window, not just our
+        # reads, limits the link (autotuned buffers would take megabytes at full speed first)
+        self.rcvbuf = 0
 
     @staticmethod
     def _context(ca_cert: "Optional[str]") -> "ssl.SSLContext":
@@ -219,6 +222,9 @@ class Registry(object):
             fresh = self._conn is None
             if fresh:
                 self._conn = self._connection(parts.netloc)
+                if self.rcvbuf:
+                    self._conn.connect()
+                    self._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             try:
                 self.requests += 1
                 if hasattr(body, "seek"):
@@ -447,7 +453,19 @@ class Registry(object):
             have = 0
         h = _hash_file(part) if have else hashlib.sha256()
         if have < size:
-            have, h = self._fetch_into(repo, digest, part, have, h, bwlimit, progress)
+            if bwlimit:
+                self.close()
+                self.rcvbuf = max(16 << 10, bwlimit << 8)  # a quarter of a second of data
+            try:
+                have, h = self._fetch_into(repo, digest, part, have, h, bwlimit, progress, size)
+            finally:
+                if bwlimit:
+                    self.close()
+                    self.rcvbuf = 0
+        if have < size:  # the connection ended early: keep what came, the next try resumes from it
+            self.close()
+            raise RegistryUnreachable("{}: the download of {} stopped after {} of {} bytes (connection closed); "
+                                      "the next try resumes from there".format(self.host, digest[:19], have, size))
         if have != size or "sha256:" + h.hexdigest() != digest:
             part.unlink()
             raise CheckFailed("{}/{}: layer {} arrived with {} bytes and sha256 {}, not the {} bytes the manifest lists "
@@ -457,12 +475,12 @@ class Registry(object):
         return dest
 
     def _fetch_into(self, repo: str, digest: str, part: Path, have: int, h: Any, bwlimit: "Optional[int]",
-                    progress: "Optional[Callable[[int], None]]") -> "Tuple[int, Any]":
+                    progress: "Optional[Callable[[int], None]]", size: int) -> "Tuple[int, Any]":
         resp = self._get_blob(repo, digest, {"Range": "bytes={}-".format(have)} if have else {})
         if resp.status == 416 or (resp.status == 206 and not (resp.header("Content-Range") or "").startswith("bytes {}-".format(have))):
             self.close()  # a 206 from elsewhere than asked may leave bytes unread on the connection
             part.unlink()
-            return self._fetch_into(repo, digest, part, 0, hashlib.sha256(), bwlimit, progress)
+            return self._fetch_into(repo, digest, part, 0, hashlib.sha256(), bwlimit, progress, size)
         if resp.status == 200 and have:
             log.info("the registry ignored the Range request: downloading %s from the start", digest[:19])
             have, h = 0, hashlib.sha256()
@@ -475,6 +493,9 @@ class Registry(object):
                     have += len(chunk)
                     if progress is not None:
                         progress(have)
+                    if have > size:  # more than the manifest lists: stop before it fills the disk
+                        self.close()
+                        break
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             if isinstance(exc, OSError) and exc.errno == 28:
