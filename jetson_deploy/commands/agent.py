@@ -1,9 +1,11 @@
 """``jetson-deploy agent``: the board polls a registry tag and updates itself; thin over :mod:`jetson_deploy.deploy.agent`."""
 import json
 import logging
+import os
 import signal
 import threading
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 import click
 
@@ -92,3 +94,42 @@ def agent(ref: str, root: str, public_key: "Optional[str]", allow_unsigned: bool
         click.echo("{}: {}".format(out.result, out.message))
     if not out.ok:
         raise SystemExit(1)
+
+
+# the unit sets these itself, or they make no sense for a service that keeps polling
+_UNIT_OWNS = ("--root", "--name", "--restart-service", "--once", "--json", "--help")
+
+
+def agent_spec(name: str, ref: "Optional[str]", agent_args: "List[str]", run_args: "List[str]", rootfs: "Optional[str]",
+               print_only: bool, common: "Dict[str, Any]") -> Any:
+    """``service install NAME --agent REF -- AGENT_OPTIONS``: the agent unit's spec, its options parsed
+    here by the agent command itself, so a typo fails at install, not at boot."""
+    from ..errors import BadInput
+    from ..service import AgentSpec, UNIT_DIR, board_path, unit_name
+
+    if ref is None:
+        raise BadInput("{}: options after '--' are for the pull agent; give --agent REGISTRY/REPO:TAG".format(" ".join(agent_args)))
+    if run_args:
+        raise BadInput("--agent installs the pull agent; run options ({}) belong to NAME's run service; give agent "
+                       "options after '--' (service install {} --agent REF -- --key PUB --interval 60)".format(" ".join(run_args), name))
+    from ..deploy.oci import Reference
+
+    Reference.parse(ref, tag_required=True)
+    owned = sorted({a.split("=", 1)[0] for a in agent_args} & set(_UNIT_OWNS))
+    if owned:
+        raise BadInput("{}: the agent unit sets these itself (--root is service install's own option)".format(", ".join(owned)))
+    try:
+        ctx = agent.make_context("agent", [ref, "--root", common["root"], "--name", name] + list(agent_args))
+    except click.UsageError as exc:
+        raise BadInput("agent options after '--': {}".format(exc.format_message()))
+    from ..bundle.sign import TRUSTED_KEY_FILE
+
+    trusted = board_path(rootfs, TRUSTED_KEY_FILE).is_file() if rootfs else os.path.isfile(TRUSTED_KEY_FILE)
+    if not (ctx.params["public_key"] or ctx.params["allow_unsigned"] or trusted):
+        raise BadInput("the agent needs the publisher's public key on the board: add '-- --key /etc/jetson-deploy/fleet.pub' "
+                       "(or install it as {}; --allow-unsigned for a lab)".format(TRUSTED_KEY_FILE))
+    run_unit = board_path(rootfs, "{}/{}".format(UNIT_DIR, unit_name(name))) if rootfs else Path(UNIT_DIR) / unit_name(name)
+    if not print_only and not run_unit.is_file():
+        raise BadInput("{} is not installed: install NAME's run service first (jetson-deploy service install {} --source ...); "
+                       "the agent restarts it after each update".format(run_unit, name))
+    return AgentSpec(name, ref, list(agent_args), **common)
