@@ -222,4 +222,4 @@ def registry(tmp_path_factory):
     try:
         yield srv
     finally:
-        srv.stop()
+        srv.close()

@@ -207,12 +207,16 @@ class Registry(object):
             self._conn.close()
             self._conn = None
 
-    def _connection(self, host: str) -> Any:
+    def _connection(self, host: str, scheme: str) -> Any:
         name, _, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "")
         name = name.strip("[]")
-        if self.scheme == "http":
+        if scheme == "http":
+            if not (self.scheme == "http" or is_loopback(host)):
+                raise RegistryError("{}: refusing plain HTTP to {} (credentials would cross the network in clear text)".format(
+                    self.host, host))
             return http.client.HTTPConnection(name, int(port) if port else 80, timeout=self.options.timeout)
-        return http.client.HTTPSConnection(name, int(port) if port else 443, timeout=self.options.timeout, context=self._ssl)
+        ctx = self._ssl or self._context(self.options.ca_cert)
+        return http.client.HTTPSConnection(name, int(port) if port else 443, timeout=self.options.timeout, context=ctx)
 
     def _send(self, method: str, url: str, headers: "Dict[str, str]", body: Any) -> Any:
         """One HTTP exchange on the kept connection (a stale kept connection is replaced once)."""
@@ -221,11 +225,11 @@ class Registry(object):
         for attempt in (0, 1):
             fresh = self._conn is None
             if fresh:
-                self._conn = self._connection(parts.netloc)
-                if self.rcvbuf:
+                self._conn = self._connection(parts.netloc, parts.scheme)
+            try:
+                if fresh and self.rcvbuf:
                     self._conn.connect()
                     self._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-            try:
                 self.requests += 1
                 if hasattr(body, "seek"):
                     body.seek(0)
@@ -268,10 +272,14 @@ class Registry(object):
             if auth:
                 h["Authorization"] = auth
             raw = self._send(method, url, h, body)
-            if raw.status == 401 and attempt == 0:
+            if raw.status == 401:
                 raw.read()
-                self._answer_challenge(raw.getheader("WWW-Authenticate") or "", scope)
-                continue
+                if attempt == 0:
+                    self._answer_challenge(raw.getheader("WWW-Authenticate") or "", scope)
+                    continue
+                who = "the credentials of {}".format(self.creds) if self.creds else "anonymous access"
+                raise RegistryError("{}: the registry refused {} for {} (HTTP 401): check the user, the password or token, "
+                                    "and its rights on the repository".format(self.host, who, scope or path), 401)
             return self._response(raw, stream)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -291,7 +299,7 @@ class Registry(object):
                 self.host, header or "no challenge", self.host, oci_auth.PASSWORD_ENV), 401)
         if scheme == "basic":
             if self.basic_auth:
-                raise RegistryError("{} refused the credentials of {} (HTTP 401)".format(self.host, self.creds), 401)
+                raise RegistryError("{}: the registry refused the credentials of {} (HTTP 401)".format(self.host, self.creds), 401)
             self.basic_auth = True
         elif scheme == "bearer" and params.get("realm"):
             self._fetch_token(params, scope)
@@ -486,7 +494,7 @@ class Registry(object):
             have, h = 0, hashlib.sha256()
         try:
             with open(str(part), "ab" if have else "wb") as f:
-                for chunk in _paced(resp.raw, bwlimit):
+                for chunk in _paced(resp.raw, bwlimit, size + 1 - have):
                     f.write(chunk)
                     f.flush()  # what arrived is on disk if this process is killed: the next run resumes from it
                     h.update(chunk)
@@ -537,11 +545,11 @@ def _hash_file(path: Path) -> Any:
     return h
 
 
-def _paced(raw: Any, bwlimit: "Optional[int]") -> "Iterator[bytes]":
-    """Chunks of RAW, at most BWLIMIT KiB/s on average (a board on a shared link)."""
+def _paced(raw: Any, bwlimit: "Optional[int]", limit: int) -> "Iterator[bytes]":
+    """Chunks of RAW, at most LIMIT bytes in all, at most BWLIMIT KiB/s on average (a board on a shared link)."""
     t0, sent = time.monotonic(), 0
-    while True:
-        chunk = raw.read(CHUNK)
+    while sent < limit:
+        chunk = raw.read(min(CHUNK, limit - sent))
         if not chunk:
             return
         yield chunk

@@ -43,9 +43,17 @@ http:
     certificate: {cert}
     key: {key}
 auth:
-  htpasswd:
+{auth}"""
+_HTPASSWD = """  htpasswd:
     realm: jetson-deploy-tests
     path: {htpasswd}
+"""
+# distribution's token auth (docs/spec/auth/token.md), as Docker Hub, GHCR and Harbor do it
+_TOKEN = """  token:
+    realm: http://127.0.0.1:{tport}/token
+    service: jd-test-registry
+    issuer: jd-test-issuer
+    rootcertbundle: {ca}
 """
 
 
@@ -88,7 +96,7 @@ class Access(object):
 class RegistryServer(object):
     """One docker-registry. ``host`` (``127.0.0.1:PORT``) is what references start with."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, token: bool = False) -> None:
         self.dir = Path(workdir)
         self.storage = self.dir / "storage"
         self.log = self.dir / "registry.log"
@@ -99,8 +107,10 @@ class RegistryServer(object):
         htp = self.dir / "htpasswd"
         subprocess.run(["htpasswd", "-Bbc", str(htp), USER, PASSWORD], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, timeout=60)
+        self.tokens = TokenServer(self.tls) if token else None
+        auth = _TOKEN.format(tport=self.tokens.port, ca=self.ca_cert) if self.tokens else _HTPASSWD.format(htpasswd=htp)
         (self.dir / "config.yml").write_text(_CONFIG.format(storage=self.storage, port=self.port, cert=self.tls["cert"],
-                                                            key=self.tls["key"], htpasswd=htp))
+                                                            key=self.tls["key"], auth=auth))
         self.docker_config = self.dir / "docker"  # what `docker login` / `oras login` would have written
         self.docker_config.mkdir()
         auth = base64.b64encode("{}:{}".format(USER, PASSWORD).encode()).decode()
@@ -111,8 +121,9 @@ class RegistryServer(object):
         return "127.0.0.1:{}".format(self.port)
 
     @classmethod
-    def start(cls, workdir: Path) -> "RegistryServer":
-        srv = cls(workdir)
+    def start(cls, workdir: Path, token: bool = False) -> "RegistryServer":
+        """``token``: Bearer token auth through a :class:`TokenServer` instead of htpasswd."""
+        srv = cls(workdir, token)
         srv.start_again()
         return srv
 
@@ -151,6 +162,12 @@ class RegistryServer(object):
                 self.proc.wait(timeout=10)
         self.proc = None
 
+    def close(self) -> None:
+        """Stop the registry and its token service for good."""
+        self.stop()
+        if self.tokens is not None:
+            self.tokens.stop()
+
     # ------------------------------------------------------------------ what tests look at
 
     def args(self) -> "List[str]":
@@ -182,3 +199,74 @@ class RegistryServer(object):
         """Where distribution's filesystem driver keeps a blob's bytes (to tamper with them)."""
         hexd = digest.split(":", 1)[1]
         return self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+class TokenServer(object):
+    """The registry's token service: ``GET /token?service=S&scope=repository:NAME:ACTIONS`` with Basic
+    credentials answers ``{"token": JWT}``, an ES256 JWT whose ``x5c`` is the test CA (the registry's
+    ``rootcertbundle``) granting the scope's actions; wrong or no credentials get no actions.  Records
+    each request's scope in ``requests``."""
+
+    def __init__(self, tls: "Dict[str, Path]") -> None:
+        import http.server
+        import threading
+
+        from cryptography.hazmat.primitives import serialization
+
+        self.key = serialization.load_pem_private_key(Path(tls["ca"]).with_name("ca.key").read_bytes(), password=None)
+        der = subprocess.run(["openssl", "x509", "-in", str(tls["ca"]), "-outform", "DER"], check=True,
+                             stdout=subprocess.PIPE, timeout=60).stdout
+        self.x5c = base64.b64encode(der).decode("ascii")
+        self.requests: "List[str]" = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                owner.answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, req) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        q = parse_qs(urlsplit(req.path).query)
+        scope = (q.get("scope") or [""])[0]
+        self.requests.append(scope)
+        expected = "Basic " + base64.b64encode("{}:{}".format(USER, PASSWORD).encode()).decode()
+        granted = []
+        if req.headers.get("Authorization") == expected and scope.count(":") == 2:
+            kind, name, actions = scope.split(":")
+            granted = [{"type": kind, "name": name, "actions": actions.split(",")}]
+        body = json.dumps({"token": self.token(granted), "expires_in": 300}).encode()
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+    def token(self, access: list) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        now = int(time.time())
+        head = {"typ": "JWT", "alg": "ES256", "x5c": [self.x5c]}
+        claims = {"iss": "jd-test-issuer", "sub": USER, "aud": "jd-test-registry", "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": str(now) + str(len(self.requests)), "access": access}
+        signing_input = _b64url(json.dumps(head).encode()) + "." + _b64url(json.dumps(claims).encode())
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256())))
+        return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
