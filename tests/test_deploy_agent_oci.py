@@ -127,6 +127,8 @@ def test_bearer_token_auth(tmp_path):
         assert reg.head_manifest("fleet/bearer", "stable") == res["digest"]
         assert reg.requests == 4 and len(srv.tokens.requests) == n + 1  # 401, the token, HEAD, HEAD
         reg.close()
+        (tmp_path / "none").mkdir()
+        (tmp_path / "none" / "config.json").write_text("{}")
         bad = RegistryOptions(ca_cert=srv.ca_cert, docker_config=str(tmp_path / "none"))
         with pytest.raises(RegistryError, match="refused anonymous access for repository:fleet/bearer:pull"):
             Registry(srv.host, bad).head_manifest("fleet/bearer", "stable")

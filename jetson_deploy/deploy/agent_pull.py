@@ -38,7 +38,9 @@ from .transport import LocalTransport
 log = logging.getLogger(__name__)
 
 _BLOB_RE = re.compile(r"^[a-f0-9]{64}\.jdb(\.part)?\Z")
-MARGIN = 16 << 20
+
+def _margin(need: int) -> int:
+    return max(1 << 20, need // 100)  # as deploy's space check (single_host)
 
 
 class Refused(JetsonDeployError):
@@ -110,15 +112,16 @@ def check_space(root: str, layer_left: int, unpacked: int) -> None:
     unpacked bundle in the temporary directory (where it is opened) when that is another filesystem."""
     tmp = tempfile.gettempdir()
     same = os.stat(tmp).st_dev == os.stat(root).st_dev
-    need = layer_left + unpacked * (2 if same else 1) + MARGIN
+    need = layer_left + unpacked * (2 if same else 1)
+    need += _margin(need)
     free = _free(root)
     if free < need:
         raise JetsonDeployError("not enough disk space under {}: the update needs {:.1f} MiB (download {:.1f} MiB, "
                                 "unpacked {:.1f} MiB), {:.1f} MiB free; nothing downloaded".format(
                                     root, need / 2.0 ** 20, layer_left / 2.0 ** 20, unpacked / 2.0 ** 20, free / 2.0 ** 20))
-    if not same and _free(tmp) < unpacked + MARGIN:
+    if not same and _free(tmp) < unpacked + _margin(unpacked):
         raise JetsonDeployError("not enough space in {} to open the bundle ({:.1f} MiB needed); set TMPDIR to a larger disk".format(
-            tmp, (unpacked + MARGIN) / 2.0 ** 20))
+            tmp, (unpacked + _margin(unpacked)) / 2.0 ** 20))
 
 
 def clean_downloads(downloads: Path, keep: str) -> None:
