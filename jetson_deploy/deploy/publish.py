@@ -107,8 +107,10 @@ def promote(ref: str, from_tag: str, to_tag: str, options: "Optional[RegistryOpt
 
 def describe_publish(res: "Dict[str, Any]") -> str:
     layer = res["layer"]
-    return "published {} {} to {} ({}); layer {:.1f} MiB {}; tags: {}{}".format(
-        res["name"], res["version"], res["ref"], res["digest"][:19], layer["size"] / (1 << 20),
+    from ..bundle.report import human_size
+
+    return "published {} {} to {} ({}); layer {} {}; tags: {}{}".format(
+        res["name"], res["version"], res["ref"], res["digest"][:19], human_size(layer["size"]),
         "uploaded" if layer["uploaded"] else "already there", ", ".join(res["tags"]),
         "" if res["signed"] else "; UNSIGNED (agents refuse it unless --allow-unsigned)")
 
