@@ -118,3 +118,46 @@ def test_one_agent_per_root(registry, tmp_path, key):
         assert r.returncode == 2 and "another agent is running on {}".format(tmp_path / "b") in r.stderr, r.stderr
     with Agent(opts) as a:
         assert a.poll().result == "deployed"
+
+
+@pytest.mark.needs("onnx", "onnxruntime")
+def test_the_board_is_probed_once_without_cuda(monkeypatch):
+    """No --tensorrt/--sm: the TensorRT module's version (here the double of JetPack 4.6's 8.2.1.8) and
+    the device tree's Jetson model; nothing of CUDA or torch is touched."""
+    import sys
+
+    from doubles import tensorrt_double as td
+    from jetson_deploy.deploy.agent import probe_board
+    from jetson_deploy.deploy.agent_pull import Board
+
+    td.install(monkeypatch, "8.2")
+    before = set(sys.modules)
+    info = probe_board(None, None)
+    assert info["tensorrt"] == "8.2.1.8"
+    assert not {m for m in set(sys.modules) - before if m.split(".")[0] in ("torch", "pycuda", "onnxruntime")}
+    assert Board(info["tensorrt"], 53, None, None).tensorrt == "8.2.1"
+    td.uninstall(monkeypatch)
+    assert probe_board(None, 87) == {"tensorrt": None, "sm": 87}  # no TensorRT here: no TensorRT check
+
+
+def test_sigterm_ends_the_loop_between_polls(registry, tmp_path, key):
+    import signal
+
+    from support.fleet import wait_for
+
+    ref = "{}/fleet/loop:stable".format(registry.host)
+    publish(registry, signed_bundle(tmp_path, "1.0.0", key), ref)
+    board = Board(tmp_path, "t1", ref, key["public_key"])
+    p = subprocess.Popen([__import__("sys").executable, "-m", "jetson_deploy"] + board.args(registry, "--interval", "0.1", "--json"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        wait_for(lambda: (board.root / "agent" / "state.json").is_file() or p.poll() is not None, what="the first update")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out + err
+    assert "SIGTERM: stopping after this poll" in err
+    assert json.loads(out)["result"] in ("deployed", "unchanged")
+    assert_active_verified(board.root, "shapes", "1.0.0")

@@ -97,3 +97,25 @@ def test_engine_on_failures_are_one_line(sshd, tmp_path):
     assert jd(["bundle", "pack", str(b), "-o", str(packed)]).returncode == 0
     r = jd(["bundle", "engine", str(packed), "--on", sshd.alias] + ssh)
     assert r.returncode == 2 and "unpack" in r.stderr, r.stderr
+
+
+def test_a_plan_that_arrives_changed_is_not_added(tmp_path):
+    """The board's own sha256sum of the plan and the bytes that arrived must agree (here a board
+    whose sha256sum reports other bytes than it sends: what a corrupted transfer looks like)."""
+    from support.sshd_server import SshServer, sshd_skip_reason
+
+    if sshd_skip_reason():
+        pytest.skip(sshd_skip_reason())
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "sha256sum").write_text('#!/bin/sh\ncase "$1" in *.engine) echo "{}  $1";; *) exec /usr/bin/sha256sum "$@";; esac\n'.format("0" * 64))
+    (fake / "sha256sum").chmod(0o755)
+    srv = SshServer.start(tmp_path / "sshd", alias="jd-a", env={"PATH": str(fake) + ":/usr/local/bin:/usr/bin:/bin"})
+    try:
+        b = _bundle(tmp_path)
+        r = jd(["bundle", "engine", str(b), "--on", srv.alias, "--ssh-config", str(srv.ssh_config),
+                "--remote-cmd", _board_cmd(tmp_path), "--sm", "53"])
+        assert r.returncode == 1 and "the board has" in r.stderr and "not added" in r.stderr, r.stdout + r.stderr
+        assert [a["kind"] for a in open_bundle(b).artifacts] == ["onnx"]
+    finally:
+        srv.stop()

@@ -106,17 +106,18 @@ class AgentOptions(object):
 
 
 def probe_board(tensorrt: "Optional[str]", sm: "Optional[Any]") -> "Dict[str, Any]":
-    """This board's TensorRT version and GPU SM (``--tensorrt``/``--sm`` override; None where unknown)."""
-    if tensorrt is not None and sm is not None:
-        return {"tensorrt": tensorrt, "sm": sm}
-    from ..machine import NOT_INSTALLED, probe
+    """This board's TensorRT version (its module, once at start) and GPU SM (the Jetson model in
+    the device tree); ``--tensorrt``/``--sm`` override; None where unknown (no check then).
+    Nothing else is imported: no CUDA context, no torch."""
+    from .._lazy import optional
+    from ..machine import jetson_model, sm_for_model
 
-    info = probe(with_gpu=sm is None)
-    trt = tensorrt or info.get("tensorrt")
-    if trt in (None, NOT_INSTALLED) or not re.match(r"^\d+(\.\d+)*$", str(trt)):
-        trt = None
-    gpu = info.get("gpu") or {}
-    return {"tensorrt": trt, "sm": sm if sm is not None else gpu.get("sm")}
+    if tensorrt is None:
+        version = getattr(optional("tensorrt"), "__version__", None)
+        tensorrt = str(version) if version and re.match(r"^\d+(\.\d+)*$", str(version)) else None
+    if sm is None:
+        sm = sm_for_model(jetson_model(Path("/")))
+    return {"tensorrt": tensorrt, "sm": sm}
 
 
 class Agent(object):

@@ -13,7 +13,6 @@ reused while it lives; callers :meth:`Registry.close` it between polls.
 """
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import os
@@ -126,13 +125,10 @@ class Reference(object):
 
 
 def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:host.index("]")]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    """``HOST[:PORT]`` names this machine (127.0.0.0/8, ::1, localhost)."""
+    from ..media.live import is_loopback as loopback_name  # the live view's rule, one definition
+
+    return loopback_name(host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:host.index("]")])
 
 
 class RegistryOptions(object):
@@ -252,7 +248,7 @@ class Registry(object):
             return RegistryUnreachable("{}: no answer within {:.0f} s (is the registry up?)".format(self.host, self.options.timeout))
         if isinstance(exc, ConnectionRefusedError):
             return RegistryUnreachable("{}: connection refused (is the registry running on that port?)".format(self.host))
-        return RegistryUnreachable("{}: {}: {}".format(self.host, type(exc).__name__, exc or "connection lost"))
+        return RegistryUnreachable("{}: {}".format(self.host, _cause(exc)))
 
     def _auth_header(self, scope: str) -> "Optional[str]":
         if self.basic_auth and self.creds is not None:
@@ -508,7 +504,8 @@ class Registry(object):
             self.close()
             if isinstance(exc, OSError) and exc.errno == 28:
                 raise RegistryError("no space left on device while downloading {} ({} bytes there; resumes next time)".format(digest[:19], have))
-            raise self._unreachable(exc)
+            raise RegistryUnreachable("{}: the download of {} stopped after {} of {} bytes ({}); the next try resumes from there".format(
+                self.host, digest[:19], have, size, _cause(exc)))
         finally:
             resp.raw.close()
         return have, h
@@ -531,6 +528,15 @@ class Registry(object):
         if resp.status != 201:
             raise self._fail(resp, "uploading blob {}".format(digest[:19]))
         return True
+
+
+def _cause(exc: BaseException) -> str:
+    """A lost connection in words, whatever layer noticed it (socket, TLS, HTTP)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected, http.client.IncompleteRead)) \
+            or (isinstance(exc, ssl.SSLError) and "eof" in text.lower()):
+        return "connection lost: {}".format(text)
+    return "{}: {}".format(type(exc).__name__, text)
 
 
 def _scope(repo: str, push: bool = False) -> str:
