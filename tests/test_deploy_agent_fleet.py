@@ -60,6 +60,11 @@ def test_channels_promote_and_fleet_status(registry, tmp_path, keys):
     st = fleet_status(registry, repo)
     assert st["rc"] == 0 and [b["health"] for b in st["boards"]] == ["ok"] * 4
     assert {b["version"] for b in st["boards"]} == {"2.0.0"}
+    # the same bundle published again: the same digest (deterministic pack and manifest), no blob sent
+    mark = registry.mark()
+    again = publish(registry, v2, repo + ":stable")
+    assert again["digest"] == st["channels"]["stable"]["digest"] and again["layer"]["uploaded"] is False
+    assert not [a for a in registry.accesses(mark) if "/blobs/" in a.path and a.method in ("POST", "PUT")]
 
 
 def _refused(out, board, *words):

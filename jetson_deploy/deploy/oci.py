@@ -180,9 +180,6 @@ class Registry(object):
         self.basic_auth = False  # the registry asked for Basic: send it with every request from now on
         self._tokens = oci_auth.TokenCache()
         self.requests = 0  # sent by this client (tests and benchmarks count them)
-        # a receive buffer cap for new connections: with --bwlimit the kernel's window, not just our
-        # reads, limits the link (autotuned buffers would take megabytes at full speed first)
-        self.rcvbuf = 0
 
     @staticmethod
     def _context(ca_cert: "Optional[str]") -> "ssl.SSLContext":
@@ -223,9 +220,6 @@ class Registry(object):
             if fresh:
                 self._conn = self._connection(parts.netloc, parts.scheme)
             try:
-                if fresh and self.rcvbuf:
-                    self._conn.connect()
-                    self._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
                 self.requests += 1
                 if hasattr(body, "seek"):
                     body.seek(0)
@@ -457,15 +451,7 @@ class Registry(object):
             have = 0
         h = _hash_file(part) if have else hashlib.sha256()
         if have < size:
-            if bwlimit:
-                self.close()
-                self.rcvbuf = max(16 << 10, bwlimit << 8)  # a quarter of a second of data
-            try:
-                have, h = self._fetch_into(repo, digest, part, have, h, bwlimit, progress, size)
-            finally:
-                if bwlimit:
-                    self.close()
-                    self.rcvbuf = 0
+            have, h = self._fetch_into(repo, digest, part, have, h, bwlimit, progress, size)
         if have < size:  # the connection ended early: keep what came, the next try resumes from it
             self.close()
             raise RegistryUnreachable("{}: the download of {} stopped after {} of {} bytes (connection closed); "
