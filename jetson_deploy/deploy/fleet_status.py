@@ -39,7 +39,12 @@ def _records(host: str, options: "Optional[RegistryOptions]", repo: str, tags: "
         if reg is None:
             reg = local.reg = Registry(host, options)
             made.append(reg)
-        body, _, _ = reg.get_manifest(repo, tag)
+        try:
+            body, _, _ = reg.get_manifest(repo, tag)
+        except JetsonDeployError as exc:
+            if getattr(exc, "status", None) == 404:
+                return None  # the tag went between the list and the read
+            raise
         rec = artifact.parse_status(body)
         if rec is not None:
             rec["board"] = rec.get("board") or tag
