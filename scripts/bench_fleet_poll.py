@@ -12,7 +12,6 @@ Needs docker-registry, htpasswd and openssl (scripts/install_system_deps.sh).
 """
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -9,7 +9,8 @@ import pytest
 
 from support.fleet import jd, keypair, needs_registry, publish, signed_bundle
 from support.registry import PASSWORD, USER, RegistryServer
-from jetson_deploy.deploy.oci import Reference, Registry, RegistryError, RegistryOptions, RegistryUnreachable
+from jetson_deploy.deploy.oci import Registry, RegistryError, RegistryOptions, RegistryUnreachable
+from jetson_deploy.deploy.oci_ref import Reference
 from jetson_deploy.errors import BadInput, CheckFailed
 
 pytestmark = [pytest.mark.needs(*needs_registry), pytest.mark.slow]

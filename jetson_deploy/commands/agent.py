@@ -112,7 +112,7 @@ def agent_spec(name: str, ref: "Optional[str]", agent_args: "List[str]", run_arg
     if run_args:
         raise BadInput("--agent installs the pull agent; run options ({}) belong to NAME's run service; give agent "
                        "options after '--' (service install {} --agent REF -- --key PUB --interval 60)".format(" ".join(run_args), name))
-    from ..deploy.oci import Reference
+    from ..deploy.oci_ref import Reference
 
     Reference.parse(ref, tag_required=True)
     owned = sorted({a.split("=", 1)[0] for a in agent_args} & set(_UNIT_OWNS))

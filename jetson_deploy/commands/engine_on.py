@@ -1,6 +1,6 @@
 """``bundle engine BUNDLE --on USER@HOST``: the CLI side of :mod:`jetson_deploy.deploy.remote_engine`."""
 import json
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import click
 

@@ -28,7 +28,8 @@ from ..errors import BadInput, JetsonDeployError
 from . import artifact
 from .agent_pull import Board, update
 from .agent_state import AgentState, Outcome, RootLock
-from .oci import Reference, Registry, RegistryError, RegistryOptions, check_tag
+from .oci import Registry, RegistryError, RegistryOptions
+from .oci_ref import Reference, check_tag
 from .options import DeployOptions
 
 log = logging.getLogger(__name__)

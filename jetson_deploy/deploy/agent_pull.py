@@ -31,7 +31,8 @@ from ..errors import BadInput, CheckFailed, JetsonDeployError
 from . import artifact
 from .agent_state import Outcome
 from .local_bundle import open_local_bundle
-from .oci import Reference, Registry
+from .oci import Registry
+from .oci_ref import Reference
 from .single_host import deploy_host
 from .transport import LocalTransport
 

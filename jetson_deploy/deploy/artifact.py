@@ -22,7 +22,8 @@ import json
 from typing import Any, Dict, List, Optional
 
 from ..errors import BadInput, CheckFailed
-from .oci import OCI_MANIFEST, check_digest, sha256_digest
+from .oci import OCI_MANIFEST
+from .oci_ref import check_digest, sha256_digest
 
 ARTIFACT_TYPE = "application/vnd.jetson-deploy.bundle.v1"
 CONFIG_TYPE = "application/vnd.jetson-deploy.bundle.manifest.v1+json"

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional
 from ..errors import JetsonDeployError
 from . import artifact
 from .agent import STATUS_SUFFIX
-from .oci import Reference, Registry, RegistryOptions
+from .oci import Registry, RegistryOptions
+from .oci_ref import Reference
 
 PROBLEMS = ("refused", "rolled-back", "failed")
 

@@ -18,7 +18,8 @@ from ..bundle.opset import bundle_requirement
 from ..bundle.reader import open_bundle
 from ..errors import BadInput
 from . import artifact
-from .oci import OCI_MANIFEST, Reference, Registry, RegistryOptions, check_tag
+from .oci import OCI_MANIFEST, Registry, RegistryOptions
+from .oci_ref import Reference, check_tag
 
 log = logging.getLogger(__name__)
 
