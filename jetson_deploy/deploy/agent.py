@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 60.0
 DEFAULT_MAX_BACKOFF = 3600.0
-STATUS_SUFFIX = "status"
 
 
 def default_board_id() -> str:
@@ -72,7 +71,7 @@ class AgentOptions(object):
 
     def status_reference(self) -> "Reference":
         r = self.reference()
-        return r.with_repo(self.status_repo or "{}/{}".format(r.repo, STATUS_SUFFIX))
+        return r.with_repo(self.status_repo or "{}/{}".format(r.repo, artifact.STATUS_SUFFIX))
 
     def trusted_key(self) -> "Optional[str]":
         """The key bundles must be signed by: --key, else the device-wide one; None only with --allow-unsigned."""
@@ -140,7 +139,6 @@ class Agent(object):
         self.registry = Registry(self.ref.host, reg_opts)
         self.state: "Optional[AgentState]" = None
         self.polls = 0
-        self._status_blob = False
 
     def __enter__(self) -> "Agent":
         try:
@@ -204,14 +202,18 @@ class Agent(object):
         return out
 
     def _report(self, st: "AgentState") -> None:
-        """The board's status record to ``REPO/status:BOARD``; kept pending (retried) when that fails."""
-        repo = self.status_ref.repo
+        """The board's status record to ``REPO/status:BOARD``: one PUT (its empty config blob is sent
+        only when the registry says it lacks it); kept pending (retried at the next poll) on failure."""
+        repo, body = self.status_ref.repo, artifact.status_manifest(self.status_record(st))
         try:
-            if not self._status_blob:
+            try:
+                self.registry.put_manifest(repo, self.o.board, body)
+            except RegistryError as exc:
+                if exc.status != 400 or "BLOB_UNKNOWN" not in str(exc):
+                    raise
                 data = artifact.EMPTY_BLOB
                 self.registry.upload_blob(repo, None, artifact.descriptor(artifact.EMPTY_TYPE, data)["digest"], len(data), data=data)
-                self._status_blob = True
-            self.registry.put_manifest(repo, self.o.board, artifact.status_manifest(self.status_record(st)))
+                self.registry.put_manifest(repo, self.o.board, body)
             st["report_pending"] = False
         except (JetsonDeployError, OSError) as exc:
             log.warning("[agent] could not report this board's status to %s/%s (%s); retrying at the next poll",

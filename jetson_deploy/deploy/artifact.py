@@ -32,6 +32,8 @@ STATUS_TYPE = "application/vnd.jetson-deploy.board-status.v1"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_BLOB = b"{}"
 
+STATUS_SUFFIX = "status"  # boards report to REPO/status unless told otherwise (--status-repo)
+
 NS = "dev.jetson-deploy."
 TITLE = "org.opencontainers.image.title"
 VERSION = "org.opencontainers.image.version"

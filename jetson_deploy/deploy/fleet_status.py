@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import JetsonDeployError
 from . import artifact
-from .agent import STATUS_SUFFIX
 from .oci import Registry, RegistryOptions
 from .oci_ref import Reference
 
@@ -64,7 +63,7 @@ def fleet_status(ref: str, options: "Optional[RegistryOptions]" = None, status_r
     """``{"repository", "status_repository", "channels": {tag: {digest, version}}, "boards": [...], "ok"}``.
     With a tag in REF only the boards following that tag are listed."""
     r = Reference.parse(ref)
-    srepo = r.with_repo(status_repo or "{}/{}".format(r.repo, STATUS_SUFFIX)).repo
+    srepo = r.with_repo(status_repo or "{}/{}".format(r.repo, artifact.STATUS_SUFFIX)).repo
     reg = Registry(r.host, options)
     try:
         records = _records(r.host, options, srepo, reg.list_tags(srepo), jobs)

@@ -18,7 +18,7 @@ from ..bundle.opset import bundle_requirement
 from ..bundle.reader import open_bundle
 from ..errors import BadInput
 from . import artifact
-from .oci import OCI_MANIFEST, Registry, RegistryOptions
+from .oci import OCI_MANIFEST, Registry, RegistryError, RegistryOptions
 from .oci_ref import Reference, check_tag
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def _push(b: Any, packed: Path, r: "Reference", extra: "List[str]", options: "Op
         sent = reg.upload_blob(r.repo, packed, layer["digest"], size)
         if not sent:
             log.info("the layer is in %s/%s already: not sent again", r.host, r.repo)
+        _prepare_status_repo(reg, "{}/{}".format(r.repo, artifact.STATUS_SUFFIX))
         all_tags = [r.tag] + [t for t in extra if t != r.tag]
         if version_tagged and version_tag(b.version) not in all_tags:
             all_tags.append(version_tag(b.version))
@@ -82,6 +83,16 @@ def _push(b: Any, packed: Path, r: "Reference", extra: "List[str]", options: "Op
         reg.close()
     return {"ref": str(r), "digest": digest, "name": b.name, "version": b.version, "tags": all_tags,
             "layer": {"digest": layer["digest"], "size": size, "uploaded": sent}, "signed": sig is not None}
+
+
+def _prepare_status_repo(reg: "Registry", repo: str) -> None:
+    """The empty config blob of the boards' status records, once, from here: a fleet reporting at
+    once then never uploads it (nor races on it); each report is one manifest PUT."""
+    data = artifact.EMPTY_BLOB
+    try:
+        reg.upload_blob(repo, None, artifact.descriptor(artifact.EMPTY_TYPE, data)["digest"], len(data), data=data)
+    except RegistryError as exc:  # no push rights there: the agents upload it when they need it
+        log.info("could not prepare %s for status records (%s); the agents will", repo, exc)
 
 
 def promote(ref: str, from_tag: str, to_tag: str, options: "Optional[RegistryOptions]" = None) -> "Dict[str, Any]":
