@@ -116,11 +116,39 @@ class ServiceSpec(object):
     def bundle_path(self) -> str:
         return "{}/active/{}".format(self.root, self.name)
 
+    #: [Service] settings after the defaults (a later assignment wins in systemd)
+    overrides: "Sequence[str]" = ()
+
+    @property
+    def description(self) -> str:
+        return "jetson-deploy: run bundle {} from {}".format(self.name, self.bundle_path)
+
     def argv(self) -> "List[str]":
         args = self.exec_cmd + ["run", self.bundle_path, "--source", self.source]
         for s in self.sinks:
             args += ["--sink", s]
         return args + self.run_args
+
+
+class AgentSpec(ServiceSpec):
+    """The pull agent's unit for bundle NAME (``jetson-deploy-agent-NAME.service``): ``jetson-deploy agent
+    REF --root ROOT --name NAME --restart-service NAME AGENT_ARGS``, under the run unit's rules.  On
+    stop only the agent gets SIGINT (KillMode=mixed) and has TimeoutStopSec to finish an update in
+    progress, so its health gate and switch-back are never cut."""
+
+    overrides = ("KillMode=mixed", "TimeoutStopSec=300")
+
+    def __init__(self, name: str, ref: str, agent_args: "Sequence[str]" = (), **kwargs: "object") -> None:
+        self.bundle = check_name(name)
+        super().__init__("agent-" + name, ref, sinks=(), run_args=agent_args, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def description(self) -> str:
+        return "jetson-deploy: keep bundle {} on {} (pull agent)".format(self.bundle, self.source)
+
+    def argv(self) -> "List[str]":
+        return self.exec_cmd + ["agent", self.source, "--root", self.root, "--name", self.bundle,
+                                "--restart-service", self.bundle] + self.run_args
 
 
 def render_unit(spec: "ServiceSpec") -> str:
@@ -131,7 +159,7 @@ def render_unit(spec: "ServiceSpec") -> str:
     lines = [
         MARKER,
         "[Unit]",
-        "Description=jetson-deploy: run bundle {} from {}".format(spec.name, spec.bundle_path),
+        "Description=" + spec.description,
         "After=" + " ".join(after),
         "Wants=" + " ".join(after),
         "StartLimitIntervalSec=300",
@@ -153,7 +181,7 @@ def render_unit(spec: "ServiceSpec") -> str:
         "StandardError=journal",
         "SyslogIdentifier=jetson-deploy-{}".format(spec.name),
         "Environment=PYTHONUNBUFFERED=1",
-    ]
+    ] + list(spec.overrides)
     if any(s.startswith("display://") for s in spec.sinks):
         lines.append("Environment=DISPLAY=:0")  # the board's local X server (display://0)
     lines += [

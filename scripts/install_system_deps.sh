@@ -22,6 +22,9 @@ command -v rsync >/dev/null 2>&1 || deploy+=(rsync)
 command -v ssh-keygen >/dev/null 2>&1 || deploy+=(openssh-client)
 # systemd-analyze checks the service unit text (tests/test_service_unit.py)
 command -v systemd-analyze >/dev/null 2>&1 || deploy+=(systemd)
+# a real OCI registry (CNCF distribution) and htpasswd for the fleet tests (publish, agent)
+command -v docker-registry >/dev/null 2>&1 || deploy+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || deploy+=(apache2-utils)
 
 stream=()
 if command -v dpkg-query >/dev/null 2>&1; then

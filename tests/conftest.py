@@ -225,3 +225,20 @@ def sshd_systemd(tmp_path_factory):
         yield srv, fake
     finally:
         srv.stop()
+
+
+# ----------------------------------------------------------------------------- a real OCI registry on loopback
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """One docker-registry (TLS with a test CA, htpasswd auth) for the whole session; each test uses its own repository."""
+    from support.registry import RegistryServer, registry_skip_reason
+
+    why = registry_skip_reason()
+    if why:
+        pytest.skip(why)
+    srv = RegistryServer.start(tmp_path_factory.mktemp("registry"))
+    try:
+        yield srv
+    finally:
+        srv.close()

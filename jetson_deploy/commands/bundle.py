@@ -220,17 +220,35 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory (default JETSON_DEPLOY_CACHE or ~/.cache/jetson-deploy/engines).")
 @click.option("--build/--no-build", default=True, show_default=True,
               help="Build and cache the engine when neither the bundle nor the cache has one; --no-build only reports (exit 1 if none).")
+@click.option("--on", "on_host", metavar="USER@HOST",
+              help="Build on this reference board over ssh (its TensorRT and GPU) and add the plan to BUNDLE, so boards "
+                   "of that kind download it instead of building it.")
+@click.option("--remote-cmd", default="jetson-deploy", show_default=True, metavar="CMD",
+              help="--on: how the board starts jetson-deploy (e.g. /home/nvidia/jd/bin/jetson-deploy).")
+@click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="--on: OpenSSH client config (-F FILE) for ssh, rsync and sftp.")
+@click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="--on: extra ssh -o option, repeatable (e.g. -o ProxyJump=bastion).")
 @json_option()
 @click.pass_context
 def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", tensorrt_version: "Optional[str]", sm: "Optional[str]",
-           cache_dir: "Optional[str]", build: bool, as_json: bool) -> None:
+           cache_dir: "Optional[str]", build: bool, on_host: "Optional[str]", remote_cmd: str, ssh_config: "Optional[str]",
+           ssh_options: "Any", as_json: bool) -> None:
     """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
     built now from model.onnx and cached): run it after a deploy so the first start is fast.
+    With --on USER@HOST: build it on that board instead and add it to BUNDLE (a directory), so every
+    board of that kind downloads the plan instead of building it.
 
-    \b
-    Example:
+    
+    Examples:
       jetson-deploy bundle engine /opt/jetson-deploy/active/shapes     # on the board
+      jetson-deploy bundle engine shapes-1.0.0 --on nvidia@nano-ref    # on a reference board, into the bundle
     """
+    if on_host:
+        from .engine_on import engine_on
+
+        return engine_on(bundle_path, on_host, precision, tensorrt_version, sm, cache_dir, build, remote_cmd, ssh_config,
+                         ssh_options, as_json)
     from ..bundle.reader import open_bundle
     from ..bundle.select import device_target, find_engine, resolve_engine
 

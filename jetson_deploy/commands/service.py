@@ -16,8 +16,12 @@ _NOT_FOR_SERVICE = ("bundle", "as_json", "max_frames", "sync_debug")
 
 def _run_options() -> "List[click.Option]":
     """The `run` command's options, so `service install` takes exactly what `run` takes."""
-    return [copy.copy(p) for p in _run_command.params
+    opts = [copy.copy(p) for p in _run_command.params
             if isinstance(p, click.Option) and p.name not in _NOT_FOR_SERVICE]
+    for p in opts:
+        if p.name == "source":
+            p.required = False  # not with --agent; ServiceSpec says "--source is required" otherwise
+    return opts
 
 
 RUN_OPTIONS = _run_options()
@@ -78,15 +82,19 @@ def _install_params(fn):
     fn = click.option("--user", metavar="USER",
                       help="User the service runs as (default: the sudo caller or the current user).")(fn)
     fn = _root_option()(fn)
+    fn = click.option("--agent", "agent_ref", metavar="REGISTRY/REPO:TAG",
+                      help="Install the pull agent for NAME instead (jetson-deploy-agent-NAME.service): it keeps NAME on "
+                           "what the tag points at and restarts NAME's run service; agent options go after '--'.")(fn)
     return fn
 
 
 @service.command()
 @click.argument("name")
+@click.argument("agent_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- AGENT_OPTIONS]")
 @_install_params
-def install(name: str, root: str, user: "Optional[str]", groups: "List[str]", exec_cmd: "Optional[str]",
-            restart_sec: int, after: "List[str]", rootfs: "Optional[str]", no_start: bool, print_only: bool,
-            **run_values: "Any") -> None:
+def install(name: str, agent_args: "List[str]", root: str, user: "Optional[str]", groups: "List[str]",
+            exec_cmd: "Optional[str]", restart_sec: int, after: "List[str]", rootfs: "Optional[str]", no_start: bool,
+            print_only: bool, agent_ref: "Optional[str]", **run_values: "Any") -> None:
     """Install a systemd unit that runs `jetson-deploy run ROOT/active/NAME --source SRC ...`.
 
     Takes the same --source, --sink and run options as `jetson-deploy run`.  A deploy's switch
@@ -97,9 +105,14 @@ def install(name: str, root: str, user: "Optional[str]", groups: "List[str]", ex
 
     sources = list(run_values["source"])  # `run --source` is repeatable: the first, then the others as run args
     more = [a for src in sources[1:] for a in ("--source", src)]
-    spec = ServiceSpec(name, sources[0], list(run_values["sinks"]), more + _run_argv(run_values), root=root,
-                       user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(rootfs is not None),
-                       groups=groups, restart_sec=restart_sec, after=after)
+    common = dict(root=root, user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(rootfs is not None),
+                  groups=groups, restart_sec=restart_sec, after=after)
+    if agent_ref is not None or agent_args:
+        from .agent import agent_spec
+
+        spec = agent_spec(name, agent_ref, list(agent_args), sources + _run_argv(run_values), rootfs, print_only, common)
+    else:
+        spec = ServiceSpec(name, sources[0] if sources else "", list(run_values["sinks"]), more + _run_argv(run_values), **common)
     if print_only:
         click.echo(render_unit(spec), nl=False)
         return
