@@ -210,10 +210,10 @@ def test_a_verified_bundle_is_hashed_once_for_a_signed_run(bundles, tmp_path, mo
     sign_bundle(b, keys["private_key"])
     pub = keys["public_key"]
     code = ("import sys, runpy\n"
-            "from jetson_deploy.bundle import reader\n"
+            "from jetson_deploy._files import DirHandle\n"
             "calls = []\n"
-            "real = reader.sha256_file\n"
-            "reader.sha256_file = lambda p, *a, **k: calls.append(str(p)) or real(p, *a, **k)\n"
+            "real = DirHandle.sha256\n"
+            "DirHandle.sha256 = lambda self, rel: calls.append(rel) or real(self, rel)\n"
             "from jetson_deploy.cli import cli\n"
             "try:\n"
             "    cli.main(sys.argv[1:], standalone_mode=False)\n"

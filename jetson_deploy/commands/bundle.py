@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import click
 
-from ._options import json_option
+from ._options import json_option, key_option
 
 
 def _echo_json(obj: Any) -> None:
@@ -174,25 +174,27 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Engine cache directory (default JETSON_DEPLOY_CACHE or ~/.cache/jetson-deploy/engines).")
 @click.option("--build/--no-build", default=True, show_default=True,
               help="Build and cache the engine when neither the bundle nor the cache has one; --no-build only reports (exit 1 if none).")
+@key_option()
 @json_option()
 @click.pass_context
 def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", tensorrt_version: "Optional[str]", sm: "Optional[str]",
-           cache_dir: "Optional[str]", build: bool, as_json: bool) -> None:
+           cache_dir: "Optional[str]", build: bool, key: "Optional[str]", as_json: bool) -> None:
     """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
     built now from model.onnx and cached): run it after a deploy so the first start is fast."""
-    from ..bundle.reader import open_bundle
     from ..bundle.select import device_target, find_engine, resolve_engine
+    from ..bundle.sign import open_trusted
 
     from ..bundle.opset import check_tensorrt_compat
 
-    b = open_bundle(bundle_path, verify=True)
-    trt, sm_i = device_target(tensorrt_version, sm)
-    check_tensorrt_compat(b, trt)  # one line before any build
-    prec = precision or b.precision
-    if build:
-        path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
-    else:
-        path, how = find_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+    with open_trusted(bundle_path, key) as b:  # verified (and signature-checked) once, read through its handle
+        trt, sm_i = device_target(tensorrt_version, sm)
+        check_tensorrt_compat(b, trt)  # one line before any build
+        prec = precision or b.precision
+        if build:
+            path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+        else:
+            path, how = find_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+        path = b.shown(path) if path else None
     out = {"bundle": bundle_path, "tensorrt": trt, "sm": sm_i, "precision": prec, "how": how, "engine": str(path) if path else None}
     if as_json:
         _echo_json(out)
