@@ -17,8 +17,9 @@ DEMO_SPEC = ROOT / "jetson_deploy" / "demo" / "spec.json"
 SENTINEL = b"my thesis, chapter 3\n"
 
 
-def jd(args, tmp, env=None, cwd=None, timeout=240):
-    """Run the CLI; HOME and TMPDIR are private so writes outside what was asked for show."""
+def jd(args, tmp, env=None, cwd=None, timeout=240, argv=None):
+    """Run the CLI; HOME and TMPDIR are private so writes outside what was asked for show.
+    ``argv``: run that command line instead (a wrapper that runs the CLI itself)."""
     e = dict(os.environ)
     e.update({"PYTHONPATH": str(ROOT), "HOME": str(tmp / "home"), "TMPDIR": str(tmp / "tmp"), "PYTHONFAULTHANDLER": ""})
     e.pop("JETSON_DEPLOY_DEBUG", None)
@@ -26,7 +27,8 @@ def jd(args, tmp, env=None, cwd=None, timeout=240):
     e.update(env or {})
     (tmp / "home").mkdir(exist_ok=True)
     (tmp / "tmp").mkdir(exist_ok=True)
-    p = subprocess.Popen([sys.executable, "-m", "jetson_deploy"] + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args],
+    cmd = argv or [sys.executable, "-m", "jetson_deploy"] + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args]
+    p = subprocess.Popen(cmd,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(cwd or tmp), env=e)
     out, err = p.communicate(timeout=timeout)
     return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
@@ -380,4 +382,65 @@ def test_convert_spec_must_fit_the_model(tmp_path):
             "set outputs: [logits]")
     assert not out.exists()
     refused(jd(["convert", onnx_model, "--spec", three, "-o", out], tmp_path), 2, "3 labels", "4 classes")
+    assert not out.exists()
+
+
+# ---- issue #29: trust what was verified, and nothing else ---------------------------------------
+@pytest.fixture(scope="module")
+def colors(tmp_path_factory):
+    """A runnable bundle (the colour model, ONNX Runtime), unsigned."""
+    from support.runtime import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("colors") / "colors-1.0.0")
+
+
+RUN_COLORS = ["--source", "synthetic://32x24?pool=2", "--max-frames", "2", "--backend", "onnxruntime", "--interval", "0"]
+
+
+def jd_with_etc(tmp: Path, setup: str, args, env=None):
+    """The CLI in a private mount namespace whose /etc is an overlay (the real /etc untouched):
+    SETUP (shell) prepares /etc/jetson-deploy there first."""
+    import shlex
+    import shutil
+
+    for d in ("u", "w"):
+        (tmp / "ovl" / d).mkdir(parents=True, exist_ok=True)
+    script = ("set -e; mount -t overlay overlay -o lowerdir=/etc,upperdir={u},workdir={w} /etc; mkdir -p /etc/jetson-deploy; {setup}; "
+              "exec {py} -m jetson_deploy {args}").format(u=tmp / "ovl" / "u", w=tmp / "ovl" / "w", setup=setup, py=sys.executable,
+                                                         args=" ".join(shlex.quote(str(a)) for a in args))
+    ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    return jd([], tmp, env=env, argv=ns + ["sh", "-c", script]) if shutil.which("unshare") else pytest.skip("unshare not installed")
+
+
+TRUST_ANCHORS = {
+    "directory": "mkdir /etc/jetson-deploy/trusted.pub",
+    "dangling": "ln -s /nonexistent/key.pub /etc/jetson-deploy/trusted.pub",
+    "fifo": "mkfifo /etc/jetson-deploy/trusted.pub",
+}
+
+
+@pytest.mark.needs("onnxruntime", "cryptography", "bin:unshare")
+@pytest.mark.parametrize("kind", sorted(TRUST_ANCHORS))
+def test_unusable_device_wide_key_refuses_to_run(tmp_path, colors, kind):
+    """#29.2: /etc/jetson-deploy/trusted.pub configured but unusable: exit 2 naming it, nothing runs."""
+    out = tmp_path / "out.jsonl"
+    refused(jd_with_etc(tmp_path, TRUST_ANCHORS[kind], ["run", colors] + RUN_COLORS + ["--sink", out]), 2,
+            "/etc/jetson-deploy/trusted.pub")
+    assert not out.exists()
+
+
+@pytest.mark.needs("onnxruntime", "cryptography", "bin:unshare")
+def test_device_wide_key_file_is_enforced(tmp_path, colors):
+    """The control: a real trusted.pub refuses the unsigned bundle (exit 1)."""
+    assert jd(["bundle", "keygen", "-o", tmp_path / "k"], tmp_path)[0] == 0
+    refused(jd_with_etc(tmp_path, "cp {} /etc/jetson-deploy/trusted.pub".format(tmp_path / "k.pub"), ["run", colors] + RUN_COLORS),
+            1, "not signed")
+
+
+@pytest.mark.needs("onnxruntime", "cryptography")
+@pytest.mark.parametrize("value", [" ", "", "\t"])
+def test_blank_require_key_variable_refuses_to_run(tmp_path, colors, value):
+    out = tmp_path / "out.jsonl"
+    refused(jd(["run", colors] + RUN_COLORS + ["--sink", out], tmp_path, env={"JETSON_DEPLOY_REQUIRE_KEY": value}), 2,
+            "JETSON_DEPLOY_REQUIRE_KEY")
     assert not out.exists()
