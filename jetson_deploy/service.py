@@ -36,9 +36,9 @@ DEFAULT_RESTART_SEC = 5
 # the marker on the first line: only units this tool wrote are ever replaced or removed
 MARKER = "# Made by jetson-deploy service install; jetson-deploy service uninstall removes it."
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_\-]*\$?$")
-_PLAIN_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=,+@\-]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*\Z")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_\-]*\$?\Z")
+_PLAIN_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=,+@\-]+\Z")
 # which daemon must be up before a source can open: CSI cameras go through Argus
 _CAMERA_UNITS = (("csi://", "nvargus-daemon.service"),)
 

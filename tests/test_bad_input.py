@@ -444,3 +444,41 @@ def test_blank_require_key_variable_refuses_to_run(tmp_path, colors, value):
     refused(jd(["run", colors] + RUN_COLORS + ["--sink", out], tmp_path, env={"JETSON_DEPLOY_REQUIRE_KEY": value}), 2,
             "JETSON_DEPLOY_REQUIRE_KEY")
     assert not out.exists()
+
+
+CONTROL_FIELDS = {  # case -> (edit, the field the one line names)
+    "name-newline": (lambda m: m.update(name=m["name"] + "\n"), "field name"),
+    "version-newline": (lambda m: m.update(version=m["version"] + "\n"), "field version"),
+    "name-tab": (lambda m: m.update(name="de\tmo"), "field name"),
+    "path-newline": (lambda m: m["artifacts"][0].update(path=m["artifacts"][0]["path"] + "\n"), "artifacts/0/path"),
+    "kind-newline": (lambda m: m["artifacts"][0].update(kind=m["artifacts"][0]["kind"] + "\n"), "artifacts/0/kind"),
+    "sha-newline": (lambda m: m["artifacts"][0].update(sha256=m["artifacts"][0]["sha256"] + "\n"), "artifacts/0/sha256"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTROL_FIELDS))
+def test_control_characters_in_manifest_fields_refused(tmp_path, bundle, case):
+    """#29.12: a trailing newline passed the `$` of the schema's patterns and check_relpath, and made
+    directories named 'shapes\\n' on the device.  verify, pack and deploy --rootfs refuse it."""
+    from support.bundles import edit_manifest
+
+    edit, field = CONTROL_FIELDS[case]
+    edit_manifest(bundle, edit)
+    rc, out, err = jd(["bundle", "verify", bundle], tmp_path)
+    assert rc == 1 and "FAILED" in out and field in out and "control character" in out and "Traceback" not in err, (out, err)
+    refused(jd(["bundle", "pack", bundle, "-o", tmp_path / "p.jdb"], tmp_path), 1, field)
+    assert not (tmp_path / "p.jdb").exists()
+    fs = tmp_path / "rootfs"
+    fs.mkdir()
+    refused(jd(["deploy", bundle, "--rootfs", fs], tmp_path), 1, field)
+    assert [p for p in fs.rglob("*") if "\n" in p.name or "\t" in p.name] == []
+
+
+def test_check_relpath_refuses_a_trailing_newline():
+    from jetson_deploy.bundle.manifest import check_relpath
+    from jetson_deploy.errors import BadInput
+
+    for bad in ("labels.txt\n", "engines/x.engine\n", "a\n/b"):
+        with pytest.raises(BadInput):
+            check_relpath(bad)
+    assert check_relpath("engines/x.engine") == "engines/x.engine"

@@ -79,7 +79,7 @@ def cache_key(bundle_sha256: str, tensorrt: str, sm: int, precision: str, shapes
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[0-9a-f]{64}\Z")
 # one handle per cache directory (device, inode) for the life of the process: plan paths handed
 # out through it stay valid however long the caller keeps them
 _HANDLES: "Dict[tuple, DirHandle]" = {}

@@ -14,8 +14,8 @@ from ..errors import BadInput
 
 # What ssh accepts as a host name or alias without quoting tricks: no spaces, no
 # option-looking leading dash, no shell metacharacters.
-_HOST_RE = re.compile(r"^[A-Za-z0-9_.%:\-]+$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_.\-][A-Za-z0-9_.\-$]*$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.%:\-]+\Z")
+_USER_RE = re.compile(r"^[A-Za-z0-9_.\-][A-Za-z0-9_.\-$]*\Z")
 
 
 class Host(object):
@@ -99,7 +99,7 @@ def parse_host(text: str) -> "Host":
 
 # ----------------------------------------------------------------------------- inventories
 
-_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
+_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*\Z")
 
 
 def _int_var(value: str, key: str, where: str) -> int:

@@ -15,7 +15,7 @@ from ..errors import BadInput
 
 # Names and versions travel inside remote shell scripts and rsync/sftp arguments: keep them
 # to characters that need no quoting anywhere (artifact paths are held to that by the schema).
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*\Z")
 _RSYNC_PARTIAL = ".rsync-partial"  # rsync's --partial-dir in staging: no artifact may live there
 
 
