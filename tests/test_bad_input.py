@@ -482,3 +482,96 @@ def test_check_relpath_refuses_a_trailing_newline():
         with pytest.raises(BadInput):
             check_relpath(bad)
     assert check_relpath("engines/x.engine") == "engines/x.engine"
+
+
+def _gz_jdb(path: Path, bundle: Path, extra: "dict") -> Path:
+    """BUNDLE packed as a gzip tar (as `tar czf` would), plus EXTRA members {name: size of zeros}."""
+    import io
+    import tarfile
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, n):
+            self.n = n
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            k = min(len(b), self.n)
+            b[:k] = bytes(k)
+            self.n -= k
+            return k
+
+    top = bundle.name
+    with tarfile.open(str(path), "w:gz", compresslevel=1) as t:
+        for p in sorted(bundle.rglob("*")):
+            if p.is_file():
+                t.add(str(p), arcname="{}/{}".format(top, p.relative_to(bundle).as_posix()))
+        for name, size in extra.items():
+            ti = tarfile.TarInfo("{}/{}".format(top, name))
+            ti.size = size
+            t.addfile(ti, io.BufferedReader(Zeros(size)))
+    return path
+
+
+def _fsize_limited(args, mib):
+    """The CLI under `ulimit -f` (RLIMIT_FSIZE): writing more than MIB MiB to one file kills it (SIGXFSZ)."""
+    import shlex
+
+    return ["sh", "-c", "ulimit -f {}; exec {} -m jetson_deploy {}".format(
+        mib * 1024, sys.executable, " ".join(shlex.quote(str(a)) for a in args))]
+
+
+@pytest.mark.needs("onnxruntime")
+def test_disk_bomb_member_refused_before_extraction(tmp_path, colors):
+    """#29.10: an unlisted 64 MiB member of zeros (64 KB compressed) is refused from the archive's
+    headers: `run` and `verify` write nothing of it (under `ulimit -f 16M` a write of it would kill)."""
+    bomb = _gz_jdb(tmp_path / "bomb.jdb", colors, {"zeros.bin": 64 << 20})
+    assert bomb.stat().st_size < (1 << 20)
+    for args in (["run", bomb] + RUN_COLORS, ["bundle", "verify", bomb], ["bundle", "unpack", bomb, "-o", tmp_path / "u"]):
+        rc, out, err = jd([], tmp_path, argv=_fsize_limited(args, 16))
+        assert rc == 1 and "Traceback" not in err, (args, rc, out, err)
+        assert "zeros.bin" in out + err and "not listed in manifest.json" in out + err, (out, err)
+        assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "u").exists()
+
+
+@pytest.mark.needs("onnxruntime")
+def test_member_larger_than_the_manifest_says_refused(tmp_path, colors):
+    """A listed member whose header is bigger than its manifest size: refused from the headers."""
+    import io
+    import tarfile
+
+    src = tmp_path / "src" / colors.name
+    import shutil
+
+    shutil.copytree(str(colors), str(src))
+    arc = tmp_path / "grown.jdb"
+    with tarfile.open(str(arc), "w:gz", compresslevel=1) as t:
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and p.name != "labels.txt":
+                t.add(str(p), arcname="{}/{}".format(src.name, p.relative_to(src).as_posix()))
+        ti = tarfile.TarInfo(src.name + "/labels.txt")
+        ti.size = 32 << 20
+        t.addfile(ti, io.BytesIO(bytes(ti.size)))
+    rc, out, err = jd([], tmp_path, argv=_fsize_limited(["run", arc] + RUN_COLORS, 8))
+    assert rc == 1 and "labels.txt" in err and "manifest.json lists" in err, (rc, err)
+
+
+@pytest.mark.needs("onnxruntime", "bin:unshare")
+def test_unpack_checks_free_space_first(tmp_path, colors):
+    """A sound bundle larger than the free space of TMPDIR (a 16 MiB tmpfs): one line naming it."""
+    import shlex
+    import shutil
+
+    from support.bundles import write_bundle
+
+    big = write_bundle(tmp_path / "big-1.0.0", "big", "1.0.0", {"model.onnx": bytes(24 << 20)})
+    arc = _gz_jdb(tmp_path / "big.jdb", big, {})
+    shutil.rmtree(str(big))
+    small = tmp_path / "small"
+    small.mkdir()
+    script = "mount -t tmpfs -o size=16m tmpfs {s} && TMPDIR={s} exec {py} -m jetson_deploy bundle verify {a}".format(
+        s=shlex.quote(str(small)), py=sys.executable, a=shlex.quote(str(arc)))
+    ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    line = refused(jd([], tmp_path, argv=ns + ["sh", "-c", script]), 2, "not enough free space", str(small))
+    assert "24.0 MiB" in line
