@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._files import atomic_output
 from .errors import BadInput, CheckFailed
+from .media.http_sink import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ ENV_MARKER = "# Made by jetson-deploy service install (secrets of the unit; mode
 
 STATE_DIR = "/var/lib/jetson-deploy"  # systemd's StateDirectory=jetson-deploy/NAME: the unit's working directory
 ENV_DIR = "/etc/jetson-deploy"  # NAME.env (0600, root): secrets the unit reads, never in the unit or the command line
-TOKEN_ENV = "JETSON_DEPLOY_HTTP_TOKEN"
 # systemd is running here when this directory exists (sd_booted(3))
 SYSTEMD_RUN_DIR = "/run/systemd/system"
 
