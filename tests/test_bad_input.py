@@ -519,7 +519,7 @@ def _fsize_limited(args, mib):
     import shlex
 
     return ["sh", "-c", "ulimit -f {}; exec {} -m jetson_deploy {}".format(
-        mib * 1024, sys.executable, " ".join(shlex.quote(str(a)) for a in args))]
+        int(mib * 1024), sys.executable, " ".join(shlex.quote(str(a)) for a in args))]
 
 
 @pytest.mark.needs("onnxruntime")
@@ -575,3 +575,120 @@ def test_unpack_checks_free_space_first(tmp_path, colors):
     ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
     line = refused(jd([], tmp_path, argv=ns + ["sh", "-c", script]), 2, "not enough free space", str(small))
     assert "24.0 MiB" in line
+
+
+SINK_ARGS = {  # #29.7 and #29.13: refused before anything runs, one line naming the sink
+    "short-token": (["--sink", "http://0.0.0.0:0/?token=a"], "16 or more"),
+    "short-token-loopback": (["--sink", "http://127.0.0.1:0/?token=abc"], "16 or more"),
+    "quality-0": (["--sink", "http://127.0.0.1:0/?quality=0"], "JPEG quality"),
+    "quality-101": (["--sink", "http://127.0.0.1:0/?quality=101"], "JPEG quality"),
+    "http-port": (["--sink", "http://127.0.0.1:99999/"], "not a TCP port"),
+    "http-option": (["--sink", "http://127.0.0.1:0/?qualty=50"], "unknown option"),
+    "rtsp-port-big": (["--sink", "rtsp://@:99999/x"], "not a TCP port"),
+    "rtsp-port-negative": (["--sink", "rtsp://@:-1/x"], "not a TCP port"),
+    "rtsp-bitrate-0": (["--sink", "rtsp://@:8554/x?bitrate=0"], "bitrate"),
+    "rtsp-bitrate-huge": (["--sink", "rtsp://@:8554/x?bitrate=99999999"], "bitrate"),
+    "rtsp-encoder": (["--sink", "rtsp://@:8554/x?encoder=x264enc%20!%20filesink"], "encoder"),
+    "k-negative": (["--sink", "-1=out.jsonl"], "source index"),
+    "k-letter": (["--sink", "a=out.jsonl"], "source index"),
+    "k-fraction": (["--sink", "0.5=out.jsonl"], "source index"),
+    "k-space": (["--sink", " 0=out.jsonl"], "source index"),
+    "k-plus": (["--sink", "+1=out.jsonl"], "source index"),
+    "k-empty": (["--sink", "0="], "source index"),
+    "k-too-big": (["--sink", "1=out.jsonl"], "source 1 does not exist"),
+    "same-file": (["--sink", "a.jsonl", "--sink", "0=a.jsonl"], "same file"),
+    "same-file-dot": (["--sink", "a.jsonl", "--sink", "./a.jsonl"], "same file"),
+    "same-file-video": (["--sink", "0=v.avi", "--sink", "./v.avi"], "same file"),
+    "sink-is-source": (["--sink", "IN"], "same file"),
+}
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+@pytest.mark.parametrize("case", sorted(SINK_ARGS))
+def test_sink_arguments_refused_before_the_run(tmp_path, colors, case):
+    args, needle = SINK_ARGS[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    clip = work / "in.avi"
+    _write_clip(clip)
+    args = [str(clip) if a == "IN" else a for a in args]
+    refused(jd_inproc(["run", str(colors), "--source", str(clip), "--max-frames", "2", "--backend", "onnxruntime",
+                       "--interval", "0"] + args, work), 2, needle)
+    assert sorted(p.name for p in work.iterdir()) == ["in.avi"]  # nothing written, the input intact
+    assert clip.read_bytes() == _write_clip.data
+
+
+def jd_inproc(args, cwd):
+    """The CLI in this process (click's runner; many cases, no interpreter start each): (rc, out, err)."""
+    from click.testing import CliRunner
+
+    from jetson_deploy.cli import cli
+
+    here = os.getcwd()
+    os.chdir(str(cwd))
+    try:
+        kw = {"mix_stderr": False} if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else {}
+        r = CliRunner(**kw).invoke(cli, args)
+    finally:
+        os.chdir(here)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def _write_clip(path):
+    import cv2
+    import numpy as np
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    for i in range(4):
+        w.write(np.full((24, 32, 3), 60 * i, np.uint8))
+    w.release()
+    _write_clip.data = path.read_bytes()
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+def test_token_never_in_the_summary(tmp_path, colors):
+    """#29.7: a token given in the URI landed in `run --json`."""
+    token = "secret-" + "x" * 16
+    rc, out, err = jd(["run", colors] + RUN_COLORS + ["--sink", "http://127.0.0.1:0/?token=" + token, "--json"], tmp_path)
+    assert rc == 0, err
+    assert token not in out and token not in err and "token=<redacted>" in json.loads(out)["sinks"][0]
+
+
+@pytest.mark.needs("onnxruntime", "cv2")
+@pytest.mark.parametrize("sink", ["out.avi", "out.jsonl"])
+def test_write_errors_fail_in_one_line_naming_the_file(tmp_path, colors, sink):
+    """#29.9: under `ulimit -f` (or a full disk) a video exited 0 truncated; a .jsonl left .partial."""
+    work = tmp_path / "work"
+    work.mkdir()
+    frames = "60" if sink.endswith(".avi") else "800"  # well past 64 KiB of MJPEG / of lines
+    args = ["run", colors, "--source", "synthetic://320x240?pool=4", "--max-frames", frames, "--backend", "onnxruntime",
+            "--interval", "0", "--sink", str(work / sink)]
+    line = refused(jd([], tmp_path, cwd=work, argv=_fsize_limited(args, 0.0625)), 1, str(work / sink))
+    assert "File too large" in line or "could not be written whole" in line, line
+    names = sorted(p.name for p in work.iterdir())
+    if sink == "out.avi":
+        assert names == []  # nothing published, nothing temporary left
+    else:
+        assert names == ["out.jsonl"]  # the log up to the failure, whole lines only
+        assert all(json.loads(x)["task"] == "classify" for x in (work / sink).read_text().splitlines())
+
+
+@pytest.mark.needs("bin:systemd-analyze")
+def test_service_keeps_the_token_out_of_the_unit(tmp_path):
+    """#29.7: the token went into the 0644 unit file and the command line; now a 0600 environment file."""
+    from support.deploy import BOARD_PY, board_venv
+
+    fs = tmp_path / "rootfs"
+    (fs / "etc" / "systemd" / "system").mkdir(parents=True)
+    board_venv(fs)
+    token = "t0ken-" + "y" * 20
+    rc, out, err = jd(["service", "install", "demo", "--source", "csi://0", "--user", "nvidia", "--rootfs", fs, "--python",
+                       BOARD_PY, "--sink", "http://0.0.0.0:8080/?token=" + token], tmp_path)
+    assert rc == 0, err
+    unit = (fs / "etc/systemd/system/jetson-deploy-demo.service").read_text()
+    env = fs / "etc/jetson-deploy/demo.env"
+    assert token not in unit and "EnvironmentFile=/etc/jetson-deploy/demo.env" in unit and "--sink http://0.0.0.0:8080/" in unit
+    assert oct(env.stat().st_mode & 0o777) == "0o600" and "JETSON_DEPLOY_HTTP_TOKEN=" + token in env.read_text()
+    assert token not in out + err
+    assert jd(["service", "uninstall", "demo", "--rootfs", fs], tmp_path)[0] == 0
+    assert not env.exists()
