@@ -398,3 +398,22 @@ class DirHandle(object):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def read_text_file(path: "PathLike", what: str, limit: int) -> str:
+    """A text input (a host list, an inventory) read whole: a regular file (never a FIFO that blocks
+    or a device that never ends), at most LIMIT bytes, UTF-8; BadInput naming WHAT otherwise."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadInput("cannot read {} {}: {}".format(what, path, exc.strerror or exc))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput("{} {} is not a regular file (a device, pipe or directory): give a text file".format(what, path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BadInput("{} {} is larger than {} bytes: is it really a {}?".format(what, path, limit, what))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("{} {} is not UTF-8 text".format(what, path))

@@ -30,7 +30,12 @@ def jd(args, tmp, env=None, cwd=None, timeout=240, argv=None):
     cmd = argv or [sys.executable, "-m", "jetson_deploy"] + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args]
     p = subprocess.Popen(cmd,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(cwd or tmp), env=e)
-    out, err = p.communicate(timeout=timeout)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
     return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
@@ -692,3 +697,107 @@ def test_service_keeps_the_token_out_of_the_unit(tmp_path):
     assert token not in out + err
     assert jd(["service", "uninstall", "demo", "--rootfs", fs], tmp_path)[0] == 0
     assert not env.exists()
+
+
+# ---- #29.11 deploy and Ansible, #29.14 resource bounds ------------------------------------------
+def test_controller_host_directories_are_one_to_one(tmp_path, bundle):
+    """#29.11: inventory hosts `b+1` and `b_1` shared one controller directory and ran each other's scripts."""
+    import random
+
+    from jetson_deploy.ansible_steps import host_dir_name, prepare, stage
+
+    stage(str(bundle), str(tmp_path / "w"))
+    a = prepare(str(tmp_path / "w"), "b+1", "/opt/jd")["script"]
+    b = prepare(str(tmp_path / "w"), "b_1", "/opt/jd")["script"]
+    assert a != b and Path(a).parent != Path(b).parent
+    rng = random.Random(7)
+    names = {"".join(rng.choice("ab_+.-/1é ") for _ in range(rng.randint(1, 5))) for _ in range(5000)} | {".", "..", "_"}
+    dirs = {host_dir_name(n) for n in names}
+    assert len(dirs) == len(names) and not any("/" in d or d in (".", "..") for d in dirs)
+
+
+@pytest.mark.parametrize("inventory,needle", [
+    ("h ansible_user=-Jevil\n", "bad user name"),
+    ("-oProxyCommand\n", "bad host"),
+])
+def test_option_looking_users_and_hosts_refused(tmp_path, bundle, inventory, needle):
+    """#29.11: `ansible_user=-Jevil` reached ssh as `-Jevil@h`."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text(inventory)
+    refused(jd(["deploy", bundle, "--hosts", inv], tmp_path), 2, needle)
+    refused(jd(["deploy", bundle, "--", "-Jevil@h"], tmp_path), 2, "bad user name")
+
+
+def test_ssh_destination_follows_double_dash(tmp_path, bundle):
+    """Defence in depth: whatever passes the checks, ssh never reads the destination as an option."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "ssh.args"
+    fake = bindir / "ssh"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done > {}\necho "ssh: connect: Connection refused" >&2\nexit 255\n'.format(log))
+    fake.chmod(0o755)
+    rc, out, err = jd(["deploy", bundle, "pi@board"], tmp_path, env={"PATH": "{}:{}".format(bindir, os.environ["PATH"])})
+    assert rc == 1 and "Traceback" not in err, err
+    args = log.read_text().splitlines()
+    assert args[args.index("pi@board") - 1] == "--", args
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--keep", "0"], "jd_keep"),
+    (["--service", "x;reboot"], "jd_service"),
+    (["--service", "demo", "--settle", "-1"], "jd_service_settle"),
+    (["--health-timeout", "nan"], "jd_health_timeout"),
+])
+def test_ansible_plan_checks_the_play_variables_even_when_nothing_changes(tmp_path, bundle, extra, needle):
+    """#29.11: jd_keep=0 was accepted; a hostile jd_service was not looked at when the device was up to date."""
+    from jetson_deploy.ansible_steps import stage
+
+    info = stage(str(bundle), str(tmp_path / "w"))
+    answer = "PREPARED\nHAVE sha256sum\nACTIVE {}\nTARGET ok\n".format(info["version"])  # already active: "unchanged"
+    p = subprocess.run([sys.executable, "-m", "jetson_deploy.ansible_steps", "plan", str(tmp_path / "w"), "h", "--root",
+                        "/opt/jd"] + extra, input=answer, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert p.returncode == 1 and needle in p.stderr and "Traceback" not in p.stderr, (p.returncode, p.stdout, p.stderr)
+    ok = subprocess.run([sys.executable, "-m", "jetson_deploy.ansible_steps", "plan", str(tmp_path / "w"), "h", "--root",
+                         "/opt/jd"], input=answer, stdout=subprocess.PIPE, universal_newlines=True,
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["action"] == "unchanged"
+
+
+def _vm_limited(args, gib=3):
+    """The CLI under `ulimit -v` (GiB): an unbounded read fails there instead of taking the machine's memory."""
+    import shlex
+
+    return ["sh", "-c", "ulimit -v {}; exec {} -m jetson_deploy {}".format(
+        gib << 20, sys.executable, " ".join(shlex.quote(str(a)) for a in args))]
+
+
+def test_hosts_file_bounds(tmp_path, bundle):
+    """#29.14: a FIFO blocked forever, /dev/zero read until memory ran out, a long line was quadratic."""
+    fifo = tmp_path / "hosts.fifo"
+    os.mkfifo(str(fifo))
+    refused(jd(["deploy", bundle, "--hosts", fifo], tmp_path, timeout=60), 2, "not a regular file")
+    refused(jd([], tmp_path, argv=_vm_limited(["deploy", bundle, "--hosts", "/dev/zero"]), timeout=60), 2, "not a regular file")
+    long_line = tmp_path / "long.ini"
+    long_line.write_text("h k=" + "a" * 4000000 + "\n")
+    refused(jd(["deploy", bundle, "--hosts", long_line], tmp_path, timeout=60), 2, "characters long")
+    big = tmp_path / "big.ini"
+    big.write_text("h\n" * (3 << 20))
+    refused(jd(["deploy", bundle, "--hosts", big], tmp_path, timeout=60), 2, "larger than")
+
+
+@pytest.mark.needs("cv2")
+def test_calibrate_refuses_devices_and_pipes(tmp_path):
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(str(fifo))
+    for src in ("/dev/zero", str(fifo)):
+        refused(jd([], tmp_path, argv=_vm_limited(["calibrate", src, "--spec", DEMO_SPEC, "-o", tmp_path / "set"]), timeout=120),
+                2, "not a regular file")
+    assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.needs("onnxruntime")
+def test_synthetic_pool_is_bounded(tmp_path, colors):
+    for uri in ("synthetic://4096x4096?pool=100000", "synthetic://64x64?pool=-1", "synthetic://64x64?pool=5000"):
+        refused(jd([], tmp_path, argv=_vm_limited(["run", colors, "--source", uri, "--backend", "onnxruntime", "--max-frames", "1"]),
+                   timeout=120), 2, "pool=")
