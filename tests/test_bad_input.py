@@ -801,3 +801,27 @@ def test_synthetic_pool_is_bounded(tmp_path, colors):
     for uri in ("synthetic://4096x4096?pool=100000", "synthetic://64x64?pool=-1", "synthetic://64x64?pool=5000"):
         refused(jd([], tmp_path, argv=_vm_limited(["run", colors, "--source", uri, "--backend", "onnxruntime", "--max-frames", "1"]),
                    timeout=120), 2, "pool=")
+
+
+def test_convert_refuses_an_opset_no_tensorrt_reads():
+    """#29.13: `convert --opset 21` wrote no requires.tensorrt_min (no TensorRT in the table reads 21)."""
+    from types import SimpleNamespace
+
+    from jetson_deploy.convert.manifest import _requires
+    from jetson_deploy.errors import BadInput
+
+    def stages(opset):
+        return SimpleNamespace(exported=SimpleNamespace(info={"opset": opset}), folded=SimpleNamespace(record={}))
+
+    assert _requires(stages(17))["tensorrt_min"] == "8.4" and _requires(stages(20))["tensorrt_min"] == "10.0"
+    with pytest.raises(BadInput, match="opset 21 is newer than any TensorRT"):
+        _requires(stages(21))
+
+
+@pytest.mark.slow
+@pytest.mark.needs("torch", "onnx", "onnxruntime")
+def test_convert_opset_21_one_line(tmp_path):
+    out = tmp_path / "out"
+    refused(jd(["convert", "jetson_deploy.demo:load_model", "--spec", DEMO_SPEC, "--opset", "21", "-o", out], tmp_path), 2,
+            "--opset 20")
+    assert not out.exists()
