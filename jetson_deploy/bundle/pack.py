@@ -168,10 +168,7 @@ def extract_archive(
     dest = Path(dest)
     if dest.exists() and not overwrite:
         raise BadInput("{} already exists; pick a new output directory".format(dest))
-    try:
-        f = open(str(archive), "rb")
-    except OSError as exc:
-        raise BadInput("cannot read {}: {}".format(source, exc.strerror))
+    f = open_archive(archive)
     try:
         caps = _Caps(max_member_bytes, max_total_bytes, max_members)
         limits = _precheck(f, source, caps)
@@ -188,6 +185,19 @@ def extract_archive(
     finally:
         f.close()
     return dest
+
+
+def open_archive(archive: Path) -> "IO[bytes]":
+    """The packed bundle opened for reading: a regular file only (a FIFO would block, a device
+    never end); BadInput naming it otherwise."""
+    try:
+        fd = os.open(str(archive), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadInput("cannot read {}: {}".format(archive, exc.strerror or exc))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file (a device, pipe or socket)".format(archive))
+    return os.fdopen(fd, "rb")
 
 
 class _Caps(object):
@@ -386,9 +396,11 @@ def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -
     """
     archive = Path(archive)
     source = str(archive)
+    f = open_archive(archive)
     try:
-        tar = tarfile.open(str(archive), "r:*")
+        tar = tarfile.open(fileobj=f, mode="r:*")
     except (tarfile.TarError, OSError) as exc:
+        f.close()
         raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
     out: "Dict[str, Any]" = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
     sizes: "Dict[str, int]" = {}
@@ -419,6 +431,7 @@ def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -
         raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
     finally:
         tar.close()
+        f.close()
     try:
         prefix = _top_level(set(sizes), source)
     except CheckFailed as exc:
