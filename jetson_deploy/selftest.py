@@ -162,7 +162,7 @@ class SelfTest:
             status = PASS
         except _Skip as s:
             status, detail = SKIP, str(s)
-        except Exception as exc:  # noqa: BLE001 -- report, never traceback
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- report, never traceback (a module may sys.exit)
             status, detail = FAIL, _one_line(exc)
         check = Check(name, status, detail, round(time.monotonic() - t0, 3))
         self.checks.append(check)

@@ -72,18 +72,28 @@ def concrete(value, scratch):
     return {"DIR": str(scratch / "dir"), "FILE": str(scratch / "file.bin"), "FIFO": str(scratch / "fifo")}.get(value, value)
 
 
-def base_args(path, cmd, scratch):
+RUNNABLE = {  # command -> options that make it run quickly on BUNDLE
+    "run": ["--source", "synthetic://32x24?pool=2", "--max-frames", "2", "--backend", "onnxruntime", "--interval", "0"],
+    "bench": ["--iterations", "10", "--warmup", "0", "--backend", "onnxruntime", "--source", "synthetic://32x24?pool=2"],
+}
+
+
+def base_args(path, cmd, scratch, bundle=None):
     """Arguments that make the command otherwise runnable and harmless."""
     import click
 
     args = []
     for p in cmd.params:
         if isinstance(p, click.Argument):
-            args.append(str(scratch / "dir") if p.nargs == 1 else str(scratch / "dir"))
-        elif p.required:
+            args.append(str(bundle) if bundle and "bundle" in p.name else str(scratch / "dir"))
+        elif p.required and p.name not in ("source",):
             args += [p.opts[0], str(scratch / "file.bin")]
     if path == ["service", "install"]:
         args += ["--print", "--source", "csi://0", "--user", "nvidia"]
+    if bundle and path[0] in RUNNABLE:
+        args += RUNNABLE[path[0]]
+    elif any(p.name == "source" and p.required for p in cmd.params if isinstance(p, click.Option)):
+        args += ["--source", "synthetic://32x24?pool=2"]
     return args
 
 
@@ -110,6 +120,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("only", nargs="*")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--bundle", default=None, help="a runnable bundle (ONNX Runtime) for run, bench and bundle commands")
     a = ap.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="jd-fuzz-"))
     (scratch / "dir").mkdir()
@@ -121,7 +132,7 @@ def main(argv=None):
     for path, cmd in commands():
         if a.only and path[0] not in a.only:
             continue
-        base = base_args(path, cmd, scratch)
+        base = base_args(path, cmd, scratch, a.bundle)
         slots = [(p, "arg") for p in cmd.params if isinstance(p, click.Argument)]
         slots += [(p, "opt") for p in cmd.params if isinstance(p, click.Option) and not p.is_flag and p.name not in SKIP_FLAGS]
         for param, kind in slots:

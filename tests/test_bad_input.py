@@ -825,3 +825,18 @@ def test_convert_opset_21_one_line(tmp_path):
     refused(jd(["convert", "jetson_deploy.demo:load_model", "--spec", DEMO_SPEC, "--opset", "21", "-o", out], tmp_path), 2,
             "--opset 20")
     assert not out.exists()
+
+
+@pytest.mark.needs("onnxruntime")
+def test_a_tensorrt_that_calls_sys_exit_is_one_line(tmp_path, colors):
+    """#29.15: a `tensorrt` module calling sys.exit(3) made info/selftest/run exit 3 with no word."""
+    fake = tmp_path / "site" / "tensorrt"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("import sys\nsys.exit(3)\n")
+    env = {"PYTHONPATH": "{}:{}".format(tmp_path / "site", ROOT)}
+    rc, out, err = jd(["info"], tmp_path, env=env)
+    assert rc == 0 and "broken (SystemExit: 3)" in out, (rc, out, err)
+    rc, out, err = jd(["selftest"], tmp_path, env=env)
+    assert rc == 1 and "SystemExit: 3" in out and "Traceback" not in err, (rc, out, err)
+    refused(jd(["run", colors] + RUN_COLORS[:-4] + ["--backend", "tensorrt"], tmp_path, env=env), 2, "SystemExit: 3")
+    refused(jd(["bundle", "engine", colors], tmp_path, env=env), 2, "SystemExit: 3")
