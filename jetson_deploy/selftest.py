@@ -13,6 +13,8 @@ is skipped, naming the prerequisite.
 import base64
 import importlib
 import importlib.util
+import os
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
+
+from ._files import is_utf8_path
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -322,6 +326,10 @@ class SelfTest:
             dev: Any = src[len("v4l2://"):] if src.startswith("v4l2://") else src
             if isinstance(dev, str) and dev.isdigit():
                 dev = int(dev)
+            elif not is_utf8_path(dev):  # OpenCV/FFmpeg segfault on such a name
+                raise RuntimeError("camera {!r} is not valid UTF-8: rename it".format(src))
+            elif isinstance(dev, str) and os.path.exists(dev) and not (stat.S_ISCHR(os.stat(dev).st_mode) or os.path.isfile(dev)):
+                raise RuntimeError("{} is not a camera device or a video file (a pipe or socket would block)".format(src))
             cap = cv2.VideoCapture(dev)
         try:
             if not cap.isOpened():

@@ -120,6 +120,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("only", nargs="*")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="print each command line on stderr before it runs")
     ap.add_argument("--bundle", default=None, help="a runnable bundle (ONNX Runtime) for run, bench and bundle commands")
     a = ap.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="jd-fuzz-"))
@@ -148,6 +149,8 @@ def main(argv=None):
                     args = base + [param.opts[0], val]
                 if path[0] == "service" and path[1] == "install" and param.name == "print_only":
                     continue
+                if a.verbose:
+                    print(" ".join(path + args)[:200], file=sys.stderr, flush=True)
                 rc, out, err, exc = invoke(path + args, scratch)
                 runs += 1
                 why = bad(rc, out, err, exc)

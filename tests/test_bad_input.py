@@ -711,7 +711,8 @@ def test_controller_host_directories_are_one_to_one(tmp_path, bundle):
     b = prepare(str(tmp_path / "w"), "b_1", "/opt/jd")["script"]
     assert a != b and Path(a).parent != Path(b).parent
     rng = random.Random(7)
-    names = {"".join(rng.choice("ab_+.-/1é ") for _ in range(rng.randint(1, 5))) for _ in range(5000)} | {".", "..", "_"}
+    assert host_dir_name("_2b") != host_dir_name("+")  # the escape character is escaped too
+    names = {"".join(rng.choice("ab_+.-/12é ") for _ in range(rng.randint(1, 5))) for _ in range(5000)} | {".", "..", "_"}
     dirs = {host_dir_name(n) for n in names}
     assert len(dirs) == len(names) and not any("/" in d or d in (".", "..") for d in dirs)
 
@@ -840,3 +841,25 @@ def test_a_tensorrt_that_calls_sys_exit_is_one_line(tmp_path, colors):
     assert rc == 1 and "SystemExit: 3" in out and "Traceback" not in err, (rc, out, err)
     refused(jd(["run", colors] + RUN_COLORS[:-4] + ["--backend", "tensorrt"], tmp_path, env=env), 2, "SystemExit: 3")
     refused(jd(["bundle", "engine", colors], tmp_path, env=env), 2, "SystemExit: 3")
+
+
+@pytest.mark.parametrize("command", [["bundle", "verify"], ["bundle", "inspect"], ["bundle", "pack"], ["bundle", "unpack"]])
+def test_bundle_path_that_is_a_device_or_pipe(tmp_path, command):
+    """Found by scripts/fuzz_cli.py: a FIFO as BUNDLE blocked, /dev/zero never ended."""
+    fifo = tmp_path / "b.fifo"
+    os.mkfifo(str(fifo))
+    extra = ["-o", tmp_path / "out"] if command[1] in ("pack", "unpack") else []
+    for path in (fifo, "/dev/zero"):
+        refused(jd(command + [path] + extra, tmp_path, timeout=60), 2, "a device, pipe or socket")
+
+
+@pytest.mark.needs("cv2")
+def test_selftest_camera_that_is_a_pipe_or_not_utf8(tmp_path):
+    """Found by scripts/fuzz_cli.py: `selftest --camera FIFO` blocked in OpenCV forever; a non-UTF-8
+    name segfaulted it.  Both are a FAIL with the reason."""
+    fifo = tmp_path / "cam.fifo"
+    os.mkfifo(str(fifo))
+    for cam, why in ((str(fifo), "not a camera device"), (os.fsencode(str(tmp_path)) + b"/\xff", "not valid UTF-8")):
+        rc, out, err = jd(["selftest", "--camera", cam], tmp_path, timeout=120)
+        assert rc == 1 and "Traceback" not in err, (rc, out, err)
+        assert any(ln.startswith("camera") and "FAIL" in ln and why in ln for ln in out.splitlines()), out

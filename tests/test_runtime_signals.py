@@ -132,3 +132,29 @@ def test_jsonl_rotates_by_size_and_keeps_every_line(tmp_path):
     assert s.rotated and all(os.path.getsize(str(f)) <= 400 for f in files)
     rows = [json.loads(x) for f in files for x in lines(f)]
     assert [r["index"] for r in rows] == list(range(20))
+
+
+def test_a_sink_interrupted_while_publishing_is_aborted_and_so_are_the_rest():
+    """close_sinks: the sink whose close is interrupted (a second signal) and every one after it are
+    aborted (their temporaries removed), and the interruption surfaces (then exit 130/143)."""
+    from jetson_deploy.runtime.session import close_sinks
+
+    class S:
+        def __init__(self, fail=False):
+            self.fail, self.log = fail, []
+
+        def close(self):
+            self.log.append("close")
+            if self.fail:
+                raise KeyboardInterrupt()
+
+        def abort(self):
+            self.log.append("abort")
+
+    a, b, c = S(), S(fail=True), S()
+    with pytest.raises(KeyboardInterrupt):
+        close_sinks([a, b, c], publish=True)
+    assert (a.log, b.log, c.log) == (["close"], ["close", "abort"], ["abort"])
+    d = S()
+    close_sinks([d], publish=False)
+    assert d.log == ["abort"]

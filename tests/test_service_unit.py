@@ -323,7 +323,7 @@ def test_rootfs_needs_the_boards_interpreter(tmp_path):
     fs = make_rootfs(tmp_path)
     base = ["service", "install", "demo", "--source", "csi://0", "--user", "nvidia", "--rootfs", str(fs)]
     res = invoke(base)
-    assert res.exit_code == 2 and "--python" in out(res), out(res)
+    assert res.exit_code == 2 and "--rootfs needs --python" in out(res), out(res)
     res = invoke(base + ["--python", "/usr/bin/python3"])
     assert res.exit_code == 2 and "not an executable program in the image" in out(res), out(res)
     bare = tmp_path / "bare"

@@ -137,3 +137,21 @@ def test_labels_are_the_bytes_that_were_hashed(pair, tmp_path):
 
         with pytest.raises(CheckFailed, match="labels.txt"):
             b.labels
+
+
+def test_the_directory_renamed_and_replaced_after_verification_changes_nothing(pair, tmp_path):
+    """The verified directory itself is moved away and an unsigned one put at its path: what is read
+    (labels, the model, the signature) is still the verified directory's, through its handle."""
+    from jetson_deploy.bundle.sign import VALID, open_trusted, signature_state
+
+    signed, unsigned, pub = pair
+    place = tmp_path / "bundle"
+    shutil.copytree(str(signed), str(place))
+    with open_trusted(place, pub) as b:
+        os.rename(str(place), str(tmp_path / "moved"))
+        shutil.copytree(str(unsigned), str(place))
+        (place / "manifest.sig").write_bytes(b"\0" * 64)
+        assert b.labels == LABELS
+        assert b.path("onnx").read_bytes() == (tmp_path / "moved" / "model.onnx").read_bytes()
+        assert os.path.samefile(str(b.path("labels")), str(tmp_path / "moved" / "labels.txt"))
+        assert signature_state(b, pub)[0] == VALID
