@@ -6,10 +6,12 @@ URI grammar::
 
 ``HOST`` empty or ``@`` binds 127.0.0.1 (the default; unlike ``rtsp://@``, which means every
 interface as in jetson-utils).  A loopback address needs no token unless the URI gives one.  Any
-other address (``0.0.0.0`` for every interface) requires a token: ``?token=`` in the URI, or a
-fresh ``secrets.token_urlsafe`` one; the URL with the token is logged once.  Requests without
-it (``?token=`` or the cookie the page sets) get 403.  ``PORT`` defaults to 8080; ``Q`` is the JPEG
-quality (default 80).
+other address (``0.0.0.0`` for every interface) requires a token: ``?token=`` in the URI (16
+characters or more), ``$JETSON_DEPLOY_HTTP_TOKEN``, or a fresh ``secrets.token_urlsafe`` one
+whose URL is logged once (a given token is redacted wherever the URI is shown).  Requests without
+it (``?token=`` or the cookie the page sets) get 403; without a token, so do requests whose
+``Host`` is not this loopback address or ``localhost`` (DNS rebinding).  ``PORT`` defaults to 8080;
+``Q`` is the JPEG quality (1 to 100, default 80).
 
 Routes: ``/`` the page, ``/stream.mjpg`` (``multipart/x-mixed-replace``), ``/frame.jpg`` (the
 latest frame), ``/stats`` (JSON figures).  ``?source=K`` picks a stream once several sources
