@@ -19,7 +19,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 from .._files import atomic_write_bytes
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
-from .manifest import SIGNATURE
 
 PathLike = Union[str, "os.PathLike[str]"]
 SIG_BYTES = 64

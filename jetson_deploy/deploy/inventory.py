@@ -7,7 +7,6 @@ A plain host list is simply an inventory without ``[group]`` sections.
 """
 import re
 import shlex
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .._files import read_text_file
