@@ -311,8 +311,8 @@ class Bundle:
         p = Path(path)
         try:
             return self.root / p.relative_to(self._handle.path)
-        except ValueError:
-            return p
+        except ValueError:  # another handle's path (the engine cache's): where it leads now
+            return Path(os.path.realpath(str(p))) if str(p).startswith("/proc/self/fd/") else p
 
     @property
     def handle_path(self) -> Path:
