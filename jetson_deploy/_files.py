@@ -311,3 +311,109 @@ def _swap_in(tmp: Path, path: Path, overwrite: bool, kind: "Optional[str]") -> N
             shutil.rmtree(str(old), ignore_errors=True)
         else:
             old.unlink()
+
+
+# ---- reading what was verified ---------------------------------------------------------------
+_PROC_FD = "/proc/self/fd"
+
+
+class DirHandle(object):
+    """A directory opened once: every later read goes through this handle, never through the
+    path it was opened by again, so a symlink flipped (or a directory renamed) after a check
+    cannot change what is read (``openat`` with ``O_NOFOLLOW`` on every component).
+
+    ``path`` names the handle itself (``/proc/self/fd/N`` on Linux) for code that wants a path
+    to the same directory in this process; ``real`` is where it was when opened (messages,
+    subprocesses).  Where ``/proc`` is missing both are the resolved path.
+    """
+
+    def __init__(self, path: "PathLike") -> None:
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(str(path), flags)  # follows a symlink once: this directory from now on
+        proc = "{}/{}".format(_PROC_FD, self.fd)
+        try:
+            self.real = Path(os.readlink(proc))
+            self.path = Path(proc)
+        except OSError:  # no /proc (not Linux): the resolved path is the best there is
+            self.real = Path(os.path.realpath(str(path)))
+            self.path = self.real
+
+    def _walk(self, rel: str) -> "tuple":
+        """(fd of the parent directory of REL, its last name); no component may be a symlink."""
+        parts = rel.split("/")
+        cur = os.dup(self.fd)
+        try:
+            for seg in parts[:-1]:
+                nxt = os.open(seg, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0), dir_fd=cur)
+                os.close(cur)
+                cur = nxt
+        except BaseException:
+            os.close(cur)
+            raise
+        return cur, parts[-1]
+
+    def lstat(self, rel: str) -> "os.stat_result":
+        """lstat of REL below the handle; a symlinked parent is ELOOP/ENOTDIR, as missing."""
+        parent, name = self._walk(rel)
+        try:
+            return os.stat(name, dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(parent)
+
+    def open(self, rel: str) -> int:
+        """A read-only fd of the regular file REL below the handle (no symlink followed, a FIFO
+        never blocks); OSError otherwise (ELOOP for a link, EINVAL for a special file)."""
+        parent, name = self._walk(rel)
+        try:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0), dir_fd=parent)
+        finally:
+            os.close(parent)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", rel)
+        return fd
+
+    def read_bytes(self, rel: str, limit: int) -> bytes:
+        """REL's bytes (at most LIMIT; more is ValueError), read once through the handle."""
+        fd = self.open(rel)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError("{} is larger than {} bytes".format(rel, limit))
+        return data
+
+    def sha256(self, rel: str) -> "tuple":
+        """(size, sha256) of REL, streamed through one fd opened below the handle."""
+        fd = self.open(rel)
+        h = hashlib.sha256()
+        n = 0
+        with os.fdopen(fd, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                h.update(block)
+                n += len(block)
+        return n, h.hexdigest()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def read_text_file(path: "PathLike", what: str, limit: int) -> str:
+    """A text input (a host list, an inventory) read whole: a regular file (never a FIFO that blocks
+    or a device that never ends), at most LIMIT bytes, UTF-8; BadInput naming WHAT otherwise."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadInput("cannot read {} {}: {}".format(what, path, exc.strerror or exc))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput("{} {} is not a regular file (a device, pipe or directory): give a text file".format(what, path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BadInput("{} {} is larger than {} bytes: is it really a {}?".format(what, path, limit, what))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("{} {} is not UTF-8 text".format(what, path))

@@ -59,7 +59,7 @@ def require(name: str, purpose: "Optional[str]" = None) -> Any:
         raise MissingDependency(
             "{} is needed{} but is not installed ({}): {}".format(top, what, exc, hint)
         ) from None
-    except Exception as exc:  # a stray source folder, or a package built for another Python
+    except (Exception, SystemExit) as exc:  # a stray source folder, a package built for another Python, one that exits
         where = getattr(sys.modules.get(top), "__file__", None) or _origin(top)
         raise MissingDependency(
             "{} is needed{} but the copy at {} does not import ({}: {}): run from another directory "

@@ -35,15 +35,26 @@ from .deploy.options import check_root
 from .deploy.single_host import retention, rollback_message
 from .deploy.transport import ScriptResult
 from .deploy.trt_check import PROBE_SCRIPT, needs_probe, refuse_old, tensorrt_from_probe
-from .service import deploy_gate, unit_name
 from .errors import BadInput, JetsonDeployError
+from .service import check_name as check_service_name
+from .service import deploy_gate, unit_name
 
 BUNDLE_JSON = "bundle.json"
-_HOST_DIR_RE = re.compile(r"[^A-Za-z0-9._\-]")
+_HOST_DIR_KEEP = re.compile(r"[A-Za-z0-9\-]")
+
+
+def host_dir_name(host: str) -> str:
+    """The controller's directory for one inventory host, one-to-one: every character but letters,
+    digits and '-' is written ``_XX`` (its UTF-8 bytes in hex), '_' included, so ``b+1`` and ``b_1``
+    (once both ``b_1``) never share a directory and run each other's scripts."""
+    out = []
+    for ch in host:
+        out.append(ch if _HOST_DIR_KEEP.match(ch) else "".join("_{:02x}".format(b) for b in ch.encode("utf-8")))
+    return "".join(out) or "_"
 
 
 def _host_dir(workdir: str, host: str) -> Path:
-    d = Path(workdir) / "hosts" / (_HOST_DIR_RE.sub("_", host) or "_")
+    d = Path(workdir) / "hosts" / host_dir_name(host)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -122,6 +133,7 @@ def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: in
     version it switched back to (:func:`jetson_deploy.service.deploy_gate`, as ``deploy`` does)."""
     info = _load(workdir)
     root = _abs_root(root)
+    _check_plan_args(keep, service, settle, health_timeout)  # before anything is decided: "unchanged" too
     res = ScriptResult(rc, prepare_out.replace("\r", ""), "")
     if rc != 0 or res.first("PREPARED") is None:
         raise JetsonDeployError("preparing {} failed: {}".format(root, res.error_line()))
@@ -145,6 +157,23 @@ def plan(workdir: str, host: str, root: str, rc: int, prepare_out: str, keep: in
     atomic_write_text(path, script)
     atomic_write_json(_host_dir(workdir, host) / "plan.json", {"previous": active, "action": action, "service": service or ""})
     return {"action": action, "staging": staging, "finalize": str(path.resolve()), "previous": active, "prune": prune}
+
+
+def _check_plan_args(keep: int, service: "Optional[str]", settle: int, health_timeout: float) -> None:
+    """The play's variables, checked as ``deploy`` checks its options (one line, exit 1)."""
+    import math
+
+    if keep < 1:
+        raise JetsonDeployError("jd_keep={}: keep 1 or more versions (the active and the previous one are always kept)".format(keep))
+    if service:
+        try:
+            check_service_name(service)
+        except BadInput as exc:
+            raise JetsonDeployError("jd_service: {}".format(exc))
+    if settle < 0:
+        raise JetsonDeployError("jd_service_settle={}: give 0 or more seconds".format(settle))
+    if not math.isfinite(health_timeout) or health_timeout <= 0:
+        raise JetsonDeployError("jd_health_timeout={}: give a number of seconds above 0".format(health_timeout))
 
 
 def _check_space(res: "ScriptResult", info: "Dict[str, Any]", root: str) -> None:

@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import platform
+import signal
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -87,9 +88,11 @@ class LazyGroup(click.Group):
                 raise
             click.echo("Error: {}".format(_one_line(str(exc))), err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted; outputs are left as they were before this run", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            code = 128 + getattr(exc, "signum", signal.SIGINT)
+            click.echo("Error: {}; outputs are left as they were before this run".format(
+                "stopped (SIGTERM)" if code == 143 else "interrupted"), err=True)
+            ctx.exit(code)
         except Exception as exc:  # every other error: one line, never a traceback (unless --debug)
             if _debug(ctx):
                 raise
@@ -187,11 +190,43 @@ def quiet_native_libraries() -> None:
         os.environ.setdefault(name, value)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, ``kill``, systemd, most supervisors) handled as Ctrl-C is: a run
+    drains, publishes its results and exits 0; stopped again while publishing it exits 143."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum: int, frame: "Any") -> None:
+    raise Terminated()
+
+
+def ignore_stop_signals() -> None:
+    """The command is done (results published, exit code known): from here to the process's end a
+    SIGINT/SIGTERM is ignored, so it exits with that code and never dies by the signal (-2/-15).
+    Ignored, not handled: the interpreter resets Python-level handlers to the default while it
+    finalizes, and a signal then would kill it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def main(argv: "Optional[List[str]]" = None) -> None:
     # The console command: our handler is the only one; a root handler someone configured
     # must not print every line twice.  (Library use and click's test runner keep propagation.)
     logging.getLogger("jetson_deploy").propagate = False
-    cli.main(args=argv, prog_name="jetson-deploy")
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli.main(args=argv, prog_name="jetson-deploy")
+    except SystemExit:
+        ignore_stop_signals()
+        raise
+    except KeyboardInterrupt as exc:  # outside a command (start-up): the same codes as inside one
+        ignore_stop_signals()
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,7 +112,7 @@ def _module_version(name: str) -> "Tuple[str, Optional[Any]]":
     """(version or 'not installed', module or None); import errors of any kind are absorbed."""
     try:
         mod = importlib.import_module(name)
-    except Exception as exc:  # broken installs (e.g. PyPI tensorrt stubs) raise anything
+    except (Exception, SystemExit) as exc:  # broken installs (e.g. PyPI tensorrt stubs) raise anything, or exit
         if isinstance(exc, ImportError):
             return NOT_INSTALLED, None
         return "broken ({}: {})".format(type(exc).__name__, str(exc).splitlines()[0][:80] if str(exc) else ""), None

@@ -18,6 +18,8 @@ built nothing.
 import base64
 import importlib
 import importlib.util
+import os
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ._files import is_utf8_path
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -176,7 +180,7 @@ class SelfTest:
             status = PASS
         except _Skip as s:
             status, detail = SKIP, str(s)
-        except Exception as exc:  # noqa: BLE001 -- report, never traceback
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- report, never traceback (a module may sys.exit)
             status, detail = FAIL, _one_line(exc)
         check = Check(name, status, detail, round(time.monotonic() - t0, 3))
         self.checks.append(check)
@@ -344,6 +348,10 @@ class SelfTest:
             dev: Any = src[len("v4l2://"):] if src.startswith("v4l2://") else src
             if isinstance(dev, str) and dev.isdigit():
                 dev = int(dev)
+            elif not is_utf8_path(dev):  # OpenCV/FFmpeg segfault on such a name
+                raise RuntimeError("camera {!r} is not valid UTF-8: rename it".format(src))
+            elif isinstance(dev, str) and os.path.exists(dev) and not (stat.S_ISCHR(os.stat(dev).st_mode) or os.path.isfile(dev)):
+                raise RuntimeError("{} is not a camera device or a video file (a pipe or socket would block)".format(src))
             cap = cv2.VideoCapture(dev)
         try:
             if not cap.isOpened():

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._files import atomic_output
 from .errors import BadInput, CheckFailed
+from .media.http_sink import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,18 @@ DEFAULT_ROOT = "/opt/jetson-deploy"
 DEFAULT_RESTART_SEC = 5
 # the marker on the first line: only units this tool wrote are ever replaced or removed
 MARKER = "# Made by jetson-deploy service install; jetson-deploy service uninstall removes it."
+ENV_MARKER = "# Made by jetson-deploy service install (secrets of the unit; mode 0600)."
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_\-]*\$?$")
-_PLAIN_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=,+@\-]+$")
+STATE_DIR = "/var/lib/jetson-deploy"  # systemd's StateDirectory=jetson-deploy/NAME: the unit's working directory
+ENV_DIR = "/etc/jetson-deploy"  # NAME.env (0600, root): secrets the unit reads, never in the unit or the command line
+# systemd is running here when this directory exists (sd_booted(3))
+SYSTEMD_RUN_DIR = "/run/systemd/system"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*\Z")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_\-]*\$?\Z")
+_PLAIN_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=,+@\-]+\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@][A-Za-z0-9:_.\\@\-]*\.(service|target|socket|mount|device|path|timer|slice|scope|swap|automount)\Z")
 # which daemon must be up before a source can open: CSI cameras go through Argus
 _CAMERA_UNITS = (("csi://", "nvargus-daemon.service"),)
 
@@ -55,6 +64,27 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_value(value: str, what: str) -> str:
+    """Refuse a control character (a newline would write new directives into the unit)."""
+    if not isinstance(value, str) or _CONTROL_RE.search(value):
+        raise BadInput("{} {!r} contains a control character (a line break, tab or the like): the unit file "
+                       "takes one line per setting".format(what, value))
+    return value
+
+
+def check_unit(unit: str) -> str:
+    """A unit name for After=/Wants= (``nvargus-daemon.service``); nothing that could be a directive."""
+    check_value(unit, "--after")
+    if not _UNIT_RE.match(unit):
+        raise BadInput("--after {!r} is not a systemd unit name (like nvargus-daemon.service or network-online.target)".format(unit))
+    return unit
+
+
+def _unit_text(text: str) -> str:
+    """A free-text unit setting (Description=): ``%`` would be a specifier there (``%n``)."""
+    return check_value(text, "unit text").replace("%", "%%")
+
+
 def camera_units(source: str) -> "List[str]":
     """Units the camera stack needs before SOURCE opens (``nvargus-daemon`` for ``csi://``)."""
     return [unit for prefix, unit in _CAMERA_UNITS if source.startswith(prefix)]
@@ -68,11 +98,14 @@ def _exec_arg(arg: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def default_exec(rootfs: bool = False) -> "List[str]":
-    """How the unit starts jetson-deploy: this interpreter here; the board's python3 in an image."""
-    if rootfs:
-        return ["/usr/bin/python3", "-m", "jetson_deploy"]
-    return [sys.executable, "-m", "jetson_deploy"]
+def default_exec(python: "Optional[str]" = None, rootfs: bool = False) -> "List[str]":
+    """How the unit starts jetson-deploy: PYTHON (the interpreter that has jetson-deploy installed)
+    ``-m jetson_deploy``; on this machine by default the interpreter running now.  For an image it
+    cannot be known (the README installs into a venv, not the board's /usr/bin/python3): ``--python``."""
+    if python is None and rootfs:
+        raise BadInput("--rootfs needs --python PATH: the board's interpreter that has jetson-deploy installed "
+                       "(the README's venv: /home/USER/jd/bin/python), as a path on the board")
+    return [python or sys.executable, "-m", "jetson_deploy"]
 
 
 def default_user() -> str:
@@ -91,6 +124,7 @@ class ServiceSpec(object):
         self.name = check_name(name)
         if not source:
             raise BadInput("--source is required: the camera or stream the service runs on")
+        check_value(root, "--root")
         if not root.startswith("/") or ".." in root.split("/"):
             raise BadInput("--root {!r}: the service needs the absolute device root (e.g. {})".format(root, DEFAULT_ROOT))
         self.user = user or default_user()
@@ -101,12 +135,14 @@ class ServiceSpec(object):
                 raise BadInput("group {!r} is not a valid group name".format(g))
         if restart_sec < 1:
             raise BadInput("--restart-sec must be 1 or more")
-        self.source, self.sinks, self.run_args = source, list(sinks), list(run_args)
+        self.source = check_value(source, "--source")
+        self.sinks, self.token = _secret_free_sinks([check_value(x, "--sink") for x in sinks])
+        self.run_args = [check_value(a, "run option") for a in run_args]
         self.root = root.rstrip("/") or "/"
-        self.exec_cmd = list(exec_cmd) if exec_cmd else default_exec()
-        if not self.exec_cmd[0].startswith("/"):
-            raise BadInput("--exec {!r}: systemd needs an absolute program path".format(self.exec_cmd[0]))
-        self.groups, self.restart_sec, self.after = list(groups), int(restart_sec), list(after)
+        self.exec_cmd = [check_value(a, "--exec") for a in (exec_cmd or default_exec())]
+        if not self.exec_cmd or not self.exec_cmd[0].startswith("/"):
+            raise BadInput("--exec {!r}: systemd needs an absolute program path".format(self.exec_cmd[0] if self.exec_cmd else ""))
+        self.groups, self.restart_sec, self.after = list(groups), int(restart_sec), [check_unit(u) for u in after]
 
     @property
     def unit(self) -> str:
@@ -122,6 +158,16 @@ class ServiceSpec(object):
     @property
     def description(self) -> str:
         return "jetson-deploy: run bundle {} from {}".format(self.name, self.bundle_path)
+
+    @property
+    def state_dir(self) -> str:
+        """The unit's working directory (``StateDirectory=``: systemd makes it, owned by the user):
+        a relative ``--sink out.jsonl`` lands here."""
+        return "{}/{}".format(STATE_DIR, self.name)
+
+    @property
+    def env_file(self) -> str:
+        return "{}/{}.env".format(ENV_DIR, self.name)
 
     def argv(self) -> "List[str]":
         args = self.exec_cmd + ["run", self.bundle_path, "--source", self.source]
@@ -151,6 +197,32 @@ class AgentSpec(ServiceSpec):
                                 "--restart-service", self.bundle] + self.run_args
 
 
+def _secret_free_sinks(sinks: "List[str]") -> "Tuple[List[str], Optional[str]]":
+    """Sinks with an ``http://...?token=`` moved out: (sinks without it, the token).  The unit file
+    is world-readable and the command line is in ``ps``; the token goes to the root-only
+    environment file the unit reads (:data:`TOKEN_ENV`), which the live view takes it from."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    out: "List[str]" = []
+    tokens = set()
+    for item in sinks:
+        prefix, _, uri = item.partition("=") if re.match(r"^\d+=", item) else ("", "", item)
+        if uri.startswith("http://") and "token=" in uri:
+            parts = urlsplit(uri)
+            query = parse_qsl(parts.query, keep_blank_values=True)
+            tokens.update(v for k, v in query if k == "token")
+            uri = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "token"])))
+        out.append(prefix + ("=" if prefix else "") + uri)
+    if len(tokens) > 1:
+        raise BadInput("--sink: two http:// sinks with different tokens; the service keeps one ({})".format(TOKEN_ENV))
+    return out, (tokens.pop() if tokens else None)
+
+
+def env_text(spec: "ServiceSpec") -> str:
+    """The environment file's text (``NAME=value`` lines, systemd's EnvironmentFile= syntax)."""
+    return "{}\n{}={}\n".format(ENV_MARKER, TOKEN_ENV, spec.token)
+
+
 def render_unit(spec: "ServiceSpec") -> str:
     """The unit text.  Back-off: RestartSec between tries, at most 10 starts in 5 minutes, after
     which systemd stops trying (``systemctl reset-failed`` or the next deploy's restart resumes)."""
@@ -159,7 +231,7 @@ def render_unit(spec: "ServiceSpec") -> str:
     lines = [
         MARKER,
         "[Unit]",
-        "Description=" + spec.description,
+        "Description=" + _unit_text(spec.description),
         "After=" + " ".join(after),
         "Wants=" + " ".join(after),
         "StartLimitIntervalSec=300",
@@ -168,6 +240,8 @@ def render_unit(spec: "ServiceSpec") -> str:
         "[Service]",
         "Type=simple",
         "User=" + spec.user,
+        "StateDirectory=" + spec.state_dir[len("/var/lib/"):],
+        "WorkingDirectory=" + spec.state_dir,
     ]
     if spec.groups:
         lines.append("SupplementaryGroups=" + " ".join(spec.groups))
@@ -181,7 +255,10 @@ def render_unit(spec: "ServiceSpec") -> str:
         "StandardError=journal",
         "SyslogIdentifier=jetson-deploy-{}".format(spec.name),
         "Environment=PYTHONUNBUFFERED=1",
-    ] + list(spec.overrides)
+    ]
+    if spec.token:
+        lines.append("EnvironmentFile=" + spec.env_file)  # the live view's token: root-only, not in this 0644 file
+    lines += list(spec.overrides)
     if any(s.startswith("display://") for s in spec.sinks):
         lines.append("Environment=DISPLAY=:0")  # the board's local X server (display://0)
     lines += [
@@ -226,21 +303,27 @@ def board_path(rootfs: str, path: str) -> Path:
     return top.joinpath(*(cur + parts[-1:]))
 
 
-def _ours(path: Path) -> bool:
+def _ours(path: Path, marker: str = MARKER) -> bool:
     try:
         with open(str(path), "r", encoding="utf-8", errors="replace") as f:
-            return f.readline().rstrip("\n") == MARKER
+            return f.readline().rstrip("\n") == marker
     except OSError:
         return False
 
 
-def _write_unit(dest: Path, text: str) -> None:
+def _check_writable(dest: Path, marker: str = MARKER) -> None:
     if dest.is_symlink():
         raise BadInput("{} is a symlink (a masked unit?): remove it first, this tool replaces only its own units".format(dest))
-    if dest.exists() and not _ours(dest):
+    if dest.exists() and not _ours(dest, marker):
         raise BadInput("{} exists and was not made by jetson-deploy: remove or rename it first".format(dest))
+
+
+def _write_unit(dest: Path, text: str, marker: str = MARKER, mode: "Optional[int]" = None) -> None:
+    _check_writable(dest, marker)
     try:
         with atomic_output(dest, "w") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(text)
     except PermissionError:
         raise BadInput("cannot write {}: permission denied (run with sudo)".format(dest))
@@ -274,38 +357,105 @@ def _user_in_rootfs(rootfs: str, user: str) -> bool:
     return any(line.split(":", 1)[0] == user for line in text.splitlines())
 
 
+def _in_image(rootfs: str, path: str) -> Path:
+    """PATH resolved inside ROOTFS as the board resolves it, the last component too."""
+    for _ in range(40):
+        p = board_path(rootfs, path)
+        if not p.is_symlink():
+            return p
+        target = os.readlink(str(p))
+        path = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
+    raise BadInput("{}: too many symlinks resolving {} inside the image".format(rootfs, path))
+
+
+_SITE_DIRS = ("/usr/lib/python3/dist-packages", "/usr/local/lib/python3*/dist-packages", "/usr/lib/python3*/site-packages",
+              "/usr/local/lib/python3*/site-packages", "/home/*/.local/lib/python3*/site-packages")
+
+
+def _has_package(site: Path) -> bool:
+    return any(site.glob("jetson_deploy/__init__.py")) or any(site.glob("jetson_deploy*.dist-info")) \
+        or any(site.glob("jetson_deploy*.egg-info")) or any(site.glob("jetson_deploy*.egg-link")) \
+        or any(site.glob("__editable__*jetson_deploy*"))
+
+
+def check_interpreter(rootfs: str, exec_cmd: "Sequence[str]") -> None:
+    """The unit's program must exist in the image; for ``PYTHON -m jetson_deploy`` jetson-deploy must
+    be installed for that PYTHON there (its venv, or the system's site directories).  BadInput
+    otherwise: a unit that cannot start would only fail at boot."""
+    prog = exec_cmd[0]
+    host = _in_image(rootfs, prog)
+    if not host.is_file() or not os.access(str(host), os.X_OK):
+        raise BadInput("{} is not an executable program in the image {}: give the board's interpreter that has "
+                       "jetson-deploy installed (--python, e.g. /home/nvidia/jd/bin/python)".format(prog, rootfs))
+    if list(exec_cmd[1:3]) != ["-m", "jetson_deploy"]:
+        return  # --exec: the user's own command, taken as given
+    venv = board_path(rootfs, os.path.dirname(os.path.dirname(prog)) + "/pyvenv.cfg")
+    sites: "List[Path]" = []
+    if venv.is_file():
+        sites += list(venv.parent.glob("lib/python3*/site-packages"))
+        if "include-system-site-packages = true" not in venv.read_text(encoding="utf-8", errors="replace"):
+            sites = sites or [venv.parent]
+        else:
+            sites += [q for pat in _SITE_DIRS for q in Path(rootfs).glob(pat.lstrip("/"))]
+    else:
+        sites += [q for pat in _SITE_DIRS for q in Path(rootfs).glob(pat.lstrip("/"))]
+    if not any(_has_package(site) for site in sites):
+        raise BadInput("jetson-deploy is not installed for {} in the image {}: install it there first "
+                       "(pip install '.[jetson]' in that venv), or give --exec with the full command".format(prog, rootfs))
+
+
 def install_rootfs(spec: "ServiceSpec", rootfs: str) -> "Dict[str, str]":
-    """Write the unit into ROOTFS and enable it there (the ``multi-user.target.wants`` link)."""
+    """Write the unit into ROOTFS and enable it there (the ``multi-user.target.wants`` link).
+    Everything is checked before anything is written."""
     _check_rootfs(rootfs)
+    check_interpreter(rootfs, spec.exec_cmd)
     if not _user_in_rootfs(rootfs, spec.user):
         log.info("note: user %s is not in %s/etc/passwd yet; create it on the board (oem-config) or pass --user",
                  spec.user, rootfs)
     unit_path = "{}/{}".format(UNIT_DIR, spec.unit)
     dest = board_path(rootfs, unit_path)
-    _write_unit(dest, render_unit(spec))
+    env = board_path(rootfs, spec.env_file) if spec.token else None
     link = board_path(rootfs, "{}/{}.wants/{}".format(UNIT_DIR, WANTED_BY, spec.unit))
+    _check_writable(dest)
+    if env is not None:
+        _check_writable(env, ENV_MARKER)
+        env.parent.mkdir(parents=True, exist_ok=True)
+        _write_unit(env, env_text(spec), ENV_MARKER, mode=0o600)
+    _write_unit(dest, render_unit(spec))
     _symlink(link, unit_path)
     log.info("installed %s and enabled it for %s in %s", spec.unit, WANTED_BY, rootfs)
     return {"unit": spec.unit, "path": str(dest), "wants": str(link)}
 
 
-def uninstall_rootfs(name: str, rootfs: str) -> "Dict[str, object]":
-    _check_rootfs(rootfs)
-    unit = unit_name(name)
-    dest = board_path(rootfs, "{}/{}".format(UNIT_DIR, unit))
-    removed: "List[str]" = []
-    sysdir = board_path(rootfs, UNIT_DIR + "/x").parent
+def _our_links(sysdir: Path, unit: str, unit_path: str) -> "List[Path]":
+    """``*.wants/UNIT`` links that point at our unit (by its path or its name) and nothing else."""
+    links = []
     if sysdir.is_dir():
         for wants in sysdir.glob("*.wants"):
             link = wants / unit
-            if link.is_symlink():
-                link.unlink()
-                removed.append(str(link))
-    if dest.is_symlink() or dest.exists():
-        if not _ours(dest):
-            raise BadInput("{} was not made by jetson-deploy: leaving it alone".format(dest))
-        dest.unlink()
-        removed.append(str(dest))
+            if link.is_symlink() and os.readlink(str(link)) in (unit_path, unit, "../" + unit):
+                links.append(link)
+    return links
+
+
+def uninstall_rootfs(name: str, rootfs: str) -> "Dict[str, object]":
+    """Remove NAME's unit, its ``*.wants`` links and its environment file from ROOTFS.  Ownership is
+    checked first: a unit this tool did not write is refused with nothing touched."""
+    _check_rootfs(rootfs)
+    unit = unit_name(name)
+    unit_path = "{}/{}".format(UNIT_DIR, unit)
+    dest = board_path(rootfs, unit_path)
+    env = board_path(rootfs, "{}/{}.env".format(ENV_DIR, name))
+    if (dest.is_symlink() or dest.exists()) and not _ours(dest):
+        raise BadInput("{} was not made by jetson-deploy: leaving it alone (nothing removed)".format(dest))
+    removed: "List[str]" = []
+    for link in _our_links(board_path(rootfs, UNIT_DIR + "/x").parent, unit, unit_path):
+        link.unlink()
+        removed.append(str(link))
+    for path, marker in ((dest, MARKER), (env, ENV_MARKER)):
+        if path.is_file() and not path.is_symlink() and _ours(path, marker):
+            path.unlink()
+            removed.append(str(path))
     if not removed:
         raise BadInput("{} is not installed in {}".format(unit, rootfs))
     log.info("removed %s from %s", unit, rootfs)
@@ -325,6 +475,17 @@ def status_rootfs(name: str, rootfs: str, root: str = DEFAULT_ROOT) -> "Dict[str
 
 # ----------------------------------------------------------------------------- this machine
 
+def systemd_running() -> bool:
+    """systemd is PID 1 here (sd_booted(3): its runtime directory exists)."""
+    return os.path.isdir(SYSTEMD_RUN_DIR)
+
+
+def _need_systemd() -> None:
+    if not systemd_running():
+        raise BadInput("systemd is not running on this machine ({} is missing): install into an image with "
+                       "--rootfs DIR, or print the unit with --print".format(SYSTEMD_RUN_DIR))
+
+
 def _systemctl(args: "Sequence[str]", check: bool = True) -> "subprocess.CompletedProcess":
     exe = shutil.which("systemctl")
     if exe is None:
@@ -335,28 +496,69 @@ def _systemctl(args: "Sequence[str]", check: bool = True) -> "subprocess.Complet
     return p
 
 
-def install_local(spec: "ServiceSpec", start: bool = True, unit_dir: str = UNIT_DIR) -> "Dict[str, str]":
-    """Write the unit here, reload systemd, enable it (and start it unless ``start`` is False)."""
+def _snapshot(path: Path) -> "Optional[bytes]":
+    try:
+        return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    except OSError:
+        return None
+
+
+def _restore(path: Path, before: "Optional[bytes]") -> None:
+    """Put PATH back as it was (None: it did not exist) after a failed install."""
+    try:
+        if before is None:
+            path.unlink()
+        else:
+            with atomic_output(path, "wb") as f:
+                f.write(before)
+    except OSError:
+        pass
+
+
+def install_local(spec: "ServiceSpec", start: bool = True, unit_dir: str = UNIT_DIR, env_dir: str = ENV_DIR) -> "Dict[str, str]":
+    """Write the unit here, reload systemd, enable it (and start it unless ``start`` is False).
+    A failure at any step leaves the unit directory as it was."""
+    _need_systemd()
     dest = Path(unit_dir) / spec.unit
-    _write_unit(dest, render_unit(spec))
-    _systemctl(["daemon-reload"])
-    _systemctl(["enable"] + (["--now"] if start else []) + [spec.unit])
+    env = Path(env_dir) / "{}.env".format(spec.name) if spec.token else None
+    _check_writable(dest)
+    if env is not None:
+        _check_writable(env, ENV_MARKER)
+    saved = [(p, _snapshot(p)) for p in (dest, env) if p is not None]
+    try:
+        if env is not None:
+            env.parent.mkdir(parents=True, exist_ok=True)
+            _write_unit(env, env_text(spec), ENV_MARKER, mode=0o600)
+        _write_unit(dest, render_unit(spec))
+        _systemctl(["daemon-reload"])
+        _systemctl(["enable"] + (["--now"] if start else []) + [spec.unit])
+    except BaseException:
+        for path, before in saved:
+            _restore(path, before)
+        _systemctl(["daemon-reload"], check=False)
+        raise
     log.info("installed %s (%s)%s", spec.unit, dest, ", started" if start else "")
     return {"unit": spec.unit, "path": str(dest)}
 
 
-def uninstall_local(name: str, unit_dir: str = UNIT_DIR) -> "Dict[str, object]":
+def uninstall_local(name: str, unit_dir: str = UNIT_DIR, env_dir: str = ENV_DIR) -> "Dict[str, object]":
     unit = unit_name(name)
     dest = Path(unit_dir) / unit
     if not dest.exists():
         raise BadInput("{} is not installed ({} does not exist)".format(unit, dest))
     if not _ours(dest):
         raise BadInput("{} was not made by jetson-deploy: leaving it alone".format(dest))
+    _need_systemd()
     _systemctl(["disable", "--now", unit], check=False)
     dest.unlink()
+    removed = [str(dest)]
+    env = Path(env_dir) / "{}.env".format(name)
+    if env.is_file() and not env.is_symlink() and _ours(env, ENV_MARKER):
+        env.unlink()
+        removed.append(str(env))
     _systemctl(["daemon-reload"])
     log.info("stopped, disabled and removed %s", unit)
-    return {"unit": unit, "removed": [str(dest)]}
+    return {"unit": unit, "removed": removed}
 
 
 STATUS_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "MainPID")
@@ -364,6 +566,9 @@ STATUS_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NRestar
 
 def status_local(name: str) -> "Dict[str, object]":
     unit = unit_name(name)
+    if not systemd_running():
+        raise CheckFailed("{}: systemd is not running on this machine, so no service runs here (for an image: "
+                          "service status {} --rootfs DIR)".format(unit, name))
     p = _systemctl(["show", unit, "-p", ",".join(STATUS_KEYS)], check=False)
     props = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     out: "Dict[str, object]" = {"unit": unit}

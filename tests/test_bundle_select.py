@@ -11,6 +11,11 @@ from jetson_deploy.bundle.engine_cache import cache_key, default_cache_dir, pars
 from jetson_deploy.errors import BadInput, CheckFailed
 
 
+def same(a, b) -> bool:
+    """The same file: a verified bundle hands out paths through its directory handle."""
+    return a is not None and os.path.samefile(str(a), str(b))
+
+
 class FakeBuilder:
     """Stands in for TensorRT: records calls, returns a plan derived from its inputs."""
 
@@ -33,7 +38,7 @@ def bundle(tmp_path):
 def test_exact_bundled_match_does_not_build(bundle, tmp_path):
     fb = FakeBuilder()
     path, how = resolve_engine(bundle, "8.6.2.3", 87, "fp16", cache_dir=tmp_path / "c", build_fn=fb)
-    assert how == "bundled" and path == bundle.root / "engines/8.6.2_sm87_fp16.engine"
+    assert how == "bundled" and same(path, bundle.root / "engines/8.6.2_sm87_fp16.engine")
     assert fb.calls == []
     # same spec shapes given explicitly still match the bundled plan
     assert resolve_engine(bundle, "8.6.2", "8.7", "fp16", shapes={"input": [1, 3, 16, 16]}, cache_dir=tmp_path / "c", build_fn=fb)[1] == "bundled"
@@ -45,7 +50,7 @@ def test_miss_builds_then_hits(bundle, tmp_path):
     p1, how1 = resolve_engine(bundle, "8.6.2", 72, "fp16", cache_dir=cache, build_fn=fb)
     assert how1 == "built" and len(fb.calls) == 1
     onnx, prec, calib, qdq = fb.calls[0]
-    assert onnx == str(bundle.root / "model.onnx") and prec == "fp16" and calib is None and qdq is None
+    assert same(onnx, bundle.root / "model.onnx") and prec == "fp16" and calib is None and qdq is None
     p2, how2 = resolve_engine(bundle, "8.6.2", 72, "fp16", cache_dir=cache, build_fn=fb)
     assert how2 == "cache-hit" and p2 == p1 and len(fb.calls) == 1
     meta = json.loads(p1.with_suffix(".json").read_text())
@@ -106,13 +111,13 @@ def test_int8_inputs_follow_tensorrt_version(bundle, tmp_path):
     fb = FakeBuilder()
     cache = tmp_path / "c"
     resolve_engine(bundle, "8.6.2", 87, "int8", cache_dir=cache, build_fn=fb)
-    assert fb.calls[-1][2] is None and fb.calls[-1][3] == str(bundle.root / "model.qdq.onnx")
+    assert fb.calls[-1][2] is None and same(fb.calls[-1][3], bundle.root / "model.qdq.onnx")
     resolve_engine(bundle, "10.3.0", 87, "int8", cache_dir=cache, build_fn=fb)
-    assert fb.calls[-1][3] == str(bundle.root / "model.qdq.onnx")
+    assert same(fb.calls[-1][3], bundle.root / "model.qdq.onnx")
     resolve_engine(bundle, "8.2.1", 72, "int8", cache_dir=cache, build_fn=fb)  # TensorRT < 8.5: calibration cache
-    assert fb.calls[-1][2] == str(bundle.root / "calibration/8.2.1.cache") and fb.calls[-1][3] is None
+    assert same(fb.calls[-1][2], bundle.root / "calibration/8.2.1.cache") and fb.calls[-1][3] is None
     resolve_engine(bundle, "8.2.3", 72, "int8", cache_dir=cache, build_fn=fb)  # 8.2.1's cache is no use to 8.2.3
-    assert fb.calls[-1][2] is None and fb.calls[-1][3] == str(bundle.root / "model.qdq.onnx")
+    assert fb.calls[-1][2] is None and same(fb.calls[-1][3], bundle.root / "model.qdq.onnx")
 
 
 def test_calibration_cache_of_another_patch_release_is_not_used(tmp_path):

@@ -61,8 +61,11 @@ def test_workstation_calibration_to_a_flashed_image_and_its_first_run(tmp_path):
     active = image / "opt" / "jetson-deploy" / "active" / "shapes"
     assert os.readlink(str(active)) == "../bundles/shapes/1.0.0"  # relative: right on the booted board too
 
+    from support.deploy import board_venv
+
+    python = board_venv(image)  # the board's venv with jetson-deploy, where the README installs it
     jd("service", "install", "shapes", "--source", "synthetic://320x240@30", "--sink", "null://", "--user", "nvidia",
-       "--rootfs", image, cwd=w)
+       "--rootfs", image, "--python", python, cwd=w)
     unit = image / "etc" / "systemd" / "system" / "jetson-deploy-shapes.service"
     wants = image / "etc" / "systemd" / "system" / "multi-user.target.wants" / "jetson-deploy-shapes.service"
     assert unit.is_file() and wants.is_symlink() and Path(os.readlink(str(wants))).name == unit.name  # enabled for boot

@@ -1,5 +1,6 @@
 """``http://`` live view: URI grammar and token rules, then ``jetson-deploy run`` read by real clients
 (headless Chromium's screenshot, a raw MJPEG reader, a client that never reads)."""
+import os
 import re
 import socket
 import subprocess
@@ -36,8 +37,8 @@ def test_uri_grammar_and_token_rules():
     assert wide.token and len(wide.token) >= 16 and "?token=" + wide.token in wide.url
     assert not wide.authorized({}, "") and not wide.authorized({"token": ["nope"]}, "")
     assert wide.authorized({"token": [wide.token]}, "") and wide.authorized({}, "a=b; jd_token=" + wide.token)
-    assert HTTPSink("http://0.0.0.0:8080/?token=abc").token == "abc"
-    assert HTTPSink("http://127.0.0.1:8080/?token=abc").token == "abc"  # asked for on loopback too
+    assert HTTPSink("http://0.0.0.0:8080/?token=abcdefghijklmnop").token == "abcdefghijklmnop"
+    assert HTTPSink("http://127.0.0.1:8080/?token=abcdefghijklmnop").token == "abcdefghijklmnop"  # asked for on loopback too
     assert split_host_port("[::1]:9", "x", 1) == ("::1", 9)
     with pytest.raises(BadInput, match="http://"):
         HTTPSink("http://@:port/")
@@ -117,18 +118,18 @@ def test_browser_shows_annotated_frame_and_figures(bundle, tmp_path):
 def test_token_required_when_asked_for(bundle):
     port = free_port()
     base = "http://127.0.0.1:{}/".format(port)
-    run = Run(bundle, "synthetic://160x120@15", base + "?token=s3cret-t0ken")
+    run = Run(bundle, "synthetic://160x120@15", base + "?token=s3cret-t0ken-long-enough")
     try:
-        run.wait_url(base, headers={"Cookie": "jd_token=s3cret-t0ken"})
+        run.wait_url(base, headers={"Cookie": "jd_token=s3cret-t0ken-long-enough"})
         assert status(base) == 403 and status(base + "stats") == 403 and status(base + "stream.mjpg") == 403
         assert status(base + "?token=wrong") == 403 and status(base + "stats", {"Cookie": "jd_token=wrong"}) == 403
-        with urllib.request.urlopen(base + "?token=s3cret-t0ken", timeout=5) as r:
-            assert r.getcode() == 200 and "jd_token=s3cret-t0ken" in r.headers.get("Set-Cookie", "")
+        with urllib.request.urlopen(base + "?token=s3cret-t0ken-long-enough", timeout=5) as r:
+            assert r.getcode() == 200 and "jd_token=s3cret-t0ken-long-enough" in r.headers.get("Set-Cookie", "")
             assert b"stream.mjpg" in r.read()
-        assert status(base + "frame.jpg?token=s3cret-t0ken") == 200
+        assert status(base + "frame.jpg?token=s3cret-t0ken-long-enough") == 200
     finally:
         assert run.stop() == 0
-    assert "?token=s3cret-t0ken" in run.stderr()  # the URL with its token, printed once
+    assert "?token=<redacted>" in run.stderr() and "s3cret" not in run.stderr()  # a given token is never echoed
 
 
 def _reader(url, stop, counter):
@@ -169,7 +170,7 @@ def test_stalled_client_leaves_fps_unchanged(bundle):
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", port))
-        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # ... and never reads
+        stalled.sendall("GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n".format(port).encode())  # ... and never reads
         time.sleep(2.0)  # long enough to fill both socket buffers: its server thread now blocks
         seen = got[0]
         fps_after, stats = _fps(base, 3.0)
@@ -224,3 +225,92 @@ def test_each_source_gets_its_own_stream(tmp_path):
     finally:
         sink.clients = 0
         sink.close()
+
+
+# -- issue #29.5 / #29.6: slots that come back, and answering only to its own name -----------------
+def _raw(port, path, host=None, read=True):
+    """One raw request; HOST the Host header (default the bound address). The status code, or None
+    when READ is False (the client hangs up at once)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        c.sendall("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n".format(path, host or "127.0.0.1:{}".format(port)).encode())
+        if not read:
+            return None
+        head = b""
+        while b"\r\n" not in head:
+            chunk = c.recv(64)
+            if not chunk:
+                break
+            head += chunk
+        return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else None
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+def test_unknown_source_is_404_and_hung_up_viewers_free_their_slots(bundle):
+    """#29.5: sixteen `stream.mjpg?source=7` that hung up kept all 16 slots for the rest of the run (503)."""
+    port = free_port()
+    base = "http://127.0.0.1:{}/".format(port)
+    run = Run(bundle, "synthetic://96x64@15", base)
+    try:
+        run.wait_url(base)
+        assert _raw(port, "/stream.mjpg?source=7") == 404 and _raw(port, "/frame.jpg?source=7") == 404
+        assert _raw(port, "/stream.mjpg?source=x") == 404
+        for path in ["/stream.mjpg?source=7"] * 16 + ["/stream.mjpg?source=0"] * 16:
+            _raw(port, path, read=False)
+        deadline = time.time() + 20
+        while get_json(base + "stats")["clients"] and time.time() < deadline:
+            time.sleep(0.2)
+        assert get_json(base + "stats")["clients"] == 0  # every slot came back
+        assert _raw(port, "/stream.mjpg?source=0") == 200 and status(base + "frame.jpg") == 200
+    finally:
+        assert run.stop() == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+def test_dns_rebinding_gets_403_without_a_token(bundle):
+    """#29.6: a page at attacker.example rebound to 127.0.0.1 sends `Host: attacker.example`."""
+    port = free_port()
+    base = "http://127.0.0.1:{}/".format(port)
+    run = Run(bundle, "synthetic://96x64@15", base)
+    try:
+        run.wait_url(base)
+        for host in ("attacker.example", "attacker.example:{}".format(port), "127.0.0.1.nip.io:{}".format(port),
+                     "127.0.0.1:{}".format(port + 1), "localhost"):
+            for path in ("/frame.jpg", "/stats", "/", "/stream.mjpg"):
+                assert _raw(port, path, host=host) == 403, (host, path)
+        for host in ("127.0.0.1:{}".format(port), "localhost:{}".format(port), "LOCALHOST:{}".format(port)):
+            assert _raw(port, "/frame.jpg", host=host) == 200, host
+    finally:
+        assert run.stop() == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.needs("cv2", "onnx", "onnxruntime")
+def test_ipv6_loopback_and_a_token_from_the_environment(bundle, tmp_path):
+    """#29.7: http://[::1]:PORT/ failed although ::1 is loopback; a token from $JETSON_DEPLOY_HTTP_TOKEN
+    (the service's root-only environment file) keeps it off the command line, and is never echoed."""
+    s = socket.socket(socket.AF_INET6)
+    try:
+        s.bind(("::1", 0))
+    except OSError:
+        pytest.fail("this machine has no IPv6 loopback")
+    port = s.getsockname()[1]
+    s.close()
+    token = "tok-" + "x" * 20
+    os.environ["JETSON_DEPLOY_HTTP_TOKEN"] = token
+    try:
+        run = Run(bundle, "synthetic://96x64@15", "http://[::1]:{}/".format(port), extra=["--json"])
+    finally:
+        del os.environ["JETSON_DEPLOY_HTTP_TOKEN"]
+    base = "http://[::1]:{}/".format(port)
+    try:
+        run.wait_url(base, headers={"Cookie": "jd_token=" + token})
+        assert status(base + "frame.jpg") == 403 and status(base + "frame.jpg?token=" + token) == 200
+        assert token not in " ".join(run.p.args) if hasattr(run.p, "args") else True
+    finally:
+        assert run.stop() == 0
+    assert token not in run.stderr()

@@ -31,18 +31,30 @@ def test_open_sink_dispatch(tmp_path):
         open_sink("udp://host:5000")
 
 
-def test_jsonl_published_only_on_close(tmp_path):
+def test_jsonl_is_a_log_readable_while_the_run_goes_on(tmp_path):
+    """#29.16: lines reach the final file as they are made (tail -f), no NAME.partial."""
     p = tmp_path / "out.jsonl"
+    p.write_text("an earlier run's results\n")
     s = open_sink(str(p))
     img = np.zeros((4, 4, 3), np.uint8)
     for i in range(3):
         s.render(Frame(img, index=i, source=i), _res(index=i))
-    assert not p.exists() and (tmp_path / "out.jsonl.partial").exists()
+        assert len(p.read_text().splitlines()) == i + 1
     s.close()
     rows = [json.loads(x) for x in p.read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2]
     assert all({"index", "source", "label", "score", "latency_ms"} <= set(r) for r in rows)
-    assert not (tmp_path / "out.jsonl.partial").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_jsonl_never_writes_through_a_symlink(tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "out.jsonl").symlink_to(target)
+    s = open_sink(str(tmp_path / "out.jsonl"))
+    s.render(Frame(np.zeros((4, 4, 3), np.uint8), index=0, source=0), _res())
+    s.close()
+    assert target.read_text() == "keep me\n" and not (tmp_path / "out.jsonl").is_symlink()
 
 
 @pytest.mark.needs("cv2")

@@ -167,7 +167,8 @@ def test_bad_source_and_sink(bundle, tmp_path):
 
 
 def test_failed_run_publishes_no_output(bundle, tmp_path):
-    """A sink that raises mid-run: the jsonl/video targets are not published half-written."""
+    """A sink that raises mid-run: the video is not published half-written; the .jsonl (a log) holds the
+    whole lines written before the failure."""
     from jetson_deploy.media.sinks import Sink
 
     class Boom(Sink):
@@ -177,7 +178,9 @@ def test_failed_run_publishes_no_output(bundle, tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         run_pipeline(bundle, "synthetic://32x24", [str(tmp_path / "p.jsonl"), str(tmp_path / "v.avi"), Boom("boom://")], options=RunOptions(backend="onnxruntime", max_frames=10))
-    assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "v.avi").exists()
+    assert not (tmp_path / "v.avi").exists() and not list(tmp_path.glob("*.partial*"))
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(len(rows))) and len(rows) <= 4  # Boom fails on the 4th frame
 
 
 def test_metrics_lines_logged(bundle, metric_lines):

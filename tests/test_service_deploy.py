@@ -8,7 +8,7 @@ from jetson_deploy import service as svc
 from jetson_deploy.cli import cli as cli_main
 from jetson_deploy.deploy import DeployOptions, LocalTransport, deploy, deploy_host, open_local_bundle
 from jetson_deploy.deploy import scripts
-from support.deploy import FakeSystemd, active_version, cli_args, make_bundle, out, over_ssh, runner
+from support.deploy import FakeSystemd, active_version, board_venv, cli_args, make_bundle, out, over_ssh, runner
 
 UNIT = "jetson-deploy-demo.service"
 
@@ -140,7 +140,7 @@ def test_rootfs_restart_service_notes_next_boot(tmp_path):
     res = runner().invoke(cli_main, ["deploy", str(b), "--rootfs", str(fs), "--restart-service", "demo"])
     assert res.exit_code == 0, out(res)
     assert "has no enabled {}".format(UNIT) in out(res)
-    svc.install_rootfs(svc.ServiceSpec("demo", "csi://0", user="root"), str(fs))
+    svc.install_rootfs(svc.ServiceSpec("demo", "csi://0", user="root", exec_cmd=svc.default_exec(board_venv(fs))), str(fs))
     res = runner().invoke(cli_main, ["deploy", str(b), "--rootfs", str(fs), "--restart-service", "demo"])
     assert res.exit_code == 0 and "starts the new version at the board's next boot" in out(res), out(res)
 

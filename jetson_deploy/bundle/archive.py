@@ -24,10 +24,15 @@ def pack_bundle(bundle_dir: "PathLike", out_file: "PathLike") -> "Dict[str, Any]
     CheckFailed names the artifact and no output file is left behind.
     """
     b = open_bundle(bundle_dir, verify=False)
-    if b.packed:
+    try:
+        return _pack_opened(b, bundle_dir, Path(out_file))
+    finally:
         b.close()
+
+
+def _pack_opened(b: "Bundle", bundle_dir: "PathLike", out: Path) -> "Dict[str, Any]":
+    if b.packed:
         raise BadInput("{} is already a packed bundle; pack takes a bundle directory".format(bundle_dir))
-    out = Path(out_file)
     try:
         out.resolve().relative_to(b.root.resolve())
         raise BadInput("output {} is inside the bundle directory {}; write it elsewhere".format(out, b.root))
@@ -48,7 +53,8 @@ def pack_bundle(bundle_dir: "PathLike", out_file: "PathLike") -> "Dict[str, Any]
         if rel == MANIFEST and sha != b.sha256:
             raise CheckFailed("{}: manifest.json changed while packing".format(b.source))
 
-    total = write_archive(out, b.root, prefix, files, on_member=check)
+    # read through the handle the bundle was opened by: the files checked are the files packed
+    total = write_archive(out, b.handle_path, prefix, files, on_member=check)
     return {"path": str(out), "bundle": prefix, "files": len(files), "content_bytes": total,
             "size": out.stat().st_size, "manifest_sha256": b.sha256}
 
@@ -72,7 +78,11 @@ def unpack_archive(
 
     def check(tmp: Path) -> None:
         manifest, raw = read_manifest(tmp, source)
-        Bundle(tmp, manifest, raw, source=source).verify()
+        b = Bundle(tmp, manifest, raw, source=source)
+        try:
+            b.verify()
+        finally:
+            b.close()
 
     return extract_archive(archive, dest, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
                            max_members=max_members, overwrite=overwrite, before_swap=check if verify else None)

@@ -20,11 +20,12 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from .._files import atomic_write_bytes, atomic_write_json, sha256_file
+from .._files import DirHandle, atomic_write_bytes, atomic_write_json
 from ..errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,32 @@ def artifact_key(fields: "Dict[str, Any]") -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[0-9a-f]{64}\Z")
+# one handle per cache directory (device, inode) for the life of the process: plan paths handed
+# out through it stay valid however long the caller keeps them
+_HANDLES: "Dict[tuple, DirHandle]" = {}
+
+
+def _dir_handle(root: Path) -> "Optional[DirHandle]":
+    try:
+        h = DirHandle(root)
+    except OSError:
+        return None
+    st = os.fstat(h.fd)
+    old = _HANDLES.get((st.st_dev, st.st_ino))
+    if old is not None:
+        h.close()
+        return old
+    _HANDLES[(st.st_dev, st.st_ino)] = h
+    return h
+
+
+def _lexists(h: "DirHandle", name: str) -> bool:
+    try:
+        h.lstat(name)
+        return True
+    except OSError:
+        return False
 
 
 class EngineCache:
@@ -146,29 +172,25 @@ class EngineCache:
                 pass
 
     def get(self, key: str) -> "Optional[Path]":
-        """The checked plan for ``key``, or None (missing or corrupt: then removed)."""
+        """The checked plan for ``key``, or None (missing or corrupt: then removed).
+
+        Checked and returned through one handle of the cache directory (``/proc/self/fd/N/KEY.engine``
+        on Linux, valid for the life of the process), with no symlink followed: a directory or
+        symlink swapped after the check changes nothing the caller then reads."""
         eng = self.engine_path(key)
         meta = self._read_meta(key)
-        if meta is None and not eng.exists():
+        h = _dir_handle(self.root)
+        name = key + ".engine"
+        if meta is None and (h is None or not _lexists(h, name)):
             self.last_event = "miss"
             return None
-        why = None
-        if meta is None:
-            why = "no or unreadable metadata"
-        elif not eng.is_file() or eng.is_symlink():
-            why = "plan file missing"
-        else:
-            size = eng.stat().st_size
-            if size != meta["size"]:
-                why = "size {} bytes, recorded {} (truncated?)".format(size, meta["size"])
-            elif sha256_file(eng) != meta["sha256"]:
-                why = "sha256 mismatch"
+        why = self._problem(h, name, meta)
         if why:
             log.warning("cached engine %s is corrupt (%s): removed, it will be rebuilt", eng, why)
             self.remove(key)
             self.last_event = "corrupt: " + why
             return None
-        assert meta is not None
+        assert meta is not None and h is not None
         meta["last_used"] = time.time()
         meta["hits"] = int(meta.get("hits", 0)) + 1
         try:
@@ -176,7 +198,27 @@ class EngineCache:
         except OSError:  # a read-only cache still serves hits
             pass
         self.last_event = "hit"
-        return eng
+        return h.path / name
+
+    @staticmethod
+    def _problem(h: "Optional[DirHandle]", name: str, meta: "Optional[Dict[str, Any]]") -> "Optional[str]":
+        if meta is None:
+            return "no or unreadable metadata"
+        try:
+            st = h.lstat(name) if h is not None else None
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return "plan file missing"
+        if st.st_size != meta["size"]:
+            return "size {} bytes, recorded {} (truncated?)".format(st.st_size, meta["size"])
+        try:
+            size, sha = h.sha256(name)  # type: ignore[union-attr]
+        except OSError:
+            return "plan file missing"
+        if size != meta["size"] or sha != meta["sha256"]:
+            return "sha256 mismatch"
+        return None
 
     def put(self, key: str, data: bytes, info: "Optional[Dict[str, Any]]" = None) -> Path:
         """Store a plan atomically with its sha256, then evict LRU entries over the bound."""
@@ -196,7 +238,8 @@ class EngineCache:
         path = atomic_write_bytes(self.engine_path(key), data)
         atomic_write_json(self.meta_path(key), meta)
         self.evict(keep=key)
-        return path
+        h = _dir_handle(self.root)  # what the caller reads next: through the handle, as get() returns it
+        return h.path / path.name if h is not None else path
 
     def _ours(self, pattern: str) -> "List[Path]":
         """Files named like our entries (``<sha256 key>.engine|json|lock``): a cache directory may

@@ -39,7 +39,8 @@ KINDS = {
     "other": "anything else the bundle carries",
 }
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+\Z")
 _SCHEMA: "Optional[Dict[str, Any]]" = None
 
 
@@ -219,7 +220,10 @@ def validate_manifest(manifest: "Dict[str, Any]", source: str = "bundle", error:
     if errors:
         e = errors[0]
         more = " (and {} more problems)".format(len(errors) - 1) if len(errors) > 1 else ""
-        raise error("{}: manifest field {}: {}{}".format(source, _err_path(e), e.message, more))
+        text = e.message
+        if isinstance(e.instance, str) and _CONTROL.search(e.instance):
+            text = "{!r} contains a control character (a line break, tab or the like)".format(e.instance)
+        raise error("{}: manifest field {}: {}{}".format(source, _err_path(e), text, more))
     seen = set()
     for art in manifest.get("artifacts", []):
         try:

@@ -41,6 +41,19 @@ def min_tensorrt_for_opset(opset: Any) -> "Optional[str]":
     return None
 
 
+def check_known_opset(opset: Any) -> None:
+    """Refuse an opset no TensorRT in the table reads (``convert --opset 21``): its bundle could
+    record no ``requires.tensorrt_min``, and every device would find out only when its parser fails."""
+    newest, highest = TRT_MAX_OPSET[-1]
+    try:
+        n = int(opset)
+    except (TypeError, ValueError):
+        return
+    if n > highest:
+        raise BadInput("ONNX opset {} is newer than any TensorRT jetson-deploy knows (TensorRT {} reads up to opset {}): "
+                       "convert with --opset {} or lower".format(n, newest, highest, highest))
+
+
 def max_opset_for_tensorrt(version: Any) -> int:
     """The highest opset TensorRT ``version`` parses (13 for anything older than 8.4)."""
     have = _tuple(version)

@@ -10,9 +10,11 @@ records) whose members all sit under ``NAME-VERSION/``:
 sorted by path; every member has mtime 0, uid/gid 0, empty user/group names and
 mode 0644; no directory entries.  Same bundle, same bytes.
 
-Unpacking never trusts the archive: members are streamed one at a time and
-refused when they are absolute, contain ``..`` or odd characters, are links,
-devices, FIFOs or sparse files, are duplicated, or exceed the size bounds.
+Unpacking never trusts the archive: a first pass over the member headers refuses
+members that are absolute, contain ``..`` or odd characters, are links, devices,
+FIFOs or sparse files, are duplicated, exceed the caller's bounds, or are not
+exactly what the manifest lists (name and size), and checks the free space; only
+then are members streamed out, each bounded by its manifest size.
 Files are created with ``O_EXCL|O_NOFOLLOW`` inside a temporary directory that
 is swapped into place only when the whole archive was read.
 """
@@ -25,13 +27,14 @@ from typing import IO, Any, Callable, Dict, List, Optional, Set, Union
 
 from .._files import BUNDLE, CHUNK, PACKED, atomic_dir, atomic_output
 from ..errors import BadInput, CheckFailed
-from .manifest import MANIFEST, SIGNATURE, check_relpath
+from .manifest import MANIFEST, SIGNATURE, check_relpath, parse_manifest, validate_manifest
 
 #: Defaults for unpacking; pass other bounds to :func:`unpack_archive`.
 MAX_MEMBER_BYTES = 16 << 30
 MAX_TOTAL_BYTES = 32 << 30
 MAX_MEMBERS = 10000
 FIXED_MTIME = 0
+MAX_MANIFEST_BYTES = 16 << 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -140,12 +143,20 @@ def extract_archive(
 ) -> Path:
     """Extract a packed bundle into the directory ``dest`` (created atomically); return it.
 
+    Two passes over one open file.  The first reads member headers only (no data is written):
+    each member must be structurally sound, the manifest must parse and validate, and every
+    member must be the manifest, its signature or an artifact it lists, of exactly the size it
+    lists; the free space where ``dest`` goes must hold them.  The second pass extracts, each
+    member bounded by its manifest size, so a 2 GiB member of zeros the manifest does not list
+    is refused before a byte of it is written.
+
     Members must all sit under one top-level directory (stripped) or all at the
     top level.  Refused (CheckFailed, nothing written at ``dest``): absolute
     paths, ``.``/``..`` segments, characters outside ``A-Za-z0-9._+-/``,
     symlinks, hard links, devices, FIFOs, sparse or other special members,
     duplicate names, a member over ``max_member_bytes``, more than
-    ``max_total_bytes`` in all or more than ``max_members`` members.
+    ``max_total_bytes`` in all or more than ``max_members`` members, a member the
+    manifest does not list or of another size.  Not enough free space is BadInput.
     ``before_swap(tmp)`` may refuse the extracted tree (raise) before it appears at ``dest``.
     """
     archive = Path(archive)
@@ -157,17 +168,18 @@ def extract_archive(
     dest = Path(dest)
     if dest.exists() and not overwrite:
         raise BadInput("{} already exists; pick a new output directory".format(dest))
+    f = open_archive(archive)
     try:
-        f = open(str(archive), "rb")
-    except OSError as exc:
-        raise BadInput("cannot read {}: {}".format(source, exc.strerror))
-    try:
+        caps = _Caps(max_member_bytes, max_total_bytes, max_members)
+        limits = _precheck(f, source, caps)
+        _check_free_space(dest, sum(limits.values()), source)
+        f.seek(0)
         try:
             tar = tarfile.open(fileobj=f, mode="r|*")
         except tarfile.TarError as exc:
             raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
         with atomic_dir(dest, overwrite=overwrite, kind=BUNDLE) as tmp:
-            _extract_members(tar, tmp, source, max_member_bytes, max_total_bytes, max_members)
+            _extract_members(tar, tmp, source, caps, limits)
             if before_swap is not None:
                 before_swap(tmp)
     finally:
@@ -175,83 +187,170 @@ def extract_archive(
     return dest
 
 
-def _extract_members(tar: "tarfile.TarFile", tmp: Path, source: str, max_member: int, max_total: int, max_members: int) -> None:
-    seen: "Set[str]" = set()
-    made: "Set[str]" = set()
-    total = 0
-    count = 0
-
-    def refuse(name: str, why: str) -> "CheckFailed":
-        return CheckFailed("{}: archive member {!r}: {}; refusing to unpack".format(source, name, why))
-
+def open_archive(archive: Path) -> "IO[bytes]":
+    """The packed bundle opened for reading: a regular file only (a FIFO would block, a device
+    never end); BadInput naming it otherwise."""
     try:
-        for m in tar:
-            count += 1
-            if count > max_members:
-                raise CheckFailed("{}: more than {} members; refusing to unpack".format(source, max_members))
-            name = m.name
-            if name.startswith("./"):
-                name = name[2:]
-            name = name.rstrip("/") if m.type == tarfile.DIRTYPE else name
-            if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-                raise refuse(m.name, "absolute path")
-            if ".." in name.split("/"):
-                raise refuse(m.name, "'..' in path")
-            if m.type in (tarfile.SYMTYPE,):
-                raise refuse(m.name, "symbolic link")
-            if m.type in (tarfile.LNKTYPE,):
-                raise refuse(m.name, "hard link")
-            if m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-                raise refuse(m.name, "device file")
-            if m.type == tarfile.FIFOTYPE:
-                raise refuse(m.name, "FIFO")
-            if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE) or m.issparse():
-                raise refuse(m.name, "special member type {!r}".format(m.type))
-            try:
-                check_relpath(name, "path")
-            except BadInput as exc:
-                raise refuse(m.name, str(exc))
-            if name in seen:
-                raise refuse(m.name, "duplicate name")
-            seen.add(name)
-            parts = name.split("/")
-            if m.type == tarfile.DIRTYPE:
-                continue  # directories are created as files need them
-            if m.size < 0 or m.size > max_member:
-                raise refuse(m.name, "{} bytes is over the {}-byte member limit".format(m.size, max_member))
+        fd = os.open(str(archive), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadInput("cannot read {}: {}".format(archive, exc.strerror or exc))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file (a device, pipe or socket)".format(archive))
+    return os.fdopen(fd, "rb")
+
+
+class _Caps(object):
+    """The caller's bounds (``--max-size``); the manifest's own sizes bound each member further."""
+
+    def __init__(self, member: int, total: int, members: int) -> None:
+        self.member, self.total, self.members = member, total, members
+
+
+def _refusal(source: str, name: str, why: str) -> "CheckFailed":
+    return CheckFailed("{}: archive member {!r}: {}; refusing to unpack".format(source, name, why))
+
+
+def _member_name(m: "tarfile.TarInfo", source: str) -> "Optional[str]":
+    """The member's relative name, or None for a directory entry; CheckFailed for anything that is
+    not a plain file at a plain relative path."""
+    name = m.name[2:] if m.name.startswith("./") else m.name
+    name = name.rstrip("/") if m.type == tarfile.DIRTYPE else name
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise _refusal(source, m.name, "absolute path")
+    if ".." in name.split("/"):
+        raise _refusal(source, m.name, "'..' in path")
+    kinds = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "device file",
+             tarfile.BLKTYPE: "device file", tarfile.FIFOTYPE: "FIFO"}
+    if m.type in kinds:
+        raise _refusal(source, m.name, kinds[m.type])
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE) or m.issparse():
+        raise _refusal(source, m.name, "special member type {!r}".format(m.type))
+    try:
+        check_relpath(name, "path")
+    except BadInput as exc:
+        raise _refusal(source, m.name, str(exc))
+    return None if m.type == tarfile.DIRTYPE else name
+
+
+def _precheck(f: "IO[bytes]", source: str, caps: "_Caps") -> "Dict[str, int]":
+    """Headers only: {member name as stored: size the manifest gives it}; CheckFailed for a member
+    that is unsound, over a bound, or not the manifest's."""
+    try:
+        tar = tarfile.open(fileobj=f, mode="r:*")
+    except tarfile.TarError as exc:
+        raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
+    sizes: "Dict[str, int]" = {}
+    small: "Dict[str, bytes]" = {}
+    total = 0
+    try:
+        for count, m in enumerate(tar, 1):
+            if count > caps.members:
+                raise CheckFailed("{}: more than {} members; refusing to unpack".format(source, caps.members))
+            name = _member_name(m, source)
+            if name is None:
+                continue
+            if name in sizes:
+                raise _refusal(source, m.name, "duplicate name")
+            if m.size < 0 or m.size > caps.member:
+                raise _refusal(source, m.name, "{} bytes is over the {}-byte member limit".format(m.size, caps.member))
             total += m.size
-            if total > max_total:
-                raise refuse(m.name, "archive content over the {}-byte total limit".format(max_total))
-            parent = _mkdirs(tmp, parts[:-1], made)
-            target = parent / parts[-1]
-            src = tar.extractfile(m)
-            if src is None:
-                raise refuse(m.name, "cannot be read")
-            try:
-                fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            except FileExistsError:
-                raise refuse(m.name, "duplicate name")
-            except (IsADirectoryError, NotADirectoryError):
-                raise refuse(m.name, "collides with a directory")
-            written = 0
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    block = src.read(CHUNK)
-                    if not block:
-                        break
-                    written += len(block)
-                    if written > m.size:
-                        raise refuse(m.name, "more data than its header says")
-                    out.write(block)
-            if written != m.size:
-                raise refuse(m.name, "truncated ({} of {} bytes)".format(written, m.size))
+            if total > caps.total:
+                raise _refusal(source, m.name, "archive content over the {}-byte total limit".format(caps.total))
+            sizes[name] = m.size
+            if name.rsplit("/", 1)[-1] in (MANIFEST, SIGNATURE) and name.count("/") <= 1 and m.size <= MAX_MANIFEST_BYTES:
+                data = tar.extractfile(m)
+                small[name] = data.read() if data is not None else b""
     except tarfile.TarError as exc:
         raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
     except EOFError:
         raise CheckFailed("{}: truncated archive".format(source))
-    if count == 0:
+    if not sizes:
+        raise CheckFailed("{}: empty archive".format(source))
+    return _against_manifest(sizes, small, source)
+
+
+def _against_manifest(sizes: "Dict[str, int]", small: "Dict[str, bytes]", source: str) -> "Dict[str, int]":
+    prefix = _top_level(set(sizes), source)
+    raw = small.get(prefix + MANIFEST)
+    if raw is None:
+        raise CheckFailed("{}: manifest.json is larger than {} bytes; refusing to unpack".format(source, MAX_MANIFEST_BYTES))
+    manifest = parse_manifest(raw, source)
+    validate_manifest(manifest, source, error=CheckFailed)
+    want = {prefix + a["path"]: int(a["size"]) for a in manifest["artifacts"]}
+    want[prefix + MANIFEST] = len(raw)
+    if prefix + SIGNATURE in sizes:
+        want[prefix + SIGNATURE] = min(sizes[prefix + SIGNATURE], 64 * 1024)
+    for name in sorted(sizes):
+        if name not in want:
+            raise _refusal(source, name, "not listed in manifest.json ({} bytes)".format(sizes[name]))
+        if sizes[name] != want[name]:
+            raise _refusal(source, name, "{} bytes, manifest.json lists {}".format(sizes[name], want[name]))
+    return {n: want[n] for n in sizes}
+
+
+def _check_free_space(dest: Path, need: int, source: str) -> None:
+    """BadInput unless the file system where DEST will be has NEED bytes free (and a margin)."""
+    place = dest.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        st = os.statvfs(str(place))
+    except (OSError, AttributeError):  # no statvfs: the write itself will say
+        return
+    free = st.f_bavail * st.f_frsize
+    if need + (1 << 20) > free:
+        raise BadInput("not enough free space in {} to unpack {}: it needs {:.1f} MiB, {:.1f} MiB are free "
+                       "(set TMPDIR to a larger disk, or free space)".format(place, source, need / 1048576.0, free / 1048576.0))
+
+
+def _extract_members(tar: "tarfile.TarFile", tmp: Path, source: str, caps: "_Caps", limits: "Dict[str, int]") -> None:
+    seen: "Set[str]" = set()
+    made: "Set[str]" = set()
+    try:
+        for m in tar:
+            name = _member_name(m, source)
+            if name is None:
+                continue
+            if name in seen:
+                raise _refusal(source, m.name, "duplicate name")
+            seen.add(name)
+            if name not in limits or m.size != limits[name]:  # the file changed since the first pass
+                raise _refusal(source, m.name, "not what the archive held a moment ago")
+            parts = name.split("/")
+            parent = _mkdirs(tmp, parts[:-1], made)
+            src = tar.extractfile(m)
+            if src is None:
+                raise _refusal(source, m.name, "cannot be read")
+            _write_member(src, parent / parts[-1], m, source)
+    except tarfile.TarError as exc:
+        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
+    except EOFError:
+        raise CheckFailed("{}: truncated archive".format(source))
+    if not seen:
         raise CheckFailed("{}: empty archive".format(source))
     _hoist_wrapper(tmp, source)
+
+
+def _write_member(src: "IO[bytes]", target: Path, m: "tarfile.TarInfo", source: str) -> None:
+    try:
+        fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        raise _refusal(source, m.name, "duplicate name")
+    except (IsADirectoryError, NotADirectoryError):
+        raise _refusal(source, m.name, "collides with a directory")
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        while True:
+            block = src.read(CHUNK)
+            if not block:
+                break
+            written += len(block)
+            if written > m.size:
+                raise _refusal(source, m.name, "more data than its header says")
+            out.write(block)
+    if written != m.size:
+        raise _refusal(source, m.name, "truncated ({} of {} bytes)".format(written, m.size))
 
 
 def _top_level(names: "Set[str]", source: str) -> str:
@@ -297,9 +396,11 @@ def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -
     """
     archive = Path(archive)
     source = str(archive)
+    f = open_archive(archive)
     try:
-        tar = tarfile.open(str(archive), "r:*")
+        tar = tarfile.open(fileobj=f, mode="r:*")
     except (tarfile.TarError, OSError) as exc:
+        f.close()
         raise BadInput("{} is not a bundle directory or a packed .jdb/.tar file ({})".format(source, exc))
     out: "Dict[str, Any]" = {"manifest": None, "signature": None, "sizes": {}, "problems": []}
     sizes: "Dict[str, int]" = {}
@@ -330,6 +431,7 @@ def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -
         raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
     finally:
         tar.close()
+        f.close()
     try:
         prefix = _top_level(set(sizes), source)
     except CheckFailed as exc:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from .._files import sha256_file
+from .._files import DirHandle
 from ..errors import BadInput, CheckFailed
 from .manifest import (
     MANIFEST,
@@ -29,6 +29,8 @@ from .manifest import (
 from .pack import extract_archive
 
 MAX_MANIFEST_BYTES = 16 << 20
+#: labels and other small artifacts read whole (read_artifact)
+MAX_TEXT_ARTIFACT_BYTES = 64 << 20
 _TEMP_DIRS: "List[str]" = []
 
 
@@ -44,21 +46,43 @@ def _short(sha: str) -> str:
     return sha[:12] + "..."
 
 
-def check_artifact(root: Path, art: "Dict[str, Any]", hash_files: bool = True) -> "Optional[str]":
-    """Problem with one artifact as a short phrase, or None when it matches."""
-    p = root / art["path"]
+def _handle_of(root: "Union[Path, DirHandle]") -> "DirHandle":
+    return root if isinstance(root, DirHandle) else DirHandle(root)
+
+
+def check_artifact(root: "Union[Path, DirHandle]", art: "Dict[str, Any]", hash_files: bool = True) -> "Optional[str]":
+    """Problem with one artifact as a short phrase, or None when it matches.
+
+    Read through a :class:`~.._files.DirHandle` (opened here from a path): no component of the
+    artifact's path is followed if it is a symlink, and what is hashed is what a later read
+    through the same handle gets."""
+    h = _handle_of(root)
     try:
-        st = os.lstat(str(p))
+        return _artifact_problem(h, art, hash_files)
+    finally:
+        if h is not root:
+            h.close()
+
+
+def _artifact_problem(h: "DirHandle", art: "Dict[str, Any]", hash_files: bool) -> "Optional[str]":
+    rel = art["path"]
+    parts = rel.split("/")
+    for i in range(1, len(parts)):  # no parent may be a symlink either
+        sub = "/".join(parts[:i])
+        try:
+            st = h.lstat(sub)
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        if stat.S_ISLNK(st.st_mode):
+            return "parent directory {} is a symlink".format(sub)
+        if not stat.S_ISDIR(st.st_mode):
+            return "missing (a parent is not a directory)"
+    try:
+        st = h.lstat(rel)
     except FileNotFoundError:
         return "missing"
     except NotADirectoryError:
         return "missing (a parent is not a directory)"
-    # no parent may be a symlink either
-    cur = root
-    for seg in art["path"].split("/")[:-1]:
-        cur = cur / seg
-        if cur.is_symlink():
-            return "parent directory {} is a symlink".format(cur.relative_to(root).as_posix())
     if stat.S_ISLNK(st.st_mode):
         return "is a symlink (bundles hold regular files only)"
     if not stat.S_ISREG(st.st_mode):
@@ -66,28 +90,43 @@ def check_artifact(root: Path, art: "Dict[str, Any]", hash_files: bool = True) -
     if st.st_size != art["size"]:
         return "size mismatch (manifest {} bytes, file {} bytes)".format(art["size"], st.st_size)
     if hash_files:
-        got = sha256_file(p)
+        try:
+            size, got = h.sha256(rel)
+        except OSError as exc:  # replaced by a link or a special file since the lstat
+            return "cannot be read ({})".format(exc.strerror or exc)
+        if size != art["size"]:
+            return "size mismatch (manifest {} bytes, file {} bytes)".format(art["size"], size)
         if got != art["sha256"]:
             return "sha256 mismatch (manifest {}, file {})".format(_short(art["sha256"]), _short(got))
     return None
 
 
-def check_files(root: Path, manifest: "Dict[str, Any]", hash_files: bool = True) -> "List[Dict[str, str]]":
+def check_files(root: "Union[Path, DirHandle]", manifest: "Dict[str, Any]", hash_files: bool = True) -> "List[Dict[str, str]]":
     """All problems of a bundle directory: [{'path', 'problem'}], empty when it is intact.
 
     Checks every listed artifact (exists, regular file, size, sha256) and that no
     unlisted file, link or special file is present.
     """
+    h = _handle_of(root)
+    try:
+        return _file_problems(h, manifest, hash_files)
+    finally:
+        if h is not root:
+            h.close()
+
+
+def _file_problems(h: "DirHandle", manifest: "Dict[str, Any]", hash_files: bool) -> "List[Dict[str, str]]":
     problems: "List[Dict[str, str]]" = []
     listed = {a["path"] for a in manifest.get("artifacts", [])}
     for art in sorted(manifest.get("artifacts", []), key=lambda a: a["path"]):
-        why = check_artifact(root, art, hash_files=hash_files)
+        why = _artifact_problem(h, art, hash_files)
         if why:
             problems.append({"path": art["path"], "problem": why, "message": "artifact {}: {}".format(art["path"], why)})
-    for dirpath, dirs, files in os.walk(str(root), followlinks=False):
+    top = str(h.path)
+    for dirpath, dirs, files in os.walk(top, followlinks=False):
         for name in sorted(dirs + files):
             full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, str(root)).replace(os.sep, "/")
+            rel = os.path.relpath(full, top).replace(os.sep, "/")
             st = os.lstat(full)
             if stat.S_ISDIR(st.st_mode) and rel not in RESERVED:
                 continue
@@ -110,15 +149,23 @@ def check_files(root: Path, manifest: "Dict[str, Any]", hash_files: bool = True)
 class Bundle:
     """An opened bundle: manifest plus the directory holding its artifacts.
 
-    Create with :func:`open_bundle`.  ``path()`` and ``labels`` check the
-    artifact they return against the manifest if that was not done at open.
+    Create with :func:`open_bundle`.  The directory is opened once (a :class:`~.._files.DirHandle`)
+    and everything after that -- the manifest, ``manifest.sig``, labels, each artifact -- is read
+    through that handle, never through the path given: a symlink flipped or a directory swapped
+    after verification changes nothing that is read.  ``root`` is where the directory was when
+    opened (messages, subprocesses); ``path()`` and ``labels`` check the artifact they return
+    against the manifest if that was not done at open.
     """
 
-    def __init__(self, root: Path, manifest: "Dict[str, Any]", manifest_raw: bytes, source: "Optional[str]" = None, temp_dir: "Optional[str]" = None, packed: bool = False) -> None:
-        self.root = Path(root)
+    def __init__(self, root: "Union[Path, DirHandle]", manifest: "Dict[str, Any]", manifest_raw: bytes, source: "Optional[str]" = None,
+                 temp_dir: "Optional[str]" = None, packed: bool = False, signature: "Optional[bytes]" = None) -> None:
+        self._handle = root if isinstance(root, DirHandle) else DirHandle(root)
+        self.root = self._handle.real
         self.manifest = manifest
         self.manifest_raw = manifest_raw
-        self.source = source or str(root)
+        #: manifest.sig's bytes as read at open through the same handle (None: unsigned)
+        self.signature_raw = signature
+        self.source = source or str(self.root)
         self.packed = packed or temp_dir is not None
         self._temp_dir = temp_dir
         # path -> (size, mtime_ns, ino, ctime_ns) when its sha256 was checked; a changed stat re-checks
@@ -183,22 +230,39 @@ class Bundle:
 
     def _stat_key(self, relpath: str) -> "Optional[tuple]":
         try:
-            st = os.lstat(str(self.root / relpath))
+            st = self._handle.lstat(relpath)
         except OSError:
             return None
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
-    def verify_artifact(self, art: "Dict[str, Any]") -> Path:
-        """Check one artifact (size, sha256) unless checked already and unchanged since
-        (same size, mtime, ctime, inode); return its path.  CheckFailed names it."""
+    def _check(self, art: "Dict[str, Any]") -> None:
+        """Check one artifact (size, sha256) through the handle unless checked already and unchanged
+        since (same size, mtime, ctime, inode).  CheckFailed names it."""
         key = self._stat_key(art["path"])
         if key is None or self._verified.get(art["path"]) != key:
-            why = check_artifact(self.root, art)
+            why = check_artifact(self._handle, art)
             if why:
                 self._verified.pop(art["path"], None)
                 raise CheckFailed("{}: artifact {}: {}".format(self.source, art["path"], why))
             self._verified[art["path"]] = key
-        return self.root / art["path"]
+
+    def verify_artifact(self, art: "Dict[str, Any]") -> Path:
+        """Check one artifact and return a path to it through the directory handle (valid while
+        the bundle is open; on Linux ``/proc/self/fd/N/REL``)."""
+        self._check(art)
+        return self._handle.path / art["path"]
+
+    def read_artifact(self, art: "Dict[str, Any]") -> bytes:
+        """An artifact's bytes, read once and hashed as read: the bytes returned are the bytes checked."""
+        if art["size"] > MAX_TEXT_ARTIFACT_BYTES:
+            raise CheckFailed("{}: artifact {}: {} bytes is too large to read whole".format(self.source, art["path"], art["size"]))
+        try:
+            data = self._handle.read_bytes(art["path"], art["size"])
+        except (OSError, ValueError) as exc:
+            raise CheckFailed("{}: artifact {}: cannot be read ({})".format(self.source, art["path"], getattr(exc, "strerror", None) or exc))
+        if len(data) != art["size"] or hashlib.sha256(data).hexdigest() != art["sha256"]:
+            raise CheckFailed("{}: artifact {}: sha256 mismatch (changed since the manifest was written)".format(self.source, art["path"]))
+        return data
 
     def path(self, kind: str, **target_filter: Any) -> "Optional[Path]":
         """Path of the first artifact of ``kind`` matching ``target_filter`` (checked), or None."""
@@ -210,16 +274,17 @@ class Bundle:
     @property
     def labels(self) -> "List[str]":
         """labels.txt (one label a line) if bundled, else the spec's labels, else []."""
-        p = self.path("labels")
-        if p is not None:
-            return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        art = self.artifact("labels")
+        if art is not None:
+            text = self.read_artifact(art).decode("utf-8")
+            return [ln.strip() for ln in text.splitlines() if ln.strip()]
         spec = self.manifest.get("spec") or {}
         labels = spec.get("labels")
         return list(labels) if isinstance(labels, list) else []
 
     # ---- checks --------------------------------------------------------------------------
     def problems(self, hash_files: bool = True) -> "List[Dict[str, str]]":
-        return check_files(self.root, self.manifest, hash_files=hash_files)
+        return check_files(self._handle, self.manifest, hash_files=hash_files)
 
     def verify(self) -> "Bundle":
         """Check every artifact and that nothing unlisted is present; raise CheckFailed naming the first problem."""
@@ -238,11 +303,26 @@ class Bundle:
 
     @property
     def signed(self) -> bool:
-        return self.signature_path.is_file()
+        """manifest.sig was there when the bundle was opened."""
+        return self.signature_raw is not None
+
+    def shown(self, path: "Union[str, Path]") -> Path:
+        """PATH as a user should see it: under ``root`` instead of the handle."""
+        p = Path(path)
+        try:
+            return self.root / p.relative_to(self._handle.path)
+        except ValueError:  # another handle's path (the engine cache's): where it leads now
+            return Path(os.path.realpath(str(p))) if str(p).startswith("/proc/self/fd/") else p
+
+    @property
+    def handle_path(self) -> Path:
+        """The bundle directory through its handle (reads in this process; valid while open)."""
+        return self._handle.path
 
     # ---- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
-        """Remove the extraction directory of a packed bundle (no-op for directories)."""
+        """Close the directory handle; remove the extraction directory of a packed bundle."""
+        self._handle.close()
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             if self._temp_dir in _TEMP_DIRS:
@@ -259,26 +339,58 @@ class Bundle:
         return "Bundle({}-{} at {})".format(self.name, self.version, self.root)
 
 
-def read_manifest(root: Path, source: str) -> tuple:
-    mpath = root / MANIFEST
-    if mpath.is_symlink() or not mpath.is_file():
-        raise BadInput("{} is not a bundle: it has no manifest.json (expected a bundle directory or a packed .jdb/.tar file)".format(source))
-    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
-        raise CheckFailed("{}: manifest.json is larger than {} bytes".format(source, MAX_MANIFEST_BYTES))
-    raw = mpath.read_bytes()
+def read_manifest(root: "Union[Path, DirHandle]", source: str) -> tuple:
+    """(manifest, its bytes) read once through the handle; the signature is checked over these
+    very bytes (never a second read of the file)."""
+    h = _handle_of(root)
+    try:
+        try:
+            st = h.lstat(MANIFEST)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise BadInput("{} is not a bundle: it has no manifest.json (expected a bundle directory or a packed .jdb/.tar file)".format(source))
+        try:
+            raw = h.read_bytes(MANIFEST, MAX_MANIFEST_BYTES)
+        except ValueError:
+            raise CheckFailed("{}: manifest.json is larger than {} bytes".format(source, MAX_MANIFEST_BYTES))
+    finally:
+        if h is not root:
+            h.close()
     manifest = parse_manifest(raw, source)
     validate_manifest(manifest, source, error=CheckFailed)
     return manifest, raw
 
 
+def read_signature(h: "DirHandle") -> "Optional[bytes]":
+    """manifest.sig's bytes through the handle; None when absent or not a regular file (then
+    :func:`check_files` reports it)."""
+    try:
+        return h.read_bytes(SIGNATURE, 64 * 1024)
+    except (OSError, ValueError):
+        return None
+
+
+def _open_dir(root: "Union[Path, DirHandle]", source: str, temp_dir: "Optional[str]" = None) -> "Bundle":
+    h = _handle_of(root)
+    try:
+        manifest, raw = read_manifest(h, source)
+        return Bundle(h, manifest, raw, source=source, temp_dir=temp_dir, packed=temp_dir is not None, signature=read_signature(h))
+    except BaseException:
+        h.close()
+        raise
+
+
 def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = True, extract_dir: "Optional[Union[str, 'os.PathLike[str]']]" = None) -> "Bundle":
     """Open a bundle directory or a packed ``.jdb``/``.tar`` file.
 
-    The manifest is always schema-checked.  With ``verify`` every artifact's size
-    and sha256 is checked and unlisted files are refused before anything is
-    returned (CheckFailed naming the artifact).  A packed bundle is extracted
-    safely into ``extract_dir`` (default: a temporary directory removed by
-    ``Bundle.close()`` or at exit).  A missing path is BadInput.
+    The path is resolved once: the directory is opened (or the archive extracted) and from then
+    on the returned Bundle reads only through that handle.  The manifest is always
+    schema-checked.  With ``verify`` every artifact's size and sha256 is checked and unlisted
+    files are refused before anything is returned (CheckFailed naming the artifact).  A packed
+    bundle is extracted safely into ``extract_dir`` (default: a temporary directory removed by
+    ``Bundle.close()`` or at exit), after its members were checked against its manifest.  A
+    missing path is BadInput.
     """
     if isinstance(path, Bundle):
         if verify and not path.verified:
@@ -286,13 +398,20 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
         return path
     p = Path(path)
     source = str(p)
-    if not p.exists():
+    try:
+        h = DirHandle(p)
+    except NotADirectoryError:
+        h = None
+    except FileNotFoundError:
         raise BadInput("bundle {} does not exist: pass a bundle directory or a packed .jdb/.tar file".format(source))
-    if p.is_dir():
-        manifest, raw = read_manifest(p, source)
-        b = Bundle(p, manifest, raw, source=source)
-        if verify:
-            b.verify()
+    if h is not None:
+        b = _open_dir(h, source)
+        try:
+            if verify:
+                b.verify()
+        except BaseException:
+            b.close()
+            raise
         return b
     if extract_dir is None:
         tmp = tempfile.mkdtemp(prefix="jetson-deploy-bundle-")
@@ -302,18 +421,22 @@ def open_bundle(path: "Union[str, 'os.PathLike[str]', Bundle]", verify: bool = T
     else:
         dest = Path(extract_dir)
         temp_dir = None
+    b = None
     try:
         root = extract_archive(p, dest)
-        manifest, raw = read_manifest(root, source)
-        b = Bundle(root, manifest, raw, source=source, temp_dir=temp_dir, packed=True)
+        b = _open_dir(root, source, temp_dir=temp_dir)
         if verify:
             b.verify()
     except BaseException:
+        if b is not None:
+            b.close()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
             if temp_dir in _TEMP_DIRS:
                 _TEMP_DIRS.remove(temp_dir)
         raise
+    if extract_dir is not None:
+        b.packed = True
     return b
 
 

@@ -19,7 +19,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 from .._files import atomic_write_bytes
 from .._lazy import require
 from ..errors import BadInput, CheckFailed
-from .manifest import SIGNATURE
 
 PathLike = Union[str, "os.PathLike[str]"]
 SIG_BYTES = 64
@@ -149,10 +148,11 @@ def sign_bundle(bundle: Any, key_path: "PathLike", password: "Optional[bytes]" =
 
 
 def signature_state(bundle: Any, public_key: "Optional[PathLike]" = None) -> "Tuple[str, Optional[str]]":
-    """(state, detail): unsigned | signed-unverified | valid | INVALID."""
-    sig_path = Path(bundle.root) / SIGNATURE
-    sig = sig_path.read_bytes() if sig_path.is_file() else None
-    return signature_state_of(bundle.manifest_raw, sig, public_key)
+    """(state, detail): unsigned | signed-unverified | valid | INVALID.
+
+    Over the manifest bytes the bundle parsed and the signature bytes it read when it was opened,
+    through the same directory handle: nothing is read from the path again."""
+    return signature_state_of(bundle.manifest_raw, bundle.signature_raw, public_key)
 
 
 def signature_state_of(manifest_raw: bytes, sig: "Optional[bytes]", public_key: "Optional[PathLike]" = None) -> "Tuple[str, Optional[str]]":
@@ -190,26 +190,50 @@ TRUSTED_KEY_FILE = "/etc/jetson-deploy/trusted.pub"
 
 def required_key(key: "Optional[PathLike]" = None) -> "Optional[str]":
     """The public key a bundle must be signed by before it runs: ``--key``, else the device-wide
-    setting (``$JETSON_DEPLOY_REQUIRE_KEY``, else ``/etc/jetson-deploy/trusted.pub`` when it exists), else None."""
+    setting (``$JETSON_DEPLOY_REQUIRE_KEY``, else ``/etc/jetson-deploy/trusted.pub`` when anything
+    is there), else None.
+
+    A configured trust anchor that cannot be used is an error, never a silent "no key": the
+    variable set but blank, or naming no regular file; ``trusted.pub`` a directory, a dangling
+    symlink or unreadable (BadInput naming it)."""
     if key:
-        return str(key)
-    env = os.environ.get(REQUIRE_KEY_ENV, "").strip()
-    if env:
-        return env
-    return TRUSTED_KEY_FILE if os.path.isfile(TRUSTED_KEY_FILE) else None
+        return _usable_key(str(key), "--key")
+    if REQUIRE_KEY_ENV in os.environ:
+        env = os.environ[REQUIRE_KEY_ENV]
+        if not env.strip():
+            raise BadInput("{} is set but empty: set it to the Ed25519 public key every bundle must be signed by, "
+                           "or unset it".format(REQUIRE_KEY_ENV))
+        return _usable_key(env, REQUIRE_KEY_ENV)
+    if os.path.lexists(TRUSTED_KEY_FILE):
+        return _usable_key(TRUSTED_KEY_FILE, "the device-wide key")
+    return None
+
+
+def _usable_key(path: str, what: str) -> str:
+    """PATH when it is a readable regular file (symlinks followed); BadInput naming it otherwise."""
+    if not os.path.lexists(path):
+        raise BadInput("signing key {} does not exist (from {}): give the Ed25519 public key file".format(path, what))
+    if not os.path.exists(path):
+        raise BadInput("signing key {} (from {}) is a dangling symlink: no bundle runs until it names the "
+                       "Ed25519 public key file".format(path, what))
+    if not os.path.isfile(path):
+        raise BadInput("signing key {} (from {}) is not a regular file: no bundle runs until it is the "
+                       "Ed25519 public key file".format(path, what))
+    if not os.access(path, os.R_OK):
+        raise BadInput("signing key {} (from {}) cannot be read: permission denied".format(path, what))
+    return path
 
 
 def open_trusted(bundle: Any, key: "Optional[PathLike]" = None) -> Any:
     """The opened, verified :class:`~.reader.Bundle` to run: every artifact checked once, and
     when a key is required (``key``, else the device-wide setting) a valid signature by it
-    (CheckFailed, exit 1, otherwise).  Callers use this object from then on (a run session takes
-    it as it is), never the path again; they close it."""
+    (CheckFailed, exit 1, otherwise).  The path is resolved once: the Bundle reads everything
+    through the directory handle it opened, and the signature is checked over the manifest bytes
+    it parsed, so a swap of the path after this call changes nothing.  Callers use this object
+    from then on (a run session takes it as it is), never the path again; they close it."""
     from .reader import open_bundle
 
     pub = required_key(key)
-    if pub is not None and not os.path.isfile(pub):
-        raise BadInput("signing key {} does not exist (from {}): give the Ed25519 public key file".format(
-            pub, "--key" if key else REQUIRE_KEY_ENV if os.environ.get(REQUIRE_KEY_ENV) else TRUSTED_KEY_FILE))
     b = open_bundle(bundle, verify=True)
     try:
         if pub is not None:

@@ -86,8 +86,10 @@ def _walk(root: Path, on_error: "Callable[[str, str], None]", _seen: "Optional[s
         if is_dir:
             for p in _walk(Path(entry.path), on_error, seen):
                 yield p
-        else:
+        elif entry.is_file():
             yield Path(entry.path)
+        else:  # a FIFO blocks a read, a device never ends
+            on_error(entry.path, "not a regular file (a device, pipe or socket)")
 
 
 def probe_video(path: str) -> "Tuple[Optional[VideoInfo], Optional[str]]":
@@ -160,6 +162,9 @@ def scan_sources(sources: "Sequence[Union[str, Path]]") -> "ScanResult":
         if p.is_dir():
             for f in _walk(p, skip):
                 add_file(f, explicit=False)
+        elif p.exists() and not p.is_file():  # /dev/zero or a FIFO: read until memory runs out, or forever
+            raise BadInput("calibration source {} is not a regular file or a folder (a device or pipe): pass image "
+                           "files, folders or videos".format(p))
         else:
             add_file(p, explicit=True)
     if res.ignored:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import click
 
-from ._options import json_option
+from ._options import json_option, key_option
 
 
 def _echo_json(obj: Any) -> None:
@@ -229,17 +229,18 @@ def add_engine(bundle_dir: str, engine: str, tensorrt: str, sm: str, precision: 
               help="--on: OpenSSH client config (-F FILE) for ssh, rsync and sftp.")
 @click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
               help="--on: extra ssh -o option, repeatable (e.g. -o ProxyJump=bastion).")
+@key_option()
 @json_option()
 @click.pass_context
 def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", tensorrt_version: "Optional[str]", sm: "Optional[str]",
            cache_dir: "Optional[str]", build: bool, on_host: "Optional[str]", remote_cmd: str, ssh_config: "Optional[str]",
-           ssh_options: "Any", as_json: bool) -> None:
+           ssh_options: "Any", key: "Optional[str]", as_json: bool) -> None:
     """Select the TensorRT engine BUNDLE would load on this device (bundled, cached, or
     built now from model.onnx and cached): run it after a deploy so the first start is fast.
     With --on USER@HOST: build it on that board instead and add it to BUNDLE (a directory), so every
     board of that kind downloads the plan instead of building it.
 
-    
+    \b
     Examples:
       jetson-deploy bundle engine /opt/jetson-deploy/active/shapes     # on the board
       jetson-deploy bundle engine shapes-1.0.0 --on nvidia@nano-ref    # on a reference board, into the bundle
@@ -249,19 +250,19 @@ def engine(ctx: "click.Context", bundle_path: str, precision: "Optional[str]", t
 
         return engine_on(bundle_path, on_host, precision, tensorrt_version, sm, cache_dir, build, remote_cmd, ssh_config,
                          ssh_options, as_json)
-    from ..bundle.reader import open_bundle
-    from ..bundle.select import device_target, find_engine, resolve_engine
-
     from ..bundle.opset import check_tensorrt_compat
+    from ..bundle.select import device_target, find_engine, resolve_engine
+    from ..bundle.sign import open_trusted
 
-    b = open_bundle(bundle_path, verify=True)
-    trt, sm_i = device_target(tensorrt_version, sm)
-    check_tensorrt_compat(b, trt)  # one line before any build
-    prec = precision or b.precision
-    if build:
-        path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
-    else:
-        path, how = find_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+    with open_trusted(bundle_path, key) as b:  # verified (and signature-checked) once, read through its handle
+        trt, sm_i = device_target(tensorrt_version, sm)
+        check_tensorrt_compat(b, trt)  # one line before any build
+        prec = precision or b.precision
+        if build:
+            path, how = resolve_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+        else:
+            path, how = find_engine(b, trt, sm_i, prec, cache_dir=cache_dir)
+        path = b.shown(path) if path else None
     out = {"bundle": bundle_path, "tensorrt": trt, "sm": sm_i, "precision": prec, "how": how, "engine": str(path) if path else None}
     if as_json:
         _echo_json(out)

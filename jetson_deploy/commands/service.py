@@ -74,8 +74,11 @@ def _install_params(fn):
     fn = click.option("--restart-sec", type=click.IntRange(1, 3600), default=5, show_default=True,
                       help="Seconds systemd waits before restarting after a failure (at most 10 starts in 5 minutes).")(fn)
     fn = click.option("--exec", "exec_cmd", metavar="CMD",
-                      help="How the board starts jetson-deploy (default: this Python '-m jetson_deploy'; "
-                           "with --rootfs '/usr/bin/python3 -m jetson_deploy').")(fn)
+                      help="The whole command that starts jetson-deploy on the board, taken as given "
+                           "(default: PYTHON -m jetson_deploy).")(fn)
+    fn = click.option("--python", "python", metavar="PATH",
+                      help="The board's interpreter that has jetson-deploy installed (default: this one; "
+                           "required with --rootfs, e.g. /home/nvidia/jd/bin/python).")(fn)
     fn = click.option("--extra-group", "groups", multiple=True, default=["video"], show_default=True, metavar="GROUP",
                       help="Supplementary group of the service (repeatable, replaces the default); 'video' opens "
                            "/dev/video* and the Jetson GPU nodes.")(fn)
@@ -93,19 +96,24 @@ def _install_params(fn):
 @click.argument("agent_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- AGENT_OPTIONS]")
 @_install_params
 def install(name: str, agent_args: "List[str]", root: str, user: "Optional[str]", groups: "List[str]",
-            exec_cmd: "Optional[str]", restart_sec: int, after: "List[str]", rootfs: "Optional[str]", no_start: bool,
-            print_only: bool, agent_ref: "Optional[str]", **run_values: "Any") -> None:
+            python: "Optional[str]", exec_cmd: "Optional[str]", restart_sec: int, after: "List[str]",
+            rootfs: "Optional[str]", no_start: bool, print_only: bool, agent_ref: "Optional[str]",
+            **run_values: "Any") -> None:
     """Install a systemd unit that runs `jetson-deploy run ROOT/active/NAME --source SRC ...`.
 
     Takes the same --source, --sink and run options as `jetson-deploy run`.  A deploy's switch
     or rollback changes what the next (re)start runs.  Restart=on-failure, logs in the journal
     (journalctl -u jetson-deploy-NAME), started after the camera daemon for csi:// sources.
     """
-    from ..service import ServiceSpec, default_exec, install_local, install_rootfs, render_unit
+    from ..service import ServiceSpec, check_value, default_exec, install_local, install_rootfs, render_unit
 
     sources = list(run_values["source"])  # `run --source` is repeatable: the first, then the others as run args
     more = [a for src in sources[1:] for a in ("--source", src)]
-    common = dict(root=root, user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(rootfs is not None),
+    if exec_cmd is not None:
+        check_value(exec_cmd, "--exec")
+        if python is not None:
+            raise click.UsageError("give --python or --exec, not both")
+    common = dict(root=root, user=user, exec_cmd=shlex.split(exec_cmd) if exec_cmd else default_exec(python, rootfs is not None),
                   groups=groups, restart_sec=restart_sec, after=after)
     if agent_ref is not None or agent_args:
         from .agent import agent_spec
@@ -117,7 +125,8 @@ def install(name: str, agent_args: "List[str]", root: str, user: "Optional[str]"
         click.echo(render_unit(spec), nl=False)
         return
     res = install_rootfs(spec, rootfs) if rootfs else install_local(spec, start=not no_start)
-    click.echo("{} installed at {}".format(res["unit"], res["path"]))
+    click.echo("{} installed at {}; it runs in {} (relative --sink paths land there)".format(
+        res["unit"], res["path"], spec.state_dir))
 
 
 for _opt in reversed(RUN_OPTIONS):

@@ -73,9 +73,10 @@ def _requires(st: "Stages") -> "Optional[Dict[str, Any]]":
 
     Devices check it before any engine build (:func:`jetson_deploy.bundle.opset.check_tensorrt_compat`).
     """
-    from ..bundle.opset import bundle_requirement
+    from ..bundle.opset import bundle_requirement, check_known_opset
 
     opset = st.exported.info.get("opset")
+    check_known_opset(opset)
     need = bundle_requirement({"source": {"onnx_opset": opset}, "conversion": {"min_tensorrt": st.folded.record.get("min_tensorrt")}})
     if need is None:
         return None

@@ -7,15 +7,19 @@ A plain host list is simply an inventory without ``[group]`` sections.
 """
 import re
 import shlex
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .._files import read_text_file
 from ..errors import BadInput
+
+#: bounds of an inventory: a 10 MB line took minutes to tokenize (shlex grows a token char by char)
+MAX_INVENTORY_BYTES = 4 << 20
+MAX_LINE_CHARS = 4096
 
 # What ssh accepts as a host name or alias without quoting tricks: no spaces, no
 # option-looking leading dash, no shell metacharacters.
-_HOST_RE = re.compile(r"^[A-Za-z0-9_.%:\-]+$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_.\-][A-Za-z0-9_.\-$]*$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.%:\-]+\Z")
+_USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z")  # no leading "-": ssh would read -Jevil@h as an option
 
 
 class Host(object):
@@ -99,7 +103,7 @@ def parse_host(text: str) -> "Host":
 
 # ----------------------------------------------------------------------------- inventories
 
-_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
+_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*\Z")
 
 
 def _int_var(value: str, key: str, where: str) -> int:
@@ -115,12 +119,12 @@ def load_inventory(path: str, group: "Optional[str]" = None) -> "List[Host]":
     to the group's hosts), ``[group:children]`` (nested groups). Without ``group`` every host in
     the file is returned (once, in file order); with it, the hosts of that group and its children.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput("cannot read --hosts file {}: {}".format(path, exc.strerror or exc))
+    text = read_text_file(path, "--hosts file", MAX_INVENTORY_BYTES)
     inv = _Inventory(path)
     for lineno, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_LINE_CHARS:  # shlex is quadratic in a token's length: bound each line
+            raise BadInput("{}:{}: the line is {} characters long (at most {}): one host and its variables a line".format(
+                path, lineno, len(line), MAX_LINE_CHARS))
         inv.add_line(line, "{}:{}".format(path, lineno))
     hosts = [_host_from_vars(alias, inv.vars_of(alias), "{} (host {})".format(path, alias)) for alias in inv.select(group)]
     if not hosts:

@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .._files import sha256_file
+from .._files import sha256_bytes
 from ..bundle import open_bundle
 from ..bundle.manifest import MANIFEST, SIGNATURE
 from ..errors import BadInput
 
 # Names and versions travel inside remote shell scripts and rsync/sftp arguments: keep them
 # to characters that need no quoting anywhere (artifact paths are held to that by the schema).
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*\Z")
 _RSYNC_PARTIAL = ".rsync-partial"  # rsync's --partial-dir in staging: no artifact may live there
 
 
@@ -72,16 +72,17 @@ class LocalBundle(object):
         self.close()
 
 
-def _file_entry(root: Path, rel: str) -> "Tuple[str, int, str]":
-    p = root / rel
-    return (rel, p.stat().st_size, sha256_file(p))
+def _bytes_entry(rel: str, data: bytes) -> "Tuple[str, int, str]":
+    return (rel, len(data), sha256_bytes(data))
 
 
 def open_local_bundle(path: str, public_key: "Optional[str]" = None) -> "LocalBundle":
     """Open and verify a bundle (directory or packed file) for deployment.
 
     With ``public_key`` the bundle must carry a valid ``manifest.sig`` by that key
-    (CheckFailed otherwise), checked before anything is uploaded anywhere.
+    (CheckFailed otherwise), checked before anything is uploaded anywhere.  The sums the device
+    checks are those of what was verified here (the manifest and signature bytes read once, the
+    manifest's artifact sums), so a file swapped after this check fails on the device.
     """
     b = open_bundle(str(path), verify=True)  # a missing path is BadInput there
     try:
@@ -89,17 +90,12 @@ def open_local_bundle(path: str, public_key: "Optional[str]" = None) -> "LocalBu
             from ..bundle.sign import verify_signature
 
             verify_signature(b, public_key)
-        return _from_verified(Path(b.root), dict(b.manifest), list(b.artifacts), b.close, str(path))
+        files = [_bytes_entry(MANIFEST, b.manifest_raw)]
+        if b.signature_raw is not None:
+            files.append(_bytes_entry(SIGNATURE, b.signature_raw))
+        for art in b.artifacts:
+            files.append((_uploadable(str(art["path"])), int(art["size"]), str(art["sha256"]).lower()))
+        return LocalBundle(Path(b.root), dict(b.manifest), files, cleanup=b.close, source=str(path))
     except BaseException:
         b.close()
         raise
-
-
-def _from_verified(root: Path, manifest: "Dict[str, Any]", artifacts: "List[Dict[str, Any]]", cleanup: Any, source: str) -> "LocalBundle":
-    files = [_file_entry(root, MANIFEST)]
-    if (root / SIGNATURE).is_file():
-        files.append(_file_entry(root, SIGNATURE))
-    for art in artifacts:
-        rel = _uploadable(str(art["path"]))
-        files.append((rel, int(art["size"]), str(art["sha256"]).lower()))
-    return LocalBundle(root, manifest, files, cleanup=cleanup, source=source)

@@ -15,7 +15,7 @@ DEFAULT_ROOT = "/opt/jetson-deploy"
 DEFAULT_KEEP = 3
 TRANSFERS = ("auto", "rsync", "sftp")
 
-_ROOT_RE = re.compile(r"^[A-Za-z0-9._+@=,/\-]+$")
+_ROOT_RE = re.compile(r"^[A-Za-z0-9._+@=,/\-]+\Z")
 
 
 def check_root(root: str) -> str:

@@ -146,7 +146,7 @@ class SSHTransport(Transport):
         return argv
 
     def run_script(self, script: str, timeout: "Optional[float]" = None) -> "ScriptResult":
-        argv = self.ssh_argv() + [self.host.destination, "sh -s"]
+        argv = self.ssh_argv() + ["--", self.host.destination, "sh -s"]  # "--": the destination is never an option
         try:
             p = subprocess.run(argv, input=script.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                timeout=timeout)
@@ -221,7 +221,7 @@ class SSHTransport(Transport):
                 argv += ["-P", str(self.host.port)]
             if bwlimit:
                 argv += ["-l", str(int(bwlimit) * 8)]  # sftp takes Kbit/s
-            argv.append(self.host.copy_destination)
+            argv += ["--", self.host.copy_destination]
             p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         finally:
             os.unlink(bf.name)

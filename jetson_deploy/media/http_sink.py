@@ -6,10 +6,12 @@ URI grammar::
 
 ``HOST`` empty or ``@`` binds 127.0.0.1 (the default; unlike ``rtsp://@``, which means every
 interface as in jetson-utils).  A loopback address needs no token unless the URI gives one.  Any
-other address (``0.0.0.0`` for every interface) requires a token: ``?token=`` in the URI, or a
-fresh ``secrets.token_urlsafe`` one; the URL with the token is logged once.  Requests without
-it (``?token=`` or the cookie the page sets) get 403.  ``PORT`` defaults to 8080; ``Q`` is the JPEG
-quality (default 80).
+other address (``0.0.0.0`` for every interface) requires a token: ``?token=`` in the URI (16
+characters or more), ``$JETSON_DEPLOY_HTTP_TOKEN``, or a fresh ``secrets.token_urlsafe`` one
+whose URL is logged once (a given token is redacted wherever the URI is shown).  Requests without
+it (``?token=`` or the cookie the page sets) get 403; without a token, so do requests whose
+``Host`` is not this loopback address or ``localhost`` (DNS rebinding).  ``PORT`` defaults to 8080;
+``Q`` is the JPEG quality (1 to 100, default 80).
 
 Routes: ``/`` the page, ``/stream.mjpg`` (``multipart/x-mixed-replace``), ``/frame.jpg`` (the
 latest frame), ``/stats`` (JSON figures).  ``?source=K`` picks a stream once several sources
@@ -23,24 +25,35 @@ stalled client only stalls its own thread.  Without viewers nothing is encoded.
 import hmac
 import json
 import logging
+import os
+import re
 import secrets
+import select
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from .._lazy import require
 from ..errors import BadInput
-from .live import LatestSlot, LiveFigures, is_loopback, overlay_copy, split_host_port, stream_key
+from .live import LatestSlot, LiveFigures, check_port, is_loopback, overlay_copy, split_host_port, stream_key
 from .sinks import Sink
 
 log = logging.getLogger(__name__)
 
 COOKIE = "jd_token"
 MAX_CLIENTS = 16
+MIN_TOKEN = 16
+#: the token from the environment (the service's root-only environment file), kept off the command line
+TOKEN_ENV = "JETSON_DEPLOY_HTTP_TOKEN"
+
+
+def redact(uri: str) -> str:
+    """URI with its token's value replaced: what summaries, messages and logs show."""
+    return re.sub(r"(token=)[^&#]*", r"\1<redacted>", uri)
 BOUNDARY = "jdframe"
 
 
@@ -72,6 +85,10 @@ class _Server(ThreadingMixIn, HTTPServer):
     sink: "HTTPSink"
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # http://[::1]:PORT/
+
+
 class HTTPSink(Sink):
     scheme = "http"
     example = "http://127.0.0.1:8080/"
@@ -79,17 +96,30 @@ class HTTPSink(Sink):
     def __init__(self, uri: str, fps: float = 30.0) -> None:
         super().__init__(uri, fps)
         parts = urlsplit(uri)
-        q = parse_qs(parts.query)
+        q = parse_qs(parts.query, keep_blank_values=True)
+        self.uri = redact(uri)  # what summaries (--json) and messages show
+        unknown = sorted(set(q) - {"token", "quality"})
+        if unknown:
+            raise BadInput("sink {}: unknown option {!r} (http:// takes ?token= and ?quality=)".format(self.uri, unknown[0]))
         try:
             self.host, self.port = split_host_port(parts.netloc, "127.0.0.1", 8080)
             self.quality = int(q.get("quality", ["80"])[0])
         except ValueError:
-            raise BadInput("sink {}: use http://[HOST][:PORT]/ (e.g. {})".format(uri, self.example))
+            raise BadInput("sink {}: use http://[HOST][:PORT]/ (e.g. {})".format(self.uri, self.example))
+        check_port(self.port, self.uri, allow_zero=True)
+        if not 1 <= self.quality <= 100:
+            raise BadInput("sink {}: quality={} is not a JPEG quality (1 to 100)".format(self.uri, self.quality))
         self.loopback = is_loopback(self.host)
-        # beyond loopback a token is mandatory; ?token= asks for one on loopback too
-        self.token: "Optional[str]" = q.get("token", [""])[0] or None
+        # beyond loopback a token is mandatory; ?token= (or $JETSON_DEPLOY_HTTP_TOKEN, which keeps it off the
+        # command line: the service's environment file) asks for one on loopback too
+        given = q.get("token", [""])[0] or os.environ.get(TOKEN_ENV, "").strip()
+        if given and len(given) < MIN_TOKEN:
+            raise BadInput("sink {}: the token is {} characters; use {} or more (or leave it out off loopback and one "
+                           "is made)".format(self.uri, len(given), MIN_TOKEN))
+        self.token: "Optional[str]" = given or None
+        self.token_made = False
         if not self.loopback and not self.token:
-            self.token = secrets.token_urlsafe(16)
+            self.token, self.token_made = secrets.token_urlsafe(16), True
         self.figures = LiveFigures()
         self.streams: "Dict[int, _Stream]" = {}
         self.slot = LatestSlot()
@@ -99,15 +129,21 @@ class HTTPSink(Sink):
         self._stop = threading.Event()
         self._server: "Optional[_Server]" = None
         self._threads: "list" = []
+        #: the stream keys (source indexes) this sink will get; None: any (set by the run, see expect_streams)
+        self.expected: "Optional[set]" = None
+
+    def expect_streams(self, keys: "Iterable[int]") -> None:
+        """The sources feeding this sink: any other ``?source=`` is 404 at once."""
+        self.expected = set(int(k) for k in keys)
 
     # -- Sink template -------------------------------------------------------------------------
     def open_impl(self) -> None:
         require("cv2", "http:// live view (JPEG encoding)")
         try:
-            srv = _Server((self.host, self.port), _Handler)
-        except OSError as exc:
+            srv = (_Server6 if ":" in self.host else _Server)((self.host, self.port), _Handler)
+        except (OSError, OverflowError) as exc:
             raise BadInput("sink {}: cannot listen on {}:{} ({}); pick another port".format(
-                self.uri, self.host, self.port, exc.strerror or exc))
+                self.uri, self.host, self.port, getattr(exc, "strerror", None) or exc))
         srv.sink = self
         self._server = srv
         self.port = srv.server_address[1]
@@ -116,7 +152,7 @@ class HTTPSink(Sink):
                          threading.Thread(target=self._encode_loop, name="http-sink-encode", daemon=True)]
         for t in self._threads:
             t.start()
-        log.info("live view: %s", self.url)
+        log.info("live view: %s", self.url if self.token_made else redact(self.url))
         if not self.loopback:
             log.info("live view: bound to %s; the token is required (keep the URL private)", self.host)
 
@@ -175,6 +211,20 @@ class HTTPSink(Sink):
                  streams=sorted(self.streams))
         return d
 
+    def host_allowed(self, host_header: "Optional[str]") -> bool:
+        """Without a token, only this loopback address or ``localhost`` (with the port) may name the
+        server: a page whose name was rebound to 127.0.0.1 (DNS rebinding) sends its own name."""
+        if self.token is not None or host_header is None:
+            return True
+        try:
+            host, port = split_host_port(host_header.strip().lower(), "", 80)
+        except ValueError:
+            return False
+        return port == self.port and (host == "localhost" or host == self.host.lower())
+
+    def stream_known(self, key: int) -> bool:
+        return key in self.expected if self.expected is not None else key in self.streams
+
     def authorized(self, query: "Dict[str, Any]", cookie: str) -> bool:
         if self.token is None:
             return True
@@ -201,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         sink = self.server.sink
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
+        if not sink.host_allowed(self.headers.get("Host")):
+            self._send(403, "text/plain", b"403: this live view answers to its own address only (Host header)\n")
+            return
         if not sink.authorized(query, self.headers.get("Cookie", "")):
             self._send(403, "text/plain", b"403: this live view needs ?token= (printed with its URL)\n")
             return
@@ -208,7 +261,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             key = int(query.get("source", ["0"])[0])
         except ValueError:
-            key = 0
+            key = -1
+        if route in ("/frame.jpg", "/stream.mjpg") and not sink.stream_known(key):
+            self._send(404, "text/plain", "404: no source {} here (streams: {})\n".format(
+                query.get("source", ["0"])[0], sorted(sink.expected if sink.expected is not None else sink.streams)).encode())
+            return
         if route == "/":
             extra = {}
             if sink.token and query.get("token"):
@@ -244,6 +301,14 @@ class _Handler(BaseHTTPRequestHandler):
         with sink._lock:
             sink.clients -= 1
 
+    def _client_gone(self) -> bool:
+        """The client hung up (readable with nothing to read), noticed while waiting to write."""
+        try:
+            ready, _, _ = select.select([self.connection], [], [], 0)
+            return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     def _frame(self, sink: "HTTPSink", key: int) -> None:
         if not self._enter(sink):
             self._send(503, "text/plain", b"503: too many viewers\n")
@@ -270,11 +335,15 @@ class _Handler(BaseHTTPRequestHandler):
             seq = 0
             while not sink._stop.is_set():
                 st = sink.streams.get(key)
-                if st is None:
+                if st is None:  # a known source whose first frame has not come yet
+                    if self._client_gone():
+                        return
                     time.sleep(0.1)
                     continue
                 new, jpeg = st.next_after(seq, 1.0)
                 if new == seq or not jpeg:
+                    if self._client_gone():
+                        return
                     continue
                 seq = new
                 self.wfile.write("--{}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n".format(

@@ -30,6 +30,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(port: int, uri: str, allow_zero: bool = False) -> int:
+    """PORT in 1..65535 (0 too where the system may pick one); BadInput naming the sink otherwise
+    (99999 listened on 34463: the socket layer keeps the low 16 bits)."""
+    from ..errors import BadInput
+
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise BadInput("sink {}: port {} is not a TCP port ({} to 65535)".format(uri, port, low))
+    return port
+
+
 def split_host_port(netloc: str, default_host: str, default_port: int) -> "Tuple[str, int]":
     """``@:8080`` / ``:8080`` / ``host:8080`` / ``[::1]:8080`` -> (host, port); ``@`` or empty is ``default_host``."""
     host, port = netloc, ""

@@ -13,6 +13,10 @@ from ..vocab import IMAGE_EXTS
 from .shapes import ShapeGenerator
 from .sources import Frame, Source, _cv2, query_options, uri_path
 
+#: synthetic://...?pool=K bounds: frames pre-rendered, and their bytes together
+MAX_POOL = 1024
+MAX_POOL_BYTES = 1 << 30
+
 log = logging.getLogger(__name__)
 
 
@@ -59,12 +63,20 @@ class SyntheticSource(Source):
         self.limit = int(self.options.get("frames", 0) or 0)
         self.seed = int(self.options.get("seed", 0) or 0)
         self.pool_n = int(self.options.get("pool", 16))
+        self._check_pool()
         self.generator_name = "noise"
         self._gen: Any = self.options.pop("generator", None) if generator is None else generator
         self._rng = np.random.RandomState(self.seed)
         self._frames: "List[Tuple[np.ndarray, Any]]" = []
         self._t0 = 0.0
         self._n = 0
+
+    def _check_pool(self) -> None:
+        """pool=K pre-renders K frames up front: bounded (``pool=100000`` at 4096x4096 rendered until out of memory)."""
+        frame = max(self.width, 1) * max(self.height, 1) * 3
+        if not 0 <= self.pool_n <= MAX_POOL or self.pool_n * frame > MAX_POOL_BYTES:
+            raise BadInput("source {}: pool={} frames of {}x{} is out of bounds (0 to {} frames, {} MiB at most)".format(
+                self.uri, self.pool_n, self.width, self.height, MAX_POOL, MAX_POOL_BYTES >> 20))
 
     @classmethod
     def options_from_uri(cls, uri: str) -> "Dict[str, Any]":

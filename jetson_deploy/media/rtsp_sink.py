@@ -16,13 +16,14 @@ overlay and pushes it into ``appsrc``, dropping (and counting) frames while apps
 :func:`~.live.stream_key`: source 0 is ``/NAME``, source K (multi-source runs) ``/NAME/K``.
 """
 import logging
+import re
 import threading
 import time
 from typing import Any, Dict, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import BadInput
-from .live import LatestSlot, LiveFigures, overlay_copy, split_host_port, stream_key
+from .live import LatestSlot, LiveFigures, check_port, overlay_copy, split_host_port, stream_key
 from .sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ INSTALL = ("rtsp:// needs GStreamer's RTSP server and PyGObject ({}): on a Jetso
            "on Debian/Ubuntu also gstreamer1.0-plugins-ugly (x264enc); in a virtualenv "
            "pip install 'jetson-deploy[stream]' (needs libgirepository1.0-dev libcairo2-dev pkg-config gcc)")
 ENCODERS = ("nvv4l2h264enc", "x264enc", "openh264enc")
+#: H.264 bitrates the encoders take, kbit/s (x264enc's property is kbit/s, the others' bit/s)
+MIN_KBPS, MAX_KBPS = 16, 500000
 
 
 def load_gst() -> "tuple":
@@ -82,14 +85,22 @@ class RTSPSink(Sink):
     def __init__(self, uri: str, fps: float = 30.0) -> None:
         super().__init__(uri, fps)
         parts = urlsplit(uri)
-        q = parse_qs(parts.query)
+        q = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(q) - {"bitrate", "encoder"})
+        if unknown:
+            raise BadInput("sink {}: unknown option {!r} (rtsp:// takes ?bitrate= and ?encoder=)".format(uri, unknown[0]))
         try:
             self.host, self.port = split_host_port(parts.netloc, "0.0.0.0", 8554)
             self.kbps = int(q.get("bitrate", ["4000"])[0])
         except ValueError:
             raise BadInput("sink {}: use {}".format(uri, self.example))
+        check_port(self.port, uri)
+        if not MIN_KBPS <= self.kbps <= MAX_KBPS:
+            raise BadInput("sink {}: bitrate={} kbit/s is out of range ({} to {})".format(uri, self.kbps, MIN_KBPS, MAX_KBPS))
         self.path = "/" + parts.path.strip("/") if parts.path.strip("/") else "/stream"
         self.encoder = q.get("encoder", [""])[0]
+        if self.encoder and not re.match(r"^[a-z0-9_]+\Z", self.encoder):
+            raise BadInput("sink {}: encoder {!r} is not a GStreamer element name (e.g. {})".format(uri, self.encoder, ", ".join(ENCODERS)))
         self.figures = LiveFigures()
         self.streams: "Dict[int, _Stream]" = {}
         self._stop = threading.Event()

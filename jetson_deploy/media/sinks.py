@@ -5,19 +5,20 @@
 
 Template method: :meth:`Sink.render` holds the guards (lazy open at the first frame's size,
 frame counting); subclasses write ``open_impl`` / ``render_impl`` / ``close_impl``.  File sinks
-write to a temporary name beside the target and rename it into place on close, so a reader never
-sees a half-written file (an interrupted run keeps ``NAME.partial``).
+are checked: a failed write is one line naming the file.  A video is written under a temporary name
+and renamed into place on close (never half a video); a ``.jsonl`` is a log written line by line to
+the final file (``tail -f`` follows a live run).
 """
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from .._files import is_utf8_path, temp_sibling
 from .._lazy import require
-from ..errors import BadInput
+from ..errors import BadInput, RunFailed
 
 #: video-file suffixes VideoSink writes, with the codec for each (fewer than vocab.VIDEO_EXTS reads)
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
@@ -99,37 +100,110 @@ def _partial(path: Path, suffix: str = "") -> Path:
 
 
 class JsonlSink(Sink):
-    """One JSON object a frame: index, source, label, score, latency_ms (and task fields)."""
+    """One JSON object a frame: index, source, label, score, latency_ms (and task fields).
+
+    A log, not an artifact written once at the end: each line goes to the final file as it is
+    made (``tail -f out.jsonl`` follows a live run), whole lines only.  Past ``rotate_bytes`` the
+    file is renamed ``out.jsonl.N`` (the next free N, never replacing one) and a new one begun.
+    A failed write (full disk, ``ulimit -f``) ends the run in one line naming the file, with the
+    lines written before it intact.  The file is opened at the first result, replacing what was
+    there without following a symlink.
+    """
 
     scheme = "jsonl"
     needs_image = False
+    ROTATE_BYTES = 256 << 20
 
-    def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None) -> None:
+    def __init__(self, uri: str, fps: float = 30.0, path: "Optional[Path]" = None, rotate_bytes: "Optional[int]" = None) -> None:
         super().__init__(uri, fps)
         self.path = Path(path) if path is not None else _file_path(uri)
-        self._f: Any = None
+        self.rotate_bytes = int(rotate_bytes or self.ROTATE_BYTES)
+        self.rotated: "List[str]" = []
+        self._fd = -1
+        self._size = 0
 
     def open_impl(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(str(_partial(self.path)), "w", encoding="utf-8")
+        tmp = temp_sibling(self.path)
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            os.replace(str(tmp), str(self.path))  # the entry is replaced, never a link's target written
+        except BaseException:
+            os.close(fd)
+            _unlink(tmp)
+            raise
+        self._fd, self._size = fd, 0
 
     def render_impl(self, frame: Any, result: Any, fps: "Optional[float]") -> None:
-        self._f.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        line = (json.dumps(result.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
+        if self._size and self._size + len(line) > self.rotate_bytes:
+            self._rotate()
+        self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as exc:
+            if done:  # never leave half a line: cut back to the last whole one
+                try:
+                    os.ftruncate(self._fd, self._size)
+                except OSError:
+                    pass
+            raise write_failed(self.path, exc, "{} lines written before".format(self.frames))
+        self._size += done
+
+    def _rotate(self) -> None:
+        self._finish()
+        n = 1
+        while os.path.lexists("{}.{}".format(self.path, n)):
+            n += 1
+        os.replace(str(self.path), "{}.{}".format(self.path, n))
+        self.rotated.append("{}.{}".format(self.path, n))
+        self.open_impl()
+
+    def _finish(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise write_failed(self.path, exc, "")
+        finally:
+            os.close(fd)
 
     def close_impl(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(str(_partial(self.path)), str(self.path))
+        self._finish()
 
     def abort(self) -> None:
-        if self._opened and self._f is not None:
-            self._opened = False
-            self._f.close()  # keep NAME.partial for inspection; never publish a broken file
+        """An error ended the run: the lines so far stay (a log), the file is closed."""
+        self._opened = False
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def write_failed(path: Path, exc: OSError, detail: str) -> "RunFailed":
+    """One line for a sink that could not write: the file and the system's reason."""
+    return RunFailed("--sink {}: cannot write ({}){}".format(path, exc.strerror or exc, "; " + detail if detail else ""))
+
+
+def _unlink(path: "os.PathLike[str]") -> None:
+    try:
+        os.unlink(str(path))
+    except OSError:
+        pass
 
 
 class VideoSink(Sink):
-    """Annotated video (overlay: label, score, FPS / boxes / mask).  ``.mp4`` (mp4v) or ``.avi`` (MJPG)."""
+    """Annotated video (overlay: label, score, FPS / boxes / mask).  ``.mp4`` (mp4v) or ``.avi`` (MJPG).
+
+    Written under a temporary name and renamed into place on close, after the file was read
+    back: OpenCV's writer reports no write errors, so a full disk or ``ulimit -f`` showed only
+    as a truncated video.  Now the written frame count and the last frame must read back, else
+    one line names the file and nothing is published."""
 
     scheme = "video"
 
@@ -148,6 +222,7 @@ class VideoSink(Sink):
         w, h = self.size
         self._w = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 30.0), (w, h))
         if not self._w.isOpened():
+            _unlink(self._tmp)
             raise BadInput("cannot write video {} (this OpenCV lacks the {} encoder; try .avi)".format(
                 self.path, VIDEO_FOURCC.get(self.path.suffix.lower(), "mp4v")))
 
@@ -164,17 +239,43 @@ class VideoSink(Sink):
         self._w.write(draw(img, result, fps))
 
     def close_impl(self) -> None:
-        self._w.release()
-        os.replace(str(self._tmp), str(self.path))
+        try:
+            self._w.release()
+            self._check_written()
+            os.replace(str(self._tmp), str(self.path))
+        except BaseException:
+            _unlink(self._tmp)
+            raise
+
+    def _check_written(self) -> None:
+        """The frames written must read back (frame count, and the last frame decodes)."""
+        cv2 = require("cv2")
+        cap = cv2.VideoCapture(str(self._tmp))
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+            ok = count == self.frames
+            if ok and self.frames:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+                ok = cap.read()[0]
+        finally:
+            cap.release()
+        if not ok:
+            try:
+                size = os.stat(str(self._tmp)).st_size
+            except OSError:
+                size = 0
+            raise RunFailed("--sink {}: the video could not be written whole ({} of {} frames read back, {} bytes on disk: "
+                            "disk full or a file size limit?); nothing published".format(self.path, count, self.frames, size))
 
     def abort(self) -> None:
-        if self._opened:
-            self._opened = False
-            self._w.release()
+        """Close without publishing: the temporary file goes (also after a close that failed half-way)."""
+        self._opened = False
+        if self._w is not None:
             try:
-                os.unlink(str(self._tmp))
-            except OSError:
+                self._w.release()
+            except Exception:
                 pass
+        _unlink(self._tmp)
 
 
 class DisplaySink(Sink):

@@ -264,33 +264,80 @@ def open_io(sources: "Sequence[Any]", sinks: Any, jsonl: "Optional[str]" = None
         fps_hint = srcs[0].fps or 30.0
         for s in sink_list:
             sink_objs.append(open_sink(s, fps=fps_hint))
+        _check_outputs(uris, sink_list, sink_objs)
+        for obj, k in zip(sink_objs, bindings):
+            if hasattr(obj, "expect_streams"):  # a live view answers 404 for any other ?source=
+                obj.expect_streams([k] if k is not None else range(len(srcs)))
         yield srcs, sink_objs, bindings
         ok = True
     finally:
         try:
-            for s in sink_objs:
-                if ok:
-                    s.close()
-                else:
-                    s.abort()
+            close_sinks(sink_objs, publish=ok)
         finally:
             for src in srcs:
                 src.close()
 
 
+def close_sinks(sinks: "Sequence[Any]", publish: bool) -> None:
+    """Publish (close) each sink after a clean run, else abort it; a sink whose close fails or is
+    interrupted (a second Ctrl-C or SIGTERM while publishing) is aborted, and so are the ones after
+    it, so no temporary file is left; the first error surfaces."""
+    first: "Optional[BaseException]" = None
+    for s in sinks:
+        try:
+            if publish and first is None:
+                s.close()
+            else:
+                s.abort()
+        except BaseException as exc:
+            first = first or exc
+            try:
+                s.abort()
+            except BaseException:
+                pass
+    if first is not None:
+        raise first
+
+
+def _check_outputs(sources: "Sequence[Any]", names: "Sequence[Any]", sinks: "Sequence[Any]") -> None:
+    """Two file sinks on one file (``a.jsonl`` and ``0=./a.jsonl``) would interleave and break it, and
+    a sink on an input file would destroy it: compare the resolved paths before anything runs."""
+    import os
+
+    seen: "Dict[str, Any]" = {}
+    for src in sources:
+        if isinstance(src, str) and "://" not in src and os.path.isfile(src):
+            seen[os.path.realpath(src)] = "--source " + src
+    for name, obj in zip(names, sinks):
+        path = getattr(obj, "path", None)
+        if path is None or not isinstance(path, (str, os.PathLike)):
+            continue
+        real = os.path.realpath(str(path))
+        if real in seen:
+            raise BadInput("--sink {} and {} are the same file ({}): give each output its own file".format(name, seen[real], real))
+        seen[real] = "--sink {}".format(name)
+
+
 def bind_sinks(sink: Any, sources: int) -> "Tuple[List[Any], List[Optional[int]]]":
-    """(sinks, source index each is bound to or None): ``"K=URI"`` binds URI to source K."""
+    """(sinks, source index each is bound to or None): ``"K=URI"`` binds URI to source K.
+
+    A prefix before the first ``=`` with no ``/`` or ``:`` in it is always read as ``K=``: K must
+    then be a source index (``-1=``, ``a=``, ``0.5=``, `` 0=`` are errors, never file names;
+    a file whose name holds ``=`` is ``./a=b.jsonl``)."""
     import re
 
     items = [x for x in (list(sink) if isinstance(sink, (list, tuple)) else [sink]) if x is not None]
     out: "List[Any]" = []
     bound: "List[Optional[int]]" = []
     for item in items:
-        m = re.match(r"^(\d+)=(.+)$", item) if isinstance(item, str) else None
+        m = re.match(r"^([^=/:]*)=(.*)\Z", item, re.S) if isinstance(item, str) else None
         if m is None:
             out.append(item)
             bound.append(None)
             continue
+        if not re.match(r"^[0-9]+\Z", m.group(1)) or not m.group(2):
+            raise BadInput("--sink {!r}: K=SINK needs a source index K (0 to {}) and a sink after '=' (a file whose "
+                           "name holds '=' is ./NAME)".format(item, sources - 1))
         k = int(m.group(1))
         if k >= sources:
             raise BadInput("--sink {}: source {} does not exist ({} source(s), numbered from 0)".format(item, k, sources))

@@ -30,7 +30,7 @@ def load_tensorrt(purpose: "Optional[str]" = None) -> Any:
         raise MissingDependency("tensorrt is needed{} but is not installed: {}".format(what, INSTALL_HINTS["tensorrt"]))
     try:
         return importlib.import_module("tensorrt")
-    except Exception as exc:  # noqa: BLE001 -- placeholder wheels raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 -- placeholder wheels raise anything, or sys.exit()
         raise MissingDependency(
             "tensorrt is needed{} but cannot be imported ({}: {}): {}".format(
                 what, type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "", INSTALL_HINTS["tensorrt"]

@@ -21,6 +21,26 @@ def make_bundle(dest: Path, name: str = "demo", version: str = "1.0.0", sizes: "
     return random_bundle(dest, name, version, sizes)
 
 
+#: the board's interpreter in test images: the README's venv (``python3 -m venv ~/jd``)
+BOARD_PY = "/home/nvidia/jd/bin/python"
+
+
+def board_venv(fs: Path, installed: bool = True) -> str:
+    """A venv at BOARD_PY inside the image FS (with jetson-deploy in it unless ``installed`` is False)."""
+    venv = fs / BOARD_PY.lstrip("/").rsplit("/bin/", 1)[0]
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    py = venv / "bin" / "python"
+    py.write_text("#!/bin/sh\n")
+    py.chmod(0o755)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\nversion = 3.8.10\n")
+    site = venv / "lib" / "python3.8" / "site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    if installed:
+        (site / "jetson_deploy").mkdir(exist_ok=True)
+        (site / "jetson_deploy" / "__init__.py").write_text("")
+    return BOARD_PY
+
+
 def active_version(root: Path, name: str = "demo") -> "Optional[str]":
     link = Path(root) / "active" / name
     if not link.is_symlink():
