@@ -103,7 +103,7 @@ MUTATIONS = [
     Mutation("scale-after-mean", "jetson_deploy/preprocess.py",
              "off = -mean / std", "off = -mean * np.float32(spec.scale) / std",
              [T + "test_core_oracle.py"], True),
-    Mutation("torch-gray-weights-reversed", "jetson_deploy/runtime/gpu_preprocess.py",
+    Mutation("torch-gray-weights-reversed", "jetson_deploy/runtime/torch_preprocess.py",
              "torch.tensor([0.114, 0.587, 0.299]", "torch.tensor([0.299, 0.587, 0.114]",
              [T + "test_runtime_oracle.py::test_torch_preprocess_matches_the_oracle"], True),
     Mutation("unpack-member-limit", "jetson_deploy/bundle/pack.py",
