@@ -29,8 +29,9 @@ venv_key() {
 _vc_root() { [ -n "${JD_VENV_CACHE:-}" ] && echo "${JD_VENV_CACHE%/}"; }
 
 _vc_runs_here() {  # the venv imports jetson_deploy from this clone (an editable install made elsewhere does not)
-  local got
-  got=$(cd / && "$1/bin/python" -c 'import os, jetson_deploy; print(os.path.dirname(os.path.dirname(os.path.realpath(jetson_deploy.__file__))))' 2>/dev/null) || return 1
+  local got py
+  py="$(cd "$1" && pwd -P)/bin/python" || return 1
+  got=$(cd / && "$py" -c 'import os, jetson_deploy; print(os.path.dirname(os.path.dirname(os.path.realpath(jetson_deploy.__file__))))' 2>/dev/null) || return 1
   [ "$got" = "$(pwd -P)" ]
 }
 
@@ -63,7 +64,7 @@ venv_restore() {
   echo "$new" > "$venv/.jd-env-origin.tmp" && mv -f "$venv/.jd-env-origin.tmp" "$venv/.jd-env-origin"
   rm -f "$venv/$_VC_STAMP"
   # this clone's code, not the one the cache was built from (no dependency is touched)
-  "$venv/bin/python" -m pip --disable-pip-version-check -q install --no-deps --no-build-isolation -e . || return 1
+  "$venv/bin/python" -m pip --disable-pip-version-check -q install --no-deps -e . || return 1
   _vc_runs_here "$venv" || return 1
   echo "$key" > "$venv/$_VC_STAMP"
 }
