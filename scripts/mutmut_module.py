@@ -103,6 +103,31 @@ def _report(name: str, work: Path, wanted: "list") -> "dict":
             "score": round(killed / float(len(checked)), 3) if checked else None, "survivors": survivors}
 
 
+_MESSAGE = re.compile(r"raise |BadInput\(|CheckFailed\(|RunFailed\(|Error\(|log\.(debug|info|warning|error)|say\(|echo |"
+                      r"help=|print\(|warn|message|msg|\.format\(")
+
+
+def _diff(work: Path, name: str) -> "tuple":
+    exe = str(Path(sys.executable).with_name("mutmut"))
+    out = subprocess.run([exe, "show", name], cwd=str(work), stdout=subprocess.PIPE, universal_newlines=True).stdout
+    minus = [ln[1:] for ln in out.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in out.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return minus, plus
+
+
+def _strip_strings(line: str) -> str:
+    return re.sub(r"(?s)([rbuf]*)(\"[^\"]*\"|'[^']*')", '""', line)
+
+
+def classify(work: Path, name: str) -> str:
+    """A first sorting of a survivor (a person confirms it): 'message' when only the text of a
+    message/log/help string changed, 'string' for any other string-only change, else 'logic'."""
+    minus, plus = _diff(work, name)
+    if minus and plus and [_strip_strings(x) for x in minus] == [_strip_strings(x) for x in plus]:
+        return "message" if any(_MESSAGE.search(x) for x in minus) else "string"
+    return "logic"
+
+
 def _in_main(path: str) -> bool:
     return subprocess.call(["git", "-C", str(ROOT), "cat-file", "-e", "main:" + path],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
@@ -117,6 +142,7 @@ def main() -> int:
     ap.add_argument("--survivors", action="store_true", help="print the last run's survivors and exit")
     ap.add_argument("--retest", action="store_true",
                     help="re-run the last run's survivors against every configured test (the 'after' score)")
+    ap.add_argument("--classify", action="store_true", help="sort the last run's open survivors: message/string/logic")
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
     mod = _module(a.module)
@@ -127,6 +153,14 @@ def main() -> int:
         known = _recorded()
         for s in rec["survivors"]:
             print(("recorded  " if s in known else "OPEN      ") + s)
+        return 0
+    if a.classify:
+        rec = json.loads((work / "jd-mutmut-after.json").read_text()) if (work / "jd-mutmut-after.json").exists() \
+            else json.loads(report.read_text())
+        known = _recorded()
+        for s in rec["survivors"]:
+            if s not in known:
+                print("{} {}".format(s, classify(work, s)))
         return 0
     if a.baseline:
         mod["tests"] = [t for t in mod["tests"] if _in_main(t)]
