@@ -43,3 +43,41 @@ def test_settle_longer_than_the_health_timeout_keeps_a_healthy_deploy(tmp_path, 
     assert r.result == "deployed", r.message
     assert active_version(root) == "1.0.0"
     assert sum(1 for c in fake.calls() if c.startswith("is-active")) >= 3  # it really watched for 3 s
+
+
+@pytest.fixture
+def systemctl_log(tmp_path, monkeypatch):
+    """A systemctl on PATH that only logs what it was asked (this machine's units are not touched)."""
+    import os
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "systemctl.log"
+    exe = bindir / "systemctl"
+    exe.write_text('#!/bin/sh\necho "$*" >> {}\n'.format(log))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
+    return log
+
+
+def test_every_group_is_a_supplementary_group():
+    unit = _unit_section(svc.render_unit(svc.ServiceSpec("demo", "csi://0", user="nvidia", groups=["video", "render", "i2c"])))
+    assert unit["Service"]["SupplementaryGroups"].split() == ["video", "render", "i2c"]
+
+
+def test_uninstall_reloads_systemd_after_removing_the_unit(tmp_path, systemctl_log):
+    udir = tmp_path / "units"
+    svc.install_local(svc.ServiceSpec("demo", "csi://0", user="nvidia"), unit_dir=str(udir))
+    systemctl_log.write_text("")
+    svc.uninstall_local("demo", unit_dir=str(udir))
+    assert systemctl_log.read_text().splitlines() == ["disable --now jetson-deploy-demo.service", "daemon-reload"]
+    with pytest.raises(svc.BadInput, match=r"^jetson-deploy-demo\.service is not installed \("):
+        svc.uninstall_local("demo", unit_dir=str(udir))
+
+
+def test_a_rootfs_passwd_that_is_not_utf8_is_still_read(tmp_path):
+    fs = tmp_path / "fs"
+    (fs / "etc").mkdir(parents=True)
+    (fs / "etc" / "passwd").write_bytes(b"root:x:0:0::/root:/bin/sh\ngast:x:7:7:G\xe4st:/home/g:/bin/sh\nnvidia:x:1000:1000::/home/nvidia:/bin/bash\n")
+    svc.install_rootfs(svc.ServiceSpec("demo", "csi://0", user="nvidia"), str(fs))
+    assert (fs / "etc" / "systemd" / "system" / "jetson-deploy-demo.service").is_file()
