@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Mutation testing by mutmut, one module at a time with only that module's own tests.
 
-    nice python scripts/mutmut_module.py service                  # every mutant of jetson_deploy/service.py
-    nice python scripts/mutmut_module.py runtime --sample 150     # a seeded random sample of its mutants
-    python scripts/mutmut_module.py deploy --survivors            # list the survivors of the last run
-    python scripts/mutmut_module.py deploy --retest               # re-run only the last run's survivors
+    nice python scripts/mutmut_module.py service                       # every mutant of jetson_deploy/service.py
+    nice python scripts/mutmut_module.py runtime --sample 100          # a seeded random sample of its mutants
+    nice python scripts/mutmut_module.py deploy --baseline --sample 100   # "before": only the tests on main
+    nice python scripts/mutmut_module.py deploy --retest               # "after": its survivors against every test
+    python scripts/mutmut_module.py deploy --survivors                 # the last run's survivors (recorded or open)
+    python scripts/mutmut_module.py deploy --classify                  # open survivors sorted: message/string/logic
 
 Modules and their tests: scripts/mutmut_modules.cfg.  The run happens in a scratch copy
 (/tmp/jd-mutmut-MODULE, kept so that a later call resumes and ``--retest`` re-checks the
