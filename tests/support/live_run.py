@@ -21,6 +21,13 @@ def free_port():
     return port
 
 
+def _ctrl_c_default():
+    """In the child: SIGINT back to its default.  A shell without job control starts background
+    commands (``cmd &``, as .ci/run starts its legs) with SIGINT ignored, and Python then installs
+    no KeyboardInterrupt handler: the run would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """``jetson-deploy run`` in a subprocess; stops it with Ctrl-C (SIGINT) and checks the exit."""
 
@@ -29,7 +36,7 @@ class Run:
         self.err = tempfile.TemporaryFile()
         self.p = subprocess.Popen([sys.executable, "-m", "jetson_deploy.cli", "run", str(bundle), "--source", source,
                                    "--sink", sink, "--max-frames", str(frames), "--interval", "0"] + list(extra),
-                                  stdout=subprocess.DEVNULL, stderr=self.err, env=env)
+                                  stdout=subprocess.DEVNULL, stderr=self.err, env=env, preexec_fn=_ctrl_c_default)
 
     def stderr(self):
         self.err.seek(0)
