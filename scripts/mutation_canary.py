@@ -25,6 +25,11 @@ from collections import namedtuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Mutation = namedtuple("Mutation", "id file old new tests fast")
+Mutation.__new__.__defaults__ = (True,)  # fast: in the CI subset unless it says False
+
+# Adding one: append Mutation(id, file, old, new, [test node ids]) under the issue that found it.
+# Keep ``old`` short but unique in its file (a moved or duplicated target fails loudly, exit 2),
+# point ``tests`` at the fewest tests that kill it, and see it caught: --only ID.
 
 T = "tests/"
 MUTATIONS = [
@@ -103,7 +108,7 @@ MUTATIONS = [
     Mutation("scale-after-mean", "jetson_deploy/preprocess.py",
              "off = -mean / std", "off = -mean * np.float32(spec.scale) / std",
              [T + "test_core_oracle.py"], True),
-    Mutation("torch-gray-weights-reversed", "jetson_deploy/runtime/gpu_preprocess.py",
+    Mutation("torch-gray-weights-reversed", "jetson_deploy/runtime/torch_preprocess.py",
              "torch.tensor([0.114, 0.587, 0.299]", "torch.tensor([0.299, 0.587, 0.114]",
              [T + "test_runtime_oracle.py::test_torch_preprocess_matches_the_oracle"], True),
     Mutation("unpack-member-limit", "jetson_deploy/bundle/pack.py",
@@ -123,6 +128,58 @@ MUTATIONS = [
              '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        preprocess(frame.image, self.spec, out=p.buffer.array[0])',
              '= None\n\n    def prepare(self, frame: Any) -> None:\n        p = self._inputs.take()\n        if p.pool is None:\n            preprocess(frame.image, self.spec, out=p.buffer.array[0])',
              [T + "test_runtime_oracle.py::test_host_executor_feeds_what_the_oracle_says"], True),
+    # ---- issue 24: the audit's survivors, and two caught only by timing luck ---------------
+    Mutation("bound-sink-fps-of-first-source", "jetson_deploy/runtime/multi_pipeline.py",
+             "fps = self.sources[bound].fps if bound is not None else first.fps", "fps = first.fps",
+             [T + "test_runtime_multi_source_sinks.py::test_a_bound_video_sink_takes_its_own_sources_frame_rate"]),
+    Mutation("latest-slot-evicts-newest-stream", "jetson_deploy/media/live.py",
+             "return self._items.popitem(last=False)[1]", "return self._items.popitem()[1]",
+             [T + "test_media_live_slot.py::test_latest_slot_serves_the_stream_waiting_longest_first"]),
+    Mutation("rtsp-full-encoder-still-fed", "jetson_deploy/media/rtsp_sink.py",
+             "st.dropped += 1\n                continue", "st.dropped += 1",
+             [T + "test_media_live_slot.py::test_rtsp_feeder_drops_a_frame_while_the_encoder_is_full"]),
+    Mutation("unit-start-limit-off", "jetson_deploy/service.py",
+             '"StartLimitIntervalSec=300",', '"StartLimitIntervalSec=0",',
+             [T + "test_service_limits.py::test_unit_gives_up_after_ten_starts_in_five_minutes"]),
+    Mutation("restart-gate-ignores-settle", "jetson_deploy/service.py",
+             "health_timeout + settle + 30", "health_timeout",
+             [T + "test_service_limits.py::test_settle_longer_than_the_health_timeout_keeps_a_healthy_deploy"]),
+    Mutation("ansible-free-space-kib-as-bytes", "jetson_deploy/ansible_steps.py",
+             "int(avail_kb) * 1024 < need + max(1 << 20, need // 100)", "int(avail_kb) < need",
+             [T + "test_ansible_steps_plan.py::test_plan_checks_free_space_in_kib_against_the_bundle_in_bytes"]),
+    Mutation("ansible-keep-hard-coded", "jetson_deploy/ansible_steps.py",
+             "retention(history, installed, version, active, keep)", "retention(history, installed, version, active, 3)",
+             [T + "test_ansible_steps_plan.py::test_plan_prunes_what_deploy_keeps"]),
+    Mutation("tensorrt-versions-as-text", "jetson_deploy/bundle/opset.py",
+             "_tuple(trt_version) >= _tuple(need[0])", "str(trt_version) >= need[0]",
+             [T + "test_bundle_opset_versions.py"]),
+    Mutation("parity-nan-unchecked", "jetson_deploy/convert/parity.py",
+             "if not np.all(np.isfinite(g)):", "if False:",
+             [T + "test_convert_parity_nonfinite.py"]),
+    Mutation("dedupe-threshold-exclusive", "jetson_deploy/calibration/sources.py",
+             "self.nearest(h) <= self.threshold", "self.nearest(h) < self.threshold",
+             [T + "test_calib_dedupe.py"]),
+    Mutation("calib-cache-header-by-minor", "jetson_deploy/trt/int8.py",
+             "if number != want:", "if number // 100 != want // 100:",
+             [T + "test_trt_int8_cache_version.py"]),
+    Mutation("fleet-catches-only-our-errors", "jetson_deploy/deploy/single_host.py",
+             "except Exception as exc:  # noqa: BLE001", "except JetsonDeployError as exc:  # noqa: BLE001",
+             [T + "test_deploy_fleet_results.py::test_an_unexpected_error_on_one_host_keeps_the_others_results"]),
+    Mutation("switch-only-redeploy-keeps-staging", "jetson_deploy/deploy/scripts.py",
+             '  mv -f "$SUMS" "$B/.$V.sha256"\n  rmtree "$S"\n', '  mv -f "$SUMS" "$B/.$V.sha256"\n',
+             [T + "test_deploy_fleet_results.py::test_switch_only_redeploy_leaves_no_staging_behind"]),
+    Mutation("stale-temps-of-live-process-removed", "jetson_deploy/_files.py",
+             " or pid_alive(int(pid)):", ":",
+             [T + "test_core_files_stale.py::test_a_live_processs_partial_is_kept_and_removed_once_it_exits"]),
+    Mutation("unexpected-error-exits-2", "jetson_deploy/cli.py",
+             "_one_line(str(exc))), 1", "_one_line(str(exc))), 2",
+             [T + "test_cli_exit_codes.py"]),
+    Mutation("batch-two-rows-from-one-source", "jetson_deploy/runtime/batching.py",
+             "if st.ended or st.index in taken:", "if st.ended:",
+             [T + "test_runtime_batching.py::test_a_batch_never_takes_two_frames_of_one_source"]),
+    Mutation("rolled-back-host-not-failed", "jetson_deploy/commands/deploy.py",
+             'bad=("failed", "rolled-back")', 'bad=("failed",)',
+             [T + "test_deploy_fleet_results.py::test_a_rolled_back_host_fails_the_deploy"]),
 ]
 
 
@@ -164,9 +221,11 @@ def _run_tests(scratch: str, tests, timeout: int):
 
 
 def _first_failure(output: str) -> str:
-    for line in output.splitlines():
-        if line.startswith("FAILED ") or line.startswith("ERROR "):
-            return line.split(" ", 1)[1].split(" - ")[0]
+    """The first failed test's node id from pytest's summary (a captured ``ERROR`` log line is not one)."""
+    for prefix in ("FAILED ", "ERROR "):
+        for line in output.splitlines():
+            if line.startswith(prefix) and (line.split(" ", 2)[1].startswith("tests/") or "::" in line):
+                return line.split(" ", 1)[1].split(" - ")[0]
     return "(rc without a FAILED line)"
 
 

@@ -22,6 +22,22 @@ if [ "${1:-}" = "stream" ]; then
   [ -x "$VENV/bin/python" ] && stream_extra
   exit 0
 fi
+# With JD_VENV_CACHE (CI sets it): nothing to do when this venv was built from the same setup.py,
+# pins and interpreter; a cache hit is copied in; a miss builds from scratch below, then is kept.
+. scripts/venv_cache.sh
+KEY=$(venv_key host "$PY" setup.py scripts/setup.sh)
+if venv_current "$VENV" "$KEY"; then
+  echo "[setup] $VENV is up to date (env $KEY): nothing to install" >&2
+  exit 0
+fi
+if venv_restore "$VENV" "$KEY"; then
+  echo "[setup] $VENV from the environment cache (env $KEY)" >&2
+  exit 0
+fi
+if [ -n "${JD_VENV_CACHE:-}" ] && [ -e "$VENV" ]; then
+  echo "[setup] environment $KEY not cached: building $VENV from scratch" >&2
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV" >&2
   "$PY" -m venv "$VENV"
@@ -33,4 +49,5 @@ fi
 echo "[setup] installing jetson-deploy[host,dev]" >&2
 $PIP install -e ".[host,dev]"
 stream_extra
+venv_store "$VENV" "$KEY"
 echo "[setup] ready: $VENV/bin/jetson-deploy" >&2

@@ -1,6 +1,7 @@
 """The frame loop end to end on the CPU (ONNX Runtime): every source kind that runs here, every sink."""
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from support.runtime import LABELS, SlowEngine, make_bundle, write_color_images,
 from jetson_deploy.runtime.options import OutputOptions, RunOptions, SourceOptions  # noqa: E402
 from jetson_deploy.errors import BadInput, CheckFailed  # noqa: E402
 from jetson_deploy.runtime.session import run_pipeline  # noqa: E402
+from jetson_deploy.media.sources import Frame, Source  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -107,19 +109,80 @@ def test_max_frames_and_keep_results(bundle, tmp_path):
     assert s.frames == 5 and [r["label"] for r in s.results] == seq[:5]
 
 
+class _LockstepCamera(Source):
+    """A live camera whose frames come when the engine says so: ``release(n)`` lets it deliver n more.
+
+    ``idle`` is True while the capture thread waits for the next frame, i.e. after it queued every
+    frame released so far: the engine below waits on that (a condition, never a clock).
+    """
+
+    scheme = "lockstep"
+    live = True
+
+    def __init__(self):
+        super().__init__("lockstep://", {"width": 32, "height": 24})
+        self.cond = threading.Condition()
+        self.permits = 1  # frame 0
+        self.delivered = 0
+        self.idle = False
+
+    def open_impl(self):
+        pass
+
+    def release(self, n):
+        with self.cond:
+            self.permits += n
+            self.cond.notify_all()
+
+    def wait_idle(self, delivered, guard=120.0):
+        with self.cond:  # the guard only turns a hang into a failure; the verdict never depends on it
+            assert self.cond.wait_for(lambda: self.idle and self.delivered >= delivered, guard), "capture thread stuck"
+
+    def read_impl(self, timeout):
+        with self.cond:
+            self.idle = True
+            self.cond.notify_all()
+            if not self.cond.wait_for(lambda: self.permits > 0, timeout or 0.1):
+                return None
+            self.idle = False
+            self.permits -= 1
+            self.delivered += 1
+        return Frame(np.full((24, 32, 3), (0, 0, 255), np.uint8))
+
+
+class _LockstepEngine(SlowEngine):
+    """Each inference lets the camera deliver ``burst`` frames and waits until they are all queued: a
+    camera faster than the engine, by count.  Records how many frames existed when each inference began."""
+
+    def __init__(self, inner, camera, burst):
+        super().__init__(inner, 0.0)
+        self.camera, self.burst, self.delivered_at_start = camera, burst, []
+
+    def infer(self, feeds):
+        self.delivered_at_start.append(self.camera.delivered)
+        self.camera.release(self.burst)
+        self.camera.wait_idle(self.delivered_at_start[-1] + self.burst)
+        return super().infer(feeds)
+
+
 def test_slow_engine_on_live_source_drops_oldest(bundle):
-    """A live-like source (paced synthetic) faster than the engine: frames are dropped and counted."""
+    """A live source faster than the engine: frames are dropped and counted, and the engine always gets
+    one of the newest (bounds from the run's own figures: queue size, pipeline depth, frames delivered)."""
     from jetson_deploy.bundle import open_bundle
     from jetson_deploy.runtime.backends import create_engine
 
-    slow = SlowEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")), delay=0.03)
-    s = run_pipeline(bundle, "synthetic://32x24@200", "null://", engine=slow, options=RunOptions(max_frames=15), inputs=SourceOptions(queue_size=2), outputs=OutputOptions(keep_results=True))
-    assert s.frames == 15
-    assert s.dropped > 0
+    queue = 2
+    cam = _LockstepCamera()
+    slow = _LockstepEngine(create_engine(open_bundle(bundle), RunOptions(backend="onnxruntime")), cam, burst=4 * (queue + 2))
+    s = run_pipeline(bundle, cam, "null://", engine=slow, options=RunOptions(max_frames=15),
+                     inputs=SourceOptions(queue_size=queue), outputs=OutputOptions(keep_results=True))
+    assert s.frames == 15 and s.dropped > 0
     idx = [r["index"] for r in s.results]
-    # the freshest frames were kept: the last one processed is at most the queue (2) plus the frames
-    # captured during the last inference and the stop (~8 at 200 FPS) behind the last one captured
-    assert idx == sorted(idx) and idx[-1] >= 15 + s.dropped - 10
+    assert idx == sorted(idx) and len(idx) == len(slow.delivered_at_start) == 15
+    # when an inference began, at most the queue and the frames in flight were newer than its frame
+    # (keeping the oldest instead would leave a burst's worth of newer frames behind it)
+    newer = [have - 1 - i for i, have in zip(idx, slow.delivered_at_start)]
+    assert max(newer) <= queue + s.executor["depth"], list(zip(idx, slow.delivered_at_start))
     assert all(b - a > 1 for a, b in zip(idx[1:], idx[2:]))  # dropping all along, not only at the start
     assert s.captured >= s.frames + s.dropped
 

@@ -21,6 +21,13 @@ def free_port():
     return port
 
 
+def _ctrl_c_default():
+    """In the child: SIGINT back to its default.  A shell without job control starts background
+    commands (``cmd &``, as .ci/run starts its legs) with SIGINT ignored, and Python then installs
+    no KeyboardInterrupt handler: the run would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """``jetson-deploy run`` in a subprocess; stops it with Ctrl-C (SIGINT) and checks the exit."""
 
@@ -29,7 +36,7 @@ class Run:
         self.err = tempfile.TemporaryFile()
         self.p = subprocess.Popen([sys.executable, "-m", "jetson_deploy.cli", "run", str(bundle), "--source", source,
                                    "--sink", sink, "--max-frames", str(frames), "--interval", "0"] + list(extra),
-                                  stdout=subprocess.DEVNULL, stderr=self.err, env=env)
+                                  stdout=subprocess.DEVNULL, stderr=self.err, env=env, preexec_fn=_ctrl_c_default)
 
     def stderr(self):
         self.err.seek(0)
@@ -46,16 +53,39 @@ class Run:
                 time.sleep(0.2)
         raise AssertionError("no live view after {} s:\n{}".format(timeout, self.stderr()))
 
-    def stop(self, timeout=15.0):
+    def stop(self, cpu_budget=15.0, guard=110.0):
+        """Ctrl-C, then wait for the exit; the exit code.
+
+        Fails when the run spends more than ``cpu_budget`` CPU seconds of its own after Ctrl-C
+        without exiting (a shutdown that spins), however loaded the machine is: a starved run
+        uses little CPU per wall second, so a wall-clock limit would fail it for the load, not
+        for its code.  ``guard`` (wall seconds) only ends a run stuck without using CPU (a
+        deadlock) before the test's own timeout leaves it behind.
+        """
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGINT)
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-            raise AssertionError("run did not stop within {} s of Ctrl-C:\n{}".format(timeout, self.stderr()))
-        return rc
+        cpu0, end = _cpu_seconds(self.p.pid), time.monotonic() + guard
+        while True:
+            try:
+                return self.p.wait(0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            used = _cpu_seconds(self.p.pid) - cpu0
+            if used > cpu_budget or time.monotonic() > end:
+                self.p.kill()
+                self.p.wait(30)
+                raise AssertionError("run did not stop after Ctrl-C ({:.1f} CPU s used since; {}):\n{}".format(
+                    used, "spinning" if used > cpu_budget else "stuck without using CPU", self.stderr()))
+
+
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc; 0 once it is gone."""
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
 def get_json(url, headers=None):
