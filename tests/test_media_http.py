@@ -178,10 +178,7 @@ def test_stalled_client_leaves_the_frame_loop_running(bundle):
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", port))
-        stalled.sendall("GET /stream.mjpg HTTP/1.1
-Host: 127.0.0.1:{}
-
-".format(port).encode())  # ... and never reads
+        stalled.sendall("GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n".format(port).encode())  # ... and never reads
         # ~300 JPEGs of 320x240 (several MB) fill any socket buffer: its server thread now blocks
         sent = _frames_advance(base, 300)
         seen = got[0]
