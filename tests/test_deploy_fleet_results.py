@@ -45,8 +45,6 @@ def test_a_rolled_back_host_fails_the_deploy(tmp_path, local_hosts):
     assert active_version(root) == "1.0.0"
 
 
-@pytest.mark.xfail(strict=True, reason="deploy/fleet.py format_table still counts a rolled-back host as ok (the journeys "
-                   "engineer's change this round makes it count as failed): remove this marker when that lands")
 def test_the_summary_counts_rolled_back_hosts_as_not_ok(tmp_path, local_hosts):
     """Two hosts, one after the other (--jobs 1): the first one's health check fails, the second's passes."""
     root, mark = tmp_path / "root", tmp_path / "first-check-done"

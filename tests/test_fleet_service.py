@@ -62,15 +62,18 @@ def test_agent_options_are_checked_at_install(tmp_path):
 
 
 def test_agent_unit_into_a_rootfs_next_to_the_run_unit(tmp_path):
+    from support.deploy import board_venv
+
     fs = tmp_path / "rootfs"
     (fs / "etc").mkdir(parents=True)
+    python = board_venv(fs)  # the board's venv with jetson-deploy: a rootfs unit needs it named
     agent = ["service", "install", "shapes", "--agent", REF, "--rootfs", str(fs), "--user", "nvidia",
-             "--exec", "/usr/bin/python3 -m jetson_deploy", "--", "--key", "/etc/jetson-deploy/fleet.pub"]
+             "--python", python, "--", "--key", "/etc/jetson-deploy/fleet.pub"]
     res = invoke(agent)
     assert res.exit_code == 2 and "install NAME's run service first" in out(res), out(res)
     assert not (fs / "etc/systemd/system/jetson-deploy-agent-shapes.service").exists()
     res = invoke(["service", "install", "shapes", "--source", "csi://0", "--rootfs", str(fs), "--user", "nvidia",
-                  "--exec", "/usr/bin/python3 -m jetson_deploy"])
+                  "--python", python])
     assert res.exit_code == 0, out(res)
     res = invoke(agent)
     assert res.exit_code == 0, out(res)

@@ -10,7 +10,12 @@ from ._registry import registry_from, registry_options
 
 @click.group()
 def fleet() -> None:
-    """Boards that update themselves from a registry (jetson-deploy agent)."""
+    """Boards that update themselves from a registry (jetson-deploy agent).
+
+    \b
+    Example:
+      jetson-deploy fleet status registry.local:5000/fleet/shapes --ca-cert ca.pem
+    """
 
 
 @fleet.command()
@@ -22,7 +27,13 @@ def fleet() -> None:
 def status(ref: str, status_repo: "Optional[str]", jobs: int, as_json: bool, **values: "Any") -> None:
     """List every board that reports to REPO: the tag it follows, its active version, its health
     (ok, behind, refused, rolled-back, failed) and why.  With :TAG only the boards following that
-    tag.  Exit 1 when a board refused, rolled back or failed its last update."""
+    tag.  Exit 1 when a board refused, rolled back or failed its last update.
+
+    \b
+    Examples:
+      jetson-deploy fleet status registry.local:5000/fleet/shapes --ca-cert ca.pem
+      jetson-deploy fleet status registry.local:5000/fleet/shapes:canary --json
+    """
     from ..deploy.fleet_status import fleet_status, format_fleet
 
     res = fleet_status(ref, registry_from(values), status_repo, jobs)
