@@ -18,6 +18,7 @@ built nothing.
 import base64
 import importlib
 import importlib.util
+import logging
 import os
 import stat
 import tempfile
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 from ._files import is_utf8_path
 
@@ -145,13 +148,12 @@ class SelfTest:
     """Runs the checks in order; results in ``checks``."""
 
     def __init__(self, camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
-                 progress: "Optional[Callable[[Check], None]]" = None, require: "Sequence[str]" = ()) -> None:
+                 require: "Sequence[str]" = ()) -> None:
         self.camera = camera
         self.require = tuple(require)
         self.jetson: "Optional[str]" = None
         self.root = root
         self.precision = precision
-        self.progress = progress
         self.checks: "List[Check]" = []
         self.trt: Any = None
         self.cuda: Any = None
@@ -184,8 +186,7 @@ class SelfTest:
             status, detail = FAIL, _one_line(exc)
         check = Check(name, status, detail, round(time.monotonic() - t0, 3))
         self.checks.append(check)
-        if self.progress is not None:
-            self.progress(check)
+        log.info("%s: %s", name, status)  # progress, one line a check (the CLI prints it on stderr)
         return check
 
     # ---- checks ---------------------------------------------------------------------------
@@ -446,7 +447,7 @@ def _venv_hint(what: str) -> str:
 
 
 def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str = "auto",
-                 progress: "Optional[Callable[[Check], None]]" = None, require: "Sequence[str]" = ()) -> "Dict[str, Any]":
+                 require: "Sequence[str]" = ()) -> "Dict[str, Any]":
     """Run every check; ``{"checks": [...], "passed", "failed", "skipped", "ok", "proven", "not_proven"}``.
 
     ``require``: pieces (:data:`REQUIRABLE`) whose absence is a FAIL here (on a Jetson TensorRT and
@@ -456,7 +457,7 @@ def run_selftest(camera: "Optional[str]" = None, root: str = "/", precision: str
         from .errors import BadInput
 
         raise BadInput("--require {}: choose from {}".format(bad[0], ", ".join(REQUIRABLE)))
-    checks = SelfTest(camera=camera, root=root, precision=precision, progress=progress, require=require).run()
+    checks = SelfTest(camera=camera, root=root, precision=precision, require=require).run()
     counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIP)}
     return {
         "checks": [asdict(c) for c in checks],

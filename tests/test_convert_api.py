@@ -220,3 +220,10 @@ def test_option_groups_match_the_flat_keywords(tmp_path: Path, caplog: "pytest.L
         convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "c", opts, name="x")
     with pytest.raises(BadInput, match="--precision int8 needs --calib"):
         convert(model_ref("residual_cnn", "module"), spec_path, tmp_path / "c", ConvertOptions(precision="int8"))
+
+
+def test_flat_keywords_are_a_shim_that_names_its_removal(tmp_path: Path) -> None:
+    """Issue #23: one way in (options objects); the flat keywords warn, naming the release they go in."""
+    spec_path = spec_file(tmp_path, "residual_cnn")
+    with pytest.warns(DeprecationWarning, match=r"convert\(model, spec, out, build_engine=\.\.\.\): .*removed in 0\.3\.0"):
+        convert(model_ref("residual_cnn"), spec_path, tmp_path / "b", build_engine=False)

@@ -49,7 +49,7 @@ def test_all_device_checks_pass_on_the_doubles(monkeypatch, gen):
     install_compiler(monkeypatch, launches)  # the kernel's numpy port standing in for nvcc's build
     res = _invoke(["--json"])
     assert res.exit_code == 0, res.output
-    rep = json.loads(res.output)  # --json: stdout is one JSON object
+    rep = json.loads(res.stdout)  # --json: stdout is one JSON object
     status = {c["name"]: (c["status"], c["detail"]) for c in rep["checks"]}
     assert status["tensorrt"] == ("PASS", "TensorRT {} ({})".format(
         trt.__version__, "binding API, execute_async_v2" if gen == "8.2" else "tensor-name API, execute_async_v3"))
@@ -94,7 +94,7 @@ def test_wrong_engine_output_fails_with_exit_1(monkeypatch):
     assert "engine run     FAIL    RuntimeError: output differs from the ONNX Runtime reference" in res.output
     assert res.output.rstrip().endswith("5 passed, 1 failed, 2 skipped")
     res = _invoke(["--json"])
-    assert res.exit_code == 1 and json.loads(res.output)["ok"] is False
+    assert res.exit_code == 1 and json.loads(res.stdout)["ok"] is False
 
 
 @pytest.mark.needs("cv2")
@@ -163,7 +163,7 @@ def test_on_a_nano_the_engine_rows_run_fp16(monkeypatch, tmp_path, asked):
 def test_frame_path_skips_with_the_fix_when_the_kernel_cannot_compile(monkeypatch):
     trtd.install(monkeypatch, "10.x")
     pycuda_double.install(monkeypatch)  # no pycuda.compiler (no nvcc on the board's PATH)
-    rep = json.loads(_invoke(["--json"]).output)
+    rep = json.loads(_invoke(["--json"]).stdout)
     frame = {c["name"]: c for c in rep["checks"]}["frame path"]
     assert frame["status"] == "SKIP" and "does not compile here" in frame["detail"]
     assert "PATH=/usr/local/cuda/bin" in frame["detail"]
@@ -181,6 +181,6 @@ def test_frame_path_fails_when_the_kernel_writes_the_wrong_colour_order(monkeypa
     install_compiler(monkeypatch, [])
     real = gpu_preprocess.numpy_kernel
     monkeypatch.setattr("test_runtime_gpu_preprocess.numpy_kernel", lambda frame, p: real(frame[:, :, ::-1].copy(), p))
-    rep = json.loads(_invoke(["--json"]).output)
+    rep = json.loads(_invoke(["--json"]).stdout)
     frame = {c["name"]: c for c in rep["checks"]}["frame path"]
     assert frame["status"] == "FAIL" and "differs from the reference" in frame["detail"] and rep["ok"] is False

@@ -33,11 +33,7 @@ def selftest(ctx: "click.Context", as_json: bool, camera: str, precision: str, r
     """
     from ..selftest import format_report, run_selftest
 
-    def progress(check) -> None:
-        if not as_json:
-            click.echo("{}: {}".format(check.name, check.status), err=True)
-
-    report = run_selftest(camera=camera, root=root, precision=precision, progress=progress, require=require)
+    report = run_selftest(camera=camera, root=root, precision=precision, require=require)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -78,13 +78,19 @@ def convert(
     """Convert MODEL with SPEC into a bundle directory ``out``; see the module docstring.
 
     ``out`` is the bundle directory, or a ``.tar``/``.jdb`` file to get the bundle packed.
-    Give ``options`` or the flat keywords of :data:`~jetson_deploy.convert.options.FLAT_NAMES`.
+    Give ``options``; the flat keywords of :data:`~jetson_deploy.convert.options.FLAT_NAMES` are a
+    compatibility shim that warns and goes in 0.3.0.
 
     Raises :class:`BadInput` (exit 2) for unusable input and :class:`CheckFailed`
     (exit 1) when parity or the INT8 agreement gate fails (unless ``force``).
     """
     if options is not None and flat:
         raise TypeError("convert(): give options=ConvertOptions(...) or keywords, not both")
+    if flat:
+        import warnings
+
+        warnings.warn("convert(model, spec, out, {}=...): keyword options are a compatibility shim removed in 0.3.0; "
+                      "pass options=ConvertOptions(...)".format(sorted(flat)[0]), DeprecationWarning, stacklevel=2)
     opts = options or ConvertOptions.from_flat(**flat)
     source = "spec file {}".format(spec) if isinstance(spec, (str, Path)) else "the spec"
     spec = load_spec(spec)

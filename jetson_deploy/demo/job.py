@@ -33,6 +33,7 @@ def run_demo(
     """
     from . import load_spec, write_clip
     from .._messages import collect_messages
+    from ..convert.options import BundleOptions, ConvertOptions, Int8Options
     from ..convert.pipeline import MESSAGE_LOGGERS, convert
     from ..runtime.options import OutputOptions, RunOptions
     from ..runtime.session import run_pipeline
@@ -45,7 +46,9 @@ def run_demo(
     with collect_messages(*MESSAGE_LOGGERS, echo=False):
         calib = _calibration_set(workdir, spec) if precision == "int8" else None
         log.info("[1/3] converting {} -> {} ({})".format(DEMO_MODEL, workdir / "bundle", precision))
-        conv = convert(DEMO_MODEL, spec, workdir / "bundle", name="shapes-demo", version="1.0.0", precision=precision, calib=calib)
+        options = ConvertOptions(precision=precision, bundle=BundleOptions(name="shapes-demo", version="1.0.0"),
+                                 int8=Int8Options(calib=calib))
+        conv = convert(DEMO_MODEL, spec, workdir / "bundle", options)
     t_convert = time.perf_counter() - t0
 
     log.info("[2/3] generating a {}-frame {}x{} clip".format(frames, *CLIP_SIZE))
