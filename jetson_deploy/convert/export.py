@@ -509,25 +509,12 @@ def check_onnx(path: Any, write_inferred: bool = True) -> "Dict[str, Any]":
     }
 
 
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
-
-
 def graph_io(values: Any, initializers: Any) -> "List[Dict[str, Any]]":
-    """Name, shape (ints or dim names) and dtype of graph inputs/outputs, initializers skipped."""
-    init_names = {i.name for i in initializers}
-    res = []
-    for v in values:
-        if v.name in init_names:
-            continue
-        t = v.type.tensor_type
-        dims: "List[Any]" = []
-        for d in t.shape.dim:
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(d.dim_param or "?")
-        res.append({"name": v.name, "shape": dims, "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type))})
-    return res
+    """Name, shape (ints or dim names) and dtype of graph inputs/outputs, initializers skipped (the
+    bundle's export code reads the same with the same function)."""
+    from ..bundle.export.model_io import values_io
+
+    return values_io(values, {i.name for i in initializers})
 
 
 def onnx_io(path: Any) -> "Dict[str, List[Dict[str, Any]]]":

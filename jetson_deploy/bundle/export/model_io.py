@@ -17,7 +17,9 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
 Tensor = Dict[str, Any]  # {"name", "shape": [int | str], "dtype"}
 
 
-def _values(values: Any, skip: "Any" = ()) -> "List[Tensor]":
+def values_io(values: Any, skip: "Any" = ()) -> "List[Tensor]":
+    """Name, shape (ints, or the dim name of a dynamic axis) and dtype of ONNX value infos, ``skip`` left out
+    (convert records the checked graph's I/O with this too)."""
     out = []
     for v in values:
         if v.name in skip:
@@ -37,7 +39,7 @@ def onnx_file_io(path: "Path") -> "Dict[str, List[Tensor]]":
         return {}
     m = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
-    return {"inputs": _values(m.graph.input, inits), "outputs": _values(m.graph.output)}
+    return {"inputs": values_io(m.graph.input, inits), "outputs": values_io(m.graph.output)}
 
 
 def bundle_io(bundle: Any, onnx_path: "Optional[Path]") -> "Dict[str, List[Tensor]]":
