@@ -256,6 +256,10 @@ MUTATIONS = [
              '        elif ext in IMAGE_EXTS or explicit:',
              '        elif ext in IMAGE_EXTS[:5] or explicit:',
              [T + 'test_calib_dataset.py::test_calibrate_reads_every_image_kind_run_reads'], True),
+    Mutation('ort-threads-never-one', 'jetson_deploy/runtime/backends/onnxruntime.py',
+             '        if call_ms < SHORT_CALL_MS:',
+             '        if False:',
+             [T + 'test_runtime_cli.py::test_onnxruntime_threads_follow_the_call_on_a_small_machine'], True),
     # ---- issue 30: the torch path compiled like an engine ----------------------------------------
     Mutation('compile-failure-not-eager', 'jetson_deploy/runtime/torch_compile.py',
              '                torch._dynamo.reset()\n                return',

@@ -32,23 +32,6 @@ def _torch_artifact(bundle: Any) -> "Optional[Any]":
     return None
 
 
-def default_cpu_threads() -> int:
-    """ONNX Runtime intra-op threads for the frame loop: all logical CPUs but two, on machines
-    with more than four; every CPU on smaller ones.
-
-    The capture/preprocess and output threads need cores of their own; with ORT's default (every
-    core, spinning) they steal time from its workers and each inference waits for the slowest one.
-    Measured on 16 CPUs (docs/runtime.md): pipeline/engine 0.50 -> 0.88 (demo model) and
-    0.91 -> 0.95 (ResNet-18), with the best absolute pipeline throughput of the settings tried.
-    On 2 CPUs, leaving two free leaves one worker, and the pipeline is slower in absolute terms
-    (ResNet-18: 53 fps with 1 thread, 69 fps with 2; demo: 2446 vs 2788 fps).
-    """
-    import os
-
-    n = os.cpu_count() or 1
-    return n - 2 if n > 4 else n
-
-
 def choose_backend(bundle: Any, backend: str = "auto", device: "Optional[str]" = None) -> str:
     """The backend ``create_engine`` would use for ``bundle``."""
     return explain_backend(bundle, backend, device)[0]
@@ -204,7 +187,7 @@ def _onnxruntime_engine(bundle: Any, opts: "RunOptions") -> "Engine":
     providers = list(opts.providers) if opts.providers else None
     if providers is None and opts.device and opts.device.startswith("cuda"):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    threads = default_cpu_threads() if opts.threads is None else opts.threads
+    threads = opts.threads  # None: the engine picks by the machine and the model (OnnxRuntimeEngine.pick_threads)
     return OnnxRuntimeEngine(bundle.verify_artifact(art), providers=providers, threads=threads, artifact_kind=kind)
 
 
