@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+
+from support import cli_runner
 
 from doubles import pycuda_double, tensorrt_double as trtd
 
@@ -13,7 +14,8 @@ from jetson_deploy.selftest import EMBEDDED_ONNX_B64, numpy_reference, run_selft
 
 
 def _invoke(args):
-    return CliRunner().invoke(cli, ["selftest"] + args, catch_exceptions=False)
+    # stdout apart from the progress records on stderr (click < 8.2 mixes them by default)
+    return cli_runner().invoke(cli, ["selftest"] + args, catch_exceptions=False)
 
 
 def test_without_tensorrt_everything_skips_with_reasons(monkeypatch):

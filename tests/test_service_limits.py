@@ -57,6 +57,7 @@ def systemctl_log(tmp_path, monkeypatch):
     exe.write_text('#!/bin/sh\necho "$*" >> {}\n'.format(log))
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setattr(svc, "SYSTEMD_RUN_DIR", str(tmp_path))  # as if systemd were PID 1 here
     return log
 
 
@@ -79,5 +80,9 @@ def test_a_rootfs_passwd_that_is_not_utf8_is_still_read(tmp_path):
     fs = tmp_path / "fs"
     (fs / "etc").mkdir(parents=True)
     (fs / "etc" / "passwd").write_bytes(b"root:x:0:0::/root:/bin/sh\ngast:x:7:7:G\xe4st:/home/g:/bin/sh\nnvidia:x:1000:1000::/home/nvidia:/bin/bash\n")
-    svc.install_rootfs(svc.ServiceSpec("demo", "csi://0", user="nvidia"), str(fs))
+    from support.deploy import board_venv
+
+    python = board_venv(fs)
+    svc.install_rootfs(svc.ServiceSpec("demo", "csi://0", user="nvidia", exec_cmd=svc.default_exec(python, True)),
+                       str(fs))
     assert (fs / "etc" / "systemd" / "system" / "jetson-deploy-demo.service").is_file()
