@@ -184,16 +184,36 @@ class RegistryServer(object):
         return self.log.stat().st_size if self.log.exists() else 0
 
     def accesses(self, since: int = 0, agent: "Optional[str]" = None) -> "List[Access]":
+        """Requests logged since *since*, after the log has caught up: the registry writes a line
+        after its handler returns, which can be after the client has read the last byte, so a
+        marker request is sent and waited for first (its own line is left out)."""
+        self._settle()
         with open(str(self.log), "rb") as f:
             f.seek(since)
             text = f.read().decode("utf-8", "replace")
         out = []
         for line in text.splitlines():
             m = _ACCESS_RE.match(line.strip())
-            if m and (agent is None or agent in m.group(5)):
+            if m and "jd-settle=" not in m.group(2) and (agent is None or agent in m.group(5)):
                 size = int(m.group(4)) if m.group(4).isdigit() else 0
                 out.append(Access(m.group(1), m.group(2), int(m.group(3)), size, m.group(5)))
         return out
+
+    def _settle(self, timeout: float = 15.0) -> None:
+        self._settles = getattr(self, "_settles", 0) + 1
+        marker = "/v2/?jd-settle={}".format(self._settles)
+        ctx = ssl.create_default_context(cafile=self.ca_cert)
+        try:
+            urllib.request.urlopen("https://{}{}".format(self.host, marker), context=ctx, timeout=5)
+        except urllib.error.HTTPError:
+            pass  # 401 without credentials: logged all the same
+        except OSError:
+            return  # the registry is down (a test stopped it): its log is final
+        deadline = time.monotonic() + timeout
+        while marker not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the registry never logged " + marker)
+            time.sleep(0.02)
 
     def blob_path(self, digest: str) -> Path:
         """Where distribution's filesystem driver keeps a blob's bytes (to tamper with them)."""
