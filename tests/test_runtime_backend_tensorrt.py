@@ -336,11 +336,9 @@ def test_capture_graph_sequence_with_a_fake_torch(monkeypatch, cuda, tmp_path):
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
         is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(), CUDAGraph=CUDAGraph,
         graph=graph, stream=lambda s: contextlib.ExitStack()))
-    import jetson_deploy._lazy as lazy
-
-    real_require = lazy.require
-    monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
-    monkeypatch.setitem(__import__("sys").modules, "torch", fake)  # CudaGraph.replay imports torch
+    # through sys.modules only (require() reads it): patching require itself would leak the fake into
+    # any module first imported during this test (``from .._lazy import require`` binds the patch)
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
     trtd.install(monkeypatch, "10.x")
     model = onnx_models.classifier(tmp_path / "m.onnx")
     eng = TensorRTEngine(tb.build_engine(model, "fp16"))
@@ -449,10 +447,7 @@ def test_one_execution_context_per_captured_graph(monkeypatch, cuda, tmp_path):
         is_available=lambda: True, Stream=Stream, ExternalStream=lambda h: Stream(),
         CUDAGraph=lambda: types.SimpleNamespace(replay=lambda: None),
         graph=lambda g, stream=None, capture_error_mode=None: contextlib.ExitStack(), stream=lambda s: contextlib.ExitStack()))
-    import jetson_deploy._lazy as lazy
-
-    real_require = lazy.require
-    monkeypatch.setattr(lazy, "require", lambda name, purpose=None: fake if name == "torch" else real_require(name, purpose))
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)  # through sys.modules: see above
     trtd.install(monkeypatch, "10.x")
     eng = TensorRTEngine(tb.build_engine(onnx_models.classifier(tmp_path / "m.onnx"), "fp16"))
     slots = [(pycuda_double.device_array((1, 3, 8, 8)), pycuda_double.device_array((1, 4))) for k in range(3)]
