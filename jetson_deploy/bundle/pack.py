@@ -18,12 +18,13 @@ then are members streamed out, each bounded by its manifest size.
 Files are created with ``O_EXCL|O_NOFOLLOW`` inside a temporary directory that
 is swapped into place only when the whole archive was read.
 """
+import contextlib
 import hashlib
 import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Optional, Set, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Union
 
 from .._files import BUNDLE, CHUNK, PACKED, atomic_dir, atomic_output
 from ..errors import BadInput, CheckFailed
@@ -243,7 +244,7 @@ def _precheck(f: "IO[bytes]", source: str, caps: "_Caps") -> "Dict[str, int]":
     sizes: "Dict[str, int]" = {}
     small: "Dict[str, bytes]" = {}
     total = 0
-    try:
+    with _archive_errors(source):
         for count, m in enumerate(tar, 1):
             if count > caps.members:
                 raise CheckFailed("{}: more than {} members; refusing to unpack".format(source, caps.members))
@@ -261,10 +262,6 @@ def _precheck(f: "IO[bytes]", source: str, caps: "_Caps") -> "Dict[str, int]":
             if name.rsplit("/", 1)[-1] in (MANIFEST, SIGNATURE) and name.count("/") <= 1 and m.size <= MAX_MANIFEST_BYTES:
                 data = tar.extractfile(m)
                 small[name] = data.read() if data is not None else b""
-    except tarfile.TarError as exc:
-        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
-    except EOFError:
-        raise CheckFailed("{}: truncated archive".format(source))
     if not sizes:
         raise CheckFailed("{}: empty archive".format(source))
     return _against_manifest(sizes, small, source)
@@ -304,10 +301,21 @@ def _check_free_space(dest: Path, need: int, source: str) -> None:
                        "(set TMPDIR to a larger disk, or free space)".format(place, source, need / 1048576.0, free / 1048576.0))
 
 
+@contextlib.contextmanager
+def _archive_errors(source: str) -> "Iterator[None]":
+    """tarfile's errors while reading members, as one line naming the archive."""
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
+    except EOFError:
+        raise CheckFailed("{}: truncated archive".format(source))
+
+
 def _extract_members(tar: "tarfile.TarFile", tmp: Path, source: str, caps: "_Caps", limits: "Dict[str, int]") -> None:
     seen: "Set[str]" = set()
     made: "Set[str]" = set()
-    try:
+    with _archive_errors(source):
         for m in tar:
             name = _member_name(m, source)
             if name is None:
@@ -323,10 +331,6 @@ def _extract_members(tar: "tarfile.TarFile", tmp: Path, source: str, caps: "_Cap
             if src is None:
                 raise _refusal(source, m.name, "cannot be read")
             _write_member(src, parent / parts[-1], m, source)
-    except tarfile.TarError as exc:
-        raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
-    except EOFError:
-        raise CheckFailed("{}: truncated archive".format(source))
     if not seen:
         raise CheckFailed("{}: empty archive".format(source))
     _hoist_wrapper(tmp, source)

@@ -7,13 +7,14 @@ This is the one place that decides whether a bundle is sound; packing and
 unpacking (:mod:`.archive`) ask it.
 """
 import atexit
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from .._files import DirHandle
 from ..errors import BadInput, CheckFailed
@@ -46,8 +47,17 @@ def _short(sha: str) -> str:
     return sha[:12] + "..."
 
 
-def _handle_of(root: "Union[Path, DirHandle]") -> "DirHandle":
-    return root if isinstance(root, DirHandle) else DirHandle(root)
+@contextlib.contextmanager
+def _handle_of(root: "Union[Path, DirHandle]") -> "Iterator[DirHandle]":
+    """The caller's handle as it is, or one opened on a path for the call and closed after it."""
+    if isinstance(root, DirHandle):
+        yield root
+        return
+    h = DirHandle(root)
+    try:
+        yield h
+    finally:
+        h.close()
 
 
 def check_artifact(root: "Union[Path, DirHandle]", art: "Dict[str, Any]", hash_files: bool = True) -> "Optional[str]":
@@ -56,12 +66,8 @@ def check_artifact(root: "Union[Path, DirHandle]", art: "Dict[str, Any]", hash_f
     Read through a :class:`~.._files.DirHandle` (opened here from a path): no component of the
     artifact's path is followed if it is a symlink, and what is hashed is what a later read
     through the same handle gets."""
-    h = _handle_of(root)
-    try:
+    with _handle_of(root) as h:
         return _artifact_problem(h, art, hash_files)
-    finally:
-        if h is not root:
-            h.close()
 
 
 def _artifact_problem(h: "DirHandle", art: "Dict[str, Any]", hash_files: bool) -> "Optional[str]":
@@ -107,12 +113,8 @@ def check_files(root: "Union[Path, DirHandle]", manifest: "Dict[str, Any]", hash
     Checks every listed artifact (exists, regular file, size, sha256) and that no
     unlisted file, link or special file is present.
     """
-    h = _handle_of(root)
-    try:
+    with _handle_of(root) as h:
         return _file_problems(h, manifest, hash_files)
-    finally:
-        if h is not root:
-            h.close()
 
 
 def _file_problems(h: "DirHandle", manifest: "Dict[str, Any]", hash_files: bool) -> "List[Dict[str, str]]":
@@ -342,8 +344,7 @@ class Bundle:
 def read_manifest(root: "Union[Path, DirHandle]", source: str) -> tuple:
     """(manifest, its bytes) read once through the handle; the signature is checked over these
     very bytes (never a second read of the file)."""
-    h = _handle_of(root)
-    try:
+    with _handle_of(root) as h:
         try:
             st = h.lstat(MANIFEST)
         except OSError:
@@ -354,9 +355,6 @@ def read_manifest(root: "Union[Path, DirHandle]", source: str) -> tuple:
             raw = h.read_bytes(MANIFEST, MAX_MANIFEST_BYTES)
         except ValueError:
             raise CheckFailed("{}: manifest.json is larger than {} bytes".format(source, MAX_MANIFEST_BYTES))
-    finally:
-        if h is not root:
-            h.close()
     manifest = parse_manifest(raw, source)
     validate_manifest(manifest, source, error=CheckFailed)
     return manifest, raw
@@ -372,7 +370,7 @@ def read_signature(h: "DirHandle") -> "Optional[bytes]":
 
 
 def _open_dir(root: "Union[Path, DirHandle]", source: str, temp_dir: "Optional[str]" = None) -> "Bundle":
-    h = _handle_of(root)
+    h = root if isinstance(root, DirHandle) else DirHandle(root)  # the Bundle owns it from here
     try:
         manifest, raw = read_manifest(h, source)
         return Bundle(h, manifest, raw, source=source, temp_dir=temp_dir, packed=temp_dir is not None, signature=read_signature(h))
