@@ -27,12 +27,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ._files import atomic_output
 from .errors import BadInput, CheckFailed
 from .media.http_sink import TOKEN_ENV
+from .vocab import DEFAULT_ROOT
 
 log = logging.getLogger(__name__)
 
 UNIT_DIR = "/etc/systemd/system"
 WANTED_BY = "multi-user.target"
-DEFAULT_ROOT = "/opt/jetson-deploy"
 DEFAULT_RESTART_SEC = 5
 # the marker on the first line: only units this tool wrote are ever replaced or removed
 MARKER = "# Made by jetson-deploy service install; jetson-deploy service uninstall removes it."

@@ -28,3 +28,6 @@ GPU_PREPROCESS = ("auto", "kernel", "torch-ops", "host")
 #: the largest batch of a ``--dynamic-batch`` bundle (TensorRT profile maximum, torch.export
 #: ``Dim`` maximum) unless its input shape asks for more: enough for 8 cameras through one engine
 DYNAMIC_BATCH_MAX = 8
+
+#: where bundles live on a board (``deploy``, ``agent``, ``service``: ``--root``)
+DEFAULT_ROOT = "/opt/jetson-deploy"

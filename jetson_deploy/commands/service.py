@@ -8,8 +8,8 @@ import click
 
 from ._options import json_option
 from .run import run as _run_command
+from ..vocab import DEFAULT_ROOT
 
-DEFAULT_ROOT = "/opt/jetson-deploy"
 # `run` options that make no sense for a service that runs until stopped
 _NOT_FOR_SERVICE = ("bundle", "as_json", "max_frames", "sync_debug")
 

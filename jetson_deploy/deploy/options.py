@@ -10,8 +10,8 @@ from typing import Any, Optional, Sequence
 
 from ..errors import BadInput
 from ..service import check_name as check_service_name
+from ..vocab import DEFAULT_ROOT
 
-DEFAULT_ROOT = "/opt/jetson-deploy"
 DEFAULT_KEEP = 3
 TRANSFERS = ("auto", "rsync", "sftp")
 
