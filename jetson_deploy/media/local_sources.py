@@ -96,6 +96,9 @@ class SyntheticSource(Source):
                 log.warning("%s: OpenCV (cv2) is not installed, so frames are random noise without ground truth", self.uri)
         if self._gen is not None:
             self.generator_name = getattr(self._gen, "name", type(self._gen).__name__)
+            labels = getattr(self._gen, "labels", None)
+            if labels:
+                self.truth_labels = [str(n) for n in labels]  # what the frames' integer truth indexes
         if self.pool_n > 0:
             for _ in range(self.pool_n):
                 img, truth = self._render()

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -107,6 +107,9 @@ class Source:
     live = False
     #: a source that is busy recovering by itself (RTSP reconnect) is not stalled
     recovering = False
+    #: class names a frame's integer ``truth`` indexes, when the source knows them (the synthetic
+    #: source: its generator's); the run reports accuracy only against these
+    truth_labels: "Optional[List[str]]" = None
 
     def __init__(self, uri: str, options: "Optional[Dict[str, Any]]" = None) -> None:
         self.uri = uri

@@ -351,12 +351,9 @@ class Pipeline:
 
 
 def truth_names(source: Any) -> "Optional[List[str]]":
-    """The class names a source's integer ground truth indexes: its ``truth_labels``, else its
-    generator's ``labels`` (the synthetic source: the demo's shapes); None when it does not say."""
+    """The class names a source's integer ground truth indexes (its ``truth_labels``: the synthetic
+    source's are its generator's, the demo's shapes); None when it does not say."""
     names = getattr(source, "truth_labels", None)
-    if names is None:
-        gen = getattr(source, "generator", None) or getattr(source, "_gen", None)
-        names = getattr(gen, "labels", None)
     return [str(n) for n in names] if names else None
 
 
