@@ -273,6 +273,10 @@ MUTATIONS = [
              '    fields = dict(identity, kind="torch-inductor", bundle=bundle_sha256, precision=precision)',
              '    fields = dict(identity, kind="torch-inductor", bundle=bundle_sha256, precision=precision, torch=None)',
              [T + 'test_runtime_torch_compile.py::test_the_key_changes_with_everything_a_compiled_model_depends_on'], True),
+    Mutation('compile-warms-both-tensor-kinds', 'jetson_deploy/runtime/torch_compile.py',
+             "        torch = self.torch\n        with torch.inference_mode():",
+             "        torch = self.torch\n        fn(example.clone())\n        with torch.inference_mode():",
+             [T + 'test_runtime_torch_compile.py::test_the_load_compiles_one_graph_the_callers_use'], True),
     # ---- issue 28: the GPU path's answers and doubles ---------------------------------------------
     Mutation('topk-small-ties-reversed', 'jetson_deploy/runtime/postprocess.py',
              '    ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]',

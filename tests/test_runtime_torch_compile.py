@@ -16,6 +16,7 @@ from jetson_deploy.runtime.torch_compile import (  # noqa: E402
     CompiledModule,
     artifact_fields,
     compile_wanted,
+    unique_graphs,
 )
 
 
@@ -90,6 +91,19 @@ def test_recompiles_after_load_are_counted():
         assert m.recompiles() == 0  # the shape compiled at load
         m(torch.zeros(5, 3))  # a shape the load did not compile: counted, as a run reports it
     assert m.recompiles() >= 1
+
+
+def test_the_load_compiles_one_graph_the_callers_use():
+    """The warm-up compiles the inference-tensor variant every caller passes, once: compiling an
+    ordinary tensor too (dynamo guards on the difference) doubled the first load on an H100."""
+    torch._dynamo.reset()
+    before = unique_graphs(torch)
+    lin = torch.nn.Linear(3, 4).eval()
+    m = CompiledModule(torch, lin, torch.zeros(2, 3), _fields(), _Cache(), dynamic=False, backend="eager")
+    assert unique_graphs(torch) - before == 1
+    with torch.inference_mode():
+        m(torch.ones(2, 3))
+    assert m.recompiles() == 0
 
 
 def test_artifacts_that_do_not_load_are_removed_and_rebuilt(monkeypatch, tmp_path, caplog):
