@@ -2,6 +2,7 @@
 engine cache, eager with one line when it cannot compile, recompiles counted.  CPU: inductor's CPU
 backend for the cold/warm journey (fresh processes), dynamo's eager backend where only counting matters."""
 import json
+import os
 import subprocess
 import sys
 
@@ -106,6 +107,40 @@ def test_the_load_compiles_one_graph_the_callers_use():
     assert m.recompiles() == 0
 
 
+def test_inductor_cache_is_kept_in_the_engine_cache_unless_the_user_chose(monkeypatch, tmp_path):
+    from jetson_deploy.bundle.engine_cache import EngineCache
+    from jetson_deploy.runtime.torch_compile import keep_inductor_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache = EngineCache(tmp_path / "engines")
+    d = keep_inductor_cache(cache)
+    assert d == str(tmp_path / "engines" / "inductor") and os.environ["TORCHINDUCTOR_CACHE_DIR"] == d
+    assert keep_inductor_cache(cache) is None  # set now: left alone, as a user's choice is
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert keep_inductor_cache(EngineCache(tmp_path / "other")) is None
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine") and not (tmp_path / "other").exists()
+    # a link where the directory would be is not followed: inductor keeps its default
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "c" / "inductor"))
+    assert keep_inductor_cache(EngineCache(tmp_path / "c")) is None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+
+
+def test_cache_clear_removes_only_the_inductor_directory_it_made(tmp_path):
+    from jetson_deploy.bundle.engine_cache import INDUCTOR_DIR, EngineCache
+
+    made = EngineCache(tmp_path / "a")
+    (made.tool_dir(INDUCTOR_DIR) / "kernel.so").write_bytes(b"x")
+    made.clear()
+    assert not (tmp_path / "a" / INDUCTOR_DIR).exists()
+    theirs = tmp_path / "b" / INDUCTOR_DIR  # a directory of that name the tool did not make
+    theirs.mkdir(parents=True)
+    (theirs / "keep.txt").write_text("mine")
+    EngineCache(tmp_path / "b").clear()
+    assert (theirs / "keep.txt").read_text() == "mine"
+
+
 def test_artifacts_that_do_not_load_are_removed_and_rebuilt(monkeypatch, tmp_path, caplog):
     cache = _Cache()
     blob = tmp_path / "x.engine"
@@ -117,11 +152,15 @@ def test_artifacts_that_do_not_load_are_removed_and_rebuilt(monkeypatch, tmp_pat
     assert cache.removed == ["k"] and any("compiling again" in r.getMessage() for r in caplog.records)
 
 
-def _run(bundle, tmp_path, *flags, inductor="a"):
+def _run(bundle, tmp_path, *flags, inductor=None):
+    """One ``run`` in a fresh process; ``inductor``: a fresh inductor directory of that name (the
+    portable artifacts alone), None: the one the engine cache keeps."""
     import os
 
-    env = dict(os.environ, JETSON_DEPLOY_CACHE=str(tmp_path / "engines"),
-               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / ("inductor-" + inductor)))
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env["JETSON_DEPLOY_CACHE"] = str(tmp_path / "engines")
+    if inductor:
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / ("inductor-" + inductor))
     out = subprocess.run([sys.executable, "-m", "jetson_deploy", "run", str(bundle), "--source", "synthetic://32x24?pool=2",
                           "--backend", "torch", "--device", "cpu", "--max-frames", "5", "--interval", "0", "--json"]
                          + list(flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
@@ -139,14 +178,29 @@ def test_run_compiles_once_then_loads_from_the_engine_cache(tmp_path):
     from support.runtime import make_bundle
 
     b = make_bundle(tmp_path / "b", pt2=True)
-    cold, err = _run(b, tmp_path, "--compile", inductor="cold")
+    cold, err = _run(b, tmp_path, "--compile")
     assert cold["compile"] == "compiled" and cold["recompiles"] == 0
     assert "compiling for cpu (first load" in err
     entries = [json.loads(p.read_text()) for p in (tmp_path / "engines").glob("*.json")]
     assert [e["kind"] for e in entries] == ["torch-inductor"] and entries[0]["batch"] == 1
-    warm, err = _run(b, tmp_path, "--compile", inductor="warm")
+    # inductor's own caches were kept in the engine cache (its default, /tmp, a reboot empties)
+    kept = tmp_path / "engines" / "inductor"
+    built = {p: p.stat().st_mtime_ns for p in kept.rglob("*.so")}
+    assert built and (kept / ".made-by-jetson-deploy").is_file()
+    # the portable artifacts alone, in a fresh inductor directory: a hit (the kernels built again there)
+    art, err = _run(b, tmp_path, "--compile", inductor="fresh")
+    assert art["compile"] == "cache-hit" and art["recompiles"] == 0 and "compiling for" not in err
+    assert list((tmp_path / "inductor-fresh").rglob("*.so"))
+    # a reboot: the kept directory serves the compiled kernels, nothing is built again
+    warm, err = _run(b, tmp_path, "--compile")
     assert warm["compile"] == "cache-hit" and warm["recompiles"] == 0 and "compiling for" not in err
+    assert {p: p.stat().st_mtime_ns for p in kept.rglob("*.so")} == built
     assert _run(b, tmp_path)[0]["compile"] == "off"  # the CPU's default
+    # `bundle cache clear` removes the directory it made with the entries
+    r = subprocess.run([sys.executable, "-m", "jetson_deploy", "bundle", "cache", "clear", "--cache-dir",
+                        str(tmp_path / "engines")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert r.returncode == 0, r.stderr
+    assert not kept.exists() and not list((tmp_path / "engines").glob("*.json"))
 
 
 class _SizeChange:

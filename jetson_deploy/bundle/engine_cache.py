@@ -8,6 +8,8 @@ shapes.  Layout under the cache root (``JETSON_DEPLOY_CACHE``, default
     <key>.engine    the plan, written atomically (temp + rename)
     <key>.json      {"sha256", "size", "last_used", bundle name/version/sha, target, shapes}
     <key>.lock      flock so two processes never build the same key at once
+    inductor/       torch inductor's own caches for the torch path (compiled kernels, Triton's
+                    cubins), kept where a reboot keeps them; made with a marker, removed by clear()
 
 Every hit re-checks size and sha256: a corrupt or truncated plan is removed and
 reported as a miss (the caller rebuilds), never loaded.  The cache is bounded in
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -31,6 +34,9 @@ from ..errors import BadInput
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 << 30
+#: the sub-directory holding torch inductor's own caches (see :meth:`EngineCache.tool_dir`)
+INDUCTOR_DIR = "inductor"
+_MARKER = ".made-by-jetson-deploy"
 ORPHAN_AGE_S = 600
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -134,6 +140,19 @@ class EngineCache:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput("engine cache {} cannot be created ({}); set JETSON_DEPLOY_CACHE to a writable directory".format(self.root, exc.strerror))
+
+    def tool_dir(self, name: str) -> Path:
+        """A directory of this cache's own for another tool's caches (torch inductor's), made with a
+        marker file so that :meth:`clear` removes only what it made; a link there is refused."""
+        self._ensure()
+        d = self.root / name
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            raise BadInput("engine cache: {} is not a directory this tool made; remove it or set JETSON_DEPLOY_CACHE "
+                           "elsewhere".format(d))
+        if not d.is_dir():
+            d.mkdir()
+            (d / _MARKER).write_text("jetson-deploy made this directory; `jetson-deploy bundle cache clear` removes it\n")
+        return d
 
     @contextlib.contextmanager
     def lock(self, key: str) -> "Iterator[None]":
@@ -309,10 +328,14 @@ class EngineCache:
 
     def clear(self) -> int:
         """Remove the entries of the cache's index (``<key>.json`` with our metadata) and their
-        engines and locks; any other file in the directory stays."""
+        engines and locks, and the tool directories this cache made (their marker says so); any
+        other file in the directory stays."""
         n = 0
         if not self.root.is_dir():
             return 0
+        d = self.root / INDUCTOR_DIR
+        if d.is_dir() and not d.is_symlink() and (d / _MARKER).is_file():
+            shutil.rmtree(str(d), ignore_errors=True)
         for meta in self.entries():
             key = meta["key"]
             if self.engine_path(key).is_file():

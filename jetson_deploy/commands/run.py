@@ -155,8 +155,8 @@ def run(bundle, source, sinks, backend, device, memory, gpu_preprocess, compile_
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Pipeline runs; the median is reported with the spread (warned about above 10%).")
 @click.option("--load-times", is_flag=True, default=False,
-              help="torch backend with --compile: also time the first load cold (empty caches) and warm (the "
-                   "engine cache filled by it), each in a fresh process.")
+              help="torch backend with --compile: also time the first load cold (empty caches), warm (the "
+                   "engine cache filled by it) and from its portable artifacts alone, each in a fresh process.")
 @key_option()
 @json_option()
 def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, iterations, warmup, source, depth,
@@ -200,7 +200,8 @@ def bench(bundle, backend, device, memory, gpu_preprocess, compile_, threads, it
             res["model_fps_eager"], res["model_fps"] / res["model_fps_eager"] if res["model_fps_eager"] else 0.0))
     if res.get("load_times"):
         lt = res["load_times"]
-        click.echo("first load  : cold {} s, warm {} s (engine cache hit)".format(lt.get("cold_s"), lt.get("warm_s")))
+        click.echo("first load  : cold {} s, warm {} s (engine cache hit), {} s from the portable artifacts alone".format(
+            lt.get("cold_s"), lt.get("warm_s"), lt.get("artifacts_s")))
     click.echo("ratio (pipeline / engine): {:.3f} (median of {} pipeline runs: {}; spread {:.1%})".format(
         res["ratio"], res["repeat"], ", ".join("{:.1f}".format(f) for f in res["pipeline"]["runs_fps"]),
         res["spread"]["pipeline_fps"]))

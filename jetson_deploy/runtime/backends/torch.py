@@ -18,6 +18,7 @@ from ..._lazy import require
 from ...errors import BadInput
 from ..cuda_graph import CudaGraph, run_step
 from ..engine import Engine, TensorInfo
+from ..torch_compile import compile_wanted, keep_inductor_cache
 
 _NP = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8, "int32": np.int32,
        "int64": np.int64, "bool": np.bool_, "bfloat16": np.float32}
@@ -120,6 +121,10 @@ class TorchEngine(Engine):
             raise BadInput("torch backend: device {} asked for but torch sees no CUDA GPU; use --device cpu".format(want))
         self.device = torch.device(want)
         self.is_gpu = self.device.type == "cuda"
+        if compile_wanted(self.compile_wanted, self.is_gpu):
+            from ...bundle.engine_cache import EngineCache
+
+            keep_inductor_cache(EngineCache(self.cache_dir))  # before the load: torch.export.load settles it
         mod = self._load()
         try:
             mod = mod.to(self.device)
@@ -142,7 +147,7 @@ class TorchEngine(Engine):
 
     def _compile(self, in_dtype: str) -> None:
         """torch.compile the module at load, through the engine cache (:mod:`..torch_compile`)."""
-        from ..torch_compile import compile_module, compile_wanted
+        from ..torch_compile import compile_module
 
         if not compile_wanted(self.compile_wanted, self.is_gpu):
             return
