@@ -294,3 +294,26 @@ def test_verify_report_headline_says_failed(tmp_path):
     flip_byte(b / "model.onnx")
     text = render_verify(verify_bundle(b))
     assert text.startswith("FAILED  demo 0.1.0  (1 problem)"), text
+
+
+def test_packed_index_closes_the_archive(tmp_path, monkeypatch):
+    """A bug found here (not a mutant): read_packed_index reused the archive's name ``f`` for the
+    manifest member it read, so its ``finally`` closed the member and left the archive open."""
+    import jetson_deploy.bundle.pack as pack
+    from jetson_deploy.bundle import pack_bundle
+
+    b = make_bundle(tmp_path / "demo-0.1.0")
+    jdb = tmp_path / "demo.jdb"
+    pack_bundle(b, jdb)
+    opened = []
+
+    def spy(archive):
+        f = real(archive)
+        opened.append(f)
+        return f
+
+    real = pack.open_archive
+    monkeypatch.setattr(pack, "open_archive", spy)
+    idx = read_packed_index(jdb)
+    assert json.loads(idx["manifest"])["name"] == "demo"
+    assert len(opened) == 1 and opened[0].closed

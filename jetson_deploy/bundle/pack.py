@@ -429,8 +429,8 @@ def read_packed_index(archive: "PathLike", max_manifest_bytes: int = 16 << 20) -
                 if m.size > max_manifest_bytes:
                     out["problems"].append("{}: {} bytes is too large".format(name, m.size))
                     continue
-                f = tar.extractfile(m)
-                small[name] = f.read() if f is not None else b""
+                member = tar.extractfile(m)  # not ``f``: that is the archive, closed below
+                small[name] = member.read() if member is not None else b""
     except (tarfile.TarError, EOFError) as exc:
         raise CheckFailed("{}: damaged or truncated archive ({})".format(source, exc))
     finally:
