@@ -43,7 +43,7 @@ def _manifest(task="classify", labels=None, arts=(ENGINE,)):
 # ---- engine cache -------------------------------------------------------------------------
 
 def test_cache_size_suffix_on_a_multi_digit_number():
-    """engine_cache.x_parse_size__mutmut_15: the unit is the last character, not the second."""
+    """jetson_deploy.bundle.engine_cache.x_parse_size__mutmut_15: the unit is the last character, not the second."""
     assert parse_size("512M") == 512 << 20
     assert parse_size("10k") == 10 << 10
     assert parse_size("1.5GiB") == int(1.5 * (1 << 30))
@@ -51,7 +51,7 @@ def test_cache_size_suffix_on_a_multi_digit_number():
 
 
 def test_cache_keeps_the_plan_just_stored_even_over_the_bound(tmp_path):
-    """engine_cache.xǁEngineCacheǁput__mutmut_55: put() evicts older entries, never the one it stores."""
+    """jetson_deploy.bundle.engine_cache.xǁEngineCacheǁput__mutmut_55: put() evicts older entries, never the one it stores."""
     cache = EngineCache(tmp_path / "c", max_bytes=100)
     old = cache_key("ab" * 32, "8.6.2", 87, "fp16", None)
     new = cache_key("cd" * 32, "8.6.2", 87, "fp16", None)
@@ -63,7 +63,7 @@ def test_cache_keeps_the_plan_just_stored_even_over_the_bound(tmp_path):
 
 
 def test_cache_key_is_stable_across_releases():
-    """engine_cache.x_cache_key__mutmut_11: the key's fields are its spelling; a device's cached plans
+    """jetson_deploy.bundle.engine_cache.x_cache_key__mutmut_11: the key's fields are its spelling; a device's cached plans
     stay hits after an upgrade only while the key of the same inputs stays the same."""
     key = cache_key("ab" * 32, "8.6.2", 87, "fp16", {"input": [1, 3, 224, 224]})
     assert key == "f92b735e1927f6b54732dd084779e249e64907b6c32e36c26a12c8adde12f8bf"
@@ -72,13 +72,13 @@ def test_cache_key_is_stable_across_releases():
 # ---- exports --------------------------------------------------------------------------------
 
 def test_keyfile_bool_false_is_zero():
-    """export.keyfile.x_format_value__mutmut_20: False is written as 0."""
+    """jetson_deploy.bundle.export.keyfile.x_format_value__mutmut_20: False is written as 0."""
     assert format_value("bool", False) == "0"
     assert format_value("bool", True) == "1"
 
 
 def test_per_channel_std_reason_says_how_to_fold():
-    """export.nvinfer_norm.x_input_reason__mutmut_22: the refusal ends with the remedy (fold normalisation)."""
+    """jetson_deploy.bundle.export.nvinfer_norm.x_input_reason__mutmut_22: the refusal ends with the remedy (fold normalisation)."""
     m = _manifest()
     m["spec"]["preprocess"]["std"] = [0.229, 0.224, 0.225]
     ds = export_support(m)["deepstream"]
@@ -86,7 +86,7 @@ def test_per_channel_std_reason_says_how_to_fold():
 
 
 def test_engine_only_bundle_exports_to_both_formats():
-    """export.support.x__deepstream_reason__mutmut_17 and x__triton_reason__mutmut_11: engines alone
+    """jetson_deploy.bundle.export.support.x__deepstream_reason__mutmut_17 and jetson_deploy.bundle.export.support.x__triton_reason__mutmut_11: engines alone
     (no model.onnx) are enough for nvinfer and, with the ONNX check's I/O, for Triton."""
     sup = export_support(_manifest())
     assert sup["deepstream"] == {"ok": True, "detail": "nvinfer: 1 engine config"}
@@ -101,20 +101,20 @@ def test_nothing_to_export_without_model_or_engine():
 
 
 def test_classifier_without_labels_is_exportable_a_detector_is_not():
-    """export.support.x__deepstream_reason__mutmut_47: only a detector needs labels (num-detected-classes)."""
+    """jetson_deploy.bundle.export.support.x__deepstream_reason__mutmut_47: only a detector needs labels (num-detected-classes)."""
     assert export_support(_manifest("classify", labels=[]))["deepstream"]["ok"] is True
     ds = export_support(_manifest("detect", labels=[]))["deepstream"]
     assert ds["ok"] is False and "a detector needs labels" in ds["detail"]
 
 
 def test_bbox_parser_hint_only_for_detectors():
-    """export.support.x__deepstream_detail__mutmut_32: the parse-bbox-func-name hint is for detect heads."""
+    """jetson_deploy.bundle.export.support.x__deepstream_detail__mutmut_32: the parse-bbox-func-name hint is for detect heads."""
     assert "parse-bbox-func-name" not in export_support(_manifest("classify"))["deepstream"]["detail"]
     assert "parse-bbox-func-name" in export_support(_manifest("detect"))["deepstream"]["detail"]
 
 
 def test_source_path_becomes_a_file_uri():
-    """export.deepstream.x_source_uri__mutmut_5: a path is written as file://PATH, a URI as given."""
+    """jetson_deploy.bundle.export.deepstream.x_source_uri__mutmut_5: a path is written as file://PATH, a URI as given."""
     assert source_uri("/data/clip.mp4") == "file:///data/clip.mp4"
     assert source_uri("clips/a.mp4") == "file://clips/a.mp4"
     assert source_uri("rtsp://cam/1") == "rtsp://cam/1"
@@ -126,8 +126,8 @@ def triton_bundle(tmp_path):
 
 
 def test_triton_config_has_input_and_client_note_has_size(triton_bundle, tmp_path):
-    """export.triton.x_config_text__mutmut_10 (config.pbtxt's ``input`` field) and
-    x__client_note__mutmut_21 (the note gives the resize as WxH)."""
+    """jetson_deploy.bundle.export.triton.x_config_text__mutmut_10 (config.pbtxt's ``input`` field) and
+    jetson_deploy.bundle.export.triton.x__client_note__mutmut_21 (the note gives the resize as WxH)."""
     res = export_bundle(triton_bundle, "triton", tmp_path / "repo")
     cfg = (tmp_path / "repo" / "net" / "config.pbtxt").read_text()
     assert "\ninput [" in cfg and "XXinput" not in cfg and "\noutput [" in cfg
@@ -135,7 +135,7 @@ def test_triton_config_has_input_and_client_note_has_size(triton_bundle, tmp_pat
 
 
 def test_plan_triton_serves_engines_by_default(triton_bundle):
-    """export.triton.x_plan_triton__mutmut_1: plan_triton's default is the engines, not model.onnx."""
+    """jetson_deploy.bundle.export.triton.x_plan_triton__mutmut_1: plan_triton's default is the engines, not model.onnx."""
     b = open_bundle(triton_bundle)
     try:
         plan = plan_triton(b)
@@ -149,14 +149,14 @@ def test_plan_triton_serves_engines_by_default(triton_bundle):
 # ---- manifest / writer ----------------------------------------------------------------------
 
 def test_target_precision_is_normalized_and_checked():
-    """manifest.x_normalize_target__mutmut_28: precision is lower-cased and checked."""
+    """jetson_deploy.bundle.manifest.x_normalize_target__mutmut_28: precision is lower-cased and checked."""
     assert normalize_target({"tensorrt": "8.6", "sm": "87", "precision": "FP16"})["precision"] == "fp16"
     with pytest.raises(BadInput, match="precision 'fp64' must be one of"):
         normalize_target({"precision": "fp64"})
 
 
 def test_writer_refuses_fields_it_sets(tmp_path):
-    """writer.xǁBundleWriterǁ_record__mutmut_17: an extra field the writer sets is BadInput (not a
+    """jetson_deploy.bundle.writer.xǁBundleWriterǁ_record__mutmut_17: an extra field the writer sets is BadInput (not a
     ValueError from a broken format string)."""
     with pytest.raises(BadInput, match="'sha256' is set by the writer"):
         with BundleWriter(tmp_path / "b", name="b", version="1.0.0") as w:
@@ -171,7 +171,7 @@ def _signed(tmp_path):
 
 
 def test_add_engine_to_signed_bundle_says_to_resign(tmp_path, caplog):
-    """writer.x_add_engine__mutmut_176: the warning says the signature was removed and how to re-sign."""
+    """jetson_deploy.bundle.writer.x_add_engine__mutmut_176: the warning says the signature was removed and how to re-sign."""
     b, _ = _signed(tmp_path)
     with caplog.at_level(logging.WARNING, logger="jetson_deploy.bundle.writer"):
         add_engine(b, b"PLAN-new", {"tensorrt": "8.5.2", "sm": 72, "precision": "fp16"})
@@ -183,7 +183,7 @@ def test_add_engine_to_signed_bundle_says_to_resign(tmp_path, caplog):
 # ---- sign -----------------------------------------------------------------------------------
 
 def test_open_trusted_checks_the_key_it_is_given(tmp_path, monkeypatch):
-    """sign.x_open_trusted__mutmut_2: --key requires a valid signature even with no device-wide key."""
+    """jetson_deploy.bundle.sign.x_open_trusted__mutmut_2: --key requires a valid signature even with no device-wide key."""
     import jetson_deploy.bundle.sign as sign
 
     monkeypatch.delenv(sign.REQUIRE_KEY_ENV, raising=False)
@@ -197,7 +197,7 @@ def test_open_trusted_checks_the_key_it_is_given(tmp_path, monkeypatch):
 
 
 def test_missing_cryptography_names_what_it_is_for(tmp_path, monkeypatch):
-    """sign.x__crypto__mutmut_2: the missing-dependency error says it is needed for bundle signatures."""
+    """jetson_deploy.bundle.sign.x__crypto__mutmut_2: the missing-dependency error says it is needed for bundle signatures."""
     for mod in [m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "cryptography", None)
@@ -208,7 +208,7 @@ def test_missing_cryptography_names_what_it_is_for(tmp_path, monkeypatch):
 # ---- select ---------------------------------------------------------------------------------
 
 def test_bundle_without_conversion_record_has_static_batch(tmp_path):
-    """select.x_dynamic_batch__mutmut_11: no ``conversion`` in the manifest means a static batch."""
+    """jetson_deploy.bundle.select.x_dynamic_batch__mutmut_11: no ``conversion`` in the manifest means a static batch."""
     b = open_bundle(make_bundle(tmp_path / "demo-0.1.0"))
     try:
         assert "conversion" not in b.manifest and dynamic_batch(b) is False
@@ -224,7 +224,7 @@ def test_bundle_without_conversion_record_has_static_batch(tmp_path):
 # ---- reader / pack --------------------------------------------------------------------------
 
 def test_one_problem_is_reported_without_a_count(tmp_path):
-    """reader.xǁBundleǁverify__mutmut_10: "(and N more problems)" only when there are more."""
+    """jetson_deploy.bundle.reader.xǁBundleǁverify__mutmut_10: "(and N more problems)" only when there are more."""
     b = make_bundle(tmp_path / "demo-0.1.0")
     flip_byte(b / "model.onnx")
     with pytest.raises(CheckFailed) as one:
@@ -244,7 +244,7 @@ def _tar_of(bundle: Path, out: Path) -> Path:
 
 
 def test_packed_bundle_failing_verify_is_checkfailed_and_cleaned_up(tmp_path, monkeypatch):
-    """reader.x_open_bundle__mutmut_71: a packed bundle whose artifact fails its sha256 raises
+    """jetson_deploy.bundle.reader.x_open_bundle__mutmut_71: a packed bundle whose artifact fails its sha256 raises
     CheckFailed (not ValueError from the temp-dir bookkeeping) and leaves no extraction behind."""
     import jetson_deploy.bundle.reader as reader
 
@@ -263,7 +263,7 @@ def test_packed_bundle_failing_verify_is_checkfailed_and_cleaned_up(tmp_path, mo
 
 
 def test_packed_index_errors_name_the_archive(tmp_path):
-    """pack.x_read_packed_index__mutmut_3 and __mutmut_126: the one-line errors name the file."""
+    """jetson_deploy.bundle.pack.x_read_packed_index__mutmut_3 and jetson_deploy.bundle.pack.x_read_packed_index__mutmut_126: the one-line errors name the file."""
     bad = tmp_path / "not-a-tar.jdb"
     bad.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(BadInput, match="not-a-tar.jdb is not a bundle"):
@@ -281,7 +281,7 @@ def test_packed_index_errors_name_the_archive(tmp_path):
 # ---- report ---------------------------------------------------------------------------------
 
 def test_inspect_shows_keep_aspect(tmp_path):
-    """report.x_render_inspect__mutmut_246: the preprocess row shows the spec's keep_aspect."""
+    """jetson_deploy.bundle.report.x_render_inspect__mutmut_246: the preprocess row shows the spec's keep_aspect."""
     text = render_inspect(inspect_bundle(make_bundle(tmp_path / "demo-0.1.0")))
     assert "keep_aspect=False " in text, text
     det = export_bundle_dir(tmp_path / "det-1.0.0", "detect")
@@ -289,7 +289,7 @@ def test_inspect_shows_keep_aspect(tmp_path):
 
 
 def test_verify_report_headline_says_failed(tmp_path):
-    """report.x_render_verify__mutmut_59: a failed verify starts with FAILED."""
+    """jetson_deploy.bundle.report.x_render_verify__mutmut_59: a failed verify starts with FAILED."""
     b = make_bundle(tmp_path / "demo-0.1.0")
     flip_byte(b / "model.onnx")
     text = render_verify(verify_bundle(b))
