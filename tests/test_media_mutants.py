@@ -514,3 +514,83 @@ def test_rtsp_sink_picks_an_encoder_mounts_and_feeds_a_client(monkeypatch):
         assert len(src.pushed[0].data) == 32 * 24 * 3
     finally:
         sink.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes.py
+# ---------------------------------------------------------------------------------------------
+def _plain_scene(label, filled, vertices=None):
+    return shapes.Scene(label=label, c0=(0.0, 0.0, 0.0), c1=(0.0, 0.0, 0.0), angle=0.0,
+                        blobs=np.zeros((2, 2, 3), np.float32), noise=0, lines=[], cx=0.5, cy=0.5,
+                        size=0.5, filled=filled, thickness=0.05, color=(255, 255, 255), vertices=vertices)
+
+
+@pytest.mark.needs("cv2")
+def test_render_filled_and_outlined_shapes_where_the_scene_puts_them():
+    """Kills media.shapes.x_render__mutmut_75 (filled drawn as an outline), __mutmut_92 (circle
+    drawn on None), __mutmut_94 (radius None) and __mutmut_117 (polygon x divided by 16)."""
+    rng = np.random.RandomState(0)
+    w, h = 80, 60  # min 60: size 0.5 -> radius 15 px around (40, 30)
+    disc = shapes.render(_plain_scene(shapes.CIRCLE, True), w, h, rng)
+    assert (disc[30, 40] == 255).all() and (disc[30, 40 + 12] == 255).all() and (disc[30, 40 + 20] == 0).all()
+    ring = shapes.render(_plain_scene(shapes.CIRCLE, False), w, h, rng)
+    assert (ring[30, 40] == 0).all() and (ring[30, 40 + 15] > 128).all()
+    square = [(1.15 * math.cos(a), 1.15 * math.sin(a)) for a in (math.pi / 4 + k * math.pi / 2 for k in range(4))]
+    sq = shapes.render(_plain_scene(shapes.SQUARE, True, square), w, h, rng)
+    # half side 15 * 1.15 / sqrt(2) ~ 12 px: filled around the centre, background beyond
+    assert (sq[30, 40] == 255).all() and (sq[30, 30] == 255).all() and (sq[30, 50] == 255).all()
+    assert (sq[30, 25] == 0).all() and (sq[30, 55] == 0).all() and (sq[30, 5] == 0).all()
+
+
+def test_contrasting_color_is_the_first_far_enough_draw():
+    """Kills media.shapes.x__contrasting_color__mutmut_20 (green channel replaced by red)."""
+    local = np.array([10.0, 200.0, 60.0])
+    for seed in range(5):
+        want = None
+        ref = np.random.RandomState(seed)
+        for _ in range(64):
+            c = ref.randint(0, 256, size=3).astype(np.float64)
+            if np.linalg.norm(c - local) >= shapes.MIN_CONTRAST:
+                want = tuple(int(v) for v in c)
+                break
+        got = shapes._contrasting_color(np.random.RandomState(seed), local)
+        assert got == want
+        assert np.linalg.norm(np.array(got) - local) >= shapes.MIN_CONTRAST
+
+
+def test_triangle_vertices_are_jittered_within_bounds():
+    """Kills media.shapes.x__polygon__mutmut_49 (angle jitter uniform(0.17, 1) not +-0.17) and
+    __mutmut_64 (x = r / cos(a))."""
+    for seed in range(60):
+        pts = shapes._polygon(np.random.RandomState(seed), shapes.TRIANGLE)
+        assert len(pts) == 3
+        for x, y in pts:
+            assert 1.2 * 0.88 - 1e-9 <= math.hypot(x, y) <= 1.2 * 1.08 + 1e-9
+        ang = [math.atan2(y, x) for x, y in pts]
+        for a, b in zip(ang, ang[1:]):
+            step = (b - a) % (2 * math.pi)
+            assert abs(step - 2 * math.pi / 3) <= 0.34 + 1e-9, (seed, step)
+
+
+@pytest.mark.needs("cv2")
+def test_clip_frames_hold_scenes_and_keep_shapes_inside(monkeypatch):
+    """Kills media.shapes.xǁShapeGeneratorǁclip_frames__mutmut_17 (sample_scene without height),
+    __mutmut_108 (render with width None) and __mutmut_92 (drift not clipped at the far edge)."""
+    frames = list(shapes.ShapeGenerator(3).clip_frames(7, 40, 30, hold=3))
+    assert len(frames) == 7 and all(f.shape == (30, 40, 3) for f, _ in frames)
+    labels = [lab for _, lab in frames]
+    assert labels[0] == labels[1] == labels[2] and labels[3] == labels[4] == labels[5]
+
+    seen = []
+
+    def spy(scene, width, height, rng, dx=0.0, dy=0.0):
+        seen.append((scene, width, height, dx, dy))
+        return np.zeros((height, width, 3), np.uint8)
+
+    monkeypatch.setattr(shapes, "render", spy)
+    list(shapes.ShapeGenerator(5).clip_frames(400, 64, 48, hold=200))  # long holds drift to the edges
+    for scene, width, height, dx, dy in seen:
+        assert (width, height) == (64, 48)
+        ex, ey = shapes._extent_wh(scene.extent(), width, height)
+        assert min(ex, 0.5) - 1e-9 <= scene.cx + dx <= max(1 - ex, 0.5) + 1e-9
+        assert min(ey, 0.5) - 1e-9 <= scene.cy + dy <= max(1 - ey, 0.5) + 1e-9
