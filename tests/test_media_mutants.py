@@ -9,14 +9,13 @@ import json
 import logging
 import math
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from jetson_deploy.errors import BadInput
-from jetson_deploy.media import live, opencv_sources, rtsp_sink, shapes
+from jetson_deploy.media import opencv_sources, rtsp_sink, shapes
 from jetson_deploy.media.live import LiveFigures, split_host_port
 from jetson_deploy.media.registry import open_sink, open_source
 from jetson_deploy.media.sources import BufferPool, Frame, Source
