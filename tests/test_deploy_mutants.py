@@ -434,3 +434,51 @@ def test_fleet_rollback_and_status_over_ssh(fakebin):
     (fakebin / "ssh.rc").write_text("255\n")
     r = fleet.rollback("demo", ["pi@board"], connection=c)[0]
     assert (r.result, r.name) == ("failed", "demo") and "connection refused" in r.message
+
+
+# ----------------------------------------------------------------------------- what the user is told to do
+
+def test_rootfs_escaping_symlink_says_how_to_fix_it(tmp_path):
+    """Kills rootfs.x_check_no_escape__mutmut_49: the refusal tells the user to remove the link or make it relative."""
+    fs = _rootfs(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    _jd_root(fs).mkdir()
+    os.symlink(str(outside), str(_jd_root(fs) / "bundles"))
+    with pytest.raises(BadInput, match="leads out of the rootfs on this machine; remove it or make it relative"):
+        fleet.status([], rootfs=str(fs))
+
+
+def test_unknown_group_in_an_inventory_without_groups(tmp_path):
+    """Kills inventory.xǁ_Inventoryǁselect__mutmut_26: an inventory with no groups says so ('none')."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text("# nothing here yet\n")
+    with pytest.raises(BadInput, match=r"--group 'lab' is not in .*inv\.ini \(groups there: none\)"):
+        load_inventory(str(inv), "lab")
+
+
+def test_user_facing_phrases(tmp_path, caplog):
+    """Kills single_host.x_rollback_host__mutmut_8 and single_host.xǁ_HostDeployǁstage__mutmut_61 (the
+    progress lines 'rolling back NAME' and '... via copy (resuming: N MiB already on the device)'), and
+    pins the phrases of two refusals recorded as 'message' (fleet.x__deploy_rootfs__mutmut_7 and
+    inventory.xǁHostǁ__init____mutmut_41 only wrap them in 'XX')."""
+    import logging
+
+    b = make_bundle(tmp_path / "b", version="1.0.0")
+    with pytest.raises(BadInput, match=r"is not a directory \(mount the SD card or point at Linux_for_Tegra/rootfs\)"):
+        fleet.deploy(str(b), [], DeployOptions(rootfs=str(tmp_path / "missing")))
+    with pytest.raises(BadInput, match="bad port 70000 for host 'board': use 1-65535"):
+        Host("board", port=70000)
+
+    fs = _rootfs(tmp_path)
+
+    def cut(**ctx):
+        raise RemoteError("link dropped")
+
+    assert fleet.deploy(str(b), [], DeployOptions(rootfs=str(fs)), hooks={"after_upload": cut})[0].result == "failed"
+    caplog.set_level(logging.INFO, logger="jetson_deploy.deploy")
+    assert fleet.deploy(str(b), [], DeployOptions(rootfs=str(fs)))[0].result == "deployed"
+    assert fleet.rollback("demo", [], rootfs=str(fs))[0].result == "failed"  # nothing to go back to
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(l.endswith("via copy (resuming: 0.1 MiB already on the device)") for l in lines), lines
+    assert any(l.endswith("] rolling back demo") for l in lines), lines
