@@ -18,7 +18,7 @@ from jetson_deploy.deploy import transport as tr
 from jetson_deploy.deploy.inventory import Host, load_inventory
 from jetson_deploy.deploy.local_bundle import LocalBundle, open_local_bundle
 from jetson_deploy.deploy.options import Connection, DeployOptions
-from jetson_deploy.deploy.single_host import HostResult, deploy_host, rollback_message, status_host
+from jetson_deploy.deploy.single_host import HostResult, deploy_host, rollback_message
 from jetson_deploy.deploy.transport import LocalTransport, RemoteError, ScriptResult, SSHTransport, describe_failure
 from jetson_deploy.errors import BadInput
 
