@@ -117,3 +117,106 @@ def test_detect_boxes_clipped_to_the_source_width():
     boxes = np.array([[-8.0, -4.0, 80.0, 70.0], [10.0, 10.0, 20.0, 20.0]], np.float32)
     out = pp._to_source(boxes, (128, 32))  # 64x64 input -> 2x wider, half as tall source
     assert out.tolist() == [[0.0, 0.0, 128.0, 32.0], [20.0, 5.0, 40.0, 10.0]]
+
+
+# ---- the frame loop (ONNX Runtime on the CPU) ---------------------------------------------
+@pytest.fixture(scope="module")
+def color_bundle(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from support.runtime import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("mutants") / "colors-1.0.0")
+
+
+def _frames_source(frames, live=False, uri="frames://"):
+    """A source that delivers ``frames`` ((bgr colour, truth) pairs) and ends; none at all when live and empty."""
+    from jetson_deploy.media.sources import Frame, Source
+
+    class _Frames(Source):
+        scheme = "frames"
+
+        def open_impl(self):
+            self.todo = list(frames)
+
+        def read_impl(self, timeout):
+            if not self.todo:
+                if not self.live:
+                    self.end("end of list")
+                return None
+            color, truth = self.todo.pop(0)
+            return Frame(np.full((24, 32, 3), color, np.uint8), truth=truth)
+
+    src = _Frames(uri, {"width": 32, "height": 24})
+    src.live = live
+    return src
+
+
+def test_accuracy_counts_each_frames_ground_truth(color_bundle):
+    """Kills pipeline.xǁPipelineǁ_deliver_impl__mutmut_13 (the frame's truth dropped: no accuracy)."""
+    from jetson_deploy.runtime.session import run_pipeline
+    from support.runtime import COLORS
+
+    src = _frames_source([(COLORS["red"], "red"), (COLORS["blue"], "red"), (COLORS["green"], "green"),
+                          (COLORS["blue"], None)])
+    s = run_pipeline(color_bundle, src, "null://", options=RunOptions(backend="onnxruntime"))
+    assert s.frames == 4 and s.accuracy == pytest.approx(2 / 3.0)
+
+
+def test_a_stalled_source_ends_the_run_and_names_itself(color_bundle):
+    """Kills pipeline.xǁPipelineǁ_idle_end_reason__mutmut_15 (the stall reason's format lost the uri)."""
+    from jetson_deploy.runtime.options import OutputOptions, SourceOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    src = _frames_source([], live=True, uri="frames://quiet")
+    s = run_pipeline(color_bundle, src, "null://", options=RunOptions(backend="onnxruntime"),
+                     inputs=SourceOptions(stall_timeout=0.2), outputs=OutputOptions(metrics_interval=0))
+    assert s.frames == 0
+    assert s.end_reason.startswith("source stalled") and "frames://quiet" in s.end_reason
+
+
+# ---- backends ------------------------------------------------------------------------------
+def test_torch_dtypes_map_to_numpy():
+    """Kills backends.torch.x__np_dtype__mutmut_11 (``torch.`` prefix kept: every dtype read as float32)."""
+    torch = pytest.importorskip("torch")
+    from jetson_deploy.runtime.backends.torch import _np_dtype
+
+    assert _np_dtype(torch.float16) == np.float16
+    assert _np_dtype(torch.int64) == np.int64
+    assert _np_dtype(torch.uint8) == np.uint8
+
+
+def test_unknown_backend_is_named_in_the_error():
+    """Kills backends.x_explain_backend__mutmut_5 (the backend asked for missing from the error)."""
+    from jetson_deploy.runtime.backends import explain_backend
+
+    with pytest.raises(BadInput, match="--backend 'tflite': choose one of"):
+        explain_backend(object(), "tflite")
+
+
+def test_fp16_torch_bundle_on_cpu_note_names_the_bundle_precision(tmp_path):
+    """Kills backends.torch.xǁTorchEngineǁ_apply_precision__mutmut_14 (the note says "None bundle")."""
+    pytest.importorskip("torch")
+    from support.runtime import make_bundle
+
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+
+    b = make_bundle(tmp_path / "colors-1.0.0", pt2=True, precision="fp16")
+    with create_engine(open_bundle(b), RunOptions(backend="torch", device="cpu")) as te:
+        d = te.describe()
+    assert d["precision"] == "fp32"
+    assert d["precision_note"] == "fp16 bundle on the CPU: the torch backend runs FP32"
+
+
+# ---- GPU preprocessing's numpy reference ------------------------------------------------------
+def test_preprocess_like_kernel_honours_the_output_dtype():
+    """Kills gpu_preprocess.x_preprocess_like_kernel__mutmut_14 (out_dtype ignored: the spec's float32)."""
+    from jetson_deploy.runtime.gpu_preprocess import preprocess_like_kernel
+
+    spec = _spec("classify", size=(8, 6))
+    frame = np.full((12, 16, 3), (10, 20, 30), np.uint8)
+    a32 = preprocess_like_kernel(frame, spec)
+    a16 = preprocess_like_kernel(frame, spec, "float16")
+    assert a32.dtype == np.float32 and a16.dtype == np.float16
+    assert a16.shape == a32.shape
+    np.testing.assert_allclose(a16.astype(np.float32), a32, rtol=1e-3)
