@@ -220,3 +220,46 @@ def test_preprocess_like_kernel_honours_the_output_dtype():
     assert a32.dtype == np.float32 and a16.dtype == np.float16
     assert a16.shape == a32.shape
     np.testing.assert_allclose(a16.astype(np.float32), a32, rtol=1e-3)
+
+
+# ---- TensorRT backend (TensorRT and pycuda doubles) ------------------------------------------
+def _two_profile_engine(monkeypatch, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
+
+    from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
+    from jetson_deploy.trt import build as tb
+
+    pycuda_double.install(monkeypatch)
+    trt = trtd.install(monkeypatch, "8.2")
+    model = onnx_models.classifier(tmp_path / "dyn.onnx", batch=None)
+    plan = tb.build_engine(model, "fp32", profiles=[{"input": ([1, 3, 8, 8], [1, 3, 8, 8], [2, 3, 8, 8])},
+                                                     {"input": ([4, 3, 8, 8], [8, 3, 8, 8], [16, 3, 8, 8])}])
+    return trt, model, TensorRTEngine(plan, profile=1)
+
+
+def test_profile_set_through_the_attribute_on_bindings_without_the_async_call(monkeypatch, tmp_path):
+    """Kills backends.tensorrt.xǁTensorRTEngineǁactivate_impl__mutmut_23 (the old bindings' path
+    sets ``active_optimization_profile = None`` instead of the engine's profile)."""
+    from doubles import onnx_models
+
+    trt, model, eng = _two_profile_engine(monkeypatch, tmp_path)
+    monkeypatch.delattr(trt.IExecutionContext, "set_optimization_profile_async")
+    with eng:
+        assert not hasattr(eng.context, "set_optimization_profile_async")
+        assert eng.context.active_optimization_profile == 1
+        x = np.random.RandomState(0).rand(12, 3, 8, 8).astype(np.float32)  # only profile 1 takes 12 rows
+        np.testing.assert_allclose(eng.infer({"input": x})["logits"],
+                                   onnx_models.reference(model, {"input": x})["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_deactivated_tensorrt_engine_has_no_context(monkeypatch, tmp_path):
+    """Kills backends.tensorrt.xǁTensorRTEngineǁdeactivate_impl__mutmut_3 (context left as "", which
+    the "call activate() first" checks do not see)."""
+    _, _, eng = _two_profile_engine(monkeypatch, tmp_path)
+    with eng:
+        eng.set_input_shapes({"input": (8, 3, 8, 8)})
+    assert eng.context is None
+    with pytest.raises(RuntimeError, match=r"call activate\(\) before set_input_shapes"):
+        eng.set_input_shapes({"input": (8, 3, 8, 8)})
