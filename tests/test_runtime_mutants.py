@@ -263,3 +263,87 @@ def test_deactivated_tensorrt_engine_has_no_context(monkeypatch, tmp_path):
     assert eng.context is None
     with pytest.raises(RuntimeError, match=r"call activate\(\) before set_input_shapes"):
         eng.set_input_shapes({"input": (8, 3, 8, 8)})
+
+
+# ---- the pycuda path (pycuda double, compiler stand-in) ---------------------------------------
+def test_prepared_launch_cache_is_trimmed_not_broken(monkeypatch):
+    """Kills gpu_preprocess.x_launch_pycuda__mutmut_41 (the trim past 64 plans reads ``list(None)``)."""
+    from jetson_deploy.runtime import gpu_preprocess as gp
+
+    monkeypatch.setattr(gp, "_LAUNCH", {})
+    calls = []
+
+    class _Fn:
+        arg_format = None
+
+        def prepare(self, fmt):
+            self.arg_format = fmt
+
+        def prepared_async_call(self, grid, block, stream, src, dst, *scalars):
+            calls.append((grid, src, dst))
+
+    fn, spec = _Fn(), _spec("classify", size=(8, 6))
+    plans = [gp.make_plan(spec, (10 + i, 12)) for i in range(70)]  # kept alive: ids stay distinct
+    for i, p in enumerate(plans):
+        gp.launch_pycuda(fn, p, 1000 + i, 2000, stream="s")
+    assert len(calls) == 70 and calls[-1][1:] == (1069, 2000) and fn.arg_format == gp.ARG_FORMAT
+    assert len(gp._LAUNCH) <= 64 and gp._LAUNCH[id(plans[-1])][0] is plans[-1]
+    assert id(plans[0]) not in gp._LAUNCH  # the oldest went first
+
+
+def test_kernel_preprocessing_asked_for_but_unavailable_says_why(monkeypatch, tmp_path):
+    """Kills executors.x__pycuda_executor__mutmut_67 (the refusal's message replaced by None)."""
+    pytest.importorskip("onnxruntime")
+    from doubles import pycuda_double
+    from support.runtime import PointerEngine, make_bundle
+
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.executors import make_executor
+    from jetson_deploy.runtime.executors import pycuda_kernel
+    from jetson_deploy.runtime.memory import make_context
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    monkeypatch.setattr(pycuda_kernel, "gpu_preprocess_unavailable", lambda *a, **k: "nvcc not found")
+    b = open_bundle(make_bundle(tmp_path / "colors-1.0.0"))
+    ctx = make_context(cuda=drv)
+    try:
+        with PointerEngine(create_engine(b, RunOptions(backend="onnxruntime"))) as eng:
+            with pytest.raises(BadInput, match="needs pycuda's SourceModule and nvcc: nvcc not found"):
+                make_executor(eng, b.spec, RunOptions(memory="pycuda-pinned", gpu_preprocess="kernel"), cuda=drv)
+    finally:
+        ctx.pop()
+
+
+def test_pycuda_kernel_path_reduces_to_the_asked_top_k(tmp_path, monkeypatch):
+    """Kills executors.pycuda_kernel.xǁPycudaGpuExecutorǁ__init____mutmut_30 (``topk`` not handed to
+    the base: the GPU softmax/top-k kernel keeps its default 5)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("cv2")
+    import json
+
+    from doubles import cuda_driver_double, pycuda_double, tensorrt_double
+    from support.runtime import make_many_class_bundle
+    from test_runtime_gpu_topk import _frames_at_model_size
+    from test_runtime_gpu_preprocess import install_compiler
+
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.options import OutputOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    frames = _frames_at_model_size(tmp_path / "f", 3, seed=1)
+    b = make_many_class_bundle(tmp_path / "b", 100, softmax=True)
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    tensorrt_double.install(monkeypatch, "10.x")
+    cuda_driver_double.install(monkeypatch)
+    install_compiler(monkeypatch, [])
+    ctx = make_context(cuda=drv)
+    try:
+        s = run_pipeline(b, frames, str(tmp_path / "gpu.jsonl"), outputs=OutputOptions(metrics_interval=0),
+                         options=RunOptions(backend="tensorrt", cache_dir=str(tmp_path / "eng"), topk=8))
+    finally:
+        ctx.pop()
+    assert s.executor["post"] == "cuda-kernel (pycuda)" and s.executor["preprocess"] == "cuda-kernel (pycuda)"
+    rows = [json.loads(x) for x in (tmp_path / "gpu.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["topk"]) == 8 for r in rows)
