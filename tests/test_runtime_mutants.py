@@ -347,3 +347,40 @@ def test_pycuda_kernel_path_reduces_to_the_asked_top_k(tmp_path, monkeypatch):
     assert s.executor["post"] == "cuda-kernel (pycuda)" and s.executor["preprocess"] == "cuda-kernel (pycuda)"
     rows = [json.loads(x) for x in (tmp_path / "gpu.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["topk"]) == 8 for r in rows)
+
+
+def test_several_sources_on_the_kernel_path_pool_as_many_buffers_as_frames_held(tmp_path, monkeypatch):
+    """Kills multi_pipeline.xǁMultiPipelineǁ_start__mutmut_26 (``pool_size`` not passed: each source
+    pools the default 8 capture buffers, fewer than the frames a run holds at once)."""
+    pytest.importorskip("onnxruntime")
+    from doubles import pycuda_double
+    from support.runtime import COLORS, PointerEngine, make_batch_bundle
+    from test_runtime_gpu_preprocess import install_compiler
+
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.options import OutputOptions, SourceOptions
+    from jetson_deploy.runtime.pipeline import _OutputWorker
+    from jetson_deploy.runtime.session import run_pipeline
+
+    pools = []
+    srcs = []
+    for name in ("red", "blue"):
+        s = _frames_source([(COLORS[name], name)] * 3, uri="frames://" + name)
+        real = s.use_allocator
+        s.use_allocator = lambda alloc, pool_size=8, _real=real: (pools.append(pool_size), _real(alloc, pool_size))
+        srcs.append(s)
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    install_compiler(monkeypatch, [])
+    b = make_batch_bundle(tmp_path / "two", 2)
+    ctx = make_context(cuda=drv)
+    try:
+        eng = PointerEngine(create_engine(open_bundle(b), RunOptions(backend="onnxruntime")))
+        s = run_pipeline(b, srcs, "null://", engine=eng, inputs=SourceOptions(queue_size=4),
+                         options=RunOptions(memory="pycuda-pinned", depth=3, gpu_preprocess="kernel", output_thread=True),
+                         outputs=OutputOptions(metrics_interval=0))
+    finally:
+        ctx.pop()
+    assert s.frames == 6 and s.accuracy == 1.0
+    assert pools == [4 + 3 + 3 + _OutputWorker.MAXSIZE] * 2
