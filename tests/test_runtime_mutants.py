@@ -384,3 +384,94 @@ def test_several_sources_on_the_kernel_path_pool_as_many_buffers_as_frames_held(
         ctx.pop()
     assert s.frames == 6 and s.accuracy == 1.0
     assert pools == [4 + 3 + 3 + _OutputWorker.MAXSIZE] * 2
+
+
+# ---- cupy kernels on the torch CUDA path (a cupy stand-in; torch on the CPU) ---------------------
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """``cupy`` as far as the torch CUDA path's kernels use it: RawKernel (counts compiles, records
+    launches), cuda.runtime.getDevice, cuda.ExternalStream."""
+    import sys
+    import types
+
+    from jetson_deploy.runtime import gpu_preprocess, gpu_topk
+
+    cp = types.ModuleType("cupy")
+    cp.made, cp.launches = [], []
+
+    class RawKernel:
+        def __init__(self, source, name):
+            self.source, self.name, self.compiled = source, name, 0
+            cp.made.append(self)
+
+        def compile(self):
+            self.compiled += 1
+
+        def __call__(self, grid, block, args):
+            cp.launches.append((grid, block, args))
+
+    class ExternalStream:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    cp.RawKernel = RawKernel
+    cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: 0), ExternalStream=ExternalStream)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setattr(gpu_topk, "_COMPILED", {})
+    monkeypatch.setattr(gpu_preprocess, "_COMPILED", {})
+    return cp
+
+
+def test_topk_kernel_compiled_once_per_dtype(fake_cupy):
+    """Kills gpu_topk.x_cupy_kernel__mutmut_17 (the compiled kernel never cached: NVRTC on every call)."""
+    from jetson_deploy.runtime.gpu_topk import cupy_kernel
+
+    a, b, c = cupy_kernel("float32"), cupy_kernel("float32"), cupy_kernel("float16")
+    assert a is b and c is not a
+    assert len(fake_cupy.made) == 2 and a.compiled == 1
+
+
+def test_softmax_topk_passes_the_logits_row_stride(fake_cupy, monkeypatch):
+    """Kills gpu_topk.xǁTorchSoftmaxTopkǁ__init____mutmut_7 (``import_module(None)``) and
+    gpu_topk.xǁTorchSoftmaxTopkǁ__call____mutmut_66 (the row stride argument replaced by None)."""
+    import types
+
+    torch = pytest.importorskip("torch")
+    from jetson_deploy.runtime.gpu_topk import TorchSoftmaxTopk
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=7))
+    op = TorchSoftmaxTopk("cpu", torch.float32, k=3, n_classes=10, rows=2)
+    assert op.cupy is fake_cupy and op.out_shape == (2, 2, 3)
+    wide = torch.zeros((2, 16), dtype=torch.float32)
+    logits = wide[:, :10]  # rows 16 elements apart: not copied (stride(1) == 1), the kernel gets the stride
+    out = op(logits)
+    grid, _, args = fake_cupy.launches[-1]
+    assert grid == (2, 1, 1) and tuple(out.shape) == (2, 2, 3)
+    assert (int(args[0]), int(args[1]), int(args[2]), int(args[3]), int(args[4])) == (
+        logits.data_ptr(), out.data_ptr(), 10, 16, 3)
+
+
+def test_torch_kernel_preprocess_plans_per_frame_layout(fake_cupy):
+    """Kills torch_preprocess.xǁTorchKernelPreprocessǁ__init____mutmut_35 (no plan cache),
+    xǁTorchKernelPreprocessǁplan__mutmut_6 (``stride(None)`` in the key) and
+    xǁTorchKernelPreprocessǁempty__mutmut_22 (the channels-last output not permuted to NCHW)."""
+    torch = pytest.importorskip("torch")
+    from jetson_deploy.runtime.torch_preprocess import TorchKernelPreprocess
+
+    pre = TorchKernelPreprocess(_spec("classify", size=(8, 6)), "cpu", channels_last=True)
+    assert pre.channels_last and pre.kspec.layout == "nhwc"
+    frame = torch.zeros((12, 16, 3), dtype=torch.uint8)
+    p = pre.plan(frame)
+    assert pre.plan(frame) is p
+    padded = torch.zeros((12, 20, 3), dtype=torch.uint8)[:, :16]  # same shape, rows 60 bytes apart
+    q = pre.plan(padded)
+    assert q is not p and q is pre.plan(padded)
+    out = pre.empty(p)
+    assert tuple(out.shape) == (1, 3, 6, 8) and out.dtype == torch.float32
+    assert out.permute(0, 2, 3, 1).is_contiguous()  # NHWC memory seen as NCHW
