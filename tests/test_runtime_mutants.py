@@ -475,3 +475,60 @@ def test_torch_kernel_preprocess_plans_per_frame_layout(fake_cupy):
     out = pre.empty(p)
     assert tuple(out.shape) == (1, 3, 6, 8) and out.dtype == torch.float32
     assert out.permute(0, 2, 3, 1).is_contiguous()  # NHWC memory seen as NCHW
+
+
+def test_torch_cuda_model_only_step_replays_its_graph_or_runs_the_model(monkeypatch):
+    """Kills executors.torch_cuda.xǁTorchCudaExecutorǁmodel_only_step__mutmut_3 (``is not None`` ->
+    ``is None``: no graph -> ``None.replay()``; a graph -> the eager model instead).  torch on the CPU."""
+    import types
+
+    torch = pytest.importorskip("torch")
+    from test_runtime_gpu_topk import _cpu_executor
+
+    ex = _cpu_executor(10)
+    ran = []
+    ex.engine = types.SimpleNamespace(forward=lambda x: ran.append(("model", tuple(x.shape))))
+    ex.compute_stream = None
+    ex.static_model_in = torch.zeros((1, 3, 4, 4))
+    ex._model_graph = None
+    ex.model_only_step()
+    assert ran == [("model", (1, 3, 4, 4))]
+    ex._model_graph = types.SimpleNamespace(replay=lambda: ran.append("replay"))
+    ex.model_only_step()
+    assert ran == [("model", (1, 3, 4, 4)), "replay"]
+
+
+# ---- NMS -------------------------------------------------------------------------------------
+def test_nms_never_suppresses_across_classes_even_with_negative_coordinates():
+    """A real bug, fixed with this test: classes were offset by max |x| + 1, less than the span of
+    boxes with negative coordinates, so at a low IoU threshold a box suppressed another class's.
+    (postprocess.x_nms__mutmut_15, +1 -> +2 in that offset, is equivalent on the fixed offset.)"""
+    from jetson_deploy.runtime.postprocess import nms
+
+    boxes = np.array([[-10, -10, 10, 10], [-10, -10, 10, 10], [-9, -9, 11, 11]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    assert nms(boxes, scores, np.array([0, 1, 0]), 0.1).tolist() == [0, 1]  # 2 overlaps 0, same class
+    assert nms(boxes, scores, np.array([0, 1, 2]), 0.01).tolist() == [0, 1, 2]
+
+
+# ---- the frame loop's poll ------------------------------------------------------------------
+def test_idle_loop_waits_on_the_capture_queue_at_most_a_tenth_of_a_second(color_bundle, monkeypatch):
+    """Kills pipeline.xǁPipelineǁ_loop__mutmut_13 (0.1 s -> 1.1 s: with nothing in flight the loop
+    would look at stop requests, stalls and the end of the stream ten times less often)."""
+    from jetson_deploy.media.capture import CaptureThread
+    from jetson_deploy.runtime.options import OutputOptions, SourceOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    timeouts = []
+    real_get = CaptureThread.get
+
+    def get(self, timeout=None):
+        timeouts.append(timeout)
+        return real_get(self, timeout=0.0)  # no waiting here: the test records what was asked for
+
+    monkeypatch.setattr(CaptureThread, "get", get)
+    src = _frames_source([], live=True, uri="frames://idle")
+    s = run_pipeline(color_bundle, src, "null://", options=RunOptions(backend="onnxruntime"),
+                     inputs=SourceOptions(stall_timeout=0.05), outputs=OutputOptions(metrics_interval=0))
+    assert s.end_reason.startswith("source stalled")
+    assert timeouts and set(timeouts) == {0.1}  # nothing was ever in flight
