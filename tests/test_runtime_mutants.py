@@ -532,3 +532,56 @@ def test_idle_loop_waits_on_the_capture_queue_at_most_a_tenth_of_a_second(color_
                      inputs=SourceOptions(stall_timeout=0.05), outputs=OutputOptions(metrics_interval=0))
     assert s.end_reason.startswith("source stalled")
     assert timeouts and set(timeouts) == {0.1}  # nothing was ever in flight
+
+
+def test_torch_capture_of_a_tensorrt_graph_runs_on_the_callers_stream(monkeypatch, tmp_path):
+    """Kills backends.tensorrt.xǁTensorRTEngineǁ_capture_with_torch__mutmut_20 (the caller's stream
+    not wrapped: ``ExternalStream(None)``).  No libcuda graph API here: the capture goes through a
+    recording torch stand-in, as in test_runtime_backend_tensorrt's fake-torch capture test."""
+    import contextlib
+    import sys
+    import types
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
+
+    from jetson_deploy.runtime.backends import tensorrt as trt_backend
+    from jetson_deploy.trt import build as tb
+
+    wrapped = []
+
+    class Stream:
+        def __init__(self, handle=0x5150):
+            self.cuda_stream = handle
+
+        def synchronize(self):
+            pass
+
+    def external(handle):
+        wrapped.append(handle)
+        return Stream(handle)
+
+    class CUDAGraph:
+        def replay(self):
+            pass
+
+    @contextlib.contextmanager
+    def graph(g, stream=None, capture_error_mode=None):
+        yield
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, Stream=Stream, ExternalStream=external, CUDAGraph=CUDAGraph,
+        graph=graph, stream=lambda s: contextlib.ExitStack()))
+    pycuda_double.install(monkeypatch)
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setattr(trt_backend, "driver", lambda: None)  # no CUDA driver graph API: the torch capture
+    trtd.install(monkeypatch, "10.x")
+    model = onnx_models.classifier(tmp_path / "m.onnx")
+    eng = trt_backend.TensorRTEngine(tb.build_engine(model, "fp32"))
+    x, out = pycuda_double.device_array((1, 3, 8, 8)), pycuda_double.device_array((1, 4))
+    x[...], out[...] = np.random.RandomState(0).rand(1, 3, 8, 8), 0
+    with eng:
+        g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data},
+                              stream=types.SimpleNamespace(handle=0xBEEF))
+        assert wrapped == [0xBEEF] and g.context.last_stream == 0xBEEF
