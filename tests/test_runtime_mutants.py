@@ -585,3 +585,48 @@ def test_torch_capture_of_a_tensorrt_graph_runs_on_the_callers_stream(monkeypatc
         g = eng.capture_graph({"input": x.ctypes.data, "logits": out.ctypes.data},
                               stream=types.SimpleNamespace(handle=0xBEEF))
         assert wrapped == [0xBEEF] and g.context.last_stream == 0xBEEF
+
+
+def test_kernel_path_logs_the_new_frame_size_as_width_x_height(tmp_path, monkeypatch, caplog):
+    """Kills executors.pycuda_kernel.xǁPycudaGpuExecutorǁsetup__mutmut_17 (the log's width read from
+    the channel axis: "3x24" for a 40x24 frame)."""
+    import logging
+
+    pytest.importorskip("onnxruntime")
+    from doubles import pycuda_double
+    from support.runtime import COLORS, PointerEngine, make_bundle
+    from test_runtime_gpu_preprocess import install_compiler
+
+    from jetson_deploy.bundle import open_bundle
+    from jetson_deploy.media.sources import Frame, Source
+    from jetson_deploy.runtime.backends import create_engine
+    from jetson_deploy.runtime.memory import make_context
+    from jetson_deploy.runtime.options import OutputOptions
+    from jetson_deploy.runtime.session import run_pipeline
+
+    class _TwoSizes(Source):
+        def open_impl(self):
+            self.todo = [(24, 32), (24, 32), (24, 40), (24, 40)]
+
+        def read_impl(self, timeout):
+            if not self.todo:
+                self.end("end of list")
+                return None
+            h, w = self.todo.pop(0)
+            return Frame(np.full((h, w, 3), COLORS["red"], np.uint8), truth="red")
+
+    drv = pycuda_double.install(monkeypatch, integrated=False)
+    install_compiler(monkeypatch, [])
+    b = make_bundle(tmp_path / "colors-1.0.0")
+    ctx = make_context(cuda=drv)
+    caplog.set_level(logging.INFO, logger="jetson_deploy.runtime.executors.pycuda_kernel")
+    try:
+        eng = PointerEngine(create_engine(open_bundle(b), RunOptions(backend="onnxruntime")))
+        s = run_pipeline(b, _TwoSizes("sizes://", {"width": 32, "height": 24}), "null://", engine=eng,
+                         options=RunOptions(memory="pycuda-pinned", gpu_preprocess="kernel"),
+                         outputs=OutputOptions(metrics_interval=0))
+    finally:
+        ctx.pop()
+    assert s.frames == 4 and s.accuracy == 1.0 and s.executor["preprocess"] == "cuda-kernel (pycuda)"
+    changed = [r.getMessage() for r in caplog.records if "frame size changed" in r.getMessage()]
+    assert changed == ["frame size changed to 40x24: new GPU preprocessing plan"]
