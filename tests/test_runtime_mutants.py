@@ -630,3 +630,120 @@ def test_kernel_path_logs_the_new_frame_size_as_width_x_height(tmp_path, monkeyp
     assert s.frames == 4 and s.accuracy == 1.0 and s.executor["preprocess"] == "cuda-kernel (pycuda)"
     changed = [r.getMessage() for r in caplog.records if "frame size changed" in r.getMessage()]
     assert changed == ["frame size changed to 40x24: new GPU preprocessing plan"]
+
+
+# ---- the torch CUDA executor's zero-copy paths, torch on the CPU ------------------------------------
+def _uva_on_the_cpu(monkeypatch, torch):
+    """``torch.as_tensor`` of a ``__cuda_array_interface__`` object -> a CPU tensor over the same
+    memory: on the CPU the "device address" of pinned host memory is the memory itself (UVA)."""
+    import ctypes
+
+    real = torch.as_tensor
+    made = []
+
+    def as_tensor(obj, *a, **k):
+        cai = getattr(obj, "__cuda_array_interface__", None)
+        if cai is None:
+            return real(obj, *a, **k)
+        dt = np.dtype(cai["typestr"])
+        shape = tuple(cai["shape"])
+        n = int(np.prod(shape)) * dt.itemsize
+        arr = np.frombuffer((ctypes.c_uint8 * n).from_address(cai["data"][0]), dtype=dt).reshape(shape)
+        made.append(shape)
+        return torch.from_numpy(arr)
+
+    monkeypatch.setattr(torch, "as_tensor", as_tensor)
+    return made
+
+
+def _zero_copy_executor(torch, batch, **kw):
+    import types
+
+    from test_runtime_gpu_topk import _CpuEngine, _spec as topk_spec
+
+    from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
+    from jetson_deploy.runtime.torch_preprocess import TorchPreprocess
+
+    ex = TorchCudaExecutor(_CpuEngine(), topk_spec(10, batch), depth=2, topk=3, batch=batch, **kw)
+    ex._topk_ops, ex._post_into = {}, None
+    w = torch.from_numpy(np.random.RandomState(0).randn(3, 10).astype(np.float32))
+    ex.engine = types.SimpleNamespace(forward=lambda x: {"logits": x.float().mean(dim=(2, 3)) @ w}, device="cpu",
+                                      inputs=[])
+    ex._pre = TorchPreprocess(ex.spec, torch.device("cpu"))
+    rows = (24, 32, 3) if batch == 1 else (batch, 24, 32, 3)
+    ex.frame_shape = (24, 32, 3)
+    ex.staging = [torch.zeros(rows, dtype=torch.uint8) for _ in range(ex.depth)]
+    ex.model_in = [ex._pre_rows(torch.zeros(rows, dtype=torch.uint8)) for _ in range(ex.depth)]
+    shape = (2, 3) if batch == 1 else (batch, 2, 3)
+    ex.host_out = [{"topk": torch.zeros(shape)} for _ in range(ex.depth)]
+    ex.compute_stream = None
+    ex.done = [types.SimpleNamespace(record=lambda s: None) for _ in range(ex.depth)]
+    return ex, w
+
+
+def _colour_frames():
+    from jetson_deploy.media.sources import Frame
+    from support.runtime import COLORS
+
+    return [Frame(np.full((24, 32, 3), COLORS[c], np.uint8)) for c in ("red", "blue")]
+
+
+def test_torch_cuda_mapped_rows_preprocess_each_frame_into_its_row(monkeypatch):
+    """Kills executors.torch_cuda.xǁTorchCudaExecutorǁsubmit_batch__mutmut_46 (the rows' frames
+    replaced by None) and xǁTorchCudaExecutorǁ_submit_mapped_rows__mutmut_26 (``out=mi[i:i - 1]``:
+    row 1 never written).  torch on the CPU; UVA views of the staging rows through _uva_on_the_cpu."""
+    torch = pytest.importorskip("torch")
+    made = _uva_on_the_cpu(monkeypatch, torch)
+    ex, w = _zero_copy_executor(torch, 2, mapped_in=True)
+    frames = _colour_frames()
+    ex.submit_batch(1, frames)
+    assert made == [(24, 32, 3), (24, 32, 3)]
+    mi = ex.model_in[1]
+    for i, f in enumerate(frames):
+        want = ex._pre(torch.from_numpy(f.image))
+        assert torch.equal(mi[i:i + 1], want), i
+    np.testing.assert_allclose(ex.host_out[1]["topk"].numpy(), ex._torch_topk(mi.mean(dim=(2, 3)) @ w).numpy())
+
+
+def test_torch_cuda_mapped_frame_is_read_in_place(monkeypatch):
+    """Kills executors.torch_cuda.xǁTorchCudaExecutorǁ_submit_mapped__mutmut_8 (the frame's UVA view
+    made without its shape)."""
+    torch = pytest.importorskip("torch")
+    made = _uva_on_the_cpu(monkeypatch, torch)
+    ex, w = _zero_copy_executor(torch, 1, mapped_in=True)
+    f = _colour_frames()[0]
+    ex.submit(0, f)
+    assert made == [(24, 32, 3)]
+    assert torch.equal(ex.model_in[0], ex._pre(torch.from_numpy(f.image)))
+    np.testing.assert_allclose(ex.host_out[0]["topk"].numpy(),
+                               ex._torch_topk(ex.model_in[0].mean(dim=(2, 3)) @ w)[0].numpy())
+
+
+def test_torch_cuda_capture_writes_results_through_host_views(monkeypatch):
+    """Kills executors.torch_cuda.xǁTorchCudaExecutorǁ_capture__mutmut_8 (the host views built
+    without their pointers: mapped output silently turned off).  torch.cuda's graph calls recorded,
+    as in test_runtime_gpu_capture's thread-local capture test."""
+    import contextlib
+    import types
+
+    torch = pytest.importorskip("torch")
+
+    @contextlib.contextmanager
+    def graph(g, pool=None, stream=None, capture_error_mode="global"):
+        yield
+
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: types.SimpleNamespace())
+    made = _uva_on_the_cpu(monkeypatch, torch)
+    ex, w = _zero_copy_executor(torch, 1, mapped_in=False, mapped_out=True)
+    ex.static_in = torch.from_numpy(_colour_frames()[0].image.copy())
+    ex.dev_frames = [torch.from_numpy(f.image.copy()) for f in _colour_frames()]
+    ex.static_model_in = ex._pre_rows(ex.static_in)
+    ex._capture()
+    assert ex.mapped_out is True and len(ex._slot_graphs) == ex.depth and made == [(2, 3)] * ex.depth
+    for k in range(ex.depth):
+        assert ex._host_views[k]["topk"].data_ptr() == ex.host_out[k]["topk"].data_ptr()
+        # captured on the CPU = run once: the slot's result is already in its pinned host output
+        want = ex._torch_topk(ex._pre(ex.dev_frames[k]).mean(dim=(2, 3)) @ w)[0]
+        np.testing.assert_allclose(ex.host_out[k]["topk"].numpy(), want.numpy(), rtol=1e-6)
