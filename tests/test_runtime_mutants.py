@@ -747,3 +747,54 @@ def test_torch_cuda_capture_writes_results_through_host_views(monkeypatch):
         # captured on the CPU = run once: the slot's result is already in its pinned host output
         want = ex._torch_topk(ex._pre(ex.dev_frames[k]).mean(dim=(2, 3)) @ w)[0]
         np.testing.assert_allclose(ex.host_out[k]["topk"].numpy(), want.numpy(), rtol=1e-6)
+
+
+def test_torch_cuda_setup_warms_up_then_captures_a_graph_per_slot(monkeypatch):
+    """Kills executors.torch_cuda.xǁTorchCudaExecutorǁsetup__mutmut_91 and __mutmut_94 (the slots'
+    and the static model inputs preprocessed from None) and __mutmut_98 (``_slot_graphs = None``:
+    the capture fails and the executor silently runs eagerly).  Also pins that every graph shares one
+    memory pool (the capture's ``pool``, once mutmut's _capture__mutmut_44).  torch on the CPU; the
+    streams, events and graph capture of torch.cuda replaced by recording stand-ins."""
+    import contextlib
+    import types
+
+    torch = pytest.importorskip("torch")
+    from test_runtime_gpu_topk import _spec as topk_spec
+
+    from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
+
+    pools = []
+
+    @contextlib.contextmanager
+    def graph(g, pool=None, stream=None, capture_error_mode="global"):
+        pools.append(pool)
+        yield
+
+    real_empty = torch.empty
+
+    def empty(*a, **k):
+        k.pop("pin_memory", None)  # no page-locked memory without a GPU
+        return real_empty(*a, **k)
+
+    event = lambda *a, **k: types.SimpleNamespace(record=lambda s=None: None, query=lambda: True,  # noqa: E731
+                                                  synchronize=lambda: None)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: object())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: types.SimpleNamespace(replay=lambda: None))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: types.SimpleNamespace(synchronize=lambda: None))
+    monkeypatch.setattr(torch.cuda, "Event", event)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch, "empty", empty)
+    w = torch.from_numpy(np.random.RandomState(0).randn(3, 10).astype(np.float32))
+    engine = types.SimpleNamespace(forward=lambda x: {"logits": x.float().mean(dim=(2, 3)) @ w}, device="cpu",
+                                   inputs=[])
+    ex = TorchCudaExecutor(engine, topk_spec(10), depth=3, topk=3, graph=True, mapped_in=False, mapped_out=False,
+                           preprocess_impl="torch-ops")
+    ex.setup((24, 32, 3))
+    assert ex.graph is True and ex.eager_reason == "" and len(ex._slot_graphs) == 3
+    assert [tuple(m.shape) for m in ex.model_in] == [(1, 3, 16, 16)] * 3
+    assert tuple(ex.static_model_in.shape) == (1, 3, 16, 16)
+    # preprocessed from the (zero) static frame: (0 * scale - 0.5) / 0.25
+    assert torch.equal(ex.static_model_in, torch.full((1, 3, 16, 16), -2.0))
+    assert len(pools) == 3 + 2 and pools[0] is not None and all(p is pools[0] for p in pools)
