@@ -122,7 +122,6 @@ def test_detect_boxes_clipped_to_the_source_width():
 # ---- the frame loop (ONNX Runtime on the CPU) ---------------------------------------------
 @pytest.fixture(scope="module")
 def color_bundle(tmp_path_factory):
-    pytest.importorskip("onnxruntime")
     from support.runtime import make_bundle
 
     return make_bundle(tmp_path_factory.mktemp("mutants") / "colors-1.0.0")
@@ -151,6 +150,7 @@ def _frames_source(frames, live=False, uri="frames://"):
     return src
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_accuracy_counts_each_frames_ground_truth(color_bundle):
     """Kills pipeline.xǁPipelineǁ_deliver_impl__mutmut_13 (the frame's truth dropped: no accuracy)."""
     from jetson_deploy.runtime.session import run_pipeline
@@ -162,6 +162,7 @@ def test_accuracy_counts_each_frames_ground_truth(color_bundle):
     assert s.frames == 4 and s.accuracy == pytest.approx(2 / 3.0)
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_a_stalled_source_ends_the_run_and_names_itself(color_bundle):
     """Kills pipeline.xǁPipelineǁ_idle_end_reason__mutmut_15 (the stall reason's format lost the uri)."""
     from jetson_deploy.runtime.options import OutputOptions, SourceOptions
@@ -175,9 +176,10 @@ def test_a_stalled_source_ends_the_run_and_names_itself(color_bundle):
 
 
 # ---- backends ------------------------------------------------------------------------------
+@pytest.mark.needs("torch")
 def test_torch_dtypes_map_to_numpy():
     """Kills backends.torch.x__np_dtype__mutmut_11 (``torch.`` prefix kept: every dtype read as float32)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from jetson_deploy.runtime.backends.torch import _np_dtype
 
     assert _np_dtype(torch.float16) == np.float16
@@ -193,9 +195,9 @@ def test_unknown_backend_is_named_in_the_error():
         explain_backend(object(), "tflite")
 
 
+@pytest.mark.needs("torch", "onnx")
 def test_fp16_torch_bundle_on_cpu_note_names_the_bundle_precision(tmp_path):
     """Kills backends.torch.xǁTorchEngineǁ_apply_precision__mutmut_14 (the note says "None bundle")."""
-    pytest.importorskip("torch")
     from support.runtime import make_bundle
 
     from jetson_deploy.bundle import open_bundle
@@ -224,8 +226,6 @@ def test_preprocess_like_kernel_honours_the_output_dtype():
 
 # ---- TensorRT backend (TensorRT and pycuda doubles) ------------------------------------------
 def _two_profile_engine(monkeypatch, tmp_path):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
 
     from jetson_deploy.runtime.backends.tensorrt import TensorRTEngine
@@ -239,6 +239,7 @@ def _two_profile_engine(monkeypatch, tmp_path):
     return trt, model, TensorRTEngine(plan, profile=1)
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_profile_set_through_the_attribute_on_bindings_without_the_async_call(monkeypatch, tmp_path):
     """Kills backends.tensorrt.xǁTensorRTEngineǁactivate_impl__mutmut_23 (the old bindings' path
     sets ``active_optimization_profile = None`` instead of the engine's profile)."""
@@ -254,6 +255,7 @@ def test_profile_set_through_the_attribute_on_bindings_without_the_async_call(mo
                                    onnx_models.reference(model, {"input": x})["logits"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_deactivated_tensorrt_engine_has_no_context(monkeypatch, tmp_path):
     """Kills backends.tensorrt.xǁTensorRTEngineǁdeactivate_impl__mutmut_3 (context left as "", which
     the "call activate() first" checks do not see)."""
@@ -291,9 +293,9 @@ def test_prepared_launch_cache_is_trimmed_not_broken(monkeypatch):
     assert id(plans[0]) not in gp._LAUNCH  # the oldest went first
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_kernel_preprocessing_asked_for_but_unavailable_says_why(monkeypatch, tmp_path):
     """Kills executors.x__pycuda_executor__mutmut_67 (the refusal's message replaced by None)."""
-    pytest.importorskip("onnxruntime")
     from doubles import pycuda_double
     from support.runtime import PointerEngine, make_bundle
 
@@ -315,12 +317,10 @@ def test_kernel_preprocessing_asked_for_but_unavailable_says_why(monkeypatch, tm
         ctx.pop()
 
 
+@pytest.mark.needs("onnx", "onnxruntime", "cv2")
 def test_pycuda_kernel_path_reduces_to_the_asked_top_k(tmp_path, monkeypatch):
     """Kills executors.pycuda_kernel.xǁPycudaGpuExecutorǁ__init____mutmut_30 (``topk`` not handed to
     the base: the GPU softmax/top-k kernel keeps its default 5)."""
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("cv2")
     import json
 
     from doubles import cuda_driver_double, pycuda_double, tensorrt_double
@@ -349,10 +349,10 @@ def test_pycuda_kernel_path_reduces_to_the_asked_top_k(tmp_path, monkeypatch):
     assert len(rows) == 3 and all(len(r["topk"]) == 8 for r in rows)
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_several_sources_on_the_kernel_path_pool_as_many_buffers_as_frames_held(tmp_path, monkeypatch):
     """Kills multi_pipeline.xǁMultiPipelineǁ_start__mutmut_26 (``pool_size`` not passed: each source
     pools the default 8 capture buffers, fewer than the frames a run holds at once)."""
-    pytest.importorskip("onnxruntime")
     from doubles import pycuda_double
     from support.runtime import COLORS, PointerEngine, make_batch_bundle
     from test_runtime_gpu_preprocess import install_compiler
@@ -437,12 +437,13 @@ def test_topk_kernel_compiled_once_per_dtype(fake_cupy):
     assert len(fake_cupy.made) == 2 and a.compiled == 1
 
 
+@pytest.mark.needs("torch")
 def test_softmax_topk_passes_the_logits_row_stride(fake_cupy, monkeypatch):
     """Kills gpu_topk.xǁTorchSoftmaxTopkǁ__init____mutmut_7 (``import_module(None)``) and
     gpu_topk.xǁTorchSoftmaxTopkǁ__call____mutmut_66 (the row stride argument replaced by None)."""
     import types
 
-    torch = pytest.importorskip("torch")
+    import torch
     from jetson_deploy.runtime.gpu_topk import TorchSoftmaxTopk
 
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=7))
@@ -457,11 +458,12 @@ def test_softmax_topk_passes_the_logits_row_stride(fake_cupy, monkeypatch):
         logits.data_ptr(), out.data_ptr(), 10, 16, 3)
 
 
+@pytest.mark.needs("torch")
 def test_torch_kernel_preprocess_plans_per_frame_layout(fake_cupy):
     """Kills torch_preprocess.xǁTorchKernelPreprocessǁ__init____mutmut_35 (no plan cache),
     xǁTorchKernelPreprocessǁplan__mutmut_6 (``stride(None)`` in the key) and
     xǁTorchKernelPreprocessǁempty__mutmut_22 (the channels-last output not permuted to NCHW)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from jetson_deploy.runtime.torch_preprocess import TorchKernelPreprocess
 
     pre = TorchKernelPreprocess(_spec("classify", size=(8, 6)), "cpu", channels_last=True)
@@ -477,12 +479,13 @@ def test_torch_kernel_preprocess_plans_per_frame_layout(fake_cupy):
     assert out.permute(0, 2, 3, 1).is_contiguous()  # NHWC memory seen as NCHW
 
 
+@pytest.mark.needs("torch")
 def test_torch_cuda_model_only_step_replays_its_graph_or_runs_the_model(monkeypatch):
     """Kills executors.torch_cuda.xǁTorchCudaExecutorǁmodel_only_step__mutmut_3 (``is not None`` ->
     ``is None``: no graph -> ``None.replay()``; a graph -> the eager model instead).  torch on the CPU."""
     import types
 
-    torch = pytest.importorskip("torch")
+    import torch
     from test_runtime_gpu_topk import _cpu_executor
 
     ex = _cpu_executor(10)
@@ -512,6 +515,7 @@ def test_nms_never_suppresses_across_classes_even_with_negative_coordinates():
 
 
 # ---- the frame loop's poll ------------------------------------------------------------------
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_idle_loop_waits_on_the_capture_queue_at_most_a_tenth_of_a_second(color_bundle, monkeypatch):
     """Kills pipeline.xǁPipelineǁ_loop__mutmut_13 (0.1 s -> 1.1 s: with nothing in flight the loop
     would look at stop requests, stalls and the end of the stream ten times less often)."""
@@ -534,6 +538,7 @@ def test_idle_loop_waits_on_the_capture_queue_at_most_a_tenth_of_a_second(color_
     assert timeouts and set(timeouts) == {0.1}  # nothing was ever in flight
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_torch_capture_of_a_tensorrt_graph_runs_on_the_callers_stream(monkeypatch, tmp_path):
     """Kills backends.tensorrt.xǁTensorRTEngineǁ_capture_with_torch__mutmut_20 (the caller's stream
     not wrapped: ``ExternalStream(None)``).  No libcuda graph API here: the capture goes through a
@@ -542,8 +547,6 @@ def test_torch_capture_of_a_tensorrt_graph_runs_on_the_callers_stream(monkeypatc
     import sys
     import types
 
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     from doubles import onnx_models, pycuda_double, tensorrt_double as trtd
 
     from jetson_deploy.runtime.backends import tensorrt as trt_backend
@@ -587,12 +590,12 @@ def test_torch_capture_of_a_tensorrt_graph_runs_on_the_callers_stream(monkeypatc
         assert wrapped == [0xBEEF] and g.context.last_stream == 0xBEEF
 
 
+@pytest.mark.needs("onnx", "onnxruntime")
 def test_kernel_path_logs_the_new_frame_size_as_width_x_height(tmp_path, monkeypatch, caplog):
     """Kills executors.pycuda_kernel.xǁPycudaGpuExecutorǁsetup__mutmut_17 (the log's width read from
     the channel axis: "3x24" for a 40x24 frame)."""
     import logging
 
-    pytest.importorskip("onnxruntime")
     from doubles import pycuda_double
     from support.runtime import COLORS, PointerEngine, make_bundle
     from test_runtime_gpu_preprocess import install_compiler
@@ -688,11 +691,12 @@ def _colour_frames():
     return [Frame(np.full((24, 32, 3), COLORS[c], np.uint8)) for c in ("red", "blue")]
 
 
+@pytest.mark.needs("torch")
 def test_torch_cuda_mapped_rows_preprocess_each_frame_into_its_row(monkeypatch):
     """Kills executors.torch_cuda.xǁTorchCudaExecutorǁsubmit_batch__mutmut_46 (the rows' frames
     replaced by None) and xǁTorchCudaExecutorǁ_submit_mapped_rows__mutmut_26 (``out=mi[i:i - 1]``:
     row 1 never written).  torch on the CPU; UVA views of the staging rows through _uva_on_the_cpu."""
-    torch = pytest.importorskip("torch")
+    import torch
     made = _uva_on_the_cpu(monkeypatch, torch)
     ex, w = _zero_copy_executor(torch, 2, mapped_in=True)
     frames = _colour_frames()
@@ -705,10 +709,11 @@ def test_torch_cuda_mapped_rows_preprocess_each_frame_into_its_row(monkeypatch):
     np.testing.assert_allclose(ex.host_out[1]["topk"].numpy(), ex._torch_topk(mi.mean(dim=(2, 3)) @ w).numpy())
 
 
+@pytest.mark.needs("torch")
 def test_torch_cuda_mapped_frame_is_read_in_place(monkeypatch):
     """Kills executors.torch_cuda.xǁTorchCudaExecutorǁ_submit_mapped__mutmut_8 (the frame's UVA view
     made without its shape)."""
-    torch = pytest.importorskip("torch")
+    import torch
     made = _uva_on_the_cpu(monkeypatch, torch)
     ex, w = _zero_copy_executor(torch, 1, mapped_in=True)
     f = _colour_frames()[0]
@@ -719,6 +724,7 @@ def test_torch_cuda_mapped_frame_is_read_in_place(monkeypatch):
                                ex._torch_topk(ex.model_in[0].mean(dim=(2, 3)) @ w)[0].numpy())
 
 
+@pytest.mark.needs("torch")
 def test_torch_cuda_capture_writes_results_through_host_views(monkeypatch):
     """Kills executors.torch_cuda.xǁTorchCudaExecutorǁ_capture__mutmut_8 (the host views built
     without their pointers: mapped output silently turned off).  torch.cuda's graph calls recorded,
@@ -726,7 +732,7 @@ def test_torch_cuda_capture_writes_results_through_host_views(monkeypatch):
     import contextlib
     import types
 
-    torch = pytest.importorskip("torch")
+    import torch
 
     @contextlib.contextmanager
     def graph(g, pool=None, stream=None, capture_error_mode="global"):
@@ -749,6 +755,7 @@ def test_torch_cuda_capture_writes_results_through_host_views(monkeypatch):
         np.testing.assert_allclose(ex.host_out[k]["topk"].numpy(), want.numpy(), rtol=1e-6)
 
 
+@pytest.mark.needs("torch")
 def test_torch_cuda_setup_warms_up_then_captures_a_graph_per_slot(monkeypatch):
     """Kills executors.torch_cuda.xǁTorchCudaExecutorǁsetup__mutmut_91 and __mutmut_94 (the slots'
     and the static model inputs preprocessed from None) and __mutmut_98 (``_slot_graphs = None``:
@@ -758,7 +765,7 @@ def test_torch_cuda_setup_warms_up_then_captures_a_graph_per_slot(monkeypatch):
     import contextlib
     import types
 
-    torch = pytest.importorskip("torch")
+    import torch
     from test_runtime_gpu_topk import _spec as topk_spec
 
     from jetson_deploy.runtime.executors.torch_cuda import TorchCudaExecutor
