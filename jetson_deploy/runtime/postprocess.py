@@ -324,8 +324,10 @@ def nms(boxes: "np.ndarray", scores: "np.ndarray", classes: "np.ndarray", iou: f
     """Per-class greedy NMS (numpy); returns kept indices, highest score first."""
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
-    # offset boxes by class so one pass does per-class NMS
-    off = classes.astype(np.float32)[:, None] * (float(np.abs(boxes).max()) + 1.0)
+    # offset boxes by class so one pass does per-class NMS: each class moves by more than the
+    # boxes' whole coordinate span (max - min, not max |x|: with negative coordinates, boxes of
+    # neighbouring classes would overlap and suppress each other at a low IoU threshold)
+    off = classes.astype(np.float32)[:, None] * (float(boxes.max() - boxes.min()) + 1.0)
     b = boxes + off
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     area = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
