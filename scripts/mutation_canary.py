@@ -289,6 +289,15 @@ MUTATIONS = [
              'if d.is_dir() and not d.is_symlink() and (d / _MARKER).is_file():',
              'if d.is_dir() and not d.is_symlink():',
              [T + 'test_runtime_torch_compile.py::test_cache_clear_removes_only_the_inductor_directory_it_made'], True),
+    # ---- issue 24, second round: the two real bugs mutmut's survivors led to -------------------
+    Mutation('nms-offset-by-largest-coordinate', 'jetson_deploy/runtime/postprocess.py',
+             "(float(boxes.max() - boxes.min()) + 1.0)", "(float(np.abs(boxes).max()) + 1.0)",
+             [T + 'test_runtime_mutants.py::test_nms_never_suppresses_across_classes_even_with_negative_coordinates'], True),
+    Mutation('packed-index-closes-the-member', 'jetson_deploy/bundle/pack.py',
+             'member = tar.extractfile(m)  # not ``f``: that is the archive, closed below\n'
+             '                small[name] = member.read() if member is not None else b""',
+             'f = tar.extractfile(m)\n                small[name] = f.read() if f is not None else b""',
+             [T + 'test_bundle_mutants.py::test_packed_index_closes_the_archive'], True),
     # ---- issue 28: the GPU path's answers and doubles ---------------------------------------------
     Mutation('topk-small-ties-reversed', 'jetson_deploy/runtime/postprocess.py',
              '    ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]',
