@@ -5,6 +5,7 @@ second: the image is a directory (``--rootfs``), systemd is :class:`support.depl
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,34 @@ def test_a_foreign_unit_that_is_not_utf8_is_refused_not_a_crash(tmp_path):
         svc.uninstall_rootfs("demo", str(fs))
     assert svc.status_rootfs("demo", str(fs))["installed"] is False
     assert unit.read_bytes() == foreign
+
+
+@pytest.mark.needs("bin:localedef")
+def test_passwd_is_read_as_utf8_whatever_the_locale(tmp_path):
+    """Kills x__user_in_rootfs__mutmut_11 (passwd read in the locale's encoding: under a Latin-1 locale the
+    UTF-8 bytes of \u0145 (c5 85) hold NEL, a line break to str.splitlines(), so a gecos field "\u0145ghost"
+    made "ghost" a user of the image and the note for a missing user was lost).  In a subprocess: the
+    locale's encoding is read at start-up, and a C locale means UTF-8 mode."""
+    loc = tmp_path / "locale"
+    loc.mkdir()
+    subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(loc / "en_US.ISO-8859-1")],
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    if not (loc / "en_US.ISO-8859-1").is_dir():
+        pytest.skip("localedef could not build en_US.ISO-8859-1 (no /usr/share/i18n/locales?)")
+    fs = _rootfs(tmp_path)
+    (fs / "etc" / "passwd").write_bytes("root:x:0:0::/root:/bin/sh\nnvidia:x:1000:1000:\u0145ghost:/home/nvidia:/bin/sh\n"
+                                        .encode("utf-8"))
+    code = ("import locale, logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s');"
+            "print(locale.getpreferredencoding(False)); from jetson_deploy import service as svc;"
+            "svc.install_rootfs(svc.ServiceSpec('demo', 'csi://0', user='ghost', exec_cmd=svc.default_exec(sys.argv[2], True)),"
+            " sys.argv[1])")
+    env = dict(os.environ, LOCPATH=str(loc), LC_ALL="en_US.ISO-8859-1", PYTHONUTF8="0",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    p = subprocess.run([sys.executable, "-c", code, str(fs), BOARD_PY], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=env, universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["ISO-8859-1"]  # the locale took: the check below is not vacuous
+    assert "note: user ghost is not in {}/etc/passwd yet".format(fs) in p.stderr, p.stderr
 
 
 def test_status_calls_a_foreign_unit_not_installed(tmp_path):
@@ -182,7 +211,8 @@ def test_the_unit_runs_as_the_user_who_ran_sudo(monkeypatch):
 
 
 def test_settle_zero_restarts_only(tmp_path, monkeypatch):
-    """Kills x_deploy_gate__mutmut_14 (``settle >= 0``: settle 0 still watched the unit for a second)."""
+    """Kills x_deploy_gate__mutmut_14 (``settle >= 0``: settle 0 still watched the unit for a second), as
+    test_service_deploy's test_ssh_restart_without_health_cmd_once_and_fleet_api does, here without sshd."""
     fake = FakeSystemd(tmp_path / "systemd")
     root = tmp_path / "root"
     fake.reset(root, failing=["none"])  # the unit is 'failed' when asked: a gate would fail
