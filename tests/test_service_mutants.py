@@ -170,6 +170,7 @@ def test_uninstall_logs_the_unit_and_the_image(tmp_path, caplog):
     fs = _rootfs(tmp_path)
     svc.install_rootfs(_spec(), str(fs))
     caplog.set_level(logging.INFO, logger=svc.log.name)
+    caplog.clear()  # the install's line, where an earlier test left the logger at INFO
     svc.uninstall_rootfs("demo", str(fs))
     assert _messages(caplog) == ["removed {} from {}".format(UNIT, fs)]
 
@@ -185,6 +186,7 @@ def test_local_uninstall_logs_the_unit(tmp_path, monkeypatch, caplog):
     udir = tmp_path / "units"
     svc.install_local(_spec(exec_cmd=None), unit_dir=str(udir), env_dir=str(tmp_path / "env"))
     caplog.set_level(logging.INFO, logger=svc.log.name)
+    caplog.clear()  # the install's line, where an earlier test left the logger at INFO
     svc.uninstall_local("demo", unit_dir=str(udir), env_dir=str(tmp_path / "env"))
     assert _messages(caplog) == ["stopped, disabled and removed " + UNIT]
     assert not (udir / UNIT).exists()
