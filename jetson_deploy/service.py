@@ -329,10 +329,14 @@ def _write_unit(dest: Path, text: str, marker: str = MARKER, mode: "Optional[int
         raise BadInput("cannot write {}: permission denied (run with sudo)".format(dest))
 
 
-def _symlink(link: Path, target: str) -> None:
-    """LINK -> TARGET, replacing an old link in one rename."""
+def _check_link(link: Path) -> None:
     if link.exists() and not link.is_symlink():
         raise BadInput("{} exists and is not a symlink: refusing to replace it".format(link))
+
+
+def _symlink(link: Path, target: str) -> None:
+    """LINK -> TARGET, replacing an old link in one rename."""
+    _check_link(link)
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.parent / ".{}.tmp.{}".format(link.name, os.getpid())
     if tmp.is_symlink() or tmp.exists():
@@ -417,6 +421,7 @@ def install_rootfs(spec: "ServiceSpec", rootfs: str) -> "Dict[str, str]":
     env = board_path(rootfs, spec.env_file) if spec.token else None
     link = board_path(rootfs, "{}/{}.wants/{}".format(UNIT_DIR, WANTED_BY, spec.unit))
     _check_writable(dest)
+    _check_link(link)
     if env is not None:
         _check_writable(env, ENV_MARKER)
         env.parent.mkdir(parents=True, exist_ok=True)
