@@ -25,6 +25,8 @@ command -v systemd-analyze >/dev/null 2>&1 || deploy+=(systemd)
 # a real OCI registry (CNCF distribution) and htpasswd for the fleet tests (publish, agent)
 command -v docker-registry >/dev/null 2>&1 || deploy+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || deploy+=(apache2-utils)
+# locale sources: a service test builds a Latin-1 locale (the board's passwd read under it)
+[ -f /usr/share/i18n/charmaps/ISO-8859-1.gz ] && [ -f /usr/share/i18n/locales/en_US ] || deploy+=(locales)
 
 stream=()
 if command -v dpkg-query >/dev/null 2>&1; then
