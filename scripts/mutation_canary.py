@@ -298,6 +298,9 @@ MUTATIONS = [
              '                small[name] = member.read() if member is not None else b""',
              'f = tar.extractfile(m)\n                small[name] = f.read() if f is not None else b""',
              [T + 'test_bundle_mutants.py::test_packed_index_closes_the_archive'], True),
+    Mutation('rootfs-link-checked-after-writing', 'jetson_deploy/service.py',
+             "    _check_writable(dest)\n    _check_link(link)\n", "    _check_writable(dest)\n",
+             [T + 'test_service_mutants.py::test_a_file_where_the_wants_link_goes_is_refused_before_anything_is_written'], True),
     # ---- issue 28: the GPU path's answers and doubles ---------------------------------------------
     Mutation('topk-small-ties-reversed', 'jetson_deploy/runtime/postprocess.py',
              '    ids = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:max(1, topk)]',
