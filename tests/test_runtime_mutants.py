@@ -791,7 +791,7 @@ def test_torch_cuda_setup_warms_up_then_captures_a_graph_per_slot(monkeypatch):
     monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: types.SimpleNamespace(replay=lambda: None))
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: types.SimpleNamespace(synchronize=lambda: None))
     monkeypatch.setattr(torch.cuda, "Event", event)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.ExitStack()  # a null context (nullcontext is 3.7+))
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.ExitStack())  # a null context (nullcontext is 3.7+)
     monkeypatch.setattr(torch, "empty", empty)
     w = torch.from_numpy(np.random.RandomState(0).randn(3, 10).astype(np.float32))
     engine = types.SimpleNamespace(forward=lambda x: {"logits": x.float().mean(dim=(2, 3)) @ w}, device="cpu",
