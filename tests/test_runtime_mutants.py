@@ -4,7 +4,6 @@ Each test names the mutant(s) it kills in its docstring. They are fast, CPU-only
 wall-clock assumptions: what they check is the behaviour the mutant changed, on data made here.
 Survivors that are recorded rather than killed are listed in docs/mutmut_equivalents.txt.
 """
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,21 +14,8 @@ from jetson_deploy.runtime.engine import Engine, TensorInfo
 from jetson_deploy.runtime.metrics import Metrics
 from jetson_deploy.runtime.options import RunOptions
 from jetson_deploy.runtime.postprocess import Postprocessor
-from jetson_deploy.spec import ModelSpec
 
-LABELS = ["a", "b", "c"]
-
-
-def _spec(task: str = "classify", size=(64, 64), keep_aspect: bool = False, **extra: Any) -> ModelSpec:
-    d = {
-        "task": task,
-        "input": {"name": "input", "shape": [1, 3, size[1], size[0]], "dtype": "float32", "color": "rgb"},
-        "preprocess": {"resize": list(size), "keep_aspect": keep_aspect},
-        "outputs": ["out"],
-        "labels": LABELS,
-    }
-    d.update(extra)
-    return ModelSpec.from_dict(d)
+from test_runtime_postprocess import _spec  # the postprocess tests' spec builder: one definition
 
 
 # ---- batching ------------------------------------------------------------------------------
