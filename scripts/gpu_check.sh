@@ -16,14 +16,6 @@ nvidia-smi -L
 if has tests; then
   python3 -m pytest -q -p no:cacheprovider -rs ${GPU_TESTS:-tests/test_runtime_gpu_preprocess.py tests/test_runtime_gpu_topk.py tests/test_runtime_cuda.py tests/test_runtime_torch.py tests/test_runtime_multi_source.py tests/test_runtime_session.py} 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi
-python3 - <<'PY'
-import json
-spec = {"task": "classify", "input": {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "color": "rgb"},
-        "preprocess": {"resize": [224, 224], "keep_aspect": False, "scale": 1 / 255.0,
-                       "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "outputs": ["logits"], "labels": ["class{}".format(i) for i in range(1000)]}
-json.dump(spec, open("/tmp/jd-r18.spec.json", "w"))
-PY
 # the backend bench picks on its own (torch on CUDA here: no TensorRT), then the pycuda path
 # (what runs with TensorRT on a Jetson; the torch engine stands in through enqueue)
 summary='import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["backend"], d["executor"]["executor"], {k: d.get(k) for k in ("model_fps","engine_fps","pipeline_fps","ratio","ratio_model","single_stream_fps","ratio_single","batch","chunks")}, "host_ms", d["pipeline"]["host_ms_per_frame"], "capture_cpu_ms", d["pipeline"]["capture_cpu_ms_per_frame"])'
@@ -39,7 +31,7 @@ bench() {  # bench NAME BUNDLE MEMORY SOURCES...
 }
 if has single; then
   $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program
-  $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
+  $JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
   for mem in auto pycuda-pinned; do
     bench "demo_$mem" /tmp/jd-demo $mem --source synthetic://1280x720
     bench "r18-fp16_$mem" /tmp/jd-r18-fp16 $mem --source synthetic://1280x720
@@ -47,8 +39,8 @@ if has single; then
 fi
 if has multi; then
   # issue 23: four 720p cameras through one dynamic-batch fp16 bundle, from the CLI
-  echo "+ jetson-deploy convert scripts/resnet18_plain.py:resnet18 --spec r18.json -o r18-dyn16 --precision fp16 --dynamic-batch --export-program" >> "$OUT/commands.txt"
-  $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
+  echo "+ jetson-deploy convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o r18-dyn16 --precision fp16 --dynamic-batch --export-program" >> "$OUT/commands.txt"
+  $JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
   $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo-dyn --dynamic-batch --export-program
   S4="--source synthetic://1280x720 --source synthetic://1280x720?seed=2 --source synthetic://1280x720?seed=3 --source synthetic://1280x720?seed=4"
   for mem in auto pycuda-pinned; do
@@ -65,9 +57,9 @@ if has compile; then
       --out "$OUT/plain_compile.jsonl" | grep '^{'
   python3 scripts/bench_torch_compile.py --model demo --precision fp32 --mode compile --iterations ${ITER:-1000} | \
       grep '^{' | tee -a "$OUT/plain_compile.jsonl"
-  [ -d /tmp/jd-r18-fp16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
+  [ -d /tmp/jd-r18-fp16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program
   [ -d /tmp/jd-demo ] || $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program
-  [ -d /tmp/jd-r18-dyn16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
+  [ -d /tmp/jd-r18-dyn16 ] || $JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program
   S4="--source synthetic://1280x720 --source synthetic://1280x720?seed=2 --source synthetic://1280x720?seed=3 --source synthetic://1280x720?seed=4"
   bench "compiled_r18-fp16" /tmp/jd-r18-fp16 auto --source synthetic://1280x720 --load-times
   bench "compiled_demo" /tmp/jd-demo auto --source synthetic://1280x720 --load-times

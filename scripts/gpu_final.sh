@@ -18,17 +18,9 @@ timeout 70 python3 scripts/bench_torch_compile.py --model resnet18 --precision f
   --out "$OUT/plain_compile.jsonl" | grep '^{'
 timeout 50 python3 scripts/bench_torch_compile.py --model demo --precision fp32 --mode compile --iterations $ITER | grep '^{' \
   | tee -a "$OUT/plain_compile.jsonl"
-python3 - <<'PY'
-import json
-spec = {"task": "classify", "input": {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "color": "rgb"},
-        "preprocess": {"resize": [224, 224], "keep_aspect": False, "scale": 1 / 255.0,
-                       "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "outputs": ["logits"], "labels": ["class{}".format(i) for i in range(1000)]}
-json.dump(spec, open("/tmp/jd-r18.spec.json", "w"))
-PY
-$JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program >/dev/null 2>&1
+$JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-fp16 --precision fp16 --export-program >/dev/null 2>&1
 $JD convert jetson_deploy.demo:load_model --spec jetson_deploy/demo/spec.json -o /tmp/jd-demo --export-program >/dev/null 2>&1
-$JD convert scripts/resnet18_plain.py:resnet18 --spec /tmp/jd-r18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program >/dev/null 2>&1
+$JD convert scripts/resnet18_plain.py:resnet18 --spec scripts/resnet18.spec.json -o /tmp/jd-r18-dyn16 --precision fp16 --dynamic-batch --export-program >/dev/null 2>&1
 S4="--source synthetic://1280x720 --source synthetic://1280x720?seed=2 --source synthetic://1280x720?seed=3 --source synthetic://1280x720?seed=4"
 bench() {  # bench NAME LIMIT_S BUNDLE ARGS...
   local name=$1 limit=$2 bundle=$3; shift 3
