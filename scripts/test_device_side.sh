@@ -57,9 +57,8 @@ if [ "$VER" = 3.8 ]; then
   # The tests that drive real servers and processes (sshd, the registry's fleet, live sinks over
   # sockets) run under 3.6 and the host's 3.11, the interpreters at either end; 3.8 runs the rest
   # of the device side (in-process code, where an interpreter or library version shows).
-  HEAVY="test_deploy_ssh test_deploy_faults test_deploy_agent_faults test_deploy_agent_fleet
-    test_deploy_agent_poll test_deploy_agent_resume test_media_http test_media_rtsp test_media_sources
-    test_service_deploy"
-  for h in $HEAVY; do TESTS=$(echo "$TESTS" | tr ' ' '\n' | grep -v "/$h\.py$" | tr '\n' ' '); done
+  HEAVY="deploy_ssh|deploy_faults|deploy_agent_faults|deploy_agent_fleet|deploy_agent_poll|deploy_agent_resume"
+  HEAVY="$HEAVY|media_http|media_rtsp|media_sources|service_deploy"
+  TESTS=$(printf '%s\n' $TESTS | grep -Ev "/test_($HEAVY)\.py$")
 fi
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider $TESTS "$@"
